@@ -1,0 +1,260 @@
+"""Run configuration: frozen dataclasses, the paper's presets, validation (stdlib only).
+
+One `RunConfig` describes a run completely; it is validated in one place (`validate`),
+serialised to `config.json` (`to_dict` / `from_dict`) and built from command-line style
+options in one function (`build_run_config`), which the CLI and the dashboard both call.
+Every user-caused problem raises `ConfigError` with a one-line message that names the option
+and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from rnnreg.placements import PLACEMENT_NAMES, PLACEMENTS, resolve_rates
+
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA_DIR = PACKAGE_ROOT / "data" / "ptb"  # the vendored Penn Treebank
+DEVICES = ("auto", "cpu", "cuda")
+TASKS = ("lm",)
+
+
+class ConfigError(ValueError):
+    """A user-caused configuration problem; the message is one line and names the option."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    layers: int = 2  # LSTM layers stacked
+    hidden: int = 200  # units per layer (= embedding size, as in the paper)
+    init_scale: float = 0.1  # every parameter ~ U(-init_scale, init_scale); forget-gate bias 0
+
+
+@dataclass(frozen=True)
+class DropoutConfig:
+    placement: str = "none"  # a name from rnnreg.placements.PLACEMENTS
+    rates: Mapping[str, float] = field(default_factory=dict)  # site -> p, every site of the placement
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 13
+    lr: float = 1.0  # plain SGD, no momentum, no weight decay
+    lr_decay: float = 2.0  # lr is divided by this once per epoch ...
+    decay_after: int = 4  # ... for every epoch after this one (1-based)
+    batch_size: int = 20
+    bptt: int = 20  # unroll length
+    clip: float = 5.0  # global gradient-norm clip
+    max_train_tokens: int | None = None  # train on a prefix of the training split (CPU demos)
+    max_eval_tokens: int | None = None  # evaluate on a prefix of valid/test (CPU demos); None = all
+    test_batch_size: int = 1  # the paper streams the test set with its state carried throughout
+    seed: int = 0
+    device: str = "auto"  # auto = CUDA when present
+    log_every: int = 10  # a "step" record every this many minibatches
+    gate_probe: bool = True  # gate statistics on a fixed validation batch after every epoch
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    preset: str = "small"
+    task: str = "lm"  # word-level language modelling on the corpus in data_dir
+    data_dir: str = str(DEFAULT_DATA_DIR)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    dropout: DropoutConfig = field(default_factory=DropoutConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    name: str | None = None
+
+
+# Zaremba et al. 2014, section 4.1 / Table 1 (../shared/REFERENCE.md section 1).
+PRESETS: Mapping[str, RunConfig] = {
+    "small": RunConfig(
+        preset="small",
+        model=ModelConfig(layers=2, hidden=200, init_scale=0.1),
+        dropout=DropoutConfig("none", {}),
+        # lr 1, /2 per epoch after epoch 4; 13 epochs; batch 20, unroll 20; clip 5
+        train=TrainConfig(epochs=13, lr=1.0, lr_decay=2.0, decay_after=4, batch_size=20, bptt=20, clip=5.0),
+    ),
+    "medium": RunConfig(
+        preset="medium",
+        model=ModelConfig(layers=2, hidden=650, init_scale=0.05),
+        dropout=DropoutConfig("zaremba", {"input": 0.5, "output": 0.5}),
+        # lr 1, /1.2 per epoch after epoch 6; 39 epochs; batch 20, unroll 35; clip 5; dropout 0.5
+        train=TrainConfig(epochs=39, lr=1.0, lr_decay=1.2, decay_after=6, batch_size=20, bptt=35, clip=5.0),
+    ),
+    "large": RunConfig(
+        preset="large",
+        model=ModelConfig(layers=2, hidden=1500, init_scale=0.04),
+        dropout=DropoutConfig("zaremba", {"input": 0.65, "output": 0.65}),
+        # lr 1, /1.15 per epoch after epoch 14; 55 epochs; batch 20, unroll 35; clip 10; dropout 0.65
+        train=TrainConfig(epochs=55, lr=1.0, lr_decay=1.15, decay_after=14, batch_size=20, bptt=35, clip=10.0),
+    ),
+    # Not in the paper: the small model on a 60k-token prefix, so that a 2-core CPU shows
+    # overfitting (and dropout curing it) live in a lecture.  No lr decay, so the
+    # validation curve is free to turn upward.
+    "demo": RunConfig(
+        preset="demo",
+        model=ModelConfig(layers=2, hidden=200, init_scale=0.1),
+        dropout=DropoutConfig("none", {}),
+        train=TrainConfig(
+            epochs=8, lr=1.0, lr_decay=1.0, decay_after=8, batch_size=20, bptt=20, clip=5.0,
+            max_train_tokens=60_000, max_eval_tokens=20_000, log_every=5,
+        ),
+    ),
+}
+PRESET_NAMES: tuple[str, ...] = tuple(PRESETS)
+
+
+def lr_at_epoch(train: TrainConfig, epoch: int) -> float:
+    """The learning rate used throughout `epoch` (1-based).
+
+    Zaremba et al. 2014, sec 4.1: lr stays at its initial value for `decay_after` epochs,
+    then is divided by `lr_decay` once per epoch.
+    """
+    return train.lr / train.lr_decay ** max(epoch - train.decay_after, 0)
+
+
+def build_run_config(
+    preset: str,
+    *,
+    placement: str | None = None,
+    dropout: float | None = None,
+    site_rates: Mapping[str, float] | None = None,
+    epochs: int | None = None,
+    max_train_tokens: int | None = None,
+    data_dir: str | Path | None = None,
+    device: str | None = None,
+    seed: int | None = None,
+    name: str | None = None,
+    **train_overrides: Any,
+) -> RunConfig:
+    """The one place where user options become a validated `RunConfig`.
+
+    Starts from `preset`.  Rates: `site_rates` > `dropout` (the placement's primary sites) >
+    the preset's own rates when the placement is the preset's (medium: zaremba 0.5, large:
+    zaremba 0.65) > the placement's documented defaults.  Raises ConfigError naming the
+    option on any bad value.
+    """
+    if preset not in PRESETS:
+        raise ConfigError(f"--preset: unknown preset {preset!r}; allowed: {', '.join(PRESET_NAMES)}")
+    base = PRESETS[preset]
+    chosen = placement if placement is not None else base.dropout.placement
+    try:
+        if chosen == base.dropout.placement and dropout is None:
+            rates = resolve_rates(chosen, None, {**base.dropout.rates, **(site_rates or {})})
+        else:
+            rates = resolve_rates(chosen, dropout, site_rates)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+
+    train_changes: dict[str, Any] = dict(train_overrides)
+    for key, value in (("epochs", epochs), ("max_train_tokens", max_train_tokens), ("device", device), ("seed", seed)):
+        if value is not None:
+            train_changes[key] = value
+    unknown = set(train_changes) - {f.name for f in dataclasses.fields(TrainConfig)}
+    if unknown:
+        raise ConfigError(f"unknown training option(s) {sorted(unknown)}")
+    config = dataclasses.replace(
+        base,
+        data_dir=str(Path(data_dir).expanduser().resolve()) if data_dir is not None else base.data_dir,
+        dropout=DropoutConfig(chosen, rates),
+        train=dataclasses.replace(base.train, **train_changes),
+        name=name,
+    )
+    validate(config)
+    return config
+
+
+def _check_int(option: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{option}: must be a whole number >= {minimum}, got {value!r}")
+
+
+def _check_float(option: str, value: Any, minimum: float, inclusive: bool = False) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < minimum or (value == minimum and not inclusive):
+        relation = ">=" if inclusive else ">"
+        raise ConfigError(f"{option}: must be a finite number {relation} {minimum}, got {value!r}")
+
+
+def validate(config: RunConfig) -> None:
+    """Raise ConfigError (one line, naming the option) if any field is out of range."""
+    if config.preset not in PRESETS:
+        raise ConfigError(f"preset: unknown preset {config.preset!r}; allowed: {', '.join(PRESET_NAMES)}")
+    if config.task not in TASKS:
+        raise ConfigError(f"task: unknown task {config.task!r}; allowed: {', '.join(TASKS)}")
+    if config.name is not None and (not isinstance(config.name, str) or len(config.name) > 200):
+        raise ConfigError("--name: must be text of at most 200 characters")
+    m, t = config.model, config.train
+    _check_int("layers", m.layers, 1)
+    _check_int("hidden", m.hidden, 1)
+    _check_float("init_scale", m.init_scale, 0.0)
+    if config.dropout.placement not in PLACEMENTS:
+        raise ConfigError(
+            f"--placement: unknown placement {config.dropout.placement!r}; allowed: {', '.join(PLACEMENT_NAMES)}"
+        )
+    try:
+        # re-resolving checks every site name and rate, and that every site has a rate
+        resolved = resolve_rates(config.dropout.placement, None, config.dropout.rates)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    if set(resolved) != set(config.dropout.rates):
+        missing = sorted(set(resolved) - set(config.dropout.rates))
+        raise ConfigError(f"dropout.rates: no rate for site(s) {missing} of placement {config.dropout.placement!r}")
+    _check_int("--epochs", t.epochs, 1)
+    _check_float("lr", t.lr, 0.0)
+    _check_float("lr_decay", t.lr_decay, 1.0, inclusive=True)
+    _check_int("decay_after", t.decay_after, 0)
+    _check_int("batch_size", t.batch_size, 1)
+    _check_int("bptt", t.bptt, 1)
+    _check_float("clip", t.clip, 0.0)
+    if t.max_train_tokens is not None:
+        _check_int("--max-train-tokens", t.max_train_tokens, 2)
+    if t.max_eval_tokens is not None:
+        _check_int("max_eval_tokens", t.max_eval_tokens, 2)
+    _check_int("test_batch_size", t.test_batch_size, 1)
+    _check_int("--seed", t.seed, 0)
+    if t.device not in DEVICES:
+        raise ConfigError(f"--device: unknown device {t.device!r}; allowed: {', '.join(DEVICES)}")
+    _check_int("log_every", t.log_every, 1)
+    if not isinstance(t.gate_probe, bool):
+        raise ConfigError(f"gate_probe: must be true or false, got {t.gate_probe!r}")
+
+
+def to_dict(config: RunConfig) -> dict[str, Any]:
+    """A JSON-ready dict (the `config` part of config.json)."""
+    out = dataclasses.asdict(config)
+    out["dropout"]["rates"] = dict(config.dropout.rates)
+    return out
+
+
+def from_dict(data: Mapping[str, Any]) -> RunConfig:
+    """The inverse of `to_dict`, validated; unknown keys are ignored (newer writers)."""
+    if not isinstance(data, Mapping):
+        raise ConfigError("config: expected a JSON object")
+
+    def part(cls: type, raw: Any, where: str) -> Any:
+        if raw is None:
+            return cls()
+        if not isinstance(raw, Mapping):
+            raise ConfigError(f"config.{where}: expected a JSON object")
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in raw.items() if k in known})
+
+    dropout_raw = data.get("dropout") or {}
+    if not isinstance(dropout_raw, Mapping) or not isinstance(dropout_raw.get("rates", {}), Mapping):
+        raise ConfigError("config.dropout: expected {placement, rates}")
+    config = RunConfig(
+        preset=data.get("preset", "small"),
+        task=data.get("task", "lm"),
+        data_dir=str(data.get("data_dir") or DEFAULT_DATA_DIR),
+        model=part(ModelConfig, data.get("model"), "model"),
+        dropout=DropoutConfig(dropout_raw.get("placement", "none"), dict(dropout_raw.get("rates", {}))),
+        train=part(TrainConfig, data.get("train"), "train"),
+        name=data.get("name"),
+    )
+    validate(config)
+    return config

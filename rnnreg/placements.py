@@ -1,0 +1,203 @@
+"""Where dropout goes in an LSTM: the named placements and their sites (no torch here).
+
+A *placement* is a set of *sites* (places in the network where a mask is applied), each with
+a *sampling* rule (a fresh mask every time step, one mask per sequence, or one per forward
+pass) and a rate.  The torch mechanisms live in `rnnreg.dropout`; this module only
+describes them, so the dashboard and the config validation can use it without torch.
+
+Sites (l = layer, t = time step; see ../shared/REFERENCE.md section 2):
+
+    input        x^l_t entering layer l (the embedding output for l = 0)
+    output       h^L_t entering the softmax (decoder)
+    hidden       h^l_{t-1} entering layer l's recurrence (W_hh h_{t-1}); the carried h is untouched
+    embedding    whole word types of the embedding matrix (Gal & Ghahramani's word dropout)
+    cell_update  the cell update g_t:  c_t = f * c_{t-1} + i * D(g_t)       (Semeniuta et al.)
+    cell         the cell state:       c_t = D(f * c_{t-1} + i * g_t)       (Moon et al.)
+    weight       DropConnect on W_hh, one mask per forward pass            (Merity et al.)
+    zoneout_c    units of c keep their previous value with probability p   (Krueger et al.)
+    zoneout_h    units of h keep their previous value with probability p
+
+`--dropout P` sets a placement's *primary* sites; every other site keeps its documented
+default unless set with `--dropout-site SITE=P`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Mapping
+
+# How often a site's mask is redrawn.
+PER_STEP = "step"  # a fresh mask at every time step (and every sequence)
+PER_SEQUENCE = "sequence"  # one mask per sequence (per BPTT window), the same at every step
+PER_FORWARD = "forward"  # one mask per forward pass, shared by the whole batch (weights, word types)
+
+SAMPLINGS = (PER_STEP, PER_SEQUENCE, PER_FORWARD)
+
+SITE_DESCRIPTIONS: Mapping[str, str] = MappingProxyType(
+    {
+        "input": "layer inputs x^l_t, the embedding output included",
+        "output": "the softmax input h^L_t",
+        "hidden": "h_{t-1} entering the recurrence",
+        "embedding": "whole word types of the embedding (word dropout)",
+        "cell_update": "the cell update g_t",
+        "cell": "the cell state c_t",
+        "weight": "DropConnect on the hidden-to-hidden weights W_hh",
+        "zoneout_c": "cell units keep their previous value",
+        "zoneout_h": "hidden units keep their previous value",
+    }
+)
+
+# Sites that sit on the recurrent path: a placement using any of them needs the explicit
+# LSTM (cuDNN's fused kernel cannot mask inside the recurrence).
+RECURRENT_SITES = frozenset({"hidden", "cell_update", "cell", "weight", "zoneout_c", "zoneout_h"})
+
+
+@dataclass(frozen=True)
+class Site:
+    """One site of a placement: how its mask is sampled and its rate when not given."""
+
+    name: str
+    sampling: str
+    primary: bool  # set by `--dropout P`
+    default_rate: float  # used when neither --dropout (primary sites) nor --dropout-site sets it
+
+
+@dataclass(frozen=True)
+class PlacementSpec:
+    name: str
+    summary: str
+    source: str
+    sites: tuple[Site, ...]
+
+    @property
+    def site_names(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.sites)
+
+    @property
+    def touches_recurrence(self) -> bool:
+        return any(s.name in RECURRENT_SITES for s in self.sites)
+
+    def site(self, name: str) -> Site:
+        for s in self.sites:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+
+def _site(name: str, sampling: str, primary: bool, default_rate: float) -> Site:
+    return Site(name, sampling, primary, default_rate)
+
+
+PLACEMENTS: Mapping[str, PlacementSpec] = MappingProxyType(
+    {
+        p.name: p
+        for p in (
+            PlacementSpec("none", "no dropout", "Zaremba et al. 2014, 'small' (no regularisation)", ()),
+            PlacementSpec(
+                "zaremba",
+                "non-recurrent connections only: every layer input and the softmax input, fresh mask each step",
+                "Zaremba, Sutskever & Vinyals 2014",
+                (_site("input", PER_STEP, True, 0.5), _site("output", PER_STEP, True, 0.5)),
+            ),
+            PlacementSpec(
+                "recurrent",
+                "naive recurrent dropout: a fresh mask each step on h_{t-1} entering the recurrence, nothing else",
+                "the ablation the paper argues against",
+                (_site("hidden", PER_STEP, True, 0.25),),
+            ),
+            PlacementSpec(
+                "both",
+                "zaremba's sites plus a fresh per-step mask on h_{t-1}",
+                "zaremba + naive recurrent",
+                (
+                    _site("input", PER_STEP, True, 0.5),
+                    _site("output", PER_STEP, True, 0.5),
+                    _site("hidden", PER_STEP, True, 0.5),
+                ),
+            ),
+            PlacementSpec(
+                "variational",
+                "one mask per sequence on layer inputs, h_{t-1} and the softmax input, plus word-level embedding dropout",
+                "Gal & Ghahramani 2016",
+                (
+                    _site("input", PER_SEQUENCE, True, 0.5),
+                    _site("hidden", PER_SEQUENCE, True, 0.5),
+                    _site("output", PER_SEQUENCE, True, 0.5),
+                    _site("embedding", PER_FORWARD, False, 0.1),
+                ),
+            ),
+            PlacementSpec(
+                "semeniuta",
+                "dropout on the cell update g_t only (memory is never erased), optionally with zaremba's sites",
+                "Semeniuta, Severyn & Barth 2016",
+                (
+                    _site("cell_update", PER_STEP, True, 0.25),
+                    _site("input", PER_STEP, False, 0.0),
+                    _site("output", PER_STEP, False, 0.0),
+                ),
+            ),
+            PlacementSpec(
+                "moon",
+                "dropout on the cell state c_t, one mask per sequence (RNNDrop), optionally with zaremba's sites",
+                "Moon et al. 2015",
+                (
+                    _site("cell", PER_SEQUENCE, True, 0.25),
+                    _site("input", PER_STEP, False, 0.0),
+                    _site("output", PER_STEP, False, 0.0),
+                ),
+            ),
+            PlacementSpec(
+                "weight-drop",
+                "DropConnect on W_hh, one mask per forward pass, optionally with zaremba's sites",
+                "Merity, Keskar & Socher 2017 (AWD-LSTM)",
+                (
+                    _site("weight", PER_FORWARD, True, 0.5),
+                    _site("input", PER_STEP, False, 0.0),
+                    _site("output", PER_STEP, False, 0.0),
+                ),
+            ),
+            PlacementSpec(
+                "zoneout",
+                "units keep their previous c / h value instead of updating, fresh choice each step",
+                "Krueger et al. 2016",
+                (
+                    _site("zoneout_c", PER_STEP, True, 0.25),
+                    _site("zoneout_h", PER_STEP, False, 0.025),
+                    _site("input", PER_STEP, False, 0.0),
+                    _site("output", PER_STEP, False, 0.0),
+                ),
+            ),
+        )
+    }
+)
+
+PLACEMENT_NAMES: tuple[str, ...] = tuple(PLACEMENTS)
+
+
+def resolve_rates(
+    placement: str, dropout: float | None = None, site_rates: Mapping[str, float] | None = None
+) -> dict[str, float]:
+    """The rate of every site of `placement`: site overrides > `dropout` (primary sites) > defaults.
+
+    Raises ValueError with a one-line message naming the bad option and the allowed values.
+    """
+    if placement not in PLACEMENTS:
+        raise ValueError(f"--placement: unknown placement {placement!r}; allowed: {', '.join(PLACEMENT_NAMES)}")
+    spec = PLACEMENTS[placement]
+    if dropout is not None:
+        check_rate("--dropout", dropout)
+    rates = {s.name: (dropout if (s.primary and dropout is not None) else s.default_rate) for s in spec.sites}
+    for site, rate in (site_rates or {}).items():
+        if site not in rates:
+            allowed = ", ".join(spec.site_names) or "none (this placement has no sites)"
+            raise ValueError(f"--dropout-site: placement {placement!r} has no site {site!r}; allowed: {allowed}")
+        check_rate(f"--dropout-site {site}", rate)
+        rates[site] = float(rate)
+    return rates
+
+
+def check_rate(option: str, rate: object) -> None:
+    """Every dropout rate must be a number with 0 <= p < 1 (p = 1 would drop everything)."""
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not (0.0 <= float(rate) < 1.0):
+        raise ValueError(f"{option}: rate must be a number with 0 <= p < 1, got {rate!r}")
