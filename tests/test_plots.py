@@ -1,0 +1,191 @@
+"""Unit tests of rnnreg.plots: pure DataFrame -> Figure functions (no Streamlit, no torch)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pandas as pd
+import plotly.graph_objects as go
+import pytest
+
+from rnnreg import plots
+
+
+def epochs_frame() -> pd.DataFrame:
+    rows = []
+    for run, label, valid in (("a", "no dropout", [300, 200, 190, 220]), ("b", "zaremba", [350, 260, 200, 170])):
+        for e, v in enumerate(valid, start=1):
+            rows.append({"run": run, "label": label, "epoch": e, "train_ppl": v * 0.7 - 10 * e, "valid_ppl": v,
+                         "words": e * 1000, "wall_s": e * 10.0, "clipped_fraction": 0.1 * e})
+    return pd.DataFrame(rows)
+
+
+def steps_frame() -> pd.DataFrame:
+    rows = []
+    for run in ("a", "b"):
+        for s in range(1, 21):
+            rows.append({"run": run, "label": run.upper(), "step": s, "loss": 6 - s * 0.1 + (s % 3) * 0.2,
+                         "grad_norm": 2 + (s % 5), "clipped": (2 + s % 5) > 5})
+    return pd.DataFrame(rows)
+
+
+def gates_frame() -> pd.DataFrame:
+    rows = []
+    for run in ("a", "b"):
+        for epoch in (0, 1, 2):
+            for gate in plots.GATES:
+                rows.append({"run": run, "label": run.upper(), "epoch": epoch, "layer": 0, "gate": gate,
+                             "bin_edges": [0.0, 0.25, 0.5, 0.75, 1.0], "counts": [1, 2, 3, 4 + epoch],
+                             "saturation": 0.1 * epoch, "mean": 0.5})
+    return pd.DataFrame(rows)
+
+
+COLORS = {"a": "#111111", "b": "#222222"}
+
+
+def traces(fig: go.Figure, name_part: str) -> list:
+    return [t for t in fig.data if name_part in (t.name or "")]
+
+
+def test_assign_colors_keeps_existing_and_never_repeats():
+    first = plots.assign_colors(["a", "b"])
+    assert first["a"] != first["b"]
+    second = plots.assign_colors(["b", "c"], first)
+    assert second["b"] == first["b"]  # unpicking a does not recolour b
+    assert second["c"] != second["b"]
+    many = plots.assign_colors([f"r{i}" for i in range(len(plots.PALETTE))])
+    assert len(set(many.values())) == len(plots.PALETTE)
+
+
+def test_perplexity_figure_train_dashed_valid_solid_in_run_colour():
+    fig = plots.perplexity_figure(epochs_frame(), COLORS)
+    train = traces(fig, "no dropout · train")[0]
+    valid = traces(fig, "no dropout · valid")[0]
+    assert train.line.dash == "dash" and valid.line.dash == "solid"
+    assert train.line.color == valid.line.color == "#111111"
+    assert list(valid.y) == [300, 200, 190, 220]
+
+
+@pytest.mark.parametrize("x, expected", [("epoch", [1, 2, 3, 4]), ("words", [1000, 2000, 3000, 4000]),
+                                         ("wall_s", [10.0, 20.0, 30.0, 40.0])])
+def test_perplexity_figure_x_axis_choice(x, expected):
+    fig = plots.perplexity_figure(epochs_frame(), COLORS, x=x)
+    assert list(fig.data[0].x) == expected
+    assert fig.layout.xaxis.title.text == plots.X_AXES[x]
+
+
+def test_perplexity_figure_log_y_and_paper_reference_lines():
+    fig = plots.perplexity_figure(epochs_frame(), COLORS, log_y=True, reference_presets=["small", "demo"])
+    assert fig.layout.yaxis.type == "log"
+    lines = sorted(s.y0 for s in fig.layout.shapes)
+    assert lines == [114.5, 120.7]  # demo has no paper value
+    texts = [a.text for a in fig.layout.annotations]
+    assert "paper small valid 120.7" in texts
+
+
+def test_perplexity_figure_rejects_unknown_axis_and_handles_empty():
+    with pytest.raises(ValueError, match="x axis"):
+        plots.perplexity_figure(epochs_frame(), COLORS, x="parsecs")
+    empty = plots.perplexity_figure(pd.DataFrame(), COLORS)
+    assert not empty.data and "No finished epoch" in empty.layout.annotations[0].text
+
+
+def test_gap_is_valid_minus_train():
+    df = epochs_frame()
+    fig = plots.gap_figure(df, COLORS)
+    a = df[df.run == "a"]
+    assert list(fig.data[0].y) == pytest.approx(list(a.valid_ppl - a.train_ppl))
+
+
+def test_smooth_is_debiased_ema():
+    s = pd.Series([1.0, 1.0, 1.0])
+    assert list(plots.smooth(s, 0.9)) == pytest.approx([1.0, 1.0, 1.0])
+    assert list(plots.smooth(pd.Series([0.0, 10.0]), 0.5)) == pytest.approx([0.0, 10 * 0.5 / 0.75])
+    with pytest.raises(ValueError):
+        plots.smooth(s, 1.0)
+
+
+def test_loss_figure_raw_always_visible():
+    raw_only = plots.loss_figure(steps_frame(), COLORS, smoothing=0.0)
+    assert len(raw_only.data) == 2
+    smoothed = plots.loss_figure(steps_frame(), COLORS, smoothing=0.8)
+    assert len(smoothed.data) == 4
+    raw = traces(smoothed, "raw")
+    assert len(raw) == 2 and all(t.visible in (None, True) for t in raw)
+
+
+def test_grad_norm_figure_draws_each_clip_threshold_once():
+    fig = plots.grad_norm_figure(steps_frame(), COLORS, {"a": 5.0, "b": 5.0})
+    assert [s.y0 for s in fig.layout.shapes] == [5.0]
+    fig = plots.grad_norm_figure(steps_frame(), COLORS, {"a": 5.0, "b": 10.0})
+    assert sorted(s.y0 for s in fig.layout.shapes) == [5.0, 10.0]
+    assert fig.layout.yaxis.type == "log"
+
+
+def test_layer_grad_figure_one_panel_per_layer():
+    df = pd.DataFrame([{"run": "a", "label": "A", "step": s, "layer": n, "norm": 1.0 + s}
+                       for s in range(5) for n in ("embedding", "lstm.0", "lstm.1", "decoder")])
+    fig = plots.layer_grad_figure(df, COLORS)
+    assert len(fig.data) == 4
+    assert [a.text for a in fig.layout.annotations][:4] == ["embedding", "lstm.0", "lstm.1", "decoder"]
+
+
+def test_clipped_fraction_bars():
+    fig = plots.clipped_fraction_figure(epochs_frame(), COLORS)
+    assert {t.type for t in fig.data} == {"bar"} and len(fig.data) == 2
+
+
+def test_gate_histograms_side_by_side_and_normalised():
+    fig = plots.gate_histogram_figure(gates_frame(), COLORS, layer=0, epoch=1)
+    assert len(fig.data) == 2 * len(plots.GATES)  # one bar trace per (run, gate)
+    assert sum(fig.data[0].y) == pytest.approx(1.0)
+    missing = plots.gate_histogram_figure(gates_frame(), COLORS, layer=3, epoch=1)
+    assert not missing.data
+
+
+def test_saturation_and_heatmap():
+    sat = plots.saturation_figure(gates_frame(), COLORS, layer=0)
+    assert len(sat.data) == 2 * 4
+    heat = plots.gate_heatmap_figure(gates_frame(), run="a", layer=0, gate="f")
+    assert heat.data[0].type == "heatmap"
+    assert list(heat.data[0].x) == [0, 1, 2]
+    assert len(heat.data[0].z) == 4  # one row per bin
+
+
+def test_parallel_coordinates_placement_is_a_category():
+    runs = pd.DataFrame({"run": ["a", "b", "c"], "placement": ["none", "zaremba", "zaremba"],
+                         "dropout": [0.0, 0.5, 0.3], "best_valid_ppl": [190.0, 150.0, None]})
+    fig = plots.parallel_coordinates_figure(runs, ["placement", "dropout"])
+    dims = fig.data[0].dimensions
+    assert [d.label for d in dims] == ["placement", "dropout", "best valid ppl"]
+    assert list(dims[0].ticktext) == ["none", "zaremba"]
+    assert len(dims[2].values) == 2  # the run without a valid perplexity is left out
+
+
+def test_config_diff_lists_only_differences():
+    a = {"preset": "demo", "dropout": {"placement": "none", "rates": {}}, "train": {"seed": 0}}
+    b = {"preset": "demo", "dropout": {"placement": "zaremba", "rates": {"input": 0.5}}, "train": {"seed": 0}}
+    diff = plots.config_diff(a, b, names=("x", "y"))
+    assert list(diff["setting"]) == ["dropout.placement", "dropout.rates", "dropout.rates.input"]
+    assert diff.set_index("setting").loc["dropout.rates.input", "x"] == "—"
+
+
+def test_results_tables():
+    runs = pd.DataFrame([{"label": "a_b", "preset": "demo", "placement": "none", "rates": "",
+                          "epochs_done": 8, "best_valid_ppl": 181.234, "test_ppl": None}])
+    md = plots.results_markdown(runs)
+    assert "| a_b | demo | none |  | 8 | 181.2 | — |" in md
+    tex = plots.results_latex(runs)
+    assert r"a\_b" in tex and r"\toprule" in tex and "181.2" in tex
+
+
+def test_figure_html_is_standalone():
+    html = plots.figure_html(plots.perplexity_figure(epochs_frame(), COLORS))
+    assert "<html>" in html[:100] and "plotly" in html.lower()
+
+
+def test_plots_imports_neither_streamlit_nor_torch():
+    code = "import sys, rnnreg.plots; print('streamlit' in sys.modules, 'torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
