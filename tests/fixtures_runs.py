@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
-import time
+import socket
+from datetime import datetime, timezone
 from pathlib import Path
 
 from rnnreg.config import build_run_config, to_dict
+from rnnreg.runs import process_start_time
 
 SIGMOID_GATES = ("i", "f", "o")
 TANH_GATES = ("g", "h")
@@ -23,6 +26,10 @@ LAYER_NAMES = ("embedding", "lstm.0", "lstm.1", "decoder")
 
 def _write_json(path: Path, data: object) -> None:
     path.write_text(json.dumps(data, indent=1))
+
+
+def _iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="milliseconds")
 
 
 def _curves(epoch: int, overfit: bool) -> tuple[float, float]:
@@ -72,7 +79,7 @@ def write_run(
     run_dir.mkdir(parents=True, exist_ok=True)
     t0 = 1_780_000_000.0 + seed * 1000
     _write_json(run_dir / "config.json", {
-        "format": 1, "id": run_id, "created_at": t0, "request_id": f"req-{run_id}", "sweep": None,
+        "format": 1, "id": run_id, "created_at": _iso(t0), "request_id": f"req-{run_id}", "sweep": None,
         "config": config,
         "environment": {"torch": "2.13.0", "python": "3.11", "device": device,
                         "device_name": "synthetic CPU" if device == "cpu" else "NVIDIA H100",
@@ -91,7 +98,7 @@ def write_run(
             ppl = train_start * (train_end / train_start) ** frac
             grad = math.exp(rng.gauss(math.log(3.0 if epoch > 1 else 6.0), 0.5))
             clipped += grad > clip
-            t = t0 + (epoch - 1 + frac) * seconds_per_epoch
+            t = (epoch - 1 + frac) * seconds_per_epoch  # seconds since training started
             metrics.append({
                 "kind": "step", "step": step, "epoch": epoch, "loss": math.log(ppl) + rng.gauss(0, 0.08),
                 "grad_norm": grad, "clipped": grad > clip, "lr": 1.0, "words_per_s": 1500.0,
@@ -102,7 +109,7 @@ def write_run(
         metrics.append({
             "kind": "epoch", "epoch": epoch, "train_ppl": train, "valid_ppl": valid, "lr": 1.0,
             "seconds": seconds_per_epoch, "clipped_fraction": clipped / steps_per_epoch,
-            "words": epoch * words_per_epoch, "time": t0 + epoch * seconds_per_epoch,
+            "words": epoch * words_per_epoch, "time": epoch * seconds_per_epoch,
         })
     if state == "finished" and done == epochs_total:
         metrics.append({"kind": "test", "test_ppl": _curves(epochs_total, overfit)[1] * 0.96})
@@ -127,11 +134,14 @@ def write_run(
     with (run_dir / "probes.jsonl").open("w") as f:
         f.writelines(json.dumps(p) + "\n" for p in gates + gtt)
     ended = t0 + done * seconds_per_epoch
+    active = state in ("running", "queued")
+    # an active run must look alive: the pid is this (test) process, on this host
     _write_json(run_dir / "status.json", {
-        "state": state, "pid": None if state != "running" else 999_999, "host": "localhost",
-        "created_at": t0, "started_at": t0, "updated_at": ended if state != "running" else time.time(),
-        "ended_at": ended if state not in ("running", "queued") else None,
-        "epoch": done, "epochs_total": epochs_total, "message": "",
+        "state": state, "pid": os.getpid() if active else None,
+        "pid_start": process_start_time(os.getpid()) if active else None, "host": socket.gethostname(),
+        "created_at": _iso(t0), "started_at": _iso(t0), "updated_at": _iso(ended),
+        "ended_at": None if active else _iso(ended),
+        "epoch": done, "epochs_total": epochs_total, "message": None,
     })
     return run_dir
 

@@ -1,0 +1,25 @@
+"""rnnreg dashboard: `streamlit run app.py` (runs from $RNNREG_RUNS_DIR, else runs/)."""
+
+import streamlit as st
+
+from views import common
+
+st.set_page_config(page_title="rnnreg: dropout in LSTMs", page_icon=":material/monitoring:", layout="wide")
+
+page = st.navigation({
+    "Runs": [
+        st.Page(common.PAGE_FILES["runs"], title="Runs", icon=":material/table_rows:", default=True),
+        st.Page(common.PAGE_FILES["launch"], title="Launch", icon=":material/rocket_launch:"),
+    ],
+    "Curves": [
+        st.Page(common.PAGE_FILES["perplexity"], title="Perplexity", icon=":material/show_chart:"),
+        st.Page(common.PAGE_FILES["gradients"], title="Gradients", icon=":material/trending_up:"),
+        st.Page(common.PAGE_FILES["gates"], title="Gates", icon=":material/bar_chart:"),
+    ],
+    "Results": [
+        st.Page(common.PAGE_FILES["compare"], title="Compare two runs", icon=":material/compare_arrows:"),
+        st.Page(common.PAGE_FILES["export"], title="Export", icon=":material/download:"),
+    ],
+})
+common.sidebar_picker()
+page.run()

@@ -1,0 +1,202 @@
+"""What every page shares: the run store as cached DataFrames, the run picker's state, chart output.
+
+This is the only dashboard module that reads the run store, and the only place (besides the
+views) that touches `st.session_state`.  Loaders are cached with `st.cache_data` and keyed by
+the files' modification times, so a run that is still being written shows new epochs on the
+next rerun while finished runs are read once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from rnnreg import plots, runs
+from views import store
+
+PICKED = "picked_runs"  # session_state: run ids shown on the chart pages
+COLORS = "run_colors"  # session_state: run id -> colour, kept for the whole session
+
+PAGE_FILES = {
+    "runs": "views/runs.py",
+    "launch": "views/launch.py",
+    "perplexity": "views/perplexity.py",
+    "gradients": "views/gradients.py",
+    "gates": "views/gates.py",
+    "compare": "views/compare.py",
+    "export": "views/export.py",
+}
+
+
+def runs_root() -> Path:
+    """$RNNREG_RUNS_DIR, else runs/ (which holds the shipped runs/reference/)."""
+    return runs.runs_root()
+
+
+# --- cached loaders ----------------------------------------------------------------------
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _run_table(root: str, signature: tuple) -> pd.DataFrame:
+    return store.run_table(Path(root))
+
+
+def run_table() -> pd.DataFrame:
+    """One row per run (broken ones included, with their `problems`); re-read when a file changes."""
+    root = runs_root()
+    return _run_table(str(root), store.signatures(root))
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _run_frames(root: str, run_id: str, signature: tuple) -> dict:
+    return store.run_frames(Path(root), run_id)
+
+
+def run_frames(run_id: str) -> dict:
+    """The frames of one run (see `views.store.run_frames`), re-read when its files change."""
+    root = runs_root()
+    table = run_table().set_index("run")
+    path = table.at[run_id, "path"] if run_id in table.index else root / run_id
+    return _run_frames(str(root), run_id, runs.run_signature(path))
+
+
+def frames(run_ids: list[str], kind: str) -> pd.DataFrame:
+    """The `kind` frame (epochs, steps, layers, gates, gtt) of several runs, with run and label columns."""
+    labels = run_table().set_index("run")["label"]
+    parts = []
+    for run_id in run_ids:
+        if run_id not in labels.index:
+            continue
+        df = run_frames(run_id).get(kind)
+        if df is None or df.empty:
+            continue
+        df = df.copy()
+        df.insert(0, "label", labels[run_id])
+        df.insert(0, "run", run_id)
+        parts.append(df)
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def run_config(run_id: str) -> dict:
+    return run_frames(run_id).get("config") or {}
+
+
+# --- picked runs and their colours ---------------------------------------------------------
+
+
+def picked() -> list[str]:
+    return list(st.session_state.get(PICKED, []))
+
+
+def colors() -> dict[str, str]:
+    st.session_state[COLORS] = plots.assign_colors(picked(), st.session_state.get(COLORS))
+    return st.session_state[COLORS]
+
+
+def set_picked(run_ids: list[str]) -> None:
+    """Replace the picked runs (used by buttons on the pages; the sidebar reads it on the next run)."""
+    st.session_state[PICKED] = list(dict.fromkeys(run_ids))
+
+
+def label_of(run_id: str) -> str:
+    table = run_table().set_index("run")
+    return str(table.at[run_id, "label"]) if run_id in table.index else run_id
+
+
+def require_picked(minimum: int = 1) -> list[str] | None:
+    """The picked runs, or None after telling the user how to pick (and where to start runs)."""
+    ids = picked()
+    if run_table().empty:
+        empty_store()
+        return None
+    if len(ids) < minimum:
+        st.info(f"Pick {'a run' if minimum == 1 else f'{minimum} runs'} in the sidebar to see this page.",
+                icon=":material/arrow_back:")
+        return None
+    return ids
+
+
+def empty_store() -> None:
+    """The friendly 'nothing here yet' message."""
+    st.info(
+        f"No runs yet in `{runs_root()}`.\n\n"
+        "Start one on the **Launch** page, or from a terminal:\n\n"
+        "```\npython -m rnnreg train --preset demo --device cpu\n```\n"
+        "A run directory copied into the runs folder shows up here too.",
+        icon=":material/rocket_launch:",
+    )
+    st.page_link(PAGE_FILES["launch"], label="Go to Launch", icon=":material/rocket_launch:")
+
+
+def show_figure(fig: go.Figure, key: str, *, file_stem: str | None = None) -> None:
+    """A chart with Plotly's PNG button (mode bar) and a standalone-HTML download under it."""
+    st.plotly_chart(fig, key=key, theme=None, config={
+        "displaylogo": False,
+        "toImageButtonOptions": {"format": "png", "filename": file_stem or key, "scale": 2},
+    })
+    st.download_button(
+        "Download chart (HTML)", data=_html_maker(fig), file_name=f"{file_stem or key}.html", mime="text/html",
+        key=f"{key}-html", on_click="ignore", icon=":material/download:", type="tertiary",
+    )
+
+
+def _html_maker(fig: go.Figure) -> Callable[[], str]:
+    # built only when the button is clicked: the page stays light while it refreshes
+    return lambda: plots.figure_html(fig)
+
+
+# --- the sidebar run picker ---------------------------------------------------------------
+
+FILTERS = (("preset", "Preset"), ("placement", "Placement"), ("state", "State"))
+
+
+def _default_pick(table: pd.DataFrame) -> list[str]:
+    """Two runs with curves, so a fresh dashboard shows something at once."""
+    with_data = table[(table["epochs_done"] > 0) & (table["problems"] == "")]
+    return list(with_data["run"][:2])
+
+
+def sidebar_picker() -> None:
+    """Filter runs (preset, placement, state) and pick the ones every chart page shows."""
+    table = run_table()
+    ids = set(table["run"])
+    if PICKED not in st.session_state:
+        st.session_state[PICKED] = _default_pick(table)
+    else:  # a deleted run disappears from the pick instead of breaking the widget
+        st.session_state[PICKED] = [r for r in st.session_state[PICKED] if r in ids]
+    with st.sidebar:
+        st.subheader("Runs shown")
+        if table.empty:
+            st.caption("No runs yet.")
+            return
+        with st.expander("Filter the list", expanded=False):
+            mask = pd.Series(True, index=table.index)
+            for column, title in FILTERS:
+                chosen = st.multiselect(title, sorted(table[column].astype(str).unique()), key=f"filter_{column}")
+                if chosen:
+                    mask &= table[column].astype(str).isin(chosen)
+        listed = list(table["run"][mask])
+        options = listed + [r for r in st.session_state[PICKED] if r not in listed]
+        labels = table.set_index("run")["label"].to_dict()
+        states = table.set_index("run")["state"].to_dict()
+        st.multiselect(
+            "Pick runs", options, key=PICKED, format_func=lambda r: f"{labels.get(r, r)} · {states.get(r, '?')}",
+            placeholder="Choose runs to compare",
+            help="Every chart page shows these runs; each keeps its colour on every page.",
+        )
+        chosen_colors = colors()
+        for run_id in picked():
+            st.markdown(
+                f"<span style='color:{chosen_colors[run_id]};font-size:1.3em'>●</span> {_escape(labels[run_id])}",
+                unsafe_allow_html=True,
+            )
+        st.caption(f"{len(table)} runs in `{runs_root()}`")
+
+
+def _escape(text: str) -> str:
+    return (str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            .replace("*", "\\*").replace("_", "\\_"))

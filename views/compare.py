@@ -1,0 +1,43 @@
+"""Compare two runs: their curves on the same axes and the settings where they differ."""
+
+import streamlit as st
+
+from views import common
+from rnnreg import plots
+
+st.title("Compare two runs")
+table = common.run_table()
+if table.empty:
+    common.empty_store()
+    st.stop()
+options = list(table["run"])
+picked = [r for r in common.picked() if r in options]
+default_a = picked[0] if picked else options[0]
+default_b = picked[1] if len(picked) > 1 else next((r for r in options if r != default_a), default_a)
+c1, c2 = st.columns(2)
+a = c1.selectbox("Run A", options, index=options.index(default_a), format_func=common.label_of, key="cmp_a")
+b = c2.selectbox("Run B", options, index=options.index(default_b), format_func=common.label_of, key="cmp_b")
+
+colors = plots.assign_colors([a, b], st.session_state.get(common.COLORS))
+rows = table.set_index("run")
+for col, run in ((c1, a), (c2, b)):
+    row = rows.loc[run]
+    m1, m2, m3 = col.columns(3)
+    m1.metric("best valid", "—" if row["best_valid_ppl"] != row["best_valid_ppl"] else f"{row['best_valid_ppl']:.1f}")
+    m2.metric("test", "—" if row["test_ppl"] != row["test_ppl"] else f"{row['test_ppl']:.1f}")
+    m3.metric("epochs", f"{row['epochs_done']} / {row['epochs_total'] if row['epochs_total'] == row['epochs_total'] else '?'}")
+
+log_y = st.toggle("log y", value=True, key="cmp_log")
+epochs = common.frames([a, b], "epochs")
+common.show_figure(plots.perplexity_figure(epochs, colors, log_y=log_y,
+                                           title="Train (dashed) and valid (solid) perplexity"),
+                   key="cmp_curves", file_stem="compare-perplexity")
+
+st.subheader("Settings that differ")
+diff = plots.config_diff(common.run_config(a), common.run_config(b), names=(common.label_of(a), common.label_of(b)))
+if a == b:
+    st.caption("Pick two different runs.")
+elif diff.empty:
+    st.caption("The two configs are identical.")
+else:
+    st.dataframe(diff, hide_index=True)

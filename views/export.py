@@ -1,0 +1,29 @@
+"""Export: the picked runs' metrics as CSV and their results as a Markdown or LaTeX table."""
+
+import streamlit as st
+
+from views import common
+from rnnreg import plots
+
+st.title("Export")
+picked = common.require_picked()
+if picked is None:
+    st.stop()
+st.caption("Every chart has Plotly's camera button (PNG) and a *Download chart (HTML)* link under it.")
+
+st.subheader("Metrics as CSV")
+c1, c2 = st.columns(2)
+for col, kind, what in ((c1, "epochs", "per epoch"), (c2, "steps", "per logged step")):
+    frame = common.frames(picked, kind)
+    col.download_button(f"Metrics {what} ({len(frame)} rows)", frame.to_csv(index=False), file_name=f"rnnreg-{kind}.csv",
+                        mime="text/csv", key=f"csv_{kind}", on_click="ignore", icon=":material/download:",
+                        disabled=frame.empty)
+
+st.subheader("Results table")
+rows = common.run_table().set_index("run").loc[picked].reset_index()
+markdown_tab, latex_tab = st.tabs(["Markdown", "LaTeX"])
+for tab, text, ext in ((markdown_tab, plots.results_markdown(rows), "md"),
+                       (latex_tab, plots.results_latex(rows), "tex")):
+    tab.code(text, language="markdown" if ext == "md" else "latex")
+    tab.download_button(f"Download .{ext}", text, file_name=f"rnnreg-results.{ext}", key=f"table_{ext}",
+                        on_click="ignore", icon=":material/download:")

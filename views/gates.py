@@ -1,0 +1,35 @@
+"""Gates: activation histograms side by side, saturation over epochs, one gate's histogram over epochs."""
+
+import streamlit as st
+
+from views import common
+from rnnreg import plots
+
+st.title("Gates")
+picked = common.require_picked()
+if picked is None:
+    st.stop()
+colors = common.colors()
+gates = common.frames(picked, "gates")
+if gates.empty:
+    st.info("None of the picked runs has gate statistics (the trainer writes them after every epoch).")
+    st.stop()
+
+layers = sorted(int(v) for v in gates["layer"].dropna().unique())
+epochs = sorted(int(v) for v in gates["epoch"].dropna().unique())
+c1, c2 = st.columns([1, 3])
+layer = c1.selectbox("Layer", layers, key="gates_layer")
+epoch = c2.select_slider("Epoch (0 = before training)", epochs, value=epochs[-1], key="gates_epoch") \
+    if len(epochs) > 1 else epochs[0]
+common.show_figure(plots.gate_histogram_figure(gates, colors, layer=layer, epoch=epoch), key="gates_hist",
+                   file_stem=f"gates-layer{layer}-epoch{epoch}")
+common.show_figure(plots.saturation_figure(gates, colors, layer=layer), key="gates_saturation",
+                   file_stem=f"gate-saturation-layer{layer}")
+
+st.subheader("One gate over epochs")
+with_gates = [r for r in picked if r in set(gates["run"])]
+c1, c2 = st.columns(2)
+run = c1.selectbox("Run", with_gates, format_func=common.label_of, key="gates_heat_run")
+gate = c2.selectbox("Gate", plots.GATES, format_func=plots.GATE_NAMES.get, index=1, key="gates_heat_gate")
+common.show_figure(plots.gate_heatmap_figure(gates, run=run, layer=layer, gate=gate), key="gates_heatmap",
+                   file_stem=f"gate-{gate}-over-epochs")

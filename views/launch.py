@@ -1,0 +1,119 @@
+"""Launch: start a training run as its own process, watch the queue, cancel a run."""
+
+import json
+import time
+import uuid
+
+import streamlit as st
+
+from views import common, store
+from rnnreg import config as cfg
+from rnnreg import launch, plots, runs
+from rnnreg.placements import PLACEMENTS, SITE_DESCRIPTIONS
+
+REQUEST = "launch_request_id"  # the id of the launch the form would make next
+LAST = "launch_last"  # settings and time of this session's last launch (double-click guard)
+MINE = "launched_runs"  # runs started from this session, shown until dismissed
+DOUBLE_CLICK_S = 10
+
+st.title("Launch a run")
+st.caption("Each run is its own process: it keeps training when you close the tab or restart the dashboard.")
+st.session_state.setdefault(REQUEST, uuid.uuid4().hex)
+
+c1, c2 = st.columns(2)
+preset = c1.selectbox("Preset", cfg.PRESET_NAMES, index=cfg.PRESET_NAMES.index("demo"), key="launch_preset",
+                      help="small / medium / large: Zaremba et al. 2014; demo: small model on 60k tokens (CPU)")
+base = cfg.PRESETS[preset]
+placement = c2.selectbox("Dropout placement", list(PLACEMENTS), key=f"launch_placement_{preset}",
+                         index=list(PLACEMENTS).index(base.dropout.placement))
+spec = PLACEMENTS[placement]
+st.caption(f"**{placement}**: {spec.summary} — *{spec.source}*")
+defaults = cfg.build_run_config(preset, placement=placement)
+
+with st.form("launch_form", border=True):
+    rates = {}
+    if spec.sites:
+        cols = st.columns(len(spec.sites))
+        for col, site in zip(cols, spec.sites):
+            rates[site.name] = col.number_input(
+                f"p({site.name})", 0.0, 0.95, float(defaults.dropout.rates[site.name]), 0.05, format="%.2f",
+                key=f"rate_{preset}_{placement}_{site.name}", help=f"{SITE_DESCRIPTIONS[site.name]}; one mask per {site.sampling}")
+    c1, c2, c3 = st.columns(3)
+    epochs = c1.number_input("Epochs", 1, 200, defaults.train.epochs, key=f"epochs_{preset}")
+    tokens = c2.number_input("Max training tokens (0 = all)", 0, 10_000_000, defaults.train.max_train_tokens or 0,
+                             step=10_000, key=f"tokens_{preset}")
+    device = c3.selectbox("Device", cfg.DEVICES, index=cfg.DEVICES.index("cpu"), key="launch_device")
+    c1, c2 = st.columns([1, 2])
+    seed = c1.number_input("Seed", 0, 2**31 - 1, 0, key="launch_seed")
+    name = c2.text_input("Name (optional)", max_chars=200, key="launch_name",
+                         placeholder=f"{preset} {placement}")
+    max_concurrent = st.number_input("Runs at once (queue limit)", 1, 16, 1, key="launch_concurrency",
+                                     help="CPU: keep 1 (runs would share the cores). A GPU box can take more.")
+    submitted = st.form_submit_button("Start run", type="primary", icon=":material/play_arrow:")
+
+if submitted:
+    try:
+        config = cfg.to_dict(cfg.build_run_config(
+            preset, placement=placement, site_rates=rates, epochs=int(epochs), max_train_tokens=int(tokens) or None,
+            device=device, seed=int(seed), name=name.strip() or None))
+    except cfg.ConfigError as err:
+        st.error(f"Not started: {err}")
+    else:
+        settings = json.dumps(config, sort_keys=True)
+        last = st.session_state.get(LAST)
+        if last and last["settings"] == settings and time.time() - last["at"] < DOUBLE_CLICK_S:
+            st.info(f"Already started {last['run']} with these settings a moment ago.")
+        else:
+            try:
+                run_id = launch.launch(common.runs_root(), config, name=config["name"],
+                                       request_id=st.session_state[REQUEST], max_concurrent=int(max_concurrent))
+            except (runs.RunStoreError, OSError) as err:
+                st.error(f"Could not start the run: {err}")
+            else:
+                st.session_state[LAST] = {"settings": settings, "at": time.time(), "run": run_id}
+                st.session_state[REQUEST] = uuid.uuid4().hex  # the next click is a new request
+                st.session_state[MINE] = [run_id, *st.session_state.get(MINE, [])]
+                st.success(f"Started run {run_id}.")
+
+
+def cancel(run_id: str) -> None:
+    try:
+        st.toast(launch.cancel(common.runs_root(), run_id))
+    except runs.RunStoreError as err:
+        st.toast(f"Could not cancel: {err}", icon=":material/error:")
+
+
+@st.fragment(run_every=2)
+def live_runs() -> None:
+    """Queued and running runs (from here or the command line) and this session's runs; every 2 s."""
+    table = common.run_table()
+    mine = st.session_state.get(MINE, [])
+    shown = table[table["state"].isin(["queued", "running"]) | table["run"].isin(mine)]
+    st.subheader("Queue and running runs")
+    if shown.empty:
+        st.caption("Nothing queued or running.")
+        return
+    for _, row in shown.iterrows():
+        epochs = common.run_frames(row["run"]).get("epochs")
+        last = epochs.iloc[-1] if epochs is not None and len(epochs) else None
+        c1, c2, c3, c4, c5 = st.columns([3, 2, 2, 2, 1.2], vertical_alignment="center")
+        c1.markdown(f"**{row['label']}**  \n`{row['run']}`")
+        c2.markdown(f"{row['state']}  \nepoch {row['epochs_done']} / {row['epochs_total']}")
+        c3.markdown("train / valid ppl  \n" + ("—" if last is None else
+                                                f"{last['train_ppl']:.1f} / {last['valid_ppl']:.1f}"))
+        eta = store.eta_seconds(epochs, row["epochs_total"]) if row["state"] == "running" else float("nan")
+        c4.markdown(f"ETA  \n{store.duration_text(eta)}")
+        if row["state"] in ("queued", "running"):
+            c5.button("Cancel", key=f"cancel_{row['run']}", on_click=cancel, args=(row["run"],),
+                      icon=":material/stop_circle:")
+        if row["message"]:
+            st.caption(f"{row['label']}: {row['message']}")
+    ids = list(shown["run"])
+    colors = plots.assign_colors(ids, st.session_state.get(common.COLORS))
+    st.plotly_chart(plots.perplexity_figure(common.frames(ids, "epochs"), colors, log_y=True),
+                    key="live_curves", theme=None)
+    st.plotly_chart(plots.loss_figure(common.frames(ids, "steps"), colors, smoothing=0.6), key="live_loss",
+                    theme=None)
+
+
+live_runs()

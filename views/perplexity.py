@@ -1,0 +1,29 @@
+"""Perplexity: train (dashed) and valid (solid) curves, the generalisation gap, the per-step loss."""
+
+import streamlit as st
+
+from views import common
+from rnnreg import plots
+
+st.title("Perplexity")
+picked = common.require_picked()
+if picked is None:
+    st.stop()
+colors = common.colors()
+epochs = common.frames(picked, "epochs")
+
+c1, c2, c3 = st.columns([2, 1, 1])
+x = c1.segmented_control("x axis", list(plots.X_AXES), format_func=plots.X_AXES.get, default="epoch",
+                         required=True, key="ppl_x")
+log_y = c2.toggle("log y", value=True, key="ppl_log")
+paper = c3.toggle("paper Table 1 lines", value=True, key="ppl_paper",
+                  help="Zaremba et al. 2014 valid/test perplexity for runs of the small, medium and large presets")
+presets = list(common.run_table().set_index("run").loc[picked, "preset"]) if paper else []
+common.show_figure(plots.perplexity_figure(epochs, colors, x=x, log_y=log_y, reference_presets=presets),
+                   key="ppl_curves", file_stem="perplexity")
+common.show_figure(plots.gap_figure(epochs, colors, x=x), key="ppl_gap", file_stem="generalisation-gap")
+
+smoothing = st.slider("Loss smoothing", 0.0, 0.95, 0.6, 0.05, key="ppl_smoothing",
+                      help="exponential moving average; the raw curve stays visible underneath")
+steps = common.frames(picked, "steps")
+common.show_figure(plots.loss_figure(steps, colors, smoothing=smoothing), key="ppl_loss", file_stem="training-loss")

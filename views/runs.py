@@ -1,0 +1,80 @@
+"""Runs: every run in a sortable table, settings against perplexity, rename and delete."""
+
+import pandas as pd
+import streamlit as st
+
+from views import common
+from rnnreg import plots, runs
+
+st.title("Runs")
+table = common.run_table()
+if table.empty:
+    common.empty_store()
+    st.stop()
+
+search = st.text_input("Search", placeholder="name, id, preset, placement, state …", key="runs_search")
+view = table
+if search:
+    text = view[["label", "run", "preset", "placement", "rates", "state", "device"]].astype(str).agg(" ".join, axis=1)
+    view = view[text.str.contains(search, case=False, regex=False)]
+
+shown = pd.DataFrame({
+    "name": view["label"], "preset": view["preset"], "placement": view["placement"], "dropout": view["rates"],
+    "state": view["state"] + view["read_only"].map({True: " (reference)", False: ""}),
+    "epochs": view["epochs_done"].astype(str) + " / " + view["epochs_total"].map(
+        lambda n: "?" if pd.isna(n) else str(int(n))),
+    "best valid": view["best_valid_ppl"], "test": view["test_ppl"], "wall (min)": view["wall_seconds"] / 60,
+    "device": view["device"], "problems": view["problems"], "id": view["run"],
+})
+selection = st.dataframe(
+    shown, hide_index=True, key="runs_table", on_select="rerun", selection_mode="multi-row",
+    column_config={
+        "best valid": st.column_config.NumberColumn(format="%.1f", help="lowest validation perplexity"),
+        "test": st.column_config.NumberColumn(format="%.1f"),
+        "wall (min)": st.column_config.NumberColumn(format="%.1f"),
+    },
+)
+chosen = [view["run"].iloc[i] for i in selection.selection.rows] if selection else []
+st.button(f"Show the {len(chosen)} selected run(s) on the chart pages", disabled=not chosen,
+          on_click=common.set_picked, args=(chosen,), icon=":material/done_all:")
+
+broken = view[view["problems"] != ""]
+for _, row in broken.iterrows():
+    st.warning(f"**{row['label']}** ({row['state']}): {row['problems']}", icon=":material/report:")
+
+settings = ["preset", "placement", *sorted(c for c in table.columns if c.startswith("rate ")), "epochs_done"]
+common.show_figure(plots.parallel_coordinates_figure(view.fillna({c: 0.0 for c in settings[2:]}), settings),
+                   key="runs_parcoords", file_stem="settings-vs-valid-ppl")
+
+st.subheader("Rename or delete a run")
+user_runs = table[~table["read_only"]]
+if user_runs.empty:
+    st.caption("Only shipped reference runs here; they are read-only.")
+    st.stop()
+labels = user_runs.set_index("run")["label"].to_dict()
+target = st.selectbox("Run", list(labels), format_func=lambda r: f"{labels[r]} ({r})", key="manage_run")
+new_name = st.text_input("New name", value=labels[target], key=f"rename_{target}", max_chars=200)
+left, right = st.columns(2)
+if left.button("Rename", key="rename_button", icon=":material/edit:"):
+    try:
+        runs.rename_run(common.runs_root(), target, new_name)
+        st.toast(f"Renamed to {new_name}")
+        st.rerun()
+    except runs.RunStoreError as err:
+        st.error(str(err))
+if right.button("Delete…", key="delete_button", icon=":material/delete:"):
+    st.session_state["confirm_delete"] = target
+if st.session_state.get("confirm_delete") == target:
+    st.warning(f"Delete **{labels[target]}** and all its files? This cannot be undone.")
+    yes, no = st.columns(2)
+    if yes.button("Yes, delete it", type="primary", key="delete_yes"):
+        st.session_state.pop("confirm_delete")
+        try:
+            runs.delete_run(common.runs_root(), target)
+            st.toast(f"Deleted {labels[target]}")
+            st.rerun()
+        except runs.RunStoreError as err:
+            st.error(str(err))
+    if no.button("Keep it", key="delete_no"):
+        st.session_state.pop("confirm_delete")
+        st.rerun()

@@ -1,0 +1,116 @@
+"""The run store as the dashboard's DataFrames: a thin adapter over `rnnreg.runs` (no Streamlit).
+
+`rnnreg.runs` reads run directories tolerantly (a broken run comes back with `problems`, never
+an exception); this module turns its summaries and records into the long frames that
+`rnnreg.plots` draws, so that `views.common` can cache them by file modification time.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from rnnreg import runs
+
+TABLE_COLUMNS = ["run", "label", "name", "preset", "placement", "rates", "state", "epochs_done", "epochs_total",
+                 "best_valid_ppl", "last_valid_ppl", "test_ppl", "wall_seconds", "device", "created_at",
+                 "read_only", "problems", "message"]
+
+
+def run_ids(root: Path) -> dict[str, Path]:
+    """run id -> directory, for every run under `root` (reference runs included)."""
+    return {s.id: Path(s.path) for s in runs.list_runs(root)} if root.is_dir() else {}
+
+
+def signatures(root: Path) -> tuple:
+    """A cheap key that changes whenever any run's files change (stat calls only)."""
+    return runs.root_signature(root)
+
+
+def rates_text(rates: dict) -> str:
+    return ", ".join(f"{site} {float(p):g}" for site, p in rates.items()) if rates else "—"
+
+
+def _nan(value: float | None) -> float:
+    return math.nan if value is None else float(value)
+
+
+def summary_row(s: runs.RunSummary, config: dict) -> dict[str, Any]:
+    """One row of the runs table, with the settings the parallel-coordinates view needs."""
+    model = config.get("model") if isinstance(config.get("model"), dict) else {}
+    train = config.get("train") if isinstance(config.get("train"), dict) else {}
+    row = {
+        "run": s.id, "name": s.name or "", "preset": s.preset or "?", "placement": s.placement or "?",
+        "rates": rates_text(s.rates), "dropout": max(s.rates.values(), default=0.0),
+        "state": s.state, "epochs_done": s.epochs_done, "epochs_total": s.epochs_total,
+        "best_valid_ppl": _nan(s.best_valid_ppl), "last_valid_ppl": _nan(s.last_valid_ppl),
+        "test_ppl": _nan(s.test_ppl), "wall_seconds": _nan(s.wall_seconds), "device": s.device or "",
+        "created_at": s.created_at or "", "read_only": s.read_only, "problems": "; ".join(s.problems),
+        "message": s.message or "", "layers": model.get("layers"), "hidden": model.get("hidden"),
+        "max_train_tokens": train.get("max_train_tokens"), "seed": train.get("seed"), "clip": train.get("clip"),
+        "path": s.path,
+    }
+    for site, p in s.rates.items():
+        row[f"rate {site}"] = float(p)
+    return row
+
+
+def run_table(root: Path) -> pd.DataFrame:
+    """One row per run, newest first (reference runs last); `label` is the name, made unique, or the id."""
+    rows = []
+    for s in runs.list_runs(root):
+        config = {}
+        if s.state != runs.CORRUPT_STATE:
+            doc, _problem = runs.read_json(Path(s.path) / runs.CONFIG_FILE)
+            config = (doc or {}).get("config") if isinstance((doc or {}).get("config"), dict) else {}
+        rows.append(summary_row(s, config))
+    if not rows:
+        return pd.DataFrame(columns=TABLE_COLUMNS)
+    df = pd.DataFrame(rows)
+    df = df.sort_values("read_only", kind="stable").reset_index(drop=True)
+    labels = df["name"].where(df["name"] != "", df["run"])
+    dupes = labels.duplicated(keep=False)
+    df["label"] = labels.where(~dupes, labels + " (" + df["run"].str[-6:] + ")")
+    return df
+
+
+def run_frames(root: Path, run_id: str) -> dict[str, Any]:
+    """Everything the chart pages draw for one run; empty frames where the run has nothing (yet)."""
+    try:
+        run = runs.load_run(root, run_id)
+    except runs.RunStoreError as err:
+        return {"problems": [str(err)], "config": {}, "environment": {}, "status": {}}
+    epochs = run.epochs_frame()
+    epochs["wall_s"] = epochs["time"]  # the trainer's `time`: seconds since training started
+    steps = run.steps_frame()
+    steps["wall_s"] = steps["time"]
+    layers = run.layer_grad_norms_frame().rename(columns={"grad_norm": "norm"})
+    return {
+        "epochs": epochs, "steps": steps, "layers": layers, "gates": run.gates_frame(),
+        "gtt": run.grad_through_time_frame(), "config": run.config, "environment": run.environment,
+        "status": run.status or {}, "problems": list(run.summary.problems),
+    }
+
+
+def eta_seconds(epochs: pd.DataFrame, epochs_total: float | None) -> float:
+    """Seconds left for a running run: its mean epoch time times the epochs still to go (NaN if unknown)."""
+    if epochs is None or epochs.empty or epochs_total is None or pd.isna(epochs_total):
+        return math.nan
+    per_epoch = epochs["seconds"].dropna().mean() if "seconds" in epochs else math.nan
+    return float(per_epoch * max(int(epochs_total) - len(epochs), 0)) if per_epoch == per_epoch else math.nan
+
+
+def duration_text(seconds: float) -> str:
+    """90 -> '1 min 30 s'; NaN -> '—'."""
+    if seconds != seconds:
+        return "—"
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, sec = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {sec:02d} s"
+    return f"{minutes // 60} h {minutes % 60:02d} min"
