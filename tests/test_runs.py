@@ -480,7 +480,7 @@ def test_root_signature_changes_with_a_new_run(tmp_path):
 
 
 def test_run_store_does_not_import_torch_or_pandas():
-    code = "import sys, rnnreg.runs; print('torch' in sys.modules, 'pandas' in sys.modules)"
+    code = "import sys, rnnreg.runs, rnnreg.launch; print('torch' in sys.modules, 'pandas' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     assert out.stdout.split() == ["False", "False"]

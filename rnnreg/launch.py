@@ -1,0 +1,263 @@
+"""Start, queue, cancel and watch training processes (stdlib only, no daemon).
+
+The dashboard never trains: `launch` creates the run directory (status `queued`) and spawns
+`python -m rnnreg train --run-dir <dir>` as its own session, its output going to the run's
+train.log.  The trainer then waits in `acquire_slot` until one of `max_concurrent` slots is
+free, sets `running`, and holds the slot until it exits:
+
+    <root>/.slots/slot-0.lock   flock'ed by the run now using slot 0
+    <root>/.slots/slot-1.lock   ...
+
+A flock belongs to the process, and the kernel drops it when the process dies (even by
+SIGKILL), so the queue survives app restarts and never needs cleaning up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Protocol
+
+from rnnreg.runs import (
+    ACTIVE_STATES,
+    CONFIG_FILE,
+    STATUS_FILE,
+    RunStoreError,
+    RunSummary,
+    RunWriter,
+    find_run_dir,
+    is_read_only,
+    list_runs,
+    pid_alive,
+    read_json,
+    utc_now,
+    validate_run_id,
+)
+
+logger = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent  # the trainer runs here, importing this rnnreg
+SLOTS_DIR = ".slots"
+LAUNCH_LOCK = ".launch.lock"  # serialises "find the request id, else create the run"
+
+# Popen objects of the trainers this process started, kept so that they can be reaped
+# (an unreaped child stays a zombie; `runs.pid_alive` already counts zombies as dead).
+_children: dict[int, subprocess.Popen] = {}
+
+
+class CommandFactory(Protocol):
+    def __call__(self, run_dir: Path, *, max_concurrent: int, python: str) -> list[str]: ...
+
+
+def trainer_command(run_dir: Path, *, max_concurrent: int = 1, python: str = sys.executable) -> list[str]:
+    """The argv that trains the run in `run_dir` (no shell is ever involved)."""
+    return [python, "-m", "rnnreg", "train", "--run-dir", str(run_dir), "--max-concurrent", str(max_concurrent)]
+
+
+@contextlib.contextmanager
+def _root_lock(root: Path) -> Iterator[None]:
+    fd = os.open(root / LAUNCH_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def find_request(root: str | os.PathLike[str], request_id: str) -> str | None:
+    """The id of the run created for `request_id` (a launch click), if there is one."""
+    root = Path(root)
+    try:
+        entries = sorted(root.iterdir())
+    except OSError:
+        return None
+    for entry in entries:
+        if entry.name.startswith(".") or entry.is_symlink() or not entry.is_dir():
+            continue
+        doc, _problem = read_json(entry / CONFIG_FILE)
+        if doc is not None and doc.get("request_id") == request_id:
+            return entry.name
+    return None
+
+
+def launch(
+    root: str | os.PathLike[str],
+    config: Mapping[str, Any],
+    *,
+    name: str | None = None,
+    request_id: str | None = None,
+    max_concurrent: int = 1,
+    python: str = sys.executable,
+    sweep: str | None = None,
+    command: CommandFactory = trainer_command,
+) -> str:
+    """Create a run (status `queued`) and start its trainer in the background; returns the run id.
+
+    A second call with the same `request_id` (a double click, a Streamlit rerun) returns the
+    first run's id and starts nothing.  `command` builds the argv (tests pass a fake trainer).
+    """
+    if isinstance(max_concurrent, bool) or not isinstance(max_concurrent, int) or max_concurrent < 1:
+        raise RunStoreError(f"max concurrent runs: must be a whole number >= 1, got {max_concurrent!r}")
+    root = Path(root).absolute()
+    root.mkdir(parents=True, exist_ok=True)
+    with _root_lock(root):
+        if request_id is not None:
+            existing = find_request(root, request_id)
+            if existing is not None:
+                logger.info("request %s already launched as run %s", request_id, existing)
+                return existing
+        writer = RunWriter.create(root, config, name=name, request_id=request_id, sweep=sweep)
+
+    argv = command(writer.dir, max_concurrent=max_concurrent, python=python)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
+    with open(writer.log_path, "ab") as log:
+        try:
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=REPO_ROOT,
+                env=env,
+                close_fds=True,
+                start_new_session=True,  # its own process group: cancel signals it, not us
+            )
+        except OSError as err:
+            writer.set_status("failed", message=f"could not start the trainer: {err}")
+            raise RunStoreError(f"could not start the trainer for run {writer.id}: {err}") from None
+    _children[proc.pid] = proc
+    writer.update_status(pid=proc.pid)  # keeps the state: the trainer may already be running
+    logger.info("launched run %s (pid %d): %s", writer.id, proc.pid, argv)
+    return writer.id
+
+
+def _reap_children() -> None:
+    for pid, proc in list(_children.items()):
+        if proc.poll() is not None:
+            del _children[pid]
+
+
+# --------------------------------------------------------------------------- the queue
+
+
+@dataclass
+class Slot:
+    """One of the `limit` concurrency slots, held (flock) until `release()` or process exit."""
+
+    index: int
+    path: Path
+    fd: int | None
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing drops the flock
+            self.fd = None
+
+    def __enter__(self) -> Slot:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _try_slot(path: Path, index: int) -> Slot | None:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())  # for people looking; the flock is the truth
+    return Slot(index, path, fd)
+
+
+def acquire_slot(
+    root: str | os.PathLike[str],
+    limit: int,
+    *,
+    poll: float = 0.2,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> Slot | None:
+    """Wait for one of `limit` slots under `<root>/.slots/`; None if `should_stop()` first.
+
+    Runs that ask with the same limit never run more than `limit` at once, across processes
+    and app restarts.  The slot is freed by `release()` or by the holder's death.
+    """
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ValueError(f"acquire_slot: limit must be a whole number >= 1, got {limit!r}")
+    slots = Path(root) / SLOTS_DIR
+    slots.mkdir(parents=True, exist_ok=True)
+    while True:
+        for index in range(limit):
+            slot = _try_slot(slots / f"slot-{index}.lock", index)
+            if slot is not None:
+                return slot
+        if should_stop():
+            return None
+        time.sleep(poll)
+
+
+# --------------------------------------------------------------------------- cancel and watch
+
+
+def _terminate(pid: int) -> None:
+    """SIGTERM the run's process group when it leads one (launched runs do), else the process."""
+    if os.getpgid(pid) == pid:
+        os.killpg(pid, signal.SIGTERM)
+    else:  # started from a shell: signalling its group would hit the shell too
+        os.kill(pid, signal.SIGTERM)
+
+
+def cancel(root: str | os.PathLike[str], run_id: str) -> str:
+    """Stop a queued or running run; returns what happened, in a sentence for the user.
+
+    A live trainer gets SIGTERM (it checkpoints and ends `cancelled`); an active run whose
+    process is gone is marked `cancelled` here.  Refuses reference runs and runs whose
+    process lives on another host.
+    """
+    validate_run_id(run_id)
+    run_dir = find_run_dir(root, run_id)
+    if is_read_only(root, run_dir):
+        raise RunStoreError(f"cannot cancel {run_id}: reference runs are read-only")
+    status, problem = read_json(run_dir / STATUS_FILE)
+    if status is None:
+        raise RunStoreError(f"cannot cancel {run_id}: {problem}")
+    state = status.get("state")
+    if state not in ACTIVE_STATES:
+        return f"run {run_id} is already {state}; nothing to cancel"
+    host = status.get("host")
+    if host is not None and host != socket.gethostname():
+        raise RunStoreError(f"cannot cancel {run_id}: its process runs on host {host}; cancel it there")
+    writer = RunWriter(run_dir)
+    pid = status.get("pid")
+    if pid_alive(pid, status.get("pid_start")):
+        writer.update_status(cancel_requested_at=utc_now())
+        try:
+            _terminate(pid)
+        except ProcessLookupError:
+            pass  # it ended just now: fall through and mark it
+        else:
+            _reap_children()
+            return f"asked run {run_id} (pid {pid}) to stop; it saves a checkpoint and ends as cancelled"
+    writer.set_status("cancelled", message="cancelled; its process was no longer running")
+    return f"marked run {run_id} cancelled (its process was no longer running)"
+
+
+def active_runs(root: str | os.PathLike[str]) -> list[RunSummary]:
+    """Queued and running runs (by their effective state), newest first."""
+    _reap_children()
+    return [s for s in list_runs(root) if s.state in ACTIVE_STATES]

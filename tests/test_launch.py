@@ -1,0 +1,295 @@
+"""Launching, queueing and cancelling training processes, with a fake trainer."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from rnnreg import launch as launch_mod
+from rnnreg import runs
+from rnnreg.launch import acquire_slot, active_runs, cancel, launch, trainer_command
+from rnnreg.runs import RunStoreError, RunWriter
+
+REPO = Path(__file__).resolve().parent.parent
+CONFIG = {"preset": "demo", "name": None, "dropout": {"placement": "none", "rates": {}}, "train": {"epochs": 2}}
+
+# Behaves like the real trainer as far as the run store is concerned: waits for a slot while
+# queued, runs for `hold` seconds, ends finished - or cancelled on SIGTERM.
+FAKE_TRAINER = textwrap.dedent(
+    """
+    import signal, sys, time
+    from pathlib import Path
+    from rnnreg.launch import acquire_slot
+    from rnnreg.runs import RunWriter
+
+    run_dir, limit, hold = Path(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
+    writer = RunWriter.open(run_dir)
+    print("fake trainer starting", flush=True)
+    with (run_dir.parent / "starts.txt").open("a") as f:
+        f.write(run_dir.name + "\\n")
+    slot = acquire_slot(run_dir.parent, limit, poll=0.05, should_stop=lambda: bool(stop))
+    if slot is None:
+        writer.set_status("cancelled", message="cancelled while queued")
+        sys.exit(0)
+    writer.set_status("running", slot=slot.index)
+    end = time.time() + hold
+    while time.time() < end and not stop:
+        time.sleep(0.02)
+    writer.set_status("cancelled" if stop else "finished", epoch=2)
+    """
+)
+
+
+@pytest.fixture
+def fake(tmp_path):
+    """A command factory for launch() that runs FAKE_TRAINER holding for `hold` seconds."""
+    script = tmp_path / "fake_trainer.py"
+    script.write_text(FAKE_TRAINER)
+
+    def factory(hold: float = 0.0):
+        def command(run_dir, *, max_concurrent, python):
+            return [python, str(script), str(run_dir), str(max_concurrent), str(hold)]
+
+        return command
+
+    yield factory
+    for proc in list(launch_mod._children.values()):  # never leave a fake trainer behind
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    launch_mod._children.clear()
+
+
+def wait_for(predicate, timeout=10.0, what="condition"):
+    end = time.time() + timeout
+    while time.time() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def status_of(root, run_id) -> dict:
+    return json.loads((runs.find_run_dir(root, run_id) / "status.json").read_text())
+
+
+def state_of(root, run_id) -> str:
+    return runs.effective_state(status_of(root, run_id))
+
+
+def test_trainer_command_is_argv_for_the_cli(tmp_path):
+    assert trainer_command(tmp_path / "r", max_concurrent=3, python="/py") == [
+        "/py", "-m", "rnnreg", "train", "--run-dir", str(tmp_path / "r"), "--max-concurrent", "3"]
+
+
+def test_launch_starts_a_background_trainer(tmp_path, fake):
+    root = tmp_path / "runs"
+    run_id = launch(root, CONFIG, name="first", command=fake(0.0))
+    run_dir = root / run_id
+    assert "-first-" in run_id
+    pid = wait_for(lambda: status_of(root, run_id).get("pid"), what="pid recorded")
+    assert pid == launch_mod._children[pid].pid
+    wait_for(lambda: status_of(root, run_id)["state"] == "finished", what="finished")
+    status = status_of(root, run_id)
+    assert status["pid"] == pid and status["started_at"] and status["ended_at"] and status["slot"] == 0
+    assert "fake trainer starting" in (run_dir / "train.log").read_text()  # stdout goes to the log
+    launch_mod._children[pid].wait()
+    assert json.loads((run_dir / "config.json").read_text())["config"]["name"] == "first"
+
+
+def test_launch_runs_in_its_own_session(tmp_path, fake):
+    run_id = launch(tmp_path, CONFIG, command=fake(5.0))
+    pid = wait_for(lambda: status_of(tmp_path, run_id).get("pid"))
+    assert os.getsid(pid) == pid != os.getsid(0)
+
+
+def test_same_request_id_launches_once(tmp_path, fake):
+    first = launch(tmp_path, CONFIG, request_id="click-1", command=fake(0.0))
+    again = launch(tmp_path, CONFIG, request_id="click-1", command=fake(0.0))
+    other = launch(tmp_path, CONFIG, request_id="click-2", command=fake(0.0))
+    assert again == first != other
+    wait_for(lambda: len((tmp_path / "starts.txt").read_text().split()) == 2 if (tmp_path / "starts.txt").exists()
+             else False, what="two starts")
+    time.sleep(0.3)
+    assert sorted((tmp_path / "starts.txt").read_text().split()) == sorted([first, other])
+    assert len([p for p in tmp_path.iterdir() if p.is_dir() and not p.name.startswith(".")]) == 2
+
+
+def test_concurrent_launches_of_one_request_make_one_run(tmp_path, fake):
+    ids: list[str] = []
+    threads = [threading.Thread(target=lambda: ids.append(launch(tmp_path, CONFIG, request_id="r", command=fake(0.0))))
+               for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(ids)) == 1 and len(ids) == 6
+
+
+def test_launch_failure_marks_the_run_failed(tmp_path):
+    with pytest.raises(RunStoreError, match="could not start"):
+        launch(tmp_path, CONFIG, python=str(tmp_path / "no-such-python"))
+    (summary,) = runs.list_runs(tmp_path)
+    assert summary.state == "failed" and "could not start" in summary.message
+
+
+@pytest.mark.parametrize("bad", [0, -1, True, "2"])
+def test_launch_refuses_bad_max_concurrent(tmp_path, bad):
+    with pytest.raises(RunStoreError, match="max concurrent"):
+        launch(tmp_path, CONFIG, max_concurrent=bad)
+    assert runs.list_runs(tmp_path) == []
+
+
+def test_queue_runs_one_at_a_time(tmp_path, fake):
+    first = launch(tmp_path, CONFIG, max_concurrent=1, command=fake(30.0))
+    wait_for(lambda: state_of(tmp_path, first) == "running", what="first running")
+    second = launch(tmp_path, CONFIG, max_concurrent=1, command=fake(0.0))
+    wait_for(lambda: status_of(tmp_path, second).get("pid"), what="second started")
+    time.sleep(0.5)
+    assert state_of(tmp_path, second) == "queued"  # waiting for the slot
+    assert {s.id: s.state for s in active_runs(tmp_path)} == {first: "running", second: "queued"}
+    cancel(tmp_path, first)
+    wait_for(lambda: status_of(tmp_path, second)["state"] == "finished", what="second finished after first")
+    assert status_of(tmp_path, first)["state"] == "cancelled"
+    assert active_runs(tmp_path) == []
+
+
+# --------------------------------------------------------------------------- slots
+
+HOLDER = "import sys, time; from rnnreg.launch import acquire_slot; s = acquire_slot(sys.argv[1], 1); " \
+         "print('held', flush=True); time.sleep(60)"
+
+
+def test_slot_waits_until_the_holder_dies(tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path)], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        started = time.time()
+        assert acquire_slot(tmp_path, 1, poll=0.05, should_stop=lambda: time.time() - started > 0.5) is None
+        assert time.time() - started >= 0.5
+        holder.kill()  # SIGKILL: no cleanup code runs, the kernel drops the flock
+        holder.wait()
+        slot = acquire_slot(tmp_path, 1, poll=0.05, should_stop=lambda: time.time() - started > 10)
+        assert slot is not None and slot.index == 0
+        slot.release()
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+
+
+def test_slots_up_to_the_limit(tmp_path):
+    never = lambda: True  # noqa: E731 - give up at once when all slots are taken
+    a = acquire_slot(tmp_path, 2, should_stop=never)
+    b = acquire_slot(tmp_path, 2, should_stop=never)
+    assert {a.index, b.index} == {0, 1}
+    assert acquire_slot(tmp_path, 2, should_stop=never) is None
+    a.release()
+    with acquire_slot(tmp_path, 2, should_stop=never) as c:
+        assert c.index == a.index
+    b.release()
+    with pytest.raises(ValueError):
+        acquire_slot(tmp_path, 0)
+
+
+# --------------------------------------------------------------------------- cancel
+
+
+def test_cancel_a_running_trainer_that_handles_sigterm(tmp_path, fake):
+    run_id = launch(tmp_path, CONFIG, command=fake(30.0))
+    wait_for(lambda: state_of(tmp_path, run_id) == "running", what="running")
+    message = cancel(tmp_path, run_id)
+    assert "asked" in message
+    wait_for(lambda: status_of(tmp_path, run_id)["state"] == "cancelled", what="trainer wrote cancelled")
+    pid = status_of(tmp_path, run_id)["pid"]
+    assert launch_mod._children.get(pid) is None or launch_mod._children[pid].wait(timeout=5) == 0
+    assert "already cancelled" in cancel(tmp_path, run_id)
+
+
+def test_cancel_a_process_without_a_handler(tmp_path):
+    writer = RunWriter.create(tmp_path, CONFIG)
+    sleeper = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        writer.set_status("running", pid=sleeper.pid)
+        assert "asked" in cancel(tmp_path, writer.id)
+        assert sleeper.wait(timeout=5) == -signal.SIGTERM
+        # the process could not say so itself, but the cancel request is on record
+        assert state_of(tmp_path, writer.id) == "cancelled"
+    finally:
+        if sleeper.poll() is None:
+            sleeper.kill()
+            sleeper.wait()
+
+
+def test_cancel_signals_only_the_process_when_it_leads_no_group(tmp_path):
+    # a trainer started from a shell shares the shell's group: that group must not be signalled
+    writer = RunWriter.create(tmp_path, CONFIG)
+    group = subprocess.Popen(["sleep", "60"], process_group=0)
+    member = subprocess.Popen(["sleep", "60"], process_group=group.pid)
+    try:
+        writer.set_status("running", pid=member.pid)
+        cancel(tmp_path, writer.id)
+        assert member.wait(timeout=5) == -signal.SIGTERM
+        time.sleep(0.2)
+        assert group.poll() is None
+    finally:
+        for proc in (group, member):
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+
+
+def test_cancel_marks_a_dead_active_run(tmp_path):
+    writer = RunWriter.create(tmp_path, CONFIG)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    writer.set_status("running", pid=gone.pid)
+    assert "marked" in cancel(tmp_path, writer.id)
+    status = status_of(tmp_path, writer.id)
+    assert status["state"] == "cancelled" and status["ended_at"]
+    queued = RunWriter.create(tmp_path, CONFIG)  # never started at all
+    assert "marked" in cancel(tmp_path, queued.id)
+    assert status_of(tmp_path, queued.id)["state"] == "cancelled"
+
+
+def test_cancel_refusals(tmp_path):
+    ref = RunWriter.create(tmp_path / "reference", CONFIG)
+    ref.set_status("running", pid=os.getpid())
+    with pytest.raises(RunStoreError, match="read-only"):
+        cancel(tmp_path, ref.id)
+    foreign = RunWriter.create(tmp_path, CONFIG)
+    foreign.set_status("running", pid=12345, host="gpu-box-" + socket.gethostname())
+    with pytest.raises(RunStoreError, match="another host|on host"):
+        cancel(tmp_path, foreign.id)
+    assert status_of(tmp_path, foreign.id)["state"] == "running"
+    done = RunWriter.create(tmp_path, CONFIG)
+    done.set_status("finished")
+    assert "already finished" in cancel(tmp_path, done.id)
+    with pytest.raises(RunStoreError):
+        cancel(tmp_path, "../etc")
+
+
+def test_active_runs_uses_effective_state(tmp_path):
+    live = RunWriter.create(tmp_path, CONFIG)
+    live.set_status("running")  # this process
+    dead = RunWriter.create(tmp_path, CONFIG)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    dead.set_status("running", pid=gone.pid)
+    queued = RunWriter.create(tmp_path, CONFIG)
+    finished = RunWriter.create(tmp_path, CONFIG)
+    finished.set_status("finished")
+    assert {s.id for s in active_runs(tmp_path)} == {live.id, queued.id}
