@@ -7,7 +7,9 @@ One run is one directory, either directly under the runs root or one group level
       config.json           {"format": 1, "id", "created_at", "request_id", "sweep",
                              "config": rnnreg.config.to_dict(...), "environment": {...}}
       status.json           {"state", "pid", "host", "created_at", "started_at", "updated_at",
-                             "ended_at", "epoch", "epochs_total", "message", ...}
+                             "ended_at", "epoch", "epochs_total", "message", ...}; also
+                             "pid_start" (the pid's start time, against pid reuse) and
+                             "cancel_requested_at" (set by launch.cancel)
       metrics.jsonl         one JSON object per line, each with a "kind" (step, epoch, test, ...)
       probes.jsonl          one JSON object per line (gates, grad_through_time, ...)
       checkpoint.safetensors + checkpoint.json, vocab.json, train.log

@@ -160,6 +160,12 @@ def test_create_never_overwrites(tmp_path):
         make_run(tmp_path, run_id="../escape")
 
 
+def test_create_failure_leaves_nothing_behind(tmp_path):
+    with pytest.raises(TypeError):
+        RunWriter.create(tmp_path, {**CONFIG, "bad": object()})
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_open_existing_and_refuse_non_runs(tmp_path):
     w = make_run(tmp_path)
     assert RunWriter.open(w.dir).id == w.id
