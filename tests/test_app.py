@@ -1,0 +1,250 @@
+"""Streamlit AppTest over every page of the dashboard, plus interactions a user does.
+
+Synthetic run directories (tests/fixtures_runs.py) give the broken and frozen states; the
+launch and cancel tests start the real trainer and are skipped until `python -m rnnreg train`
+exists.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+import time
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from fixtures_runs import STANDARD_IDS, make_store, write_run
+
+REPO = Path(__file__).resolve().parent.parent
+APP = str(REPO / "app.py")
+PAGES = ["runs", "launch", "perplexity", "gradients", "gates", "compare", "export"]
+CHART_PAGES = {"runs": 1, "perplexity": 3, "gradients": 3, "gates": 3, "compare": 1}
+
+
+@lru_cache(maxsize=1)
+def trainer_available() -> bool:
+    try:
+        out = subprocess.run([sys.executable, "-m", "rnnreg", "train", "--help"], cwd=REPO, capture_output=True,
+                             timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return out.returncode == 0
+
+
+needs_trainer = pytest.mark.skipif("not trainer_available()",
+                                   reason="the trainer CLI (python -m rnnreg train) is not there yet")
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch) -> Path:
+    root = tmp_path / "runs"
+    make_store(root)
+    write_run(root / "reference", "20261101-000000-ref-small", placement="none", name="reference small", seed=9)
+    monkeypatch.setenv("RNNREG_RUNS_DIR", str(root))
+    return root
+
+
+def app(page: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    if page:
+        at.switch_page(f"views/{page}.py").run()
+    return at
+
+
+def figures(at: AppTest) -> list[dict]:
+    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+
+
+def values(array) -> list:
+    """A trace's x/y as a list (Plotly sends numeric arrays as base64 `bdata`)."""
+    if isinstance(array, dict) and "bdata" in array:
+        return list(np.frombuffer(base64.b64decode(array["bdata"]), dtype=array["dtype"]))
+    return list(array)
+
+
+def assert_no_exception(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_without_exception(store, page):
+    at = app(page)
+    assert_no_exception(at)
+    assert at.title[0].value  # the page drew its heading
+    assert len(at.get("plotly_chart")) >= CHART_PAGES.get(page, 0)
+    assert at.sidebar.multiselect(key="picked_runs")  # the shared picker is on every page
+
+
+def test_empty_store_points_to_launch_and_cli(tmp_path, monkeypatch):
+    monkeypatch.setenv("RNNREG_RUNS_DIR", str(tmp_path / "nothing-here"))
+    for page in PAGES:
+        at = app(page)
+        assert_no_exception(at)
+    at = app("runs")
+    text = " ".join(i.body for i in at.info)
+    assert "python -m rnnreg train" in text and "Launch" in text
+    assert at.get("page_link")
+
+
+def test_broken_runs_are_listed_with_their_reason(store):
+    at = app("runs")
+    warnings = " ".join(w.body for w in at.warning)
+    assert STANDARD_IDS["corrupt"] in warnings and "config.json" in warnings
+    assert STANDARD_IDS["half"] in warnings
+    table = at.dataframe[0].value
+    assert set(table["id"]) >= set(STANDARD_IDS.values())
+    assert "reference small" in set(table["name"])
+
+
+def test_broken_runs_picked_never_raise(store):
+    at = app()
+    at.sidebar.multiselect(key="picked_runs").set_value([STANDARD_IDS["corrupt"], STANDARD_IDS["half"]]).run()
+    for page in PAGES:
+        at.switch_page(f"views/{page}.py").run()
+        assert_no_exception(at)
+
+
+def test_picking_runs_keeps_each_runs_colour_on_every_page(store):
+    at = app()
+    picker = at.sidebar.multiselect(key="picked_runs")
+    picker.set_value([STANDARD_IDS["overfit"], STANDARD_IDS["zaremba"]]).run()
+    at.switch_page("views/perplexity.py").run()
+    curves = figures(at)[0]
+    names = {t["name"] for t in curves["data"]}
+    assert names == {"no dropout · train", "no dropout · valid", "zaremba 0.5 · train", "zaremba 0.5 · valid"}
+    colour = {t["name"]: t["line"]["color"] for t in curves["data"]}
+    at.switch_page("views/gradients.py").run()
+    grad = {t["name"]: t["line"]["color"] for t in figures(at)[0]["data"]}
+    assert grad["no dropout"] == colour["no dropout · valid"]
+    assert grad["zaremba 0.5"] == colour["zaremba 0.5 · valid"]
+    # unpicking one run does not recolour the other
+    at.sidebar.multiselect(key="picked_runs").set_value([STANDARD_IDS["zaremba"]]).run()
+    assert {t["line"]["color"] for t in figures(at)[0]["data"]} == {colour["zaremba 0.5 · valid"]}
+
+
+def test_perplexity_axes_log_toggle_and_paper_lines(store):
+    at = app("perplexity")
+    at.segmented_control(key="ppl_x").set_value("words").run()
+    fig = figures(at)[0]
+    assert fig["layout"]["xaxis"]["title"]["text"] == "words seen"
+    assert fig["layout"]["yaxis"]["type"] == "log"
+    at.toggle(key="ppl_log").set_value(False).run()
+    assert figures(at)[0]["layout"]["yaxis"].get("type") != "log"
+    # a run of the paper's small preset gets the Table 1 lines (120.7 valid, 114.5 test)
+    write_run(store, "20261203-000000-small", preset="small", epochs_total=2, name="small run", seed=5)
+    at.run()  # the new run shows up in the picker
+    at.sidebar.multiselect(key="picked_runs").set_value(["20261203-000000-small"]).run()
+    shapes = figures(at)[0]["layout"].get("shapes", [])
+    assert sorted(s["y0"] for s in shapes) == [114.5, 120.7]
+
+
+def test_running_run_shows_partial_curves(store):
+    at = app()
+    at.sidebar.multiselect(key="picked_runs").set_value([STANDARD_IDS["running"]]).run()
+    at.switch_page("views/perplexity.py").run()
+    valid = [t for t in figures(at)[0]["data"] if t["name"].endswith("valid")][0]
+    assert values(valid["x"]) == [1, 2, 3]  # 3 of 8 epochs so far
+    at.switch_page("views/launch.py").run()
+    assert_no_exception(at)
+    assert any("in progress" in m.value for m in at.markdown)  # listed as running, with a Cancel button
+    assert at.button(key=f"cancel_{STANDARD_IDS['running']}")
+
+
+def test_gates_page_epoch_and_layer(store):
+    at = app("gates")
+    at.select_slider(key="gates_epoch").set_value(0).run()
+    assert_no_exception(at)
+    assert "epoch 0" in figures(at)[0]["layout"]["title"]["text"]
+    at.selectbox(key="gates_layer").set_value(1).run()
+    assert "layer 1" in figures(at)[0]["layout"]["title"]["text"]
+
+
+def test_compare_lists_config_differences(store):
+    at = app()
+    at.sidebar.multiselect(key="picked_runs").set_value([STANDARD_IDS["overfit"], STANDARD_IDS["zaremba"]]).run()
+    at.switch_page("views/compare.py").run()
+    diff = at.dataframe[0].value
+    assert "dropout.placement" in set(diff["setting"])
+    assert "train.seed" in set(diff["setting"])
+
+
+def test_export_tables_and_csv(store):
+    at = app()
+    at.sidebar.multiselect(key="picked_runs").set_value([STANDARD_IDS["overfit"], STANDARD_IDS["zaremba"]]).run()
+    at.switch_page("views/export.py").run()
+    code = [c.value for c in at.code]
+    assert any("| no dropout | demo | none |" in c for c in code)
+    assert any(r"\begin{tabular}" in c for c in code)
+    assert len(at.get("download_button")) == 4
+
+
+def test_rename_and_delete_with_confirmation_reference_read_only(store):
+    at = app("runs")
+    assert not any("ref-small" in o for o in at.selectbox(key="manage_run").options)  # reference: read-only
+    target = STANDARD_IDS["zaremba"]
+    at.selectbox(key="manage_run").set_value(target).run()
+    at.text_input(key=f"rename_{target}").set_value("renamed run").run()
+    at.button(key="rename_button").click().run()
+    assert_no_exception(at)
+    assert json.loads((store / target / "config.json").read_text())["config"]["name"] == "renamed run"
+    at.button(key="delete_button").click().run()
+    assert (store / target).exists()  # nothing happens before the confirmation
+    at.button(key="delete_no").click().run()
+    assert (store / target).exists()
+    at.button(key="delete_button").click().run()
+    at.button(key="delete_yes").click().run()
+    assert_no_exception(at)
+    assert not (store / target).exists()
+
+
+# --- with the real trainer ------------------------------------------------------------------
+
+
+def _start_tiny_run(at: AppTest, name: str, epochs: int, tokens: int) -> str:
+    at.number_input(key="epochs_demo").set_value(epochs)
+    at.number_input(key="tokens_demo").set_value(tokens)
+    at.text_input(key="launch_name").set_value(name)
+    at.form_submit_button[0].click().run()
+    assert_no_exception(at)
+    started = [s.body for s in at.success]
+    assert started, [e.body for e in at.error]
+    return started[0].split()[-1].rstrip(".")
+
+
+def _wait_for_state(at: AppTest, store: Path, run_id: str, states: set[str], timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    state = ""
+    while time.monotonic() < deadline:
+        at.run()  # run_every fragments do not tick under AppTest: rerun the page instead
+        state = json.loads((store / run_id / "status.json").read_text()).get("state", "")
+        if state in states:
+            return state
+        time.sleep(0.5)
+    return state
+
+
+@needs_trainer
+def test_launch_a_tiny_cpu_run_and_watch_it_finish(store):
+    at = app("launch")
+    run_id = _start_tiny_run(at, "tiny from test", epochs=1, tokens=3000)
+    at.form_submit_button[0].click().run()  # a double click: still one run
+    assert sum(1 for p in store.iterdir() if (p / "config.json").exists()
+               and "tiny from test" in (p / "config.json").read_text()) == 1
+    assert _wait_for_state(at, store, run_id, {"finished", "failed"}, timeout=90) == "finished"
+    assert_no_exception(at)
+    assert any("tiny from test" in m.value for m in at.markdown)
+
+
+@needs_trainer
+def test_cancel_a_running_run(store):
+    at = app("launch")
+    run_id = _start_tiny_run(at, "to be cancelled", epochs=50, tokens=60_000)
+    assert _wait_for_state(at, store, run_id, {"running"}, timeout=60) == "running"
+    at.button(key=f"cancel_{run_id}").click().run()
+    assert _wait_for_state(at, store, run_id, {"cancelled", "finished", "failed"}, timeout=60) == "cancelled"
