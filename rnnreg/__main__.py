@@ -1,0 +1,7 @@
+"""`python -m rnnreg ...`: see rnnreg.cli."""
+
+import sys
+
+from rnnreg.cli import main
+
+sys.exit(main())

@@ -1,0 +1,52 @@
+"""Checkpoints: tensors in one safetensors file, trainer state as JSON in its metadata.
+
+One file holds both, written to a temporary file, fsynced and renamed, so a reader sees the
+previous checkpoint or the new one, never a torn one.  Loading goes through safetensors
+only: nothing is ever unpickled from a run directory.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+
+from rnnreg.runs import atomic_write_bytes, atomic_write_json
+
+STATE_KEY = "rnnreg_state"  # metadata key holding the trainer state as JSON
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, not safetensors, or not written by rnnreg."""
+
+
+def save_checkpoint(path: Path, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
+    data = save_safetensors(
+        {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()},
+        metadata={STATE_KEY: json.dumps(state)},
+    )
+    atomic_write_bytes(path, data)
+    atomic_write_json(path.with_suffix(".json"), state)  # a readable copy; the metadata is the truth
+
+
+def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """(tensors on the CPU, trainer state). Raises CheckpointError for anything unexpected."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as err:
+        raise CheckpointError(f"checkpoint {path}: cannot read ({err.strerror})") from None
+    try:
+        tensors = load_safetensors(data)
+        header_len = int.from_bytes(data[:8], "little")
+        metadata = json.loads(data[8 : 8 + header_len]).get("__metadata__") or {}
+        state = json.loads(metadata[STATE_KEY])
+    except (SafetensorError, ValueError, KeyError, TypeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"checkpoint {path}: not an rnnreg safetensors checkpoint ({type(err).__name__})") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {path}: trainer state is not a JSON object")
+    return tensors, state

@@ -1,0 +1,134 @@
+"""The command line: `python -m rnnreg COMMAND ...` (also installed as `rnnreg`).
+
+A mistake the user can make (an unknown preset, placement or site, a rate outside [0, 1),
+a missing data directory, a bad run id) prints one line naming the option and what is
+allowed, and exits with status 2.  Errors of the program itself are not swallowed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Sequence
+
+from rnnreg.config import PRESET_NAMES, ConfigError
+from rnnreg.placements import PLACEMENTS, SITE_DESCRIPTIONS
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """A user mistake: printed as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line instead of usage + message
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _site_rate(text: str) -> tuple[str, float]:
+    site, sep, rate = text.partition("=")
+    if not sep or not site:
+        raise argparse.ArgumentTypeError(f"expected SITE=P (e.g. hidden=0.25), got {text!r}")
+    try:
+        return site.strip(), float(rate)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"rate for site {site!r} is not a number: {rate!r}") from None
+
+
+def _add_runs_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--runs-dir", help="runs root (default: $RNNREG_RUNS_DIR, else runs/)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="rnnreg", description="LSTM language models with dropout placements (Zaremba et al. 2014).")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    train = commands.add_parser("train", help="train a run (prints its directory)")
+    train.add_argument("--preset", default="demo", help=f"one of {', '.join(PRESET_NAMES)} (default: demo)")
+    train.add_argument("--placement", help=f"dropout placement: {', '.join(PLACEMENTS)} (default: the preset's)")
+    train.add_argument("--dropout", type=float, metavar="P", help="rate of the placement's primary sites, 0 <= P < 1")
+    train.add_argument("--dropout-site", type=_site_rate, action="append", default=[], metavar="SITE=P",
+                       help="rate of one site (repeatable), e.g. --dropout-site embedding=0.1")
+    train.add_argument("--epochs", type=int, metavar="N")
+    train.add_argument("--max-train-tokens", type=int, metavar="N", help="train on the first N tokens only")
+    train.add_argument("--data", metavar="DIR", help="corpus directory (default: the vendored PTB in data/ptb)")
+    train.add_argument("--device", help="auto (default: CUDA when present), cpu or cuda")
+    train.add_argument("--seed", type=int)
+    train.add_argument("--log-every", type=int, metavar="K", help="write a step record every K minibatches")
+    train.add_argument("--name", help="a human-readable name for the run")
+    _add_runs_dir(train)
+    train.add_argument("--run-dir", metavar="DIR", help="train an existing queued run (used by the dashboard)")
+    train.add_argument("--max-concurrent", type=int, default=None, metavar="N",
+                       help="wait until fewer than N queued runs of this runs root are training")
+
+    listing = commands.add_parser("list", help="one row per run")
+    _add_runs_dir(listing)
+    listing.add_argument("--json", action="store_true", help="a JSON array of run summaries")
+
+    show = commands.add_parser("show", help="a run's config, status and results")
+    show.add_argument("run", metavar="RUN", help="run id")
+    _add_runs_dir(show)
+
+    cancel = commands.add_parser("cancel", help="stop a queued or running run (it ends 'cancelled')")
+    cancel.add_argument("run", metavar="RUN", help="run id")
+    _add_runs_dir(cancel)
+
+    commands.add_parser("placements", help="every dropout placement with its sites and sampling")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from rnnreg.data import DataError
+    from rnnreg.runs import RunStoreError
+
+    try:
+        args = build_parser().parse_args(argv)
+        handler = {"train": _train, "list": _list, "show": _show, "cancel": _cancel, "placements": _placements}
+        return handler[args.command](args)
+    except (UsageError, ConfigError, DataError, RunStoreError) as err:
+        print(f"rnnreg: error: {err}" if not str(err).startswith("rnnreg") else str(err), file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _train(args: argparse.Namespace) -> int:
+    from rnnreg.training_run import train_from_cli
+
+    return train_from_cli(args)
+
+
+def _list(args: argparse.Namespace) -> int:
+    from rnnreg.runs import format_table, list_runs, runs_root
+
+    summaries = list_runs(runs_root(args.runs_dir))
+    if args.json:
+        print(json.dumps([s.to_json() for s in summaries], indent=2))
+    else:
+        print(format_table(summaries))
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from rnnreg.runs import load_run, runs_root
+
+    run = load_run(runs_root(args.runs_dir), args.run)
+    print(json.dumps({"summary": run.summary.to_json(), "config": run.config_doc, "status": run.status}, indent=2))
+    return 0
+
+
+def _cancel(args: argparse.Namespace) -> int:
+    from rnnreg.launch import cancel
+    from rnnreg.runs import runs_root
+
+    print(cancel(runs_root(args.runs_dir), args.run))
+    return 0
+
+
+def _placements(args: argparse.Namespace) -> int:
+    for spec in PLACEMENTS.values():
+        print(f"{spec.name:<12} {spec.summary}  [{spec.source}]")
+        for site in spec.sites:
+            role = "primary (--dropout)" if site.primary else f"default {site.default_rate:g}"
+            print(f"    {site.name:<12} mask per {site.sampling:<8} {role:<20} {SITE_DESCRIPTIONS[site.name]}")
+    return 0

@@ -1,0 +1,242 @@
+"""The paper-faithful trainer (Zaremba et al. 2014, sec 4.1): config in, events out.
+
+Per minibatch: forward with the carried (detached) state, cross-entropy summed over the
+unrolled steps and averaged over the batch, backward, global-norm clipping, plain SGD.
+Per epoch: the preset's lr schedule, validation with the state carried through the split.
+At the end: the test set streamed with its state carried (batch 1, as the paper's code).
+
+Listeners (rnnreg.recording, rnnreg.probes, the CLI's progress bar) subscribe to events
+(`on_train_start`, `on_step`, `on_epoch_end`, `on_test`); the loop itself writes nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterable, Protocol
+
+import torch
+import torch.nn.functional as F
+
+from rnnreg.config import RunConfig, lr_at_epoch
+from rnnreg.data import Corpus, batchify, count_windows, windows
+from rnnreg.lstm import State
+from rnnreg.model import LanguageModel
+
+
+class Diverged(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+    def __init__(self, step: int, epoch: int, lr: float) -> None:
+        self.step, self.epoch, self.lr = step, epoch, lr
+        super().__init__(
+            f"loss became non-finite at step {step} (epoch {epoch}, lr {lr:g}); "
+            "hint: lower the learning rate or the gradient clip, or check the data"
+        )
+
+
+class Cancelled(RuntimeError):
+    """Training was asked to stop (SIGTERM / `rnnreg cancel`)."""
+
+
+@dataclass(frozen=True)
+class StepEvent:
+    step: int  # global minibatch count, 1-based
+    epoch: int
+    loss: float  # mean cross-entropy per token of this minibatch (nats)
+    grad_norm: float  # global norm before clipping
+    layer_grad_norms: dict[str, float]
+    clipped: bool
+    lr: float
+    words_per_s: float  # since the previous logged step
+    words: int  # training tokens seen so far
+    time: float  # seconds since training started
+
+
+@dataclass(frozen=True)
+class EpochEvent:
+    epoch: int
+    train_ppl: float
+    valid_ppl: float
+    lr: float
+    seconds: float  # this epoch's training + validation time
+    clipped_fraction: float  # of all minibatches of the epoch
+    words: int
+    time: float
+
+
+@dataclass(frozen=True)
+class TestEvent:
+    test_ppl: float
+    valid_ppl: float  # of the final model
+    epoch: int
+
+
+class Listener(Protocol):
+    def on_train_start(self, trainer: "Trainer") -> None: ...
+    def on_step(self, trainer: "Trainer", event: StepEvent) -> None: ...
+    def on_epoch_end(self, trainer: "Trainer", event: EpochEvent) -> None: ...
+    def on_test(self, trainer: "Trainer", event: TestEvent) -> None: ...
+
+
+def resolve_device(requested: str) -> torch.device:
+    """`auto` picks CUDA when present; `cuda` without a GPU is a user error."""
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device: cuda was asked for but no CUDA GPU is available; allowed here: auto, cpu")
+    return torch.device(requested)
+
+
+def detach(state: State) -> State:
+    # Zaremba et al. 2014: the final state of one minibatch starts the next, without gradient.
+    return state[0].detach(), state[1].detach()
+
+
+def perplexity(total_nats: float, tokens: int) -> float:
+    return math.exp(min(total_nats / max(tokens, 1), 700.0))  # capped to stay a finite float
+
+
+class Trainer:
+    def __init__(
+        self,
+        config: RunConfig,
+        corpus: Corpus,
+        device: torch.device,
+        listeners: Iterable[Listener] = (),
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self.config, self.corpus, self.device = config, corpus, device
+        self.listeners = list(listeners)
+        self.should_stop = should_stop
+        t = config.train
+        torch.manual_seed(t.seed)
+        self.model = LanguageModel(len(corpus.vocab), config.model, config.dropout).to(device)
+        train_ids = corpus.train[: t.max_train_tokens] if t.max_train_tokens else corpus.train
+        valid_ids = corpus.valid[: t.max_eval_tokens] if t.max_eval_tokens else corpus.valid
+        test_ids = corpus.test[: t.max_eval_tokens] if t.max_eval_tokens else corpus.test
+        self.train_data = batchify(train_ids, t.batch_size).to(device)  # (N/B, B)
+        self.valid_data = batchify(valid_ids, t.batch_size).to(device)
+        self.test_data = batchify(test_ids, t.test_batch_size).to(device)
+        self.batches_per_epoch = count_windows(self.train_data, t.bptt, full_only=True)
+        if self.batches_per_epoch == 0:
+            raise ValueError(
+                f"--max-train-tokens: {train_ids.numel()} training tokens give no full window of "
+                f"{t.bptt} steps at batch size {t.batch_size}"
+            )
+        # Plain SGD, no momentum, no weight decay (the paper); foreach = one fused update.
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=t.lr, foreach=device.type == "cuda" or None)
+        self.step = 0
+        self.epoch = 0
+        self.words = 0
+        self.started = time.perf_counter()
+
+    def _emit(self, name: str, *args: object) -> None:
+        for listener in self.listeners:
+            method = getattr(listener, name, None)
+            if method is not None:
+                method(self, *args)
+
+    def run(self) -> TestEvent:
+        """Train for the configured epochs, then test. Raises Diverged or Cancelled."""
+        self._emit("on_train_start")
+        valid_ppl = math.nan
+        for epoch in range(self.epoch + 1, self.config.train.epochs + 1):
+            valid_ppl = self.train_epoch(epoch).valid_ppl
+        test_ppl = self.evaluate(self.test_data, full_windows=False)
+        event = TestEvent(test_ppl=test_ppl, valid_ppl=valid_ppl, epoch=self.epoch)
+        self._emit("on_test", event)
+        return event
+
+    def train_epoch(self, epoch: int) -> EpochEvent:
+        t = self.config.train
+        model, device = self.model, self.device
+        lr = lr_at_epoch(t, epoch)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        epoch_start = time.perf_counter()
+        model.train()
+        state = model.init_state(t.batch_size)  # zero state at the start of every epoch
+        # Accumulated on the device so the loop never waits for the GPU between logs.
+        total_nats = torch.zeros((), device=device, dtype=torch.float64)
+        clipped_count = torch.zeros((), device=device, dtype=torch.long)
+        first_bad_step = torch.zeros((), device=device, dtype=torch.long)
+        tokens = 0
+        last_log_time, last_log_words = time.perf_counter(), self.words
+        parameters = [p for p in model.parameters()]
+        vocab = len(self.corpus.vocab)
+        for inputs, targets in windows(self.train_data, t.bptt, full_only=True):
+            if self.should_stop():
+                raise Cancelled(f"cancelled during epoch {epoch} at step {self.step}")
+            self.step += 1
+            steps, batch = inputs.shape
+            out = model(inputs, detach(state))
+            state = out.state
+            nats = F.cross_entropy(out.logits.view(-1, vocab), targets.reshape(-1), reduction="sum")
+            # Zaremba et al. 2014: loss summed over the unrolled steps, averaged over the batch.
+            loss = nats / batch
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            log_now = self.step % t.log_every == 0
+            layer_norms = self._group_norms() if log_now else {}
+            grad_norm = torch.nn.utils.clip_grad_norm_(parameters, t.clip, foreach=True)  # norm before clipping
+            self.optimizer.step()
+
+            total_nats += nats.detach()
+            clipped_count += (grad_norm > t.clip).long()
+            bad = ~torch.isfinite(nats.detach())
+            first_bad_step = torch.where(bad & (first_bad_step == 0), torch.full_like(first_bad_step, self.step), first_bad_step)
+            tokens += steps * batch
+            self.words += steps * batch
+            if log_now:
+                self._check_finite(first_bad_step, epoch, lr)
+                now = time.perf_counter()
+                event = StepEvent(
+                    step=self.step, epoch=epoch, loss=nats.item() / (steps * batch), grad_norm=grad_norm.item(),
+                    layer_grad_norms=layer_norms, clipped=bool(grad_norm.item() > t.clip), lr=lr,
+                    words_per_s=(self.words - last_log_words) / max(now - last_log_time, 1e-9),
+                    words=self.words, time=now - self.started,
+                )
+                last_log_time, last_log_words = now, self.words
+                self._emit("on_step", event)
+        self._check_finite(first_bad_step, epoch, lr)
+        valid_ppl = self.evaluate(self.valid_data, full_windows=True)
+        self.epoch = epoch
+        event = EpochEvent(
+            epoch=epoch, train_ppl=perplexity(total_nats.item(), tokens), valid_ppl=valid_ppl, lr=lr,
+            seconds=time.perf_counter() - epoch_start, clipped_fraction=clipped_count.item() / self.batches_per_epoch,
+            words=self.words, time=time.perf_counter() - self.started,
+        )
+        self._emit("on_epoch_end", event)
+        return event
+
+    def _check_finite(self, first_bad_step: torch.Tensor, epoch: int, lr: float) -> None:
+        bad_step = int(first_bad_step.item())
+        if bad_step:
+            raise Diverged(bad_step, epoch, lr)
+
+    def _group_norms(self) -> dict[str, float]:
+        norms = {}
+        for name, params in self.model.parameter_groups().items():
+            grads = [p.grad for p in params if p.grad is not None]
+            norms[name] = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))) if grads else 0.0
+        return norms
+
+    @torch.no_grad()
+    def evaluate(self, data: torch.Tensor, *, full_windows: bool) -> float:
+        """Perplexity of `data` (rows x batch) read in windows with the state carried throughout."""
+        model = self.model
+        was_training = model.training
+        model.eval()
+        batch = data.size(1)
+        state = model.init_state(batch)
+        total = torch.zeros((), device=self.device, dtype=torch.float64)
+        tokens = 0
+        for inputs, targets in windows(data, self.config.train.bptt, full_only=full_windows):
+            out = model(inputs, state)
+            state = out.state
+            total += F.cross_entropy(out.logits.view(-1, out.logits.size(-1)), targets.reshape(-1), reduction="sum")
+            tokens += targets.numel()
+        model.train(was_training)
+        return perplexity(total.item(), tokens)
