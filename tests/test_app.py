@@ -209,6 +209,7 @@ def test_rename_and_delete_with_confirmation_reference_read_only(store):
 def _start_tiny_run(at: AppTest, name: str, epochs: int, tokens: int) -> str:
     at.number_input(key="epochs_demo").set_value(epochs)
     at.number_input(key="tokens_demo").set_value(tokens)
+    at.number_input(key="eval_tokens_demo").set_value(2000)
     at.text_input(key="launch_name").set_value(name)
     at.form_submit_button[0].click().run()
     assert_no_exception(at)

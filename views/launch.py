@@ -47,15 +47,20 @@ with st.form("launch_form", border=True):
     seed = c1.number_input("Seed", 0, 2**31 - 1, 0, key="launch_seed")
     name = c2.text_input("Name (optional)", max_chars=200, key="launch_name",
                          placeholder=f"{preset} {placement}")
-    max_concurrent = st.number_input("Runs at once (queue limit)", 1, 16, 1, key="launch_concurrency",
-                                     help="CPU: keep 1 (runs would share the cores). A GPU box can take more.")
+    with st.expander("Advanced"):
+        c1, c2 = st.columns(2)
+        eval_tokens = c1.number_input("Max evaluation tokens (0 = all)", 0, 1_000_000,
+                                      defaults.train.max_eval_tokens or 0, step=1_000, key=f"eval_tokens_{preset}",
+                                      help="validate and test on a prefix of each split (quick CPU runs)")
+        max_concurrent = c2.number_input("Runs at once (queue limit)", 1, 16, 1, key="launch_concurrency",
+                                         help="CPU: keep 1 (runs would share the cores). A GPU box can take more.")
     submitted = st.form_submit_button("Start run", type="primary", icon=":material/play_arrow:")
 
 if submitted:
     try:
         config = cfg.to_dict(cfg.build_run_config(
             preset, placement=placement, site_rates=rates, epochs=int(epochs), max_train_tokens=int(tokens) or None,
-            device=device, seed=int(seed), name=name.strip() or None))
+            max_eval_tokens=int(eval_tokens) or None, device=device, seed=int(seed), name=name.strip() or None))
     except cfg.ConfigError as err:
         st.error(f"Not started: {err}")
     else:
