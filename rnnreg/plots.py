@@ -98,6 +98,26 @@ def _style(fig: go.Figure, title: str, x_title: str | None = None, y_title: str 
     return fig
 
 
+def _style_subplots(fig: go.Figure, title: str, *, height: int) -> go.Figure:
+    """`_style` for panel grids: the legend sits above the panel titles instead of on them."""
+    _style(fig, title)
+    top, bottom = 130, 60
+    plot_height = max(height - top - bottom, 1)
+    fig.update_layout(height=height, margin={"t": top, "b": bottom}, legend={"y": 1 + 40 / plot_height})
+    return fig
+
+
+def _hline(fig: go.Figure, x: pd.Series, y: float, name: str, *, color: str = "#555555", dash: str = "dot",
+           **subplot) -> None:
+    """A labelled horizontal line across the x range of the data, as a trace (works on log axes)."""
+    lo, hi = (x.min(), x.max()) if len(x) else (0, 1)
+    fig.add_trace(go.Scatter(
+        x=[lo, hi], y=[y, y], mode="lines+text", name=name, text=["", name], textposition="top left",
+        textfont={"size": FONT_SIZE - 3, "color": color}, line={"color": color, "dash": dash, "width": 2},
+        hovertemplate=f"{name}<extra></extra>", showlegend=False,
+    ), **subplot)
+
+
 def empty_figure(title: str, message: str) -> go.Figure:
     """A figure that says why there is nothing to draw (instead of an empty grid)."""
     fig = go.Figure()
@@ -108,11 +128,13 @@ def empty_figure(title: str, message: str) -> go.Figure:
     return _style(fig, title)
 
 
-def _runs(df: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame]]:
-    """(run, label, rows) for each run in order of first appearance."""
+def _runs(df: pd.DataFrame, sort_by: str | None = None) -> list[tuple[str, str, pd.DataFrame]]:
+    """(run, label, rows) for each run in order of first appearance (the pick order), rows sorted by `sort_by`."""
     out = []
     for run in dict.fromkeys(df["run"]):
         rows = df[df["run"] == run]
+        if sort_by is not None:
+            rows = rows.sort_values(sort_by, kind="stable")
         label = str(rows["label"].iloc[0]) if "label" in rows else str(run)
         out.append((run, label, rows))
     return out
@@ -149,7 +171,7 @@ def perplexity_figure(
         return empty_figure(title, "No finished epoch yet")
     xcol = _x_column(epochs, x)
     fig = go.Figure()
-    for run, label, rows in _runs(epochs.sort_values(["run", "epoch"])):
+    for run, label, rows in _runs(epochs, "epoch"):
         color = _color(colors, run)
         for column, dash, name in (("train_ppl", "dash", "train"), ("valid_ppl", "solid", "valid")):
             if column not in rows or rows[column].isna().all():
@@ -164,11 +186,7 @@ def perplexity_figure(
             continue
         valid, test = PAPER_PERPLEXITY[preset]
         for value, what in ((valid, "valid"), (test, "test")):
-            fig.add_hline(
-                y=value, line={"color": "#555555", "dash": "dot", "width": 2},
-                annotation_text=f"paper {preset} {what} {value}", annotation_position="top left",
-                annotation_font={"size": FONT_SIZE - 2, "color": "#555555"},
-            )
+            _hline(fig, epochs[xcol], value, f"paper {preset} {what} {value}")
     _style(fig, title, X_AXES[xcol], "perplexity" + (" (log scale)" if log_y else ""))
     if log_y:
         fig.update_yaxes(type="log")
@@ -182,7 +200,7 @@ def gap_figure(epochs: pd.DataFrame, colors: Mapping[str, str], *, x: str = "epo
         return empty_figure(title, "No finished epoch yet")
     xcol = _x_column(epochs, x)
     fig = go.Figure()
-    for run, label, rows in _runs(epochs.sort_values(["run", "epoch"])):
+    for run, label, rows in _runs(epochs, "epoch"):
         fig.add_trace(go.Scatter(
             x=rows[xcol], y=rows["valid_ppl"] - rows["train_ppl"], mode="lines+markers", name=label,
             line={"color": _color(colors, run), "width": LINE_WIDTH}, marker={"size": 7},
@@ -218,7 +236,7 @@ def loss_figure(
         return empty_figure(title, "No training steps logged yet")
     xcol = x if x in steps.columns and steps[x].notna().any() else "step"
     fig = go.Figure()
-    for run, label, rows in _runs(steps.sort_values(["run", "step"])):
+    for run, label, rows in _runs(steps, "step"):
         color = _color(colors, run)
         fig.add_trace(go.Scatter(
             x=rows[xcol], y=rows["loss"], mode="lines", name=f"{label} · raw", legendgroup=run,
@@ -245,23 +263,17 @@ def grad_norm_figure(
     if not _has(steps, "run", "step", "grad_norm"):
         return empty_figure(title, "No gradient norms logged yet")
     fig = go.Figure()
-    for run, label, rows in _runs(steps.sort_values(["run", "step"])):
+    for run, label, rows in _runs(steps, "step"):
         color = _color(colors, run)
         fig.add_trace(go.Scatter(
             x=rows["step"], y=rows["grad_norm"], mode="lines", name=label, legendgroup=run,
             line={"color": color, "width": 2}, hovertemplate=f"{label}: %{{y:.2f}}<extra></extra>",
         ))
-    for clip in sorted({float(c) for c in clips.values() if c is not None}):
-        runs_with = [r for r, c in clips.items() if c is not None and float(c) == clip]
-        fig.add_hline(
-            y=clip, line={"color": "#333333", "dash": "dot", "width": 2},
-            annotation_text=f"clip {clip:g}", annotation_position="top left",
-            annotation_font={"size": FONT_SIZE - 2},
-            name=", ".join(runs_with),
-        )
+    for clip in sorted({float(c) for c in clips.values() if c is not None and not pd.isna(c)}):
+        _hline(fig, steps["step"], clip, f"clip {clip:g}", color="#222222")
     _style(fig, title, "step", "‖gradient‖ (L2)")
     if log_y:
-        fig.update_yaxes(type="log")
+        fig.update_yaxes(type="log", dtick="D2")
     return fig
 
 
@@ -271,23 +283,21 @@ def layer_grad_figure(layers: pd.DataFrame, colors: Mapping[str, str], *, log_y:
     if not _has(layers, "run", "step", "layer", "norm"):
         return empty_figure(title, "No per-layer gradient norms logged")
     names = list(dict.fromkeys(layers["layer"]))
-    cols = min(len(names), 3)
+    cols = min(len(names), 2)
     nrows = math.ceil(len(names) / cols)
     fig = make_subplots(rows=nrows, cols=cols, subplot_titles=names, shared_xaxes=True,
                         vertical_spacing=0.12 if nrows > 1 else 0.0)
     for i, name in enumerate(names):
-        part = layers[layers["layer"] == name].sort_values(["run", "step"])
-        for run, label, rows in _runs(part):
+        for run, label, rows in _runs(layers[layers["layer"] == name], "step"):
             fig.add_trace(go.Scatter(
                 x=rows["step"], y=rows["norm"], mode="lines", name=label, legendgroup=run,
                 showlegend=i == 0, line={"color": _color(colors, run), "width": 2},
                 hovertemplate=f"{label}: %{{y:.3f}}<extra></extra>",
             ), row=i // cols + 1, col=i % cols + 1)
-    _style(fig, title)
-    fig.update_layout(height=max(380, 300 * nrows))
+    _style_subplots(fig, title, height=max(400, 280 * nrows))
     fig.update_xaxes(title_text="step", row=nrows)
     if log_y:
-        fig.update_yaxes(type="log")
+        fig.update_yaxes(type="log", dtick="D2")  # label 1, 2, 5 only: readable in small panels
     return fig
 
 
@@ -297,7 +307,7 @@ def clipped_fraction_figure(epochs: pd.DataFrame, colors: Mapping[str, str]) -> 
     if not _has(epochs, "run", "epoch", "clipped_fraction") or epochs["clipped_fraction"].isna().all():
         return empty_figure(title, "No clipping statistics logged yet")
     fig = go.Figure()
-    for run, label, rows in _runs(epochs.sort_values(["run", "epoch"])):
+    for run, label, rows in _runs(epochs, "epoch"):
         fig.add_trace(go.Bar(x=rows["epoch"], y=rows["clipped_fraction"], name=label,
                              marker_color=_color(colors, run),
                              hovertemplate=f"{label}: %{{y:.1%}}<extra></extra>"))
@@ -318,7 +328,7 @@ def grad_through_time_figure(gtt: pd.DataFrame, colors: Mapping[str, str], *, ep
     fig = go.Figure()
     dashes = ("solid", "dash", "dot", "dashdot")
     keys = list(dict.fromkeys(zip(part.get("layer", 0), part.get("wrt", ""))))
-    for run, label, rows in _runs(part.sort_values(["run", "k"])):
+    for run, label, rows in _runs(part, "k"):
         for j, (layer, wrt) in enumerate(keys):
             sel = rows[(rows.get("layer", 0) == layer) & (rows.get("wrt", "") == wrt)]
             if sel.empty:
@@ -351,16 +361,21 @@ def gate_histogram_figure(
     title = f"Gate activations, layer {layer}, epoch {epoch}"
     if not _has(gates, "run", "epoch", "layer", "gate", "bin_edges", "counts"):
         return empty_figure(title, "No gate statistics logged")
-    part = gates[(gates["epoch"] == epoch) & (gates["layer"] == layer) & gates["gate"].isin(gate_names)]
+    layer_rows = gates[(gates["layer"] == layer) & gates["gate"].isin(gate_names)]
+    part = layer_rows[layer_rows["epoch"] == epoch]
     if part.empty:
         return empty_figure(title, f"No gate statistics for layer {layer} at epoch {epoch}")
     present = [g for g in gate_names if g in set(part["gate"])]
-    runs = _runs(part)
+    runs = _runs(layer_rows)  # every run gets its column; one without this epoch yet says so
     fig = make_subplots(
         rows=len(present), cols=len(runs), shared_xaxes="rows", vertical_spacing=0.06, horizontal_spacing=0.04,
         column_titles=[label for _, label, _ in runs], row_titles=[GATE_NAMES.get(g, g) for g in present],
     )
     for c, (run, label, rows) in enumerate(runs, start=1):
+        rows = rows[rows["epoch"] == epoch]
+        if rows.empty:
+            fig.add_annotation(text=f"no epoch {epoch} yet", xref="x domain", yref="y domain", x=0.5, y=0.5,
+                               showarrow=False, font={"size": FONT_SIZE}, row=1, col=c)
         for r, gate in enumerate(present, start=1):
             sel = rows[rows["gate"] == gate]
             if sel.empty:
@@ -376,10 +391,11 @@ def gate_histogram_figure(
             ), row=r, col=c)
             if sat is not None and not pd.isna(sat):
                 fig.add_annotation(text=f"saturated {float(sat):.0%}", xref="x domain", yref="y domain",
-                                   x=0.98, y=0.95, showarrow=False, font={"size": FONT_SIZE - 4},
-                                   row=r, col=c)
+                                   x=0.5, y=1.0, yanchor="top", showarrow=False, bgcolor="rgba(255,255,255,0.8)",
+                                   font={"size": FONT_SIZE - 4}, row=r, col=c)
     _style(fig, title)
-    fig.update_layout(height=max(420, 170 * len(present) + 120), bargap=0, hovermode="closest")
+    fig.update_layout(height=max(420, 170 * len(present) + 120), bargap=0, hovermode="closest",
+                      margin={"t": 110, "r": 60})
     fig.update_yaxes(tickformat=".0%", nticks=3)
     fig.update_annotations(font_size=FONT_SIZE - 2)
     return fig
@@ -400,14 +416,13 @@ def saturation_figure(gates: pd.DataFrame, colors: Mapping[str, str], *, layer: 
     fig = make_subplots(rows=nrows, cols=cols, subplot_titles=[GATE_NAMES.get(g, g) for g in present],
                         shared_xaxes=True, shared_yaxes=True, vertical_spacing=0.14)
     for i, gate in enumerate(present):
-        for run, label, rows in _runs(part[part["gate"] == gate].sort_values(["run", "epoch"])):
+        for run, label, rows in _runs(part[part["gate"] == gate], "epoch"):
             fig.add_trace(go.Scatter(
                 x=rows["epoch"], y=rows["saturation"], mode="lines+markers", name=label, legendgroup=run,
                 showlegend=i == 0, line={"color": _color(colors, run), "width": LINE_WIDTH},
                 hovertemplate=f"{label}: %{{y:.1%}}<extra></extra>",
             ), row=i // cols + 1, col=i % cols + 1)
-    _style(fig, title)
-    fig.update_layout(height=max(420, 300 * nrows))
+    _style_subplots(fig, title, height=max(420, 300 * nrows))
     fig.update_yaxes(tickformat=".0%", rangemode="tozero")
     fig.update_xaxes(title_text="epoch (0 = before training)", row=nrows)
     return fig

@@ -13,6 +13,7 @@ import math
 import os
 import random
 import socket
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -78,6 +79,8 @@ def write_run(
     run_dir = Path(root) / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     t0 = 1_780_000_000.0 + seed * 1000
+    if state in ("running", "queued"):  # started a few epochs ago
+        t0 = time.time() - done * 42.0
     _write_json(run_dir / "config.json", {
         "format": 1, "id": run_id, "created_at": _iso(t0), "request_id": f"req-{run_id}", "sweep": None,
         "config": config,

@@ -78,10 +78,9 @@ def test_perplexity_figure_x_axis_choice(x, expected):
 def test_perplexity_figure_log_y_and_paper_reference_lines():
     fig = plots.perplexity_figure(epochs_frame(), COLORS, log_y=True, reference_presets=["small", "demo"])
     assert fig.layout.yaxis.type == "log"
-    lines = sorted(s.y0 for s in fig.layout.shapes)
-    assert lines == [114.5, 120.7]  # demo has no paper value
-    texts = [a.text for a in fig.layout.annotations]
-    assert "paper small valid 120.7" in texts
+    lines = {t.name: list(t.y) for t in traces(fig, "paper")}
+    assert lines == {"paper small valid 120.7": [120.7, 120.7], "paper small test 114.5": [114.5, 114.5]}
+    assert list(traces(fig, "paper small valid")[0].x) == [1, 4]  # across the data, not off the log axis
 
 
 def test_perplexity_figure_rejects_unknown_axis_and_handles_empty():
@@ -117,9 +116,9 @@ def test_loss_figure_raw_always_visible():
 
 def test_grad_norm_figure_draws_each_clip_threshold_once():
     fig = plots.grad_norm_figure(steps_frame(), COLORS, {"a": 5.0, "b": 5.0})
-    assert [s.y0 for s in fig.layout.shapes] == [5.0]
-    fig = plots.grad_norm_figure(steps_frame(), COLORS, {"a": 5.0, "b": 10.0})
-    assert sorted(s.y0 for s in fig.layout.shapes) == [5.0, 10.0]
+    assert [t.y[0] for t in traces(fig, "clip")] == [5.0]
+    fig = plots.grad_norm_figure(steps_frame(), COLORS, {"a": 5.0, "b": 10.0, "c": None})
+    assert [t.y[0] for t in traces(fig, "clip")] == [5.0, 10.0]
     assert fig.layout.yaxis.type == "log"
 
 
@@ -142,6 +141,18 @@ def test_gate_histograms_side_by_side_and_normalised():
     assert sum(fig.data[0].y) == pytest.approx(1.0)
     missing = plots.gate_histogram_figure(gates_frame(), COLORS, layer=3, epoch=1)
     assert not missing.data
+    partial = gates_frame()
+    partial = partial[(partial.run == "a") | (partial.epoch < 2)]  # b is still running: no epoch 2 yet
+    fig = plots.gate_histogram_figure(partial, COLORS, layer=0, epoch=2)
+    assert len(fig.data) == len(plots.GATES)
+    assert "no epoch 2 yet" in [a.text for a in fig.layout.annotations]
+
+
+def test_traces_follow_the_pick_order():
+    df = epochs_frame()
+    df = pd.concat([df[df.run == "b"], df[df.run == "a"]])
+    fig = plots.perplexity_figure(df, COLORS)
+    assert fig.data[0].name.startswith("zaremba")
 
 
 def test_saturation_and_heatmap():

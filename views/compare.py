@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from views import common
+from views import common, store
 from rnnreg import plots
 
 st.title("Compare two runs")
@@ -25,7 +25,7 @@ for col, run in ((c1, a), (c2, b)):
     m1, m2, m3 = col.columns(3)
     m1.metric("best valid", "—" if row["best_valid_ppl"] != row["best_valid_ppl"] else f"{row['best_valid_ppl']:.1f}")
     m2.metric("test", "—" if row["test_ppl"] != row["test_ppl"] else f"{row['test_ppl']:.1f}")
-    m3.metric("epochs", f"{row['epochs_done']} / {row['epochs_total'] if row['epochs_total'] == row['epochs_total'] else '?'}")
+    m3.metric("epochs", store.epochs_text(row["epochs_done"], row["epochs_total"]))
 
 log_y = st.toggle("log y", value=True, key="cmp_log")
 epochs = common.frames([a, b], "epochs")

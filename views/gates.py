@@ -17,9 +17,10 @@ if gates.empty:
 
 layers = sorted(int(v) for v in gates["layer"].dropna().unique())
 epochs = sorted(int(v) for v in gates["epoch"].dropna().unique())
+common_last = int(gates.groupby("run")["epoch"].max().min())  # the last epoch every picked run has reached
 c1, c2 = st.columns([1, 3])
 layer = c1.selectbox("Layer", layers, key="gates_layer")
-epoch = c2.select_slider("Epoch (0 = before training)", epochs, value=epochs[-1], key="gates_epoch") \
+epoch = c2.select_slider("Epoch (0 = before training)", epochs, value=common_last, key="gates_epoch") \
     if len(epochs) > 1 else epochs[0]
 common.show_figure(plots.gate_histogram_figure(gates, colors, layer=layer, epoch=epoch), key="gates_hist",
                    file_stem=f"gates-layer{layer}-epoch{epoch}")

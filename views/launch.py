@@ -103,7 +103,7 @@ def live_runs() -> None:
         last = epochs.iloc[-1] if epochs is not None and len(epochs) else None
         c1, c2, c3, c4, c5 = st.columns([3, 2, 2, 2, 1.2], vertical_alignment="center")
         c1.markdown(f"**{row['label']}**  \n`{row['run']}`")
-        c2.markdown(f"{row['state']}  \nepoch {row['epochs_done']} / {row['epochs_total']}")
+        c2.markdown(f"{row['state']}  \nepoch {store.epochs_text(row['epochs_done'], row['epochs_total'])}")
         c3.markdown("train / valid ppl  \n" + ("—" if last is None else
                                                 f"{last['train_ppl']:.1f} / {last['valid_ppl']:.1f}"))
         eta = store.eta_seconds(epochs, row["epochs_total"]) if row["state"] == "running" else float("nan")

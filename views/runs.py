@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from views import common
+from views import common, store
 from rnnreg import plots, runs
 
 st.title("Runs")
@@ -21,8 +21,7 @@ if search:
 shown = pd.DataFrame({
     "name": view["label"], "preset": view["preset"], "placement": view["placement"], "dropout": view["rates"],
     "state": view["state"] + view["read_only"].map({True: " (reference)", False: ""}),
-    "epochs": view["epochs_done"].astype(str) + " / " + view["epochs_total"].map(
-        lambda n: "?" if pd.isna(n) else str(int(n))),
+    "epochs": [store.epochs_text(d, t) for d, t in zip(view["epochs_done"], view["epochs_total"])],
     "best valid": view["best_valid_ppl"], "test": view["test_ppl"], "wall (min)": view["wall_seconds"] / 60,
     "device": view["device"], "problems": view["problems"], "id": view["run"],
 })

@@ -70,6 +70,7 @@ def run_table(root: Path) -> pd.DataFrame:
     if not rows:
         return pd.DataFrame(columns=TABLE_COLUMNS)
     df = pd.DataFrame(rows)
+    df["epochs_total"] = df["epochs_total"].astype("Int64")  # whole numbers, <NA> when unknown
     df = df.sort_values("read_only", kind="stable").reset_index(drop=True)
     labels = df["name"].where(df["name"] != "", df["run"])
     dupes = labels.duplicated(keep=False)
@@ -93,6 +94,11 @@ def run_frames(root: Path, run_id: str) -> dict[str, Any]:
         "gtt": run.grad_through_time_frame(), "config": run.config, "environment": run.environment,
         "status": run.status or {}, "problems": list(run.summary.problems),
     }
+
+
+def epochs_text(done: int, total: object) -> str:
+    """'3 / 8', or '3 / ?' when the total is unknown."""
+    return f"{done} / {'?' if total is None or pd.isna(total) else int(total)}"
 
 
 def eta_seconds(epochs: pd.DataFrame, epochs_total: float | None) -> float:

@@ -1,0 +1,129 @@
+"""The dashboard in a real browser: `streamlit run app.py` headless, every page in Chromium.
+
+Asserts that Plotly charts render and that no Streamlit exception block shows, and saves one
+screenshot per page under artifacts/screenshots/ (git-ignored) for a person to look at.
+Skipped when /usr/bin/chromium is missing, unless RNNREG_REQUIRE_BROWSER=1 (then it fails).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from fixtures_runs import make_store, write_run
+
+REPO = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+SCREENSHOTS = REPO / "artifacts" / "screenshots"
+# url path -> charts the page must draw with the standard store and two runs picked
+PAGES = {"": 1, "launch": 2, "perplexity": 3, "gradients": 3, "gates": 3, "compare": 1, "export": 0}
+
+
+def browser_or_skip():
+    missing = None
+    if not Path(CHROMIUM).exists():
+        missing = f"{CHROMIUM} not found (apt-get install chromium)"
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing = missing or "the playwright Python package is not installed"
+    if missing:
+        if os.environ.get("RNNREG_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"RNNREG_REQUIRE_BROWSER=1 but {missing}")
+        pytest.skip(missing)
+    return sync_playwright
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def dashboard(runs_dir: Path, log_path: Path) -> Iterator[str]:
+    """A headless Streamlit server on a free localhost port; stopped by its own pid."""
+    port = free_port()
+    env = {**os.environ, "RNNREG_RUNS_DIR": str(runs_dir)}
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+             "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
+            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                    break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"streamlit did not start; see {log_path}:\n{log_path.read_text()[-2000:]}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def wait_until_settled(page, charts: int, timeout_ms: int = 30_000) -> None:
+    """The app view is there, the script has stopped running and `charts` Plotly charts are drawn."""
+    page.wait_for_selector("[data-testid='stAppViewContainer']", timeout=timeout_ms)
+    if charts:
+        page.wait_for_function(f"document.querySelectorAll('.js-plotly-plot').length >= {charts}",
+                               timeout=timeout_ms)
+    page.wait_for_function(
+        "!document.querySelector(\"[data-testid='stStatusWidget']\")"
+        " || !document.querySelector(\"[data-testid='stStatusWidget']\").innerText.includes('Running')",
+        timeout=timeout_ms)
+    page.wait_for_timeout(400)  # let Plotly finish its transitions before the screenshot
+
+
+@pytest.fixture
+def runs_dir(tmp_path) -> Path:
+    root = tmp_path / "runs"
+    make_store(root)
+    write_run(root / "reference", "20261101-000000-ref-medium", preset="demo", placement="zaremba", dropout=0.5,
+              name="reference zaremba", seed=7)
+    return root
+
+
+def test_every_page_renders_in_chromium(runs_dir, tmp_path):
+    sync_playwright = browser_or_skip()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    log_path = tmp_path / "streamlit.log"
+    with dashboard(runs_dir, log_path) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 2000})
+            errors: list[str] = []
+            page.on("pageerror", lambda err: errors.append(str(err)))
+            for path, charts in PAGES.items():
+                page.goto(f"{url}/{path}")
+                wait_until_settled(page, charts)
+                exceptions = page.locator("[data-testid='stException']")
+                assert exceptions.count() == 0, f"/{path}: {exceptions.first.inner_text()}"
+                assert page.locator(".js-plotly-plot").count() >= charts, f"/{path}: charts missing"
+                page.screenshot(path=str(SCREENSHOTS / f"{path or 'runs'}.png"))
+            assert not errors, errors
+        finally:
+            browser.close()
+    assert "Traceback" not in log_path.read_text()
