@@ -201,3 +201,30 @@ def make_many(root: Path, n: int = 50) -> list[str]:
                   seed=i, steps_per_epoch=40)
         ids.append(run_id)
     return ids
+
+
+def train_tiny_runs(root: Path, timeout: float = 240.0) -> dict[str, str]:
+    """Two real runs made by the trainer (no dropout vs Zaremba 0.5, 2 epochs on 4k tokens, CPU).
+
+    Both train at once as separate processes, started the way the dashboard starts them
+    (`rnnreg.launch`); takes some seconds.  Returns {"overfit": id, "zaremba": id}.
+    """
+    from rnnreg import launch  # the trainer side is only needed here
+
+    ids = {}
+    for key, placement, rate, name, seed in (("overfit", "none", None, "no dropout", 1),
+                                             ("zaremba", "zaremba", 0.5, "zaremba 0.5", 2)):
+        config = to_dict(build_run_config("demo", placement=placement, dropout=rate, epochs=2, max_train_tokens=4000,
+                                          max_eval_tokens=2000, device="cpu", seed=seed, log_every=2, name=name))
+        ids[key] = launch.launch(root, config, name=name, max_concurrent=2)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        states = {k: json.loads((Path(root) / i / "status.json").read_text()).get("state") for k, i in ids.items()}
+        if all(s not in ("queued", "running") for s in states.values()):
+            break
+        time.sleep(0.2)
+    bad = {k: s for k, s in states.items() if s != "finished"}
+    if bad:
+        logs = {k: (Path(root) / ids[k] / "train.log").read_text()[-1500:] for k in bad}
+        raise RuntimeError(f"tiny training runs did not finish: {bad}\n{logs}")
+    return ids

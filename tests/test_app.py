@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -19,7 +20,8 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from fixtures_runs import STANDARD_IDS, make_store, write_run
+from fixtures_runs import (STANDARD_IDS, train_tiny_runs, write_corrupt_run, write_half_written_run,
+                           write_run)
 
 REPO = Path(__file__).resolve().parent.parent
 APP = str(REPO / "app.py")
@@ -41,11 +43,36 @@ needs_trainer = pytest.mark.skipif("not trainer_available()",
                                    reason="the trainer CLI (python -m rnnreg train) is not there yet")
 
 
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    """Real runs from the trainer, made once per session (synthetic ones if there is no trainer yet)."""
+    root = tmp_path_factory.mktemp("trained")
+    if trainer_available():
+        return root, train_tiny_runs(root)
+    write_run(root, STANDARD_IDS["overfit"], placement="none", name="no dropout", seed=1)
+    write_run(root, STANDARD_IDS["zaremba"], placement="zaremba", dropout=0.5, name="zaremba 0.5", seed=2)
+    return root, {"overfit": STANDARD_IDS["overfit"], "zaremba": STANDARD_IDS["zaremba"]}
+
+
 @pytest.fixture
-def store(tmp_path, monkeypatch) -> Path:
+def ids(trained) -> dict[str, str]:
+    return {**STANDARD_IDS, **trained[1]}
+
+
+@pytest.fixture
+def store(trained, tmp_path, monkeypatch) -> Path:
+    """The trained runs, a reference copy of one, and synthetic states no real run can be frozen in."""
     root = tmp_path / "runs"
-    make_store(root)
-    write_run(root / "reference", "20261101-000000-ref-small", placement="none", name="reference small", seed=9)
+    shutil.copytree(trained[0], root, ignore=shutil.ignore_patterns(".*", "checkpoint*"))
+    shutil.copytree(root / trained[1]["overfit"], root / "reference" / "20261101-000000-ref-small")
+    reference_config = root / "reference" / "20261101-000000-ref-small" / "config.json"
+    doc = json.loads(reference_config.read_text())
+    doc["config"]["name"] = "reference small"
+    reference_config.write_text(json.dumps(doc))
+    write_run(root, STANDARD_IDS["running"], placement="zaremba", dropout=0.3, name="in progress", seed=3,
+              epochs_done=3, state="running")
+    write_corrupt_run(root, STANDARD_IDS["corrupt"])
+    write_half_written_run(root, STANDARD_IDS["half"])
     monkeypatch.setenv("RNNREG_RUNS_DIR", str(root))
     return root
 
@@ -92,28 +119,28 @@ def test_empty_store_points_to_launch_and_cli(tmp_path, monkeypatch):
     assert at.get("page_link")
 
 
-def test_broken_runs_are_listed_with_their_reason(store):
+def test_broken_runs_are_listed_with_their_reason(store, ids):
     at = app("runs")
     warnings = " ".join(w.body for w in at.warning)
-    assert STANDARD_IDS["corrupt"] in warnings and "config.json" in warnings
-    assert STANDARD_IDS["half"] in warnings
+    assert ids["corrupt"] in warnings and "config.json" in warnings
+    assert ids["half"] in warnings
     table = at.dataframe[0].value
-    assert set(table["id"]) >= set(STANDARD_IDS.values())
+    assert set(table["id"]) >= set(ids.values())
     assert "reference small" in set(table["name"])
 
 
-def test_broken_runs_picked_never_raise(store):
+def test_broken_runs_picked_never_raise(store, ids):
     at = app()
-    at.sidebar.multiselect(key="picked_runs").set_value([STANDARD_IDS["corrupt"], STANDARD_IDS["half"]]).run()
+    at.sidebar.multiselect(key="picked_runs").set_value([ids["corrupt"], ids["half"]]).run()
     for page in PAGES:
         at.switch_page(f"views/{page}.py").run()
         assert_no_exception(at)
 
 
-def test_picking_runs_keeps_each_runs_colour_on_every_page(store):
+def test_picking_runs_keeps_each_runs_colour_on_every_page(store, ids):
     at = app()
     picker = at.sidebar.multiselect(key="picked_runs")
-    picker.set_value([STANDARD_IDS["overfit"], STANDARD_IDS["zaremba"]]).run()
+    picker.set_value([ids["overfit"], ids["zaremba"]]).run()
     at.switch_page("views/perplexity.py").run()
     curves = figures(at)[0]
     names = {t["name"] for t in curves["data"]}
@@ -124,7 +151,7 @@ def test_picking_runs_keeps_each_runs_colour_on_every_page(store):
     assert grad["no dropout"] == colour["no dropout · valid"]
     assert grad["zaremba 0.5"] == colour["zaremba 0.5 · valid"]
     # unpicking one run does not recolour the other
-    at.sidebar.multiselect(key="picked_runs").set_value([STANDARD_IDS["zaremba"]]).run()
+    at.sidebar.multiselect(key="picked_runs").set_value([ids["zaremba"]]).run()
     runs_traces = [t for t in figures(at)[0]["data"] if not t["name"].startswith("clip")]
     assert {t["line"]["color"] for t in runs_traces} == {colour["zaremba 0.5 · valid"]}
 
@@ -145,9 +172,9 @@ def test_perplexity_axes_log_toggle_and_paper_lines(store):
     assert paper == {"paper small valid 120.7", "paper small test 114.5"}
 
 
-def test_running_run_shows_partial_curves(store):
+def test_running_run_shows_partial_curves(store, ids):
     at = app()
-    at.sidebar.multiselect(key="picked_runs").set_value([STANDARD_IDS["running"]]).run()
+    at.sidebar.multiselect(key="picked_runs").set_value([ids["running"]]).run()
     at.switch_page("views/perplexity.py").run()
     valid = [t for t in figures(at)[0]["data"] if t["name"].endswith("valid")][0]
     assert values(valid["x"]) == [1, 2, 3]  # 3 of 8 epochs so far
@@ -166,18 +193,18 @@ def test_gates_page_epoch_and_layer(store):
     assert "layer 1" in figures(at)[0]["layout"]["title"]["text"]
 
 
-def test_compare_lists_config_differences(store):
+def test_compare_lists_config_differences(store, ids):
     at = app()
-    at.sidebar.multiselect(key="picked_runs").set_value([STANDARD_IDS["overfit"], STANDARD_IDS["zaremba"]]).run()
+    at.sidebar.multiselect(key="picked_runs").set_value([ids["overfit"], ids["zaremba"]]).run()
     at.switch_page("views/compare.py").run()
     diff = at.dataframe[0].value
     assert "dropout.placement" in set(diff["setting"])
     assert "train.seed" in set(diff["setting"])
 
 
-def test_export_tables_and_csv(store):
+def test_export_tables_and_csv(store, ids):
     at = app()
-    at.sidebar.multiselect(key="picked_runs").set_value([STANDARD_IDS["overfit"], STANDARD_IDS["zaremba"]]).run()
+    at.sidebar.multiselect(key="picked_runs").set_value([ids["overfit"], ids["zaremba"]]).run()
     at.switch_page("views/export.py").run()
     code = [c.value for c in at.code]
     assert any("| no dropout | demo | none |" in c for c in code)
@@ -185,10 +212,10 @@ def test_export_tables_and_csv(store):
     assert len(at.get("download_button")) == 4
 
 
-def test_rename_and_delete_with_confirmation_reference_read_only(store):
+def test_rename_and_delete_with_confirmation_reference_read_only(store, ids):
     at = app("runs")
     assert not any("ref-small" in o for o in at.selectbox(key="manage_run").options)  # reference: read-only
-    target = STANDARD_IDS["zaremba"]
+    target = ids["zaremba"]
     at.selectbox(key="manage_run").set_value(target).run()
     at.text_input(key=f"rename_{target}").set_value("renamed run").run()
     at.button(key="rename_button").click().run()
