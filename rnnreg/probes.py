@@ -87,3 +87,141 @@ class GateProbe:
 
     def on_epoch_end(self, trainer, event) -> None:
         self._probe(trainer, event.epoch)
+
+
+# --------------------------------------------------------------------------- gradient through time
+#
+# How far back does the gradient of the loss at step t reach?  For a window of T steps we take
+# the loss at a few target positions t near its end and measure, for every distance k,
+#
+#     norm(k)    = mean over sequences b and targets t of  || d loss_{t,b} / d c_{t-k,b} ||_2
+#     nonzero(k) = mean fraction of the H units of that gradient that are not exactly zero
+#
+# (and the same for h).  The forward pass runs in training mode, so the run's own dropout
+# placement masks what it masks; the figures average several mask draws.
+#
+# What decays under per-step masks on the carried path (why `nonzero` is recorded too): a
+# fresh mask m_s at every step multiplies the gradient reaching k steps back by the product
+# m_t ... m_{t-k+1}.  A unit survives all k masks with probability (1-p)^k, so the fraction of
+# surviving paths decays like (1-p)^k.  Inverted dropout scales each kept unit by 1/(1-p), so
+# the *expected* gradient of a unit stays the same (and its L2 norm even grows, as
+# (1-p)^(-k/2)): what is lost is not the average size but the memory itself - after k steps
+# only a (1-p)^k share of the units still carries anything from step t-k.  One mask per
+# sequence removes the same (1-p) share once and adds no further decay with k.
+
+GTT_TARGETS = 4  # target positions t: the last GTT_TARGETS steps of the window
+GTT_DRAWS = 4  # mask draws averaged (copies of the probe batch in one forward pass)
+GTT_SEED = 1234  # the probe's masks are the same every epoch; training's RNG is left untouched
+
+
+def probe_window(valid: torch.Tensor, batch_size: int, bptt: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(inputs, targets), each (bptt, batch_size): the first validation window, shifted by one."""
+    data = batchify(valid, batch_size)
+    steps = min(bptt, data.size(0) - 1)
+    return data[:steps], data[1 : steps + 1]
+
+
+def _one_target_per_sequence(steps: int, batch: int, targets: int, device: torch.device) -> torch.Tensor:
+    """(batch,) target step of each sequence: the last `targets` steps, round robin.
+
+    Sequences do not interact in the forward pass, so one backward pass of the summed
+    per-sequence losses gives every sequence its own d loss_{t_b} / d state exactly.
+    """
+    positions = torch.arange(steps - targets, steps, device=device)
+    return positions[torch.arange(batch, device=device) % targets]
+
+
+def grad_through_time(
+    model: LanguageModel,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    epoch: int,
+    *,
+    n_targets: int = GTT_TARGETS,
+    draws: int = GTT_DRAWS,
+    seed: int = GTT_SEED,
+) -> list[dict[str, object]]:
+    """`kind: "grad_through_time"` records (one per layer and wrt in c, h) for a (T, B) window.
+
+    k runs from 0 to T - n_targets, the distances every target position can reach.  Model
+    parameters' `.grad` are left untouched (torch.autograd.grad), and so is the global RNG
+    (the masks come from a forked generator seeded with `seed`).
+    """
+    steps, batch = inputs.shape
+    n_targets = max(1, min(n_targets, steps))
+    placement = model.placement
+    # Masks drawn once per forward pass (DropConnect, word dropout) would be shared by copies
+    # of the batch in one pass: such placements get one pass per draw instead.
+    per_forward = bool(placement.weight or placement.embedding)
+    passes, copies = (draws, 1) if per_forward else (1, draws)
+    device = inputs.device
+    sums: dict[tuple[int, str], torch.Tensor] = {}
+    alive: dict[tuple[int, str], torch.Tensor] = {}
+    counts = 0
+    was_training = model.training
+    fork_devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=fork_devices):
+        torch.manual_seed(seed)
+        model.train()
+        try:
+            for _ in range(passes):
+                x, y = inputs.repeat(1, copies), targets.repeat(1, copies)
+                rows = x.size(1)
+                t_of = _one_target_per_sequence(steps, rows, n_targets, device)  # (rows,)
+                out = model(x, model.init_state(rows), path="explicit", trace=True)
+                columns = torch.arange(rows, device=device)
+                logits = out.logits[t_of, columns]  # (rows, V): each sequence's target step only
+                loss = torch.nn.functional.cross_entropy(logits, y[t_of, columns], reduction="sum")
+                tensors = [value for trace in out.trace for value in (*trace.c, *trace.h)]
+                grads = torch.autograd.grad(loss, tensors, allow_unused=True)
+                # distance of step s from each sequence's target: k = t_b - s, valid for 0 <= k <= K
+                k_max = steps - n_targets
+                index = t_of.unsqueeze(0) - torch.arange(k_max + 1, device=device).unsqueeze(1)  # (K+1, rows)
+                for layer in range(len(out.trace)):
+                    for j, wrt in enumerate(("c", "h")):
+                        start = (2 * layer + j) * steps
+                        g = torch.stack([gr if gr is not None else torch.zeros_like(tensors[start])
+                                         for gr in grads[start : start + steps]])  # (T, rows, H)
+                        picked = g[index, columns]  # (K+1, rows, H): d loss_{t_b} / d state_{t_b - k}
+                        norms = torch.linalg.vector_norm(picked, dim=-1).sum(dim=1)
+                        nonzero = (picked != 0).float().mean(dim=-1).sum(dim=1)
+                        key = (layer, wrt)
+                        sums[key] = sums.get(key, 0) + norms.detach()
+                        alive[key] = alive.get(key, 0) + nonzero
+                counts += rows
+        finally:
+            model.train(was_training)
+    records = []
+    for (layer, wrt), total in sums.items():
+        records.append({
+            "kind": "grad_through_time", "epoch": epoch, "layer": layer, "wrt": wrt,
+            "k": list(range(total.numel())),
+            "norm": [float(v) for v in (total / counts).cpu()],
+            "nonzero": [round(float(v), 6) for v in (alive[(layer, wrt)] / counts).cpu()],
+            "targets": n_targets, "draws": draws,
+        })
+    return records
+
+
+class GradThroughTime:
+    """Trainer listener: gradient-through-time profiles before training (epoch 0) and after every epoch."""
+
+    def __init__(self, inputs: torch.Tensor, targets: torch.Tensor, sink: Callable[[dict[str, object]], None]) -> None:
+        self.inputs, self.targets, self.sink = inputs, targets, sink
+        self.seconds = 0.0  # total time spent probing (the budget: < 5% of an epoch)
+
+    def _probe(self, trainer, epoch: int) -> None:
+        start = time.perf_counter()
+        records = grad_through_time(trainer.model, self.inputs.to(trainer.device), self.targets.to(trainer.device),
+                                    epoch)
+        seconds = time.perf_counter() - start
+        self.seconds += seconds
+        for record in records:
+            self.sink({**record, "seconds": seconds})
+
+    def on_train_start(self, trainer) -> None:
+        if trainer.epoch == 0:
+            self._probe(trainer, 0)
+
+    def on_epoch_end(self, trainer, event) -> None:
+        self._probe(trainer, event.epoch)

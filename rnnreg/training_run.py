@@ -26,7 +26,7 @@ import torch
 from rnnreg.config import PACKAGE_ROOT, ConfigError, RunConfig, build_run_config, from_dict, to_dict
 from rnnreg.data import Corpus, DataError, load_corpus
 from rnnreg.launch import acquire_slot
-from rnnreg.probes import GateProbe, probe_batch
+from rnnreg.probes import GateProbe, GradThroughTime, probe_batch, probe_window
 from rnnreg.recording import RunRecorder
 from rnnreg.runs import TERMINAL_STATES, RunWriter, runs_root
 from rnnreg.train import Cancelled, Diverged, Trainer, resolve_device
@@ -144,6 +144,9 @@ def _train_run(writer: RunWriter, config: RunConfig, stop: StopFlag) -> int:
         if config.train.gate_probe:
             tokens = probe_batch(corpus.valid, config.train.batch_size, config.train.bptt)
             trainer.listeners.append(GateProbe(tokens, writer.append_probe))
+            # gradient-through-time profiles (how far back dL_t reaches) on the same window
+            inputs, targets = probe_window(corpus.valid, config.train.batch_size, config.train.bptt)
+            trainer.listeners.append(GradThroughTime(inputs, targets, writer.append_probe))
         if sys.stderr.isatty():
             from rnnreg.progress import ProgressBar
 

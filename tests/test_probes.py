@@ -1,0 +1,104 @@
+"""Gradient-through-time probe: exact on hand-built LSTMs, recorded by the trainer every epoch."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from rnnreg.config import DropoutConfig, ModelConfig
+from rnnreg.dropout import Placement
+from rnnreg.dropout.masks import SiteDropout
+from rnnreg.model import LanguageModel
+from rnnreg.placements import PER_SEQUENCE, PER_STEP
+from rnnreg.probes import grad_through_time
+
+VOCAB, HIDDEN, STEPS, BATCH = 12, 64, 16, 8
+
+
+def open_memory_model(placement: Placement) -> LanguageModel:
+    """One layer whose cell is a pure memory: c_t = c_{t-1} exactly (dropout aside).
+
+    Forget gate bias +50 (f = 1 in float32), input gate bias -50 (i ~ 1e-22), and W_hh = 0 so
+    that h_{t-1} reaches step t by no other road than the cell.  Then without dropout
+    d loss_t / d c_{t-k} = d loss_t / d c_t for every k: a flat profile.
+    """
+    torch.manual_seed(0)
+    model = LanguageModel(VOCAB, ModelConfig(layers=1, hidden=HIDDEN, init_scale=0.5), DropoutConfig("none", {}))
+    layer = model.lstm.layers[0]
+    with torch.no_grad():
+        layer.weight_hh_l0.zero_()
+        layer.bias_ih_l0[:HIDDEN] = -50.0  # i: closed
+        layer.bias_ih_l0[HIDDEN : 2 * HIDDEN] = 50.0  # f: fully open
+    model.placement = placement
+    return model
+
+
+def window(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    data = torch.randint(VOCAB, (STEPS + 1, BATCH), generator=g)
+    return data[:-1], data[1:]
+
+
+def profile(placement: Placement, wrt: str = "c", draws: int = 4, seed: int = 0) -> dict:
+    model = open_memory_model(placement)
+    records = grad_through_time(model, *window(), epoch=0, n_targets=4, draws=draws, seed=seed)
+    return next(r for r in records if r["wrt"] == wrt and r["layer"] == 0)
+
+
+def test_record_shape_and_params_grad_untouched():
+    model = open_memory_model(Placement("none"))
+    records = grad_through_time(model, *window(), epoch=3, n_targets=4, draws=2)
+    assert {(r["layer"], r["wrt"]) for r in records} == {(0, "c"), (0, "h")}
+    for r in records:
+        assert r["kind"] == "grad_through_time" and r["epoch"] == 3
+        assert r["k"] == list(range(STEPS - 4 + 1)) and len(r["norm"]) == len(r["k"]) == len(r["nonzero"])
+        json.dumps(r)
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_open_forget_gate_without_dropout_keeps_a_flat_profile():
+    r = profile(Placement("none"))
+    norms = torch.tensor(r["norm"])
+    assert norms[0] > 0
+    assert torch.allclose(norms, norms[0].expand_as(norms), rtol=1e-5)
+    assert r["nonzero"] == [1.0] * len(r["k"])
+
+
+def test_per_step_cell_masks_leave_a_1_minus_p_to_the_k_share_of_the_gradient():
+    # c_t = m_t * c_{t-1} with m_t in {0, 1/(1-p)} drawn fresh each step, so
+    # d loss_t / d c_{t-k} = m_t ... m_{t-k+1} * d loss_t / d c_t: a unit's gradient is non-zero
+    # only if it survived all k masks, probability (1-p)^k.  (The *size* of a surviving unit's
+    # gradient is scaled up by (1-p)^-k by inverted dropout, so the norm is not what decays.)
+    p = 0.3
+    r = profile(Placement("cell-step", cell=SiteDropout(p, PER_STEP)), draws=64)
+    nonzero = torch.tensor(r["nonzero"])
+    expected = (1 - p) ** torch.arange(len(r["k"]), dtype=torch.float32)
+    assert nonzero[0] == 1.0  # c_t itself: the mask of step t is already inside c_t
+    # 64 draws x 8 sequences x 64 units per point: binomial noise well under 0.02
+    assert torch.allclose(nonzero, expected, atol=0.02), (nonzero, expected)
+    # ... and it is the fraction of units that matters: the mean norm does not fall with k
+    assert r["norm"][-1] > 0.5 * r["norm"][0]
+
+
+def test_per_sequence_cell_masks_do_not_add_that_decay():
+    # One mask m for the whole sequence: d loss_t / d c_{t-k} = m^k * d loss_t / d c_t keeps
+    # the same (1-p) share of units for every k >= 1.
+    p = 0.3
+    r = profile(Placement("moon-like", cell=SiteDropout(p, PER_SEQUENCE)), draws=64)
+    later = torch.tensor(r["nonzero"][1:])
+    assert r["nonzero"][0] == 1.0
+    assert torch.allclose(later, later[0].expand_as(later))
+    assert abs(float(later[0]) - (1 - p)) < 0.03
+
+
+def test_probe_draws_its_own_masks_and_leaves_training_rng_alone():
+    model = open_memory_model(Placement("cell-step", cell=SiteDropout(0.5, PER_STEP)))
+    torch.manual_seed(7)
+    before = torch.rand(3)
+    torch.manual_seed(7)
+    a = grad_through_time(model, *window(), epoch=0)
+    after = torch.rand(3)
+    assert torch.equal(before, after)
+    assert a == grad_through_time(model, *window(), epoch=0)  # the same masks every epoch
