@@ -8,6 +8,7 @@ next rerun while finished runs are read once.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Callable
 
@@ -45,23 +46,30 @@ def _run_table(root: str, signature: tuple) -> pd.DataFrame:
     return store.run_table(Path(root))
 
 
+def _digest(signature: tuple) -> str:
+    # a short key: st.cache_data hashes its arguments, and a 200-stat tuple is slow to hash
+    return hashlib.blake2b(repr(signature).encode(), digest_size=16).hexdigest()
+
+
 def run_table() -> pd.DataFrame:
     """One row per run (broken ones included, with their `problems`); re-read when a file changes."""
     root = runs_root()
-    return _run_table(str(root), store.signatures(root))
+    return _run_table(str(root), _digest(store.signatures(root)))
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def _run_frames(root: str, run_id: str, signature: tuple) -> dict:
+def _run_frames(root: str, run_id: str, signature: str) -> dict:
     return store.run_frames(Path(root), run_id)
 
 
 def run_frames(run_id: str) -> dict:
     """The frames of one run (see `views.store.run_frames`), re-read when its files change."""
     root = runs_root()
-    table = run_table().set_index("run")
-    path = table.at[run_id, "path"] if run_id in table.index else root / run_id
-    return _run_frames(str(root), run_id, runs.run_signature(path))
+    try:
+        signature = _digest(runs.run_signature(runs.find_run_dir(root, run_id)))
+    except runs.RunStoreError:
+        signature = ""  # gone or never there: run_frames says so
+    return _run_frames(str(root), run_id, signature)
 
 
 def frames(run_ids: list[str], kind: str) -> pd.DataFrame:
@@ -102,9 +110,9 @@ def set_picked(run_ids: list[str]) -> None:
     st.session_state[PICKED] = list(dict.fromkeys(run_ids))
 
 
-def label_of(run_id: str) -> str:
-    table = run_table().set_index("run")
-    return str(table.at[run_id, "label"]) if run_id in table.index else run_id
+def labels() -> dict[str, str]:
+    """run id -> label, for format_func (look it up once per page, not once per option)."""
+    return run_table().set_index("run")["label"].astype(str).to_dict()
 
 
 def require_picked(minimum: int = 1) -> list[str] | None:

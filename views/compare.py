@@ -11,12 +11,13 @@ if table.empty:
     common.empty_store()
     st.stop()
 options = list(table["run"])
+labels = common.labels()
 picked = [r for r in common.picked() if r in options]
 default_a = picked[0] if picked else options[0]
 default_b = picked[1] if len(picked) > 1 else next((r for r in options if r != default_a), default_a)
 c1, c2 = st.columns(2)
-a = c1.selectbox("Run A", options, index=options.index(default_a), format_func=common.label_of, key="cmp_a")
-b = c2.selectbox("Run B", options, index=options.index(default_b), format_func=common.label_of, key="cmp_b")
+a = c1.selectbox("Run A", options, index=options.index(default_a), format_func=labels.get, key="cmp_a")
+b = c2.selectbox("Run B", options, index=options.index(default_b), format_func=labels.get, key="cmp_b")
 
 colors = plots.assign_colors([a, b], st.session_state.get(common.COLORS))
 rows = table.set_index("run")
@@ -34,10 +35,11 @@ common.show_figure(plots.perplexity_figure(epochs, colors, log_y=log_y,
                    key="cmp_curves", file_stem="compare-perplexity")
 
 st.subheader("Settings that differ")
-diff = plots.config_diff(common.run_config(a), common.run_config(b), names=(common.label_of(a), common.label_of(b)))
 if a == b:
     st.caption("Pick two different runs.")
-elif diff.empty:
-    st.caption("The two configs are identical.")
 else:
-    st.dataframe(diff, hide_index=True)
+    diff = plots.config_diff(common.run_config(a), common.run_config(b), names=(labels[a], labels[b]))
+    if diff.empty:
+        st.caption("The two configs are identical.")
+    else:
+        st.dataframe(diff, hide_index=True)

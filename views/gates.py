@@ -30,7 +30,7 @@ common.show_figure(plots.saturation_figure(gates, colors, layer=layer), key="gat
 st.subheader("One gate over epochs")
 with_gates = [r for r in picked if r in set(gates["run"])]
 c1, c2 = st.columns(2)
-run = c1.selectbox("Run", with_gates, format_func=common.label_of, key="gates_heat_run")
+run = c1.selectbox("Run", with_gates, format_func=common.labels().get, key="gates_heat_run")
 gate = c2.selectbox("Gate", plots.GATES, format_func=plots.GATE_NAMES.get, index=1, key="gates_heat_gate")
 common.show_figure(plots.gate_heatmap_figure(gates, run=run, layer=layer, gate=gate), key="gates_heatmap",
                    file_stem=f"gate-{gate}-over-epochs")

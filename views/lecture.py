@@ -1,0 +1,136 @@
+"""Lecture: why recurrent dropout hurts - four figures, Next/Back, and a presentation mode for a projector."""
+
+import uuid
+
+import streamlit as st
+
+from rnnreg import launch, lecture, lecture_plots
+from rnnreg.placements import PLACEMENT_NAMES
+from views import common
+
+STEP = "lecture_step"  # session_state: index into lecture.STEPS
+LIVE = "lecture_live_runs"  # session_state: the two demo runs launched from this page
+REQUEST = "lecture_live_request"  # session_state: request id, so a double click starts one pair
+PRESENTATION_CSS = """
+<style>
+[data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"], [data-testid="stHeader"],
+[data-testid="stSidebarNav"], [data-testid="stToolbar"] {display: none !important;}
+[data-testid="stMainBlockContainer"] {max-width: 100% !important; padding: 1rem 3rem !important;}
+[data-testid="stMainBlockContainer"] h1 {font-size: 3.2rem !important;}
+[data-testid="stMainBlockContainer"] h2 {font-size: 2.6rem !important;}
+[data-testid="stMainBlockContainer"] p, [data-testid="stMainBlockContainer"] li,
+[data-testid="stMainBlockContainer"] button p, [data-testid="stMainBlockContainer"] label p
+  {font-size: 1.6rem !important;}
+[data-testid="stCaptionContainer"] {display: none !important;}
+</style>
+"""
+
+
+def go(delta: int) -> None:
+    st.session_state[STEP] = min(max(st.session_state[STEP] + delta, 0), len(lecture.STEPS) - 1)
+
+
+def navigation(where: str) -> None:
+    back, where_col, forward = st.columns([1, 3, 1], vertical_alignment="center")
+    index = st.session_state[STEP]
+    back.button("Back", key=f"lecture_back_{where}", on_click=go, args=(-1,), disabled=index == 0,
+                icon=":material/arrow_back:", width="stretch")
+    forward.button("Next", key=f"lecture_next_{where}", on_click=go, args=(1,),
+                   disabled=index == len(lecture.STEPS) - 1, icon=":material/arrow_forward:",
+                   width="stretch", type="primary")
+    where_col.markdown(f"<div style='text-align:center'>step {index + 1} of {len(lecture.STEPS)}</div>",
+                       unsafe_allow_html=True)
+
+
+def show(fig, key: str) -> None:
+    st.plotly_chart(fig, key=key, theme=None, config={"displaylogo": False})
+
+
+def launch_live_pair() -> None:
+    root = common.runs_root()
+    request = st.session_state.setdefault(REQUEST, uuid.uuid4().hex)
+    ids = []
+    for i, (name, config) in enumerate(lecture.live_demo_configs()):
+        ids.append(launch.launch(root, config, name=name, request_id=f"{request}-{i}", max_concurrent=2))
+    st.session_state[LIVE] = ids
+    st.session_state[REQUEST] = uuid.uuid4().hex  # the next click starts a new pair
+
+
+def step_overfitting(font: int) -> None:
+    table = common.run_table()
+    without, with_dropout = lecture.overfitting_pair(table, prefer=st.session_state.get(LIVE, []))
+    labels = table.set_index("run")["label"].to_dict() if not table.empty else {}
+    names = {}
+    if without:
+        names[without] = f"no dropout ({labels[without]})"
+    if with_dropout:
+        names[with_dropout] = f"dropout ({labels[with_dropout]})"
+    live = [r for r in st.session_state.get(LIVE, []) if r in set(table["run"])]
+    active = bool(live) and table.set_index("run").loc[live, "state"].isin(["queued", "running"]).any()
+
+    @st.fragment(run_every=3 if active else None)
+    def figure() -> None:
+        show(lecture_plots.overfitting_figure(common.frames(list(names), "epochs"), names, font_size=font),
+             "lecture_overfitting")
+
+    figure()
+    if not names:
+        st.info("No finished runs of the demo preset yet (shipped ones live in `runs/reference/`).")
+    c1, c2 = st.columns([2, 3], vertical_alignment="center")
+    c1.button("Run both live on this CPU", key="lecture_live", on_click=launch_live_pair,
+              icon=":material/play_arrow:", disabled=active,
+              help="the demo model on a 12k-word prefix for 6 epochs, without and with dropout (about a minute each)")
+    if live:
+        states = table.set_index("run").loc[live, "state"].tolist()
+        c2.caption("Live runs: " + ", ".join(f"{labels.get(r, r)}: {s}" for r, s in zip(live, states)))
+
+
+def step_masks(font: int) -> None:
+    placement = st.selectbox("Placement", PLACEMENT_NAMES, index=PLACEMENT_NAMES.index("zaremba"),
+                             key="lecture_placement")
+    show(lecture_plots.schematic_figure(lecture.schematic(placement), placement, font_size=font), "lecture_masks")
+    st.markdown(lecture.placement_caption(placement))
+
+
+def step_memory(font: int) -> None:
+    table = common.run_table()
+    c1, c2, c3 = st.columns(3)
+    wrt = c1.segmented_control("Gradient with respect to", ["c", "h"], default="c", required=True,
+                               key="lecture_wrt", format_func={"c": "cell c", "h": "hidden h"}.get)
+    layer = c2.segmented_control("Layer", [0, 1], default=0, required=True, key="lecture_layer",
+                                 format_func=lambda i: f"layer {i + 1}")
+    measure = c3.segmented_control("Measure", ["norm", "nonzero"], default="norm", required=True,
+                                   key="lecture_measure",
+                                   format_func={"norm": "gradient norm", "nonzero": "units reached"}.get)
+    ids = lecture.memory_runs(table)
+    gtt = common.frames(ids, "gtt") if ids else None
+    memory = lecture.memory_frame(gtt, table, layer=layer, wrt=wrt, measure=measure)
+    rates = sorted({p for p in memory["carried_p"] if p > 0}) or [0.25, 0.5]
+    show(lecture_plots.memory_figure(memory, measure=measure, rates=rates, font_size=font), "lecture_memory")
+    st.caption("Each run's last recorded epoch; the probe averages the loss at the last steps of a validation "
+               "window over several dropout draws. Dotted: (1-p)^k, the share of units that survive k fresh masks.")
+
+
+def step_evidence(font: int) -> None:
+    table = common.run_table()
+    include_own = st.toggle("Also my finished runs", key="lecture_own",
+                            help="runs in the store besides the shipped reference runs")
+    runs = lecture.evidence_frame(table, include_own=include_own)
+    if runs.empty:
+        st.info("No reference runs yet (`runs/reference/`): the chart shows the published numbers only.")
+    show(lecture_plots.evidence_figure(runs, font_size=font), "lecture_evidence")
+
+
+st.session_state.setdefault(STEP, 0)
+present = st.toggle("Presentation mode", key="lecture_present", help="large type, no sidebar: for a projector")
+if present:
+    st.markdown(PRESENTATION_CSS, unsafe_allow_html=True)
+font = lecture_plots.PRESENTATION_FONT if present else lecture_plots.FONT
+step = lecture.STEPS[st.session_state[STEP]]
+
+st.title("Why recurrent dropout hurts")
+navigation("top")
+st.header(step.title)
+{"overfitting": step_overfitting, "masks": step_masks, "memory": step_memory,
+ "evidence": step_evidence}[step.key](font)
+st.success(step.takeaway, icon=":material/lightbulb:")
