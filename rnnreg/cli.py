@@ -46,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     train = commands.add_parser("train", help="train a run (prints its directory)")
-    train.add_argument("--preset", default="demo", help=f"one of {', '.join(PRESET_NAMES)} (default: demo)")
+    train.add_argument("--preset", help=f"one of {', '.join(PRESET_NAMES)} (default: demo)")
     train.add_argument("--placement", help=f"dropout placement: {', '.join(PLACEMENTS)} (default: the preset's)")
     train.add_argument("--dropout", type=float, metavar="P", help="rate of the placement's primary sites, 0 <= P < 1")
     train.add_argument("--dropout-site", type=_site_rate, action="append", default=[], metavar="SITE=P",
@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--run-dir", metavar="DIR", help="train an existing queued run (used by the dashboard)")
     train.add_argument("--max-concurrent", type=int, default=None, metavar="N",
                        help="wait until fewer than N queued runs of this runs root are training")
+    train.add_argument("--resume", metavar="RUN",
+                       help="continue an interrupted, cancelled or failed run from its last completed epoch "
+                            "(with --runs-dir; takes no other training option)")
 
     listing = commands.add_parser("list", help="one row per run")
     _add_runs_dir(listing)
@@ -131,4 +134,18 @@ def _placements(args: argparse.Namespace) -> int:
         for site in spec.sites:
             role = "primary (--dropout)" if site.primary else f"default {site.default_rate:g}"
             print(f"    {site.name:<12} mask per {site.sampling:<8} {role:<20} {SITE_DESCRIPTIONS[site.name]}")
+    return 0
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rnnreg.inspect_model import InspectError, generate
+    from rnnreg.runs import find_run_dir, runs_root
+
+    run_dir = Path(args.run) if Path(args.run).is_dir() else find_run_dir(runs_root(args.runs_dir), args.run)
+    try:
+        print(generate(run_dir, args.prompt, args.temperature, args.words, args.seed))
+    except InspectError as err:
+        raise UsageError(f"rnnreg generate: {err}") from None
     return 0

@@ -341,12 +341,23 @@ class RunWriter:
         run_id: str | None = None,
         request_id: str | None = None,
         sweep: str | None = None,
+        pid: int | None = None,
     ) -> RunWriter:
         """Make a new run directory (config.json + status `queued`); never overwrites one.
 
         `config` is `rnnreg.config.to_dict(run_config)`; `name`, when given, replaces its
-        name.  An explicit `run_id` that exists already raises RunStoreError.
+        name.  An explicit `run_id` that exists already raises RunStoreError.  `pid`: the
+        process that will train it, when known now (the CLI trainer itself), so that a run
+        whose process dies before it starts is seen as interrupted, not queued forever.
+        A root that cannot be written (read-only, full) raises RunStoreError, leaving no run.
         """
+        try:
+            return cls._create(root, config, name=name, run_id=run_id, request_id=request_id, sweep=sweep, pid=pid)
+        except OSError as err:
+            raise RunStoreError(f"cannot create a run in {root}: {err.strerror or err}") from None
+
+    @classmethod
+    def _create(cls, root, config, *, name, run_id, request_id, sweep, pid) -> RunWriter:
         if not isinstance(config, Mapping):
             raise TypeError("RunWriter.create: config must be a mapping (rnnreg.config.to_dict)")
         config = dict(config)
@@ -378,7 +389,10 @@ class RunWriter:
         staging = Path(tempfile.mkdtemp(prefix=f".creating-{rid}-", dir=root))
         try:
             atomic_write_json(staging / CONFIG_FILE, doc)
-            atomic_write_json(staging / STATUS_FILE, {**_new_status(epochs_total), "created_at": doc["created_at"]})
+            status = {**_new_status(epochs_total), "created_at": doc["created_at"]}
+            if pid is not None:
+                status.update(pid=pid, pid_start=process_start_time(pid))
+            atomic_write_json(staging / STATUS_FILE, status)
             os.replace(staging, final)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
@@ -436,9 +450,23 @@ class RunWriter:
             raise TypeError("update_status: use set_status to change the state")
         return self._merge_status(fields)
 
-    def _merge_status(self, fields: dict[str, Any]) -> dict[str, Any]:
+    def set_status_if(self, allowed: Iterable[str], state: str, **fields: Any) -> dict[str, Any]:
+        """`set_status`, only if the run's effective state is one of `allowed`, else RunStoreError.
+
+        Checked and set under the run's lock, so of two processes racing (two `--resume` of
+        one run) exactly one wins.
+        """
+        if state not in RUN_STATES:
+            raise RunStoreError(f"status: unknown state {state!r}; allowed: {', '.join(RUN_STATES)}")
+        if state == "running" and "pid" not in fields:
+            fields["pid"] = os.getpid()
+        return self._merge_status({**fields, "state": state}, allowed=frozenset(allowed))
+
+    def _merge_status(self, fields: dict[str, Any], allowed: frozenset[str] | None = None) -> dict[str, Any]:
         with _dir_lock(self.dir):
             status = self.read_status()
+            if allowed is not None and effective_state(status) not in allowed:
+                raise RunStoreError(f"run {self.id} is {effective_state(status)}, not {' or '.join(sorted(allowed))}")
             if "pid" in fields:
                 pid = fields["pid"]
                 fields.setdefault("pid_start", process_start_time(pid) if isinstance(pid, int) else None)
@@ -482,6 +510,38 @@ class RunWriter:
         if size and os.pread(fd, 1, size - 1) != b"\n":
             os.write(fd, b"\n")
         return fd
+
+    def rewind(self, epoch: int) -> int:
+        """Forget every record written after completed `epoch` (to resume from its checkpoint).
+
+        metrics.jsonl and probes.jsonl are rewritten atomically, keeping each record whose
+        "epoch" is at most `epoch` (or has none) and is not a "test" record; torn and unreadable
+        lines go too.  `epoch` -1 drops every record that has an epoch.  Returns the number of
+        lines dropped.  Call it before appending anything with this writer.
+        """
+        if self._fds:
+            raise RuntimeError("RunWriter.rewind: call it before appending")
+        dropped = 0
+        for name in (METRICS_FILE, PROBES_FILE):
+            path = self.dir / name
+            try:
+                with _open_regular(path) as handle:
+                    lines = handle.read().splitlines(keepends=True)
+            except _Unreadable:
+                continue
+            kept = []
+            for line in lines:
+                try:
+                    rec = json.loads(line) if line.endswith(b"\n") else None
+                except (ValueError, RecursionError):
+                    rec = None
+                rec_epoch = _num(rec.get("epoch")) if isinstance(rec, dict) else None
+                if isinstance(rec, dict) and rec.get("kind") != "test" and (rec_epoch is None or rec_epoch <= epoch):
+                    kept.append(line)
+            dropped += len(lines) - len(kept)
+            if len(kept) != len(lines):
+                atomic_write_bytes(path, b"".join(kept))
+        return dropped
 
     def sync(self) -> None:
         """fsync the appended files (metrics, probes); cheap enough once per epoch."""

@@ -131,6 +131,36 @@ class Trainer:
         self.epoch = 0
         self.words = 0
         self.started = time.perf_counter()
+        # The RNG states at the end of the last epoch (dropout masks draw from them).  The next
+        # epoch starts from exactly these, so listeners that draw random numbers between epochs
+        # change nothing, and a checkpoint holding them resumes bit for bit.
+        self.rng_state: dict[str, torch.Tensor] | None = None
+
+    def rng_states(self) -> dict[str, torch.Tensor]:
+        """The generators training draws from: {"cpu": ..., "cuda": ... (on a GPU)}."""
+        states = {"cpu": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            states["cuda"] = torch.cuda.get_rng_state(self.device)
+        return states
+
+    def _set_rng_states(self, states: dict[str, torch.Tensor]) -> None:
+        torch.set_rng_state(states["cpu"])
+        if self.device.type == "cuda" and "cuda" in states:
+            torch.cuda.set_rng_state(states["cuda"], self.device)
+
+    def restore(
+        self, weights: dict[str, torch.Tensor], *, epoch: int, step: int, words: int, elapsed: float,
+        rng: dict[str, torch.Tensor],
+    ) -> None:
+        """Continue after completed `epoch` (from a checkpoint): `run()` then trains epoch + 1 on.
+
+        No hidden state is needed: every epoch starts from a zero state.  The lr follows from
+        the epoch (`lr_at_epoch`); plain SGD keeps no optimizer state.
+        """
+        self.model.load_state_dict(weights, strict=True)
+        self.epoch, self.step, self.words = epoch, step, words
+        self.started = time.perf_counter() - elapsed  # the `time` of records continues
+        self.rng_state = {name: state.clone() for name, state in rng.items()}
 
     def _emit(self, name: str, *args: object) -> None:
         for listener in self.listeners:
@@ -156,6 +186,8 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         epoch_start = time.perf_counter()
+        if self.rng_state is not None:
+            self._set_rng_states(self.rng_state)
         model.train()
         state = model.init_state(t.batch_size)  # zero state at the start of every epoch
         # Accumulated on the device so the loop never waits for the GPU between logs.
@@ -203,6 +235,7 @@ class Trainer:
         self._check_finite(first_bad_step, epoch, lr)
         valid_ppl = self.evaluate(self.valid_data, full_windows=True)
         self.epoch = epoch
+        self.rng_state = self.rng_states()
         event = EpochEvent(
             epoch=epoch, train_ppl=perplexity(total_nats.item(), tokens), valid_ppl=valid_ppl, lr=lr,
             seconds=time.perf_counter() - epoch_start, clipped_fraction=clipped_count.item() / self.batches_per_epoch,

@@ -3,6 +3,8 @@
 Used by `rnnreg train`.  Owns the run's lifecycle in status.json:
 
     queued -> running -> finished | diverged | cancelled | failed
+                 ^          (interrupted: the process died; readers see that from its pid)
+                 └── `--resume` ── interrupted | cancelled | failed
 
 and what goes to the user: the run directory on stdout, a progress bar on a terminal,
 log lines in train.log.
@@ -11,6 +13,7 @@ log lines in train.log.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -20,6 +23,7 @@ import subprocess
 import sys
 import traceback
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
@@ -27,8 +31,20 @@ from rnnreg.config import PACKAGE_ROOT, ConfigError, RunConfig, build_run_config
 from rnnreg.data import Corpus, DataError, load_corpus
 from rnnreg.launch import acquire_slot
 from rnnreg.probes import GateProbe, GradThroughTime, probe_batch, probe_window
-from rnnreg.recording import RunRecorder
-from rnnreg.runs import TERMINAL_STATES, RunWriter, runs_root
+from rnnreg.checkpoint import CheckpointError
+from rnnreg.recording import RunRecorder, restore_trainer
+from rnnreg.runs import (
+    ACTIVE_STATES,
+    TERMINAL_STATES,
+    RunStoreError,
+    RunWriter,
+    effective_state,
+    find_run_dir,
+    is_read_only,
+    read_json,
+    runs_root,
+    utc_now,
+)
 from rnnreg.train import Cancelled, Diverged, Trainer, resolve_device
 
 log = logging.getLogger("rnnreg")
@@ -36,6 +52,8 @@ log = logging.getLogger("rnnreg")
 EXIT_DIVERGED = 3
 EXIT_CANCELLED = 4
 EXIT_FAILED = 1
+EXIT_USAGE = 2
+DEFAULT_PRESET = "demo"
 
 
 class StopFlag:
@@ -47,9 +65,17 @@ class StopFlag:
     def __call__(self) -> bool:
         return self.signal is not None
 
-    def install(self) -> None:
-        for sig in (signal.SIGTERM, signal.SIGINT):
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[StopFlag]:
+        """Catch SIGTERM / SIGINT while inside; the previous handlers come back afterwards."""
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+        for sig in previous:
             signal.signal(sig, self._handle)
+        try:
+            yield self
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     def _handle(self, signum: int, _frame: object) -> None:
         self.signal = signum
@@ -58,7 +84,7 @@ class StopFlag:
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     overrides = {"log_every": args.log_every} if args.log_every is not None else {}
     return build_run_config(
-        args.preset, placement=args.placement, dropout=args.dropout, site_rates=dict(args.dropout_site),
+        args.preset or DEFAULT_PRESET, placement=args.placement, dropout=args.dropout, site_rates=dict(args.dropout_site),
         epochs=args.epochs, max_train_tokens=args.max_train_tokens, data_dir=args.data, device=args.device,
         seed=args.seed, name=args.name, **overrides,
     )
@@ -95,52 +121,167 @@ def environment(device: torch.device, trainer: Trainer, corpus: Corpus) -> dict[
 
 
 def _log_to(path: Path | None) -> None:
+    for handler in [h for h in log.handlers if getattr(h, "_rnnreg_run", False)]:  # a previous run's
+        log.removeHandler(handler)
+        handler.close()
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if path is not None:
         handlers.append(logging.FileHandler(path, encoding="utf-8"))
     for handler in handlers:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        handler._rnnreg_run = True  # type: ignore[attr-defined]
         log.addHandler(handler)
     log.setLevel(logging.INFO)
 
 
+def prepare(config: RunConfig, stop: StopFlag) -> Trainer:
+    """Device, corpus and a fresh trainer for `config`; writes nothing.
+
+    Raises ValueError (DataError among them) for what the user can fix: a missing or bad
+    corpus, no CUDA, a corpus too short for the batch size.
+    """
+    device = resolve_device(config.train.device)
+    corpus = load_corpus(config.data_dir)
+    return Trainer(config, corpus, device, should_stop=stop)
+
+
+def _error(message: object) -> int:
+    print(f"rnnreg: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
 def train_from_cli(args: argparse.Namespace) -> int:
     stop = StopFlag()
-    stop.install()
-    if args.run_dir:  # launched by the dashboard: the run exists, its output already goes to train.log
-        writer = RunWriter.open(args.run_dir)
-        _log_to(None)
-        try:
-            config = from_dict(writer.read_config().get("config") or {})
-        except ConfigError as err:
-            writer.set_status("failed", message=f"invalid config: {err}")
-            raise
-        if writer.read_status().get("state") in TERMINAL_STATES:  # cancelled before it started
-            return EXIT_CANCELLED
-        root = writer.dir.parent
-        if args.max_concurrent:
-            slot = acquire_slot(root, args.max_concurrent, should_stop=stop)
-            if slot is None:
-                writer.set_status("cancelled", message="cancelled while queued")
-                return EXIT_CANCELLED
-    else:
+    with stop.installed():
+        if args.resume:
+            return resume_from_cli(args, stop)
+        if args.run_dir:
+            return _train_queued(args, stop)
         config = config_from_args(args)
-        if not Path(config.data_dir).is_dir():
-            raise DataError(f"--data: no such directory: {config.data_dir}")
-        writer = RunWriter.create(runs_root(args.runs_dir), to_dict(config))
+        try:
+            trainer = prepare(config, stop)  # a user error here leaves no run behind
+        except ValueError as err:
+            return _error(err)
+        writer = RunWriter.create(runs_root(args.runs_dir), to_dict(config), pid=os.getpid())
         _log_to(writer.log_path)
         print(writer.dir, flush=True)
-    return _train_run(writer, config, stop)
+        writer.set_status("running", epochs_total=config.train.epochs, message="starting")
+        return _train_run(writer, trainer)
 
 
-def _train_run(writer: RunWriter, config: RunConfig, stop: StopFlag) -> int:
-    writer.set_status("running", epochs_total=config.train.epochs, message="loading data")
+def _train_queued(args: argparse.Namespace, stop: StopFlag) -> int:
+    """Launched by the dashboard: the run exists, its output already goes to train.log."""
+    writer = RunWriter.open(args.run_dir)
+    _log_to(None)
     try:
-        device = resolve_device(config.train.device)
-        corpus = load_corpus(config.data_dir)
+        config = from_dict(writer.read_config().get("config") or {})
+    except ConfigError as err:
+        writer.set_status("failed", message=f"invalid config: {err}")
+        raise
+    if writer.read_status().get("state") in TERMINAL_STATES:  # cancelled before it started
+        return EXIT_CANCELLED
+    slot = None
+    if args.max_concurrent:
+        slot = acquire_slot(writer.dir.parent, args.max_concurrent, should_stop=stop)
+        if slot is None:
+            writer.set_status("cancelled", message="cancelled while queued")
+            return EXIT_CANCELLED
+    try:
+        writer.set_status("running", epochs_total=config.train.epochs, message="loading data")
+        try:
+            trainer = prepare(config, stop)
+        except ValueError as err:
+            writer.set_status("failed", message=str(err))
+            log.error("%s", err)
+            return _error(err)
+        return _train_run(writer, trainer)
+    finally:
+        if slot is not None:
+            slot.release()
+
+
+# Resuming: an interrupted run (its process died), a cancelled or a failed one.  A finished
+# run has nothing left to do; a diverged one would repeat the same steps and diverge again.
+RESUMABLE_STATES = frozenset({"interrupted", "cancelled", "failed"})
+
+
+def _check_resumable(writer: RunWriter) -> None:
+    status, problem = read_json(writer.status_path)
+    if status is None:
+        raise RunStoreError(f"cannot resume {writer.id}: {problem}")
+    state, message = effective_state(status), status.get("message")
+    if state == "finished":
+        raise RunStoreError(f"cannot resume {writer.id}: it already finished ({message}); "
+                            "start a new run to train longer")
+    if state in ACTIVE_STATES:
+        raise RunStoreError(f"cannot resume {writer.id}: it is {state} (pid {status.get('pid')}); "
+                            f"wait for it or stop it first with `rnnreg cancel {writer.id}`")
+    if state == "diverged":
+        raise RunStoreError(f"cannot resume {writer.id}: it diverged ({message}); resuming would repeat "
+                            "the same steps, so start a new run with a lower learning rate")
+    if state not in RESUMABLE_STATES:
+        raise RunStoreError(f"cannot resume {writer.id}: its state is {state}; only "
+                            f"{', '.join(sorted(RESUMABLE_STATES))} runs can be resumed")
+
+
+def resume_from_cli(args: argparse.Namespace, stop: StopFlag) -> int:
+    """`rnnreg train --resume RUN`: continue from the last completed epoch's checkpoint.
+
+    Everything is checked before the run is touched (its state, config, corpus, checkpoint);
+    then the run is claimed (`running`, under its lock: of two resumes one wins), records of
+    epochs after the checkpoint's are dropped from metrics.jsonl / probes.jsonl (so no epoch
+    is ever recorded twice), and training goes on.  With the same device and seed the result
+    equals an uninterrupted run's, record for record.  No checkpoint (the run died in its
+    first epoch): it starts over from epoch 0.
+    """
+    root = runs_root(args.runs_dir)
+    run_dir = find_run_dir(root, args.resume)
+    if is_read_only(root, run_dir):
+        raise RunStoreError(f"cannot resume {args.resume}: reference runs are read-only")
+    writer = RunWriter.open(run_dir)
+    _check_resumable(writer)
+    try:
+        config = from_dict(writer.read_config().get("config") or {})
+    except ConfigError as err:
+        raise RunStoreError(f"cannot resume {writer.id}: invalid config.json: {err}") from None
+    try:
+        trainer = prepare(config, stop)
+    except ValueError as err:
+        raise RunStoreError(f"cannot resume {writer.id}: {err}") from None
+    if os.path.lexists(writer.checkpoint_path):
+        try:
+            epoch = restore_trainer(trainer, writer.checkpoint_path)
+        except CheckpointError as err:
+            raise RunStoreError(f"cannot resume {writer.id}: {err}") from None
+    else:
+        epoch = 0
+    slot = acquire_slot(root, args.max_concurrent, should_stop=stop) if args.max_concurrent else None
+    if args.max_concurrent and slot is None:
+        return EXIT_CANCELLED
+    try:
+        try:
+            writer.set_status_if(
+                RESUMABLE_STATES, "running", pid=os.getpid(), epoch=epoch, ended_at=None, cancel_requested_at=None,
+                resumed_from_epoch=epoch, resumed_at=utc_now(), message=f"resuming after epoch {epoch}",
+            )
+        except RunStoreError as err:
+            raise RunStoreError(f"cannot resume: {err}") from None
+        dropped = writer.rewind(epoch if epoch > 0 else -1)
+        _log_to(writer.log_path)
+        print(writer.dir, flush=True)
+        log.info("run %s: resuming after epoch %d (%d records of later epochs dropped)", writer.id, epoch, dropped)
+        return _train_run(writer, trainer)
+    finally:
+        if slot is not None:
+            slot.release()
+
+
+def _train_run(writer: RunWriter, trainer: Trainer) -> int:
+    """Train, test and record `trainer`'s run into `writer`'s directory (status already `running`)."""
+    config, device, corpus = trainer.config, trainer.device, trainer.corpus
+    try:
         writer.vocab_path.write_text(json.dumps(list(corpus.vocab.words)), encoding="utf-8")
-        listeners = [RunRecorder(writer)]
-        trainer = Trainer(config, corpus, device, listeners, should_stop=stop)
+        trainer.listeners.append(RunRecorder(writer))
         if config.train.gate_probe:
             tokens = probe_batch(corpus.valid, config.train.batch_size, config.train.bptt)
             trainer.listeners.append(GateProbe(tokens, writer.append_probe))
@@ -167,8 +308,7 @@ def _train_run(writer: RunWriter, config: RunConfig, stop: StopFlag) -> int:
     except (DataError, ConfigError, ValueError) as err:
         writer.set_status("failed", message=str(err))
         log.error("%s", err)
-        print(f"rnnreg: error: {err}", file=sys.stderr)
-        return 2
+        return _error(err)
     except BaseException as err:
         writer.set_status("failed", message=f"{type(err).__name__}: {err}")
         log.error("run failed:\n%s", traceback.format_exc())

@@ -1,0 +1,203 @@
+"""`rnnreg train --resume RUN`: an interrupted run, resumed, ends exactly as if never interrupted.
+
+Every trainer here is a real one (tests/crash_trainer.py forks them from a process that has
+imported torch once), on a 12-word corpus with a 16-unit model and Zaremba dropout, whose
+masks draw from the RNG: the RNG states must come back exactly for the numbers to match.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import signal
+from pathlib import Path
+
+import pytest
+
+from crash_trainer import ForkServer, tiny_config, wait_exit, wait_until, write_corpus
+from rnnreg import cli
+from rnnreg.config import to_dict
+from rnnreg.runs import RunStoreError, RunWriter, effective_state, list_runs, read_json, read_jsonl
+
+EPOCHS = 4
+TIMING = {"seconds", "time", "words_per_s"}  # wall-clock fields: the only ones allowed to differ
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    fork = ForkServer(tmp_path_factory.mktemp("logs"))
+    yield fork
+    fork.close()
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    return write_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+def new_run(root: Path, corpus: Path, **train) -> RunWriter:
+    return RunWriter.create(root, to_dict(tiny_config(corpus, epochs=EPOCHS, **train)))
+
+
+def train(server: ForkServer, writer: RunWriter, *, hook: str | None = None) -> int:
+    """Start the trainer of `writer`'s run (like `launch` does); with a hook, return once it is held."""
+    pid, marker = server.start(["train", "--run-dir", str(writer.dir)], hook=hook)
+    writer.update_status(pid=pid)
+    if hook:
+        wait_until(marker.exists, what=f"the trainer to reach {hook}")
+    return pid
+
+
+def kill(pid: int) -> None:
+    import os
+
+    os.kill(pid, signal.SIGKILL)
+    wait_exit(pid)
+
+
+def resume(server: ForkServer, root: Path, run_id: str) -> None:
+    pid, _ = server.start(["train", "--resume", run_id, "--runs-dir", str(root)])
+    wait_exit(pid)
+
+
+def records(path: Path) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in read_jsonl(path)]
+
+
+def state(writer: RunWriter) -> str:
+    return effective_state(writer.read_status())
+
+
+@pytest.fixture(scope="module")
+def reference(server, corpus, tmp_path_factory) -> RunWriter:
+    """The same run, never interrupted."""
+    writer = new_run(tmp_path_factory.mktemp("reference"), corpus)
+    wait_exit(train(server, writer))
+    assert state(writer) == "finished", writer.read_status()
+    return writer
+
+
+def mid_epoch(reference: RunWriter, epoch: int) -> str:
+    """The hook that holds a trainer writing its 3rd step record of `epoch` (a torn line)."""
+    kinds = [(r["kind"], r["epoch"]) for r in read_jsonl(reference.metrics_path)]
+    return f"metrics:{kinds.index(('step', epoch)) + 3}"
+
+
+# Where the first trainer dies: mid-epoch 3 with a torn metrics line; inside the third
+# checkpoint write; in the first epoch (no checkpoint yet: resume starts over).
+@pytest.mark.parametrize("where", ["epoch 3", "checkpoint:3", "epoch 1"])
+def test_resumed_run_equals_uninterrupted_run(server, corpus, reference, tmp_path, where):
+    root = tmp_path / "runs"
+    writer = new_run(root, corpus)
+    hook = mid_epoch(reference, int(where[-1])) if where.startswith("epoch") else where
+    kill(train(server, writer, hook=hook))
+    assert state(writer) == "interrupted"
+    before = records(writer.metrics_path)
+    assert before != records(reference.metrics_path)  # it really was cut short
+
+    resume(server, root, writer.id)
+
+    status = writer.read_status()
+    assert status["state"] == "finished", status
+    assert status["ended_at"] and status["resumed_from_epoch"] == {"epoch 3": 2, "checkpoint:3": 2, "epoch 1": 0}[where]
+    got, want = records(writer.metrics_path), records(reference.metrics_path)
+    assert [r["epoch"] for r in got if r["kind"] == "epoch"] == list(range(1, EPOCHS + 1))  # none twice
+    assert got == want  # every step, epoch and test record: losses, ppl, grad norms, lr, counters
+    assert records(writer.probes_path) == records(reference.probes_path)
+    assert read_jsonl(writer.metrics_path, "step")[-1]["time"] > 0
+
+
+def test_resume_after_cancel(server, corpus, reference, tmp_path):
+    """SIGTERM (what `rnnreg cancel` sends) mid-epoch 3: `cancelled`; resumed: as if never stopped."""
+    import os
+
+    root = tmp_path / "runs"
+    writer = new_run(root, corpus)
+    pid, marker = server.start(["train", "--run-dir", str(writer.dir)], hook=mid_epoch(reference, 3))
+    writer.update_status(pid=pid)
+    wait_until(marker.exists, what="the trainer to reach epoch 3")
+    os.kill(pid, signal.SIGTERM)
+    marker.unlink()  # let it carry on: it stops before the next minibatch
+    wait_exit(pid)
+    status = writer.read_status()
+    assert status["state"] == "cancelled" and status["epoch"] == 2, status
+    resume(server, root, writer.id)
+    assert writer.read_status()["state"] == "finished"
+    assert records(writer.metrics_path) == records(reference.metrics_path)
+
+
+def digest(run_dir: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(run_dir.iterdir()) if p.is_file()}
+
+
+def resume_error(root: Path, run_id: str, capsys, *extra: str) -> str:
+    assert cli.main(["train", "--resume", run_id, "--runs-dir", str(root), *extra]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_resume_refusals_leave_the_run_untouched(corpus, reference, tmp_path, capsys):
+    import os
+    import shutil
+
+    root = tmp_path / "runs"
+    finished = Path(shutil.copytree(reference.dir, root / reference.id))
+    cases = {}
+    for state_, extra in (("running", {"pid": os.getpid()}), ("queued", {"pid": os.getpid()}),
+                          ("diverged", {"message": "loss became non-finite at step 7"}), ("finished", {})):
+        writer = new_run(root, corpus)
+        writer.set_status(state_, **extra)
+        cases[writer.id] = state_
+    cases[finished.name] = "finished"
+    before = {rid: digest(root / rid) for rid in cases}
+    expected = {"running": "is running", "queued": "is queued", "diverged": "diverged", "finished": "already finished"}
+    for rid, state_ in cases.items():
+        assert expected[state_] in resume_error(root, rid, capsys)
+    assert "no run" in resume_error(root, "no-such-run", capsys)
+    assert "'..'" in resume_error(root, "a..b", capsys)
+    assert "drop --epochs" in resume_error(root, finished.name, capsys, "--epochs", "9")
+    assert "drop --preset" in resume_error(root, finished.name, capsys, "--preset", "demo")
+    assert {rid: digest(root / rid) for rid in cases} == before
+
+
+def test_resume_refuses_a_checkpoint_of_another_model(server, corpus, reference, tmp_path, capsys):
+    root = tmp_path / "runs"
+    writer = new_run(root, corpus)
+    kill(train(server, writer, hook=mid_epoch(reference, 3)))
+    doc = writer.read_config()
+    doc["config"]["model"]["hidden"] = 8  # the config no longer fits the checkpoint's weights
+    writer.config_path.write_text(json.dumps(doc))
+    before = digest(writer.dir)
+    err = resume_error(root, writer.id, capsys)
+    assert "does not fit this run's model" in err
+    assert digest(writer.dir) == before and state(writer) == "interrupted"
+
+
+def test_two_resumes_of_one_run_one_wins(tmp_path, corpus):
+    """The claim is checked and set under the run's lock (RunWriter.set_status_if)."""
+    import os
+
+    writer = new_run(tmp_path, corpus)
+    writer.set_status("running", pid=2 ** 22 + 12345)  # a pid that is not alive: interrupted
+    assert state(writer) == "interrupted"
+    writer.set_status_if({"interrupted"}, "running")  # the first resume: now ours, alive
+    with pytest.raises(RunStoreError, match="is running"):
+        writer.set_status_if({"interrupted"}, "running")
+    assert writer.read_status()["pid"] == os.getpid()
+
+
+def test_rewind_keeps_completed_epochs_only(tmp_path, corpus):
+    writer = new_run(tmp_path, corpus)
+    lines = [{"kind": "step", "epoch": 1, "step": 1}, {"kind": "epoch", "epoch": 1}, {"kind": "note"},
+             {"kind": "step", "epoch": 2, "step": 2}, {"kind": "epoch", "epoch": 2},
+             {"kind": "step", "epoch": 3, "step": 3}, {"kind": "test", "epoch": 2}]
+    writer.metrics_path.write_bytes(b"".join(json.dumps(r).encode() + b"\n" for r in lines) + b'{"kind": "st')
+    writer.probes_path.write_text('{"kind": "gates", "epoch": 0}\n{"kind": "gates", "epoch": 3}\n')
+    assert writer.rewind(2) == 4
+    assert read_jsonl(writer.metrics_path) == lines[:5]
+    assert read_jsonl(writer.probes_path) == [{"kind": "gates", "epoch": 0}]
+    assert writer.rewind(-1) == 5
+    assert read_jsonl(writer.metrics_path) == [{"kind": "note"}]
+    assert list_runs(tmp_path)[0].problems == ()
+    assert read_json(writer.status_path)[0]["state"] == "queued"
