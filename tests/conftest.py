@@ -1,0 +1,44 @@
+"""Shared fixtures: a tiny corpus and tiny run configs, so real training takes well under a second."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+from rnnreg.config import ModelConfig, RunConfig, build_run_config
+
+# Tiny models gain nothing from threads, and OpenMP threads spinning on 2 shared cores
+# slow everything down; trainer subprocesses started by tests inherit this too.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+TINY_WORDS = "the cat sat on a mat while the dog ran to the red ball and a bird sang".split()
+
+
+def write_tiny_corpus(directory: Path, *, lines: int = 160, seed: int = 0) -> Path:
+    """A small word corpus with structure (a model can learn it): train/valid/test.txt."""
+    rng = random.Random(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    for split, count in (("train", lines), ("valid", lines // 4), ("test", lines // 4)):
+        rows = []
+        for _ in range(count):
+            start = rng.randrange(len(TINY_WORDS))
+            length = rng.randint(4, 9)
+            rows.append(" ".join(TINY_WORDS[(start + i) % len(TINY_WORDS)] for i in range(length)))
+        (directory / f"{split}.txt").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return directory
+
+
+@pytest.fixture
+def tiny_corpus(tmp_path: Path) -> Path:
+    return write_tiny_corpus(tmp_path / "corpus")
+
+
+def tiny_config(data_dir: Path, *, placement: str = "none", dropout: float | None = None, epochs: int = 2,
+                hidden: int = 16, layers: int = 2, **train) -> RunConfig:
+    config = build_run_config("small", placement=placement, dropout=dropout, epochs=epochs, data_dir=data_dir,
+                              device="cpu", **{"batch_size": 4, "bptt": 8, "log_every": 5, **train})
+    return dataclasses.replace(config, model=ModelConfig(layers=layers, hidden=hidden, init_scale=0.1))

@@ -1,0 +1,95 @@
+"""The command line as a user meets it: clear one-line errors, and a real run's files and keys."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def rnnreg(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "rnnreg", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.mark.parametrize(
+    "args, names",
+    [
+        (["train", "--preset", "huge"], ["--preset", "small, medium, large, demo"]),
+        (["train", "--placement", "dropconnect"], ["--placement", "zaremba", "weight-drop"]),
+        (["train", "--placement", "zaremba", "--dropout-site", "hidden=0.1"], ["--dropout-site", "input, output"]),
+        (["train", "--placement", "zaremba", "--dropout", "1"], ["--dropout", "0 <= p < 1"]),
+        (["train", "--placement", "zaremba", "--dropout", "-0.5"], ["--dropout", "0 <= p < 1"]),
+        (["train", "--dropout", "abc"], ["--dropout", "invalid float"]),
+        (["train", "--dropout-site", "hidden"], ["--dropout-site", "SITE=P"]),
+        (["train", "--epochs", "0"], ["--epochs", ">= 1"]),
+        (["train", "--device", "tpu"], ["--device", "auto, cpu, cuda"]),
+        (["train", "--data", "/nonexistent/corpus"], ["--data", "no such directory"]),
+        (["show", "../etc"], ["run id"]),
+        (["frobnicate"], ["invalid choice"]),
+    ],
+)
+def test_user_mistakes_print_one_line_and_exit_2(tmp_path, args, names):
+    result = rnnreg(*args, "--runs-dir", str(tmp_path / "runs")) if args[0] in ("train", "show") else rnnreg(*args)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    for name in names:
+        assert name in lines[0], lines[0]
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())  # no run left behind
+
+
+def test_placements_lists_every_placement_with_sites_and_sampling():
+    result = rnnreg("placements")
+    assert result.returncode == 0
+    for name in ("none", "zaremba", "recurrent", "both", "variational", "semeniuta", "moon", "weight-drop", "zoneout"):
+        assert f"\n{name} " in "\n" + result.stdout
+    assert "mask per sequence" in result.stdout and "mask per step" in result.stdout
+
+
+def test_train_writes_the_run_directory_contract_and_list_reads_it(tmp_path, tiny_corpus):
+    runs = tmp_path / "runs"
+    result = rnnreg("train", "--preset", "demo", "--placement", "zaremba", "--dropout", "0.5", "--epochs", "2",
+                    "--data", str(tiny_corpus), "--device", "cpu", "--runs-dir", str(runs), "--name", "tiny")
+    assert result.returncode == 0, result.stderr
+    run_dir = Path(result.stdout.strip().splitlines()[-1])
+    assert run_dir.parent == runs
+    for name in ("config.json", "status.json", "metrics.jsonl", "probes.jsonl", "train.log",
+                 "checkpoint.safetensors", "vocab.json"):
+        assert (run_dir / name).is_file(), name
+
+    doc = json.loads((run_dir / "config.json").read_text())
+    assert doc["config"]["dropout"] == {"placement": "zaremba", "rates": {"input": 0.5, "output": 0.5}}
+    for key in ("torch", "device", "device_name", "git_commit", "lstm_path"):
+        assert key in doc["environment"], key
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["state"] == "finished" and status["epoch"] == 2
+
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in records if r["kind"] == "step"]
+    epochs = [r for r in records if r["kind"] == "epoch"]
+    tests = [r for r in records if r["kind"] == "test"]
+    assert steps and {"step", "epoch", "loss", "grad_norm", "clipped", "lr", "words_per_s"} <= set(steps[0])
+    assert [e["epoch"] for e in epochs] == [1, 2]
+    assert {"epoch", "train_ppl", "valid_ppl", "lr", "seconds"} <= set(epochs[0])
+    assert len(tests) == 1 and tests[0]["test_ppl"] > 1
+
+    probes = [json.loads(line) for line in (run_dir / "probes.jsonl").read_text().splitlines()]
+    gates = {(p["epoch"], p["layer"], p["gate"]) for p in probes if p["kind"] == "gates"}
+    assert gates == {(e, l, g) for e in (0, 1, 2) for l in (0, 1) for g in "ifogch"}
+    sample = next(p for p in probes if p["kind"] == "gates")
+    assert {"bin_edges", "counts", "mean", "saturation"} <= set(sample)
+    assert len(sample["bin_edges"]) == len(sample["counts"]) + 1
+
+    listed = json.loads(rnnreg("list", "--runs-dir", str(runs), "--json").stdout)
+    assert len(listed) == 1
+    entry = listed[0]
+    assert entry["id"] == run_dir.name and entry["name"] == "tiny" and entry["state"] == "finished"
+    assert entry["preset"] == "demo" and entry["placement"] == "zaremba" and entry["epochs_done"] == 2
+    assert entry["best_valid_ppl"] == min(e["valid_ppl"] for e in epochs)
+    assert entry["test_ppl"] == tests[0]["test_ppl"]

