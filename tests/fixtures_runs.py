@@ -33,15 +33,16 @@ def _iso(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="milliseconds")
 
 
-def _curves(epoch: int, overfit: bool) -> tuple[float, float]:
-    """(train_ppl, valid_ppl) at the end of `epoch` (1-based)."""
+def _curves(epoch: int, overfit: bool, rate: float = 0.5) -> tuple[float, float]:
+    """(train_ppl, valid_ppl) at the end of `epoch` (1-based); below p = 0.5 a run fits (and overfits) faster."""
+    free_train = 60 + 380 * math.exp(-0.55 * epoch)
+    free_valid = 170 + 260 * math.exp(-0.9 * epoch) + 9 * max(epoch - 3, 0) ** 1.3
     if overfit:
-        train = 60 + 380 * math.exp(-0.55 * epoch)
-        valid = 170 + 260 * math.exp(-0.9 * epoch) + 9 * max(epoch - 3, 0) ** 1.3
-    else:
-        train = 120 + 360 * math.exp(-0.35 * epoch)
-        valid = 140 + 300 * math.exp(-0.4 * epoch)
-    return train, valid
+        return free_train, free_valid
+    weight = min(rate / 0.5, 1.0)  # how regularised: 1 = the full dropout shape
+    train = 120 + 360 * math.exp(-0.35 * epoch)
+    valid = 140 + 300 * math.exp(-0.4 * epoch)
+    return weight * train + (1 - weight) * free_train, weight * valid + (1 - weight) * free_valid
 
 
 def _histogram(rng: random.Random, lo: float, hi: float, sharpness: float, bins: int = 20) -> list[int]:
@@ -74,6 +75,8 @@ def write_run(
     rng = random.Random(f"{run_id}-{seed}")
     done = epochs_total if epochs_done is None else epochs_done
     overfit = placement == "none"
+    rate = max(to_dict(build_run_config(preset, placement=placement, dropout=dropout))["dropout"]["rates"].values(),
+               default=0.0)
     config = to_dict(build_run_config(preset, placement=placement, dropout=dropout, epochs=epochs_total,
                                       seed=seed, device=device, name=name))
     run_dir = Path(root) / run_id
@@ -92,8 +95,8 @@ def write_run(
     metrics, gates, gtt = [], [], []
     words_per_epoch, seconds_per_epoch, step = 60_000, 40.0 + 5 * rng.random(), 0
     for epoch in range(1, done + 1):
-        train_end, _ = _curves(epoch, overfit)
-        train_start, _ = _curves(epoch - 1, overfit) if epoch > 1 else (900.0, 0)
+        train_end, _ = _curves(epoch, overfit, rate)
+        train_start, _ = _curves(epoch - 1, overfit, rate) if epoch > 1 else (900.0, 0)
         clipped = 0
         for s in range(steps_per_epoch):
             step += 1
@@ -108,14 +111,14 @@ def write_run(
                 "words": int((epoch - 1 + frac) * words_per_epoch), "time": t,
                 "layer_grad_norms": {n: grad * w for n, w in zip(LAYER_NAMES, (0.2, 0.6, 0.5, 0.4))},
             })
-        train, valid = _curves(epoch, overfit)
+        train, valid = _curves(epoch, overfit, rate)
         metrics.append({
             "kind": "epoch", "epoch": epoch, "train_ppl": train, "valid_ppl": valid, "lr": 1.0,
             "seconds": seconds_per_epoch, "clipped_fraction": clipped / steps_per_epoch,
             "words": epoch * words_per_epoch, "time": epoch * seconds_per_epoch,
         })
     if state == "finished" and done == epochs_total:
-        metrics.append({"kind": "test", "test_ppl": _curves(epochs_total, overfit)[1] * 0.96})
+        metrics.append({"kind": "test", "test_ppl": _curves(epochs_total, overfit, rate)[1] * 0.96})
     if probes:
         for epoch in range(0, done + 1):
             sharp = min(1.0, epoch / 8) * (1.0 if overfit else 0.45)

@@ -28,6 +28,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 SCREENSHOTS = REPO / "artifacts" / "screenshots"
 # url path -> charts the page must draw with the standard store and two runs picked
 PAGES = {"": 1, "launch": 2, "perplexity": 3, "gradients": 3, "gates": 3, "compare": 1, "export": 0}
+# url path -> text that must be visible before the screenshot (besides the charts)
+TEXTS = {"export": "| run | preset |", "": "Rename or delete a run"}
 
 
 def browser_or_skip():
@@ -119,6 +121,8 @@ def test_every_page_renders_in_chromium(runs_dir, tmp_path):
             for path, charts in PAGES.items():
                 page.goto(f"{url}/{path}")
                 wait_until_settled(page, charts)
+                if path in TEXTS:
+                    page.get_by_text(TEXTS[path], exact=False).first.wait_for(timeout=30_000)
                 exceptions = page.locator("[data-testid='stException']")
                 assert exceptions.count() == 0, f"/{path}: {exceptions.first.inner_text()}"
                 assert page.locator(".js-plotly-plot").count() >= charts, f"/{path}: charts missing"
