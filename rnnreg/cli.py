@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", help="auto (default: CUDA when present), cpu or cuda")
     train.add_argument("--seed", type=int)
     train.add_argument("--log-every", type=int, metavar="K", help="write a step record every K minibatches")
+    train.add_argument("--delay", type=int, metavar="T", help="memory task: distractor steps between key and recall")
     train.add_argument("--name", help="a human-readable name for the run")
     _add_runs_dir(train)
     train.add_argument("--run-dir", metavar="DIR", help="train an existing queued run (used by the dashboard)")

@@ -20,7 +20,7 @@ from rnnreg.placements import PLACEMENT_NAMES, PLACEMENTS, resolve_rates
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = PACKAGE_ROOT / "data" / "ptb"  # the vendored Penn Treebank
 DEVICES = ("auto", "cpu", "cuda")
-TASKS = ("lm",)
+TASKS = ("lm", "memory")
 
 
 class ConfigError(ValueError):
@@ -59,14 +59,31 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class MemoryTaskConfig:
+    """The synthetic recall task (rnnreg.tasks.memory): remember a key across `delay` steps."""
+
+    delay: int = 20  # distractor steps between the key and the query
+    keys: int = 8  # distinct symbols to remember
+    distractors: int = 8  # distinct symbols in between
+    train_sequences: int = 2000
+    eval_sequences: int = 400  # for valid and for test each
+    data_seed: int = 0  # the generated data; the same for every run unless changed
+
+    @property
+    def sequence_length(self) -> int:
+        return self.delay + 4  # key, delay distractors, query, key again, <eos>
+
+
+@dataclass(frozen=True)
 class RunConfig:
     preset: str = "small"
-    task: str = "lm"  # word-level language modelling on the corpus in data_dir
+    task: str = "lm"  # "lm": word-level language modelling on data_dir; "memory": the recall task
     data_dir: str = str(DEFAULT_DATA_DIR)
     model: ModelConfig = field(default_factory=ModelConfig)
     dropout: DropoutConfig = field(default_factory=DropoutConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     name: str | None = None
+    memory: MemoryTaskConfig = field(default_factory=MemoryTaskConfig)  # used when task == "memory"
 
 
 # Zaremba et al. 2014, section 4.1 / Table 1 (../shared/REFERENCE.md section 1).
@@ -104,6 +121,21 @@ PRESETS: Mapping[str, RunConfig] = {
             max_train_tokens=60_000, max_eval_tokens=20_000, log_every=5,
         ),
     ),
+    # Not in the paper: a synthetic task where recall after `delay` steps fails visibly under
+    # per-step recurrent dropout (each step's mask must keep the memory: (1-p)^delay).  The
+    # unroll is one whole sequence, so the key and its recall share a BPTT window.
+    "memory": RunConfig(
+        preset="memory",
+        task="memory",
+        # One layer: the lesson is about the recurrent path, and a 2-layer stack of 64 units
+        # at init 0.1 sits on a long plateau before it learns to recall at all.
+        model=ModelConfig(layers=1, hidden=64, init_scale=0.1),
+        dropout=DropoutConfig("none", {}),
+        train=TrainConfig(
+            epochs=30, lr=1.0, lr_decay=1.0, decay_after=12, batch_size=20,
+            bptt=MemoryTaskConfig().sequence_length, clip=5.0, test_batch_size=20, log_every=10,
+        ),
+    ),
 }
 PRESET_NAMES: tuple[str, ...] = tuple(PRESETS)
 
@@ -129,6 +161,7 @@ def build_run_config(
     device: str | None = None,
     seed: int | None = None,
     name: str | None = None,
+    delay: int | None = None,
     **train_overrides: Any,
 ) -> RunConfig:
     """The one place where user options become a validated `RunConfig`.
@@ -157,12 +190,21 @@ def build_run_config(
     unknown = set(train_changes) - {f.name for f in dataclasses.fields(TrainConfig)}
     if unknown:
         raise ConfigError(f"unknown training option(s) {sorted(unknown)}")
+    memory = base.memory
+    if delay is not None:
+        if base.task != "memory":
+            raise ConfigError(f"--delay: only the memory task has a delay; use --preset memory (not {preset!r})")
+        _check_int("--delay", delay, 1)
+        memory = dataclasses.replace(memory, delay=delay)
+    if base.task == "memory":  # one window per sequence, so the recall's gradient reaches the key
+        train_changes["bptt"] = memory.sequence_length
     config = dataclasses.replace(
         base,
         data_dir=str(Path(data_dir).expanduser().resolve()) if data_dir is not None else base.data_dir,
         dropout=DropoutConfig(chosen, rates),
         train=dataclasses.replace(base.train, **train_changes),
         name=name,
+        memory=memory,
     )
     validate(config)
     return config
@@ -220,6 +262,13 @@ def validate(config: RunConfig) -> None:
     if t.device not in DEVICES:
         raise ConfigError(f"--device: unknown device {t.device!r}; allowed: {', '.join(DEVICES)}")
     _check_int("log_every", t.log_every, 1)
+    mem = config.memory
+    for option, value, minimum in (("--delay", mem.delay, 1), ("memory.keys", mem.keys, 2),
+                                   ("memory.distractors", mem.distractors, 1),
+                                   ("memory.train_sequences", mem.train_sequences, t.batch_size * 2),
+                                   ("memory.eval_sequences", mem.eval_sequences, t.batch_size * 2),
+                                   ("memory.data_seed", mem.data_seed, 0)):
+        _check_int(option, value, minimum)
     if not isinstance(t.gate_probe, bool):
         raise ConfigError(f"gate_probe: must be true or false, got {t.gate_probe!r}")
 
@@ -255,6 +304,7 @@ def from_dict(data: Mapping[str, Any]) -> RunConfig:
         dropout=DropoutConfig(dropout_raw.get("placement", "none"), dict(dropout_raw.get("rates", {}))),
         train=part(TrainConfig, data.get("train"), "train"),
         name=data.get("name"),
+        memory=part(MemoryTaskConfig, data.get("memory"), "memory"),
     )
     validate(config)
     return config

@@ -50,6 +50,7 @@ class Corpus:
     valid: torch.Tensor
     test: torch.Tensor
     checksums: dict[str, str]  # split -> sha256 of the file, recorded in the run's config
+    query_id: int | None = None  # a task's query token: accuracy is scored where it is the input
 
 
 def split_path(data_dir: Path, split: str) -> Path:

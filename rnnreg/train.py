@@ -64,6 +64,7 @@ class EpochEvent:
     clipped_fraction: float  # of all minibatches of the epoch
     words: int
     time: float
+    valid_accuracy: float | None = None  # recall accuracy, for tasks with a query token
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,13 @@ class TestEvent:
     test_ppl: float
     valid_ppl: float  # of the final model
     epoch: int
+    test_accuracy: float | None = None  # recall accuracy, for tasks with a query token
+
+
+@dataclass(frozen=True)
+class Scores:
+    ppl: float
+    accuracy: float | None  # of the next-token guess where the input is the task's query token
 
 
 class Listener(Protocol):
@@ -174,8 +182,10 @@ class Trainer:
         valid_ppl = math.nan
         for epoch in range(self.epoch + 1, self.config.train.epochs + 1):
             valid_ppl = self.train_epoch(epoch).valid_ppl
-        test_ppl = self.evaluate(self.test_data, full_windows=False)
-        event = TestEvent(test_ppl=test_ppl, valid_ppl=valid_ppl, epoch=self.epoch)
+        if math.isnan(valid_ppl):  # resumed after the last epoch: only the test was left to do
+            valid_ppl = self.evaluate(self.valid_data, full_windows=True)
+        test = self.scores(self.test_data, full_windows=False)
+        event = TestEvent(test_ppl=test.ppl, valid_ppl=valid_ppl, epoch=self.epoch, test_accuracy=test.accuracy)
         self._emit("on_test", event)
         return event
 
@@ -233,13 +243,14 @@ class Trainer:
                 last_log_time, last_log_words = now, self.words
                 self._emit("on_step", event)
         self._check_finite(first_bad_step, epoch, lr)
-        valid_ppl = self.evaluate(self.valid_data, full_windows=True)
+        valid = self.scores(self.valid_data, full_windows=True)
+        valid_ppl = valid.ppl
         self.epoch = epoch
         self.rng_state = self.rng_states()
         event = EpochEvent(
             epoch=epoch, train_ppl=perplexity(total_nats.item(), tokens), valid_ppl=valid_ppl, lr=lr,
             seconds=time.perf_counter() - epoch_start, clipped_fraction=clipped_count.item() / self.batches_per_epoch,
-            words=self.words, time=time.perf_counter() - self.started,
+            words=self.words, time=time.perf_counter() - self.started, valid_accuracy=valid.accuracy,
         )
         self._emit("on_epoch_end", event)
         return event
@@ -256,20 +267,32 @@ class Trainer:
             norms[name] = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))) if grads else 0.0
         return norms
 
-    @torch.no_grad()
     def evaluate(self, data: torch.Tensor, *, full_windows: bool) -> float:
         """Perplexity of `data` (rows x batch) read in windows with the state carried throughout."""
+        return self.scores(data, full_windows=full_windows).ppl
+
+    @torch.no_grad()
+    def scores(self, data: torch.Tensor, *, full_windows: bool) -> Scores:
+        """Perplexity, and recall accuracy where the corpus has a query token."""
         model = self.model
         was_training = model.training
         model.eval()
         batch = data.size(1)
         state = model.init_state(batch)
         total = torch.zeros((), device=self.device, dtype=torch.float64)
+        query = self.corpus.query_id
+        hits = torch.zeros((), device=self.device, dtype=torch.long)
+        queries = torch.zeros((), device=self.device, dtype=torch.long)
         tokens = 0
         for inputs, targets in windows(data, self.config.train.bptt, full_only=full_windows):
             out = model(inputs, state)
             state = out.state
             total += F.cross_entropy(out.logits.view(-1, out.logits.size(-1)), targets.reshape(-1), reduction="sum")
             tokens += targets.numel()
+            if query is not None:
+                asked = inputs == query
+                hits += (out.logits.argmax(-1) == targets)[asked].sum()
+                queries += asked.sum()
         model.train(was_training)
-        return perplexity(total.item(), tokens)
+        accuracy = hits.item() / queries.item() if query is not None and queries.item() else None
+        return Scores(perplexity(total.item(), tokens), accuracy)

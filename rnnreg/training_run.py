@@ -28,11 +28,12 @@ from typing import Iterator
 import torch
 
 from rnnreg.config import PACKAGE_ROOT, ConfigError, RunConfig, build_run_config, from_dict, to_dict
-from rnnreg.data import Corpus, DataError, load_corpus
+from rnnreg.data import Corpus, DataError
 from rnnreg.launch import acquire_slot
 from rnnreg.probes import GateProbe, GradThroughTime, probe_batch, probe_window
 from rnnreg.checkpoint import CheckpointError
 from rnnreg.recording import RunRecorder, restore_trainer
+from rnnreg.tasks import load_task_data
 from rnnreg.runs import (
     ACTIVE_STATES,
     TERMINAL_STATES,
@@ -86,7 +87,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     return build_run_config(
         args.preset or DEFAULT_PRESET, placement=args.placement, dropout=args.dropout, site_rates=dict(args.dropout_site),
         epochs=args.epochs, max_train_tokens=args.max_train_tokens, data_dir=args.data, device=args.device,
-        seed=args.seed, name=args.name, **overrides,
+        seed=args.seed, name=args.name, delay=args.delay, **overrides,
     )
 
 
@@ -141,7 +142,7 @@ def prepare(config: RunConfig, stop: StopFlag) -> Trainer:
     corpus, no CUDA, a corpus too short for the batch size.
     """
     device = resolve_device(config.train.device)
-    corpus = load_corpus(config.data_dir)
+    corpus = load_task_data(config)
     return Trainer(config, corpus, device, should_stop=stop)
 
 
