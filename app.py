@@ -20,6 +20,10 @@ page = st.navigation({
         st.Page(common.PAGE_FILES["compare"], title="Compare two runs", icon=":material/compare_arrows:"),
         st.Page(common.PAGE_FILES["export"], title="Export", icon=":material/download:"),
     ],
+    "Lecture": [
+        st.Page("views/lecture.py", title="Why recurrent dropout hurts", icon=":material/school:"),
+        st.Page("views/poke.py", title="Poke a trained model", icon=":material/touch_app:"),
+    ],
 })
 common.sidebar_picker()
 page.run()

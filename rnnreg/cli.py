@@ -80,6 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_runs_dir(cancel)
 
     commands.add_parser("placements", help="every dropout placement with its sites and sampling")
+
+    generate = commands.add_parser("generate", help="sample text from a run's checkpoint")
+    generate.add_argument("run", metavar="RUN", help="run id (or a run directory)")
+    generate.add_argument("--prompt", required=True, help="the words to continue (unknown words become <unk>)")
+    generate.add_argument("--temperature", type=float, default=1.0, metavar="T", help="softmax temperature > 0 (default 1)")
+    generate.add_argument("--words", type=int, default=30, metavar="N", help="words to sample (default 30)")
+    generate.add_argument("--seed", type=int, default=0)
+    _add_runs_dir(generate)
     return parser
 
 
@@ -89,7 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         args = build_parser().parse_args(argv)
-        handler = {"train": _train, "list": _list, "show": _show, "cancel": _cancel, "placements": _placements}
+        handler = {"train": _train, "list": _list, "show": _show, "cancel": _cancel, "placements": _placements,
+                   "generate": _generate}
         return handler[args.command](args)
     except (UsageError, ConfigError, DataError, RunStoreError) as err:
         print(f"rnnreg: error: {err}" if not str(err).startswith("rnnreg") else str(err), file=sys.stderr)

@@ -1,0 +1,165 @@
+"""Poke a trained model: run text through a finished run's checkpoint.
+
+    load_run_model(run_dir)  config.json + vocab.json + checkpoint.safetensors -> a model in eval mode
+    inspect_text(...)        per word: the top next-word predictions and the gates of every layer
+    generate(...)            sample a continuation of a prompt
+
+Text is lower-cased and split on white space (the Penn Treebank's own tokens); a word the
+vocabulary lacks becomes `<unk>`.  Nothing here is unpickled: weights come through
+rnnreg.checkpoint (safetensors only).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from rnnreg.checkpoint import CheckpointError, load_checkpoint
+from rnnreg.config import ConfigError, RunConfig, from_dict
+from rnnreg.data import EOS, UNK, Vocabulary
+from rnnreg.lstm import GATES
+from rnnreg.model import LanguageModel
+from rnnreg.runs import CHECKPOINT_FILE, CONFIG_FILE, VOCAB_FILE, read_json
+
+MODEL_PREFIX = "model."  # checkpoint tensor names: model.<state_dict key>, rng.*
+
+
+class InspectError(ValueError):
+    """A user-caused problem (no checkpoint, empty prompt, bad temperature); one line."""
+
+
+@dataclass
+class RunModel:
+    run_dir: Path
+    config: RunConfig
+    vocab: Vocabulary
+    model: LanguageModel
+    epoch: int  # the epoch the checkpoint was written after
+
+
+def has_checkpoint(run_dir: str | os.PathLike[str]) -> bool:
+    run_dir = Path(run_dir)
+    return all((run_dir / name).is_file() for name in (CONFIG_FILE, VOCAB_FILE, CHECKPOINT_FILE))
+
+
+def load_run_model(run_dir: str | os.PathLike[str]) -> RunModel:
+    """The run's model on the CPU in eval mode; InspectError if the run cannot be loaded."""
+    run_dir = Path(run_dir)
+    doc, problem = read_json(run_dir / CONFIG_FILE)
+    if doc is None:
+        raise InspectError(f"run {run_dir.name}: {problem or 'no config.json'}")
+    try:
+        config = from_dict(doc.get("config") or {})
+    except ConfigError as err:
+        raise InspectError(f"run {run_dir.name}: config.json is not a valid run config ({err})") from None
+    try:
+        words = json.loads((run_dir / VOCAB_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise InspectError(f"run {run_dir.name}: no readable vocab.json ({type(err).__name__})") from None
+    if not isinstance(words, list) or not words or not all(isinstance(w, str) for w in words):
+        raise InspectError(f"run {run_dir.name}: vocab.json is not a list of words")
+    if UNK not in words:  # unknown words would have no id to map to
+        raise InspectError(f"run {run_dir.name}: vocab.json has no {UNK}")
+    vocab = Vocabulary(tuple(words))
+    try:
+        tensors, state = load_checkpoint(run_dir / CHECKPOINT_FILE)
+    except CheckpointError as err:
+        raise InspectError(f"run {run_dir.name}: {err}; only runs that finished an epoch have one") from None
+    weights = {k[len(MODEL_PREFIX):]: v for k, v in tensors.items() if k.startswith(MODEL_PREFIX)}
+    model = LanguageModel(len(words), config.model, config.dropout)
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as err:
+        raise InspectError(f"run {run_dir.name}: checkpoint does not fit its config ({str(err)[:200]})") from None
+    model.eval()
+    return RunModel(run_dir, config, vocab, model, int(state.get("epoch", 0)))
+
+
+def tokenize(text: str) -> list[str]:
+    """PTB-style tokens: lower case, split on white space; `<eos>`/`<unk>` kept as they are."""
+    return [w if w in (EOS, UNK) else w.lower() for w in text.split()]
+
+
+def encode(vocab: Vocabulary, text: str) -> tuple[list[str], list[int], list[bool]]:
+    """(words, ids, known) for `text`; InspectError if it holds no words."""
+    words = tokenize(text)
+    if not words:
+        raise InspectError("the prompt is empty: type at least one word")
+    ids = vocab.encode(words)
+    known = [vocab.words[i] == w for w, i in zip(words, ids)]
+    return words, ids, known
+
+
+@dataclass
+class Inspection:
+    words: list[str]  # the tokens as typed (lower-cased)
+    known: list[bool]  # False where the word became <unk>
+    predictions: pd.DataFrame  # position, word, rank, next_word, prob
+    gate_means: pd.DataFrame  # layer, position, word, gate, mean
+    units: dict[tuple[int, str], np.ndarray]  # (layer, gate) -> (words, H) activations
+
+
+@torch.no_grad()
+def inspect_text(run: RunModel, text: str, *, top: int = 5) -> Inspection:
+    """Run `text` through the model (zero state) and read its predictions and gates at each word."""
+    words, ids, known = encode(run.vocab, text)
+    tokens = torch.tensor(ids, dtype=torch.long).view(-1, 1)  # (T, 1)
+    model = run.model
+    model.eval()
+    out = model(tokens, model.init_state(1), path="explicit", trace=True)
+    probs = torch.softmax(out.logits[:, 0].float(), dim=-1)  # (T, V)
+    top_p, top_i = probs.topk(min(top, probs.size(-1)), dim=-1)
+    predictions = pd.DataFrame([
+        {"position": t, "word": words[t], "rank": r + 1, "next_word": run.vocab.words[int(top_i[t, r])],
+         "prob": float(top_p[t, r])}
+        for t in range(len(words)) for r in range(top_i.size(1))
+    ])
+    means, units = [], {}
+    for layer, trace in enumerate(out.trace or []):
+        for gate in GATES:
+            values = trace.stacked(gate)[:, 0].float()  # (T, H)
+            units[(layer, gate)] = values.numpy()
+            means += [{"layer": layer, "position": t, "word": words[t], "gate": gate, "mean": float(v)}
+                      for t, v in enumerate(values.mean(dim=1))]
+    return Inspection(words, known, predictions, pd.DataFrame(means), units)
+
+
+def prediction_table(inspection: Inspection) -> pd.DataFrame:
+    """One row per word: the word (marked if unknown) and its top predictions as `word (p%)`."""
+    rows = []
+    for position, part in inspection.predictions.groupby("position", sort=True):
+        word = inspection.words[position]
+        shown = word if inspection.known[position] else f"{word} → {UNK}"
+        rows.append({"word": shown, **{f"#{int(r.rank)}": f"{r.next_word} ({r.prob:.0%})" for r in part.itertuples()}})
+    return pd.DataFrame(rows)
+
+
+@torch.no_grad()
+def generate(run: RunModel | str | os.PathLike[str], prompt: str, temperature: float = 1.0, n_words: int = 30,
+             seed: int = 0) -> str:
+    """The prompt followed by `n_words` sampled words (softmax at `temperature`); `<eos>` ends a line."""
+    if not (isinstance(temperature, (int, float)) and temperature > 0):
+        raise InspectError(f"--temperature: must be a number > 0, got {temperature!r}")
+    if isinstance(n_words, bool) or not isinstance(n_words, int) or n_words < 1:
+        raise InspectError(f"--words: must be a whole number >= 1, got {n_words!r}")
+    if not isinstance(run, RunModel):
+        run = load_run_model(run)
+    words, ids, known = encode(run.vocab, prompt)
+    model = run.model
+    model.eval()
+    generator = torch.Generator().manual_seed(seed)
+    out = model(torch.tensor(ids, dtype=torch.long).view(-1, 1), model.init_state(1))
+    sampled: list[str] = []
+    for _ in range(n_words):
+        logits = out.logits[-1, 0].float() / temperature
+        next_id = int(torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=generator))
+        sampled.append(run.vocab.words[next_id])
+        out = model(torch.tensor([[next_id]]), out.state)
+    shown = [run.vocab.words[i] if not k else w for w, i, k in zip(words, ids, known)] + sampled
+    return " ".join(shown).replace(f" {EOS} ", "\n").replace(f" {EOS}", "\n").replace(f"{EOS} ", "\n").strip()

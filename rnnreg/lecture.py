@@ -1,0 +1,308 @@
+"""The lecture "Why recurrent dropout hurts" as data: no torch, no Streamlit, no figures.
+
+Four steps, each a figure (rnnreg.lecture_plots) and one sentence:
+
+    1 overfitting  the demo preset without and with dropout: train vs valid perplexity
+    2 masks        an unrolled 2-layer LSTM with the connections a placement masks
+    3 memory       how far back the gradient reaches, per placement, beside (1-p)^k
+    4 evidence     best valid / test perplexity per placement beside the published numbers
+
+Everything here is derived from rnnreg.placements (sites and their sampling) and from the run
+table of the dashboard (views.store.run_table), so a new placement or run shows up by itself.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from dataclasses import dataclass
+from typing import Iterable, Mapping, Sequence
+
+import pandas as pd
+
+from rnnreg import config as cfg
+from rnnreg.placements import PER_FORWARD, PER_SEQUENCE, PER_STEP, PLACEMENTS, RECURRENT_SITES, resolve_rates
+
+
+@dataclass(frozen=True)
+class Step:
+    key: str
+    title: str
+    takeaway: str
+
+
+STEPS: tuple[Step, ...] = (
+    Step("overfitting", "1 · Overfitting",
+         "Without dropout the training perplexity keeps falling while the validation perplexity turns up; "
+         "dropout on the non-recurrent connections closes that gap."),
+    Step("masks", "2 · Where the masks go",
+         "Zaremba et al. mask only the vertical (non-recurrent) connections, so the memory that runs "
+         "left to right is never cut."),
+    Step("memory", "3 · Memory",
+         "A fresh mask at every step on the recurrent path lets only a (1-p)^k share of what happened k steps "
+         "ago through; masks off that path, or one mask per sequence, do not add that decay."),
+    Step("evidence", "4 · Evidence",
+         "On Penn Treebank, dropout on the non-recurrent connections (or one mask per sequence) beats no dropout "
+         "by a wide margin."),
+)
+
+# Sites on the path that carries memory from step to step (h_{t-1} -> h_t and c_{t-1} -> c_t):
+# a per-step mask here is multiplied k times over k steps.  The cell update g_t is masked
+# before it is added (memory is never erased) and zoneout keeps, rather than zeroes, units.
+CARRIED_SITES = ("hidden", "cell")
+
+
+def survival(p: float, ks: Iterable[int]) -> list[float]:
+    """(1-p)^k: the share of units that survive k independent masks of rate p."""
+    return [(1.0 - p) ** k for k in ks]
+
+
+def per_step_carried_rates(placement: str, rates: Mapping[str, float]) -> dict[str, float]:
+    """site -> p for the placement's per-step masks on the carried path (empty for zaremba, variational...)."""
+    spec = PLACEMENTS.get(placement)
+    if spec is None:
+        return {}
+    out = {}
+    for site in spec.sites:
+        p = float(rates.get(site.name, 0.0) or 0.0)
+        if site.name in CARRIED_SITES and site.sampling == PER_STEP and p > 0:
+            out[site.name] = p
+    return out
+
+
+# --------------------------------------------------------------------------- step 2: the schematic
+
+CONNECTIONS = {
+    "input": "layer input",  # vertical: word / layer below -> layer
+    "output": "softmax input",  # vertical: top layer -> softmax
+    "hidden": "recurrent h",  # horizontal: h_{t-1} -> step t
+    "weight": "recurrent h",  # DropConnect on W_hh: the same connection, its weights masked
+    "zoneout_h": "recurrent h",
+    "cell": "cell c",  # horizontal: c_t -> step t+1
+    "zoneout_c": "cell c",
+    "cell_update": "cell update",  # inside the cell: g_t before it is added to c
+    "embedding": "word embedding",  # whole word types
+}
+
+
+def _draw(site: str, sampling: str, layer: int, t: int) -> str:
+    """An id that is the same for two elements exactly when they share one mask draw."""
+    if sampling == PER_STEP:
+        return f"{site}/layer{layer}/step{t}"
+    if sampling == PER_SEQUENCE:
+        return f"{site}/layer{layer}"
+    return f"{site}/layer{layer}/forward" if layer >= 0 else f"{site}/forward"
+
+
+def schematic(placement: str, *, layers: int = 2, steps: int = 4) -> pd.DataFrame:
+    """The elements of an unrolled LSTM and what `placement` (at its default rates) does to each.
+
+    One row per element: `element` (edge or node), `connection` (layer input, softmax input,
+    recurrent h, cell c, cell update, word embedding, or lstm / word / softmax for plain nodes),
+    `layer` (0-based; -1 words, `layers` softmax), `step`, coordinates x0, y0, x1, y1 (nodes
+    have x1 = x0), and for masked elements `site`, `sampling`, `rate`, `draw` (elements with
+    the same draw share one mask) and `optional` (a site whose default rate is 0).
+    """
+    spec = PLACEMENTS[placement]
+    rates = resolve_rates(placement)
+    rows: list[dict] = []
+
+    def add(element, connection, layer, t, x0, y0, x1, y1):
+        rows.append({"element": element, "connection": connection, "layer": layer, "step": t,
+                     "x0": x0, "y0": y0, "x1": x1, "y1": y1})
+
+    lane = 0.17  # h runs above the node centre, c below
+    for t in range(steps):
+        add("node", "word", -1, t, t, 0.0, t, 0.0)
+        for layer in range(layers):
+            add("node", "lstm", layer, t, t, layer + 1.0, t, layer + 1.0)
+            add("edge", "layer input", layer, t, t, float(layer), t, layer + 1.0)
+            if t > 0:
+                add("edge", "recurrent h", layer, t, t - 1, layer + 1 + lane, t, layer + 1 + lane)
+                add("edge", "cell c", layer, t, t - 1, layer + 1 - lane, t, layer + 1 - lane)
+            add("node", "cell update", layer, t, t, layer + 1.0, t, layer + 1.0)
+        add("edge", "softmax input", layers, t, t, float(layers), t, layers + 1.0)
+        add("node", "softmax", layers, t, t, layers + 1.0, t, layers + 1.0)
+        add("node", "word embedding", -1, t, t, 0.0, t, 0.0)
+    frame = pd.DataFrame(rows)
+    frame["site"], frame["sampling"], frame["draw"] = "", "", ""
+    frame["rate"], frame["optional"] = 0.0, False
+
+    masked_parts = []
+    for site in spec.sites:
+        connection = CONNECTIONS[site.name]
+        part = frame[frame["connection"] == connection].copy()
+        # a recurrent edge into step t carries the mask drawn for step t
+        part["site"], part["sampling"], part["rate"] = site.name, site.sampling, float(rates.get(site.name, 0.0))
+        part["optional"] = part["rate"] == 0.0
+        # the cell mask of step t-1 is on c_{t-1} as it enters step t
+        shift = 1 if site.name == "cell" else 0
+        part["draw"] = [_draw(site.name, site.sampling, int(layer), int(t) - shift)
+                        for layer, t in zip(part["layer"], part["step"])]
+        masked_parts.append(part)
+    # an element with no site keeps one plain row; a masked element gets one row per site
+    touched = {CONNECTIONS[s.name] for s in spec.sites}
+    plain = frame[~frame["connection"].isin(touched)]
+    out = pd.concat([plain, *masked_parts], ignore_index=True)
+    # nodes only drawn when a site masks them
+    return out[~((out["connection"].isin(("cell update", "word embedding"))) & (out["site"] == ""))].reset_index(
+        drop=True)
+
+
+def sampling_text(sampling: str) -> str:
+    return {PER_STEP: "a fresh mask at every step", PER_SEQUENCE: "one mask for the whole sequence",
+            PER_FORWARD: "one mask per forward pass (shared by the batch)"}.get(sampling, sampling)
+
+
+def placement_caption(placement: str) -> str:
+    """One sentence per site: what it masks and how often its mask changes."""
+    spec = PLACEMENTS[placement]
+    if not spec.sites:
+        return f"**{placement}**: {spec.summary}."
+    rates = resolve_rates(placement)
+    parts = []
+    for site in spec.sites:
+        rate = rates.get(site.name, 0.0)
+        where = "on the recurrent path" if site.name in RECURRENT_SITES else "off the recurrent path"
+        extra = " (optional: rate 0 unless set)" if rate == 0 else f", p = {rate:g}"
+        parts.append(f"`{site.name}` {where}: {sampling_text(site.sampling)}{extra}")
+    return f"**{placement}** ({spec.source}): " + "; ".join(parts) + "."
+
+
+# --------------------------------------------------------------------------- picking runs
+
+
+def _finished_first(table: pd.DataFrame) -> pd.DataFrame:
+    """Reference runs first, then the others newest first; only runs with at least one epoch."""
+    if table.empty:
+        return table
+    ok = table[(table["epochs_done"] > 0) & (table["problems"] == "")]
+    return pd.concat([ok[ok["read_only"]], ok[~ok["read_only"]]])
+
+
+def overfitting_pair(table: pd.DataFrame, prefer: Sequence[str] = ()) -> tuple[str | None, str | None]:
+    """(run without dropout, run with dropout) of the demo preset to show in step 1.
+
+    `prefer` (runs this session launched live) wins, then shipped reference runs, then the
+    newest demo runs in the store.  Either side may be None.
+    """
+    if table.empty:
+        return None, None
+    demo = _finished_first(table[table["preset"] == "demo"])
+    preferred = demo[demo["run"].isin(list(prefer))]
+    ordered = pd.concat([preferred, demo])
+    without = ordered[(ordered["placement"] == "none") | (ordered["dropout"] == 0)]
+    with_dropout = ordered[(ordered["placement"] != "none") & (ordered["dropout"] > 0)]
+    pick = lambda rows: str(rows["run"].iloc[0]) if not rows.empty else None  # noqa: E731
+    return pick(without), pick(with_dropout)
+
+
+def live_demo_configs(data_dir: str | None = None) -> list[tuple[str, dict]]:
+    """Two short CPU runs for step 1 (about a minute each): the demo preset on fewer tokens.
+
+    The same small model (2 x 200) on a 12k-token prefix overfits within a few epochs without
+    dropout; with zaremba dropout 0.5 its validation perplexity stays lower.
+    """
+    common = dict(epochs=6, max_train_tokens=12_000, max_eval_tokens=4_000, device="cpu", log_every=5,
+                  data_dir=data_dir)
+    return [
+        ("lecture demo, no dropout", cfg.to_dict(cfg.build_run_config("demo", placement="none", **common))),
+        ("lecture demo, dropout 0.5",
+         cfg.to_dict(cfg.build_run_config("demo", placement="zaremba", dropout=0.5, **common))),
+    ]
+
+
+def memory_runs(table: pd.DataFrame, limit: int = 6) -> list[str]:
+    """One run per placement for step 3 (reference runs first), at most `limit`."""
+    rows = _finished_first(table)
+    if rows.empty:
+        return []
+    return list(rows.drop_duplicates("placement")["run"][:limit])
+
+
+def run_rates(table: pd.DataFrame, run: str) -> dict[str, float]:
+    """site -> rate of one run, from the run table's `rate <site>` columns."""
+    row = table.set_index("run").loc[run]
+    return {c[len("rate "):]: float(row[c]) for c in row.index if c.startswith("rate ") and pd.notna(row[c])}
+
+
+def memory_frame(gtt: pd.DataFrame, table: pd.DataFrame, *, layer: int = 0, wrt: str = "c",
+                 measure: str = "norm") -> pd.DataFrame:
+    """Each run's last-epoch profile of `measure` (norm or nonzero) against k, relative to k = 0.
+
+    Columns: run, label, placement, epoch, k, value, carried_p (the largest per-step rate on
+    the carried path of the run's placement, 0 if none).
+    """
+    columns = ["run", "label", "placement", "epoch", "k", "value", "carried_p"]
+    if gtt is None or gtt.empty or measure not in gtt.columns:
+        return pd.DataFrame(columns=columns)
+    part = gtt[(gtt["layer"] == layer) & (gtt["wrt"] == wrt)].dropna(subset=["epoch", "k", measure])
+    placements = table.set_index("run")["placement"]
+    frames = []
+    for run, rows in part.groupby("run", sort=False):
+        rows = rows[rows["epoch"] == rows["epoch"].max()].sort_values("k")
+        base = rows[measure].iloc[0]
+        if not base or not math.isfinite(base):
+            continue
+        placement = str(placements.get(run, "?"))
+        carried = per_step_carried_rates(placement, run_rates(table, run)) if run in placements.index else {}
+        frames.append(pd.DataFrame({
+            "run": run, "label": rows["label"].iloc[0] if "label" in rows else run, "placement": placement,
+            "epoch": rows["epoch"], "k": rows["k"], "value": rows[measure] / base,
+            "carried_p": max(carried.values(), default=0.0),
+        }))
+    return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+
+
+# --------------------------------------------------------------------------- step 4: evidence
+
+# Published single-model word-level PTB perplexities (../shared/REFERENCE.md sections 1-2).
+PUBLISHED = pd.DataFrame([
+    {"source": "Zaremba et al. 2014", "preset": "small", "placement": "none", "valid": 120.7, "test": 114.5},
+    {"source": "Zaremba et al. 2014", "preset": "medium", "placement": "zaremba", "valid": 86.2, "test": 82.7},
+    {"source": "Zaremba et al. 2014", "preset": "large", "placement": "zaremba", "valid": 82.2, "test": 78.4},
+    {"source": "Gal & Ghahramani 2016", "preset": "medium", "placement": "variational", "valid": 81.9,
+     "test": 79.7},
+])
+
+
+def evidence_frame(table: pd.DataFrame, *, include_own: bool = False) -> pd.DataFrame:
+    """Best valid and its run's test perplexity per (preset, placement), from finished runs.
+
+    Reference runs only, unless `include_own`.  Columns: preset, placement, category, valid,
+    test, run, source.
+    """
+    columns = ["preset", "placement", "category", "valid", "test", "run", "source"]
+    if table.empty:
+        return pd.DataFrame(columns=columns)
+    rows = table[(table["state"] == "finished") & (table["problems"] == "") & table["best_valid_ppl"].notna()]
+    if not include_own:
+        rows = rows[rows["read_only"]]
+    if rows.empty:
+        return pd.DataFrame(columns=columns)
+    best = rows.sort_values("best_valid_ppl").drop_duplicates(["preset", "placement"])
+    out = pd.DataFrame({
+        "preset": best["preset"], "placement": best["placement"], "valid": best["best_valid_ppl"],
+        "test": best["test_ppl"], "run": best["run"],
+        "source": ["reference run" if r else "own run" for r in best["read_only"]],
+    })
+    out["category"] = category(out["preset"], out["placement"])
+    return out.sort_values(["preset", "valid"]).reset_index(drop=True)[columns]
+
+
+def category(presets: Iterable[str], placements: Iterable[str]) -> list[str]:
+    return [f"{preset} · {placement}" for preset, placement in zip(presets, placements)]
+
+
+# --------------------------------------------------------------------------- the poke page
+
+CHECKPOINT_FILES = ("config.json", "vocab.json", "checkpoint.safetensors")  # what rnnreg.inspect_model loads
+
+
+def checkpoint_runs(table: pd.DataFrame) -> list[str]:
+    """Runs that have a checkpoint to poke (finished first, reference runs included)."""
+    if table.empty:
+        return []
+    has = table["path"].map(lambda p: all((Path(p) / name).is_file() for name in CHECKPOINT_FILES))
+    rows = table[has & (table["problems"] == "")]
+    return list(pd.concat([rows[rows["state"] == "finished"], rows[rows["state"] != "finished"]])["run"])

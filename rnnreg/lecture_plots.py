@@ -1,0 +1,249 @@
+"""Figures for the lecture and the poke page: pure functions of DataFrames (no Streamlit, no torch).
+
+Styled like rnnreg.plots (white, thick lines) with a `font_size` so that presentation mode can
+blow everything up for a projector.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from rnnreg import lecture
+from rnnreg.plots import PALETTE, empty_figure
+
+FONT = 18
+PRESENTATION_FONT = 26
+LINE = 3
+GREY = "#c7c7c7"
+TRAIN_DASH, VALID_DASH = "dash", "solid"
+# One colour per time step for per-step masks (a new draw each step), one colour for each
+# slower sampling: the eye sees at once whether the mask changes along the sequence.
+STEP_COLORS = ("#D55E00", "#0072B2", "#009E73", "#E69F00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
+SEQUENCE_COLOR = "#7B2D8E"
+FORWARD_COLOR = "#444444"
+
+
+def _style(fig: go.Figure, title: str, font_size: int, x_title: str | None = None,
+           y_title: str | None = None) -> go.Figure:
+    fig.update_layout(
+        template="plotly_white", title={"text": title, "x": 0.01, "xanchor": "left"},
+        font={"size": font_size}, margin={"l": 80, "r": 30, "t": 100, "b": 70},
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "right", "x": 1},
+    )
+    if x_title is not None:
+        fig.update_xaxes(title_text=x_title)
+    if y_title is not None:
+        fig.update_yaxes(title_text=y_title)
+    return fig
+
+
+# --------------------------------------------------------------------------- 1 overfitting
+
+
+def overfitting_figure(epochs: pd.DataFrame, names: Mapping[str, str], *, font_size: int = FONT) -> go.Figure:
+    """Train (dashed) and valid (solid) perplexity per epoch for the runs in `names` (run -> legend)."""
+    title = "Train vs validation perplexity"
+    if epochs is None or epochs.empty:
+        return empty_figure(title, "No demo runs yet: launch both below")
+    fig = go.Figure()
+    for i, (run, name) in enumerate(names.items()):
+        rows = epochs[epochs["run"] == run].sort_values("epoch")
+        if rows.empty:
+            continue
+        color = PALETTE[i % len(PALETTE)]
+        for column, dash, kind in (("train_ppl", TRAIN_DASH, "train"), ("valid_ppl", VALID_DASH, "valid")):
+            fig.add_trace(go.Scatter(x=rows["epoch"], y=rows[column], mode="lines+markers", name=f"{name} · {kind}",
+                                     line={"color": color, "dash": dash, "width": LINE + 1}))
+    _style(fig, title, font_size, "epoch", "perplexity (log)")
+    fig.update_yaxes(type="log")
+    return fig
+
+
+# --------------------------------------------------------------------------- 2 schematic
+
+
+def _mask_color(sampling: str, draw_step: int) -> str:
+    if sampling == "step":
+        return STEP_COLORS[draw_step % len(STEP_COLORS)]
+    return SEQUENCE_COLOR if sampling == "sequence" else FORWARD_COLOR
+
+
+def schematic_figure(elements: pd.DataFrame, placement: str, *, layers: int = 2,
+                     font_size: int = FONT) -> go.Figure:
+    """The unrolled LSTM of `lecture.schematic`: masked connections coloured by their mask draw."""
+    fig = go.Figure()
+    edges = elements[elements["element"] == "edge"]
+    plain = edges[edges["site"] == ""]
+    xs, ys = [], []
+    for row in plain.itertuples():
+        xs += [row.x0, row.x1, None]
+        ys += [row.y0, row.y1, None]
+    fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line={"color": GREY, "width": 3}, hoverinfo="skip",
+                             name="not masked"))
+    masked = edges[edges["site"] != ""]
+    legend_seen: set[str] = set()
+    for row in masked.itertuples():
+        draw_step = int(row.step) - (1 if row.site == "cell" else 0)
+        color = _mask_color(row.sampling, draw_step)
+        legend = lecture.sampling_text(row.sampling)
+        fig.add_trace(go.Scatter(
+            x=[row.x0, row.x1], y=[row.y0, row.y1], mode="lines",
+            line={"color": color, "width": 3 if row.optional else 8, "dash": "dot" if row.optional else "solid"},
+            name=legend + (" (optional site)" if row.optional else ""), legendgroup=legend,
+            showlegend=legend not in legend_seen and row.sampling != "step",
+            hovertemplate=f"{row.site}: {row.connection}, {legend}<br>draw {row.draw}<extra></extra>",
+        ))
+        if row.sampling != "step":
+            legend_seen.add(legend)
+    if (masked["sampling"] == "step").any():  # one legend entry for all the step colours
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", line={"color": STEP_COLORS[0], "width": 8},
+                                 name="fresh mask each step (colour = step)"))
+    nodes = elements[elements["element"] == "node"]
+    steps = int(elements["step"].max()) + 1
+    for kind, symbol, size, text in (("word", "circle", 34, "w"), ("lstm", "square", 52, "L"),
+                                     ("softmax", "diamond", 40, "y")):
+        part = nodes[nodes["connection"] == kind]
+        labels = [f"{text}{int(l) + 1}" if kind == "lstm" else f"{text}<sub>{int(t) + 1}</sub>"
+                  for l, t in zip(part["layer"], part["step"])]
+        fig.add_trace(go.Scatter(
+            x=part["x0"], y=part["y0"], mode="markers+text", text=labels, textfont={"size": font_size - 2},
+            marker={"symbol": symbol, "size": size, "color": "white", "line": {"color": "#333", "width": 2}},
+            hoverinfo="skip", showlegend=False,
+        ))
+    for kind, symbol in (("cell update", "circle"), ("word embedding", "circle-open")):
+        part = nodes[(nodes["connection"] == kind) & (nodes["site"] != "")]
+        if part.empty:
+            continue
+        colors = [_mask_color(s, int(t)) for s, t in zip(part["sampling"], part["step"])]
+        offset = -0.32 if kind == "cell update" else 0.0
+        fig.add_trace(go.Scatter(
+            x=part["x0"] + (0.0 if kind == "cell update" else 0.0), y=part["y0"] + offset, mode="markers",
+            marker={"symbol": symbol, "size": 22 if kind == "cell update" else 50, "color": colors,
+                    "line": {"color": colors, "width": 5}},
+            name=f"{kind} masked", hovertemplate=f"{kind}<extra></extra>",
+        ))
+    # lane labels on the left of the first recurrent edge
+    annotations = []
+    for layer in range(layers):
+        annotations += [
+            {"x": 0.5, "y": layer + 1 + 0.17, "text": "h", "showarrow": False, "yshift": 14},
+            {"x": 0.5, "y": layer + 1 - 0.17, "text": "c", "showarrow": False, "yshift": -14},
+        ]
+    fig.update_layout(annotations=[{**a, "font": {"size": font_size - 2, "color": "#555"}} for a in annotations])
+    _style(fig, f"Where <b>{placement}</b> puts its masks (unrolled {layers}-layer LSTM)", font_size)
+    fig.update_xaxes(visible=False, range=[-0.6, steps - 0.4])
+    fig.update_yaxes(visible=False, range=[-0.6, layers + 1.6])
+    fig.update_layout(height=520 if font_size <= FONT else 640, hovermode="closest",
+                      legend={"y": -0.02, "yanchor": "top", "x": 0, "xanchor": "left"},
+                      margin={"b": 90})
+    return fig
+
+
+# --------------------------------------------------------------------------- 3 memory
+
+
+def memory_figure(memory: pd.DataFrame, *, measure: str = "norm", rates: Sequence[float] = (0.25, 0.5),
+                  font_size: int = FONT) -> go.Figure:
+    """Relative gradient through time per run (log y), beside the (1-p)^k curves.
+
+    `memory` is `lecture.memory_frame(...)`; `rates` are the p's whose (1-p)^k is drawn (the
+    per-step carried-path rates of the runs shown, or illustrative ones).
+    """
+    what = "‖∂L<sub>t</sub>/∂c<sub>t-k</sub>‖ relative to k = 0" if measure == "norm" \
+        else "share of units the gradient reaches, relative to k = 0"
+    title = "How far back does the gradient reach?"
+    fig = go.Figure()
+    k_max = int(memory["k"].max()) if not memory.empty else 20
+    ks = list(range(k_max + 1))
+    for p in sorted(set(float(r) for r in rates)):
+        fig.add_trace(go.Scatter(x=ks, y=lecture.survival(p, ks), mode="lines", name=f"(1-p)^k, p = {p:g}",
+                                 line={"color": "#777", "dash": "dot", "width": LINE}))
+    for i, (run, rows) in enumerate(memory.groupby("run", sort=False)):
+        placement = rows["placement"].iloc[0]
+        fig.add_trace(go.Scatter(
+            x=rows["k"], y=rows["value"].clip(lower=1e-12), mode="lines+markers",
+            name=f"{placement} · {rows['label'].iloc[0]} (epoch {int(rows['epoch'].iloc[0])})",
+            line={"color": PALETTE[i % len(PALETTE)], "width": LINE + 1},
+        ))
+    _style(fig, title, font_size, "steps back k", what)
+    fig.update_yaxes(type="log")
+    if memory.empty:
+        fig.add_annotation(text="No gradient-through-time probes in the store yet: the curves show (1-p)^k only",
+                           showarrow=False, xref="paper", yref="paper", x=0.5, y=0.05, font={"size": font_size - 2})
+    return fig
+
+
+# --------------------------------------------------------------------------- 4 evidence
+
+
+def evidence_figure(runs: pd.DataFrame, published: pd.DataFrame = lecture.PUBLISHED, *,
+                    font_size: int = FONT) -> go.Figure:
+    """Best valid / test perplexity per (preset, placement) as bars; published numbers as markers."""
+    fig = go.Figure()
+    categories = list(dict.fromkeys(
+        lecture.category(published["preset"], published["placement"])
+        + (list(runs["category"]) if not runs.empty else [])))
+    order = {"small": 0, "medium": 1, "large": 2}
+    categories.sort(key=lambda c: (order.get(c.split(" · ")[0], 3), c))
+    if not runs.empty:
+        for column, color in (("valid", "#0072B2"), ("test", "#56B4E9")):
+            fig.add_trace(go.Bar(x=runs["category"], y=runs[column], name=f"this project · {column}",
+                                 marker_color=color, text=[f"{v:.1f}" for v in runs[column]],
+                                 textposition="outside", offsetgroup=column))
+    cats = lecture.category(published["preset"], published["placement"])
+    for source, symbol in (("Zaremba et al. 2014", "diamond"), ("Gal & Ghahramani 2016", "star")):
+        mask = published["source"] == source
+        for column, color in (("valid", "#D55E00"), ("test", "#E69F00")):
+            fig.add_trace(go.Scatter(
+                x=[c for c, m in zip(cats, mask) if m], y=published.loc[mask, column], mode="markers+text",
+                name=f"{source} · {column}", marker={"symbol": symbol, "size": 20, "color": color,
+                                                     "line": {"color": "#333", "width": 1}},
+                text=[f"{v:.1f}" for v in published.loc[mask, column]],
+                textposition="middle right" if column == "valid" else "middle left",
+                offsetgroup=column if not runs.empty else None,
+            ))
+    _style(fig, "Penn Treebank perplexity per placement (lower is better)", font_size, None, "perplexity")
+    fig.update_xaxes(categoryorder="array", categoryarray=categories)
+    fig.update_layout(barmode="group", scattermode="group", height=560)
+    return fig
+
+
+# --------------------------------------------------------------------------- poke: gates per word
+
+
+def gate_means_figure(means: pd.DataFrame, *, layer: int, font_size: int = FONT) -> go.Figure:
+    """Heat map words x gates of the mean activation of each gate at each word (one layer)."""
+    part = means[means["layer"] == layer]
+    title = f"Mean gate activation per word, layer {layer + 1}"
+    if part.empty:
+        return empty_figure(title, "No words")
+    table = part.pivot_table(index="gate", columns="position", values="mean", sort=False)
+    words = part.drop_duplicates("position").sort_values("position")["word"].tolist()
+    fig = go.Figure(go.Heatmap(
+        z=table.values, x=[f"{i + 1}. {w}" for i, w in enumerate(words)], y=list(table.index),
+        colorscale="Viridis", zmid=None, colorbar={"title": "mean"},
+        text=np.round(table.values, 2), texttemplate="%{text}", hovertemplate="%{y} at %{x}: %{z:.3f}<extra></extra>",
+    ))
+    _style(fig, title, font_size)
+    fig.update_yaxes(autorange="reversed")
+    return fig
+
+
+def gate_units_figure(units: np.ndarray, words: Sequence[str], *, gate: str, layer: int,
+                      font_size: int = FONT) -> go.Figure:
+    """Heat map units x words of one gate's activation (one layer)."""
+    title = f"Gate {gate}, every unit, layer {layer + 1}"
+    if units.size == 0:
+        return empty_figure(title, "No words")
+    signed = gate in ("g", "h", "c")
+    fig = go.Figure(go.Heatmap(
+        z=np.asarray(units).T, x=[f"{i + 1}. {w}" for i, w in enumerate(words)], colorscale="RdBu" if signed else "Viridis",
+        zmid=0 if signed else None, colorbar={"title": gate}, hovertemplate="unit %{y} at %{x}: %{z:.3f}<extra></extra>",
+    ))
+    _style(fig, title, font_size, None, "unit")
+    fig.update_layout(height=520)
+    return fig

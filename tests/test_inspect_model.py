@@ -1,0 +1,102 @@
+"""Poking a trained model: predictions and gates per word, sampling, the CLI and the poke page."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from rnnreg import inspect_model
+from rnnreg.inspect_model import InspectError
+from tests.fixtures_lecture import REPO, lecture_runs
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    return lecture_runs(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def loaded(runs):
+    return inspect_model.load_run_model(runs["zaremba"])
+
+
+def test_every_word_gets_top_predictions_and_gates(loaded):
+    inspection = inspect_model.inspect_text(loaded, "The cat sat on zebra", top=3)
+    assert inspection.words == ["the", "cat", "sat", "on", "zebra"]
+    assert inspection.known == [True, True, True, True, False]  # zebra is not in the tiny corpus
+    preds = inspection.predictions
+    assert len(preds) == 5 * 3 and set(preds["rank"]) == {1, 2, 3}
+    for _position, part in preds.groupby("position"):
+        assert list(part["prob"]) == sorted(part["prob"], reverse=True) and part["prob"].sum() <= 1 + 1e-6
+    # after "the cat sat" a model trained on "the cat sat on a mat ..." expects "on"
+    assert preds[(preds["position"] == 2) & (preds["rank"] == 1)]["next_word"].item() == "on"
+    means = inspection.gate_means
+    assert set(means["gate"]) == {"i", "f", "o", "g", "c", "h"} and set(means["layer"]) == {0, 1}
+    assert means[means["gate"].isin(["i", "f", "o"])]["mean"].between(0, 1).all()
+    assert inspection.units[(1, "f")].shape == (5, 32)
+    table = inspect_model.prediction_table(inspection)
+    assert list(table["word"]) == ["the", "cat", "sat", "on", "zebra → <unk>"]
+
+
+def test_generate_is_seeded_and_checks_its_options(loaded, runs):
+    a = inspect_model.generate(loaded, "the dog", 0.8, 12, seed=3)
+    assert a == inspect_model.generate(runs["zaremba"], "the dog", 0.8, 12, seed=3)  # a path works too
+    assert a.startswith("the dog") and len(a.split()) >= 2
+    with pytest.raises(InspectError, match="prompt is empty"):
+        inspect_model.generate(loaded, "   ")
+    with pytest.raises(InspectError, match="temperature"):
+        inspect_model.generate(loaded, "the", temperature=0)
+    with pytest.raises(InspectError, match="words"):
+        inspect_model.generate(loaded, "the", n_words=0)
+
+
+def test_a_run_without_checkpoint_is_a_clear_error(runs, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(runs["none"], broken)
+    (broken / "checkpoint.safetensors").write_bytes(b"not a checkpoint")
+    with pytest.raises(InspectError, match="not an rnnreg safetensors checkpoint"):
+        inspect_model.load_run_model(broken)
+    (broken / "vocab.json").write_text(json.dumps(["a", "b"]))
+    with pytest.raises(InspectError, match="<unk>"):
+        inspect_model.load_run_model(broken)
+
+
+def test_cli_generate(runs):
+    root = runs["none"].parent.parent
+    run_id = runs["none"].name
+    cmd = [sys.executable, "-m", "rnnreg", "generate", run_id, "--runs-dir", str(root), "--words", "5", "--seed", "1"]
+    ok = subprocess.run(cmd + ["--prompt", "a bird"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.startswith("a bird") and len(ok.stdout.split()) >= 3
+    empty = subprocess.run(cmd + ["--prompt", " "], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert empty.returncode == 2 and "prompt is empty" in empty.stderr and "Traceback" not in empty.stderr
+
+
+def test_poke_page_shows_predictions_gates_and_samples(runs, monkeypatch):
+    monkeypatch.setenv("RNNREG_RUNS_DIR", str(runs["none"].parent.parent))
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60).run()
+    at.switch_page("views/poke.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    at.text_input(key="poke_text").set_value("the red ball and").run()
+    assert not at.exception
+    assert at.dataframe[0].value["word"].tolist() == ["the", "red", "ball", "and"]
+    assert len(at.get("plotly_chart")) == 2  # gate means and units heat maps
+    at.selectbox(key="poke_gate").set_value("o").run()
+    at.button(key="poke_generate").click().run()
+    assert not at.exception
+    assert any("the red ball and" in m.value for m in at.markdown)
+    at.text_input(key="poke_text").set_value("   ").run()
+    assert at.warning and "at least one word" in at.warning[0].value
+
+
+def test_poke_page_without_checkpoints_points_to_launch(tmp_path, monkeypatch):
+    monkeypatch.setenv("RNNREG_RUNS_DIR", str(tmp_path))
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60).run()
+    at.switch_page("views/poke.py").run()
+    assert not at.exception and "No run with a checkpoint" in at.info[0].value

@@ -1,0 +1,157 @@
+"""The lecture: its data helpers (from rnnreg.placements, no hand-written tables) and the stepped page."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from rnnreg import config as cfg
+from rnnreg import lecture, lecture_plots
+from rnnreg.placements import PER_SEQUENCE, PER_STEP, PLACEMENT_NAMES, PLACEMENTS
+from tests.fixtures_lecture import REPO, lecture_runs
+
+
+def masked(placement: str) -> pd.DataFrame:
+    elements = lecture.schematic(placement)
+    return elements[(elements["site"] != "") & ~elements["optional"]]
+
+
+def test_survival_and_the_per_step_carried_rates():
+    assert lecture.survival(0.5, range(4)) == [1.0, 0.5, 0.25, 0.125]
+    assert lecture.per_step_carried_rates("both", {"input": 0.5, "output": 0.5, "hidden": 0.3}) == {"hidden": 0.3}
+    assert lecture.per_step_carried_rates("recurrent", {"hidden": 0.25}) == {"hidden": 0.25}
+    assert lecture.per_step_carried_rates("zaremba", {"input": 0.5, "output": 0.5}) == {}
+    assert lecture.per_step_carried_rates("variational", {"hidden": 0.5, "input": 0.5}) == {}  # one mask per sequence
+    assert lecture.per_step_carried_rates("semeniuta", {"cell_update": 0.5}) == {}  # memory is never erased
+    assert lecture.per_step_carried_rates("no-such", {}) == {}
+
+
+def test_zaremba_masks_only_vertical_connections_with_a_fresh_draw_each_step():
+    rows = masked("zaremba")
+    assert set(rows["connection"]) == {"layer input", "softmax input"}
+    assert (rows["x0"] == rows["x1"]).all()  # vertical: never from one step to the next
+    for (_site, _layer), part in rows.groupby(["site", "layer"]):
+        assert part["draw"].nunique() == len(part)  # a new mask at every step
+
+
+def test_variational_masks_the_recurrence_with_one_draw_per_sequence():
+    rows = masked("variational")
+    hidden = rows[rows["site"] == "hidden"]
+    assert set(hidden["connection"]) == {"recurrent h"} and (hidden["x1"] - hidden["x0"] == 1).all()
+    assert hidden.groupby("layer")["draw"].nunique().eq(1).all()  # the same mask at every step
+    assert set(rows["sampling"]) == {PER_SEQUENCE, "forward"}  # + word dropout once per forward pass
+
+
+@pytest.mark.parametrize("placement", PLACEMENT_NAMES)
+def test_every_placement_draws_its_sites_as_in_rnnreg_placements(placement):
+    elements = lecture.schematic(placement, layers=2, steps=4)
+    spec = PLACEMENTS[placement]
+    assert set(elements.loc[elements["site"] != "", "site"]) == set(spec.site_names)
+    for site in spec.sites:
+        part = elements[elements["site"] == site.name]
+        assert set(part["sampling"]) == {site.sampling}
+        if site.sampling == PER_STEP and part["step"].nunique() > 1:
+            assert part["draw"].nunique() > part["layer"].nunique()
+    fig = lecture_plots.schematic_figure(elements, placement)
+    assert len(fig.data) >= 4
+    assert lecture.placement_caption(placement).startswith(f"**{placement}**")
+
+
+def test_evidence_without_reference_runs_still_marks_the_published_numbers():
+    empty = lecture.evidence_frame(pd.DataFrame())
+    assert empty.empty
+    fig = lecture_plots.evidence_figure(empty)
+    points = [(t.name, list(t.y)) for t in fig.data]
+    assert ("Zaremba et al. 2014 · valid", [120.7, 86.2, 82.2]) in points
+    assert ("Gal & Ghahramani 2016 · test", [79.7]) in points
+
+
+def test_memory_frame_is_relative_to_k0_at_the_last_epoch():
+    gtt = pd.DataFrame({"run": "r", "label": "r", "epoch": [1, 1, 1, 2, 2, 2], "layer": 0, "wrt": "c",
+                        "k": [0, 1, 2] * 2, "norm": [2.0, 1.0, 0.5, 4.0, 1.0, 0.25]})
+    table = pd.DataFrame({"run": ["r"], "placement": ["both"], "rate hidden": [0.5]})
+    memory = lecture.memory_frame(gtt, table)
+    assert memory["value"].tolist() == [1.0, 0.25, 0.0625] and memory["epoch"].eq(2).all()
+    assert memory["carried_p"].eq(0.5).all()
+    assert lecture.memory_frame(None, table).empty
+
+
+def test_live_demo_configs_are_valid_and_small():
+    pairs = lecture.live_demo_configs()
+    assert [c["dropout"]["placement"] for _name, c in pairs] == ["none", "zaremba"]
+    for _name, doc in pairs:
+        config = cfg.from_dict(doc)
+        assert config.preset == "demo" and config.train.device == "cpu"
+        assert config.train.max_train_tokens * config.train.epochs <= 150_000
+
+
+# --------------------------------------------------------------------------- the page
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    return lecture_runs(tmp_path_factory)
+
+
+def open_lecture(root: Path, monkeypatch) -> AppTest:
+    monkeypatch.setenv("RNNREG_RUNS_DIR", str(root))
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60).run()
+    return at.switch_page("views/lecture.py").run()
+
+
+def charts(at: AppTest) -> list[dict]:
+    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+
+
+def walk(at: AppTest) -> list[str]:
+    """Next through every step, then Back to the first; the headers seen on the way."""
+    seen = []
+    for _ in lecture.STEPS:
+        assert not at.exception, [e.value for e in at.exception]
+        assert len(at.get("plotly_chart")) == 1 and at.success  # a figure and its takeaway
+        seen.append(at.header[0].value)
+        if len(seen) < len(lecture.STEPS):
+            at.button(key="lecture_next_top").click().run()
+    assert at.button(key="lecture_next_top").disabled
+    for _ in lecture.STEPS[1:]:
+        at.button(key="lecture_back_top").click().run()
+    assert at.header[0].value == lecture.STEPS[0].title and at.button(key="lecture_back_top").disabled
+    return seen
+
+
+def test_walk_all_steps_with_an_empty_store(tmp_path, monkeypatch):
+    at = open_lecture(tmp_path, monkeypatch)
+    assert at.title[0].value == "Why recurrent dropout hurts"
+    assert walk(at) == [s.title for s in lecture.STEPS]
+    assert "No finished runs of the demo preset" in at.info[0].value
+    at.button(key="lecture_next_top").click().run().button(key="lecture_next_top").click().run()
+    at.button(key="lecture_next_top").click().run()
+    assert "No reference runs yet" in at.info[0].value
+
+
+def test_walk_with_real_runs_shows_their_curves(runs, monkeypatch):
+    at = open_lecture(runs["none"].parent.parent, monkeypatch)
+    overfit = charts(at)[0]["data"]
+    assert {t["name"].split(" · ")[-1] for t in overfit} == {"train", "valid"} and len(overfit) == 4
+    at.button(key="lecture_next_top").click().run()
+    at.selectbox(key="lecture_placement").set_value("variational").run()
+    assert "variational" in charts(at)[0]["layout"]["title"]["text"]
+    at.button(key="lecture_next_top").click().run()
+    memory = charts(at)[0]["data"]
+    names = [t["name"] for t in memory]
+    assert "(1-p)^k, p = 0.5" in names  # the recurrent run's per-step rate on h_{t-1}
+    assert sum(n.split(" · ")[0] in ("none", "zaremba", "recurrent") for n in names) == 3
+    at.segmented_control(key="lecture_measure").set_value("nonzero").run()
+    assert not at.exception
+    at.button(key="lecture_next_top").click().run()
+    evidence = charts(at)[0]["data"]
+    bars = [t for t in evidence if t["type"] == "bar"]
+    assert len(bars) == 2 and set(bars[0]["x"]) == {"demo · none", "demo · zaremba", "demo · recurrent"}
+    at.toggle(key="lecture_present").set_value(True).run()
+    assert not at.exception
+    assert any("stSidebar" in m.value for m in at.markdown)  # the sidebar is hidden for the projector
+    assert charts(at)[0]["layout"]["font"]["size"] == lecture_plots.PRESENTATION_FONT
