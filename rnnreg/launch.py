@@ -108,14 +108,17 @@ def launch(
     if isinstance(max_concurrent, bool) or not isinstance(max_concurrent, int) or max_concurrent < 1:
         raise RunStoreError(f"max concurrent runs: must be a whole number >= 1, got {max_concurrent!r}")
     root = Path(root).absolute()
-    root.mkdir(parents=True, exist_ok=True)
-    with _root_lock(root):
-        if request_id is not None:
-            existing = find_request(root, request_id)
-            if existing is not None:
-                logger.info("request %s already launched as run %s", request_id, existing)
-                return existing
-        writer = RunWriter.create(root, config, name=name, request_id=request_id, sweep=sweep)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with _root_lock(root):
+            if request_id is not None:
+                existing = find_request(root, request_id)
+                if existing is not None:
+                    logger.info("request %s already launched as run %s", request_id, existing)
+                    return existing
+            writer = RunWriter.create(root, config, name=name, request_id=request_id, sweep=sweep)
+    except OSError as err:  # a read-only or full runs directory: a message for the user, no run
+        raise RunStoreError(f"cannot create a run in {root}: {err.strerror or err}") from None
 
     argv = command(writer.dir, max_concurrent=max_concurrent, python=python)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}

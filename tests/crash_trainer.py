@@ -10,8 +10,8 @@ A child can be held at a chosen moment (a "hook", `KIND:N`): when it gets there 
 time it touches a marker file and sleeps, so that a SIGKILL sent after the marker appears
 lands exactly there (deleting the marker lets it carry on):
 
-    checkpoint:N   in the N-th checkpoint write, its temporary file half written
-    status:N       in the N-th status.json write, its temporary file half written
+    checkpoint:N   in the N-th checkpoint write, the file it writes half written
+    status:N       in the N-th status.json write, the file it writes half written
     metrics:N      in the N-th metrics.jsonl append, half the line written (a torn line)
     probes:N       in the N-th probes.jsonl append, half the line written
 
@@ -21,6 +21,7 @@ does not import torch.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -142,25 +143,44 @@ def _install_hook(hook: str | None, marker: str) -> None:
         seen += 1
         return seen == target
 
-    real_atomic_write = rnnreg.runs.atomic_write_bytes
+    if kind in ("checkpoint", "status"):
+        # Slow down the product's own atomic write (rnnreg.runs.atomic_write_bytes), not a copy
+        # of it: the file object it writes through holds halfway through its write.
+        wanted = rnnreg.runs.CHECKPOINT_FILE if kind == "checkpoint" else rnnreg.runs.STATUS_FILE
+        real_fdopen = os.fdopen
 
-    def half_then_hold(path, data: bytes) -> None:
-        path = Path(path)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.write(fd, data[: len(data) // 2])
-        _hold(marker)
-        os.write(fd, data[len(data) // 2:])
-        os.close(fd)
-        os.replace(tmp, path)
+        class HalfThenHold:
+            def __init__(self, handle):
+                self._handle = handle
 
-    if kind == "checkpoint":
-        def checkpoint_write(path, data):
-            (half_then_hold if due() else real_atomic_write)(path, data)
-        rnnreg.checkpoint.atomic_write_bytes = checkpoint_write
-    elif kind == "status":
-        def status_write(path, data):
-            (half_then_hold if Path(path).name == rnnreg.runs.STATUS_FILE and due() else real_atomic_write)(path, data)
-        rnnreg.runs.atomic_write_bytes = status_write
+            def write(self, data):
+                half = len(data) // 2
+                self._handle.write(data[:half])
+                self._handle.flush()
+                _hold(marker)
+                return half + self._handle.write(data[half:])
+
+            def __getattr__(self, name):
+                return getattr(self._handle, name)
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                return self._handle.__exit__(*exc)
+
+        def fdopen(fd, mode="r", *args, **kwargs):
+            handle = real_fdopen(fd, mode, *args, **kwargs)
+            with contextlib.suppress(OSError):
+                if "w" in mode and wanted in os.readlink(f"/proc/self/fd/{fd}") and due():
+                    return HalfThenHold(handle)
+            return handle
+
+        class OsWithSlowWrites:  # rnnreg.runs's view of `os`
+            def __getattr__(self, name):
+                return fdopen if name == "fdopen" else getattr(os, name)
+
+        rnnreg.runs.os = OsWithSlowWrites()
     elif kind in ("metrics", "probes"):
         filename = rnnreg.runs.METRICS_FILE if kind == "metrics" else rnnreg.runs.PROBES_FILE
         real_append, real_write = rnnreg.runs.RunWriter._append, os.write

@@ -1,0 +1,412 @@
+"""The hostile-input catalogue: bad configs, corpora, run stores and launches, as data.
+
+Every case must give one clear line (the CLI: exit status 2, no traceback; the run store:
+the run listed with its reason, never an exception) and change no other run: a finished
+sibling run's files are hashed before and after each case.
+
+`catalogue()` is the table; `python tests/test_hostile_inputs.py` prints its counts per
+category (the README cites them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import io
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from crash_trainer import tiny_config, write_corpus  # noqa: E402
+
+from rnnreg import cli  # noqa: E402
+from rnnreg.config import to_dict  # noqa: E402
+from rnnreg.runs import RunStoreError, RunWriter, list_runs, load_run  # noqa: E402
+
+
+@dataclass
+class Ctx:
+    root: Path  # the runs root, holding the sibling run
+    corpus: Path  # a good corpus, the case may spoil it
+    tmp: Path
+    monkeypatch: pytest.MonkeyPatch
+    created: set[str] = field(default_factory=set)  # run ids the case itself makes (allowed)
+
+
+@dataclass(frozen=True)
+class Case:
+    category: str
+    name: str
+    action: Callable[[Ctx], str]  # does the hostile thing; returns the one line the user sees
+    expect: str  # a part of that line
+
+
+# --------------------------------------------------------------------------- actions
+
+
+def run_cli(*argv: str) -> str:
+    """`rnnreg ARGV` in this process: must exit 2 with one line on stderr and no traceback."""
+    err, out = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+        code = cli.main([str(a) for a in argv])
+    text = err.getvalue().strip()
+    assert code == 2, (code, text, out.getvalue())
+    assert len(text.splitlines()) == 1 and "Traceback" not in text, text
+    return text
+
+
+def train_cli(*options: str) -> Callable[[Ctx], str]:
+    return lambda ctx: run_cli("train", *options, "--data", ctx.corpus, "--runs-dir", ctx.root)
+
+
+def bad_config(change: Callable[[dict], None]) -> Callable[[Ctx], str]:
+    """A run whose config.json is spoiled, trained as the dashboard does (`train --run-dir`)."""
+
+    def action(ctx: Ctx) -> str:
+        writer = RunWriter.create(ctx.root, to_dict(tiny_config(ctx.corpus, epochs=1)))
+        ctx.created.add(writer.id)
+        doc = writer.read_config()
+        change(doc)
+        writer.config_path.write_text(json.dumps(doc))  # Python's json writes NaN / Infinity too
+        run_cli("train", "--run-dir", writer.dir)
+        status = writer.read_status()
+        assert status["state"] == "failed", status
+        [summary] = [s for s in list_runs(ctx.root) if s.id == writer.id]
+        assert summary.state == "failed"
+        return status["message"]
+
+    return action
+
+
+def setter(path: str, value) -> Callable[[dict], None]:
+    def change(doc: dict) -> None:
+        *parents, key = path.split(".")
+        target = doc["config"]
+        for part in parents:
+            target = target[part]
+        target[key] = value
+
+    return change
+
+
+def bad_corpus(spoil: Callable[[Path], None]) -> Callable[[Ctx], str]:
+    def action(ctx: Ctx) -> str:
+        spoil(ctx.corpus)
+        return train_cli("--preset", "small", "--epochs", "1")(ctx)
+
+    return action
+
+
+def write(name: str, data: bytes) -> Callable[[Path], None]:
+    return lambda d: (d / name).write_bytes(data)
+
+
+def planted(files: dict[str, bytes | str | None], *, state: str | None = None) -> Callable[[Ctx], str]:
+    """A run directory with these files (None: a directory of that name); the store must list it."""
+
+    def action(ctx: Ctx) -> str:
+        run_dir = ctx.root / "20261126-000000-planted-abcdef"
+        run_dir.mkdir()
+        ctx.created.add(run_dir.name)
+        for name, data in files.items():
+            if data is None:
+                (run_dir / name).mkdir()
+            else:
+                (run_dir / name).write_bytes(data.encode() if isinstance(data, str) else data)
+        return check_listed(ctx, run_dir.name, state)
+
+    return action
+
+
+def check_listed(ctx: Ctx, run_id: str, state: str | None) -> str:
+    summaries = {s.id: s for s in list_runs(ctx.root)}
+    summary = summaries[run_id]
+    if state is not None:
+        assert summary.state == state, summary
+    with contextlib.suppress(RunStoreError):  # opening it for viewing works, or says why in one line
+        run = load_run(ctx.root, run_id)
+        run.epochs_frame(), run.steps_frame(), run.gates_frame()
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert cli.main(["list", "--runs-dir", str(ctx.root)]) == 0
+    assert run_id in out.getvalue()
+    return "; ".join([summary.state, *summary.problems])
+
+
+GOOD_CONFIG = json.dumps({"format": 1, "id": "x", "config": {"preset": "small", "train": {"epochs": 2}}})
+GOOD_STATUS = json.dumps({"state": "finished", "epoch": 2})
+
+
+def good(**overrides: bytes | str | None) -> dict[str, bytes | str | None]:
+    return {"config.json": GOOD_CONFIG, "status.json": GOOD_STATUS, **overrides}
+
+
+def symlink_outside(ctx: Ctx) -> str:
+    outside = ctx.tmp / "elsewhere"
+    outside.mkdir()
+    (outside / "config.json").write_text(GOOD_CONFIG)
+    link = ctx.root / "20261126-000000-link-abcdef"
+    link.symlink_to(outside, target_is_directory=True)
+    ctx.created.add(link.name)
+    message = check_listed(ctx, link.name, "corrupt")
+    with pytest.raises(RunStoreError, match="leaves the runs directory"):
+        load_run(ctx.root, link.name)
+    return message
+
+
+def dead_pid(ctx: Ctx) -> str:
+    status = {"state": "running", "pid": 2 ** 22 + 4321, "host": os.uname().nodename, "epoch": 1}
+    return planted(good(**{"status.json": json.dumps(status)}), state="interrupted")(ctx)
+
+
+def run_id_refused(run_id: str) -> Callable[[Ctx], str]:
+    def action(ctx: Ctx) -> str:
+        for verb in ("show", "cancel"):
+            message = run_cli(verb, run_id, "--runs-dir", ctx.root)
+        with pytest.raises(RunStoreError):
+            load_run(ctx.root, run_id)
+        return message
+
+    return action
+
+
+def same_name_twice(ctx: Ctx) -> str:
+    from rnnreg.launch import launch
+
+    config = to_dict(tiny_config(ctx.corpus))
+    fake = lambda run_dir, **_: [sys.executable, "-c", "pass"]  # noqa: E731 (no trainer needed here)
+    first = launch(ctx.root, config, name="twin", command=fake)
+    second = launch(ctx.root, config, name="twin", command=fake)
+    ctx.created |= {first, second}
+    assert first != second and {s.label for s in list_runs(ctx.root) if s.id in (first, second)} == {"twin"}
+    return f"two runs named twin: {first}, {second}"
+
+
+def double_submit(ctx: Ctx) -> str:
+    from rnnreg.launch import launch
+
+    config = to_dict(tiny_config(ctx.corpus))
+    fake = lambda run_dir, **_: [sys.executable, "-c", "pass"]  # noqa: E731
+    ids = {launch(ctx.root, config, request_id="click-1", command=fake) for _ in range(3)}
+    ctx.created |= ids
+    assert len(ids) == 1
+    return f"one run for request click-1: {ids.pop()}"
+
+
+def launch_fails(error: int, patch: str) -> Callable[[Ctx], str]:
+    """The runs root refuses writes (read-only: EROFS on open/mkdir; full: ENOSPC on fsync)."""
+
+    def action(ctx: Ctx) -> str:
+        from rnnreg.launch import launch
+
+        real = getattr(os, patch)
+
+        def refuse(path, *args, **kwargs):
+            if patch == "fsync" or str(path).startswith(str(ctx.root)):
+                raise OSError(error, os.strerror(error))
+            return real(path, *args, **kwargs)
+
+        before = sorted(p.name for p in ctx.root.iterdir())
+        ctx.monkeypatch.setattr(os, patch, refuse)
+        try:
+            with pytest.raises(RunStoreError) as info:
+                launch(ctx.root, to_dict(tiny_config(ctx.corpus)), name="doomed")
+        finally:
+            ctx.monkeypatch.undo()
+        assert sorted(p.name for p in ctx.root.iterdir() if p.name != ".launch.lock") == \
+            [b for b in before if b != ".launch.lock"]  # nothing half made, not even hidden
+        message = str(info.value)
+        assert len(message.splitlines()) == 1
+        return message
+
+    return action
+
+
+def cli_train_full_disk(ctx: Ctx) -> str:
+    def refuse(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    ctx.monkeypatch.setattr(os, "fsync", refuse)
+    try:
+        return train_cli("--preset", "small", "--epochs", "1")(ctx)
+    finally:
+        ctx.monkeypatch.undo()
+
+
+# --------------------------------------------------------------------------- the catalogue
+
+
+def catalogue() -> list[Case]:
+    C = Case
+    cases = [
+        # configs, from the command line
+        C("config", "negative dropout", train_cli("--placement", "zaremba", "--dropout", "-0.1"), "0 <= p < 1"),
+        C("config", "dropout 1", train_cli("--placement", "zaremba", "--dropout", "1"), "0 <= p < 1"),
+        C("config", "dropout above 1", train_cli("--placement", "zaremba", "--dropout", "1.5"), "0 <= p < 1"),
+        C("config", "dropout NaN", train_cli("--placement", "zaremba", "--dropout", "nan"), "nan"),
+        C("config", "dropout inf", train_cli("--placement", "zaremba", "--dropout", "inf"), "inf"),
+        C("config", "dropout not a number", train_cli("--dropout", "half"), "invalid float value"),
+        C("config", "site rate >= 1", train_cli("--placement", "zaremba", "--dropout-site", "input=1"), "0 <= p < 1"),
+        C("config", "site rate not a number", train_cli("--dropout-site", "input=lots"), "not a number"),
+        C("config", "site without a rate", train_cli("--dropout-site", "input"), "expected SITE=P"),
+        C("config", "unknown preset", train_cli("--preset", "gigantic"), "unknown preset 'gigantic'"),
+        C("config", "unknown placement", train_cli("--placement", "everywhere"), "unknown placement 'everywhere'"),
+        C("config", "unknown site", train_cli("--placement", "zaremba", "--dropout-site", "gates=0.2"), "gates"),
+        C("config", "epochs 0", train_cli("--epochs", "0"), "--epochs: must be a whole number >= 1"),
+        C("config", "negative epochs", train_cli("--epochs", "-3"), "--epochs: must be a whole number >= 1"),
+        C("config", "epochs not a number", train_cli("--epochs", "ten"), "invalid int value"),
+        C("config", "max train tokens 0", train_cli("--max-train-tokens", "0"), "--max-train-tokens"),
+        C("config", "negative seed", train_cli("--seed", "-1"), "--seed"),
+        C("config", "unknown device", train_cli("--device", "tpu"), "unknown device 'tpu'"),
+        C("config", "no CUDA here", train_cli("--device", "cuda"), "no CUDA GPU"),
+        C("config", "log every 0", train_cli("--log-every", "0"), "log_every"),
+        C("config", "name of 300 characters", train_cli("--name", "n" * 300), "--name"),
+        C("config", "resume with new options", lambda ctx: run_cli("train", "--resume", "x", "--epochs", "3"),
+          "drop --epochs"),
+        # configs, from config.json (the dashboard's way)
+        C("config", "hidden 0", bad_config(setter("model.hidden", 0)), "hidden"),
+        C("config", "negative layers", bad_config(setter("model.layers", -1)), "layers"),
+        C("config", "unroll 0", bad_config(setter("train.bptt", 0)), "bptt"),
+        C("config", "batch size 0", bad_config(setter("train.batch_size", 0)), "batch_size"),
+        C("config", "lr NaN", bad_config(setter("train.lr", float("nan"))), "lr"),
+        C("config", "lr infinite", bad_config(setter("train.lr", float("inf"))), "lr"),
+        C("config", "lr not a number", bad_config(setter("train.lr", "fast")), "lr"),
+        C("config", "epochs as text", bad_config(setter("train.epochs", "3")), "--epochs"),
+        C("config", "negative clip", bad_config(setter("train.clip", -1)), "clip"),
+        C("config", "lr decay below 1", bad_config(setter("train.lr_decay", 0.5)), "lr_decay"),
+        C("config", "rate 1 in config.json", bad_config(setter("dropout.rates", {"input": 1.0, "output": 0.2})), "input"),
+        C("config", "unknown placement in config.json", bad_config(setter("dropout.placement", "nope")), "nope"),
+        C("config", "model not an object", bad_config(setter("model", [16])), "config.model"),
+        # corpora
+        C("corpus", "missing split", bad_corpus(lambda d: (d / "valid.txt").unlink()), "no valid split"),
+        C("corpus", "empty train file", bad_corpus(write("train.txt", b"")), "holds no words"),
+        C("corpus", "blank test file", bad_corpus(write("test.txt", b"  \n\n \t\n")), "holds no words"),
+        C("corpus", "non-UTF-8 bytes", bad_corpus(write("valid.txt", b"good words \xff\xfe bad\n")), "not UTF-8"),
+        C("corpus", "a single token", bad_corpus(write("train.txt", b"word\n")), "too short"),
+        C("corpus", "missing directory", lambda ctx: run_cli("train", "--data", ctx.tmp / "nowhere", "--runs-dir",
+                                                             ctx.root), "no such directory"),
+        C("corpus", "a file, not a directory", lambda ctx: run_cli("train", "--data", ctx.corpus / "train.txt",
+                                                                   "--runs-dir", ctx.root), "no such directory"),
+        C("corpus", "split is a directory", bad_corpus(lambda d: ((d / "test.txt").unlink(), (d / "test.txt").mkdir())),
+          "no test split"),
+        # run store: listed with a reason, never an exception
+        C("store", "torn config.json", planted(good(**{"config.json": GOOD_CONFIG[:25]})), "config.json: not valid JSON"),
+        C("store", "torn status.json", planted(good(**{"status.json": '{"state": "runn'}), state="unknown"),
+          "status.json: not valid JSON"),
+        C("store", "binary status.json", planted(good(**{"status.json": os.urandom(64) + b"\xff"})),
+          "status.json: not valid JSON"),
+        C("store", "status.json is a list", planted(good(**{"status.json": "[1, 2]"})), "not a JSON object"),
+        C("store", "status.json is a directory", planted(good(**{"status.json": None})), "not a regular file"),
+        C("store", "config is a list", planted(good(**{"config.json": '{"format": 1, "config": [1]}'})),
+          "no 'config' object"),
+        C("store", "wrong types everywhere", planted(good(**{
+            "config.json": json.dumps({"format": 1, "config": {"train": "x", "dropout": {"rates": [1]}, "name": 5}}),
+            "status.json": json.dumps({"state": "finished", "epoch": "two", "epochs_total": [], "started_at": 7}),
+            "metrics.jsonl": '{"kind": "epoch", "epoch": "one", "valid_ppl": "low"}\n[1]\n"x"\n'}), state="finished"),
+          "finished"),
+        C("store", "missing config.json", planted({"status.json": GOOD_STATUS}), "config.json: missing"),
+        C("store", "unknown state", planted(good(**{"status.json": '{"state": "exploded"}'}), state="unknown"),
+          "unknown state 'exploded'"),
+        C("store", "format from the future", planted(good(**{"config.json": '{"format": 99, "config": {}}'})),
+          "format 99"),
+        C("store", "config.json of 2 MB", planted(good(**{"config.json": " " * (2 << 20) + "{}"})), "larger than"),
+        C("store", "deeply nested JSON", planted(good(**{"config.json": "[" * 100_000 + "]" * 100_000})),
+          "not valid JSON"),
+        C("store", "a 10 MB single line", planted(good(**{"metrics.jsonl": '{"kind": "epoch", "x": "'
+                                                           + "y" * (10 << 20) + '"}\n'})),
+          "1 unreadable line(s) skipped"),
+        C("store", "torn last metrics line", planted(good(**{"metrics.jsonl": '{"kind": "epoch", "epoch": 1, '
+                                                              '"valid_ppl": 9.5}\n{"kind": "ep'}), state="finished"),
+          "finished"),
+        C("store", "running with a dead pid", dead_pid, "interrupted"),
+        C("store", "symlink outside the root", symlink_outside, "symlink pointing outside"),
+        C("store", "run id with ..", run_id_refused("../../etc"), "'/'"),
+        C("store", "run id with .. only", run_id_refused(".."), "'..'"),
+        C("store", "run id with /", run_id_refused("a/b"), "'/'"),
+        C("store", "run id with NUL", run_id_refused("a\x00b"), "NUL"),
+        C("store", "run id too long", run_id_refused("r" * 300), "longer than"),
+        # launching
+        C("launch", "same name twice", same_name_twice, "two runs named twin"),
+        C("launch", "double submit", double_submit, "one run for request click-1"),
+        C("launch", "runs root read-only", launch_fails(errno.EROFS, "open"), "Read-only file system"),
+        C("launch", "runs root full", launch_fails(errno.ENOSPC, "fsync"), "No space left on device"),
+        C("launch", "CLI run, runs root full", cli_train_full_disk, "No space left on device"),
+        C("launch", "max concurrent 0", lambda ctx: _launch_error(ctx, max_concurrent=0), "max concurrent"),
+    ]
+    return cases
+
+
+def _launch_error(ctx: Ctx, **kwargs) -> str:
+    from rnnreg.launch import launch
+
+    with pytest.raises(RunStoreError) as info:
+        launch(ctx.root, to_dict(tiny_config(ctx.corpus)), **kwargs)
+    return str(info.value)
+
+
+def counts() -> dict[str, int]:
+    out: dict[str, int] = {}
+    for case in catalogue():
+        out[case.category] = out.get(case.category, 0) + 1
+    return out
+
+
+# --------------------------------------------------------------------------- the test
+
+
+def digest(directory: Path) -> dict[str, str]:
+    return {str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def sibling_template(tmp_path_factory) -> Path:
+    """A finished run with metrics, probes and a checkpoint-sized file: what must not change."""
+    root = tmp_path_factory.mktemp("template")
+    writer = RunWriter.create(root, to_dict(tiny_config(root)), name="sibling")
+    for epoch in (1, 2):
+        writer.append_metric({"kind": "epoch", "epoch": epoch, "valid_ppl": 10.0 - epoch})
+        writer.append_probe({"kind": "gates", "epoch": epoch, "layer": 0, "gate": "f", "mean": 0.5})
+    writer.close()
+    writer.checkpoint_path.write_bytes(os.urandom(4096))
+    writer.set_status("finished", message="test ppl 8.00", pid=None)
+    return writer.dir
+
+
+@pytest.mark.parametrize("case", catalogue(), ids=lambda c: f"{c.category}: {c.name}")
+def test_hostile_input(case: Case, tmp_path, sibling_template, monkeypatch):
+    import shutil
+
+    root = tmp_path / "runs"
+    root.mkdir()
+    sibling = Path(shutil.copytree(sibling_template, root / sibling_template.name, symlinks=True))
+    ctx = Ctx(root=root, corpus=write_corpus(tmp_path / "corpus"), tmp=tmp_path, monkeypatch=monkeypatch)
+    before = digest(sibling)
+
+    message = case.action(ctx)
+
+    assert case.expect in message, message
+    assert len(message.splitlines()) == 1, message
+    assert digest(sibling) == before  # no other run changed
+    assert {s.id for s in list_runs(root)} == {sibling.name} | ctx.created  # and none appeared
+
+
+def test_catalogue_is_large_enough():
+    assert len(catalogue()) >= 40
+    assert len({(c.category, c.name) for c in catalogue()}) == len(catalogue())
+    assert set(counts()) == {"config", "corpus", "store", "launch"}
+
+
+if __name__ == "__main__":
+    total = counts()
+    print("| category | cases |\n|---|---|")
+    for category, count in total.items():
+        print(f"| {category} | {count} |")
+    print(f"| **total** | **{sum(total.values())}** |")
