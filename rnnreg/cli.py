@@ -81,6 +81,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("placements", help="every dropout placement with its sites and sampling")
 
+    bench = commands.add_parser("bench", help="training-step speed per placement beside a plain nn.LSTM")
+    bench.add_argument("--preset", default="medium", help="shapes to time (default: medium)")
+    bench.add_argument("--placements", default=",".join(PLACEMENTS), help="comma-separated (default: all)")
+    bench.add_argument("--batches", type=int, default=20, metavar="N", help="timed batches per round (default 20)")
+    bench.add_argument("--rounds", type=int, default=3, metavar="R", help="interleaved rounds; the median counts")
+    bench.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    bench.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: torch's choice)")
+    bench.add_argument("--json", action="store_true", help="print the results as JSON")
+
     generate = commands.add_parser("generate", help="sample text from a run's checkpoint")
     generate.add_argument("run", metavar="RUN", help="run id (or a run directory)")
     generate.add_argument("--prompt", required=True, help="the words to continue (unknown words become <unk>)")
@@ -98,15 +107,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         handler = {"train": _train, "list": _list, "show": _show, "cancel": _cancel, "placements": _placements,
-                   "generate": _generate}
+                   "generate": _generate, "bench": _bench}
         return handler[args.command](args)
     except (UsageError, ConfigError, DataError, RunStoreError) as err:
         print(f"rnnreg: error: {err}" if not str(err).startswith("rnnreg") else str(err), file=sys.stderr)
         return EXIT_USAGE
 
 
+# Options that define a new run; `--resume` takes the run's own config.json instead.
+_RUN_OPTIONS = ("preset", "placement", "dropout", "dropout_site", "epochs", "max_train_tokens", "data", "device",
+                "seed", "log_every", "name", "run_dir")
+
+
 def _train(args: argparse.Namespace) -> int:
     from rnnreg.training_run import train_from_cli
+
+    if args.resume is not None:
+        given = [f"--{o.replace('_', '-')}" for o in _RUN_OPTIONS if getattr(args, o) not in (None, [])]
+        if given:
+            raise UsageError(f"rnnreg train: --resume continues a run with its own config; "
+                             f"drop {', '.join(given)}")
 
     return train_from_cli(args)
 

@@ -31,7 +31,8 @@ class ConfigError(ValueError):
 class ModelConfig:
     layers: int = 2  # LSTM layers stacked
     hidden: int = 200  # units per layer (= embedding size, as in the paper)
-    init_scale: float = 0.1  # every parameter ~ U(-init_scale, init_scale); forget-gate bias 0
+    init_scale: float = 0.1  # every parameter ~ U(-init_scale, init_scale) ...
+    forget_bias: float = 0.0  # ... except the forget-gate bias: 0 in the paper (a deviation if not 0)
 
 
 @dataclass(frozen=True)
@@ -234,6 +235,8 @@ def validate(config: RunConfig) -> None:
     _check_int("layers", m.layers, 1)
     _check_int("hidden", m.hidden, 1)
     _check_float("init_scale", m.init_scale, 0.0)
+    if isinstance(m.forget_bias, bool) or not isinstance(m.forget_bias, (int, float)) or not math.isfinite(m.forget_bias):
+        raise ConfigError(f"forget_bias: must be a finite number, got {m.forget_bias!r}")
     if config.dropout.placement not in PLACEMENTS:
         raise ConfigError(
             f"--placement: unknown placement {config.dropout.placement!r}; allowed: {', '.join(PLACEMENT_NAMES)}"

@@ -35,9 +35,9 @@ class LanguageModel(nn.Module):
         self.embedding = nn.Embedding(vocab_size, model.hidden)
         self.lstm = LSTMStack(model.hidden, model.hidden, model.layers)
         self.decoder = nn.Linear(model.hidden, vocab_size)
-        self.reset_parameters(model.init_scale)
+        self.reset_parameters(model.init_scale, model.forget_bias)
 
-    def reset_parameters(self, scale: float) -> None:
+    def reset_parameters(self, scale: float, forget_bias: float = 0.0) -> None:
         # Zaremba et al. 2014, sec 4.1: every parameter ~ U(-scale, scale) (0.1 / 0.05 / 0.04).
         for parameter in self.parameters():
             nn.init.uniform_(parameter, -scale, scale)
@@ -46,8 +46,8 @@ class LanguageModel(nn.Module):
                 size = layer.hidden_size
                 # The paper's cell has one bias b; nn.LSTM has two, so the second is zeroed.
                 layer.bias_hh_l0.zero_()
-                # Forget-gate bias 0 (the paper adds no +1 offset); torch order is i, f, g, o.
-                layer.bias_ih_l0[size : 2 * size].zero_()
+                # Forget-gate bias 0 in the paper (no +1 offset); torch order is i, f, g, o.
+                layer.bias_ih_l0[size : 2 * size].fill_(forget_bias)
 
     @property
     def default_path(self) -> str:

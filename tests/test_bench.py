@@ -1,0 +1,30 @@
+"""The bench measures every placement beside the nn.LSTM baseline in one run (shape, not speed)."""
+
+import json
+
+from rnnreg.bench import BASELINE, PlainLSTM, run_bench
+from tests.test_cli import rnnreg
+
+
+def test_bench_reports_each_placement_with_its_path_and_ratio_to_the_baseline():
+    results = run_bench("demo", ["zaremba", "recurrent"], batches=1, rounds=1, warmup=1, vocab=50)
+    by_name = {r.name: r for r in results}
+    assert set(by_name) == {BASELINE, "zaremba", "recurrent"}
+    assert by_name[BASELINE].ratio == 1.0
+    assert by_name["zaremba"].path == "fused" and by_name["recurrent"].path == "explicit"
+    for r in results:
+        assert r.ms_per_batch > 0 and abs(r.words_per_s * r.ms_per_batch / 1000 - 20 * 20) < 1e-6
+
+
+def test_baseline_is_a_single_multi_layer_nn_lstm_with_dropout_between_layers():
+    model = PlainLSTM(vocab=10, hidden=8, layers=2, dropout=0.5)
+    assert model.lstm.num_layers == 2 and model.lstm.dropout == 0.5
+
+
+def test_bench_cli_json_and_errors():
+    result = rnnreg("bench", "--preset", "demo", "--placements", "none", "--batches", "1", "--rounds", "1", "--json")
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert {r["name"] for r in doc["results"]} == {BASELINE, "none"} and doc["torch"]
+    bad = rnnreg("bench", "--placements", "none,bogus")
+    assert bad.returncode == 2 and "bogus" in bad.stderr and "allowed" in bad.stderr
