@@ -8,6 +8,7 @@ only: nothing is ever unpickled from a run directory.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +37,13 @@ def save_checkpoint(path: Path, tensors: dict[str, torch.Tensor], state: dict[st
 
 def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """(tensors on the CPU, trainer state). Raises CheckpointError for anything unexpected."""
-    try:
-        data = Path(path).read_bytes()
+    try:  # a symlink is not followed: a run directory must not read files from elsewhere
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+        with os.fdopen(fd, "rb") as handle:
+            data = handle.read()
     except OSError as err:
-        raise CheckpointError(f"checkpoint {path}: cannot read ({err.strerror})") from None
+        reason = "a symlink, not followed" if os.path.islink(path) else err.strerror
+        raise CheckpointError(f"checkpoint {path}: cannot read ({reason})") from None
     try:
         tensors = load_safetensors(data)
         header_len = int.from_bytes(data[:8], "little")
