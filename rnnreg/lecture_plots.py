@@ -6,6 +6,7 @@ blow everything up for a projector.
 
 from __future__ import annotations
 
+import math
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -31,14 +32,34 @@ def _style(fig: go.Figure, title: str, font_size: int, x_title: str | None = Non
            y_title: str | None = None) -> go.Figure:
     fig.update_layout(
         template="plotly_white", title={"text": title, "x": 0.01, "xanchor": "left"},
-        font={"size": font_size}, margin={"l": 80, "r": 30, "t": 100, "b": 70},
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "right", "x": 1},
+        font={"size": font_size}, margin={"l": 80, "r": 30, "t": 70, "b": 70}, height=540,
+        # right of the plot: above it collides with the title, below it with the axis title,
+        # once the type is projector-sized
+        legend={"orientation": "v", "yanchor": "top", "y": 1, "xanchor": "left", "x": 1.02},
     )
     if x_title is not None:
         fig.update_xaxes(title_text=x_title)
     if y_title is not None:
         fig.update_yaxes(title_text=y_title)
     return fig
+
+
+def log_ticks(low: float, high: float) -> list[float]:
+    """1-2-5 tick values covering [low, high] (a log axis with readable, uncluttered labels)."""
+    if not (low > 0 and high > 0):
+        return []
+    ticks, decade = [], math.floor(math.log10(min(low, high)))
+    while 10.0 ** decade <= max(low, high) * 10:
+        ticks += [m * 10.0 ** decade for m in (1, 2, 5)]
+        decade += 1
+    inside = [t for t in ticks if min(low, high) / 1.5 <= t <= max(low, high) * 1.5]
+    return inside if len(inside) <= 10 else inside[::3]
+
+
+def _log_y(fig: go.Figure, values: Sequence[float]) -> None:
+    finite = [float(v) for v in values if v is not None and math.isfinite(float(v)) and float(v) > 0]
+    ticks = log_ticks(min(finite), max(finite)) if finite else []
+    fig.update_yaxes(type="log", tickvals=ticks or None, ticktext=[f"{t:g}" for t in ticks] or None)
 
 
 # --------------------------------------------------------------------------- 1 overfitting
@@ -59,7 +80,9 @@ def overfitting_figure(epochs: pd.DataFrame, names: Mapping[str, str], *, font_s
             fig.add_trace(go.Scatter(x=rows["epoch"], y=rows[column], mode="lines+markers", name=f"{name} · {kind}",
                                      line={"color": color, "dash": dash, "width": LINE + 1}))
     _style(fig, title, font_size, "epoch", "perplexity (log)")
-    fig.update_yaxes(type="log")
+    shown = epochs[epochs["run"].isin(list(names))]
+    _log_y(fig, list(shown["train_ppl"]) + list(shown["valid_ppl"]))
+    fig.update_xaxes(dtick=1)
     return fig
 
 
@@ -137,7 +160,7 @@ def schematic_figure(elements: pd.DataFrame, placement: str, *, layers: int = 2,
     _style(fig, f"Where <b>{placement}</b> puts its masks (unrolled {layers}-layer LSTM)", font_size)
     fig.update_xaxes(visible=False, range=[-0.6, steps - 0.4])
     fig.update_yaxes(visible=False, range=[-0.6, layers + 1.6])
-    fig.update_layout(height=520 if font_size <= FONT else 640, hovermode="closest",
+    fig.update_layout(height=520 if font_size <= FONT else 580, hovermode="closest",
                       legend={"y": -0.02, "yanchor": "top", "x": 0, "xanchor": "left"},
                       margin={"b": 90})
     return fig
@@ -153,9 +176,8 @@ def memory_figure(memory: pd.DataFrame, *, measure: str = "norm", rates: Sequenc
     `memory` is `lecture.memory_frame(...)`; `rates` are the p's whose (1-p)^k is drawn (the
     per-step carried-path rates of the runs shown, or illustrative ones).
     """
-    what = "‖∂L<sub>t</sub>/∂c<sub>t-k</sub>‖ relative to k = 0" if measure == "norm" \
-        else "share of units the gradient reaches, relative to k = 0"
-    title = "How far back does the gradient reach?"
+    what = "gradient norm (k = 0 is 1)" if measure == "norm" else "units reached (k = 0 is 1)"
+    title = "How far back does the gradient reach?  ‖∂L<sub>t</sub> / ∂state<sub>t-k</sub>‖"
     fig = go.Figure()
     k_max = int(memory["k"].max()) if not memory.empty else 20
     ks = list(range(k_max + 1))
@@ -170,7 +192,8 @@ def memory_figure(memory: pd.DataFrame, *, measure: str = "norm", rates: Sequenc
             line={"color": PALETTE[i % len(PALETTE)], "width": LINE + 1},
         ))
     _style(fig, title, font_size, "steps back k", what)
-    fig.update_yaxes(type="log")
+    _log_y(fig, [v for trace in fig.data for v in trace.y])
+    fig.update_xaxes(dtick=max(1, k_max // 10))
     if memory.empty:
         fig.add_annotation(text="No gradient-through-time probes in the store yet: the curves show (1-p)^k only",
                            showarrow=False, xref="paper", yref="paper", x=0.5, y=0.05, font={"size": font_size - 2})
@@ -202,12 +225,14 @@ def evidence_figure(runs: pd.DataFrame, published: pd.DataFrame = lecture.PUBLIS
                 x=[c for c, m in zip(cats, mask) if m], y=published.loc[mask, column], mode="markers+text",
                 name=f"{source} · {column}", marker={"symbol": symbol, "size": 20, "color": color,
                                                      "line": {"color": "#333", "width": 1}},
-                text=[f"{v:.1f}" for v in published.loc[mask, column]],
-                textposition="middle right" if column == "valid" else "middle left",
-                offsetgroup=column if not runs.empty else None,
+                text=[f"{v:.1f}" for v in published.loc[mask, column]], textposition="top center",
+                offsetgroup=column,
             ))
     _style(fig, "Penn Treebank perplexity per placement (lower is better)", font_size, None, "perplexity")
     fig.update_xaxes(categoryorder="array", categoryarray=categories)
+    highest = max([*published["valid"], *published["test"], *(runs["valid"] if not runs.empty else []),
+                   *(runs["test"].dropna() if not runs.empty else [])])
+    fig.update_yaxes(range=[0, highest * 1.15])  # room for the numbers above the tallest marker
     fig.update_layout(barmode="group", scattermode="group", height=560)
     return fig
 

@@ -21,6 +21,7 @@ PRESENTATION_CSS = """
 [data-testid="stMainBlockContainer"] p, [data-testid="stMainBlockContainer"] li,
 [data-testid="stMainBlockContainer"] button p, [data-testid="stMainBlockContainer"] label p
   {font-size: 1.6rem !important;}
+[data-testid="stMainBlockContainer"] [data-baseweb="select"] div {font-size: 1.4rem !important;}
 [data-testid="stCaptionContainer"] {display: none !important;}
 </style>
 """
@@ -38,7 +39,7 @@ def navigation(where: str) -> None:
     forward.button("Next", key=f"lecture_next_{where}", on_click=go, args=(1,),
                    disabled=index == len(lecture.STEPS) - 1, icon=":material/arrow_forward:",
                    width="stretch", type="primary")
-    where_col.markdown(f"<div style='text-align:center'>step {index + 1} of {len(lecture.STEPS)}</div>",
+    where_col.markdown(f"<p style='text-align:center'>step {index + 1} of {len(lecture.STEPS)}</p>",
                        unsafe_allow_html=True)
 
 
@@ -79,7 +80,7 @@ def step_overfitting(font: int) -> None:
     c1, c2 = st.columns([2, 3], vertical_alignment="center")
     c1.button("Run both live on this CPU", key="lecture_live", on_click=launch_live_pair,
               icon=":material/play_arrow:", disabled=active,
-              help="the demo model on a 12k-word prefix for 6 epochs, without and with dropout (about a minute each)")
+              help="the demo model on a 10k-word prefix for 8 epochs, without and with dropout (under a minute)")
     if live:
         states = table.set_index("run").loc[live, "state"].tolist()
         c2.caption("Live runs: " + ", ".join(f"{labels.get(r, r)}: {s}" for r, s in zip(live, states)))
