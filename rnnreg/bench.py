@@ -23,6 +23,7 @@ from torch import nn
 from rnnreg.config import PRESETS, build_run_config
 from rnnreg.model import LanguageModel
 from rnnreg.placements import PLACEMENT_NAMES
+from rnnreg.train import sgd_update
 
 BASELINE = "nn.LSTM"
 
@@ -55,7 +56,6 @@ def _step_fn(model: nn.Module, forward: Callable, state, clip: float, batch: int
              device: torch.device) -> Callable[[], None]:
     tokens = torch.randint(0, vocab, (bptt + 1, batch), device=device)
     inputs, targets = tokens[:-1], tokens[1:]
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, foreach=device.type == "cuda" or None)
     parameters = list(model.parameters())
     carried = [state]
 
@@ -63,10 +63,11 @@ def _step_fn(model: nn.Module, forward: Callable, state, clip: float, batch: int
         h, c = carried[0]
         logits, new_state = forward(inputs, (h.detach(), c.detach()))
         loss = F.cross_entropy(logits.view(-1, vocab), targets.reshape(-1), reduction="sum") / batch
-        optimizer.zero_grad(set_to_none=True)
+        for parameter in parameters:
+            parameter.grad = None
         loss.backward()
         torch.nn.utils.clip_grad_norm_(parameters, clip, foreach=True)
-        optimizer.step()
+        sgd_update(parameters, 0.01)
         carried[0] = new_state
 
     return step
