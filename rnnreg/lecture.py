@@ -14,8 +14,8 @@ table of the dashboard (views.store.run_table), so a new placement or run shows 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 import pandas as pd

@@ -144,7 +144,7 @@ def schematic_figure(elements: pd.DataFrame, placement: str, *, layers: int = 2,
         colors = [_mask_color(s, int(t)) for s, t in zip(part["sampling"], part["step"])]
         offset = -0.32 if kind == "cell update" else 0.0
         fig.add_trace(go.Scatter(
-            x=part["x0"] + (0.0 if kind == "cell update" else 0.0), y=part["y0"] + offset, mode="markers",
+            x=part["x0"], y=part["y0"] + offset, mode="markers",
             marker={"symbol": symbol, "size": 22 if kind == "cell update" else 50, "color": colors,
                     "line": {"color": colors, "width": 5}},
             name=f"{kind} masked", hovertemplate=f"{kind}<extra></extra>",

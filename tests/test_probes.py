@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import torch
 
 from rnnreg.config import DropoutConfig, ModelConfig
@@ -13,6 +12,8 @@ from rnnreg.dropout.masks import SiteDropout
 from rnnreg.model import LanguageModel
 from rnnreg.placements import PER_SEQUENCE, PER_STEP
 from rnnreg.probes import grad_through_time
+from rnnreg.runs import read_jsonl
+from tests.fixtures_lecture import lecture_runs
 
 VOCAB, HIDDEN, STEPS, BATCH = 12, 64, 16, 8
 
@@ -102,3 +103,14 @@ def test_probe_draws_its_own_masks_and_leaves_training_rng_alone():
     after = torch.rand(3)
     assert torch.equal(before, after)
     assert a == grad_through_time(model, *window(), epoch=0)  # the same masks every epoch
+
+
+def test_the_trainer_records_a_profile_before_training_and_after_every_epoch(tmp_path_factory):
+    run_dir = lecture_runs(tmp_path_factory)["recurrent"]  # trained by `python -m rnnreg train --run-dir`
+    records = read_jsonl(run_dir / "probes.jsonl", "grad_through_time")
+    assert {(r["epoch"], r["layer"], r["wrt"]) for r in records} == {
+        (e, layer, wrt) for e in (0, 1, 2) for layer in (0, 1) for wrt in ("c", "h")}
+    bptt = json.loads((run_dir / "config.json").read_text())["config"]["train"]["bptt"]
+    for r in records:
+        assert r["k"] == list(range(bptt - r["targets"] + 1)) and all(n > 0 for n in r["norm"])
+        assert r["seconds"] < 5
