@@ -179,3 +179,36 @@ def _generate(args: argparse.Namespace) -> int:
     except InspectError as err:
         raise UsageError(f"rnnreg generate: {err}") from None
     return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import platform
+
+    import torch
+
+    from rnnreg.bench import format_results, run_bench
+
+    if args.preset not in PRESET_NAMES:
+        raise UsageError(f"rnnreg bench: --preset: unknown preset {args.preset!r}; allowed: {', '.join(PRESET_NAMES)}")
+    placements = [p.strip() for p in args.placements.split(",") if p.strip()]
+    unknown = [p for p in placements if p not in PLACEMENTS]
+    if unknown:
+        raise UsageError(f"rnnreg bench: --placements: unknown {', '.join(unknown)}; allowed: {', '.join(PLACEMENTS)}")
+    if args.device not in ("cpu", "cuda") or (args.device == "cuda" and not torch.cuda.is_available()):
+        raise UsageError(f"rnnreg bench: --device: {args.device!r} is not available here; allowed: cpu"
+                         + (", cuda" if torch.cuda.is_available() else ""))
+    if args.batches < 1 or args.rounds < 1:
+        raise UsageError("rnnreg bench: --batches and --rounds must be >= 1")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    results = run_bench(args.preset, placements, batches=args.batches, device=args.device, rounds=args.rounds)
+    if args.json:
+        device_name = torch.cuda.get_device_name() if args.device == "cuda" else (platform.processor() or "cpu")
+        print(json.dumps({
+            "preset": args.preset, "device": args.device, "device_name": device_name, "torch": torch.__version__,
+            "threads": torch.get_num_threads(), "batches": args.batches, "rounds": args.rounds,
+            "results": [r.__dict__ for r in results],
+        }, indent=2))
+    else:
+        print(format_results(results, args.preset, args.device))
+    return 0
