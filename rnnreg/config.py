@@ -63,16 +63,16 @@ class TrainConfig:
 class MemoryTaskConfig:
     """The synthetic recall task (rnnreg.tasks.memory): remember a key across `delay` steps."""
 
-    delay: int = 20  # distractor steps between the key and the query
+    delay: int = 20  # the longest gap between key and query; each sequence draws 1..delay
     keys: int = 8  # distinct symbols to remember
     distractors: int = 8  # distinct symbols in between
     train_sequences: int = 2000
-    eval_sequences: int = 400  # for valid and for test each
+    eval_sequences: int = 1000  # for valid and for test each (~50 per delay at delay 20)
     data_seed: int = 0  # the generated data; the same for every run unless changed
 
     @property
     def sequence_length(self) -> int:
-        return self.delay + 4  # key, delay distractors, query, key again, <eos>
+        return self.delay + 4  # key, up to `delay` distractors, query, key again, <eos>, padding
 
 
 @dataclass(frozen=True)

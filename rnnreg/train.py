@@ -73,12 +73,15 @@ class TestEvent:
     valid_ppl: float  # of the final model
     epoch: int
     test_accuracy: float | None = None  # recall accuracy, for tasks with a query token
+    # recall accuracy by gap d ("d": accuracy), for tasks whose sequences each fill one window
+    test_accuracy_by_delay: dict[str, float] | None = None
 
 
 @dataclass(frozen=True)
 class Scores:
     ppl: float
     accuracy: float | None  # of the next-token guess where the input is the task's query token
+    accuracy_by_delay: dict[str, float] | None = None  # query at window row d + 1 -> gap d
 
 
 class Listener(Protocol):
@@ -195,7 +198,8 @@ class Trainer:
         if math.isnan(valid_ppl):  # resumed after the last epoch: only the test was left to do
             valid_ppl = self.evaluate(self.valid_data, full_windows=True)
         test = self.scores(self.test_data, full_windows=False)
-        event = TestEvent(test_ppl=test.ppl, valid_ppl=valid_ppl, epoch=self.epoch, test_accuracy=test.accuracy)
+        event = TestEvent(test_ppl=test.ppl, valid_ppl=valid_ppl, epoch=self.epoch, test_accuracy=test.accuracy,
+                          test_accuracy_by_delay=test.accuracy_by_delay)
         self._emit("on_test", event)
         return event
 
@@ -290,8 +294,9 @@ class Trainer:
         state = model.init_state(batch)
         total = torch.zeros((), device=self.device, dtype=torch.float64)
         query = self.corpus.query_id
-        hits = torch.zeros((), device=self.device, dtype=torch.long)
-        queries = torch.zeros((), device=self.device, dtype=torch.long)
+        bptt = self.config.train.bptt
+        hits = torch.zeros(bptt, device=self.device, dtype=torch.long)  # by row of the window
+        queries = torch.zeros(bptt, device=self.device, dtype=torch.long)
         tokens = 0
         for inputs, targets in windows(data, self.config.train.bptt, full_only=full_windows):
             out = model(inputs, state)
@@ -299,9 +304,14 @@ class Trainer:
             total += F.cross_entropy(out.logits.view(-1, out.logits.size(-1)), targets.reshape(-1), reduction="sum")
             tokens += targets.numel()
             if query is not None:
-                asked = inputs == query
-                hits += (out.logits.argmax(-1) == targets)[asked].sum()
-                queries += asked.sum()
+                asked = inputs == query  # (T, B)
+                rows = torch.arange(inputs.size(0), device=inputs.device)[:, None].expand_as(inputs)
+                correct = asked & (out.logits.argmax(-1) == targets)
+                hits += torch.bincount(rows[correct], minlength=bptt)[:bptt]
+                queries += torch.bincount(rows[asked], minlength=bptt)[:bptt]
         model.train(was_training)
-        accuracy = hits.item() / queries.item() if query is not None and queries.item() else None
-        return Scores(perplexity(total.item(), tokens), accuracy)
+        if query is None or queries.sum().item() == 0:
+            return Scores(perplexity(total.item(), tokens), None)
+        hits_list, queries_list = hits.tolist(), queries.tolist()
+        by_delay = {str(row - 1): h / q for row, (h, q) in enumerate(zip(hits_list, queries_list)) if q and row >= 1}
+        return Scores(perplexity(total.item(), tokens), sum(hits_list) / sum(queries_list), by_delay)

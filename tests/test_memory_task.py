@@ -7,7 +7,7 @@ import torch
 from rnnreg.config import MemoryTaskConfig, build_run_config
 from rnnreg.data import EOS
 from rnnreg.tasks import load_task_data
-from rnnreg.tasks.memory import QUERY, memory_corpus, memory_vocabulary
+from rnnreg.tasks.memory import PAD, QUERY, memory_corpus, memory_vocabulary
 from rnnreg.model import LMOutput
 from rnnreg.train import Trainer
 
@@ -20,18 +20,21 @@ def test_generation_is_deterministic_under_its_seed():
     assert not torch.equal(a.train, other.train)
 
 
-def test_every_sequence_recalls_its_key_after_the_delay():
-    config = MemoryTaskConfig(delay=9, keys=5, distractors=3, train_sequences=50, eval_sequences=40)
+def test_every_sequence_recalls_its_key_after_its_own_gap():
+    config = MemoryTaskConfig(delay=9, keys=5, distractors=3, train_sequences=200, eval_sequences=40)
     corpus = memory_corpus(config)
     vocab = memory_vocabulary(config)
     rows = corpus.train.view(-1, config.sequence_length)
-    assert rows.shape == (50, 13)
-    words = [[vocab.words[i] for i in row] for row in rows.tolist()]
-    for line in words:
-        key, gap, query, recall, end = line[0], line[1:10], line[10], line[11], line[12]
-        assert key.startswith("k") and all(w.startswith("d") for w in gap)
-        assert (query, recall, end) == (QUERY, key, EOS)
-    assert {line[0] for line in words} == {f"k{i}" for i in range(5)}  # every key is used
+    assert rows.shape == (200, 13)
+    gaps = set()
+    for line in ([vocab.words[i] for i in row] for row in rows.tolist()):
+        gap = line.index(QUERY) - 1
+        gaps.add(gap)
+        assert line[0].startswith("k") and all(w.startswith("d") for w in line[1 : gap + 1])
+        assert (line[gap + 2], line[gap + 3]) == (line[0], EOS)  # the recall is the key
+        assert set(line[gap + 4 :]) <= {PAD}
+    assert gaps == set(range(1, 10))  # every gap 1..delay occurs
+    assert {vocab.words[i] for i in rows[:, 0].tolist()} == {f"k{i}" for i in range(5)}
     assert corpus.query_id == vocab.id(QUERY)
 
 
@@ -65,6 +68,8 @@ def test_recall_accuracy_is_scored_only_where_the_query_is_the_input():
     corpus = load_task_data(config)
     trainer = Trainer(config, corpus, torch.device("cpu"))
     trainer.model = KeyEcho(corpus)
-    assert trainer.scores(trainer.valid_data, full_windows=True).accuracy == 1.0
+    scores = trainer.scores(trainer.valid_data, full_windows=True)
+    assert scores.accuracy == 1.0 and set(scores.accuracy_by_delay) == {"1", "2", "3"}
+    assert set(scores.accuracy_by_delay.values()) == {1.0}
     trainer.model.corpus = dataclasses.replace(corpus, query_id=corpus.vocab.id(EOS))  # scored at the wrong place
     assert trainer.scores(trainer.valid_data, full_windows=True).accuracy < 0.5
