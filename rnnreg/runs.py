@@ -1018,14 +1018,19 @@ class Run:
                       numeric=["epoch", "layer", "mean", "saturation", "saturation_low", "saturation_high"])
 
     def grad_through_time_frame(self):
-        """Long format: epoch, layer, wrt, k, norm (one row per distance k)."""
+        """Long format: epoch, layer, wrt, k, norm, nonzero (one row per distance k).
+
+        `nonzero` (the share of units the gradient reaches) is NaN for records without it.
+        """
         rows = []
         for r in self.probes("grad_through_time"):
-            ks, norms = r.get("k"), r.get("norm")
+            ks, norms, nonzero = r.get("k"), r.get("norm"), r.get("nonzero")
             if isinstance(ks, list) and isinstance(norms, list):
-                rows += [{"epoch": r.get("epoch"), "layer": r.get("layer"), "wrt": r.get("wrt"), "k": k, "norm": n}
-                         for k, n in zip(ks, norms)]
-        return _frame(rows, ["epoch", "layer", "wrt", "k", "norm"], numeric=["epoch", "layer", "k", "norm"])
+                shares = nonzero if isinstance(nonzero, list) and len(nonzero) == len(ks) else [None] * len(ks)
+                rows += [{"epoch": r.get("epoch"), "layer": r.get("layer"), "wrt": r.get("wrt"), "k": k, "norm": n,
+                          "nonzero": z} for k, n, z in zip(ks, norms, shares)]
+        columns = ["epoch", "layer", "wrt", "k", "norm", "nonzero"]
+        return _frame(rows, columns, numeric=["epoch", "layer", "k", "norm", "nonzero"])
 
 
 def _frame(records: list[dict], columns: list[str], *, numeric: Iterable[str] = ()):

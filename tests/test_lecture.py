@@ -147,6 +147,8 @@ def test_walk_with_real_runs_shows_their_curves(runs, monkeypatch):
     assert sum(n.split(" · ")[0] in ("none", "zaremba", "recurrent") for n in names) == 3
     at.segmented_control(key="lecture_measure").set_value("nonzero").run()
     assert not at.exception
+    reached = [t for t in charts(at)[0]["data"] if not t["name"].startswith("(1-p)")]
+    assert len(reached) == 3  # the share of units reached is read from probes.jsonl too
     at.button(key="lecture_next_top").click().run()
     evidence = charts(at)[0]["data"]
     bars = [t for t in evidence if t["type"] == "bar"]
