@@ -157,3 +157,20 @@ def test_walk_with_real_runs_shows_their_curves(runs, monkeypatch):
     assert not at.exception
     assert any("stSidebar" in m.value for m in at.markdown)  # the sidebar is hidden for the projector
     assert charts(at)[0]["layout"]["font"]["size"] == lecture_plots.PRESENTATION_FONT
+
+
+def test_run_both_live_launches_the_pair_once(tmp_path, monkeypatch):
+    import rnnreg.launch
+
+    calls = []
+
+    def fake_launch(root, config, *, name=None, request_id=None, max_concurrent=1, **_):
+        calls.append((config["dropout"]["placement"], name, request_id, max_concurrent))
+        return f"fake-{len(calls)}"
+
+    monkeypatch.setattr(rnnreg.launch, "launch", fake_launch)  # no real trainer in this test
+    at = open_lecture(tmp_path, monkeypatch)
+    at.button(key="lecture_live").click().run()
+    assert not at.exception
+    assert [c[0] for c in calls] == ["none", "zaremba"] and all(c[3] == 2 for c in calls)
+    assert len({c[2] for c in calls}) == 2  # one request id each: a rerun cannot start them twice

@@ -6,11 +6,13 @@ import streamlit as st
 
 from rnnreg import launch, lecture, lecture_plots
 from rnnreg.placements import PLACEMENT_NAMES
+from rnnreg.runs import RunStoreError
 from views import common
 
 STEP = "lecture_step"  # session_state: index into lecture.STEPS
 LIVE = "lecture_live_runs"  # session_state: the two demo runs launched from this page
 REQUEST = "lecture_live_request"  # session_state: request id, so a double click starts one pair
+LIVE_ERROR = "lecture_live_error"  # session_state: why the live pair could not start
 PRESENTATION_CSS = """
 <style>
 [data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"], [data-testid="stHeader"],
@@ -51,8 +53,11 @@ def launch_live_pair() -> None:
     root = common.runs_root()
     request = st.session_state.setdefault(REQUEST, uuid.uuid4().hex)
     ids = []
-    for i, (name, config) in enumerate(lecture.live_demo_configs()):
-        ids.append(launch.launch(root, config, name=name, request_id=f"{request}-{i}", max_concurrent=2))
+    try:
+        for i, (name, config) in enumerate(lecture.live_demo_configs()):
+            ids.append(launch.launch(root, config, name=name, request_id=f"{request}-{i}", max_concurrent=2))
+    except RunStoreError as err:  # e.g. a runs folder that cannot be written: say so, keep the page
+        st.session_state[LIVE_ERROR] = str(err)
     st.session_state[LIVE] = ids
     st.session_state[REQUEST] = uuid.uuid4().hex  # the next click starts a new pair
 
@@ -81,6 +86,8 @@ def step_overfitting(font: int) -> None:
     c1.button("Run both live on this CPU", key="lecture_live", on_click=launch_live_pair,
               icon=":material/play_arrow:", disabled=active,
               help="the demo model on a 10k-word prefix for 8 epochs, without and with dropout (under a minute)")
+    if LIVE_ERROR in st.session_state:
+        st.error(st.session_state.pop(LIVE_ERROR))
     if live:
         states = table.set_index("run").loc[live, "state"].tolist()
         c2.caption("Live runs: " + ", ".join(f"{labels.get(r, r)}: {s}" for r, s in zip(live, states)))
