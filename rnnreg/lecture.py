@@ -232,8 +232,11 @@ def run_rates(table: pd.DataFrame, run: str) -> dict[str, float]:
 
 def memory_frame(gtt: pd.DataFrame, table: pd.DataFrame, *, layer: int = 0, wrt: str = "c",
                  measure: str = "norm") -> pd.DataFrame:
-    """Each run's last-epoch profile of `measure` (norm or nonzero) against k, relative to k = 0.
+    """Each run's profile of `measure` against k, at one epoch, for step 3.
 
+    The epoch is the latest one every run has (runs compared at the same stage of training),
+    else each run's last.  `norm` is divided by its k = 0 value (runs of different sizes
+    line up at 1); `nonzero` is already a share of units and is kept as it is.
     Columns: run, label, placement, epoch, k, value, carried_p (the largest per-step rate on
     the carried path of the run's placement, 0 if none).
     """
@@ -241,11 +244,13 @@ def memory_frame(gtt: pd.DataFrame, table: pd.DataFrame, *, layer: int = 0, wrt:
     if gtt is None or gtt.empty or measure not in gtt.columns:
         return pd.DataFrame(columns=columns)
     part = gtt[(gtt["layer"] == layer) & (gtt["wrt"] == wrt)].dropna(subset=["epoch", "k", measure])
+    epochs = [set(rows["epoch"]) for _run, rows in part.groupby("run", sort=False)]
+    common = set.intersection(*epochs) if epochs else set()
     placements = table.set_index("run")["placement"]
     frames = []
     for run, rows in part.groupby("run", sort=False):
-        rows = rows[rows["epoch"] == rows["epoch"].max()].sort_values("k")
-        base = rows[measure].iloc[0]
+        rows = rows[rows["epoch"] == (max(common) if common else rows["epoch"].max())].sort_values("k")
+        base = rows[measure].iloc[0] if measure == "norm" else 1.0
         if not base or not math.isfinite(base):
             continue
         placement = str(placements.get(run, "?"))

@@ -176,7 +176,7 @@ def memory_figure(memory: pd.DataFrame, *, measure: str = "norm", rates: Sequenc
     `memory` is `lecture.memory_frame(...)`; `rates` are the p's whose (1-p)^k is drawn (the
     per-step carried-path rates of the runs shown, or illustrative ones).
     """
-    what = "gradient norm (k = 0 is 1)" if measure == "norm" else "units reached (k = 0 is 1)"
+    what = "gradient norm (k = 0 is 1)" if measure == "norm" else "share of units reached"
     title = "How far back does the gradient reach?  ‖∂L<sub>t</sub> / ∂state<sub>t-k</sub>‖"
     fig = go.Figure()
     k_max = int(memory["k"].max()) if not memory.empty else 20

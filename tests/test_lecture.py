@@ -76,6 +76,8 @@ def test_memory_frame_is_relative_to_k0_at_the_last_epoch():
     table = pd.DataFrame({"run": ["r"], "placement": ["both"], "rate hidden": [0.5]})
     memory = lecture.memory_frame(gtt, table)
     assert memory["value"].tolist() == [1.0, 0.25, 0.0625] and memory["epoch"].eq(2).all()
+    two = pd.concat([gtt, gtt.assign(run="s", label="s")[gtt["epoch"] == 1]])
+    assert lecture.memory_frame(two, table)["epoch"].eq(1).all()  # compared at the epoch both have
     assert memory["carried_p"].eq(0.5).all()
     assert lecture.memory_frame(None, table).empty
 

@@ -67,11 +67,12 @@ def step_overfitting(font: int) -> None:
     table = common.run_table()
     without, with_dropout = lecture.overfitting_pair(table, prefer=st.session_state.get(LIVE, []))
     labels = table.set_index("run")["label"].to_dict() if not table.empty else {}
+    by_run = table.set_index("run") if not table.empty else None
     names = {}
     if without:
-        names[without] = f"no dropout ({labels[without]})"
+        names[without] = "no dropout"
     if with_dropout:
-        names[with_dropout] = f"dropout ({labels[with_dropout]})"
+        names[with_dropout] = f"{by_run.at[with_dropout, 'placement']} dropout {by_run.at[with_dropout, 'dropout']:g}"
     live = [r for r in st.session_state.get(LIVE, []) if r in set(table["run"])]
     active = bool(live) and table.set_index("run").loc[live, "state"].isin(["queued", "running"]).any()
 
@@ -81,6 +82,8 @@ def step_overfitting(font: int) -> None:
              "lecture_overfitting")
 
     figure()
+    if names:
+        st.caption("Runs: " + "; ".join(f"{name}: {labels[run]}" for run, name in names.items()))
     if not names:
         st.info("No finished runs of the demo preset yet (shipped ones live in `runs/reference/`).")
     c1, c2 = st.columns([2, 3], vertical_alignment="center")
@@ -117,8 +120,11 @@ def step_memory(font: int) -> None:
     memory = lecture.memory_frame(gtt, table, layer=layer, wrt=wrt, measure=measure)
     rates = sorted({p for p in memory["carried_p"] if p > 0}) or [0.25, 0.5]
     show(lecture_plots.memory_figure(memory, measure=measure, rates=rates, font_size=font), "lecture_memory")
-    st.caption("Each run's last recorded epoch; the probe averages the loss at the last steps of a validation "
-               "window over several dropout draws. Dotted: (1-p)^k, the share of units that survive k fresh masks.")
+    if not memory.empty:
+        st.caption(f"At epoch {', '.join(str(int(e)) for e in sorted(set(memory['epoch'])))}; the probe takes the "
+                   "loss at the last steps of a validation window, averaged over several dropout draws. Dotted: "
+                   "(1-p)^k, the share of units that survive k fresh masks. 'Units reached' falls only where a mask "
+                   "cuts every road back (a per-step mask on c); through h there are always other roads.")
 
 
 def step_evidence(font: int) -> None:
