@@ -133,6 +133,8 @@ class Trainer:
         self.listeners = list(listeners)
         self.should_stop = should_stop
         t = config.train
+        if t.threads is not None and device.type == "cpu":
+            torch.set_num_threads(t.threads)
         torch.manual_seed(t.seed)
         self.model = LanguageModel(len(corpus.vocab), config.model, config.dropout).to(device)
         train_ids = corpus.train[: t.max_train_tokens] if t.max_train_tokens else corpus.train
