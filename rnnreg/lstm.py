@@ -103,6 +103,11 @@ class LSTMStack(nn.Module):
             return site.masks(steps, batch, size, x) if (training and site is not None) else None
 
         hidden_masks, update_masks, cell_masks = draw(placement.hidden), draw(placement.cell_update), draw(placement.cell)
+        if cell_masks is not None:
+            # The cell mask acts on the carried c at every step, so inverted-dropout scaling
+            # would compound to (1/(1-p))^k over k steps: keep units at their value instead
+            # (a 0/1 mask; dropped units hold no memory for the sequence).
+            cell_masks = cell_masks * (1.0 - placement.cell.p)
         zc, zh = placement.zoneout_c, placement.zoneout_h
         keep_c = (zc.keep_previous(steps, batch, size, x) if training else None) if zc else None
         keep_h = (zh.keep_previous(steps, batch, size, x) if training else None) if zh else None

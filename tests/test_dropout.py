@@ -139,3 +139,18 @@ def test_sampling_of_each_placement_matches_the_reference_table():
     assert sampling["moon"]["cell"] == "sequence"
     assert sampling["weight-drop"]["weight"] == "forward"
     assert sampling["zoneout"]["zoneout_c"] == "step"
+
+
+def test_moon_cell_mask_does_not_compound_its_scaling_over_steps():
+    """With the forget gate fully open and no input, a kept cell unit must keep its value."""
+    model = _model("moon", 0.5).train()
+    with torch.no_grad():
+        for layer in model.lstm.layers:
+            layer.weight_ih_l0.zero_()
+            layer.weight_hh_l0.zero_()
+            layer.bias_ih_l0.zero_()
+            layer.bias_ih_l0[200:400] = 50.0  # forget gate = 1
+            layer.bias_ih_l0[0:200] = -50.0  # input gate = 0
+    c0 = torch.ones(2, 3, 200, dtype=torch.float64)
+    out = model(torch.zeros(20, 3, dtype=torch.long), (torch.zeros_like(c0), c0))
+    assert set(out.state[1].unique().tolist()) <= {0.0, 1.0}
