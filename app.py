@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from views import common
+from pages.shared import common
 
 st.set_page_config(page_title="rnnreg: dropout in LSTMs", page_icon=":material/monitoring:", layout="wide")
 
@@ -21,8 +21,8 @@ page = st.navigation({
         st.Page(common.PAGE_FILES["export"], title="Export", icon=":material/download:"),
     ],
     "Lecture": [
-        st.Page("views/lecture.py", title="Why recurrent dropout hurts", icon=":material/school:"),
-        st.Page("views/poke.py", title="Poke a trained model", icon=":material/touch_app:"),
+        st.Page("pages/lecture.py", title="Why recurrent dropout hurts", icon=":material/school:"),
+        st.Page("pages/poke.py", title="Poke a trained model", icon=":material/touch_app:"),
     ],
 })
 common.sidebar_picker()

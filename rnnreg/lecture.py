@@ -8,7 +8,7 @@ Four steps, each a figure (rnnreg.lecture_plots) and one sentence:
     4 evidence     best valid / test perplexity per placement beside the published numbers
 
 Everything here is derived from rnnreg.placements (sites and their sampling) and from the run
-table of the dashboard (views.store.run_table), so a new placement or run shows up by itself.
+table of the dashboard (pages.shared.store.run_table), so a new placement or run shows up by itself.
 """
 
 from __future__ import annotations

@@ -80,7 +80,7 @@ def store(trained, tmp_path, monkeypatch) -> Path:
 def app(page: str | None = None) -> AppTest:
     at = AppTest.from_file(APP, default_timeout=60).run()
     if page:
-        at.switch_page(f"views/{page}.py").run()
+        at.switch_page(f"pages/{page}.py").run()
     return at
 
 
@@ -133,7 +133,7 @@ def test_broken_runs_picked_never_raise(store, ids):
     at = app()
     at.sidebar.multiselect(key="picked_runs").set_value([ids["corrupt"], ids["half"]]).run()
     for page in PAGES:
-        at.switch_page(f"views/{page}.py").run()
+        at.switch_page(f"pages/{page}.py").run()
         assert_no_exception(at)
 
 
@@ -141,12 +141,12 @@ def test_picking_runs_keeps_each_runs_colour_on_every_page(store, ids):
     at = app()
     picker = at.sidebar.multiselect(key="picked_runs")
     picker.set_value([ids["overfit"], ids["zaremba"]]).run()
-    at.switch_page("views/perplexity.py").run()
+    at.switch_page("pages/perplexity.py").run()
     curves = figures(at)[0]
     names = {t["name"] for t in curves["data"]}
     assert names == {"no dropout · train", "no dropout · valid", "zaremba 0.5 · train", "zaremba 0.5 · valid"}
     colour = {t["name"]: t["line"]["color"] for t in curves["data"]}
-    at.switch_page("views/gradients.py").run()
+    at.switch_page("pages/gradients.py").run()
     grad = {t["name"]: t["line"]["color"] for t in figures(at)[0]["data"]}
     assert grad["no dropout"] == colour["no dropout · valid"]
     assert grad["zaremba 0.5"] == colour["zaremba 0.5 · valid"]
@@ -175,10 +175,10 @@ def test_perplexity_axes_log_toggle_and_paper_lines(store):
 def test_running_run_shows_partial_curves(store, ids):
     at = app()
     at.sidebar.multiselect(key="picked_runs").set_value([ids["running"]]).run()
-    at.switch_page("views/perplexity.py").run()
+    at.switch_page("pages/perplexity.py").run()
     valid = [t for t in figures(at)[0]["data"] if t["name"].endswith("valid")][0]
     assert values(valid["x"]) == [1, 2, 3]  # 3 of 8 epochs so far
-    at.switch_page("views/launch.py").run()
+    at.switch_page("pages/launch.py").run()
     assert_no_exception(at)
     assert any("in progress" in m.value for m in at.markdown)  # listed as running, with a Cancel button
     assert at.button(key=f"cancel_{STANDARD_IDS['running']}")
@@ -196,7 +196,7 @@ def test_gates_page_epoch_and_layer(store):
 def test_compare_lists_config_differences(store, ids):
     at = app()
     at.sidebar.multiselect(key="picked_runs").set_value([ids["overfit"], ids["zaremba"]]).run()
-    at.switch_page("views/compare.py").run()
+    at.switch_page("pages/compare.py").run()
     diff = at.dataframe[0].value
     assert "dropout.placement" in set(diff["setting"])
     assert "train.seed" in set(diff["setting"])
@@ -205,7 +205,7 @@ def test_compare_lists_config_differences(store, ids):
 def test_export_tables_and_csv(store, ids):
     at = app()
     at.sidebar.multiselect(key="picked_runs").set_value([ids["overfit"], ids["zaremba"]]).run()
-    at.switch_page("views/export.py").run()
+    at.switch_page("pages/export.py").run()
     code = [c.value for c in at.code]
     assert any("| no dropout | demo | none |" in c for c in code)
     assert any(r"\begin{tabular}" in c for c in code)

@@ -131,3 +131,22 @@ def test_every_page_renders_in_chromium(runs_dir, tmp_path):
         finally:
             browser.close()
     assert "Traceback" not in log_path.read_text()
+
+
+def test_a_deep_link_on_a_fresh_server_gets_the_whole_app(runs_dir, tmp_path):
+    """Streamlit's legacy pages/ discovery would run pages/perplexity.py without app.py here."""
+    sync_playwright = browser_or_skip()
+    with dashboard(runs_dir, tmp_path / "streamlit.log") as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{url}/perplexity")  # the very first request this server sees
+            wait_until_settled(page, charts=0)
+            page.get_by_role("heading", name="Perplexity").first.wait_for(timeout=30_000)
+            sidebar = page.locator("[data-testid='stSidebar']")
+            sidebar.get_by_text("Pick runs").first.wait_for(timeout=30_000)  # app.py's shared picker
+            nav = page.locator("[data-testid='stSidebarNav']").inner_text()
+            assert "Compare two runs" in nav and "shared" not in nav, nav
+            assert page.locator("[data-testid='stException']").count() == 0
+        finally:
+            browser.close()

@@ -101,7 +101,7 @@ def test_eight_launched_runs_share_two_slots_and_readers_agree(tmp_path, monkeyp
     tables = []
     for _session in range(2):
         at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60).run()
-        at.switch_page("views/runs.py").run()
+        at.switch_page("pages/runs.py").run()
         assert not at.exception, [e.value for e in at.exception]
         tables.append(at.dataframe[0].value.sort_values("id").reset_index(drop=True))
     assert tables[0].equals(tables[1]) and len(tables[0]) == RUNS

@@ -120,7 +120,7 @@ def test_sigkill_at_random_moments_never_tears_a_run(server, corpus, tmp_path, m
 
     monkeypatch.setenv("RNNREG_RUNS_DIR", str(root))
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60).run()
-    at.switch_page("views/runs.py").run()
+    at.switch_page("pages/runs.py").run()
     assert not at.exception, [e.value for e in at.exception]
     table = at.dataframe[0].value
     assert sorted(table["id"]) == sorted(summaries)

@@ -81,7 +81,7 @@ def test_cli_generate(runs):
 def test_poke_page_shows_predictions_gates_and_samples(runs, monkeypatch):
     monkeypatch.setenv("RNNREG_RUNS_DIR", str(runs["none"].parent.parent))
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60).run()
-    at.switch_page("views/poke.py").run()
+    at.switch_page("pages/poke.py").run()
     assert not at.exception, [e.value for e in at.exception]
     at.text_input(key="poke_text").set_value("the red ball and").run()
     assert not at.exception
@@ -98,5 +98,5 @@ def test_poke_page_shows_predictions_gates_and_samples(runs, monkeypatch):
 def test_poke_page_without_checkpoints_points_to_launch(tmp_path, monkeypatch):
     monkeypatch.setenv("RNNREG_RUNS_DIR", str(tmp_path))
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60).run()
-    at.switch_page("views/poke.py").run()
+    at.switch_page("pages/poke.py").run()
     assert not at.exception and "No run with a checkpoint" in at.info[0].value

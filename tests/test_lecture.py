@@ -102,7 +102,7 @@ def runs(tmp_path_factory) -> dict[str, Path]:
 def open_lecture(root: Path, monkeypatch) -> AppTest:
     monkeypatch.setenv("RNNREG_RUNS_DIR", str(root))
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60).run()
-    return at.switch_page("views/lecture.py").run()
+    return at.switch_page("pages/lecture.py").run()
 
 
 def charts(at: AppTest) -> list[dict]:

@@ -6,10 +6,12 @@ import uuid
 
 import streamlit as st
 
-from views import common, store
+from pages.shared import common, store
 from rnnreg import config as cfg
 from rnnreg import launch, plots, runs
 from rnnreg.placements import PLACEMENTS, SITE_DESCRIPTIONS
+
+common.require_app()
 
 REQUEST = "launch_request_id"  # the id of the launch the form would make next
 LAST = "launch_last"  # settings and time of this session's last launch (double-click guard)

@@ -2,8 +2,10 @@
 
 import streamlit as st
 
-from views import common, store
+from pages.shared import common, store
 from rnnreg import plots
+
+common.require_app()
 
 st.title("Compare two runs")
 table = common.run_table()

@@ -7,7 +7,9 @@ import streamlit as st
 from rnnreg import launch, lecture, lecture_plots
 from rnnreg.placements import PLACEMENT_NAMES
 from rnnreg.runs import RunStoreError
-from views import common
+from pages.shared import common
+
+common.require_app()
 
 STEP = "lecture_step"  # session_state: index into lecture.STEPS
 LIVE = "lecture_live_runs"  # session_state: the two demo runs launched from this page

@@ -2,7 +2,7 @@
 
 `rnnreg.runs` reads run directories tolerantly (a broken run comes back with `problems`, never
 an exception); this module turns its summaries and records into the long frames that
-`rnnreg.plots` draws, so that `views.common` can cache them by file modification time.
+`rnnreg.plots` draws, so that `pages.shared.common` can cache them by file modification time.
 """
 
 from __future__ import annotations

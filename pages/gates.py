@@ -2,8 +2,10 @@
 
 import streamlit as st
 
-from views import common
+from pages.shared import common
 from rnnreg import plots
+
+common.require_app()
 
 st.title("Gates")
 picked = common.require_picked()

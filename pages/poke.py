@@ -5,7 +5,9 @@ import os
 import streamlit as st
 
 from rnnreg import lecture, lecture_plots
-from views import common
+from pages.shared import common
+
+common.require_app()
 
 GATE_LABELS = {"i": "input gate i", "f": "forget gate f", "o": "output gate o", "g": "cell update g",
                "c": "cell state c", "h": "hidden state h"}

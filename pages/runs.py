@@ -3,8 +3,10 @@
 import pandas as pd
 import streamlit as st
 
-from views import common, store
+from pages.shared import common, store
 from rnnreg import plots, runs
+
+common.require_app()
 
 st.title("Runs")
 table = common.run_table()

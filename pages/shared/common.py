@@ -1,7 +1,7 @@
 """What every page shares: the run store as cached DataFrames, the run picker's state, chart output.
 
 This is the only dashboard module that reads the run store, and the only place (besides the
-views) that touches `st.session_state`.  Loaders are cached with `st.cache_data` and keyed by
+pages) that touches `st.session_state`.  Loaders are cached with `st.cache_data` and keyed by
 the files' modification times, so a run that is still being written shows new epochs on the
 next rerun while finished runs are read once.
 """
@@ -9,6 +9,7 @@ next rerun while finished runs are read once.
 from __future__ import annotations
 
 import hashlib
+import runpy
 from pathlib import Path
 from typing import Callable
 
@@ -17,19 +18,39 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from rnnreg import plots, runs
-from views import store
+from pages.shared import store
+
+APP_SCRIPT = Path(__file__).resolve().parents[2] / "app.py"
+
+
+def require_app() -> None:
+    """Make sure this page runs inside app.py's navigation, not on its own.
+
+    Streamlit still knows its legacy pages/ auto-discovery: on a fresh server the first
+    request for a page's URL (and every AppTest run) executes pages/<page>.py directly,
+    without app.py (no sidebar, no shared state).  app.py's st.navigation switches that
+    mode off for the whole server; here we do the same and run app.py in this very script
+    run (so widget events are kept), which draws the shell and this page, then stop.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        runpy.run_path(str(APP_SCRIPT), run_name="__main__")
+        st.stop()
+
 
 PICKED = "picked_runs"  # session_state: run ids shown on the chart pages
 COLORS = "run_colors"  # session_state: run id -> colour, kept for the whole session
 
 PAGE_FILES = {
-    "runs": "views/runs.py",
-    "launch": "views/launch.py",
-    "perplexity": "views/perplexity.py",
-    "gradients": "views/gradients.py",
-    "gates": "views/gates.py",
-    "compare": "views/compare.py",
-    "export": "views/export.py",
+    "runs": "pages/runs.py",
+    "launch": "pages/launch.py",
+    "perplexity": "pages/perplexity.py",
+    "gradients": "pages/gradients.py",
+    "gates": "pages/gates.py",
+    "compare": "pages/compare.py",
+    "export": "pages/export.py",
 }
 
 
@@ -63,7 +84,7 @@ def _run_frames(root: str, run_id: str, signature: str) -> dict:
 
 
 def run_frames(run_id: str) -> dict:
-    """The frames of one run (see `views.store.run_frames`), re-read when its files change."""
+    """The frames of one run (see `pages.shared.store.run_frames`), re-read when its files change."""
     root = runs_root()
     try:
         signature = _digest(runs.run_signature(runs.find_run_dir(root, run_id)))
