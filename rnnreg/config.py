@@ -121,9 +121,6 @@ PRESETS: Mapping[str, RunConfig] = {
         train=TrainConfig(
             epochs=10, lr=1.0, lr_decay=1.0, decay_after=10, batch_size=20, bptt=20, clip=5.0,
             max_train_tokens=30_000, max_eval_tokens=10_000, log_every=5,
-            # One thread: on 2 shared cores (the dashboard, a browser, a second run) two OpenMP
-            # threads per run spin against each other; measured 608 s vs 140 s for one run.
-            threads=1,
         ),
     ),
     # Not in the paper: a synthetic task where recall after `delay` steps fails visibly under

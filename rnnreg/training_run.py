@@ -13,6 +13,7 @@ log lines in train.log.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import contextlib
 import json
 import logging
@@ -183,6 +184,11 @@ def _train_queued(args: argparse.Namespace, stop: StopFlag) -> int:
         return EXIT_CANCELLED
     slot = None
     if args.max_concurrent:
+        if args.max_concurrent > 1 and config.train.threads is None:
+            # Runs sharing the CPUs: one OpenMP team per core share, not one per core each
+            # (teams spinning against each other made a run 4x slower here).
+            config = dataclasses.replace(config, train=dataclasses.replace(
+                config.train, threads=max(1, (os.cpu_count() or 1) // args.max_concurrent)))
         slot = acquire_slot(writer.dir.parent, args.max_concurrent, should_stop=stop)
         if slot is None:
             writer.set_status("cancelled", message="cancelled while queued")
