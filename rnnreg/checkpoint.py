@@ -54,3 +54,18 @@ def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
     if not isinstance(state, dict):
         raise CheckpointError(f"checkpoint {path}: trainer state is not a JSON object")
     return tensors, state
+
+
+def compact_checkpoint(path: Path) -> tuple[int, int]:
+    """Store a checkpoint's float32 weights as float16 (half the bytes), for shipping a run.
+
+    Viewing (poke, generate) loads the weights back into float32 parameters; resuming from a
+    compacted checkpoint is refused, since float16 weights would not continue the run exactly.
+    Returns (bytes before, bytes after).
+    """
+    before = Path(path).stat().st_size
+    tensors, state = load_checkpoint(path)
+    tensors = {name: t.half() if name.startswith("model.") and t.dtype == torch.float32 else t
+               for name, t in tensors.items()}
+    save_checkpoint(Path(path), tensors, {**state, "weights_dtype": "float16"})
+    return before, Path(path).stat().st_size

@@ -81,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("placements", help="every dropout placement with its sites and sampling")
 
+    compact = commands.add_parser("compact", help="store a finished run's checkpoint weights as float16 (to ship it)")
+    compact.add_argument("run", metavar="RUN", help="run id")
+    _add_runs_dir(compact)
+
     bench = commands.add_parser("bench", help="training-step speed per placement beside a plain nn.LSTM")
     bench.add_argument("--preset", default="medium", help="shapes to time (default: medium)")
     bench.add_argument("--placements", default=",".join(PLACEMENTS), help="comma-separated (default: all)")
@@ -107,7 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         handler = {"train": _train, "list": _list, "show": _show, "cancel": _cancel, "placements": _placements,
-                   "generate": _generate, "bench": _bench}
+                   "generate": _generate, "bench": _bench,
+                   "compact": _compact}
         return handler[args.command](args)
     except (UsageError, ConfigError, DataError, RunStoreError) as err:
         print(f"rnnreg: error: {err}" if not str(err).startswith("rnnreg") else str(err), file=sys.stderr)
@@ -211,4 +216,17 @@ def _bench(args: argparse.Namespace) -> int:
         }, indent=2))
     else:
         print(format_results(results, args.preset, args.device))
+    return 0
+
+
+def _compact(args: argparse.Namespace) -> int:
+    from rnnreg.checkpoint import CheckpointError, compact_checkpoint
+    from rnnreg.runs import CHECKPOINT_FILE, find_run_dir, runs_root
+
+    run_dir = find_run_dir(runs_root(args.runs_dir), args.run)
+    try:
+        before, after = compact_checkpoint(run_dir / CHECKPOINT_FILE)
+    except CheckpointError as err:
+        raise UsageError(f"rnnreg compact: {err}") from None
+    print(f"{run_dir / CHECKPOINT_FILE}: {before / 1e6:.1f} MB -> {after / 1e6:.1f} MB (float16 weights)")
     return 0

@@ -75,6 +75,9 @@ def restore_trainer(trainer, path: Path) -> int:
     tensors, state = load_checkpoint(path)
     if state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"checkpoint {path}: format {state.get('format')!r}, expected {CHECKPOINT_FORMAT}")
+    if state.get("weights_dtype", "float32") != "float32":
+        raise CheckpointError(f"checkpoint {path}: weights were compacted to {state['weights_dtype']} for viewing; "
+                              "a run cannot resume from them exactly")
     counters = {key: state.get(key) for key in ("epoch", "step", "words")}
     if any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in counters.values()):
         raise CheckpointError(f"checkpoint {path}: epoch/step/words must be whole numbers >= 0, got {counters}")

@@ -100,3 +100,38 @@ def test_poke_page_without_checkpoints_points_to_launch(tmp_path, monkeypatch):
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60).run()
     at.switch_page("pages/poke.py").run()
     assert not at.exception and "No run with a checkpoint" in at.info[0].value
+
+
+def test_a_compacted_checkpoint_still_pokes_but_refuses_to_resume(tmp_path, tiny_corpus):
+    """`rnnreg compact` halves the weights to float16 for shipping; viewing works, resuming is refused."""
+    import json
+    import subprocess
+    import sys
+
+    runs = tmp_path / "runs"
+    env = {**__import__("os").environ, "PYTHONPATH": str(REPO)}
+    made = subprocess.run([sys.executable, "-m", "rnnreg", "train", "--preset", "demo", "--epochs", "1", "--data",
+                           str(tiny_corpus), "--device", "cpu", "--runs-dir", str(runs)],
+                          capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    assert made.returncode == 0, made.stderr
+    run_id = Path(made.stdout.strip().splitlines()[-1]).name
+    before = (runs / run_id / "checkpoint.safetensors").stat().st_size
+    out = subprocess.run([sys.executable, "-m", "rnnreg", "compact", run_id, "--runs-dir", str(runs)],
+                         capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert (runs / run_id / "checkpoint.safetensors").stat().st_size < 0.6 * before
+    assert json.loads((runs / run_id / "checkpoint.json").read_text())["weights_dtype"] == "float16"
+    gen = subprocess.run([sys.executable, "-m", "rnnreg", "generate", run_id, "--prompt", "the cat", "--words", "3",
+                          "--runs-dir", str(runs)], capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    assert gen.returncode == 0, gen.stderr
+    from rnnreg.checkpoint import CheckpointError
+    from rnnreg.config import from_dict
+    from rnnreg.recording import restore_trainer
+    from rnnreg.tasks import load_task_data
+    from rnnreg.train import Trainer
+    import torch
+
+    config = from_dict(json.loads((runs / run_id / "config.json").read_text())["config"])
+    trainer = Trainer(config, load_task_data(config), torch.device("cpu"))
+    with pytest.raises(CheckpointError, match="compacted"):
+        restore_trainer(trainer, runs / run_id / "checkpoint.safetensors")
