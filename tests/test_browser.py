@@ -150,3 +150,28 @@ def test_a_deep_link_on_a_fresh_server_gets_the_whole_app(runs_dir, tmp_path):
             assert page.locator("[data-testid='stException']").count() == 0
         finally:
             browser.close()
+
+
+def test_shipped_reference_runs_tell_the_story_at_once(tmp_path):
+    """A fresh install opens on the shipped runs; this screenshot is the README's first picture."""
+    import shutil
+
+    sync_playwright = browser_or_skip()
+    shipped = REPO / "runs" / "reference"
+    demo_runs = [d for d in shipped.iterdir() if d.is_dir() and "demo" in d.name] if shipped.is_dir() else []
+    assert len(demo_runs) >= 2, "runs/reference/ should ship the demo runs without and with dropout"
+    root = tmp_path / "runs"
+    shutil.copytree(shipped, root / "reference")  # a copy: the app may write caches or slots
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with dashboard(root, tmp_path / "streamlit.log") as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1150})
+            page.goto(f"{url}/perplexity")
+            wait_until_settled(page, charts=3)
+            assert page.locator("[data-testid='stException']").count() == 0
+            legend = page.locator(".js-plotly-plot").first.inner_text()
+            assert "demo-no-dropout" in legend and "demo-zaremba-0.5" in legend, legend
+            page.screenshot(path=str(SCREENSHOTS / "readme-dashboard.png"))
+        finally:
+            browser.close()
