@@ -66,6 +66,13 @@ def test_sigkill_at_random_moments_never_tears_a_run(server, corpus, tmp_path, m
     reference = RunWriter.create(tmp_path / "reference", config)
     pid, _ = start(server, reference)
     wait_exit(pid)
+    # Random kills land at a random point of a run's progress (after a random number of its
+    # metric lines, plus up to 20 ms): a fixed time window made most of them come after the
+    # end on a quiet machine, and the test flaky.
+    reference_lines = len(reference.metrics_path.read_bytes().splitlines())
+
+    def lines(path: Path) -> int:
+        return len(path.read_bytes().splitlines()) if path.exists() else 0
     assert reference.read_status()["state"] == "finished"
 
     rng = random.Random(7)
@@ -75,10 +82,11 @@ def test_sigkill_at_random_moments_never_tears_a_run(server, corpus, tmp_path, m
         for hook in TRIALS[batch:batch + 7]:
             writer = RunWriter.create(root, config)
             pid, marker = start(server, writer, None if hook == "random" else hook)
-            running.append((writer, hook, pid, marker, time.monotonic() + rng.uniform(0.0, 1.2)))
-        for writer, hook, pid, marker, kill_at in running:
+            running.append((writer, hook, pid, marker, rng.randint(1, reference_lines - 3)))
+        for writer, hook, pid, marker, kill_at in running:  # kill_at: metric lines (random)
             if hook == "random":
-                time.sleep(max(kill_at - time.monotonic(), 0))
+                wait_until(lambda: lines(writer.metrics_path) >= kill_at or not alive(pid), 30, "progress")
+                time.sleep(rng.uniform(0.0, 0.02))
             else:
                 wait_until(lambda: marker.exists() or not alive(pid), 30, f"{hook} to be reached")
                 assert marker.exists(), f"{hook}: the trainer ended before reaching it"
@@ -112,7 +120,9 @@ def test_sigkill_at_random_moments_never_tears_a_run(server, corpus, tmp_path, m
             assert state["epoch"] in done and state["epoch"] >= len(done) - 1, (hook, state["epoch"], done)
         else:
             assert len(done) <= 1, (hook, done)  # only a kill within the first checkpoint write
-    assert len(interrupted) >= len(TRIALS) - 4
+    # every hooked kill interrupts its run; a random one may rarely land after the last write
+    hooked = sum(1 for _, hook in trials if hook != "random")
+    assert len(interrupted) >= hooked + (len(trials) - hooked) // 2, (len(interrupted), hooked)
     print(f"killed {len(trials)} trainers, {len(interrupted)} interrupted: {time.monotonic() - started:.1f} s")
 
     # The dashboard's runs page shows them all, interrupted, without an exception.
