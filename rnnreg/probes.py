@@ -66,16 +66,19 @@ def gate_statistics(model: LanguageModel, tokens: torch.Tensor, epoch: int) -> l
     return records
 
 
-class GateProbe:
-    """Trainer listener: gate statistics before training (epoch 0) and after every epoch."""
+class EpochProbe:
+    """Trainer listener base: measure before training (epoch 0) and after every epoch, timed."""
 
-    def __init__(self, tokens: torch.Tensor, sink: Callable[[dict[str, object]], None]) -> None:
-        self.tokens, self.sink = tokens, sink
+    def __init__(self, sink: Callable[[dict[str, object]], None]) -> None:
+        self.sink = sink
         self.seconds = 0.0  # total time spent probing, to keep it honest (< 5% of training)
+
+    def measure(self, trainer, epoch: int) -> list[dict[str, object]]:
+        raise NotImplementedError
 
     def _probe(self, trainer, epoch: int) -> None:
         start = time.perf_counter()
-        records = gate_statistics(trainer.model, self.tokens.to(trainer.device), epoch)
+        records = self.measure(trainer, epoch)
         seconds = time.perf_counter() - start
         self.seconds += seconds
         for record in records:
@@ -87,6 +90,17 @@ class GateProbe:
 
     def on_epoch_end(self, trainer, event) -> None:
         self._probe(trainer, event.epoch)
+
+
+class GateProbe(EpochProbe):
+    """Gate statistics of a fixed batch before training (epoch 0) and after every epoch."""
+
+    def __init__(self, tokens: torch.Tensor, sink: Callable[[dict[str, object]], None]) -> None:
+        super().__init__(sink)
+        self.tokens = tokens
+
+    def measure(self, trainer, epoch: int) -> list[dict[str, object]]:
+        return gate_statistics(trainer.model, self.tokens.to(trainer.device), epoch)
 
 
 # --------------------------------------------------------------------------- gradient through time
@@ -203,25 +217,13 @@ def grad_through_time(
     return records
 
 
-class GradThroughTime:
-    """Trainer listener: gradient-through-time profiles before training (epoch 0) and after every epoch."""
+class GradThroughTime(EpochProbe):
+    """Gradient-through-time profiles before training (epoch 0) and after every epoch."""
 
     def __init__(self, inputs: torch.Tensor, targets: torch.Tensor, sink: Callable[[dict[str, object]], None]) -> None:
-        self.inputs, self.targets, self.sink = inputs, targets, sink
-        self.seconds = 0.0  # total time spent probing (the budget: < 5% of an epoch)
+        super().__init__(sink)
+        self.inputs, self.targets = inputs, targets
 
-    def _probe(self, trainer, epoch: int) -> None:
-        start = time.perf_counter()
-        records = grad_through_time(trainer.model, self.inputs.to(trainer.device), self.targets.to(trainer.device),
-                                    epoch)
-        seconds = time.perf_counter() - start
-        self.seconds += seconds
-        for record in records:
-            self.sink({**record, "seconds": seconds})
-
-    def on_train_start(self, trainer) -> None:
-        if trainer.epoch == 0:
-            self._probe(trainer, 0)
-
-    def on_epoch_end(self, trainer, event) -> None:
-        self._probe(trainer, event.epoch)
+    def measure(self, trainer, epoch: int) -> list[dict[str, object]]:
+        return grad_through_time(trainer.model, self.inputs.to(trainer.device), self.targets.to(trainer.device),
+                                 epoch)
