@@ -8,11 +8,12 @@ st.set_page_config(page_title="rnnreg: dropout in LSTMs", page_icon=":material/m
 
 page = st.navigation({
     "Runs": [
-        st.Page(common.PAGE_FILES["runs"], title="Runs", icon=":material/table_rows:", default=True),
+        st.Page(common.PAGE_FILES["runs"], title="Runs", icon=":material/table_rows:"),
         st.Page(common.PAGE_FILES["launch"], title="Launch", icon=":material/rocket_launch:"),
     ],
     "Curves": [
-        st.Page(common.PAGE_FILES["perplexity"], title="Perplexity", icon=":material/show_chart:"),
+        # The landing page: a fresh install opens on the shipped runs' curves (the story at once).
+        st.Page(common.PAGE_FILES["perplexity"], title="Perplexity", icon=":material/show_chart:", default=True),
         st.Page(common.PAGE_FILES["gradients"], title="Gradients", icon=":material/trending_up:"),
         st.Page(common.PAGE_FILES["gates"], title="Gates", icon=":material/bar_chart:"),
     ],

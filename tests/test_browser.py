@@ -27,9 +27,9 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-sync", "--no-first-run"]
 SCREENSHOTS = REPO / "artifacts" / "screenshots"
 # url path -> charts the page must draw with the standard store and two runs picked
-PAGES = {"": 1, "launch": 2, "perplexity": 3, "gradients": 3, "gates": 3, "compare": 1, "export": 0}
+PAGES = {"": 3, "runs": 1, "launch": 2, "gradients": 3, "gates": 3, "compare": 1, "export": 0}
 # url path -> text that must be visible before the screenshot (besides the charts)
-TEXTS = {"export": "| run | preset |", "": "Rename or delete a run"}
+TEXTS = {"export": "| run | preset |", "runs": "Rename or delete a run", "": "Generalisation gap"}
 
 
 def browser_or_skip():
@@ -126,7 +126,7 @@ def test_every_page_renders_in_chromium(runs_dir, tmp_path):
                 exceptions = page.locator("[data-testid='stException']")
                 assert exceptions.count() == 0, f"/{path}: {exceptions.first.inner_text()}"
                 assert page.locator(".js-plotly-plot").count() >= charts, f"/{path}: charts missing"
-                page.screenshot(path=str(SCREENSHOTS / f"{path or 'runs'}.png"))
+                page.screenshot(path=str(SCREENSHOTS / f"{path or 'perplexity'}.png"))
             assert not errors, errors
         finally:
             browser.close()
@@ -134,15 +134,15 @@ def test_every_page_renders_in_chromium(runs_dir, tmp_path):
 
 
 def test_a_deep_link_on_a_fresh_server_gets_the_whole_app(runs_dir, tmp_path):
-    """Streamlit's legacy pages/ discovery would run pages/perplexity.py without app.py here."""
+    """Streamlit's legacy pages/ discovery would run pages/gates.py without app.py here."""
     sync_playwright = browser_or_skip()
     with dashboard(runs_dir, tmp_path / "streamlit.log") as url, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"{url}/perplexity")  # the very first request this server sees
+            page.goto(f"{url}/gates")  # the very first request this server sees
             wait_until_settled(page, charts=0)
-            page.get_by_role("heading", name="Perplexity").first.wait_for(timeout=30_000)
+            page.get_by_role("heading", name="Gates").first.wait_for(timeout=30_000)
             sidebar = page.locator("[data-testid='stSidebar']")
             sidebar.get_by_text("Pick runs").first.wait_for(timeout=30_000)  # app.py's shared picker
             nav = page.locator("[data-testid='stSidebarNav']").inner_text()
