@@ -43,9 +43,11 @@ broken = view[view["problems"] != ""]
 for _, row in broken.iterrows():
     st.warning(f"**{row['label']}** ({row['state']}): {row['problems']}", icon=":material/report:")
 
-settings = ["preset", "placement", *sorted(c for c in table.columns if c.startswith("rate ")), "epochs_done"]
-common.show_figure(plots.parallel_coordinates_figure(view.fillna({c: 0.0 for c in settings[2:]}), settings),
-                   key="runs_parcoords", file_stem="settings-vs-valid-ppl")
+# Off until asked for: its WebGL drawing is most of this page's time in a browser.
+if st.toggle("Settings against best validation perplexity (parallel coordinates)", key="runs_parcoords_on"):
+    settings = ["preset", "placement", *sorted(c for c in table.columns if c.startswith("rate ")), "epochs_done"]
+    common.show_figure(plots.parallel_coordinates_figure(view.fillna({c: 0.0 for c in settings[2:]}), settings),
+                       key="runs_parcoords", file_stem="settings-vs-valid-ppl")
 
 st.subheader("Rename or delete a run")
 user_runs = table[~table["read_only"]]

@@ -26,7 +26,7 @@ from fixtures_runs import (STANDARD_IDS, train_tiny_runs, write_corrupt_run, wri
 REPO = Path(__file__).resolve().parent.parent
 APP = str(REPO / "app.py")
 PAGES = ["runs", "launch", "perplexity", "gradients", "gates", "compare", "export"]
-CHART_PAGES = {"runs": 1, "perplexity": 3, "gradients": 3, "gates": 3, "compare": 1}
+CHART_PAGES = {"perplexity": 3, "gradients": 3, "gates": 3, "compare": 1}
 
 
 @lru_cache(maxsize=1)
@@ -117,6 +117,17 @@ def test_empty_store_points_to_launch_and_cli(tmp_path, monkeypatch):
     text = " ".join(i.body for i in at.info)
     assert "python -m rnnreg train" in text and "Launch" in text
     assert at.get("page_link")
+
+
+def test_parallel_coordinates_on_request(store):
+    at = app("runs")
+    assert not at.get("plotly_chart")  # off by default: it is most of the page's time in a browser
+    at.toggle(key="runs_parcoords_on").set_value(True).run()
+    assert_no_exception(at)
+    figure = figures(at)[0]
+    assert figure["data"][0]["type"] == "parcoords"
+    labels = [d["label"] for d in figure["data"][0]["dimensions"]]
+    assert "placement" in labels and any("valid" in label for label in labels)
 
 
 def test_broken_runs_are_listed_with_their_reason(store, ids):
