@@ -81,6 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("placements", help="every dropout placement with its sites and sampling")
 
+    sweep = commands.add_parser("sweep", help="launch a grid of runs from a spec (JSON or YAML) as one sweep")
+    sweep.add_argument("spec", metavar="SPEC", help="the sweep spec file (see rnnreg/sweeps.py)")
+    sweep.add_argument("--backend", default="local", choices=["local"],
+                       help="where the runs train: local (the launcher queue of this machine)")
+    sweep.add_argument("--max-concurrent", type=int, default=1, metavar="N", help="runs training at once (default 1)")
+    sweep.add_argument("--dry-run", action="store_true", help="list the runs the spec expands to, start nothing")
+    _add_runs_dir(sweep)
+
     compact = commands.add_parser("compact", help="store a finished run's checkpoint weights as float16 (to ship it)")
     compact.add_argument("run", metavar="RUN", help="run id")
     _add_runs_dir(compact)
@@ -112,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         handler = {"train": _train, "list": _list, "show": _show, "cancel": _cancel, "placements": _placements,
                    "generate": _generate, "bench": _bench,
-                   "compact": _compact}
+                   "compact": _compact, "sweep": _sweep}
         return handler[args.command](args)
     except (UsageError, ConfigError, DataError, RunStoreError) as err:
         print(f"rnnreg: error: {err}" if not str(err).startswith("rnnreg") else str(err), file=sys.stderr)
@@ -229,4 +237,25 @@ def _compact(args: argparse.Namespace) -> int:
     except CheckpointError as err:
         raise UsageError(f"rnnreg compact: {err}") from None
     print(f"{run_dir / CHECKPOINT_FILE}: {before / 1e6:.1f} MB -> {after / 1e6:.1f} MB (float16 weights)")
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from rnnreg.runs import runs_root
+    from rnnreg.sweeps import SweepError, expand, load_spec, run_local
+
+    try:
+        sweep = expand(load_spec(args.spec))
+    except SweepError as err:
+        raise UsageError(f"rnnreg sweep: {err}") from None
+    if args.max_concurrent < 1:
+        raise UsageError("rnnreg sweep: --max-concurrent must be >= 1")
+    print(f"sweep {sweep.name}: {len(sweep.runs)} runs of preset {sweep.preset}")
+    if args.dry_run:
+        for run in sweep.runs:
+            print(f"  {run.name}")
+        return 0
+    done = run_local(sweep, runs_root(args.runs_dir), max_concurrent=args.max_concurrent)
+    print(f"started {len(done.started)}, resumed {len(done.resumed)}, already there {len(done.kept)}, "
+          f"ended without finishing {len(done.ended)} (see rnnreg list)")
     return 0

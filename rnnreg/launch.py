@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Protocol
 
 from rnnreg.runs import (
+    LOG_FILE,
     ACTIVE_STATES,
     CONFIG_FILE,
     STATUS_FILE,
@@ -121,27 +122,51 @@ def launch(
         raise RunStoreError(f"cannot create a run in {root}: {err.strerror or err}") from None
 
     argv = command(writer.dir, max_concurrent=max_concurrent, python=python)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
-    with open(writer.log_path, "ab") as log:
-        try:
-            proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=REPO_ROOT,
-                env=env,
-                close_fds=True,
-                start_new_session=True,  # its own process group: cancel signals it, not us
-            )
-        except OSError as err:
-            writer.set_status("failed", message=f"could not start the trainer: {err}")
-            raise RunStoreError(f"could not start the trainer for run {writer.id}: {err}") from None
-    _children[proc.pid] = proc
+    try:
+        proc = _spawn(argv, writer.log_path)
+    except OSError as err:
+        writer.set_status("failed", message=f"could not start the trainer: {err}")
+        raise RunStoreError(f"could not start the trainer for run {writer.id}: {err}") from None
     writer.update_status(pid=proc.pid)  # keeps the state: the trainer may already be running
     logger.info("launched run %s (pid %d): %s", writer.id, proc.pid, argv)
     return writer.id
+
+
+def _spawn(argv: list[str], log_path: Path) -> subprocess.Popen:
+    """Start `argv` in the background as its own session, its output appended to `log_path`."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO_ROOT,
+            env=env,
+            close_fds=True,
+            start_new_session=True,  # its own process group: cancel signals it, not us
+        )
+    _children[proc.pid] = proc
+    return proc
+
+
+def resume(root: str | os.PathLike[str], run_id: str, *, max_concurrent: int = 1,
+           python: str = sys.executable) -> int:
+    """Continue an interrupted run in the background (`rnnreg train --resume`); returns its pid.
+
+    The trainer itself checks that the run may be resumed and records why not in train.log.
+    """
+    root = Path(root).absolute()
+    run_dir = find_run_dir(root, validate_run_id(run_id))
+    argv = [python, "-m", "rnnreg", "train", "--resume", run_id, "--runs-dir", str(run_dir.parent),
+            "--max-concurrent", str(max_concurrent)]
+    try:
+        proc = _spawn(argv, run_dir / LOG_FILE)
+    except OSError as err:
+        raise RunStoreError(f"could not resume run {run_id}: {err}") from None
+    logger.info("resuming run %s (pid %d)", run_id, proc.pid)
+    return proc.pid
 
 
 def _reap_children() -> None:

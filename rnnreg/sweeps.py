@@ -1,0 +1,176 @@
+"""Sweeps: a grid of run configs defined once, launched as ordinary runs tagged with the sweep.
+
+A spec is a JSON file (YAML too, when PyYAML is installed):
+
+    {
+      "name": "demo-rates",                       # the sweep id: [A-Za-z0-9._-]
+      "preset": "demo",
+      "base": {"epochs": 4, "device": "cpu"},     # options every run shares
+      "axes": {                                   # every combination becomes a run
+        "placement": ["none", "zaremba", "variational"],
+        "dropout": [0.25, 0.5],
+        "seed": [0, 1, 2]
+      }
+    }
+
+Options (in `base` and as axes) are those of `rnnreg train`: placement, dropout, epochs,
+max_train_tokens, seed, device, data, delay, log_every, any other training field
+(batch_size, bptt, lr, ...), and `site:NAME` for the rate of one dropout site.
+Combinations that give the same config (e.g. placement none at every dropout rate) become
+one run.  Each run remembers its place in the grid through a request id, so launching the
+same sweep again starts only what is missing and resumes runs that were interrupted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from rnnreg.config import ConfigError, RunConfig, build_run_config, to_dict
+
+NAMED_OPTIONS = {"placement", "dropout", "epochs", "max_train_tokens", "seed", "device", "data", "delay", "name"}
+SITE_PREFIX = "site:"
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+class SweepError(ValueError):
+    """A bad sweep spec: one line naming the key and what is allowed."""
+
+
+@dataclass(frozen=True)
+class SweepRun:
+    request_id: str  # "sweep:<name>:<hash of the config>": the run's place in the grid
+    name: str  # a readable run name: the sweep and the values of the axes
+    config: RunConfig
+
+
+@dataclass(frozen=True)
+class Sweep:
+    name: str
+    preset: str
+    runs: tuple[SweepRun, ...]
+
+
+def load_spec(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise SweepError(f"sweep spec {path}: cannot read it ({err})") from None
+    if path.suffix in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError:
+            raise SweepError(f"sweep spec {path}: YAML needs PyYAML (pip install pyyaml), or write it as JSON") from None
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise SweepError(f"sweep spec {path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise SweepError(f"sweep spec {path}: not valid JSON (line {err.lineno}: {err.msg})") from None
+
+
+def _options(values: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """Spec keys -> build_run_config keyword arguments (site:NAME -> site_rates)."""
+    options: dict[str, Any] = {}
+    sites: dict[str, Any] = {}
+    for key, value in values.items():
+        if not isinstance(key, str):
+            raise SweepError(f"{where}: keys must be option names, got {key!r}")
+        if key.startswith(SITE_PREFIX):
+            sites[key[len(SITE_PREFIX):]] = value
+        elif key == "data":
+            options["data_dir"] = value
+        else:
+            options[key] = value
+    if sites:
+        options["site_rates"] = sites
+    return options
+
+
+def expand(spec: Any) -> Sweep:
+    """Validate a spec and expand its axes into run configs (deduplicated, in grid order)."""
+    if not isinstance(spec, Mapping):
+        raise SweepError("sweep spec: expected an object with name, preset, base and axes")
+    unknown = set(spec) - {"name", "preset", "base", "axes"}
+    if unknown:
+        raise SweepError(f"sweep spec: unknown key(s) {sorted(unknown)}; allowed: name, preset, base, axes")
+    name = spec.get("name")
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+        raise SweepError(f"sweep spec: name must be 1-64 characters of [A-Za-z0-9._-], got {name!r}")
+    preset = spec.get("preset")
+    if not isinstance(preset, str):
+        raise SweepError("sweep spec: preset is required (demo, small, medium, large, memory)")
+    base = spec.get("base") or {}
+    axes = spec.get("axes")
+    if not isinstance(base, Mapping):
+        raise SweepError("sweep spec: base must be an object of options")
+    if not isinstance(axes, Mapping) or not axes:
+        raise SweepError("sweep spec: axes must be a non-empty object of option -> list of values")
+    for key, values in axes.items():
+        if not isinstance(values, list) or not values:
+            raise SweepError(f"sweep spec: axis {key!r} must be a non-empty list of values")
+        if key in base:
+            raise SweepError(f"sweep spec: {key!r} is both in base and an axis; keep one")
+        if key == "name":
+            raise SweepError("sweep spec: 'name' cannot be an axis (run names are made from the axes)")
+
+    keys = list(axes)
+    runs: list[SweepRun] = []
+    seen: set[str] = set()
+    for combo in itertools.product(*(axes[k] for k in keys)):
+        point = dict(zip(keys, combo))
+        where = "sweep spec: " + ", ".join(f"{k}={v}" for k, v in point.items())
+        try:
+            config = build_run_config(preset, **_options({**base, **point}, where))
+        except ConfigError as err:
+            raise SweepError(f"{where}: {err}") from None
+        except TypeError as err:  # an option build_run_config does not take
+            raise SweepError(f"{where}: {err}") from None
+        doc = to_dict(config)
+        doc.pop("name", None)
+        digest = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:12]
+        if digest in seen:
+            continue  # e.g. placement none at every dropout rate
+        seen.add(digest)
+        label = "-".join([name, *(f"{k.replace(SITE_PREFIX, '')}{v}" for k, v in point.items())])
+        runs.append(SweepRun(f"sweep:{name}:{digest}", label[:200], config))
+    return Sweep(name, preset, tuple(runs))
+
+
+@dataclass(frozen=True)
+class SweepLaunch:
+    started: tuple[str, ...]  # run ids launched now
+    resumed: tuple[str, ...]  # interrupted runs continued
+    kept: tuple[str, ...]  # runs already queued, running or finished
+    ended: tuple[str, ...]  # failed, diverged or cancelled runs left as they are
+
+
+def run_local(sweep: Sweep, root: str | Path, *, max_concurrent: int = 1) -> SweepLaunch:
+    """Start the sweep's missing runs through the launcher queue; resume interrupted ones."""
+    from rnnreg.launch import find_request, launch, resume
+    from rnnreg.runs import find_run_dir, summarize_run
+
+    started, resumed, kept, ended = [], [], [], []
+    for run in sweep.runs:
+        existing = find_request(root, run.request_id)
+        if existing is None:
+            started.append(launch(root, to_dict(run.config), name=run.name, request_id=run.request_id,
+                                  max_concurrent=max_concurrent, sweep=sweep.name))
+            continue
+        state = summarize_run(find_run_dir(root, existing)).state
+        if state == "interrupted":
+            resume(root, existing, max_concurrent=max_concurrent)
+            resumed.append(existing)
+        elif state in ("failed", "diverged", "cancelled"):
+            ended.append(existing)
+        else:
+            kept.append(existing)
+    return SweepLaunch(tuple(started), tuple(resumed), tuple(kept), tuple(ended))

@@ -1,0 +1,117 @@
+"""Sweeps: spec validation and expansion, and a tiny sweep launched twice through the real queue."""
+
+import json
+import time
+
+import pytest
+
+from rnnreg.config import to_dict
+from rnnreg.runs import list_runs
+from rnnreg.sweeps import SweepError, expand, load_spec, run_local
+from tests.test_cli import rnnreg
+
+
+def spec(**changes):
+    base = {"name": "grid", "preset": "small", "base": {"epochs": 2, "device": "cpu"},
+            "axes": {"placement": ["none", "zaremba"], "dropout": [0.25, 0.5], "seed": [0, 1]}}
+    return {**base, **changes}
+
+
+def test_axes_expand_to_every_combination_and_identical_configs_collapse():
+    sweep = expand(spec())
+    # zaremba: 2 rates x 2 seeds; none: the rate changes nothing, so 1 x 2 seeds
+    assert len(sweep.runs) == 6
+    assert len({r.request_id for r in sweep.runs}) == 6
+    zaremba = [r for r in sweep.runs if r.config.dropout.placement == "zaremba"]
+    assert {(r.config.dropout.rates["input"], r.config.train.seed) for r in zaremba} == {
+        (0.25, 0), (0.25, 1), (0.5, 0), (0.5, 1)}
+    assert all(r.config.train.epochs == 2 for r in sweep.runs)
+    assert expand(spec()).runs == sweep.runs  # the same spec gives the same grid (ids included)
+
+
+def test_site_axes_set_one_dropout_site():
+    sweep = expand(spec(axes={"placement": ["variational"], "site:embedding": [0.0, 0.2]}))
+    assert [r.config.dropout.rates["embedding"] for r in sweep.runs] == [0.0, 0.2]
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"name": "../x"}, "name"),
+        ({"preset": "huge"}, "--preset"),
+        ({"axes": {}}, "axes"),
+        ({"axes": {"seed": []}}, "non-empty list"),
+        ({"axes": {"placement": ["nope"]}}, "placement=nope"),
+        ({"axes": {"dropout": [1.5]}}, "dropout=1.5"),
+        ({"axes": {"site:hidden": [0.1]}}, "--dropout-site"),
+        ({"axes": {"epochs": [2]}}, "both in base and an axis"),
+        ({"axes": {"frobnicate": [1]}}, "frobnicate"),
+        ({"extra": 1}, "unknown key"),
+    ],
+)
+def test_bad_specs_name_what_is_wrong(changes, message):
+    with pytest.raises(SweepError, match=message.replace("+", r"\+")) as err:
+        expand(spec(**changes))
+    assert "\n" not in str(err.value)
+
+
+def test_spec_files_are_read_and_their_errors_are_one_line(tmp_path):
+    good = tmp_path / "s.json"
+    good.write_text(json.dumps(spec()))
+    assert load_spec(good)["name"] == "grid"
+    bad = tmp_path / "bad.json"
+    bad.write_text("{oops")
+    with pytest.raises(SweepError, match="not valid JSON"):
+        load_spec(bad)
+    result = rnnreg("sweep", str(bad))
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_tiny_sweep_runs_and_launching_it_again_starts_nothing(tmp_path, tiny_corpus):
+    root = tmp_path / "runs"
+    sweep = expand({"name": "tiny", "preset": "small",
+                    "base": {"epochs": 1, "device": "cpu", "data": str(tiny_corpus), "batch_size": 4, "bptt": 8},
+                    "axes": {"placement": ["none", "zaremba"], "seed": [0, 1]}})
+    assert len(sweep.runs) == 4
+    first = run_local(sweep, root, max_concurrent=2)
+    assert len(first.started) == 4
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        states = [s.state for s in list_runs(root)]
+        if all(s == "finished" for s in states):
+            break
+        time.sleep(0.5)
+    summaries = list_runs(root)
+    assert [s.state for s in summaries] == ["finished"] * 4, [(s.state, s.problems) for s in summaries]
+    assert {s.sweep for s in summaries} == {"tiny"}
+    again = run_local(sweep, root, max_concurrent=2)
+    assert again.started == () and len(again.kept) == 4
+    assert len(list_runs(root)) == 4
+
+
+def test_dry_run_lists_the_grid(tmp_path):
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps(spec()))
+    result = rnnreg("sweep", str(path), "--dry-run", "--runs-dir", str(tmp_path / "runs"))
+    assert result.returncode == 0, result.stderr
+    assert "6 runs" in result.stdout and "grid-placementzaremba-dropout0.5-seed1" in result.stdout
+    assert not (tmp_path / "runs").exists()
+
+
+def test_launching_again_resumes_interrupted_runs_and_leaves_ended_ones(tmp_path, monkeypatch, tiny_corpus):
+    from rnnreg import launch
+    from rnnreg.runs import RunWriter
+
+    sweep = expand({"name": "again", "preset": "small", "base": {"device": "cpu", "data": str(tiny_corpus)},
+                    "axes": {"seed": [0, 1, 2]}})
+    root = tmp_path / "runs"
+    writers = [RunWriter.create(root, to_dict(r.config), request_id=r.request_id, sweep="again")
+               for r in sweep.runs]
+    writers[0].set_status("running", pid=2 ** 22 + 12345)  # its process is gone: interrupted
+    writers[1].set_status("diverged", message="loss became non-finite")
+    resumed = []
+    monkeypatch.setattr(launch, "resume", lambda root, run_id, **kw: resumed.append(run_id) or 0)
+    monkeypatch.setattr(launch, "launch", lambda *a, **kw: pytest.fail("nothing new should start"))
+    done = run_local(sweep, root)
+    assert resumed == [writers[0].id] and done.resumed == (writers[0].id,)
+    assert done.ended == (writers[1].id,) and done.kept == (writers[2].id,)
