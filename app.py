@@ -19,6 +19,7 @@ page = st.navigation({
     ],
     "Results": [
         st.Page(common.PAGE_FILES["compare"], title="Compare two runs", icon=":material/compare_arrows:"),
+        st.Page("pages/sweeps.py", title="Sweeps", icon=":material/grid_view:"),
         st.Page(common.PAGE_FILES["export"], title="Export", icon=":material/download:"),
     ],
     "Lecture": [

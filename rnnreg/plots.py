@@ -455,6 +455,79 @@ def gate_heatmap_figure(gates: pd.DataFrame, *, run: str, layer: int, gate: str)
 # --- runs overview ------------------------------------------------------------------------
 
 
+def sweep_matrix_figure(results: pd.DataFrame) -> go.Figure:
+    """Placement x dropout rate heat map of best validation perplexity, mean (and sd) over seeds.
+
+    `results`: one row per finished run with placement, dropout, best_valid_ppl.
+    """
+    title = "Best validation perplexity: placement x rate (mean over seeds)"
+    if not _has(results, "placement", "dropout", "best_valid_ppl") or results["best_valid_ppl"].dropna().empty:
+        return empty_figure(title, "No finished runs in this sweep yet")
+    done = results.dropna(subset=["best_valid_ppl"])
+    stats = done.groupby(["placement", "dropout"])["best_valid_ppl"].agg(["mean", "std", "count"]).reset_index()
+    placements = sorted(stats["placement"].unique())
+    rates = sorted(stats["dropout"].unique())
+    z, text = [], []
+    for placement in placements:
+        row_z, row_text = [], []
+        for rate in rates:
+            cell = stats[(stats["placement"] == placement) & (stats["dropout"] == rate)]
+            if cell.empty:
+                row_z.append(None)
+                row_text.append("")
+                continue
+            mean, sd, n = cell.iloc[0]["mean"], cell.iloc[0]["std"], int(cell.iloc[0]["count"])
+            row_z.append(float(mean))
+            row_text.append(f"{mean:.1f}" + (f" ± {sd:.1f}" if n > 1 else "") + f"<br>n={n}")
+        z.append(row_z)
+        text.append(row_text)
+    fig = go.Figure(go.Heatmap(
+        z=z, x=[f"{r:g}" for r in rates], y=placements, text=text, texttemplate="%{text}",
+        colorscale="Viridis", reversescale=True, colorbar={"title": {"text": "valid ppl"}},
+        hovertemplate="%{y} at %{x}: %{text}<extra></extra>",
+    ))
+    _style(fig, title, "dropout rate (primary sites)", "placement")
+    fig.update_xaxes(type="category")
+    fig.update_layout(height=max(320, 70 * len(placements) + 160), hovermode="closest")
+    return fig
+
+
+def sweep_bands_figure(epochs: pd.DataFrame, colors: Mapping[str, str], *, y: str = "valid_ppl",
+                       log_y: bool = True) -> go.Figure:
+    """Validation perplexity per epoch for each config of a sweep: mean over seeds and a ±1 sd band.
+
+    `epochs`: columns group (a config's label, the same for its seeds), run, epoch and `y`;
+    `colors`: group -> colour.
+    """
+    title = "Validation perplexity by config: mean ± sd over seeds"
+    if not _has(epochs, "group", "run", "epoch", y) or epochs.empty:
+        return empty_figure(title, "No epochs recorded in this sweep yet")
+    fig = go.Figure()
+    for group, part in epochs.groupby("group", sort=True):
+        stats = part.groupby("epoch")[y].agg(["mean", "std", "count"]).reset_index().sort_values("epoch")
+        stats["std"] = stats["std"].fillna(0.0)
+        color = colors.get(group, "#555555")
+        x = list(stats["epoch"])
+        upper = list(stats["mean"] + stats["std"])
+        lower = list((stats["mean"] - stats["std"]).clip(lower=1e-9))
+        fig.add_trace(go.Scatter(x=x + x[::-1], y=upper + lower[::-1], fill="toself", fillcolor=color,
+                                 opacity=0.18, line={"width": 0}, hoverinfo="skip", showlegend=False,
+                                 legendgroup=str(group)))
+        seeds = int(part["run"].nunique())
+        fig.add_trace(go.Scatter(x=x, y=list(stats["mean"]), mode="lines+markers", line={"color": color},
+                                 name=f"{group} (n={seeds})", legendgroup=str(group)))
+    _style(fig, title, "epoch", "validation perplexity" + (" (log scale)" if log_y else ""))
+    # one legend entry per config can be long: below the plot, clear of the title
+    fig.update_layout(legend={"orientation": "h", "yanchor": "top", "y": -0.22, "xanchor": "left", "x": 0},
+                      margin={"b": 60 + 28 * epochs["group"].nunique()},
+                      height=460 + 28 * epochs["group"].nunique())
+    if epochs["epoch"].max() <= 20:  # whole epochs
+        fig.update_xaxes(tickmode="linear", dtick=1)
+    if log_y:
+        fig.update_yaxes(type="log", dtick="D2")  # label 1, 2, 5 only
+    return fig
+
+
 def parallel_coordinates_figure(runs: pd.DataFrame, settings: Sequence[str]) -> go.Figure:
     """Settings against best validation perplexity; text settings (placement) become categories."""
     title = "Settings against best validation perplexity"

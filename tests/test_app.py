@@ -25,7 +25,7 @@ from fixtures_runs import (STANDARD_IDS, train_tiny_runs, write_corrupt_run, wri
 
 REPO = Path(__file__).resolve().parent.parent
 APP = str(REPO / "app.py")
-PAGES = ["runs", "launch", "perplexity", "gradients", "gates", "compare", "export"]
+PAGES = ["runs", "launch", "perplexity", "gradients", "gates", "compare", "export", "sweeps"]
 CHART_PAGES = {"perplexity": 3, "gradients": 3, "gates": 3, "compare": 1}
 
 

@@ -27,7 +27,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-sync", "--no-first-run"]
 SCREENSHOTS = REPO / "artifacts" / "screenshots"
 # url path -> charts the page must draw with the standard store and two runs picked
-PAGES = {"": 3, "runs": 0, "launch": 2, "gradients": 3, "gates": 3, "compare": 1, "export": 0}
+PAGES = {"": 3, "runs": 0, "launch": 2, "gradients": 3, "gates": 3, "compare": 1, "export": 0, "sweeps": 0}
 # url path -> text that must be visible before the screenshot (besides the charts)
 TEXTS = {"export": "| run | preset |", "runs": "Rename or delete a run", "": "Generalisation gap"}
 

@@ -17,7 +17,7 @@ from rnnreg import runs
 
 TABLE_COLUMNS = ["run", "label", "name", "preset", "placement", "rates", "state", "epochs_done", "epochs_total",
                  "best_valid_ppl", "last_valid_ppl", "test_ppl", "wall_seconds", "device", "created_at",
-                 "read_only", "problems", "message"]
+                 "read_only", "problems", "message", "sweep"]
 
 
 def run_ids(root: Path) -> dict[str, Path]:
@@ -51,7 +51,7 @@ def summary_row(s: runs.RunSummary, config: dict) -> dict[str, Any]:
         "created_at": s.created_at or "", "read_only": s.read_only, "problems": "; ".join(s.problems),
         "message": s.message or "", "layers": model.get("layers"), "hidden": model.get("hidden"),
         "max_train_tokens": train.get("max_train_tokens"), "seed": train.get("seed"), "clip": train.get("clip"),
-        "path": s.path,
+        "path": s.path, "sweep": s.sweep or "",
     }
     for site, p in s.rates.items():
         row[f"rate {site}"] = float(p)

@@ -1,0 +1,65 @@
+"""Sweeps: each sweep's progress, its placement x rate matrix, curves grouped by config with seed bands."""
+
+import json
+
+import pandas as pd
+import streamlit as st
+
+from pages.shared import common
+from rnnreg import plots, sweeps
+
+common.require_app()
+
+EXAMPLE = {"name": "demo-rates", "preset": "demo", "base": {"epochs": 4, "device": "cpu"},
+           "axes": {"placement": ["none", "zaremba"], "dropout": [0.3, 0.5], "seed": [0, 1]}}
+
+st.title("Sweeps")
+table = common.run_table()
+names = sorted(n for n in table["sweep"].unique() if n) if "sweep" in table else []
+
+
+@st.fragment(run_every=3)
+def show_sweep(name: str) -> None:
+    table = common.run_table()
+    members = table[table["sweep"] == name]
+    counts = members["state"].value_counts()
+    columns = st.columns(5)
+    for column, state in zip(columns, ("finished", "running", "queued", "interrupted", "failed")):
+        extra = counts.get("diverged", 0) + counts.get("cancelled", 0) if state == "failed" else 0
+        column.metric(state if state != "failed" else "failed / diverged / cancelled",
+                      int(counts.get(state, 0)) + int(extra))
+    st.progress(int(counts.get("finished", 0)) / max(len(members), 1), text=f"{len(members)} runs")
+    common.show_figure(plots.sweep_matrix_figure(members), key=f"sweep_matrix_{name}",
+                       file_stem=f"sweep-{name}-matrix")
+    groups = (members["placement"] + " " + members["rates"]).rename("group")
+    epochs = common.frames(list(members["run"]), "epochs")
+    if not epochs.empty:
+        epochs = epochs.merge(pd.DataFrame({"run": members["run"], "group": groups}), on="run")
+    colors = plots.assign_colors(sorted(groups.unique()))
+    log_y = st.toggle("log y", value=True, key=f"sweep_log_{name}")
+    common.show_figure(plots.sweep_bands_figure(epochs, colors, log_y=log_y), key=f"sweep_bands_{name}",
+                       file_stem=f"sweep-{name}-bands")
+
+
+if names:
+    chosen = st.selectbox("Sweep", names, key="sweep_name")
+    show_sweep(chosen)
+else:
+    st.info("No sweeps yet. Launch one below, or from the command line: `python -m rnnreg sweep SPEC`.")
+
+st.subheader("Launch a sweep")
+with st.form("sweep_form"):
+    spec_text = st.text_area("Spec (JSON)", value=json.dumps(EXAMPLE, indent=2), height=260, key="sweep_spec")
+    limit = st.number_input("Runs training at once", min_value=1, max_value=16, value=1, key="sweep_limit")
+    submitted = st.form_submit_button("Launch the sweep", icon=":material/rocket_launch:")
+if submitted:
+    try:
+        sweep = sweeps.expand(json.loads(spec_text))
+        done = sweeps.run_local(sweep, common.runs_root(), max_concurrent=int(limit))
+    except json.JSONDecodeError as err:
+        st.error(f"The spec is not valid JSON (line {err.lineno}: {err.msg}).")
+    except (sweeps.SweepError, ValueError) as err:
+        st.error(str(err))
+    else:
+        st.success(f"Sweep {sweep.name}: started {len(done.started)}, resumed {len(done.resumed)}, "
+                   f"already there {len(done.kept)} (launching it again never duplicates a run).")

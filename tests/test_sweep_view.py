@@ -1,0 +1,82 @@
+"""The Sweeps view: figures as pure functions, and the page over a tiny sweep made by the real trainer."""
+
+import json
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from rnnreg import plots
+from rnnreg.runs import list_runs
+from rnnreg.sweeps import expand, run_local
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+
+
+def test_matrix_is_mean_over_seeds_per_placement_and_rate():
+    results = pd.DataFrame({"placement": ["zaremba", "zaremba", "none", "zaremba"], "dropout": [0.5, 0.5, 0.0, 0.3],
+                            "best_valid_ppl": [100.0, 110.0, 150.0, 120.0]})
+    fig = plots.sweep_matrix_figure(results)
+    heat = fig.data[0]
+    assert list(heat.y) == ["none", "zaremba"] and list(heat.x) == ["0", "0.3", "0.5"]
+    assert heat.z[1][2] == 105.0 and heat.z[0][1] is None and heat.z[1][1] == 120.0
+    assert "± 7.1" in heat.text[1][2] and "n=2" in heat.text[1][2]
+
+
+def test_bands_are_mean_plus_minus_sd_over_the_runs_of_a_group():
+    epochs = pd.DataFrame({"group": ["a", "a", "a", "a"], "run": ["r1", "r1", "r2", "r2"], "epoch": [1, 2, 1, 2],
+                           "valid_ppl": [10.0, 8.0, 14.0, 12.0]})
+    fig = plots.sweep_bands_figure(epochs, {"a": "#123456"}, log_y=False)
+    band, mean = fig.data
+    assert list(mean.y) == [12.0, 10.0] and mean.name == "a (n=2)"
+    sd = pd.Series([10.0, 14.0]).std()
+    assert band.y[0] == pytest.approx(12.0 + sd) and band.y[-1] == pytest.approx(12.0 - sd)
+
+
+def test_empty_inputs_give_a_readable_empty_figure():
+    assert plots.sweep_matrix_figure(pd.DataFrame()).layout.annotations
+    assert plots.sweep_bands_figure(pd.DataFrame(), {}).layout.annotations
+
+
+@pytest.fixture
+def sweep_store(tmp_path, tiny_corpus, monkeypatch):
+    root = tmp_path / "runs"
+    sweep = expand({"name": "tiny", "preset": "small",
+                    "base": {"epochs": 2, "device": "cpu", "data": str(tiny_corpus), "batch_size": 4, "bptt": 8},
+                    "axes": {"placement": ["none", "zaremba"], "seed": [0, 1]}})
+    run_local(sweep, root, max_concurrent=2)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not all(s.state == "finished" for s in list_runs(root)):
+        time.sleep(0.5)
+    assert [s.state for s in list_runs(root)] == ["finished"] * 4
+    monkeypatch.setenv("RNNREG_RUNS_DIR", str(root))
+    return root
+
+
+def test_sweeps_page_shows_progress_matrix_and_bands(sweep_store):
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page("pages/sweeps.py").run()
+    assert not at.exception
+    assert at.selectbox(key="sweep_name").value == "tiny"
+    assert {m.label: m.value for m in at.metric}["finished"] == "4"
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    assert specs[0]["data"][0]["type"] == "heatmap"
+    names = [t.get("name") for t in specs[1]["data"] if t.get("name")]
+    assert len(names) == 2 and all("(n=2)" in n for n in names)  # two configs, two seeds each
+
+
+def test_sweep_form_reports_a_bad_spec_and_launches_a_good_one_once(sweep_store, tiny_corpus):
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page("pages/sweeps.py").run()
+    at.text_area(key="sweep_spec").set_value('{"name": "x", "preset": "small", "axes": {"seed": []}}')
+    at.form_submit_button[0].click().run()
+    assert not at.exception and "non-empty list" in at.error[0].value
+    again = {"name": "tiny", "preset": "small",
+             "base": {"epochs": 2, "device": "cpu", "data": str(tiny_corpus), "batch_size": 4, "bptt": 8},
+             "axes": {"placement": ["none", "zaremba"], "seed": [0, 1]}}
+    at.text_area(key="sweep_spec").set_value(json.dumps(again))
+    at.form_submit_button[0].click().run()
+    assert "started 0" in at.success[0].value and "already there 4" in at.success[0].value
+    assert len(list_runs(sweep_store)) == 4
