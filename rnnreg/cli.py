@@ -83,8 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     sweep = commands.add_parser("sweep", help="launch a grid of runs from a spec (JSON or YAML) as one sweep")
     sweep.add_argument("spec", metavar="SPEC", help="the sweep spec file (see rnnreg/sweeps.py)")
-    sweep.add_argument("--backend", default="local", choices=["local"],
-                       help="where the runs train: local (the launcher queue of this machine)")
+    sweep.add_argument("--backend", default="local", choices=["local", "ray"],
+                       help="local: this machine's launcher queue (returns at once); ray: Ray tasks (waits for them)")
+    sweep.add_argument("--address", help="ray: the cluster to join (e.g. ray://head:10001); default a local instance")
+    sweep.add_argument("--gpus-per-run", type=float, default=0.0, metavar="F",
+                       help="ray: GPUs per run, fractional to share a GPU (e.g. 0.25)")
     sweep.add_argument("--max-concurrent", type=int, default=1, metavar="N", help="runs training at once (default 1)")
     sweep.add_argument("--dry-run", action="store_true", help="list the runs the spec expands to, start nothing")
     _add_runs_dir(sweep)
@@ -242,7 +245,7 @@ def _compact(args: argparse.Namespace) -> int:
 
 def _sweep(args: argparse.Namespace) -> int:
     from rnnreg.runs import runs_root
-    from rnnreg.sweeps import SweepError, expand, load_spec, run_local
+    from rnnreg.sweeps import SweepError, expand, load_spec, run_local, run_ray
 
     try:
         sweep = expand(load_spec(args.spec))
@@ -255,7 +258,18 @@ def _sweep(args: argparse.Namespace) -> int:
         for run in sweep.runs:
             print(f"  {run.name}")
         return 0
-    done = run_local(sweep, runs_root(args.runs_dir), max_concurrent=args.max_concurrent)
+    if args.backend == "local" and (args.address or args.gpus_per_run):
+        raise UsageError("rnnreg sweep: --address and --gpus-per-run go with --backend ray")
+    if args.gpus_per_run < 0:
+        raise UsageError("rnnreg sweep: --gpus-per-run must be >= 0")
+    try:
+        if args.backend == "ray":
+            done = run_ray(sweep, runs_root(args.runs_dir), address=args.address,
+                           max_concurrent=args.max_concurrent, gpus_per_run=args.gpus_per_run)
+        else:
+            done = run_local(sweep, runs_root(args.runs_dir), max_concurrent=args.max_concurrent)
+    except SweepError as err:
+        raise UsageError(f"rnnreg sweep: {err}") from None
     print(f"started {len(done.started)}, resumed {len(done.resumed)}, already there {len(done.kept)}, "
           f"ended without finishing {len(done.ended)} (see rnnreg list)")
     return 0

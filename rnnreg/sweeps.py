@@ -174,3 +174,73 @@ def run_local(sweep: Sweep, root: str | Path, *, max_concurrent: int = 1) -> Swe
         else:
             kept.append(existing)
     return SweepLaunch(tuple(started), tuple(resumed), tuple(kept), tuple(ended))
+
+
+def _ray_train(argv: list[str], log_path: str, repo_root: str) -> int:
+    """One trial on a Ray worker: the ordinary trainer as a subprocess, output to the run's train.log."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (repo_root, env.get("PYTHONPATH")) if p)
+    with open(log_path, "ab") as log:
+        return subprocess.run([sys.executable, "-m", "rnnreg", "train", *argv], stdin=subprocess.DEVNULL,
+                              stdout=log, stderr=subprocess.STDOUT, env=env, cwd=repo_root).returncode
+
+
+def run_ray(sweep: Sweep, root: str | Path, *, address: str | None = None, max_concurrent: int | None = None,
+            gpus_per_run: float = 0.0, cpus_per_run: float = 1.0) -> SweepLaunch:
+    """Train the sweep's missing runs as Ray tasks and wait for them; resume interrupted ones.
+
+    Each task runs the normal trainer on a run directory that the driver created under `root`,
+    so `root` must be a filesystem every node sees at the same path (and every node needs this
+    package and the corpus).  `gpus_per_run` may be fractional: several latency-bound runs
+    then share one GPU.  Ray is an optional dependency: `pip install .[ray]`.
+    """
+    try:
+        import ray
+    except ImportError:
+        raise SweepError("the ray backend needs Ray: pip install 'ray==2.60.0' (or pip install .[ray])") from None
+    from rnnreg.config import PACKAGE_ROOT
+    from rnnreg.launch import find_request
+    from rnnreg.runs import LOG_FILE, RunWriter, find_run_dir, summarize_run
+
+    root = Path(root).absolute()
+    root.mkdir(parents=True, exist_ok=True)
+    started, resumed, kept, ended = [], [], [], []
+    jobs: list[tuple[list[str], Path]] = []  # (trainer argv, train.log) per task
+    for run in sweep.runs:
+        existing = find_request(root, run.request_id)
+        if existing is None:
+            writer = RunWriter.create(root, to_dict(run.config), name=run.name, request_id=run.request_id,
+                                      sweep=sweep.name)
+            jobs.append((["--run-dir", str(writer.dir)], writer.log_path))
+            started.append(writer.id)
+            continue
+        state = summarize_run(find_run_dir(root, existing)).state
+        if state == "interrupted":
+            run_dir = find_run_dir(root, existing)
+            jobs.append((["--resume", existing, "--runs-dir", str(run_dir.parent)], run_dir / LOG_FILE))
+            resumed.append(existing)
+        elif state in ("failed", "diverged", "cancelled"):
+            ended.append(existing)
+        else:
+            kept.append(existing)
+
+    owns_ray = not ray.is_initialized()
+    if owns_ray:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    try:
+        task = ray.remote(_ray_train).options(num_cpus=cpus_per_run, num_gpus=gpus_per_run)
+        limit = max_concurrent or len(jobs) or 1
+        pending: list = []
+        for argv, log_path in jobs:
+            if len(pending) >= limit:  # keep at most `limit` runs in flight
+                _done, pending = ray.wait(pending, num_returns=1)
+            pending.append(task.remote(argv, str(log_path), str(PACKAGE_ROOT)))
+        ray.get(pending)
+    finally:
+        if owns_ray:
+            ray.shutdown()
+    return SweepLaunch(tuple(started), tuple(resumed), tuple(kept), tuple(ended))

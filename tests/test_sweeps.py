@@ -115,3 +115,11 @@ def test_launching_again_resumes_interrupted_runs_and_leaves_ended_ones(tmp_path
     done = run_local(sweep, root)
     assert resumed == [writers[0].id] and done.resumed == (writers[0].id,)
     assert done.ended == (writers[1].id,) and done.kept == (writers[2].id,)
+
+
+def test_ray_options_need_the_ray_backend(tmp_path):
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps(spec()))
+    result = rnnreg("sweep", str(path), "--gpus-per-run", "0.5", "--runs-dir", str(tmp_path / "runs"))
+    assert result.returncode == 2 and "--backend ray" in result.stderr
+    assert not (tmp_path / "runs").exists()
