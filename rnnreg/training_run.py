@@ -171,6 +171,17 @@ def train_from_cli(args: argparse.Namespace) -> int:
         return _train_run(writer, trainer)
 
 
+def share_cores(config: RunConfig, max_concurrent: int, cpus: int) -> RunConfig:
+    """Runs sharing the CPUs get a core share each instead of one OpenMP team per core each.
+
+    Teams spinning against each other on 2 busy cores made a demo run 4x slower here.  An
+    explicit `threads` in the config is kept; so is torch's default for a run alone.
+    """
+    if max_concurrent <= 1 or config.train.threads is not None:
+        return config
+    return dataclasses.replace(config, train=dataclasses.replace(config.train, threads=max(1, cpus // max_concurrent)))
+
+
 def _train_queued(args: argparse.Namespace, stop: StopFlag) -> int:
     """Launched by the dashboard: the run exists, its output already goes to train.log."""
     writer = RunWriter.open(args.run_dir)
@@ -184,11 +195,7 @@ def _train_queued(args: argparse.Namespace, stop: StopFlag) -> int:
         return EXIT_CANCELLED
     slot = None
     if args.max_concurrent:
-        if args.max_concurrent > 1 and config.train.threads is None:
-            # Runs sharing the CPUs: one OpenMP team per core share, not one per core each
-            # (teams spinning against each other made a run 4x slower here).
-            config = dataclasses.replace(config, train=dataclasses.replace(
-                config.train, threads=max(1, (os.cpu_count() or 1) // args.max_concurrent)))
+        config = share_cores(config, args.max_concurrent, os.cpu_count() or 1)
         slot = acquire_slot(writer.dir.parent, args.max_concurrent, should_stop=stop)
         if slot is None:
             writer.set_status("cancelled", message="cancelled while queued")

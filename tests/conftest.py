@@ -42,3 +42,23 @@ def tiny_config(data_dir: Path, *, placement: str = "none", dropout: float | Non
     config = build_run_config("small", placement=placement, dropout=dropout, epochs=epochs, data_dir=data_dir,
                               device="cpu", **{"batch_size": 4, "bptt": 8, "log_every": 5, **train})
     return dataclasses.replace(config, model=ModelConfig(layers=layers, hidden=hidden, init_scale=0.1))
+
+
+# --- forked real trainers (tests/crash_trainer.py): crash safety and resume ------------------
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """One warm process that forks real trainers on demand (torch imported once)."""
+    from crash_trainer import ForkServer
+
+    fork = ForkServer(tmp_path_factory.mktemp("logs"))
+    yield fork
+    fork.close()
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    from crash_trainer import write_corpus
+
+    return write_corpus(tmp_path_factory.mktemp("corpus"))

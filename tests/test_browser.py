@@ -86,6 +86,19 @@ def dashboard(runs_dir: Path, log_path: Path) -> Iterator[str]:
             proc.wait()
 
 
+@contextmanager
+def dashboard_in_chromium(runs_dir: Path, log_path: Path) -> Iterator[tuple[str, object]]:
+    """(url, browser): the dashboard served over `runs_dir`, and headless Chromium to open it."""
+    sync_playwright = browser_or_skip()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with dashboard(runs_dir, log_path) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield url, browser
+        finally:
+            browser.close()
+
+
 def wait_until_settled(page, charts: int, timeout_ms: int = 30_000) -> None:
     """The app view is there, the script has stopped running and `charts` Plotly charts are drawn."""
     page.wait_for_selector("[data-testid='stAppViewContainer']", timeout=timeout_ms)
@@ -109,72 +122,56 @@ def runs_dir(tmp_path) -> Path:
 
 
 def test_every_page_renders_in_chromium(runs_dir, tmp_path):
-    sync_playwright = browser_or_skip()
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     log_path = tmp_path / "streamlit.log"
-    with dashboard(runs_dir, log_path) as url, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1600, "height": 2000})
-            errors: list[str] = []
-            page.on("pageerror", lambda err: errors.append(str(err)))
-            for path, charts in PAGES.items():
-                page.goto(f"{url}/{path}")
-                wait_until_settled(page, charts)
-                if path == "runs":  # the parallel coordinates are drawn on request
-                    page.get_by_text("Settings against best validation perplexity").first.click()
-                    wait_until_settled(page, 1)
-                if path in TEXTS:
-                    page.get_by_text(TEXTS[path], exact=False).first.wait_for(timeout=30_000)
-                exceptions = page.locator("[data-testid='stException']")
-                assert exceptions.count() == 0, f"/{path}: {exceptions.first.inner_text()}"
-                assert page.locator(".js-plotly-plot").count() >= charts, f"/{path}: charts missing"
-                page.screenshot(path=str(SCREENSHOTS / f"{path or 'perplexity'}.png"))
-            assert not errors, errors
-        finally:
-            browser.close()
+    with dashboard_in_chromium(runs_dir, log_path) as (url, browser):
+        page = browser.new_page(viewport={"width": 1600, "height": 2000})
+        errors: list[str] = []
+        page.on("pageerror", lambda err: errors.append(str(err)))
+        for path, charts in PAGES.items():
+            page.goto(f"{url}/{path}")
+            wait_until_settled(page, charts)
+            if path == "runs":  # the parallel coordinates are drawn on request
+                page.get_by_text("Settings against best validation perplexity").first.click()
+                wait_until_settled(page, 1)
+            if path in TEXTS:
+                page.get_by_text(TEXTS[path], exact=False).first.wait_for(timeout=30_000)
+            exceptions = page.locator("[data-testid='stException']")
+            assert exceptions.count() == 0, f"/{path}: {exceptions.first.inner_text()}"
+            assert page.locator(".js-plotly-plot").count() >= charts, f"/{path}: charts missing"
+            page.screenshot(path=str(SCREENSHOTS / f"{path or 'perplexity'}.png"))
+        assert not errors, errors
     assert "Traceback" not in log_path.read_text()
 
 
 def test_a_deep_link_on_a_fresh_server_gets_the_whole_app(runs_dir, tmp_path):
     """Streamlit's legacy pages/ discovery would run pages/gates.py without app.py here."""
-    sync_playwright = browser_or_skip()
-    with dashboard(runs_dir, tmp_path / "streamlit.log") as url, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"{url}/gates")  # the very first request this server sees
-            wait_until_settled(page, charts=0)
-            page.get_by_role("heading", name="Gates").first.wait_for(timeout=30_000)
-            sidebar = page.locator("[data-testid='stSidebar']")
-            sidebar.get_by_text("Pick runs").first.wait_for(timeout=30_000)  # app.py's shared picker
-            nav = page.locator("[data-testid='stSidebarNav']").inner_text()
-            assert "Compare two runs" in nav and "shared" not in nav, nav
-            assert page.locator("[data-testid='stException']").count() == 0
-        finally:
-            browser.close()
+    with dashboard_in_chromium(runs_dir, tmp_path / "streamlit.log") as (url, browser):
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(f"{url}/gates")  # the very first request this server sees
+        wait_until_settled(page, charts=0)
+        page.get_by_role("heading", name="Gates").first.wait_for(timeout=30_000)
+        sidebar = page.locator("[data-testid='stSidebar']")
+        sidebar.get_by_text("Pick runs").first.wait_for(timeout=30_000)  # app.py's shared picker
+        nav = page.locator("[data-testid='stSidebarNav']").inner_text()
+        assert "Compare two runs" in nav and "shared" not in nav, nav
+        assert page.locator("[data-testid='stException']").count() == 0
 
 
 def test_shipped_reference_runs_tell_the_story_at_once(tmp_path):
     """A fresh install opens on the shipped runs; this screenshot is the README's first picture."""
     import shutil
 
-    sync_playwright = browser_or_skip()
+    browser_or_skip()
     shipped = REPO / "runs" / "reference"
     demo_runs = [d for d in shipped.iterdir() if d.is_dir() and "demo" in d.name] if shipped.is_dir() else []
     assert len(demo_runs) >= 2, "runs/reference/ should ship the demo runs without and with dropout"
     root = tmp_path / "runs"
     shutil.copytree(shipped, root / "reference")  # a copy: the app may write caches or slots
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    with dashboard(root, tmp_path / "streamlit.log") as url, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1150})
-            page.goto(f"{url}/perplexity")
-            wait_until_settled(page, charts=3)
-            assert page.locator("[data-testid='stException']").count() == 0
-            legend = page.locator(".js-plotly-plot").first.inner_text()
-            assert "demo-no-dropout" in legend and "demo-zaremba-0.5" in legend, legend
-            page.screenshot(path=str(SCREENSHOTS / "readme-dashboard.png"))
-        finally:
-            browser.close()
+    with dashboard_in_chromium(root, tmp_path / "streamlit.log") as (url, browser):
+        page = browser.new_page(viewport={"width": 1400, "height": 1150})
+        page.goto(f"{url}/perplexity")
+        wait_until_settled(page, charts=3)
+        assert page.locator("[data-testid='stException']").count() == 0
+        legend = page.locator(".js-plotly-plot").first.inner_text()
+        assert "demo-no-dropout" in legend and "demo-zaremba-0.5" in legend, legend
+        page.screenshot(path=str(SCREENSHOTS / "readme-dashboard.png"))

@@ -15,9 +15,7 @@ import signal
 import time
 from pathlib import Path
 
-import pytest
-
-from crash_trainer import REPO, ForkServer, alive, tiny_config, wait_exit, wait_until, write_corpus
+from crash_trainer import REPO, ForkServer, alive, tiny_config, wait_exit, wait_until
 from rnnreg import cli
 from rnnreg.config import to_dict
 from rnnreg.runs import RunWriter, list_runs, load_run, pid_alive, read_json, read_jsonl
@@ -32,18 +30,6 @@ TRIALS = (
     + ["probes:1", "probes:5"]
     + ["random"] * 8
 )  # 28 trials
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    fork = ForkServer(tmp_path_factory.mktemp("logs"))
-    yield fork
-    fork.close()
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    return write_corpus(tmp_path_factory.mktemp("corpus"))
 
 
 def start(server: ForkServer, writer: RunWriter, hook: str | None = None):

@@ -14,25 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from crash_trainer import ForkServer, tiny_config, wait_exit, wait_until, write_corpus
+from crash_trainer import ForkServer, tiny_config, wait_exit, wait_until
 from rnnreg import cli
 from rnnreg.config import to_dict
 from rnnreg.runs import RunStoreError, RunWriter, effective_state, list_runs, read_json, read_jsonl
 
 EPOCHS = 4
 TIMING = {"seconds", "time", "words_per_s"}  # wall-clock fields: the only ones allowed to differ
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    fork = ForkServer(tmp_path_factory.mktemp("logs"))
-    yield fork
-    fork.close()
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    return write_corpus(tmp_path_factory.mktemp("corpus"))
 
 
 def new_run(root: Path, corpus: Path, **train) -> RunWriter:

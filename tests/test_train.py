@@ -87,3 +87,14 @@ def test_a_non_finite_loss_stops_training_naming_step_and_lr(tiny_corpus):
 def test_lr_follows_the_schedule_during_training(tiny_corpus):
     run = _train(tiny_corpus, epochs=3, lr_decay=2.0, decay_after=1)
     assert [e.lr for e in run.epochs] == [1.0, 0.5, 0.25]
+
+
+def test_runs_sharing_the_cpu_queue_get_a_core_share_each(tiny_corpus):
+    from rnnreg.training_run import share_cores
+
+    config = tiny_config(tiny_corpus)
+    assert share_cores(config, 1, 8) is config  # alone: torch's default
+    assert share_cores(config, 2, 8).train.threads == 4
+    assert share_cores(config, 4, 2).train.threads == 1
+    pinned = tiny_config(tiny_corpus, threads=3)
+    assert share_cores(pinned, 4, 8).train.threads == 3
