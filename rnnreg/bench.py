@@ -1,7 +1,8 @@
 """`rnnreg bench`: training-step speed of every placement beside a plain torch.nn.LSTM, in one run.
 
-A step is what the trainer does per minibatch: forward with the carried state, the paper's
-loss (summed over steps, averaged over the batch), backward, global-norm clipping, SGD.
+A step is what the trainer does per minibatch (rnnreg.steps, the very code it trains with):
+forward with the carried state, the paper's loss (summed over steps, averaged over the
+batch), backward, global-norm clipping, SGD - run eagerly, or on CUDA replayed as one graph.
 The baseline is the model people write by hand: Embedding -> nn.LSTM(num_layers=L,
 dropout=p) -> Linear, with dropout on the embedding output and the softmax input (Zaremba's
 sites, cuDNN on a GPU).  Every measurement excludes warm-up and synchronises the device
@@ -17,15 +18,15 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from rnnreg.config import PRESETS, build_run_config
 from rnnreg.model import LanguageModel
 from rnnreg.placements import PLACEMENT_NAMES
-from rnnreg.train import sgd_update
+from rnnreg.steps import EagerStep, GraphedStep
 
 BASELINE = "nn.LSTM"
+BENCH_STEPS = ("eager", "graph")
 
 
 class PlainLSTM(nn.Module):
@@ -47,30 +48,26 @@ class PlainLSTM(nn.Module):
 class BenchResult:
     name: str  # a placement, or BASELINE
     path: str  # which LSTM path the step used
+    step: str  # how the step ran: eager, or cuda-graph (rnnreg.steps)
     ms_per_batch: float  # median over rounds
     words_per_s: float
-    ratio: float  # words/s relative to the baseline (> 1: faster than nn.LSTM)
+    ratio: float  # words/s relative to the eager baseline (> 1: faster than nn.LSTM as people run it)
 
 
-def _step_fn(model: nn.Module, forward: Callable, state, clip: float, batch: int, bptt: int, vocab: int,
-             device: torch.device) -> Callable[[], None]:
+def _make_step(model: nn.Module, forward: Callable, step: str, clip: float, batch: int, bptt: int, vocab: int,
+               device: torch.device, layers: int, hidden: int) -> Callable[[], None]:
+    """The trainer's own minibatch step (rnnreg.steps) on one fixed random window."""
     tokens = torch.randint(0, vocab, (bptt + 1, batch), device=device)
     inputs, targets = tokens[:-1], tokens[1:]
+    zeros = torch.zeros(layers, batch, hidden, device=device)
     parameters = list(model.parameters())
-    carried = [state]
-
-    def step() -> None:
-        h, c = carried[0]
-        logits, new_state = forward(inputs, (h.detach(), c.detach()))
-        loss = F.cross_entropy(logits.view(-1, vocab), targets.reshape(-1), reduction="sum") / batch
-        for parameter in parameters:
-            parameter.grad = None
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(parameters, clip, foreach=True)
-        sgd_update(parameters, 0.01)
-        carried[0] = new_state
-
-    return step
+    groups = {"all": parameters}
+    if step == "graph":
+        runner = GraphedStep(forward, parameters, (zeros, zeros), clip, groups, (bptt, batch)).capture()
+    else:
+        runner = EagerStep(forward, parameters, (zeros, zeros), clip, groups)
+    runner.start_epoch(0.01, 0)
+    return lambda: runner(inputs, targets)
 
 
 def _time(step: Callable[[], None], batches: int, device: torch.device) -> float:
@@ -85,19 +82,33 @@ def _time(step: Callable[[], None], batches: int, device: torch.device) -> float
 
 
 def run_bench(preset: str = "medium", placements: Sequence[str] = PLACEMENT_NAMES, batches: int = 20,
-              device: str = "cpu", rounds: int = 3, warmup: int = 3, vocab: int = 10_000) -> list[BenchResult]:
-    """Median ms per batch of each placement's training step and of the nn.LSTM baseline."""
+              device: str = "cpu", rounds: int = 3, warmup: int = 3, vocab: int = 10_000,
+              steps: Sequence[str] = ("eager",)) -> list[BenchResult]:
+    """Median ms per batch of each placement's training step and of the nn.LSTM baseline.
+
+    `steps`: eager and/or graph (a CUDA graph per step; CUDA only).  The baseline always runs
+    eagerly, as people run it; with graph in `steps` it is also timed as a graph, for reference.
+    """
     dev = torch.device(device)
+    unknown = [s for s in steps if s not in BENCH_STEPS]
+    if unknown or not steps:
+        raise ValueError(f"steps: unknown {unknown}; allowed: {', '.join(BENCH_STEPS)}")
+    if "graph" in steps and dev.type != "cuda":
+        raise ValueError("steps: graph needs a CUDA device")
     base = PRESETS[preset]
     batch, bptt, clip = base.train.batch_size, base.train.bptt, base.train.clip
     layers, hidden = base.model.layers, base.model.hidden
     rate = max(base.dropout.rates.values(), default=0.0)
     torch.manual_seed(0)
 
-    steps: dict[str, tuple[str, Callable[[], None]]] = {}
+    def add(name: str, path: str, model: nn.Module, forward: Callable) -> None:
+        for step in (["eager"] + [s for s in steps if s != "eager"]) if name == BASELINE else steps:
+            runner = _make_step(model, forward, step, clip, batch, bptt, vocab, dev, layers, hidden)
+            entries[(name, "cuda-graph" if step == "graph" else "eager")] = (path, runner)
+
+    entries: dict[tuple[str, str], tuple[str, Callable[[], None]]] = {}
     plain = PlainLSTM(vocab, hidden, layers, rate).to(dev).train()
-    zeros = torch.zeros(layers, batch, hidden, device=dev)
-    steps[BASELINE] = ("nn.LSTM", _step_fn(plain, plain, (zeros, zeros), clip, batch, bptt, vocab, dev))
+    add(BASELINE, "nn.LSTM", plain, plain)
     for name in placements:
         config = build_run_config(preset, placement=name)
         model = LanguageModel(vocab, config.model, config.dropout).to(dev).train()
@@ -106,29 +117,30 @@ def run_bench(preset: str = "medium", placements: Sequence[str] = PLACEMENT_NAME
             out = model(tokens, state)
             return out.logits, out.state
 
-        steps[name] = (model.default_path, _step_fn(model, forward, model.init_state(batch), clip, batch, bptt,
-                                                    vocab, dev))
+        add(name, model.default_path, model, forward)
 
-    for _path, step in steps.values():
+    for _path, step in entries.values():
         for _ in range(warmup):
             step()
-    samples: dict[str, list[float]] = {name: [] for name in steps}
+    samples: dict[tuple[str, str], list[float]] = {key: [] for key in entries}
     for _ in range(rounds):  # interleaved, so noise on a shared machine hits every entry alike
-        for name, (_path, step) in steps.items():
-            samples[name].append(_time(step, batches, dev))
+        for key, (_path, step) in entries.items():
+            samples[key].append(_time(step, batches, dev))
 
     words = batch * bptt
-    base_s = statistics.median(samples[BASELINE])
+    base_s = statistics.median(samples[(BASELINE, "eager")])
     results = []
-    for name, (path, _step) in steps.items():
-        seconds = statistics.median(samples[name])
-        results.append(BenchResult(name, path, seconds * 1000, words / seconds, base_s / seconds))
+    for (name, step), (path, _runner) in entries.items():
+        seconds = statistics.median(samples[(name, step)])
+        results.append(BenchResult(name, path, step, seconds * 1000, words / seconds, base_s / seconds))
     return results
 
 
 def format_results(results: Sequence[BenchResult], preset: str, device: str) -> str:
     lines = [f"preset {preset} on {device}: training step (forward, backward, clip, SGD), median of rounds",
-             f"{'placement':<13} {'path':<9} {'ms/batch':>9} {'words/s':>10} {'vs nn.LSTM':>11}"]
+             f"{'placement':<13} {'path':<9} {'step':<11} {'ms/batch':>9} {'words/s':>10} {'vs nn.LSTM':>11}"]
     for r in results:
-        lines.append(f"{r.name:<13} {r.path:<9} {r.ms_per_batch:>9.2f} {r.words_per_s:>10.0f} {r.ratio:>10.2f}x")
+        lines.append(f"{r.name:<13} {r.path:<9} {r.step:<11} {r.ms_per_batch:>9.2f} {r.words_per_s:>10.0f}"
+                     f" {r.ratio:>10.2f}x")
+    lines.append("vs nn.LSTM: words/s relative to the eager nn.LSTM baseline (> 1 is faster)")
     return "\n".join(lines)

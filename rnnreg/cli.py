@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data", metavar="DIR", help="corpus directory (default: the vendored PTB in data/ptb)")
     train.add_argument("--device", help="auto (default: CUDA when present), cpu or cuda")
     train.add_argument("--seed", type=int)
+    train.add_argument("--step", choices=["auto", "graph", "eager"],
+                       help="minibatch step: auto (default: one CUDA graph per step on a GPU, eager on CPU), graph, eager")
     train.add_argument("--log-every", type=int, metavar="K", help="write a step record every K minibatches")
     train.add_argument("--delay", type=int, metavar="T", help="memory task: distractor steps between key and recall")
     train.add_argument("--name", help="a human-readable name for the run")
@@ -103,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--rounds", type=int, default=3, metavar="R", help="interleaved rounds; the median counts")
     bench.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     bench.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: torch's choice)")
+    bench.add_argument("--step", default="auto", choices=["auto", "eager", "graph", "both"],
+                       help="how steps run: auto (default: both on CUDA, eager on CPU), eager, graph (CUDA), both")
     bench.add_argument("--json", action="store_true", help="print the results as JSON")
 
     generate = commands.add_parser("generate", help="sample text from a run's checkpoint")
@@ -132,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 # Options that define a new run; `--resume` takes the run's own config.json instead.
 _RUN_OPTIONS = ("preset", "placement", "dropout", "dropout_site", "epochs", "max_train_tokens", "data", "device",
-                "seed", "log_every", "name", "run_dir")
+                "seed", "log_every", "step", "name", "run_dir")
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -217,12 +221,17 @@ def _bench(args: argparse.Namespace) -> int:
         raise UsageError("rnnreg bench: --batches and --rounds must be >= 1")
     if args.threads:
         torch.set_num_threads(args.threads)
-    results = run_bench(args.preset, placements, batches=args.batches, device=args.device, rounds=args.rounds)
+    if args.step in ("graph", "both") and args.device != "cuda":
+        raise UsageError(f"rnnreg bench: --step {args.step} needs --device cuda; allowed on CPU: auto, eager")
+    steps = {"auto": ("eager", "graph") if args.device == "cuda" else ("eager",), "eager": ("eager",),
+             "graph": ("graph",), "both": ("eager", "graph")}[args.step]
+    results = run_bench(args.preset, placements, batches=args.batches, device=args.device, rounds=args.rounds,
+                        steps=steps)
     if args.json:
         device_name = torch.cuda.get_device_name() if args.device == "cuda" else (platform.processor() or "cpu")
         print(json.dumps({
             "preset": args.preset, "device": args.device, "device_name": device_name, "torch": torch.__version__,
-            "threads": torch.get_num_threads(), "batches": args.batches, "rounds": args.rounds,
+            "threads": torch.get_num_threads(), "batches": args.batches, "rounds": args.rounds, "steps": list(steps),
             "results": [r.__dict__ for r in results],
         }, indent=2))
     else:

@@ -20,6 +20,7 @@ from rnnreg.placements import PLACEMENT_NAMES, PLACEMENTS, resolve_rates
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = PACKAGE_ROOT / "data" / "ptb"  # the vendored Penn Treebank
 DEVICES = ("auto", "cpu", "cuda")
+STEP_MODES = ("auto", "graph", "eager")  # as rnnreg.steps (kept here so config stays torch-free)
 TASKS = ("lm", "memory")
 
 
@@ -58,6 +59,7 @@ class TrainConfig:
     log_every: int = 10  # a "step" record every this many minibatches
     gate_probe: bool = True  # gate statistics on a fixed validation batch after every epoch
     threads: int | None = None  # CPU threads for torch; None = torch's default (all cores)
+    step: str = "auto"  # the minibatch step: auto (one CUDA graph on a GPU, else eager), graph or eager
 
 
 @dataclass(frozen=True)
@@ -266,6 +268,8 @@ def validate(config: RunConfig) -> None:
     if t.device not in DEVICES:
         raise ConfigError(f"--device: unknown device {t.device!r}; allowed: {', '.join(DEVICES)}")
     _check_int("log_every", t.log_every, 1)
+    if t.step not in STEP_MODES:
+        raise ConfigError(f"--step: unknown step mode {t.step!r}; allowed: {', '.join(STEP_MODES)}")
     if t.threads is not None:
         _check_int("threads", t.threads, 1)
     mem = config.memory

@@ -23,6 +23,7 @@ from rnnreg.config import RunConfig, lr_at_epoch
 from rnnreg.data import Corpus, batchify, count_windows, windows
 from rnnreg.lstm import State
 from rnnreg.model import LanguageModel
+from rnnreg.steps import make_step
 
 
 class Diverged(RuntimeError):
@@ -100,22 +101,6 @@ def resolve_device(requested: str) -> torch.device:
     return torch.device(requested)
 
 
-def detach(state: State) -> State:
-    # Zaremba et al. 2014: the final state of one minibatch starts the next, without gradient.
-    return state[0].detach(), state[1].detach()
-
-
-@torch.no_grad()
-def sgd_update(parameters: list[torch.Tensor], lr: float) -> None:
-    """Plain SGD, no momentum, no weight decay (the paper): p <- p - lr * grad, one fused call.
-
-    Written out instead of torch.optim.SGD, whose first use imports torch._dynamo (~2.5 s
-    at every trainer start, which a live CPU demo notices).
-    """
-    with_grad = [p for p in parameters if p.grad is not None]
-    torch._foreach_add_(with_grad, [p.grad for p in with_grad], alpha=-lr)
-
-
 def perplexity(total_nats: float, tokens: int) -> float:
     return math.exp(min(total_nats / max(tokens, 1), 700.0))  # capped to stay a finite float
 
@@ -150,6 +135,11 @@ class Trainer:
                 f"{t.bptt} steps at batch size {t.batch_size}"
             )
         self.parameters = list(self.model.parameters())
+        # The minibatch step: replayed as one CUDA graph on a GPU (`--step auto`), eager elsewhere.
+        self.training_step, self.step_note = make_step(
+            t.step, self._forward, self.parameters, self.model.init_state(t.batch_size), t.clip,
+            self.model.parameter_groups(), (t.bptt, t.batch_size),
+        )
         self.step = 0
         self.epoch = 0
         self.words = 0
@@ -158,6 +148,10 @@ class Trainer:
         # epoch starts from exactly these, so listeners that draw random numbers between epochs
         # change nothing, and a checkpoint holding them resumes bit for bit.
         self.rng_state: dict[str, torch.Tensor] | None = None
+
+    def _forward(self, tokens: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        out = self.model(tokens, state)
+        return out.logits, out.state
 
     def rng_states(self) -> dict[str, torch.Tensor]:
         """The generators training draws from: {"cpu": ..., "cuda": ... (on a GPU)}."""
@@ -207,64 +201,45 @@ class Trainer:
 
     def train_epoch(self, epoch: int) -> EpochEvent:
         t = self.config.train
-        model, device = self.model, self.device
+        model = self.model
         lr = lr_at_epoch(t, epoch)
         epoch_start = time.perf_counter()
         if self.rng_state is not None:
             self._set_rng_states(self.rng_state)
         model.train()
-        state = model.init_state(t.batch_size)  # zero state at the start of every epoch
-        # Accumulated on the device so the loop never waits for the GPU between logs.
-        total_nats = torch.zeros((), device=device, dtype=torch.float64)
-        clipped_count = torch.zeros((), device=device, dtype=torch.long)
-        first_bad_step = torch.zeros((), device=device, dtype=torch.long)
+        step_fn = self.training_step
+        step_fn.start_epoch(lr, self.step)  # zero state at the start of every epoch
+        totals = step_fn.totals  # accumulated on the device: the loop never waits for the GPU between logs
         tokens = 0
         last_log_time, last_log_words = time.perf_counter(), self.words
-        parameters = self.parameters
-        vocab = len(self.corpus.vocab)
         for inputs, targets in windows(self.train_data, t.bptt, full_only=True):
             if self.should_stop():
                 raise Cancelled(f"cancelled during epoch {epoch} at step {self.step}")
             self.step += 1
             steps, batch = inputs.shape
-            out = model(inputs, detach(state))
-            state = out.state
-            nats = F.cross_entropy(out.logits.view(-1, vocab), targets.reshape(-1), reduction="sum")
-            # Zaremba et al. 2014: loss summed over the unrolled steps, averaged over the batch.
-            loss = nats / batch
-            for parameter in parameters:
-                parameter.grad = None
-            loss.backward()
-            log_now = self.step % t.log_every == 0
-            layer_norms = self._group_norms() if log_now else {}
-            grad_norm = torch.nn.utils.clip_grad_norm_(parameters, t.clip, foreach=True)  # norm before clipping
-            sgd_update(parameters, lr)
-
-            total_nats += nats.detach()
-            clipped_count += (grad_norm > t.clip).long()
-            bad = ~torch.isfinite(nats.detach())
-            first_bad_step = torch.where(bad & (first_bad_step == 0), torch.full_like(first_bad_step, self.step), first_bad_step)
+            out = step_fn(inputs, targets)
             tokens += steps * batch
             self.words += steps * batch
-            if log_now:
-                self._check_finite(first_bad_step, epoch, lr)
+            if self.step % t.log_every == 0:
+                self._check_finite(totals.first_bad, epoch, lr)
                 now = time.perf_counter()
+                grad_norm = out.grad_norm.item()
                 event = StepEvent(
-                    step=self.step, epoch=epoch, loss=nats.item() / (steps * batch), grad_norm=grad_norm.item(),
-                    layer_grad_norms=layer_norms, clipped=bool(grad_norm.item() > t.clip), lr=lr,
+                    step=self.step, epoch=epoch, loss=out.nats.item() / (steps * batch), grad_norm=grad_norm,
+                    layer_grad_norms=step_fn.layer_grad_norms(out), clipped=grad_norm > t.clip, lr=lr,
                     words_per_s=(self.words - last_log_words) / max(now - last_log_time, 1e-9),
                     words=self.words, time=now - self.started,
                 )
                 last_log_time, last_log_words = now, self.words
                 self._emit("on_step", event)
-        self._check_finite(first_bad_step, epoch, lr)
+        self._check_finite(totals.first_bad, epoch, lr)
         valid = self.scores(self.valid_data, full_windows=True)
         valid_ppl = valid.ppl
         self.epoch = epoch
         self.rng_state = self.rng_states()
         event = EpochEvent(
-            epoch=epoch, train_ppl=perplexity(total_nats.item(), tokens), valid_ppl=valid_ppl, lr=lr,
-            seconds=time.perf_counter() - epoch_start, clipped_fraction=clipped_count.item() / self.batches_per_epoch,
+            epoch=epoch, train_ppl=perplexity(totals.nats.item(), tokens), valid_ppl=valid_ppl, lr=lr,
+            seconds=time.perf_counter() - epoch_start, clipped_fraction=totals.clipped.item() / self.batches_per_epoch,
             words=self.words, time=time.perf_counter() - self.started, valid_accuracy=valid.accuracy,
         )
         self._emit("on_epoch_end", event)
@@ -274,13 +249,6 @@ class Trainer:
         bad_step = int(first_bad_step.item())
         if bad_step:
             raise Diverged(bad_step, epoch, lr)
-
-    def _group_norms(self) -> dict[str, float]:
-        norms = {}
-        for name, params in self.model.parameter_groups().items():
-            grads = [p.grad for p in params if p.grad is not None]
-            norms[name] = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))) if grads else 0.0
-        return norms
 
     def evaluate(self, data: torch.Tensor, *, full_windows: bool) -> float:
         """Perplexity of `data` (rows x batch) read in windows with the state carried throughout."""

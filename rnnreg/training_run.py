@@ -84,7 +84,7 @@ class StopFlag:
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
-    overrides = {"log_every": args.log_every} if args.log_every is not None else {}
+    overrides = {key: getattr(args, key) for key in ("log_every", "step") if getattr(args, key, None) is not None}
     return build_run_config(
         args.preset or DEFAULT_PRESET, placement=args.placement, dropout=args.dropout, site_rates=dict(args.dropout_site),
         epochs=args.epochs, max_train_tokens=args.max_train_tokens, data_dir=args.data, device=args.device,
@@ -93,7 +93,12 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 
 def git_commit() -> str | None:
-    """The commit of the checkout rnnreg runs from (+ "-dirty" when it has local changes)."""
+    """The commit of the checkout rnnreg runs from (+ "-dirty" when it has local changes).
+
+    $RNNREG_GIT_COMMIT names it where the code is a copy without its .git (a lent GPU machine).
+    """
+    if os.environ.get("RNNREG_GIT_COMMIT"):
+        return os.environ["RNNREG_GIT_COMMIT"]
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PACKAGE_ROOT, capture_output=True, text=True, timeout=5)
         if commit.returncode != 0:
@@ -115,6 +120,9 @@ def environment(device: torch.device, trainer: Trainer, corpus: Corpus) -> dict[
         "cpu_threads": torch.get_num_threads(),
         "git_commit": git_commit(),
         "lstm_path": {"train": trainer.model.path_for(True), "eval": trainer.model.path_for(False)},
+        # which minibatch step trained the run (rnnreg.steps), and why auto fell back if it did
+        "train_step": trainer.training_step.name,
+        **({"train_step_note": trainer.step_note} if trainer.step_note else {}),
         "vocab_size": len(corpus.vocab),
         "data_sha256": corpus.checksums,
         "train_tokens": int(trainer.train_data.numel()),

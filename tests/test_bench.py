@@ -12,6 +12,7 @@ def test_bench_reports_each_placement_with_its_path_and_ratio_to_the_baseline():
     assert set(by_name) == {BASELINE, "zaremba", "recurrent"}
     assert by_name[BASELINE].ratio == 1.0
     assert by_name["zaremba"].path == "fused" and by_name["recurrent"].path == "explicit"
+    assert {r.step for r in results} == {"eager"}  # the trainer's own step (rnnreg.steps), as a CPU runs it
     for r in results:
         assert r.ms_per_batch > 0 and abs(r.words_per_s * r.ms_per_batch / 1000 - 20 * 20) < 1e-6
 
@@ -26,5 +27,8 @@ def test_bench_cli_json_and_errors():
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
     assert {r["name"] for r in doc["results"]} == {BASELINE, "none"} and doc["torch"]
+    assert doc["steps"] == ["eager"] and doc["results"][0]["step"] == "eager"
+    graph_on_cpu = rnnreg("bench", "--device", "cpu", "--step", "graph")
+    assert graph_on_cpu.returncode == 2 and "--step graph needs --device cuda" in graph_on_cpu.stderr
     bad = rnnreg("bench", "--placements", "none,bogus")
     assert bad.returncode == 2 and "bogus" in bad.stderr and "allowed" in bad.stderr

@@ -93,3 +93,12 @@ def test_train_writes_the_run_directory_contract_and_list_reads_it(tmp_path, tin
     assert entry["preset"] == "demo" and entry["placement"] == "zaremba" and entry["epochs_done"] == 2
     assert entry["best_valid_ppl"] == min(e["valid_ppl"] for e in epochs)
     assert entry["test_ppl"] == tests[0]["test_ppl"]
+
+
+def test_the_commit_can_be_named_where_the_code_is_a_copy_without_git(monkeypatch):
+    from rnnreg.training_run import git_commit
+
+    monkeypatch.setenv("RNNREG_GIT_COMMIT", "abc123")
+    assert git_commit() == "abc123"
+    monkeypatch.delenv("RNNREG_GIT_COMMIT")
+    assert git_commit() != "abc123"
