@@ -3,7 +3,8 @@
 # root and returns what is written under $OUT; 10 minutes per command, 15 per session).
 # torch alone is enough there: the trainer needs torch, safetensors and tqdm, all in its image.
 #
-#   OUT=/some/dir BUDGET=540 RNNREG_GIT_COMMIT=$(git rev-parse HEAD) bash benchmarks/gpu_session.sh
+#   OUT=/some/dir BUDGET=540 RNNREG_GIT_COMMIT=$(git rev-parse HEAD) bash benchmarks/gpu_session.sh [all|check]
+#   (check: steps 1 and 2 only, ~2 minutes)
 #
 #   1. the GPU tests (tests/test_gpu.py: graph replay == eager step, masks under replay, ...)
 #   2. the bench at medium size, every placement, eager and CUDA-graph steps (issue 5)
@@ -25,7 +26,8 @@ device=$($PY -c 'import torch; print(torch.cuda.get_device_name().replace(" ", "
 
 # 1. GPU tests; the graph ones decide which step the runs use.
 step=graph
-timeout 150 $PY -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_steps.py > "$OUT/gpu-tests.log" 2>&1
+timeout 150 $PY -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_steps.py tests/test_fused_cell.py \
+  > "$OUT/gpu-tests.log" 2>&1
 tests_rc=$?
 # (The resume-exactness test does not decide: an uninterrupted run does not need it.)
 if grep -E "FAILED.*(test_graph_replay_matches|test_a_graphed_run|under_graph_replay)" "$OUT/gpu-tests.log" \
@@ -37,6 +39,7 @@ bench="$OUT/bench-medium-$device-$stamp.json"
 timeout 150 $PY -m rnnreg bench --device cuda --preset medium --batches 20 --rounds 3 --step both --json > "$bench" \
   2> "$OUT/bench.err"
 echo "bench rc=$?; $(left) s left" | tee -a "$OUT/session.log"
+[ "${1:-all}" = check ] && exit 0
 
 # 3. Reference runs (issue 6), most important first.
 runs="$OUT/work/runs"

@@ -207,6 +207,7 @@ def _bench(args: argparse.Namespace) -> int:
     import torch
 
     from rnnreg.bench import format_results, run_bench
+    from rnnreg.fused_cell import cell_kernel
 
     if args.preset not in PRESET_NAMES:
         raise UsageError(f"rnnreg bench: --preset: unknown preset {args.preset!r}; allowed: {', '.join(PRESET_NAMES)}")
@@ -232,6 +233,7 @@ def _bench(args: argparse.Namespace) -> int:
         print(json.dumps({
             "preset": args.preset, "device": args.device, "device_name": device_name, "torch": torch.__version__,
             "threads": torch.get_num_threads(), "batches": args.batches, "rounds": args.rounds, "steps": list(steps),
+            "cell_kernel": cell_kernel(torch.device(args.device)),
             "results": [r.__dict__ for r in results],
         }, indent=2))
     else:

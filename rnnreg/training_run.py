@@ -30,6 +30,7 @@ import torch
 
 from rnnreg.config import PACKAGE_ROOT, ConfigError, RunConfig, build_run_config, from_dict, to_dict
 from rnnreg.data import Corpus, DataError
+from rnnreg.fused_cell import cell_kernel
 from rnnreg.launch import acquire_slot
 from rnnreg.probes import GateProbe, GradThroughTime, probe_batch, probe_window
 from rnnreg.checkpoint import CheckpointError
@@ -122,6 +123,8 @@ def environment(device: torch.device, trainer: Trainer, corpus: Corpus) -> dict[
         "lstm_path": {"train": trainer.model.path_for(True), "eval": trainer.model.path_for(False)},
         # which minibatch step trained the run (rnnreg.steps), and why auto fell back if it did
         "train_step": trainer.training_step.name,
+        # the explicit path's per-step arithmetic: a Triton kernel or torch ops (rnnreg.fused_cell)
+        "cell_kernel": cell_kernel(device) if trainer.model.path_for(True) == "explicit" else None,
         **({"train_step_note": trainer.step_note} if trainer.step_note else {}),
         "vocab_size": len(corpus.vocab),
         "data_sha256": corpus.checksums,

@@ -39,8 +39,9 @@ def tiny_corpus(tmp_path: Path) -> Path:
 
 def tiny_config(data_dir: Path, *, placement: str = "none", dropout: float | None = None, epochs: int = 2,
                 hidden: int = 16, layers: int = 2, **train) -> RunConfig:
+    device = train.pop("device", "cpu")
     config = build_run_config("small", placement=placement, dropout=dropout, epochs=epochs, data_dir=data_dir,
-                              device="cpu", **{"batch_size": 4, "bptt": 8, "log_every": 5, **train})
+                              device=device, **{"batch_size": 4, "bptt": 8, "log_every": 5, **train})
     return dataclasses.replace(config, model=ModelConfig(layers=layers, hidden=hidden, init_scale=0.1))
 
 

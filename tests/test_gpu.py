@@ -182,3 +182,26 @@ def test_graph_replays_follow_the_restored_rng_so_resume_is_exact(tiny_corpus):
     resumed.train_epoch(2)
     assert collect_resumed.epochs[-1].valid_ppl == pytest.approx(collect_whole.epochs[1].valid_ppl, rel=1e-5)
     assert collect_resumed.epochs[-1].train_ppl == pytest.approx(collect_whole.epochs[1].train_ppl, rel=1e-5)
+
+
+@pytest.mark.parametrize("placement", ["recurrent", "both", "variational", "semeniuta", "moon", "weight-drop",
+                                       "zoneout"])
+def test_the_triton_cell_is_the_loop_on_the_gpu(placement):
+    from rnnreg.fused_cell import cell_kernel
+
+    assert cell_kernel(CUDA) == "triton"
+    config = build_run_config("small", placement=placement)
+    tokens = torch.randint(0, 100, (20, 4), device=CUDA, generator=torch.Generator(CUDA).manual_seed(2))
+    weights = torch.linspace(-1, 1, 100, device=CUDA, dtype=torch.float64)
+    results = {}
+    for fuse in (False, True):
+        torch.manual_seed(0)
+        model = LanguageModel(100, config.model, config.dropout).to(CUDA).double().train()
+        model.lstm.fuse_cells = fuse
+        torch.manual_seed(1)  # the same masks for both
+        out = model(tokens, model.init_state(4), path="explicit")
+        ((out.logits * weights).sum() + 0.5 * out.state[1].sum()).backward()
+        results[fuse] = (out.logits.detach(), [p.grad.clone() for p in model.parameters()])
+    torch.testing.assert_close(results[True][0], results[False][0], rtol=1e-9, atol=1e-11)
+    for a, b in zip(results[True][1], results[False][1]):
+        torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-10)
