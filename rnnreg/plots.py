@@ -108,11 +108,11 @@ def _style_subplots(fig: go.Figure, title: str, *, height: int) -> go.Figure:
 
 
 def _hline(fig: go.Figure, x: pd.Series, y: float, name: str, *, color: str = "#555555", dash: str = "dot",
-           **subplot) -> None:
+           label_position: str = "top left", **subplot) -> None:
     """A labelled horizontal line across the x range of the data, as a trace (works on log axes)."""
     lo, hi = (x.min(), x.max()) if len(x) else (0, 1)
     fig.add_trace(go.Scatter(
-        x=[lo, hi], y=[y, y], mode="lines+text", name=name, text=["", name], textposition="top left",
+        x=[lo, hi], y=[y, y], mode="lines+text", name=name, text=["", name], textposition=label_position,
         textfont={"size": FONT_SIZE - 3, "color": color}, line={"color": color, "dash": dash, "width": 2},
         hovertemplate=f"{name}<extra></extra>", showlegend=False,
     ), **subplot)
@@ -185,8 +185,9 @@ def perplexity_figure(
         if preset not in PAPER_PERPLEXITY:
             continue
         valid, test = PAPER_PERPLEXITY[preset]
-        for value, what in ((valid, "valid"), (test, "test")):
-            _hline(fig, epochs[xcol], value, f"paper {preset} {what} {value}")
+        # valid above its line, test (lower) below its own: the two labels never overlap
+        for value, what, where in ((valid, "valid", "top left"), (test, "test", "bottom left")):
+            _hline(fig, epochs[xcol], value, f"paper {preset} {what} {value}", label_position=where)
     _style(fig, title, X_AXES[xcol], "perplexity" + (" (log scale)" if log_y else ""))
     if log_y:
         fig.update_yaxes(type="log")

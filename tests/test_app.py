@@ -288,3 +288,23 @@ def test_cancel_a_running_run(store):
     assert _wait_for_state(at, store, run_id, {"running"}, timeout=60) == "running"
     at.button(key=f"cancel_{run_id}").click().run()
     assert _wait_for_state(at, store, run_id, {"cancelled", "finished", "failed"}, timeout=60) == "cancelled"
+
+
+def test_the_default_pick_is_your_newest_runs_else_the_shipped_contrast():
+    import pandas as pd
+
+    from pages.shared.common import _default_pick
+
+    def row(run, preset, placement, read_only, created, epochs=3, problems=""):
+        return {"run": run, "preset": preset, "placement": placement, "read_only": read_only,
+                "created_at": created, "epochs_done": epochs, "problems": problems}
+
+    shipped = [row("demo-none", "demo", "none", True, "3"), row("small-none-s1", "small", "none", True, "2"),
+               row("small-none-s0", "small", "none", True, "1"), row("medium-zaremba", "medium", "zaremba", True, "1"),
+               row("demo-zaremba", "demo", "zaremba", True, "3")]
+    assert _default_pick(pd.DataFrame(shipped)) == ["small-none-s0", "medium-zaremba"]
+    mine = [row("mine-2", "demo", "recurrent", False, "9"), row("mine-1", "demo", "none", False, "8"),
+            row("broken", "demo", "none", False, "7", problems="bad json")]
+    assert _default_pick(pd.DataFrame(mine + shipped)) == ["mine-2", "mine-1"]
+    only_demo = [r for r in shipped if r["preset"] == "demo"]
+    assert _default_pick(pd.DataFrame(only_demo)) == ["demo-none", "demo-zaremba"]

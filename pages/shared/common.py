@@ -183,10 +183,26 @@ def _html_maker(fig: go.Figure) -> Callable[[], str]:
 FILTERS = (("preset", "Preset"), ("placement", "Placement"), ("state", "State"))
 
 
+PRESET_ORDER = {"large": 0, "medium": 1, "small": 2}  # the paper's models before the CPU demo runs
+
+
 def _default_pick(table: pd.DataFrame) -> list[str]:
-    """Two runs with curves, so a fresh dashboard shows something at once."""
+    """Two runs with curves, so a dashboard shows something at once: your two newest runs, or on
+    a fresh install the shipped contrast - no dropout beside Zaremba's dropout, each the largest
+    model (then the first seed) the shipped runs have."""
     with_data = table[(table["epochs_done"] > 0) & (table["problems"] == "")]
-    return list(with_data["run"][:2])
+    own = with_data[~with_data["read_only"].astype(bool)]
+    if not own.empty:
+        return list(own["run"][:2])
+
+    def largest(rows: pd.DataFrame) -> list[str]:
+        if rows.empty:
+            return []
+        ranked = rows.assign(_rank=rows["preset"].map(PRESET_ORDER).fillna(len(PRESET_ORDER)))
+        return [ranked.sort_values(["_rank", "created_at"], kind="stable")["run"].iloc[0]]
+
+    pick = largest(with_data[with_data["placement"] == "none"]) + largest(with_data[with_data["placement"] == "zaremba"])
+    return pick if len(pick) == 2 else list(with_data["run"][:2])
 
 
 def sidebar_picker() -> None:
