@@ -276,12 +276,14 @@ PUBLISHED = pd.DataFrame([
 
 
 def evidence_frame(table: pd.DataFrame, *, include_own: bool = False) -> pd.DataFrame:
-    """Best valid and its run's test perplexity per (preset, placement), from finished runs.
+    """Valid and test perplexity per (preset, placement) over its finished runs' seeds.
 
-    Reference runs only, unless `include_own`.  Columns: preset, placement, category, valid,
-    test, run, source.
+    valid is each run's best validation perplexity and test its test perplexity, averaged over
+    the runs (seeds) of that configuration; *_sd is their standard deviation (0 for one run), so
+    a lucky seed is never shown as the result.  Reference runs only, unless `include_own`.
+    Columns: preset, placement, category, valid, test, valid_sd, test_sd, seeds, run, source.
     """
-    columns = ["preset", "placement", "category", "valid", "test", "run", "source"]
+    columns = ["preset", "placement", "category", "valid", "test", "valid_sd", "test_sd", "seeds", "run", "source"]
     if table.empty:
         return pd.DataFrame(columns=columns)
     rows = table[(table["state"] == "finished") & (table["problems"] == "") & table["best_valid_ppl"].notna()]
@@ -289,12 +291,12 @@ def evidence_frame(table: pd.DataFrame, *, include_own: bool = False) -> pd.Data
         rows = rows[rows["read_only"]]
     if rows.empty:
         return pd.DataFrame(columns=columns)
-    best = rows.sort_values("best_valid_ppl").drop_duplicates(["preset", "placement"])
-    out = pd.DataFrame({
-        "preset": best["preset"], "placement": best["placement"], "valid": best["best_valid_ppl"],
-        "test": best["test_ppl"], "run": best["run"],
-        "source": ["reference run" if r else "own run" for r in best["read_only"]],
-    })
+    grouped = rows.groupby(["preset", "placement"], sort=False)
+    out = grouped.agg(valid=("best_valid_ppl", "mean"), test=("test_ppl", "mean"),
+                      valid_sd=("best_valid_ppl", "std"), test_sd=("test_ppl", "std"),
+                      seeds=("run", "size"), run=("run", "first"), own=("read_only", "min")).reset_index()
+    out[["valid_sd", "test_sd"]] = out[["valid_sd", "test_sd"]].fillna(0.0)  # one run: no spread
+    out["source"] = ["reference run" if reference else "own run" for reference in out.pop("own")]
     out["category"] = category(out["preset"], out["placement"])
     return out.sort_values(["preset", "valid"]).reset_index(drop=True)[columns]
 

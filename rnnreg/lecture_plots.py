@@ -205,7 +205,8 @@ def memory_figure(memory: pd.DataFrame, *, measure: str = "norm", rates: Sequenc
 
 def evidence_figure(runs: pd.DataFrame, published: pd.DataFrame = lecture.PUBLISHED, *,
                     font_size: int = FONT) -> go.Figure:
-    """Best valid / test perplexity per (preset, placement) as bars; published numbers as markers."""
+    """Valid / test perplexity per (preset, placement) as bars (mean over seeds, ± sd where there are
+    several); published numbers as markers."""
     fig = go.Figure()
     categories = list(dict.fromkeys(
         lecture.category(published["preset"], published["placement"])
@@ -214,9 +215,15 @@ def evidence_figure(runs: pd.DataFrame, published: pd.DataFrame = lecture.PUBLIS
     categories.sort(key=lambda c: (order.get(c.split(" · ")[0], 3), c))
     if not runs.empty:
         for column, color in (("valid", "#0072B2"), ("test", "#56B4E9")):
+            sd = runs.get(f"{column}_sd", pd.Series(0.0, index=runs.index))
+            seeds = runs.get("seeds", pd.Series(1, index=runs.index))
             fig.add_trace(go.Bar(x=runs["category"], y=runs[column], name=f"this project · {column}",
                                  marker_color=color, text=[f"{v:.1f}" for v in runs[column]],
-                                 textposition="outside", offsetgroup=column))
+                                 textposition="outside", offsetgroup=column,
+                                 error_y={"type": "data", "array": list(sd), "visible": bool((seeds > 1).any())},
+                                 customdata=list(zip(seeds, sd)),
+                                 hovertemplate=f"%{{x}} {column}: %{{y:.1f}} ± %{{customdata[1]:.1f}}"
+                                               " over %{customdata[0]} seed(s)<extra></extra>"))
     cats = lecture.category(published["preset"], published["placement"])
     for source, symbol in (("Zaremba et al. 2014", "diamond"), ("Gal & Ghahramani 2016", "star")):
         mask = published["source"] == source

@@ -29,6 +29,8 @@ def rnnreg(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
         (["train", "--dropout-site", "hidden"], ["--dropout-site", "SITE=P"]),
         (["train", "--epochs", "0"], ["--epochs", ">= 1"]),
         (["train", "--device", "tpu"], ["--device", "auto, cpu, cuda"]),
+        (["train", "--step", "turbo"], ["--step", "auto", "graph", "eager"]),
+        (["train", "--step", "graph", "--device", "cpu"], ["--step", "graph needs a CUDA device", "auto, eager"]),
         (["train", "--data", "/nonexistent/corpus"], ["--data", "no such directory"]),
         (["show", "../etc"], ["run id"]),
         (["frobnicate"], ["invalid choice"]),

@@ -176,3 +176,18 @@ def test_run_both_live_launches_the_pair_once(tmp_path, monkeypatch):
     assert not at.exception
     assert [c[0] for c in calls] == ["none", "zaremba"] and all(c[3] == 1 for c in calls)  # queued
     assert len({c[2] for c in calls}) == 2  # one request id each: a rerun cannot start them twice
+
+
+def test_evidence_averages_the_seeds_of_a_configuration_instead_of_picking_the_best():
+    table = pd.DataFrame({
+        "run": ["a", "b", "c", "own"], "preset": ["small"] * 4, "placement": ["none", "none", "zaremba", "none"],
+        "state": "finished", "problems": "", "best_valid_ppl": [110.0, 120.0, 130.0, 90.0],
+        "test_ppl": [100.0, 104.0, 125.0, 85.0], "read_only": [True, True, True, False],
+    })
+    evidence = lecture.evidence_frame(table).set_index("placement")
+    assert evidence.loc["none", "valid"] == 115.0 and evidence.loc["none", "test"] == 102.0
+    assert evidence.loc["none", "seeds"] == 2 and round(evidence.loc["none", "test_sd"], 3) == 2.828
+    assert evidence.loc["zaremba", "seeds"] == 1 and evidence.loc["zaremba", "test_sd"] == 0.0
+    assert lecture.evidence_frame(table, include_own=True).set_index("placement").loc["none", "seeds"] == 3
+    bars = [t for t in lecture_plots.evidence_figure(lecture.evidence_frame(table)).data if t.type == "bar"]
+    assert bars[0].error_y.visible and list(bars[0].error_y.array) == list(evidence.reset_index()["valid_sd"])
