@@ -4,7 +4,8 @@
              between layers, so this path serves placements with no site in the recurrence.
 * explicit - a per-step loop written out gate by gate.  It takes any placement (masks on
              h_{t-1}, g_t, c_t, DropConnect on W_hh, zoneout) and can record i, f, o, g, c, h
-             at every step for probes.
+             at every step for probes.  To train, rnnreg.fused_cell runs the same function as
+             one autograd function with the per-step arithmetic fused.
 
 Both paths read the same parameters (each layer is an `nn.LSTM` module: weight_ih_l0,
 weight_hh_l0, bias_ih_l0, bias_hh_l0, gates stacked in torch's order i, f, g, o), so with

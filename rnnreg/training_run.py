@@ -96,7 +96,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 def git_commit() -> str | None:
     """The commit of the checkout rnnreg runs from (+ "-dirty" when it has local changes).
 
-    $RNNREG_GIT_COMMIT names it where the code is a copy without its .git (a lent GPU machine).
+    $RNNREG_GIT_COMMIT names it where the code is a copy whose .git is missing or stale (the
+    copy a lent GPU machine gets).
     """
     if os.environ.get("RNNREG_GIT_COMMIT"):
         return os.environ["RNNREG_GIT_COMMIT"]
