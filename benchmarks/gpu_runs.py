@@ -45,6 +45,29 @@ def epochs_done(runs_dir: Path, name: str) -> int:
     return 0
 
 
+def run_id(runs_dir: Path, name: str) -> str | None:
+    found = sorted(runs_dir.glob(f"*-{name}-*/config.json"))
+    return found[0].parent.name if found else None
+
+
+def evaluate_mc(runs_dir: Path, name: str, samples: list[int], device: str, seconds_left: float, report) -> None:
+    """`rnnreg evaluate RUN --mc-samples N` for each N in turn, while time is left (each is recorded)."""
+    run = run_id(runs_dir, name)
+    for n in samples:
+        if run is None or seconds_left < 10:
+            report([name], event="mc-skipped", samples=n, left=round(seconds_left))
+            continue
+        began = time.monotonic()
+        try:
+            done = subprocess.run([sys.executable, "-m", "rnnreg", "evaluate", run, "--mc-samples", str(n),
+                                   "--device", device, "--runs-dir", str(runs_dir)],
+                                  capture_output=True, text=True, timeout=seconds_left)
+            report([name], event="mc", samples=n, rc=done.returncode, out=(done.stdout + done.stderr)[-400:])
+        except subprocess.TimeoutExpired:
+            report([name], event="mc-timeout", samples=n)
+        seconds_left -= time.monotonic() - began
+
+
 def load_bench(paths: list[str]) -> dict:
     figures = {}
     for path in paths:
@@ -66,6 +89,8 @@ def main() -> int:
     parser.add_argument("--bench", action="append", default=[])
     parser.add_argument("--step", default="auto", choices=["auto", "graph", "eager"])
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
+    parser.add_argument("--mc", action="append", default=[], metavar="NAME=N[,N...]",
+                        help="after job NAME finishes, `rnnreg evaluate --mc-samples N` for each N (recorded)")
     parser.add_argument("jobs", nargs="+")
     args = parser.parse_args()
     start = time.monotonic()
@@ -74,36 +99,50 @@ def main() -> int:
     pending = [job.split(":") for job in args.jobs]
     running: list[tuple[list[str], subprocess.Popen, float, float]] = []  # job, process, began, estimate
     runs_dir = Path(args.runs_dir)
+    mc = {name: [int(n) for n in counts.split(",")] for name, counts in (item.split("=") for item in args.mc)}
     logs = Path(args.runs_dir).parent / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+    # Measured / estimated seconds of the last finished job per preset: later estimates of that
+    # preset are scaled by it (the estimates' overhead factor is a guess; a finished run is not).
+    scale: dict[str, float] = {}
+
+    def estimate(job) -> float:
+        return estimate_seconds(job[1], job[2], bench) * scale.get(job[1], 1.0)
 
     def report(job, **fields):
         print(json.dumps({"job": job[0], "t": round(time.monotonic() - start, 1), **fields}), flush=True)
 
     while pending or running:
         for entry in list(running):
-            job, process, began, _estimate = entry
+            job, process, began, estimated = entry
             if process.poll() is not None:
                 running.remove(entry)
-                report(job, event="ended", rc=process.returncode, seconds=round(time.monotonic() - began, 1))
+                seconds = time.monotonic() - began
+                if process.returncode == 0 and args.concurrent == 1:
+                    scale[job[1]] = seconds / estimate_seconds(job[1], job[2], bench)
+                report(job, event="ended", rc=process.returncode, seconds=round(seconds, 1),
+                       estimated=round(estimated))
+                if process.returncode == 0 and job[0] in mc:
+                    evaluate_mc(runs_dir, job[0], mc[job[0]], args.device, deadline - time.monotonic(), report)
         while pending and len(running) < args.concurrent:
             # Start the first job that ends before the deadline without pushing a running job past
             # it: the GPU still owes the running jobs their remaining share of work.
             owed = sum(est * (1 - epochs_done(runs_dir, j[0]) / EPOCHS[j[1]]) for j, _p, _b, est in running)
             fits = [job for job in pending
-                    if time.monotonic() + owed + estimate_seconds(job[1], job[2], bench) <= deadline]
+                    if time.monotonic() + owed + estimate(job) <= deadline]
             if not fits:
                 if not running:  # nothing will free up: what is left cannot be done in time
                     for job in pending:
-                        report(job, event="skipped", estimate=round(estimate_seconds(job[1], job[2], bench)),
+                        report(job, event="skipped", estimate=round(estimate(job)),
                                left=round(deadline - time.monotonic()))
                     pending.clear()
                 break
             job = fits[0]
             pending.remove(job)
             name, preset, placement, dropout, seed = job
-            estimate = estimate_seconds(preset, placement, bench)
+            estimated = estimate(job)
             command = [sys.executable, "-m", "rnnreg", "train", "--preset", preset, "--placement", placement,
                        "--device", args.device, "--step", args.step, "--seed", seed, "--name", name,
                        "--runs-dir", args.runs_dir]
@@ -111,8 +150,8 @@ def main() -> int:
                 command += ["--dropout", dropout]
             with open(logs / f"{name}.log", "w") as log:
                 process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-            running.append((job, process, time.monotonic(), estimate))
-            report(job, event="started", estimate=round(estimate), owed=round(owed))
+            running.append((job, process, time.monotonic(), estimated))
+            report(job, event="started", estimate=round(estimated), owed=round(owed))
         if time.monotonic() > deadline:
             for job, process, _began, _estimate in running:
                 process.terminate()  # the trainer's SIGTERM handler marks the run cancelled

@@ -23,6 +23,7 @@ from torch import nn
 from rnnreg.config import PRESETS, build_run_config
 from rnnreg.model import LanguageModel
 from rnnreg.placements import PLACEMENT_NAMES
+from rnnreg.step_profile import StepProfile, profile_step
 from rnnreg.steps import EagerStep, GraphedStep
 
 BASELINE = "nn.LSTM"
@@ -81,19 +82,16 @@ def _time(step: Callable[[], None], batches: int, device: torch.device) -> float
     return (time.perf_counter() - start) / batches
 
 
-def run_bench(preset: str = "medium", placements: Sequence[str] = PLACEMENT_NAMES, batches: int = 20,
-              device: str = "cpu", rounds: int = 3, warmup: int = 3, vocab: int = 10_000,
-              steps: Sequence[str] = ("eager",)) -> list[BenchResult]:
-    """Median ms per batch of each placement's training step and of the nn.LSTM baseline.
+Entries = dict[tuple[str, str], tuple[str, Callable[[], None]]]  # (name, step kind) -> (LSTM path, one step)
 
-    `steps`: eager and/or graph (a CUDA graph per step; CUDA only).  The baseline always runs
-    eagerly, as people run it; with graph in `steps` it is also timed as a graph, for reference.
-    """
-    dev = torch.device(device)
+
+def build_steps(preset: str, placements: Sequence[str], device: torch.device, steps: Sequence[str],
+                vocab: int = 10_000) -> Entries:
+    """The baseline's and each placement's training step, ready to call; step kind eager or cuda-graph."""
     unknown = [s for s in steps if s not in BENCH_STEPS]
     if unknown or not steps:
         raise ValueError(f"steps: unknown {unknown}; allowed: {', '.join(BENCH_STEPS)}")
-    if "graph" in steps and dev.type != "cuda":
+    if "graph" in steps and device.type != "cuda":
         raise ValueError("steps: graph needs a CUDA device")
     base = PRESETS[preset]
     batch, bptt, clip = base.train.batch_size, base.train.bptt, base.train.clip
@@ -103,22 +101,34 @@ def run_bench(preset: str = "medium", placements: Sequence[str] = PLACEMENT_NAME
 
     def add(name: str, path: str, model: nn.Module, forward: Callable) -> None:
         for step in (["eager"] + [s for s in steps if s != "eager"]) if name == BASELINE else steps:
-            runner = _make_step(model, forward, step, clip, batch, bptt, vocab, dev, layers, hidden)
+            runner = _make_step(model, forward, step, clip, batch, bptt, vocab, device, layers, hidden)
             entries[(name, "cuda-graph" if step == "graph" else "eager")] = (path, runner)
 
-    entries: dict[tuple[str, str], tuple[str, Callable[[], None]]] = {}
-    plain = PlainLSTM(vocab, hidden, layers, rate).to(dev).train()
+    entries: Entries = {}
+    plain = PlainLSTM(vocab, hidden, layers, rate).to(device).train()
     add(BASELINE, "nn.LSTM", plain, plain)
     for name in placements:
         config = build_run_config(preset, placement=name)
-        model = LanguageModel(vocab, config.model, config.dropout).to(dev).train()
+        model = LanguageModel(vocab, config.model, config.dropout).to(device).train()
 
         def forward(tokens, state, model=model):
             out = model(tokens, state)
             return out.logits, out.state
 
         add(name, model.default_path, model, forward)
+    return entries
 
+
+def run_bench(preset: str = "medium", placements: Sequence[str] = PLACEMENT_NAMES, batches: int = 20,
+              device: str = "cpu", rounds: int = 3, warmup: int = 3, vocab: int = 10_000,
+              steps: Sequence[str] = ("eager",)) -> list[BenchResult]:
+    """Median ms per batch of each placement's training step and of the nn.LSTM baseline.
+
+    `steps`: eager and/or graph (a CUDA graph per step; CUDA only).  The baseline always runs
+    eagerly, as people run it; with graph in `steps` it is also timed as a graph, for reference.
+    """
+    dev = torch.device(device)
+    entries = build_steps(preset, placements, dev, steps, vocab)
     for _path, step in entries.values():
         for _ in range(warmup):
             step()
@@ -127,13 +137,26 @@ def run_bench(preset: str = "medium", placements: Sequence[str] = PLACEMENT_NAME
         for key, (_path, step) in entries.items():
             samples[key].append(_time(step, batches, dev))
 
-    words = batch * bptt
+    base = PRESETS[preset].train
+    words = base.batch_size * base.bptt
     base_s = statistics.median(samples[(BASELINE, "eager")])
     results = []
     for (name, step), (path, _runner) in entries.items():
         seconds = statistics.median(samples[(name, step)])
         results.append(BenchResult(name, path, step, seconds * 1000, words / seconds, base_s / seconds))
     return results
+
+
+def profile_bench(preset: str, placements: Sequence[str], device: str, steps: Sequence[str], *,
+                  batches: int = 10, warmup: int = 3, vocab: int = 10_000) -> list[StepProfile]:
+    """rnnreg.step_profile over every step `run_bench` times (fresh models, same shapes)."""
+    dev = torch.device(device)
+    profiles = []
+    for (name, step), (_path, runner) in build_steps(preset, placements, dev, steps, vocab).items():
+        for _ in range(warmup):
+            runner()
+        profiles.append(profile_step(name, step, runner, dev, steps=batches))
+    return profiles
 
 
 def format_results(results: Sequence[BenchResult], preset: str, device: str) -> str:

@@ -8,6 +8,7 @@ allowed, and exits with status 2.  Errors of the program itself are not swallowe
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from typing import Sequence
@@ -107,7 +108,20 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: torch's choice)")
     bench.add_argument("--step", default="auto", choices=["auto", "eager", "graph", "both"],
                        help="how steps run: auto (default: both on CUDA, eager on CPU), eager, graph (CUDA), both")
+    bench.add_argument("--profile", action="store_true",
+                       help="also profile each step: device-busy time by kind of work, kernels per step")
     bench.add_argument("--json", action="store_true", help="print the results as JSON")
+
+    evaluate = commands.add_parser(
+        "evaluate", help="a finished run's test perplexity, deterministic and Monte-Carlo dropout (recorded)")
+    evaluate.add_argument("run", metavar="RUN", help="run id (or a run directory)")
+    evaluate.add_argument("--mc-samples", type=int, required=True, metavar="N",
+                          help="stochastic passes to average (Gal & Ghahramani 2016)")
+    evaluate.add_argument("--device", default="auto", help="auto (default: CUDA if present), cpu or cuda")
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--data", metavar="DIR", help="the corpus (default: the run's own data directory)")
+    evaluate.add_argument("--no-record", action="store_true", help="print only; do not append to metrics.jsonl")
+    _add_runs_dir(evaluate)
 
     generate = commands.add_parser("generate", help="sample text from a run's checkpoint")
     generate.add_argument("run", metavar="RUN", help="run id (or a run directory)")
@@ -126,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         handler = {"train": _train, "list": _list, "show": _show, "cancel": _cancel, "placements": _placements,
-                   "generate": _generate, "bench": _bench,
+                   "generate": _generate, "evaluate": _evaluate, "bench": _bench,
                    "compact": _compact, "sweep": _sweep}
         return handler[args.command](args)
     except (UsageError, ConfigError, DataError, RunStoreError) as err:
@@ -201,12 +215,45 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rnnreg.data import DataError
+    from rnnreg.mc_eval import EvaluateError, evaluate_run, record
+    from rnnreg.runs import find_run_dir, is_read_only, runs_root
+    from rnnreg.train import resolve_device
+
+    root = runs_root(args.runs_dir)
+    run_dir = Path(args.run) if Path(args.run).is_dir() else find_run_dir(root, args.run)
+    if args.mc_samples < 1:
+        raise UsageError(f"rnnreg evaluate: --mc-samples: must be >= 1, got {args.mc_samples}")
+    if args.device not in ("auto", "cpu", "cuda"):
+        raise UsageError(f"rnnreg evaluate: --device: unknown {args.device!r}; allowed: auto, cpu, cuda")
+    read_only = is_read_only(root, run_dir)
+    if read_only and not args.no_record:
+        raise UsageError(f"rnnreg evaluate: {run_dir.name} is a shipped reference run (read-only); "
+                         "add --no-record to print the figures without recording them")
+    try:
+        result = evaluate_run(run_dir, args.mc_samples, resolve_device(args.device), seed=args.seed,
+                              data_dir=args.data)
+    except (EvaluateError, DataError, ValueError) as err:
+        raise UsageError(f"rnnreg evaluate: {err}") from None
+    print(f"{run_dir.name}: test perplexity {result.test_ppl:.2f} (dropout off), "
+          f"{result.mc_test_ppl:.2f} with MC dropout over {result.samples} samples "
+          f"({result.tokens} tokens, {result.samples_per_pass} samples per pass, {result.seconds:.1f} s on {result.device})")
+    if not args.no_record:
+        record(run_dir, result)
+        print(f"recorded in {run_dir / 'metrics.jsonl'} (kind mc_test)")
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
     import platform
 
     import torch
 
-    from rnnreg.bench import format_results, run_bench
+    from rnnreg.bench import format_results, profile_bench, run_bench
+    from rnnreg.step_profile import format_profiles
     from rnnreg.fused_cell import cell_kernel
 
     if args.preset not in PRESET_NAMES:
@@ -228,6 +275,8 @@ def _bench(args: argparse.Namespace) -> int:
              "graph": ("graph",), "both": ("eager", "graph")}[args.step]
     results = run_bench(args.preset, placements, batches=args.batches, device=args.device, rounds=args.rounds,
                         steps=steps)
+    profiles = (profile_bench(args.preset, placements, args.device, steps, batches=args.batches)
+                if args.profile else [])
     if args.json:
         device_name = torch.cuda.get_device_name() if args.device == "cuda" else (platform.processor() or "cpu")
         print(json.dumps({
@@ -235,9 +284,12 @@ def _bench(args: argparse.Namespace) -> int:
             "threads": torch.get_num_threads(), "batches": args.batches, "rounds": args.rounds, "steps": list(steps),
             "cell_kernel": cell_kernel(torch.device(args.device)),
             "results": [r.__dict__ for r in results],
+            **({"profiles": [dataclasses.asdict(p) for p in profiles]} if args.profile else {}),
         }, indent=2))
     else:
         print(format_results(results, args.preset, args.device))
+        if profiles:
+            print(format_profiles(profiles))
     return 0
 
 

@@ -17,7 +17,7 @@ from torch import nn
 
 from rnnreg.config import DropoutConfig, ModelConfig
 from rnnreg.dropout import Placement, build_placement
-from rnnreg.dropout.embedding import embedding_dropout
+from rnnreg.dropout.embedding import column_word_masks, embedding_dropout
 from rnnreg.lstm import LayerTrace, LSTMStack, State
 
 
@@ -64,15 +64,23 @@ class LanguageModel(nn.Module):
         return self.lstm.init_state(batch, self.decoder.weight)
 
     def forward(
-        self, tokens: torch.Tensor, state: State, *, path: str | None = None, trace: bool = False
+        self, tokens: torch.Tensor, state: State, *, path: str | None = None, trace: bool = False,
+        word_masks_per_column: bool = False,
     ) -> LMOutput:
-        """tokens (T, B) int64 -> LMOutput; `path` defaults to `path_for(self.training)`."""
+        """tokens (T, B) int64 -> LMOutput; `path` defaults to `path_for(self.training)`.
+
+        `word_masks_per_column`: draw the word-dropout mask for each batch column separately
+        instead of once for the batch (Monte-Carlo evaluation runs one sample per column).
+        """
         placement = self.placement
         path = path or ("explicit" if trace else self.path_for(self.training))
         weight = self.embedding.weight
-        if self.training and placement.embedding:
+        word_dropout = self.training and placement.embedding > 0.0
+        if word_dropout and not word_masks_per_column:
             weight = embedding_dropout(weight, placement.embedding)  # Gal & Ghahramani 2016: word dropout
         x = F.embedding(tokens, weight)  # (T, B, H)
+        if word_dropout and word_masks_per_column:
+            x = x * column_word_masks(tokens, placement.embedding, weight.size(0), x)
         x, state, traces = self.lstm(x, state, placement, path=path, trace=trace)
         if self.training and placement.output is not None:
             x = placement.output(x)  # Zaremba et al. 2014: dropout on the softmax input

@@ -749,6 +749,8 @@ class RunSummary:
     best_valid_ppl: float | None = None
     last_valid_ppl: float | None = None
     test_ppl: float | None = None
+    mc_test_ppl: float | None = None  # Monte-Carlo dropout test perplexity (`rnnreg evaluate`), latest
+    mc_samples: int | None = None
     wall_seconds: float | None = None
     device: str | None = None
     created_at: str | None = None
@@ -807,7 +809,7 @@ def summarize_run(run_dir: str | os.PathLike[str], *, read_only: bool = False, g
     dropout, train, env = _dict(cfg.get("dropout")), _dict(cfg.get("train")), _dict(doc.get("environment"))
     rates = {k: float(v) for k, v in _dict(dropout.get("rates")).items() if _num(v) is not None}
 
-    report = scan_jsonl(run_dir / METRICS_FILE, ("epoch", "test"))
+    report = scan_jsonl(run_dir / METRICS_FILE, ("epoch", "test", "mc_test"))
     if report.problem and not report.problem.endswith(": missing"):
         problems.append(report.problem)
     if report.skipped:
@@ -815,6 +817,7 @@ def summarize_run(run_dir: str | os.PathLike[str], *, read_only: bool = False, g
     epochs = [r for r in report.records if r.get("kind") == "epoch" and _int(r.get("epoch")) is not None]
     valids = [v for v in (_num(r.get("valid_ppl")) for r in epochs) if v is not None]
     tests = [v for v in (_num(r.get("test_ppl")) for r in report.records if r.get("kind") == "test") if v is not None]
+    mc_tests = [r for r in report.records if r.get("kind") == "mc_test" and _num(r.get("mc_test_ppl")) is not None]
 
     if status is None:
         state = CORRUPT_STATE if not doc else UNKNOWN_STATE
@@ -847,6 +850,8 @@ def summarize_run(run_dir: str | os.PathLike[str], *, read_only: bool = False, g
         best_valid_ppl=min(valids) if valids else None,
         last_valid_ppl=_num(epochs[-1].get("valid_ppl")) if epochs else None,
         test_ppl=tests[-1] if tests else None,
+        mc_test_ppl=_num(mc_tests[-1]["mc_test_ppl"]) if mc_tests else None,
+        mc_samples=_int(mc_tests[-1].get("samples")) if mc_tests else None,
         wall_seconds=wall,
         device=_str(env.get("device_name")) or _str(env.get("device")) or _str(train.get("device")),
         created_at=_str(doc.get("created_at")) or _str(status.get("created_at")),

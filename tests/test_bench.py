@@ -32,3 +32,30 @@ def test_bench_cli_json_and_errors():
     assert graph_on_cpu.returncode == 2 and "--step graph needs --device cuda" in graph_on_cpu.stderr
     bad = rnnreg("bench", "--placements", "none,bogus")
     assert bad.returncode == 2 and "bogus" in bad.stderr and "allowed" in bad.stderr
+
+
+def test_profile_splits_each_step_by_kind_of_work():
+    from rnnreg.bench import profile_bench
+    from rnnreg.step_profile import category
+
+    profiles = profile_bench("demo", ["recurrent"], "cpu", ["eager"], batches=2, warmup=1, vocab=50)
+    by_name = {p.name: p for p in profiles}
+    assert set(by_name) == {BASELINE, "recurrent"}
+    for p in profiles:
+        assert p.wall_ms > 0 and p.busy_ms > 0 and p.kernels > 0 and p.device == "cpu"
+        assert abs(sum(p.by_kind.values()) - p.busy_ms) < 1e-6 * max(p.busy_ms, 1)
+        assert p.by_kind["matmul"] > 0 and p.top
+    # the explicit LSTM runs step by step: many more operators per step than one aten::lstm call
+    assert by_name["recurrent"].kernels > 3 * by_name[BASELINE].kernels
+    assert "LSTM op (cuDNN)" in by_name[BASELINE].by_kind and "LSTM op (cuDNN)" not in by_name["recurrent"].by_kind
+    assert category("_cell_forward_kernel_0d1d2d") == "fused cell (Triton)"
+    assert category("sm90_xmma_gemm_f32f32_tf32f32") == "matmul"
+    assert category("void at::native::vectorized_elementwise_kernel<4, bernoulli>") == "dropout masks"
+
+
+def test_bench_cli_profile_json():
+    result = rnnreg("bench", "--preset", "demo", "--placements", "none", "--batches", "1", "--rounds", "1",
+                    "--profile", "--json")
+    assert result.returncode == 0, result.stderr
+    profiles = json.loads(result.stdout)["profiles"]
+    assert [p["name"] for p in profiles] == [BASELINE, "none"] and all(p["by_kind"] for p in profiles)

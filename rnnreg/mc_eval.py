@@ -1,0 +1,148 @@
+"""`rnnreg evaluate`: a finished run's test perplexity, deterministic and Monte-Carlo.
+
+Monte-Carlo dropout (Gal & Ghahramani 2016, sec. 5) keeps dropout on at test time and
+averages the *predictive probabilities* of N stochastic passes:
+
+    p_MC(w_t | w_<t) = 1/N * sum_n p(w_t | w_<t, masks_n),     ppl = exp(-mean_t log p_MC)
+
+The deterministic figure is the paper's: dropout off, the test stream read with its state
+carried throughout (Zaremba et al. 2014; the trainer's own final test).
+
+Samples run side by side as columns of one wide batch: the test stream (rows, B) repeated S
+times is (rows, S*B), column k*B + b being sample k of stream b.  Each column draws its own
+masks and carries its own state, so S samples cost one pass.  Word dropout, drawn once per
+pass for the whole batch in training, is drawn per column here (rnnreg.dropout.embedding);
+DropConnect on W_hh cannot be (one weight mask serves the batch), so weight-drop runs one
+sample per pass.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from rnnreg.data import batchify, load_corpus, windows
+from rnnreg.inspect_model import InspectError, load_run_model
+from rnnreg.model import LanguageModel
+from rnnreg.runs import RunWriter, read_json, utc_now
+
+MC_KIND = "mc_test"  # the metrics.jsonl record `rnnreg evaluate --mc-samples` appends
+LOGITS_BUDGET = {"cuda": 2e9, "cpu": 2e8}  # bytes of float32 logits one wide pass may hold
+
+
+class EvaluateError(ValueError):
+    """A user-caused problem (unfinished run, wrong corpus, bad sample count); one line."""
+
+
+@dataclass(frozen=True)
+class MCResult:
+    samples: int
+    mc_test_ppl: float
+    test_ppl: float  # deterministic (dropout off), recomputed here
+    tokens: int
+    samples_per_pass: int
+    seconds: float
+    seed: int
+    device: str
+
+
+def samples_per_pass(samples: int, bptt: int, batch: int, vocab: int, device: torch.device,
+                     shared_masks: bool) -> int:
+    """How many samples one wide pass carries: all of them unless the logits would not fit."""
+    if shared_masks:
+        return 1
+    per_sample = bptt * batch * vocab * 4  # bytes of float32 logits per sample and window
+    return max(1, min(samples, int(LOGITS_BUDGET.get(device.type, 2e8) // per_sample)))
+
+
+@torch.no_grad()
+def _token_log_probs(model: LanguageModel, data: torch.Tensor, bptt: int, copies: int, stochastic: bool) -> torch.Tensor:
+    """log p of every test token (in stream order), log-sum-exp'd over `copies` sample columns.
+
+    data (rows, B); returns (tokens,) float64 = log sum_k p_k(w_t).
+    """
+    model.train(stochastic)
+    batch = data.size(1)
+    wide = data.repeat(1, copies)  # (rows, copies * B), column k * B + b = sample k of stream b
+    state = model.init_state(wide.size(1))
+    pieces = []
+    for inputs, targets in windows(wide, bptt, full_only=False):
+        out = model(inputs, state, word_masks_per_column=True)
+        state = out.state
+        steps, vocab = inputs.size(0), out.logits.size(-1)
+        log_p = -F.cross_entropy(out.logits.reshape(-1, vocab), targets.reshape(-1), reduction="none")
+        log_p = log_p.view(steps, copies, batch).double().logsumexp(1)  # (T, B)
+        pieces.append(log_p.reshape(-1))
+    model.eval()
+    return torch.cat(pieces)
+
+
+def mc_evaluate(model: LanguageModel, data: torch.Tensor, bptt: int, samples: int, *, seed: int = 0,
+                per_pass: int | None = None) -> tuple[float, float, int, int]:
+    """(MC perplexity, deterministic perplexity, tokens, samples per pass) of `data` (rows, B)."""
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise EvaluateError(f"--mc-samples: must be a whole number >= 1, got {samples!r}")
+    device = data.device
+    vocab = model.decoder.out_features
+    per_pass = per_pass or samples_per_pass(samples, bptt, data.size(1), vocab, device,
+                                            shared_masks=model.placement.weight > 0.0)
+    deterministic = _token_log_probs(model, data, bptt, 1, stochastic=False)
+    torch.manual_seed(seed)
+    total = None  # log sum over the samples so far of p(w_t), per token
+    done = 0
+    while done < samples:
+        copies = min(per_pass, samples - done)
+        chunk = _token_log_probs(model, data, bptt, copies, stochastic=True)
+        total = chunk if total is None else torch.logaddexp(total, chunk)
+        done += copies
+    mc_mean_log_p = (total - math.log(samples)).mean().item()
+    tokens = deterministic.numel()
+    return math.exp(-mc_mean_log_p), math.exp(-deterministic.mean().item()), tokens, per_pass
+
+
+def evaluate_run(run_dir: str | os.PathLike[str], samples: int, device: torch.device, *, seed: int = 0,
+                 data_dir: str | os.PathLike[str] | None = None, per_pass: int | None = None) -> MCResult:
+    """MC and deterministic test perplexity of a finished run's final weights (not recorded).
+
+    The corpus is the run's own data directory unless `data_dir` is given; its vocabulary
+    must be the one the run was trained on.
+    """
+    run_dir = Path(run_dir)
+    status, _problem = read_json(run_dir / "status.json")
+    if not status or status.get("state") != "finished":
+        state = (status or {}).get("state", "unknown")
+        raise EvaluateError(f"run {run_dir.name} is {state}; only a finished run's checkpoint holds its final weights")
+    try:
+        run = load_run_model(run_dir)
+    except InspectError as err:
+        raise EvaluateError(str(err)) from None
+    if run.config.task != "lm":
+        raise EvaluateError(f"run {run_dir.name} is a {run.config.task!r} task run; evaluate measures "
+                            "language-model perplexity (task lm)")
+    corpus = load_corpus(data_dir or run.config.data_dir)
+    if tuple(run.vocab.words) != tuple(corpus.vocab.words):
+        raise EvaluateError(f"run {run_dir.name}: the corpus's vocabulary is not the one the run was trained on")
+    t = run.config.train
+    data = batchify(corpus.test[: t.max_eval_tokens] if t.max_eval_tokens else corpus.test, t.test_batch_size)
+    model = run.model.to(device)
+    began = time.perf_counter()
+    mc_ppl, det_ppl, tokens, per_pass = mc_evaluate(model, data.to(device), t.bptt, samples, seed=seed,
+                                                    per_pass=per_pass)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return MCResult(samples, mc_ppl, det_ppl, tokens, per_pass, time.perf_counter() - began, seed,
+                    torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu")
+
+
+def record(run_dir: str | os.PathLike[str], result: MCResult) -> dict:
+    """Append the result to the run's metrics.jsonl as a `mc_test` record; returns the record."""
+    doc = {"kind": MC_KIND, **asdict(result), "evaluated_at": utc_now()}
+    with RunWriter.open(run_dir) as writer:
+        writer.append_metric(doc)
+    return doc

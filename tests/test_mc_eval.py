@@ -1,0 +1,151 @@
+"""`rnnreg evaluate --mc-samples N`: Monte-Carlo dropout test perplexity (Gal & Ghahramani 2016)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import shutil
+
+import pytest
+import torch
+
+from rnnreg import mc_eval
+from rnnreg.cli import main
+from rnnreg.config import to_dict
+from rnnreg.data import batchify, load_corpus
+from rnnreg.dropout.embedding import column_word_masks
+from rnnreg.inspect_model import load_run_model
+from rnnreg.runs import RunWriter, load_run, read_jsonl
+from tests.conftest import tiny_config, write_tiny_corpus
+
+
+def _finished_run(root, corpus, placement, dropout=None, **train):
+    config = dataclasses.replace(tiny_config(corpus, placement=placement, dropout=dropout, epochs=4, hidden=24,
+                                             **train), name=f"mc {placement}")
+    writer = RunWriter.create(root, to_dict(config))
+    writer.close()
+    assert main(["train", "--run-dir", str(writer.dir)]) == 0
+    return writer.dir
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    base = tmp_path_factory.mktemp("mc")
+    corpus = write_tiny_corpus(base / "corpus", lines=800)
+    root = base / "runs"
+    return {
+        "corpus": corpus,
+        "root": root,
+        # four test streams, so that a sample mixed up with another stream would show
+        "none": _finished_run(root, corpus, "none", test_batch_size=4),
+        "variational": _finished_run(root, corpus, "variational", 0.5, test_batch_size=4),
+        "weight-drop": _finished_run(root, corpus, "weight-drop", 0.5),
+    }
+
+
+def _model_and_test(run_dir):
+    run = load_run_model(run_dir)
+    t = run.config.train
+    return run.model, batchify(load_corpus(run.config.data_dir).test, t.test_batch_size), t.bptt
+
+
+def test_deterministic_figure_is_the_trainers_own_test_perplexity(runs):
+    result = mc_eval.evaluate_run(runs["variational"], 4, torch.device("cpu"))
+    recorded = load_run(runs["root"], runs["variational"].name).summary.test_ppl
+    assert result.test_ppl == pytest.approx(recorded, rel=1e-5)
+    assert result.tokens > 0 and result.samples == 4 and result.samples_per_pass == 4
+
+
+def test_without_dropout_every_sample_is_the_deterministic_model(runs):
+    """Samples are columns of one wide batch: a sample paired with the wrong stream would change the figure."""
+    model, data, bptt = _model_and_test(runs["none"])
+    assert data.size(1) == 4
+    mc, det, _tokens, per_pass = mc_eval.mc_evaluate(model, data, bptt, 5)
+    assert per_pass == 5 and mc == pytest.approx(det, rel=1e-9)
+
+
+def test_mc_averages_probabilities_not_log_probabilities(runs):
+    """log of the mean probability >= mean log probability (Jensen): MC perplexity <= the samples' geometric mean."""
+    model, data, bptt = _model_and_test(runs["variational"])
+    samples = 6
+    mc, det, _tokens, _ = mc_eval.mc_evaluate(model, data, bptt, samples, seed=3, per_pass=1)
+    torch.manual_seed(3)  # the same masks, one sample at a time
+    singles = [mc_eval._token_log_probs(model, data, bptt, 1, stochastic=True) for _ in range(samples)]
+    expected = torch.stack(singles).logsumexp(0) - math.log(samples)
+    assert mc == pytest.approx(math.exp(-expected.mean().item()), rel=1e-9)
+    geometric = math.exp(-torch.stack(singles).mean().item())
+    assert mc < geometric
+    assert len({round(s.sum().item(), 6) for s in singles}) == samples  # each pass drew its own masks
+    assert mc != pytest.approx(det, rel=1e-3)
+
+
+def test_wide_passes_and_one_sample_passes_agree(runs):
+    """Running the samples side by side estimates the same quantity as running them in turn."""
+    model, data, bptt = _model_and_test(runs["variational"])
+    wide, _det, _tokens, per_pass = mc_eval.mc_evaluate(model, data, bptt, 200, seed=1)
+    single, _det, _tokens, _ = mc_eval.mc_evaluate(model, data, bptt, 200, seed=2, per_pass=1)
+    assert per_pass == 200
+    assert wide == pytest.approx(single, rel=0.01)
+
+
+def test_word_masks_per_column_are_per_word_type_and_independent_across_columns():
+    torch.manual_seed(0)
+    tokens = torch.tensor([[3, 5]] * 6).repeat(1, 100)  # (6, 200): columns alternate words 3 and 5
+    factors = column_word_masks(tokens, 0.5, 10, torch.zeros(1)).squeeze(-1)
+    assert set(factors.unique().tolist()) <= {0.0, 2.0}
+    assert (factors == factors[0]).all()  # a word keeps its factor along the column
+    assert 60 < (factors[0] == 0).sum().item() < 140  # columns draw their own masks
+
+
+def test_weight_drop_runs_one_sample_per_pass(runs):
+    """One W_hh mask serves a whole batch, so weight-drop samples cannot share a pass."""
+    model, data, bptt = _model_and_test(runs["weight-drop"])
+    _mc, _det, _tokens, per_pass = mc_eval.mc_evaluate(model, data, bptt, 3)
+    assert per_pass == 1
+
+
+def test_cli_evaluate_records_the_result(runs, capsys):
+    run_dir = runs["variational"]
+    assert main(["evaluate", run_dir.name, "--mc-samples", "8", "--runs-dir", str(runs["root"]), "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "with MC dropout over 8 samples" in out and "recorded" in out
+    records = read_jsonl(run_dir / "metrics.jsonl", mc_eval.MC_KIND)
+    assert records[-1]["samples"] == 8 and records[-1]["mc_test_ppl"] > 1 and records[-1]["device"] == "cpu"
+    summary = load_run(runs["root"], run_dir.name).summary
+    assert summary.mc_test_ppl == pytest.approx(records[-1]["mc_test_ppl"]) and summary.mc_samples == 8
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--mc-samples", "0"], "--mc-samples: must be >= 1"),
+    (["--mc-samples", "2", "--device", "tpu"], "--device: unknown 'tpu'; allowed: auto, cpu, cuda"),
+])
+def test_cli_evaluate_names_a_bad_option(runs, capsys, argv, message):
+    assert main(["evaluate", runs["none"].name, "--runs-dir", str(runs["root"]), *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_evaluate_refuses_unfinished_and_reference_runs(runs, tmp_path, capsys):
+    config = tiny_config(runs["corpus"], placement="variational", dropout=0.5)
+    queued = RunWriter.create(tmp_path, to_dict(config))
+    queued.close()
+    assert main(["evaluate", queued.dir.name, "--mc-samples", "2", "--runs-dir", str(tmp_path)]) == 2
+    assert "is queued; only a finished run" in capsys.readouterr().err
+
+    reference = tmp_path / "reference"
+    shutil.copytree(runs["none"], reference / runs["none"].name)  # stands in for a shipped run
+    before = (reference / runs["none"].name / "metrics.jsonl").read_bytes()
+    assert main(["evaluate", runs["none"].name, "--mc-samples", "2", "--runs-dir", str(tmp_path)]) == 2
+    assert "read-only" in capsys.readouterr().err
+    assert main(["evaluate", runs["none"].name, "--mc-samples", "2", "--runs-dir", str(tmp_path), "--no-record"]) == 0
+    assert "with MC dropout over 2 samples" in capsys.readouterr().out
+    assert (reference / runs["none"].name / "metrics.jsonl").read_bytes() == before
+
+
+def test_cli_evaluate_refuses_a_corpus_with_another_vocabulary(runs, tmp_path, capsys):
+    other = write_tiny_corpus(tmp_path / "other", lines=40, seed=5)
+    (other / "train.txt").write_text("completely different words here\n" * 20)
+    assert main(["evaluate", runs["none"].name, "--mc-samples", "2", "--runs-dir", str(runs["root"]),
+                 "--data", str(other)]) == 2
+    assert "not the one the run was trained on" in capsys.readouterr().err
+    assert json.loads((runs["none"] / "status.json").read_text())["state"] == "finished"
