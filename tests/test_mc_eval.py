@@ -80,6 +80,22 @@ def test_mc_averages_probabilities_not_log_probabilities(runs):
     assert mc != pytest.approx(det, rel=1e-3)
 
 
+def test_with_a_tiny_rate_mc_approaches_the_deterministic_model(runs):
+    """Masks that almost never drop anything (and rescale by 1/(1-p)) leave the trained model as it is."""
+    model, data, bptt = _model_and_test(runs["variational"])
+    placement = model.placement
+    nearly_off = dataclasses.replace(
+        placement, input=dataclasses.replace(placement.input, p=1e-4),
+        hidden=dataclasses.replace(placement.hidden, p=1e-4), output=dataclasses.replace(placement.output, p=1e-4),
+        embedding=1e-4)
+    model.placement = nearly_off
+    try:
+        mc, det, _tokens, _ = mc_eval.mc_evaluate(model, data, bptt, 4)
+    finally:
+        model.placement = placement
+    assert mc == pytest.approx(det, rel=2e-3)
+
+
 def test_wide_passes_and_one_sample_passes_agree(runs):
     """Running the samples side by side estimates the same quantity as running them in turn."""
     model, data, bptt = _model_and_test(runs["variational"])
@@ -114,6 +130,9 @@ def test_cli_evaluate_records_the_result(runs, capsys):
     assert records[-1]["samples"] == 8 and records[-1]["mc_test_ppl"] > 1 and records[-1]["device"] == "cpu"
     summary = load_run(runs["root"], run_dir.name).summary
     assert summary.mc_test_ppl == pytest.approx(records[-1]["mc_test_ppl"]) and summary.mc_samples == 8
+    assert main(["list", "--runs-dir", str(runs["root"])]) == 0
+    listing = capsys.readouterr().out
+    assert "MC TEST" in listing.splitlines()[0] and "(N=8)" in listing
 
 
 @pytest.mark.parametrize("argv, message", [
