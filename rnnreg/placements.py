@@ -168,6 +168,12 @@ PLACEMENTS: Mapping[str, PlacementSpec] = MappingProxyType(
                     _site("output", PER_STEP, False, 0.0),
                 ),
             ),
+            PlacementSpec(
+                "recurrent-cell",
+                "naive recurrent dropout on the memory: a fresh mask each step on the cell state c_t, nothing else",
+                "the (1-p)^k ablation: each step's mask must keep what the cell carries",
+                (_site("cell", PER_STEP, True, 0.25),),
+            ),
         )
     }
 )
