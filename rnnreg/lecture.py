@@ -52,6 +52,9 @@ STEPS: tuple[Step, ...] = (
 CARRIED_SITES = ("hidden", "cell")
 
 
+MEMORY_CHANCE = 1.0 / cfg.MemoryTaskConfig().keys  # recall accuracy of guessing among the keys
+
+
 def survival(p: float, ks: Iterable[int]) -> list[float]:
     """(1-p)^k: the share of units that survive k independent masks of rate p."""
     return [(1.0 - p) ** k for k in ks]
@@ -217,11 +220,48 @@ def live_demo_configs(data_dir: str | None = None) -> list[tuple[str, dict]]:
 
 
 def memory_runs(table: pd.DataFrame, limit: int = 6) -> list[str]:
-    """One run per placement for step 3 (reference runs first), at most `limit`."""
+    """One run per placement for step 3 (language-model runs, then reference runs first), at most `limit`."""
     rows = _finished_first(table)
     if rows.empty:
         return []
+    if "task" in rows:  # a placement's PTB run before its memory-task runs
+        rows = rows.iloc[(rows["task"].fillna("lm") != "lm").argsort(kind="stable")]
     return list(rows.drop_duplicates("placement")["run"][:limit])
+
+
+def recall_frame(table: pd.DataFrame) -> pd.DataFrame:
+    """Test recall accuracy of finished memory-task runs against their delay T, for step 3.
+
+    One row per (placement, rate, delay): your own runs win over the shipped ones (run live,
+    they replace the reference point), the newest first.
+    Columns: placement, rate, delay, accuracy, run, label, source.
+    """
+    columns = ["placement", "rate", "delay", "accuracy", "run", "label", "source"]
+    needed = {"task", "delay", "test_accuracy"}
+    if table.empty or not needed <= set(table.columns):
+        return pd.DataFrame(columns=columns)
+    rows = table[(table["task"] == "memory") & (table["state"] == "finished") & (table["problems"] == "")
+                 & table["test_accuracy"].notna() & table["delay"].notna()]
+    if rows.empty:
+        return pd.DataFrame(columns=columns)
+    rows = pd.concat([rows[~rows["read_only"]], rows[rows["read_only"]]])
+    out = pd.DataFrame({
+        "placement": rows["placement"], "rate": rows["dropout"].astype(float), "delay": rows["delay"].astype(int),
+        "accuracy": rows["test_accuracy"].astype(float), "run": rows["run"], "label": rows["label"],
+        "source": ["reference run" if ro else "own run" for ro in rows["read_only"]],
+    }).drop_duplicates(["placement", "rate", "delay"])
+    order = {name: i for i, name in enumerate(PLACEMENTS)}
+    out["_order"] = out["placement"].map(order)
+    return out.sort_values(["_order", "rate", "delay"]).drop(columns="_order").reset_index(drop=True)[columns]
+
+
+def live_memory_configs(delays: Sequence[int] = (2, 5, 10, 20), rate: float = 0.25) -> list[tuple[str, dict]]:
+    """(name, config) of the memory-task runs step 3 launches live: the per-step cell mask that
+    erases memory beside zaremba's, which does not, at each delay (about 10-30 s each on a CPU)."""
+    return [(f"lecture memory, {placement} {rate:g}, delay {delay}",
+             cfg.to_dict(cfg.build_run_config("memory", placement=placement, dropout=rate, delay=delay,
+                                              device="cpu")))
+            for placement in ("recurrent-cell", "zaremba") for delay in delays]
 
 
 def run_rates(table: pd.DataFrame, run: str) -> dict[str, float]:
@@ -287,6 +327,8 @@ def evidence_frame(table: pd.DataFrame, *, include_own: bool = False) -> pd.Data
     if table.empty:
         return pd.DataFrame(columns=columns)
     rows = table[(table["state"] == "finished") & (table["problems"] == "") & table["best_valid_ppl"].notna()]
+    if "task" in rows:  # perplexities of the synthetic memory task are not Penn Treebank evidence
+        rows = rows[rows["task"].fillna("lm") == "lm"]
     if not include_own:
         rows = rows[rows["read_only"]]
     if rows.empty:

@@ -200,6 +200,36 @@ def memory_figure(memory: pd.DataFrame, *, measure: str = "norm", rates: Sequenc
     return fig
 
 
+def recall_figure(recall: pd.DataFrame, *, chance: float | None = None, font_size: int = FONT) -> go.Figure:
+    """Memory-task recall accuracy (%) against the delay T, one line per placement and rate.
+
+    `recall` is `lecture.recall_frame(...)`; `chance` (1 / number of keys) is drawn as a floor.
+    """
+    fig = go.Figure()
+    if chance is not None:
+        fig.add_hline(y=100 * chance, line={"color": "#777", "dash": "dot", "width": LINE},
+                      annotation_text="chance", annotation_position="bottom left")
+    dashes = ("solid", "dash", "dot", "dashdot", "longdash")  # lines that coincide at 100% stay visible
+    for i, ((placement, rate), rows) in enumerate(recall.groupby(["placement", "rate"], sort=False)):
+        label = placement if placement == "none" else f"{placement} {rate:g}"
+        fig.add_trace(go.Scatter(
+            x=rows["delay"], y=100 * rows["accuracy"], mode="lines+markers", name=label,
+            line={"color": PALETTE[i % len(PALETTE)], "width": LINE + 1, "dash": dashes[i % len(dashes)]},
+            marker={"size": 10},
+            customdata=list(zip(rows["label"], rows["source"])),
+            hovertemplate="%{customdata[0]} (%{customdata[1]}): %{y:.1f}% at T = %{x}<extra></extra>"))
+    _style(fig, "Recall the key after a gap of up to T steps (memory task)", font_size,
+           "longest gap T (steps)", "test recall accuracy (%)")
+    fig.update_yaxes(range=[0, 105])
+    if not recall.empty:
+        fig.update_xaxes(tickvals=sorted(set(recall["delay"])))
+    else:
+        fig.add_annotation(text="No finished memory-task runs yet: run them live below, or `rnnreg sweep "
+                                "benchmarks/memory-sweep.json`", showarrow=False, xref="paper", yref="paper",
+                           x=0.5, y=0.5, font={"size": font_size - 2})
+    return fig
+
+
 # --------------------------------------------------------------------------- 4 evidence
 
 

@@ -751,6 +751,8 @@ class RunSummary:
     test_ppl: float | None = None
     mc_test_ppl: float | None = None  # Monte-Carlo dropout test perplexity (`rnnreg evaluate`), latest
     mc_samples: int | None = None
+    test_accuracy: float | None = None  # recall accuracy of a memory-task run's test
+    delay: int | None = None  # a memory-task run's longest gap (`--delay T`)
     wall_seconds: float | None = None
     device: str | None = None
     created_at: str | None = None
@@ -818,6 +820,8 @@ def summarize_run(run_dir: str | os.PathLike[str], *, read_only: bool = False, g
     valids = [v for v in (_num(r.get("valid_ppl")) for r in epochs) if v is not None]
     tests = [v for v in (_num(r.get("test_ppl")) for r in report.records if r.get("kind") == "test") if v is not None]
     mc_tests = [r for r in report.records if r.get("kind") == "mc_test" and _num(r.get("mc_test_ppl")) is not None]
+    accuracies = [r.get("test_accuracy") for r in report.records if r.get("kind") == "test"]
+    memory = _dict(cfg.get("memory")) if cfg.get("task") == "memory" else {}
 
     if status is None:
         state = CORRUPT_STATE if not doc else UNKNOWN_STATE
@@ -852,6 +856,8 @@ def summarize_run(run_dir: str | os.PathLike[str], *, read_only: bool = False, g
         test_ppl=tests[-1] if tests else None,
         mc_test_ppl=_num(mc_tests[-1]["mc_test_ppl"]) if mc_tests else None,
         mc_samples=_int(mc_tests[-1].get("samples")) if mc_tests else None,
+        test_accuracy=_num(accuracies[-1]) if accuracies else None,
+        delay=_int(memory.get("delay")),
         wall_seconds=wall,
         device=_str(env.get("device_name")) or _str(env.get("device")) or _str(train.get("device")),
         created_at=_str(doc.get("created_at")) or _str(status.get("created_at")),

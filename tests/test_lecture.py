@@ -114,7 +114,8 @@ def walk(at: AppTest) -> list[str]:
     seen = []
     for _ in lecture.STEPS:
         assert not at.exception, [e.value for e in at.exception]
-        assert len(at.get("plotly_chart")) == 1 and at.success  # a figure and its takeaway
+        figures = 2 if at.header[0].value == lecture.STEPS[2].title else 1  # memory: gradient and recall
+        assert len(at.get("plotly_chart")) == figures and at.success  # the figures and the takeaway
         seen.append(at.header[0].value)
         if len(seen) < len(lecture.STEPS):
             at.button(key="lecture_next_top").click().run()
@@ -191,3 +192,98 @@ def test_evidence_averages_the_seeds_of_a_configuration_instead_of_picking_the_b
     assert lecture.evidence_frame(table, include_own=True).set_index("placement").loc["none", "seeds"] == 3
     bars = [t for t in lecture_plots.evidence_figure(lecture.evidence_frame(table)).data if t.type == "bar"]
     assert bars[0].error_y.visible and list(bars[0].error_y.array) == list(evidence.reset_index()["valid_sd"])
+
+
+# --------------------------------------------------------------------------- the memory task in step 3
+
+
+def memory_table(**columns) -> pd.DataFrame:
+    base = {"run": ["ref-cell-2", "ref-cell-10", "ref-zaremba-10", "own-cell-10", "ptb", "broken", "half"],
+            "label": ["a", "b", "c", "d", "e", "f", "g"],
+            "preset": ["memory"] * 4 + ["small", "memory", "memory"],
+            "placement": ["recurrent-cell", "recurrent-cell", "zaremba", "recurrent-cell", "none",
+                          "recurrent-cell", "zaremba"],
+            "dropout": [0.25, 0.25, 0.25, 0.25, 0.0, 0.25, 0.25],
+            "task": ["memory"] * 4 + ["lm", "memory", "memory"],
+            "delay": [2, 10, 10, 10, None, 5, 5],
+            "test_accuracy": [1.0, 0.16, 0.99, 0.2, None, 0.5, None],
+            "state": ["finished"] * 6 + ["running"], "problems": ["", "", "", "", "", "torn", ""],
+            "read_only": [True, True, True, False, True, False, False],
+            "best_valid_ppl": [2.0, 9.0, 2.1, 8.0, 120.0, 5.0, 6.0], "test_ppl": [2.0, 9.0, 2.1, 8.0, 115.0, 5.0, 6.0],
+            "epochs_done": [30, 30, 30, 30, 13, 30, 3]}
+    return pd.DataFrame({**base, **columns})
+
+
+def test_recall_frame_takes_finished_memory_runs_and_lets_own_runs_replace_shipped_points():
+    recall = lecture.recall_frame(memory_table())
+    assert list(zip(recall["placement"], recall["delay"], recall["accuracy"], recall["source"])) == [
+        ("zaremba", 10, 0.99, "reference run"),  # placements in rnnreg.placements order, then by delay
+        ("recurrent-cell", 2, 1.0, "reference run"),
+        ("recurrent-cell", 10, 0.2, "own run"),  # the live run, not the shipped 0.16
+    ]
+    assert lecture.recall_frame(pd.DataFrame(columns=["run"])).empty
+
+
+def test_recall_figure_draws_a_line_per_placement_in_percent_over_chance():
+    fig = lecture_plots.recall_figure(lecture.recall_frame(memory_table()), chance=lecture.MEMORY_CHANCE)
+    assert [t.name for t in fig.data] == ["zaremba 0.25", "recurrent-cell 0.25"]
+    assert list(fig.data[1].x) == [2, 10] and list(fig.data[1].y) == [100.0, 20.0]
+    assert fig.layout.shapes[0].y0 == 100 / 8  # chance among 8 keys
+    empty = lecture_plots.recall_figure(lecture.recall_frame(pd.DataFrame()))
+    assert not empty.data and "memory-sweep.json" in empty.layout.annotations[0].text
+
+
+def test_memory_task_runs_are_not_penn_treebank_evidence():
+    evidence = lecture.evidence_frame(memory_table(), include_own=True)
+    assert list(evidence["category"]) == ["small · none"]
+
+
+def test_gradient_probe_step_prefers_a_placements_language_model_run():
+    table = memory_table(placement=["recurrent-cell", "recurrent-cell", "none", "zaremba", "none",
+                                    "zaremba", "zaremba"])
+    picked = lecture.memory_runs(table)
+    assert picked[:1] == ["ptb"] and "ref-zaremba-10" not in picked  # none from PTB, not the memory run
+    assert "ref-cell-2" in picked  # a placement with memory-task runs only still shows
+
+
+def test_live_memory_configs_are_valid_cpu_runs_of_both_placements_at_each_delay():
+    configs = lecture.live_memory_configs()
+    parsed = [cfg.from_dict(doc) for _name, doc in configs]
+    assert {(c.dropout.placement, c.memory.delay) for c in parsed} == {
+        (p, d) for p in ("recurrent-cell", "zaremba") for d in (2, 5, 10, 20)}
+    assert all(c.task == "memory" and c.train.device == "cpu" and c.dropout.rates for c in parsed)
+
+
+def test_memory_step_shows_real_memory_runs_and_launches_the_live_set_once(tmp_path, monkeypatch):
+    import dataclasses
+
+    import rnnreg.launch
+    from rnnreg.cli import main
+    from rnnreg.runs import RunWriter
+
+    for placement in ("recurrent-cell", "zaremba"):
+        config = dataclasses.replace(
+            cfg.build_run_config("memory", placement=placement, dropout=0.25, delay=2, epochs=2, device="cpu"),
+            name=f"tiny memory {placement}")
+        writer = RunWriter.create(tmp_path, cfg.to_dict(config))
+        writer.close()
+        assert main(["train", "--run-dir", str(writer.dir)]) == 0
+    calls = []
+
+    def fake_launch(root, config, *, name=None, request_id=None, max_concurrent=1, **_):
+        calls.append((config["dropout"]["placement"], config["memory"]["delay"], request_id, max_concurrent))
+        return f"fake-{len(calls)}"
+
+    monkeypatch.setattr(rnnreg.launch, "launch", fake_launch)
+    at = open_lecture(tmp_path, monkeypatch)
+    at.button(key="lecture_next_top").click().run().button(key="lecture_next_top").click().run()
+    assert not at.exception and at.header[0].value == lecture.STEPS[2].title
+    recall = charts(at)[1]
+    assert "memory task" in recall["layout"]["title"]["text"]
+    assert sorted(t["name"] for t in recall["data"]) == ["recurrent-cell 0.25", "zaremba 0.25"]
+    assert all("T = %{x}" in t["hovertemplate"] for t in recall["data"])  # values: the pure figure test
+    at.button(key="lecture_memory_live").click().run()
+    assert not at.exception and len(calls) == 8 and all(c[3] == 1 for c in calls)  # queued, one at a time
+    assert len({c[2] for c in calls}) == 8  # a request id each: a rerun or double click cannot start them twice
+    at.button(key="lecture_memory_live").click().run()
+    assert len(calls) == 16 and len({c[2] for c in calls}) == 16  # a second click is a second, new set
