@@ -6,6 +6,7 @@
 #   OUT=/some/dir BUDGET=540 RNNREG_GIT_COMMIT=$(git rev-parse HEAD) bash benchmarks/gpu_session.sh [all|check]
 #   (check: steps 1 and 2 only, ~2 minutes)
 #
+#   (BENCH=0 skips step 2, GPU_TESTS=0 step 1: for a long run such as large that needs the time)
 #   1. the GPU tests (tests/test_gpu.py: graph replay == eager step, masks under replay, ...),
 #      unless GPU_TESTS=0 (when the training code is unchanged since they last passed)
 #   2. the bench at medium size, eager and CUDA-graph steps, with a profile of each step
@@ -42,19 +43,25 @@ fi
 
 # 2. The bench and where the time goes (issue 5): medium, eager and graph, interleaved rounds.
 bench="$OUT/bench-medium-$device-$stamp.json"
-timeout 150 $PY -m rnnreg bench --device cuda --preset medium --placements "${BENCH_PLACEMENTS:-zaremba,recurrent,variational}" \
+[ "${BENCH:-1}" = 0 ] && echo '{}' > "$bench" || timeout 150 $PY -m rnnreg bench --device cuda --preset medium --placements "${BENCH_PLACEMENTS:-zaremba,recurrent,variational}" \
   --batches 20 --rounds 3 --step both --profile --json > "$bench" 2> "$OUT/bench.err"
 echo "bench rc=$?; $(left) s left" | tee -a "$OUT/session.log"
 [ "${1:-all}" = check ] && exit 0
 
-# 3. Reference runs (issue 6), most important first; the rest fill what time is left.
+# 3. Reference runs (issue 6), most important first; the rest fill what time is left.  Done so far
+#    (runs/reference/): small none x3, small zaremba/recurrent/variational/both, medium zaremba,
+#    variational, recurrent.  Large (55 epochs, ~7 min alone) needs a command of its own:
+#    RUNS="large-zaremba-0.65-s0:large:zaremba:0.65:0" GPU_TESTS=0 BENCH=0 BUDGET=560 bash benchmarks/gpu_session.sh
 runs="$OUT/work/runs"
 mkdir -p "$runs"
 $PY benchmarks/gpu_runs.py --runs-dir "$runs" --deadline $(( $(left) - 25 )) --concurrent 1 --step "$step" \
   --bench benchmarks/bench-medium-NVIDIA-H200-2026-11-26.json --bench "$bench" \
-  --mc medium-variational-s0=100,1000 \
-  ${RUNS:-medium-variational-s0:medium:variational:-:0 medium-recurrent-s0:medium:recurrent:-:0 \
-    small-both-0.5-s0:small:both:0.5:0 small-zoneout-s0:small:zoneout:-:0 small-semeniuta-s0:small:semeniuta:-:0 \
+  --mc medium-variational-s0=100,1000 --mc medium-variational-s1=1000 \
+  ${RUNS:-medium-none-s0:medium:none:-:0 medium-both-s0:medium:both:-:0 \
+    medium-zoneout-s0:medium:zoneout:-:0 medium-weight-drop-s0:medium:weight-drop:-:0 \
+    medium-semeniuta-s0:medium:semeniuta:-:0 medium-moon-s0:medium:moon:-:0 \
+    medium-zaremba-0.5-s1:medium:zaremba:0.5:1 medium-zaremba-0.5-s2:medium:zaremba:0.5:2 \
+    small-zoneout-s0:small:zoneout:-:0 small-semeniuta-s0:small:semeniuta:-:0 \
     small-weight-drop-s0:small:weight-drop:-:0 small-moon-s0:small:moon:-:0} \
   2>&1 | tee "$OUT/runs.jsonl"
 
