@@ -26,7 +26,6 @@ from typing import Iterable, Mapping, Sequence
 
 import pandas as pd
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 # Zaremba et al. 2014, Table 1: (valid, test) perplexity of the single models on PTB.
 PAPER_PERPLEXITY: Mapping[str, tuple[float, float]] = {
@@ -80,59 +79,167 @@ def _color(colors: Mapping[str, str], run: str) -> str:
 
 
 # --- common layout ------------------------------------------------------------------------
+#
+# Figures are assembled as plain dicts (traces and one layout) and validated once by
+# `go.Figure(data=..., layout=...)`.  Building them step by step (`add_trace(row=, col=)`,
+# `add_annotation`, `update_*axes`) validates at every step and costs ten times as much on a
+# grid of panels; the dashboard redraws these on every page switch.
+
+
+def _layout(title: str, x_title: str | None = None, y_title: str | None = None) -> dict:
+    """The projector look as a layout dict (large fonts, white background, legend above the plot)."""
+    layout = {
+        "template": "plotly_white",
+        "title": {"text": title, "x": 0.01, "xanchor": "left"},
+        "font": {"size": FONT_SIZE},
+        "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "right", "x": 1},
+        "margin": {"l": 70, "r": 20, "t": 90, "b": 60},
+        "hovermode": "x unified",
+    }
+    if x_title is not None:
+        layout["xaxis"] = {"title": {"text": x_title}}
+    if y_title is not None:
+        layout["yaxis"] = {"title": {"text": y_title}}
+    return layout
 
 
 def _style(fig: go.Figure, title: str, x_title: str | None = None, y_title: str | None = None) -> go.Figure:
-    fig.update_layout(
-        template="plotly_white",
-        title={"text": title, "x": 0.01, "xanchor": "left"},
-        font={"size": FONT_SIZE},
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "right", "x": 1},
-        margin={"l": 70, "r": 20, "t": 90, "b": 60},
-        hovermode="x unified",
-    )
-    if x_title is not None:
-        fig.update_xaxes(title_text=x_title)
-    if y_title is not None:
-        fig.update_yaxes(title_text=y_title)
-    return fig
+    """`_layout` applied to a figure built trace by trace (one x and one y axis)."""
+    return fig.update_layout(_layout(title, x_title, y_title))
 
 
-def _style_subplots(fig: go.Figure, title: str, *, height: int) -> go.Figure:
-    """`_style` for panel grids: the legend sits above the panel titles instead of on them."""
-    _style(fig, title)
+def _figure(data: list[dict], layout: dict) -> go.Figure:
+    """The figure of `data` (trace dicts) and `layout`, validated once."""
+    return go.Figure(data=data, layout=layout)
+
+
+class _Grid:
+    """A rows x cols grid of x/y panels laid out exactly as `plotly.subplots.make_subplots` does.
+
+    The same axes (`xaxis`, `xaxis2`, ... numbered row by row from the top left), domains,
+    shared-axis `matches` and title annotations, as a plain layout dict: `make_subplots` costs
+    tens of milliseconds per grid, this costs none.  `shared_x`/`shared_y` take True, "rows" or
+    "columns" as `make_subplots` does (True shares x down a column and y along a row).
+    """
+
+    def __init__(self, rows: int, cols: int, *, shared_x: bool | str = False, shared_y: bool | str = False,
+                 h_spacing: float | None = None, v_spacing: float | None = None,
+                 subplot_titles: Sequence[str] = (), column_titles: Sequence[str] = (),
+                 row_titles: Sequence[str] = (), title_size: int = 16):
+        self.rows, self.cols = rows, cols
+        h = 0.2 / cols if h_spacing is None else h_spacing
+        v = 0.3 / rows if v_spacing is None else v_spacing
+        right = 0.98 if row_titles else 1.0  # room for the row titles
+        width = (right - h * (cols - 1)) / cols
+        height = (1.0 - v * (rows - 1)) / rows
+        self.layout: dict = {}
+        domains = {}
+        for r in range(rows):  # r = 0 is the top row
+            for c in range(cols):
+                # summed, not multiplied, and clamped to [0, 1]: the very floats make_subplots gives
+                x0 = sum([width] * c) + c * h
+                y0 = sum([height] * (rows - 1 - r)) + (rows - 1 - r) * v
+                domains[r, c] = ([x0, x0 + width], [min(max(y0, 0.0), 1.0), min(max(y0 + height, 0.0), 1.0)])
+                x, y = self.axes(r + 1, c + 1)
+                self.layout[_axis_key(x)] = {"anchor": y, "domain": domains[r, c][0]}
+                self.layout[_axis_key(y)] = {"anchor": x, "domain": domains[r, c][1]}
+        self._share("x", shared_x)
+        self._share("y", shared_y)
+
+        def title(text: str, x: float, y: float, **where) -> dict:
+            return {"font": {"size": title_size}, "showarrow": False, "text": text, "x": x, "xref": "paper",
+                    "y": y, "yref": "paper", **where}
+
+        top = {"xanchor": "center", "yanchor": "bottom"}
+        cells = [domains[r, c] for r in range(rows) for c in range(cols)]
+        self.layout["annotations"] = (
+            [title(t, sum(xd) / 2, yd[1], **top) for t, (xd, yd) in zip(subplot_titles, cells) if t]
+            + [title(t, sum(domains[0, c][0]) / 2, domains[0, c][1][1], **top)
+               for c, t in enumerate(column_titles) if t]
+            + [title(t, domains[r, cols - 1][0][1], sum(domains[r, cols - 1][1]) / 2, xanchor="left",
+                     yanchor="middle", textangle=90) for r, t in enumerate(row_titles) if t]
+        )
+
+    def axes(self, row: int, col: int) -> tuple[str, str]:
+        """('x3', 'y3'): the axis ids of the panel at 1-based (row, col)."""
+        n = (row - 1) * self.cols + col
+        return ("x", "y") if n == 1 else (f"x{n}", f"y{n}")
+
+    def _share(self, xy: str, shared: bool | str) -> None:
+        i = "xy".index(xy)
+        if shared == "columns" or (xy == "x" and shared is True):  # the bottom panel leads its column
+            groups = [[self.axes(r, c)[i] for r in range(self.rows, 0, -1)] for c in range(1, self.cols + 1)]
+            hide_labels = xy == "x"
+        elif shared == "rows" or (xy == "y" and shared is True):  # the left panel leads its row
+            groups = [[self.axes(r, c)[i] for c in range(1, self.cols + 1)] for r in range(self.rows, 0, -1)]
+            hide_labels = xy == "y"
+        else:
+            return
+        for first, *others in groups:
+            for axis in others:
+                self.layout[_axis_key(axis)]["matches"] = first
+                if hide_labels:
+                    self.layout[_axis_key(axis)]["showticklabels"] = False
+
+    def axis_keys(self, xy: str, row: int | None = None) -> list[str]:
+        """Layout keys of every x (or y) axis, or only those of panels in `row` (1-based)."""
+        rows = range(1, self.rows + 1) if row is None else [row]
+        return [_axis_key(self.axes(r, c)["xy".index(xy)]) for r in rows for c in range(1, self.cols + 1)]
+
+    def on(self, row: int, col: int) -> dict:
+        """The trace keys that put a trace on panel (row, col)."""
+        x, y = self.axes(row, col)
+        return {"xaxis": x, "yaxis": y}
+
+    def domain_refs(self, row: int, col: int) -> dict:
+        """Annotation keys that place x/y in the panel's own 0..1 box."""
+        x, y = self.axes(row, col)
+        return {"xref": f"{x} domain", "yref": f"{y} domain"}
+
+
+def _axis_key(axis_id: str) -> str:
+    """'x3' -> 'xaxis3', 'y' -> 'yaxis'."""
+    return f"{axis_id[0]}axis{axis_id[1:]}"
+
+
+def _grid_layout(title: str, grid: _Grid, *, height: int) -> dict:
+    """`_layout` for panel grids: the legend sits above the panel titles instead of on them."""
+    layout = {**_layout(title), **grid.layout}
     top, bottom = 130, 60
     plot_height = max(height - top - bottom, 1)
-    fig.update_layout(height=height, margin={"t": top, "b": bottom}, legend={"y": 1 + 40 / plot_height})
-    return fig
+    layout["height"] = height
+    layout["margin"].update(t=top, b=bottom)
+    layout["legend"]["y"] = 1 + 40 / plot_height
+    return layout
 
 
-def _hline(fig: go.Figure, x: pd.Series, y: float, name: str, *, color: str = "#555555", dash: str = "dot",
-           label_position: str = "top left", **subplot) -> None:
+def _hline(x: pd.Series, y: float, name: str, *, color: str = "#555555", dash: str = "dot",
+           label_position: str = "top left") -> dict:
     """A labelled horizontal line across the x range of the data, as a trace (works on log axes)."""
     lo, hi = (x.min(), x.max()) if len(x) else (0, 1)
-    fig.add_trace(go.Scatter(
-        x=[lo, hi], y=[y, y], mode="lines+text", name=name, text=["", name], textposition=label_position,
-        textfont={"size": FONT_SIZE - 3, "color": color}, line={"color": color, "dash": dash, "width": 2},
-        hovertemplate=f"{name}<extra></extra>", showlegend=False,
-    ), **subplot)
+    return {
+        "type": "scatter", "x": [lo, hi], "y": [y, y], "mode": "lines+text", "name": name, "text": ["", name],
+        "textposition": label_position, "textfont": {"size": FONT_SIZE - 3, "color": color},
+        "line": {"color": color, "dash": dash, "width": 2}, "hovertemplate": f"{name}<extra></extra>",
+        "showlegend": False,
+    }
 
 
 def empty_figure(title: str, message: str) -> go.Figure:
     """A figure that says why there is nothing to draw (instead of an empty grid)."""
-    fig = go.Figure()
-    fig.add_annotation(text=message, showarrow=False, font={"size": FONT_SIZE + 2}, x=0.5, y=0.5,
-                       xref="paper", yref="paper")
-    fig.update_xaxes(visible=False)
-    fig.update_yaxes(visible=False)
-    return _style(fig, title)
+    layout = _layout(title)
+    layout.update(
+        annotations=[{"text": message, "showarrow": False, "font": {"size": FONT_SIZE + 2}, "x": 0.5, "y": 0.5,
+                      "xref": "paper", "yref": "paper"}],
+        xaxis={"visible": False}, yaxis={"visible": False},
+    )
+    return _figure([], layout)
 
 
 def _runs(df: pd.DataFrame, sort_by: str | None = None) -> list[tuple[str, str, pd.DataFrame]]:
     """(run, label, rows) for each run in order of first appearance (the pick order), rows sorted by `sort_by`."""
     out = []
-    for run in dict.fromkeys(df["run"]):
-        rows = df[df["run"] == run]
+    for run, rows in df.groupby("run", sort=False):
         if sort_by is not None:
             rows = rows.sort_values(sort_by, kind="stable")
         label = str(rows["label"].iloc[0]) if "label" in rows else str(run)
@@ -170,28 +277,29 @@ def perplexity_figure(
     if not _has(epochs, "run", "epoch"):
         return empty_figure(title, "No finished epoch yet")
     xcol = _x_column(epochs, x)
-    fig = go.Figure()
+    data = []
     for run, label, rows in _runs(epochs, "epoch"):
         color = _color(colors, run)
         for column, dash, name in (("train_ppl", "dash", "train"), ("valid_ppl", "solid", "valid")):
             if column not in rows or rows[column].isna().all():
                 continue
-            fig.add_trace(go.Scatter(
-                x=rows[xcol], y=rows[column], mode="lines+markers", name=f"{label} · {name}",
-                legendgroup=run, line={"color": color, "dash": dash, "width": LINE_WIDTH},
-                marker={"size": 7}, hovertemplate=f"{label} {name}: %{{y:.1f}}<extra></extra>",
-            ))
+            data.append({
+                "type": "scatter", "x": rows[xcol], "y": rows[column], "mode": "lines+markers",
+                "name": f"{label} · {name}", "legendgroup": run,
+                "line": {"color": color, "dash": dash, "width": LINE_WIDTH}, "marker": {"size": 7},
+                "hovertemplate": f"{label} {name}: %{{y:.1f}}<extra></extra>",
+            })
     for preset in dict.fromkeys(reference_presets):
         if preset not in PAPER_PERPLEXITY:
             continue
         valid, test = PAPER_PERPLEXITY[preset]
         # valid above its line, test (lower) below its own: the two labels never overlap
         for value, what, where in ((valid, "valid", "top left"), (test, "test", "bottom left")):
-            _hline(fig, epochs[xcol], value, f"paper {preset} {what} {value}", label_position=where)
-    _style(fig, title, X_AXES[xcol], "perplexity" + (" (log scale)" if log_y else ""))
+            data.append(_hline(epochs[xcol], value, f"paper {preset} {what} {value}", label_position=where))
+    layout = _layout(title, X_AXES[xcol], "perplexity" + (" (log scale)" if log_y else ""))
     if log_y:
-        fig.update_yaxes(type="log")
-    return fig
+        layout["yaxis"]["type"] = "log"
+    return _figure(data, layout)
 
 
 def gap_figure(epochs: pd.DataFrame, colors: Mapping[str, str], *, x: str = "epoch") -> go.Figure:
@@ -200,15 +308,15 @@ def gap_figure(epochs: pd.DataFrame, colors: Mapping[str, str], *, x: str = "epo
     if not _has(epochs, "run", "epoch", "train_ppl", "valid_ppl"):
         return empty_figure(title, "No finished epoch yet")
     xcol = _x_column(epochs, x)
-    fig = go.Figure()
-    for run, label, rows in _runs(epochs, "epoch"):
-        fig.add_trace(go.Scatter(
-            x=rows[xcol], y=rows["valid_ppl"] - rows["train_ppl"], mode="lines+markers", name=label,
-            line={"color": _color(colors, run), "width": LINE_WIDTH}, marker={"size": 7},
-            hovertemplate=f"{label}: %{{y:.1f}}<extra></extra>",
-        ))
-    fig.add_hline(y=0, line={"color": "#888888", "width": 1})
-    return _style(fig, title, X_AXES[xcol], "valid − train perplexity")
+    data = [{
+        "type": "scatter", "x": rows[xcol], "y": rows["valid_ppl"] - rows["train_ppl"], "mode": "lines+markers",
+        "name": label, "line": {"color": _color(colors, run), "width": LINE_WIDTH}, "marker": {"size": 7},
+        "hovertemplate": f"{label}: %{{y:.1f}}<extra></extra>",
+    } for run, label, rows in _runs(epochs, "epoch")]
+    layout = _layout(title, X_AXES[xcol], "valid − train perplexity")
+    layout["shapes"] = [{"type": "line", "xref": "x domain", "x0": 0, "x1": 1, "yref": "y", "y0": 0, "y1": 0,
+                         "line": {"color": "#888888", "width": 1}}]  # the zero line
+    return _figure(data, layout)
 
 
 def smooth(values: pd.Series, weight: float) -> pd.Series:
@@ -236,21 +344,21 @@ def loss_figure(
     if not _has(steps, "run", "step", "loss"):
         return empty_figure(title, "No training steps logged yet")
     xcol = x if x in steps.columns and steps[x].notna().any() else "step"
-    fig = go.Figure()
+    data = []
     for run, label, rows in _runs(steps, "step"):
         color = _color(colors, run)
-        fig.add_trace(go.Scatter(
-            x=rows[xcol], y=rows["loss"], mode="lines", name=f"{label} · raw", legendgroup=run,
-            line={"color": color, "width": 1.5}, opacity=0.35 if smoothing > 0 else 1.0,
-            showlegend=smoothing == 0, hovertemplate=f"{label} raw: %{{y:.3f}}<extra></extra>",
-        ))
+        data.append({
+            "type": "scatter", "x": rows[xcol], "y": rows["loss"], "mode": "lines", "name": f"{label} · raw",
+            "legendgroup": run, "line": {"color": color, "width": 1.5}, "opacity": 0.35 if smoothing > 0 else 1.0,
+            "showlegend": smoothing == 0, "hovertemplate": f"{label} raw: %{{y:.3f}}<extra></extra>",
+        })
         if smoothing > 0:
-            fig.add_trace(go.Scatter(
-                x=rows[xcol], y=smooth(rows["loss"], smoothing), mode="lines", name=label,
-                legendgroup=run, line={"color": color, "width": LINE_WIDTH},
-                hovertemplate=f"{label} smoothed: %{{y:.3f}}<extra></extra>",
-            ))
-    return _style(fig, title, {"step": "step", **X_AXES}.get(xcol, xcol), "loss (nats/token)")
+            data.append({
+                "type": "scatter", "x": rows[xcol], "y": smooth(rows["loss"], smoothing), "mode": "lines",
+                "name": label, "legendgroup": run, "line": {"color": color, "width": LINE_WIDTH},
+                "hovertemplate": f"{label} smoothed: %{{y:.3f}}<extra></extra>",
+            })
+    return _figure(data, _layout(title, {"step": "step", **X_AXES}.get(xcol, xcol), "loss (nats/token)"))
 
 
 # --- gradients ----------------------------------------------------------------------------
@@ -263,19 +371,17 @@ def grad_norm_figure(
     title = "Gradient norm before clipping (dotted: clip threshold)"
     if not _has(steps, "run", "step", "grad_norm"):
         return empty_figure(title, "No gradient norms logged yet")
-    fig = go.Figure()
-    for run, label, rows in _runs(steps, "step"):
-        color = _color(colors, run)
-        fig.add_trace(go.Scatter(
-            x=rows["step"], y=rows["grad_norm"], mode="lines", name=label, legendgroup=run,
-            line={"color": color, "width": 2}, hovertemplate=f"{label}: %{{y:.2f}}<extra></extra>",
-        ))
+    data = [{
+        "type": "scatter", "x": rows["step"], "y": rows["grad_norm"], "mode": "lines", "name": label,
+        "legendgroup": run, "line": {"color": _color(colors, run), "width": 2},
+        "hovertemplate": f"{label}: %{{y:.2f}}<extra></extra>",
+    } for run, label, rows in _runs(steps, "step")]
     for clip in sorted({float(c) for c in clips.values() if c is not None and not pd.isna(c)}):
-        _hline(fig, steps["step"], clip, f"clip {clip:g}", color="#222222")
-    _style(fig, title, "step", "‖gradient‖ (L2)")
+        data.append(_hline(steps["step"], clip, f"clip {clip:g}", color="#222222"))
+    layout = _layout(title, "step", "‖gradient‖ (L2)")
     if log_y:
-        fig.update_yaxes(type="log", dtick="D2")
-    return fig
+        layout["yaxis"].update(type="log", dtick="D2")
+    return _figure(data, layout)
 
 
 def layer_grad_figure(layers: pd.DataFrame, colors: Mapping[str, str], *, log_y: bool = True) -> go.Figure:
@@ -286,20 +392,23 @@ def layer_grad_figure(layers: pd.DataFrame, colors: Mapping[str, str], *, log_y:
     names = list(dict.fromkeys(layers["layer"]))
     cols = min(len(names), 2)
     nrows = math.ceil(len(names) / cols)
-    fig = make_subplots(rows=nrows, cols=cols, subplot_titles=names, shared_xaxes=True,
-                        vertical_spacing=0.12 if nrows > 1 else 0.0)
+    grid = _Grid(nrows, cols, subplot_titles=names, shared_x=True, v_spacing=0.12 if nrows > 1 else 0.0)
+    by_layer = dict(iter(layers.groupby("layer", sort=False)))
+    data = []
     for i, name in enumerate(names):
-        for run, label, rows in _runs(layers[layers["layer"] == name], "step"):
-            fig.add_trace(go.Scatter(
-                x=rows["step"], y=rows["norm"], mode="lines", name=label, legendgroup=run,
-                showlegend=i == 0, line={"color": _color(colors, run), "width": 2},
-                hovertemplate=f"{label}: %{{y:.3f}}<extra></extra>",
-            ), row=i // cols + 1, col=i % cols + 1)
-    _style_subplots(fig, title, height=max(400, 280 * nrows))
-    fig.update_xaxes(title_text="step", row=nrows)
+        for run, label, rows in _runs(by_layer[name], "step"):
+            data.append({
+                "type": "scatter", "x": rows["step"], "y": rows["norm"], "mode": "lines", "name": label,
+                "legendgroup": run, "showlegend": i == 0, "line": {"color": _color(colors, run), "width": 2},
+                "hovertemplate": f"{label}: %{{y:.3f}}<extra></extra>", **grid.on(i // cols + 1, i % cols + 1),
+            })
+    layout = _grid_layout(title, grid, height=max(400, 280 * nrows))
+    for key in grid.axis_keys("x", row=nrows):
+        layout[key]["title"] = {"text": "step"}
     if log_y:
-        fig.update_yaxes(type="log", dtick="D2")  # label 1, 2, 5 only: readable in small panels
-    return fig
+        for key in grid.axis_keys("y"):
+            layout[key].update(type="log", dtick="D2")  # label 1, 2, 5 only: readable in small panels
+    return _figure(data, layout)
 
 
 def clipped_fraction_figure(epochs: pd.DataFrame, colors: Mapping[str, str]) -> go.Figure:
@@ -307,15 +416,14 @@ def clipped_fraction_figure(epochs: pd.DataFrame, colors: Mapping[str, str]) -> 
     title = "Fraction of steps clipped per epoch"
     if not _has(epochs, "run", "epoch", "clipped_fraction") or epochs["clipped_fraction"].isna().all():
         return empty_figure(title, "No clipping statistics logged yet")
-    fig = go.Figure()
-    for run, label, rows in _runs(epochs, "epoch"):
-        fig.add_trace(go.Bar(x=rows["epoch"], y=rows["clipped_fraction"], name=label,
-                             marker_color=_color(colors, run),
-                             hovertemplate=f"{label}: %{{y:.1%}}<extra></extra>"))
-    _style(fig, title, "epoch", "fraction clipped")
-    fig.update_layout(barmode="group")
-    fig.update_yaxes(range=[0, 1], tickformat=".0%")
-    return fig
+    data = [{
+        "type": "bar", "x": rows["epoch"], "y": rows["clipped_fraction"], "name": label,
+        "marker": {"color": _color(colors, run)}, "hovertemplate": f"{label}: %{{y:.1%}}<extra></extra>",
+    } for run, label, rows in _runs(epochs, "epoch")]
+    layout = _layout(title, "epoch", "fraction clipped")
+    layout["barmode"] = "group"
+    layout["yaxis"].update(range=[0, 1], tickformat=".0%")
+    return _figure(data, layout)
 
 
 def grad_through_time_figure(gtt: pd.DataFrame, colors: Mapping[str, str], *, epoch: int) -> go.Figure:
@@ -326,21 +434,22 @@ def grad_through_time_figure(gtt: pd.DataFrame, colors: Mapping[str, str], *, ep
     part = gtt[gtt["epoch"] == epoch]
     if part.empty:
         return empty_figure(title, f"No probe at epoch {epoch}")
-    fig = go.Figure()
     dashes = ("solid", "dash", "dot", "dashdot")
     keys = list(dict.fromkeys(zip(part.get("layer", 0), part.get("wrt", ""))))
+    data = []
     for run, label, rows in _runs(part, "k"):
         for j, (layer, wrt) in enumerate(keys):
             sel = rows[(rows.get("layer", 0) == layer) & (rows.get("wrt", "") == wrt)]
             if sel.empty:
                 continue
-            fig.add_trace(go.Scatter(
-                x=sel["k"], y=sel["norm"], mode="lines+markers", name=f"{label} · layer {layer} {wrt}",
-                line={"color": _color(colors, run), "dash": dashes[j % len(dashes)], "width": LINE_WIDTH},
-            ))
-    _style(fig, title, "steps back k", "gradient norm")
-    fig.update_yaxes(type="log")
-    return fig
+            data.append({
+                "type": "scatter", "x": sel["k"], "y": sel["norm"], "mode": "lines+markers",
+                "name": f"{label} · layer {layer} {wrt}",
+                "line": {"color": _color(colors, run), "dash": dashes[j % len(dashes)], "width": LINE_WIDTH},
+            })
+    layout = _layout(title, "steps back k", "gradient norm")
+    layout["yaxis"]["type"] = "log"
+    return _figure(data, layout)
 
 
 # --- gates --------------------------------------------------------------------------------
@@ -368,38 +477,38 @@ def gate_histogram_figure(
         return empty_figure(title, f"No gate statistics for layer {layer} at epoch {epoch}")
     present = [g for g in gate_names if g in set(part["gate"])]
     runs = _runs(layer_rows)  # every run gets its column; one without this epoch yet says so
-    fig = make_subplots(
-        rows=len(present), cols=len(runs), shared_xaxes="rows", vertical_spacing=0.06, horizontal_spacing=0.04,
-        column_titles=[label for _, label, _ in runs], row_titles=[GATE_NAMES.get(g, g) for g in present],
-    )
+    small = FONT_SIZE - 2  # every label on the grid: panel titles and saturation notes
+    grid = _Grid(len(present), len(runs), shared_x="rows", v_spacing=0.06, h_spacing=0.04, title_size=small,
+                 column_titles=[label for _, label, _ in runs], row_titles=[GATE_NAMES.get(g, g) for g in present])
+    data, notes = [], []
     for c, (run, label, rows) in enumerate(runs, start=1):
-        rows = rows[rows["epoch"] == epoch]
-        if rows.empty:
-            fig.add_annotation(text=f"no epoch {epoch} yet", xref="x domain", yref="y domain", x=0.5, y=0.5,
-                               showarrow=False, font={"size": FONT_SIZE}, row=1, col=c)
+        at_epoch = rows[rows["epoch"] == epoch].drop_duplicates("gate").set_index("gate")
+        if at_epoch.empty:
+            notes.append({"text": f"no epoch {epoch} yet", "x": 0.5, "y": 0.5, "showarrow": False,
+                          "font": {"size": small}, **grid.domain_refs(1, c)})
         for r, gate in enumerate(present, start=1):
-            sel = rows[rows["gate"] == gate]
-            if sel.empty:
+            if gate not in at_epoch.index:
                 continue
-            row = sel.iloc[0]
+            row = at_epoch.loc[gate]
             edges = list(row["bin_edges"])
-            widths = [b - a for a, b in zip(edges[:-1], edges[1:])]
+            data.append({
+                "type": "bar", "x": _bin_centers(edges), "y": _fractions(row["counts"]),
+                "width": [b - a for a, b in zip(edges[:-1], edges[1:])], "name": label,
+                "marker": {"color": _color(colors, run)}, "showlegend": False,
+                "hovertemplate": f"{label} {gate}: %{{x:.2f}} → %{{y:.1%}}<extra></extra>", **grid.on(r, c),
+            })
             sat = row.get("saturation")
-            fig.add_trace(go.Bar(
-                x=_bin_centers(edges), y=_fractions(row["counts"]), width=widths, name=label,
-                marker_color=_color(colors, run), showlegend=False,
-                hovertemplate=f"{label} {gate}: %{{x:.2f}} → %{{y:.1%}}<extra></extra>",
-            ), row=r, col=c)
             if sat is not None and not pd.isna(sat):
-                fig.add_annotation(text=f"saturated {float(sat):.0%}", xref="x domain", yref="y domain",
-                                   x=0.5, y=1.0, yanchor="top", showarrow=False, bgcolor="rgba(255,255,255,0.8)",
-                                   font={"size": FONT_SIZE - 4}, row=r, col=c)
-    _style(fig, title)
-    fig.update_layout(height=max(420, 170 * len(present) + 120), bargap=0, hovermode="closest",
-                      margin={"t": 110, "r": 60})
-    fig.update_yaxes(tickformat=".0%", nticks=3)
-    fig.update_annotations(font_size=FONT_SIZE - 2)
-    return fig
+                notes.append({"text": f"saturated {float(sat):.0%}", "x": 0.5, "y": 1.0, "yanchor": "top",
+                              "showarrow": False, "bgcolor": "rgba(255,255,255,0.8)", "font": {"size": small},
+                              **grid.domain_refs(r, c)})
+    layout = {**_layout(title), **grid.layout}
+    layout["annotations"] = grid.layout["annotations"] + notes
+    layout.update(height=max(420, 170 * len(present) + 120), bargap=0, hovermode="closest")
+    layout["margin"].update(t=110, r=60)
+    for key in grid.axis_keys("y"):
+        layout[key].update(tickformat=".0%", nticks=3)
+    return _figure(data, layout)
 
 
 def saturation_figure(gates: pd.DataFrame, colors: Mapping[str, str], *, layer: int,
@@ -414,19 +523,24 @@ def saturation_figure(gates: pd.DataFrame, colors: Mapping[str, str], *, layer: 
         return empty_figure(title, f"No gate statistics for layer {layer}")
     cols = min(len(present), 2)
     nrows = math.ceil(len(present) / cols)
-    fig = make_subplots(rows=nrows, cols=cols, subplot_titles=[GATE_NAMES.get(g, g) for g in present],
-                        shared_xaxes=True, shared_yaxes=True, vertical_spacing=0.14)
+    grid = _Grid(nrows, cols, subplot_titles=[GATE_NAMES.get(g, g) for g in present], shared_x=True,
+                 shared_y=True, v_spacing=0.14)
+    by_gate = dict(iter(part.groupby("gate", sort=False)))
+    data = []
     for i, gate in enumerate(present):
-        for run, label, rows in _runs(part[part["gate"] == gate], "epoch"):
-            fig.add_trace(go.Scatter(
-                x=rows["epoch"], y=rows["saturation"], mode="lines+markers", name=label, legendgroup=run,
-                showlegend=i == 0, line={"color": _color(colors, run), "width": LINE_WIDTH},
-                hovertemplate=f"{label}: %{{y:.1%}}<extra></extra>",
-            ), row=i // cols + 1, col=i % cols + 1)
-    _style_subplots(fig, title, height=max(420, 300 * nrows))
-    fig.update_yaxes(tickformat=".0%", rangemode="tozero")
-    fig.update_xaxes(title_text="epoch (0 = before training)", row=nrows)
-    return fig
+        for run, label, rows in _runs(by_gate[gate], "epoch"):
+            data.append({
+                "type": "scatter", "x": rows["epoch"], "y": rows["saturation"], "mode": "lines+markers",
+                "name": label, "legendgroup": run, "showlegend": i == 0,
+                "line": {"color": _color(colors, run), "width": LINE_WIDTH},
+                "hovertemplate": f"{label}: %{{y:.1%}}<extra></extra>", **grid.on(i // cols + 1, i % cols + 1),
+            })
+    layout = _grid_layout(title, grid, height=max(420, 300 * nrows))
+    for key in grid.axis_keys("y"):
+        layout[key].update(tickformat=".0%", rangemode="tozero")
+    for key in grid.axis_keys("x", row=nrows):
+        layout[key]["title"] = {"text": "epoch (0 = before training)"}
+    return _figure(data, layout)
 
 
 def gate_heatmap_figure(gates: pd.DataFrame, *, run: str, layer: int, gate: str) -> go.Figure:
@@ -443,14 +557,13 @@ def gate_heatmap_figure(gates: pd.DataFrame, *, run: str, layer: int, gate: str)
     width = max(len(row) for row in z)
     z = [row + [0.0] * (width - len(row)) for row in z]
     transposed = [list(col) for col in zip(*z)]  # (bins, epochs)
-    fig = go.Figure(go.Heatmap(
-        x=list(part["epoch"]), y=_bin_centers(edges)[:width], z=transposed, colorscale="Viridis",
-        colorbar={"title": {"text": "share"}, "tickformat": ".0%"},
-        hovertemplate="epoch %{x}, value %{y:.2f}: %{z:.1%}<extra></extra>",
-    ))
-    _style(fig, title, "epoch (0 = before training)", "activation")
-    fig.update_layout(hovermode="closest")
-    return fig
+    layout = _layout(title, "epoch (0 = before training)", "activation")
+    layout["hovermode"] = "closest"
+    return _figure([{
+        "type": "heatmap", "x": list(part["epoch"]), "y": _bin_centers(edges)[:width], "z": transposed,
+        "colorscale": "Viridis", "colorbar": {"title": {"text": "share"}, "tickformat": ".0%"},
+        "hovertemplate": "epoch %{x}, value %{y:.2f}: %{z:.1%}<extra></extra>",
+    }], layout)
 
 
 # --- runs overview ------------------------------------------------------------------------

@@ -148,6 +148,57 @@ def test_gate_histograms_side_by_side_and_normalised():
     assert "no epoch 2 yet" in [a.text for a in fig.layout.annotations]
 
 
+@pytest.mark.parametrize("rows, cols, kwargs", [
+    (6, 2, {"shared_x": "rows", "v_spacing": 0.06, "h_spacing": 0.04,
+            "column_titles": ["run a", "run b"], "row_titles": [plots.GATE_NAMES[g] for g in plots.GATES]}),
+    (1, 3, {"shared_x": "rows", "v_spacing": 0.06, "h_spacing": 0.04, "column_titles": ["a", "", "c"],
+            "row_titles": ["only gate"]}),
+    (2, 2, {"shared_x": True, "shared_y": True, "v_spacing": 0.14, "subplot_titles": ["i", "f", "o"]}),
+    (2, 2, {"shared_x": True, "v_spacing": 0.12, "subplot_titles": ["embedding", "lstm.0", "lstm.1", "decoder"]}),
+    (1, 1, {"shared_x": True, "v_spacing": 0.0, "subplot_titles": ["decoder"]}),
+    (3, 2, {"shared_y": "columns"}),
+])
+def test_grid_lays_out_panels_as_make_subplots_does(rows, cols, kwargs):
+    from plotly.subplots import make_subplots  # the trusted oracle
+
+    names = {"shared_x": "shared_xaxes", "shared_y": "shared_yaxes", "h_spacing": "horizontal_spacing",
+             "v_spacing": "vertical_spacing"}
+    oracle = make_subplots(rows=rows, cols=cols, **{names.get(k, k): v for k, v in kwargs.items()})
+    ours = go.Figure(layout=plots._Grid(rows, cols, **kwargs).layout)
+    for fig in (oracle, ours):
+        fig.layout.template = None
+    assert ours.layout.to_plotly_json() == oracle.layout.to_plotly_json()
+
+
+def test_gate_histogram_puts_each_run_and_gate_in_its_panel():
+    fig = plots.gate_histogram_figure(gates_frame(), COLORS, layer=0, epoch=2)
+    cols = 2  # runs a, b
+    for trace in fig.data:
+        run = "a" if trace.marker.color == COLORS["a"] else "b"
+        gate = trace.hovertemplate.split(" ")[1].split(":")[0]
+        n = plots.GATES.index(gate) * cols + (1 if run == "a" else 2)
+        assert (trace.xaxis, trace.yaxis) == (("x", "y") if n == 1 else (f"x{n}", f"y{n}"))
+    texts = [a.text for a in fig.layout.annotations]
+    assert texts[:2] == ["A", "B"] and texts[2:8] == [plots.GATE_NAMES[g] for g in plots.GATES]
+    assert texts.count("saturated 20%") == 2 * len(plots.GATES)
+    assert {a.font.size for a in fig.layout.annotations} == {plots.FONT_SIZE - 2}
+    assert fig.layout.xaxis2.matches == "x" and fig.layout.yaxis12.tickformat == ".0%"
+
+
+def test_layer_and_saturation_grids_title_the_bottom_row_only():
+    layers = pd.DataFrame([{"run": r, "label": r.upper(), "step": s, "layer": n, "norm": 1.0 + s}
+                           for r in ("a", "b") for s in range(5) for n in ("embedding", "lstm.0", "decoder")])
+    fig = plots.layer_grad_figure(layers, COLORS)
+    assert [t.xaxis for t in fig.data] == ["x", "x", "x2", "x2", "x3", "x3"]
+    assert [t.showlegend for t in fig.data] == [True, True, False, False, False, False]
+    assert (fig.layout.xaxis3.title.text, fig.layout.xaxis4.title.text, fig.layout.xaxis.title.text) == \
+        ("step", "step", None)
+    assert fig.layout.yaxis4.type == "log"
+    sat = plots.saturation_figure(gates_frame(), COLORS, layer=0)
+    assert sat.layout.xaxis3.title.text.startswith("epoch") and sat.layout.yaxis2.matches == "y"
+    assert list(sat.data[0].y) == [0.0, 0.1, 0.2]
+
+
 def test_traces_follow_the_pick_order():
     df = epochs_frame()
     df = pd.concat([df[df.run == "b"], df[df.run == "a"]])

@@ -83,31 +83,41 @@ def _run_frames(root: str, run_id: str, signature: str) -> dict:
     return store.run_frames(Path(root), run_id)
 
 
+def _signature_of(root: Path, run_id: str) -> str:
+    try:
+        return _digest(runs.run_signature(runs.find_run_dir(root, run_id)))
+    except runs.RunStoreError:
+        return ""  # gone or never there: run_frames says so
+
+
 def run_frames(run_id: str) -> dict:
     """The frames of one run (see `pages.shared.store.run_frames`), re-read when its files change."""
     root = runs_root()
-    try:
-        signature = _digest(runs.run_signature(runs.find_run_dir(root, run_id)))
-    except runs.RunStoreError:
-        signature = ""  # gone or never there: run_frames says so
-    return _run_frames(str(root), run_id, signature)
+    return _run_frames(str(root), run_id, _signature_of(root, run_id))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _frames(root: str, kind: str, picked: tuple[tuple[str, str, str], ...]) -> pd.DataFrame:
+    # one cached frame per (kind, picked runs and their signatures): a page switch unpickles only
+    # the frame it draws, not every frame of every picked run
+    parts = []
+    for run_id, label, signature in picked:
+        df = _run_frames(root, run_id, signature).get(kind)
+        if df is None or df.empty:
+            continue
+        df = df.copy()
+        df.insert(0, "label", label)
+        df.insert(0, "run", run_id)
+        parts.append(df)
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
 def frames(run_ids: list[str], kind: str) -> pd.DataFrame:
     """The `kind` frame (epochs, steps, layers, gates, gtt) of several runs, with run and label columns."""
+    root = runs_root()
     labels = run_table().set_index("run")["label"]
-    parts = []
-    for run_id in run_ids:
-        if run_id not in labels.index:
-            continue
-        df = run_frames(run_id).get(kind)
-        if df is None or df.empty:
-            continue
-        df = df.copy()
-        df.insert(0, "label", labels[run_id])
-        df.insert(0, "run", run_id)
-        parts.append(df)
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    picked = tuple((r, labels[r], _signature_of(root, r)) for r in run_ids if r in labels.index)
+    return _frames(str(root), kind, picked)
 
 
 def run_config(run_id: str) -> dict:
