@@ -82,6 +82,13 @@ def _time(step: Callable[[], None], batches: int, device: torch.device) -> float
     return (time.perf_counter() - start) / batches
 
 
+def baseline_dropout(preset: str) -> float:
+    """The baseline's dropout rate: Zaremba's rate for the preset (0.5 medium, 0.65 large, and the
+    default 0.5 for presets trained without dropout), so that `zaremba` is compared with the same
+    model written by hand and trained the same way - masks drawn at the same sites."""
+    return max(build_run_config(preset, placement="zaremba").dropout.rates.values(), default=0.0)
+
+
 Entries = dict[tuple[str, str], tuple[str, Callable[[], None]]]  # (name, step kind) -> (LSTM path, one step)
 
 
@@ -96,7 +103,7 @@ def build_steps(preset: str, placements: Sequence[str], device: torch.device, st
     base = PRESETS[preset]
     batch, bptt, clip = base.train.batch_size, base.train.bptt, base.train.clip
     layers, hidden = base.model.layers, base.model.hidden
-    rate = max(base.dropout.rates.values(), default=0.0)
+    rate = baseline_dropout(preset)
     torch.manual_seed(0)
 
     def add(name: str, path: str, model: nn.Module, forward: Callable) -> None:
@@ -133,9 +140,12 @@ def run_bench(preset: str = "medium", placements: Sequence[str] = PLACEMENT_NAME
         for _ in range(warmup):
             step()
     samples: dict[tuple[str, str], list[float]] = {key: [] for key in entries}
-    for _ in range(rounds):  # interleaved, so noise on a shared machine hits every entry alike
-        for key, (_path, step) in entries.items():
-            samples[key].append(_time(step, batches, dev))
+    keys = list(entries)
+    for r in range(rounds):
+        # interleaved, so noise on a shared machine hits every entry alike; the order rotates
+        # each round, so no entry always runs first (or right after the same neighbour)
+        for key in keys[r % len(keys):] + keys[:r % len(keys)]:
+            samples[key].append(_time(entries[key][1], batches, dev))
 
     base = PRESETS[preset].train
     words = base.batch_size * base.bptt
@@ -160,7 +170,8 @@ def profile_bench(preset: str, placements: Sequence[str], device: str, steps: Se
 
 
 def format_results(results: Sequence[BenchResult], preset: str, device: str) -> str:
-    lines = [f"preset {preset} on {device}: training step (forward, backward, clip, SGD), median of rounds",
+    lines = [f"preset {preset} on {device}: training step (forward, backward, clip, SGD), median of rounds;"
+             f" baseline nn.LSTM with dropout {baseline_dropout(preset):g} at Zaremba's sites",
              f"{'placement':<13} {'path':<9} {'step':<11} {'ms/batch':>9} {'words/s':>10} {'vs nn.LSTM':>11}"]
     for r in results:
         lines.append(f"{r.name:<13} {r.path:<9} {r.step:<11} {r.ms_per_batch:>9.2f} {r.words_per_s:>10.0f}"

@@ -252,7 +252,7 @@ def _bench(args: argparse.Namespace) -> int:
 
     import torch
 
-    from rnnreg.bench import format_results, profile_bench, run_bench
+    from rnnreg.bench import baseline_dropout, format_results, profile_bench, run_bench
     from rnnreg.step_profile import format_profiles
     from rnnreg.fused_cell import cell_kernel
 
@@ -282,6 +282,7 @@ def _bench(args: argparse.Namespace) -> int:
         print(json.dumps({
             "preset": args.preset, "device": args.device, "device_name": device_name, "torch": torch.__version__,
             "threads": torch.get_num_threads(), "batches": args.batches, "rounds": args.rounds, "steps": list(steps),
+            "baseline_dropout": baseline_dropout(args.preset),
             "cell_kernel": cell_kernel(torch.device(args.device)),
             "results": [r.__dict__ for r in results],
             **({"profiles": [dataclasses.asdict(p) for p in profiles]} if args.profile else {}),

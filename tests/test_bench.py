@@ -2,7 +2,9 @@
 
 import json
 
-from rnnreg.bench import BASELINE, PlainLSTM, run_bench
+import torch
+
+from rnnreg.bench import BASELINE, PlainLSTM, baseline_dropout, build_steps, run_bench
 from tests.test_cli import rnnreg
 
 
@@ -22,12 +24,32 @@ def test_baseline_is_a_single_multi_layer_nn_lstm_with_dropout_between_layers():
     assert model.lstm.num_layers == 2 and model.lstm.dropout == 0.5
 
 
+def test_baseline_drops_out_at_zarembas_rate_so_zaremba_is_compared_like_for_like():
+    # the preset's own rates (none for demo) would time zaremba's masks against a model without any
+    assert baseline_dropout("medium") == 0.5 and baseline_dropout("large") == 0.65
+    assert baseline_dropout("demo") == 0.5
+    path, _ = build_steps("demo", [], torch.device("cpu"), ["eager"], vocab=50)[(BASELINE, "eager")]
+    assert path == "nn.LSTM"
+
+
+def test_rounds_rotate_the_order_so_no_entry_always_runs_first(monkeypatch):
+    import rnnreg.bench as bench
+
+    order = []
+    monkeypatch.setattr(bench, "build_steps", lambda *a, **k: {
+        (name, "eager"): ("p", lambda name=name: order.append(name)) for name in (BASELINE, "a", "b")})
+    monkeypatch.setattr(bench, "_time", lambda step, batches, dev: (step(), 0.001)[1])
+    run_bench("demo", ["a", "b"], batches=1, rounds=3, warmup=0)
+    assert order == [BASELINE, "a", "b", "a", "b", BASELINE, "b", BASELINE, "a"]
+
+
 def test_bench_cli_json_and_errors():
     result = rnnreg("bench", "--preset", "demo", "--placements", "none", "--batches", "1", "--rounds", "1", "--json")
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
     assert {r["name"] for r in doc["results"]} == {BASELINE, "none"} and doc["torch"]
     assert doc["steps"] == ["eager"] and doc["results"][0]["step"] == "eager"
+    assert doc["baseline_dropout"] == 0.5
     graph_on_cpu = rnnreg("bench", "--device", "cpu", "--step", "graph")
     assert graph_on_cpu.returncode == 2 and "--step graph needs --device cuda" in graph_on_cpu.stderr
     bad = rnnreg("bench", "--placements", "none,bogus")
