@@ -141,7 +141,8 @@ def _inside(root_resolved: Path, path: Path) -> bool:
 
 
 def _is_run_dir(path: Path) -> bool:
-    return path.is_dir() and any(os.path.lexists(path / marker) for marker in RUN_MARKERS)
+    base = os.fspath(path)
+    return os.path.isdir(base) and any(os.path.lexists(os.path.join(base, marker)) for marker in RUN_MARKERS)
 
 
 def _is_group_dir(path: Path) -> bool:
@@ -873,22 +874,29 @@ def summarize_run(run_dir: str | os.PathLike[str], *, read_only: bool = False, g
 def _run_dirs(root: Path) -> Iterator[tuple[Path, str | None, str | None]]:
     """(run dir, group, problem) for every run under `root`; problem set = do not open it."""
     root_resolved = root.resolve()
-    for entry in sorted(root.iterdir()):
-        if not _valid_segment(entry.name):
-            continue  # hidden (.slots, .creating-*, .trash-*) or not addressable
-        if not _inside(root_resolved, entry):
-            yield entry, None, "symlink pointing outside the runs directory (not followed)"
-        elif _is_run_dir(entry):
-            yield entry, None, None
+
+    def entries(folder: Path) -> list[os.DirEntry]:
+        with os.scandir(folder) as listing:
+            return sorted((e for e in listing if _valid_segment(e.name)), key=lambda e: e.name)
+
+    def inside(entry: os.DirEntry) -> bool:
+        # a directory entry that is no symlink lies where its parent does; only links need resolving
+        return not entry.is_symlink() or _inside(root_resolved, Path(entry.path))
+
+    outside = "symlink pointing outside the runs directory (not followed)"
+    for entry in entries(root):  # hidden (.slots, .creating-*, .trash-*) or unaddressable names skipped
+        path = Path(entry.path)
+        if not inside(entry):
+            yield path, None, outside
+        elif _is_run_dir(path):
+            yield path, None, None
         elif entry.is_dir():
             with contextlib.suppress(OSError):
-                for child in sorted(entry.iterdir()):
-                    if not _valid_segment(child.name):
-                        continue
-                    if not _inside(root_resolved, child):
-                        yield child, entry.name, "symlink pointing outside the runs directory (not followed)"
-                    elif _is_run_dir(child):
-                        yield child, entry.name, None
+                for child in entries(path):
+                    if not inside(child):
+                        yield Path(child.path), entry.name, outside
+                    elif _is_run_dir(Path(child.path)):
+                        yield Path(child.path), entry.name, None
 
 
 def list_runs(root: str | os.PathLike[str]) -> list[RunSummary]:
@@ -926,11 +934,11 @@ def list_runs(root: str | os.PathLike[str]) -> list[RunSummary]:
 
 def run_signature(run_dir: str | os.PathLike[str]) -> tuple[tuple[str, int, int], ...]:
     """(file, mtime_ns, size) of a run's files: a cheap cache key that changes when they do."""
-    run_dir = Path(run_dir)
+    base = os.fspath(run_dir)
     out = []
     for name in (CONFIG_FILE, STATUS_FILE, METRICS_FILE, PROBES_FILE):
         try:
-            st = os.stat(run_dir / name, follow_symlinks=False)
+            st = os.stat(os.path.join(base, name), follow_symlinks=False)
             out.append((name, st.st_mtime_ns, st.st_size))
         except OSError:
             out.append((name, 0, -1))
@@ -943,7 +951,8 @@ def root_signature(root: str | os.PathLike[str]) -> tuple:
     if not root.is_dir():
         return ()
     try:
-        return tuple((str(d.relative_to(root)), run_signature(d)) for d, _g, p in _run_dirs(root) if p is None)
+        return tuple((d.name if g is None else f"{g}/{d.name}", run_signature(d)) for d, g, p in _run_dirs(root)
+                     if p is None)
     except OSError:
         return ()
 
