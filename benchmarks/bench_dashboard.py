@@ -24,7 +24,7 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 from fixtures_runs import make_many  # noqa: E402
 from test_browser import CHROMIUM, CHROMIUM_ARGS, dashboard  # noqa: E402
 
-PAGES = [("Gradients", 3), ("Gates", 3), ("Compare two runs", 1), ("Export", 0), ("Runs", 0), ("Launch", 0),
+PAGES = [("Gradients", 2), ("Gates", 1), ("Compare two runs", 1), ("Export", 0), ("Runs", 0), ("Launch", 0),
          ("Perplexity", 3)]  # the landing page last: a switch is measured from another page
 FIRST_CHART = "document.querySelectorAll('.js-plotly-plot').length >= 1"
 IDLE = ("!document.querySelector(\"[data-testid='stStatusWidget']\")"

@@ -1,4 +1,8 @@
-"""Gates: activation histograms side by side, saturation over epochs, one gate's histogram over epochs."""
+"""Gates: activation histograms side by side, saturation over epochs, one gate's histogram over epochs.
+
+The three views are lazy tabs: only the open one is computed and drawn, so the page stays
+quick with many runs picked (each view is a grid of panels that Plotly draws in the browser).
+"""
 
 import streamlit as st
 
@@ -19,20 +23,28 @@ if gates.empty:
 
 layers = sorted(int(v) for v in gates["layer"].dropna().unique())
 epochs = sorted(int(v) for v in gates["epoch"].dropna().unique())
-common_last = int(gates.groupby("run")["epoch"].max().min())  # the last epoch every picked run has reached
-c1, c2 = st.columns([1, 3])
-layer = c1.selectbox("Layer", layers, key="gates_layer")
-epoch = c2.select_slider("Epoch (0 = before training)", epochs, value=common_last, key="gates_epoch") \
-    if len(epochs) > 1 else epochs[0]
-common.show_figure(plots.gate_histogram_figure(gates, colors, layer=layer, epoch=epoch), key="gates_hist",
-                   file_stem=f"gates-layer{layer}-epoch{epoch}")
-common.show_figure(plots.saturation_figure(gates, colors, layer=layer), key="gates_saturation",
-                   file_stem=f"gate-saturation-layer{layer}")
+layer = st.selectbox("Layer", layers, key="gates_layer")
+histograms, saturation, over_epochs = st.tabs(
+    ["Histograms at an epoch", "Saturation over epochs", "One gate over epochs"], key="gates_view", on_change="rerun")
 
-st.subheader("One gate over epochs")
-with_gates = [r for r in picked if r in set(gates["run"])]
-c1, c2 = st.columns(2)
-run = c1.selectbox("Run", with_gates, format_func=common.labels().get, key="gates_heat_run")
-gate = c2.selectbox("Gate", plots.GATES, format_func=plots.GATE_NAMES.get, index=1, key="gates_heat_gate")
-common.show_figure(plots.gate_heatmap_figure(gates, run=run, layer=layer, gate=gate), key="gates_heatmap",
-                   file_stem=f"gate-{gate}-over-epochs")
+with histograms:
+    if histograms.open:
+        common_last = int(gates.groupby("run")["epoch"].max().min())  # the last epoch every picked run has reached
+        epoch = st.select_slider("Epoch (0 = before training)", epochs, value=common_last, key="gates_epoch") \
+            if len(epochs) > 1 else epochs[0]
+        common.show_figure(plots.gate_histogram_figure(gates, colors, layer=layer, epoch=epoch), key="gates_hist",
+                           file_stem=f"gates-layer{layer}-epoch{epoch}")
+
+with saturation:
+    if saturation.open:
+        common.show_figure(plots.saturation_figure(gates, colors, layer=layer), key="gates_saturation",
+                           file_stem=f"gate-saturation-layer{layer}")
+
+with over_epochs:
+    if over_epochs.open:
+        with_gates = [r for r in picked if r in set(gates["run"])]
+        c1, c2 = st.columns(2)
+        run = c1.selectbox("Run", with_gates, format_func=common.labels().get, key="gates_heat_run")
+        gate = c2.selectbox("Gate", plots.GATES, format_func=plots.GATE_NAMES.get, index=1, key="gates_heat_gate")
+        common.show_figure(plots.gate_heatmap_figure(gates, run=run, layer=layer, gate=gate), key="gates_heatmap",
+                           file_stem=f"gate-{gate}-over-epochs")

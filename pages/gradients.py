@@ -1,4 +1,5 @@
-"""Gradients: global norm before clipping against the clip threshold, per-layer norms, clipping rate."""
+"""Gradients: global norm before clipping against the clip threshold; per-layer norms, clipping
+rate and gradient through time in lazy tabs (only the open one is computed and drawn)."""
 
 import streamlit as st
 
@@ -16,14 +17,26 @@ steps = common.frames(picked, "steps")
 log_y = st.toggle("log y", value=True, key="grad_log")
 clips = {r: common.run_config(r).get("train", {}).get("clip") for r in picked}
 common.show_figure(plots.grad_norm_figure(steps, colors, clips, log_y=log_y), key="grad_norm", file_stem="grad-norm")
-common.show_figure(plots.layer_grad_figure(common.frames(picked, "layers"), colors, log_y=log_y),
-                   key="grad_layers", file_stem="grad-norm-per-layer")
-common.show_figure(plots.clipped_fraction_figure(common.frames(picked, "epochs"), colors),
-                   key="grad_clipped", file_stem="clipped-fraction")
 
-gtt = common.frames(picked, "gtt")
-if not gtt.empty:
-    epochs = sorted(int(e) for e in gtt["epoch"].dropna().unique())
-    epoch = st.select_slider("Epoch", epochs, value=epochs[-1], key="gtt_epoch") if len(epochs) > 1 else epochs[0]
-    common.show_figure(plots.grad_through_time_figure(gtt, colors, epoch=epoch), key="grad_gtt",
-                       file_stem="grad-through-time")
+per_layer, clipped, through_time = st.tabs(
+    ["Per layer", "Steps clipped per epoch", "Gradient through time"], key="grad_view", on_change="rerun")
+with per_layer:
+    if per_layer.open:
+        common.show_figure(plots.layer_grad_figure(common.frames(picked, "layers"), colors, log_y=log_y),
+                           key="grad_layers", file_stem="grad-norm-per-layer")
+with clipped:
+    if clipped.open:
+        common.show_figure(plots.clipped_fraction_figure(common.frames(picked, "epochs"), colors),
+                           key="grad_clipped", file_stem="clipped-fraction")
+with through_time:
+    if through_time.open:
+        gtt = common.frames(picked, "gtt")
+        if gtt.empty:
+            st.info("None of the picked runs has gradient-through-time probes (the trainer records them after "
+                    "every epoch; runs made before the probe existed have none).")
+        else:
+            epochs = sorted(int(e) for e in gtt["epoch"].dropna().unique())
+            epoch = st.select_slider("Epoch", epochs, value=epochs[-1], key="gtt_epoch") if len(epochs) > 1 \
+                else epochs[0]
+            common.show_figure(plots.grad_through_time_figure(gtt, colors, epoch=epoch), key="grad_gtt",
+                               file_stem="grad-through-time")

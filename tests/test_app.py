@@ -26,7 +26,7 @@ from fixtures_runs import (STANDARD_IDS, train_tiny_runs, write_corrupt_run, wri
 REPO = Path(__file__).resolve().parent.parent
 APP = str(REPO / "app.py")
 PAGES = ["runs", "launch", "perplexity", "gradients", "gates", "compare", "export", "sweeps"]
-CHART_PAGES = {"perplexity": 3, "gradients": 3, "gates": 3, "compare": 1}
+CHART_PAGES = {"perplexity": 3, "gradients": 2, "gates": 1, "compare": 1}  # secondary views: lazy tabs
 
 
 @lru_cache(maxsize=1)
@@ -202,6 +202,26 @@ def test_gates_page_epoch_and_layer(store):
     assert "epoch 0" in figures(at)[0]["layout"]["title"]["text"]
     at.selectbox(key="gates_layer").set_value(1).run()
     assert "layer 1" in figures(at)[0]["layout"]["title"]["text"]
+
+
+@pytest.mark.parametrize(("page", "tab_key", "views"), [
+    ("gates", "gates_view", {"Histograms at an epoch": "Gate activations", "Saturation over epochs": "Saturation",
+                             "One gate over epochs": "forget gate f over epochs"}),
+    ("gradients", "grad_view", {"Per layer": "per layer", "Steps clipped per epoch": "clipped",
+                                "Gradient through time": "Gradient through time"}),
+])
+def test_lazy_tabs_draw_only_the_open_view(store, ids, page, tab_key, views):
+    at = app()
+    at.sidebar.multiselect(key="picked_runs").set_value([ids["overfit"], ids["zaremba"]]).run()
+    at.switch_page(f"pages/{page}.py").run()
+    always = 1 if page == "gradients" else 0  # the global norm stays above the tabs
+    for tab, title in views.items():
+        at.session_state[tab_key] = tab
+        at.run()
+        assert_no_exception(at)
+        titles = [f["layout"]["title"]["text"] for f in figures(at)]
+        assert len(titles) == always + 1, (tab, titles)  # the closed tabs' charts are not even built
+        assert title.lower() in titles[-1].lower(), (tab, titles)
 
 
 def test_compare_lists_config_differences(store, ids):

@@ -27,7 +27,11 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-sync", "--no-first-run"]
 SCREENSHOTS = REPO / "artifacts" / "screenshots"
 # url path -> charts the page must draw with the standard store and two runs picked
-PAGES = {"": 3, "runs": 0, "launch": 2, "gradients": 3, "gates": 3, "compare": 1, "export": 0, "sweeps": 0}
+TABS = {  # page -> tab -> words of the chart title the tab draws
+    "gates": {"Saturation over epochs": "saturation", "One gate over epochs": "forget gate f over epochs"},
+    "gradients": {"Per layer": "per layer", "Steps clipped per epoch": "clipped", "Gradient through time": "through time"},
+}
+PAGES = {"": 3, "runs": 0, "launch": 2, "gradients": 2, "gates": 1, "compare": 1, "export": 0, "sweeps": 0}
 # url path -> text that must be visible before the screenshot (besides the charts)
 TEXTS = {"export": "| run | preset |", "runs": "Rename or delete a run", "": "Generalisation gap"}
 
@@ -139,6 +143,14 @@ def test_every_page_renders_in_chromium(runs_dir, tmp_path):
             assert exceptions.count() == 0, f"/{path}: {exceptions.first.inner_text()}"
             assert page.locator(".js-plotly-plot").count() >= charts, f"/{path}: charts missing"
             page.screenshot(path=str(SCREENSHOTS / f"{path or 'perplexity'}.png"))
+            for tab in TABS.get(path, ()):  # lazy tabs: the view is computed and drawn when opened
+                page.get_by_role("tab", name=tab).click()
+                page.wait_for_function(
+                    "([tab]) => [...document.querySelectorAll('.js-plotly-plot .gtitle')]"
+                    ".some(t => t.textContent.toLowerCase().includes(tab))", arg=[TABS[path][tab]], timeout=30_000)
+                wait_until_settled(page, charts)
+                assert page.locator("[data-testid='stException']").count() == 0, f"/{path} {tab}"
+                page.screenshot(path=str(SCREENSHOTS / f"{path}-{TABS[path][tab].replace(' ', '-')}.png"))
         assert not errors, errors
     assert "Traceback" not in log_path.read_text()
 
