@@ -1005,24 +1005,36 @@ class Run:
             return ""
 
     # DataFrames for the dashboard (pandas imported only when asked for) -------
-    def epochs_frame(self):
+    # Each takes the file's records when the caller has read them already (`frames()` reads
+    # metrics.jsonl and probes.jsonl once for all of them); otherwise it reads its own.
+    def frames(self) -> dict:
+        """Every frame below, from one read of metrics.jsonl and one of probes.jsonl."""
+        metrics, probes = self.metrics(("epoch", "step")), self.probes(("gates", "grad_through_time"))
+        return {"epochs": self.epochs_frame(metrics), "steps": self.steps_frame(metrics),
+                "layers": self.layer_grad_norms_frame(metrics), "gates": self.gates_frame(probes),
+                "gtt": self.grad_through_time_frame(probes)}
+
+    def _records(self, kind: str, records: list[dict] | None, reader) -> list[dict]:
+        return reader(kind) if records is None else [r for r in records if r.get("kind") == kind]
+
+    def epochs_frame(self, metrics: list[dict] | None = None):
         """One row per epoch (the last record wins if a resumed run repeated one)."""
         cols = ["epoch", "train_ppl", "valid_ppl", "lr", "seconds", "clipped_fraction", "words", "time"]
-        frame = _frame(self.metrics("epoch"), cols, numeric=cols)
+        frame = _frame(self._records("epoch", metrics, self.metrics), cols, numeric=cols)
         if not frame.empty:
             frame = frame.dropna(subset=["epoch"]).drop_duplicates("epoch", keep="last").sort_values("epoch")
         return frame.reset_index(drop=True)
 
-    def steps_frame(self):
+    def steps_frame(self, metrics: list[dict] | None = None):
         cols = ["step", "epoch", "loss", "grad_norm", "clipped", "lr", "words_per_s", "words", "time"]
-        frame = _frame(self.metrics("step"), cols, numeric=[c for c in cols if c != "clipped"])
+        frame = _frame(self._records("step", metrics, self.metrics), cols, numeric=[c for c in cols if c != "clipped"])
         return frame.dropna(subset=["step"]).reset_index(drop=True)
 
-    def layer_grad_norms_frame(self):
+    def layer_grad_norms_frame(self, metrics: list[dict] | None = None):
         """Long format: step, epoch, layer, grad_norm (from each step's layer_grad_norms)."""
         rows = [
             {"step": r.get("step"), "epoch": r.get("epoch"), "layer": str(name), "grad_norm": value}
-            for r in self.metrics("step")
+            for r in self._records("step", metrics, self.metrics)
             for name, value in _dict(r.get("layer_grad_norms")).items()
         ]
         return _frame(rows, ["step", "epoch", "layer", "grad_norm"], numeric=["step", "epoch", "grad_norm"])
@@ -1030,20 +1042,20 @@ class Run:
     def test_ppl(self) -> float | None:
         return self.summary.test_ppl
 
-    def gates_frame(self):
+    def gates_frame(self, probes: list[dict] | None = None):
         """One row per (epoch, layer, gate): mean, saturation(s), bin_edges, counts."""
         cols = ["epoch", "layer", "gate", "mean", "saturation", "saturation_low", "saturation_high",
                 "bin_edges", "counts"]
-        return _frame(self.probes("gates"), cols,
+        return _frame(self._records("gates", probes, self.probes), cols,
                       numeric=["epoch", "layer", "mean", "saturation", "saturation_low", "saturation_high"])
 
-    def grad_through_time_frame(self):
+    def grad_through_time_frame(self, probes: list[dict] | None = None):
         """Long format: epoch, layer, wrt, k, norm, nonzero (one row per distance k).
 
         `nonzero` (the share of units the gradient reaches) is NaN for records without it.
         """
         rows = []
-        for r in self.probes("grad_through_time"):
+        for r in self._records("grad_through_time", probes, self.probes):
             ks, norms, nonzero = r.get("k"), r.get("norm"), r.get("nonzero")
             if isinstance(ks, list) and isinstance(norms, list):
                 shares = nonzero if isinstance(nonzero, list) and len(nonzero) == len(ks) else [None] * len(ks)

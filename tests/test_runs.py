@@ -560,3 +560,26 @@ def test_format_table(tmp_path):
     state_col = lines[0].index("STATE")
     assert all(line[state_col - 2: state_col] == "  " for line in lines)  # columns aligned
     assert runs.format_table([]) == "no runs"
+
+
+# --------------------------------------------------------------------------- frames
+
+
+def test_frames_reads_each_record_file_once_and_equals_the_frames_one_by_one(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from tests.fixtures_runs import write_run
+
+    write_run(tmp_path, "20261201-000000-framed", placement="zaremba", dropout=0.5, epochs_done=3, state="running")
+    run = runs.load_run(tmp_path, "20261201-000000-framed")
+    one_by_one = {"epochs": run.epochs_frame(), "steps": run.steps_frame(), "layers": run.layer_grad_norms_frame(),
+                  "gates": run.gates_frame(), "gtt": run.grad_through_time_frame()}
+    assert all(not frame.empty for frame in one_by_one.values())  # the fixture has every kind of record
+    reads = []
+    real = runs.read_jsonl
+    monkeypatch.setattr(runs, "read_jsonl", lambda path, *a, **k: reads.append(os.path.basename(path)) or real(path, *a, **k))
+    together = run.frames()
+    assert sorted(reads) == ["metrics.jsonl", "probes.jsonl"]
+    assert together.keys() == one_by_one.keys()
+    for kind, frame in one_by_one.items():
+        pd.testing.assert_frame_equal(together[kind], frame, obj=kind)

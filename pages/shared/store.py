@@ -86,16 +86,12 @@ def run_frames(root: Path, run_id: str) -> dict[str, Any]:
         run = runs.load_run(root, run_id)
     except runs.RunStoreError as err:
         return {"problems": [str(err)], "config": {}, "environment": {}, "status": {}}
-    epochs = run.epochs_frame()
-    epochs["wall_s"] = epochs["time"]  # the trainer's `time`: seconds since training started
-    steps = run.steps_frame()
-    steps["wall_s"] = steps["time"]
-    layers = run.layer_grad_norms_frame().rename(columns={"grad_norm": "norm"})
-    return {
-        "epochs": epochs, "steps": steps, "layers": layers, "gates": run.gates_frame(),
-        "gtt": run.grad_through_time_frame(), "config": run.config, "environment": run.environment,
-        "status": run.status or {}, "problems": list(run.summary.problems),
-    }
+    frames = run.frames()  # each record file read once
+    for kind in ("epochs", "steps"):
+        frames[kind]["wall_s"] = frames[kind]["time"]  # the trainer's `time`: seconds since training started
+    frames["layers"] = frames["layers"].rename(columns={"grad_norm": "norm"})
+    return {**frames, "config": run.config, "environment": run.environment, "status": run.status or {},
+            "problems": list(run.summary.problems)}
 
 
 def epochs_text(done: int, total: object) -> str:
