@@ -1,6 +1,6 @@
 """Dashboard timings in a real browser with 50 runs in the store (a benchmark, not a test).
 
-    python benchmarks/bench_dashboard.py [--runs 50] [--repeat 3]
+    python benchmarks/bench_dashboard.py [--runs 50] [--repeat 3] [--store runs/]
 
 Writes 50 synthetic finished runs (8 epochs, 320 logged steps and gate probes each) to a
 temporary runs directory, starts `streamlit run app.py` headless, and measures in Chromium:
@@ -12,6 +12,7 @@ has stopped).
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import sys
 import tempfile
@@ -46,14 +47,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--repeat", type=int, default=3, help="rounds of page switches")
+    parser.add_argument("--store", type=Path, help="time a copy of this runs directory instead (e.g. runs/,"
+                        " what a fresh install opens on) of --runs synthetic runs")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "runs"
         t = time.perf_counter()
-        make_many(root, args.runs)
-        print(f"store: {args.runs} runs written in {time.perf_counter() - t:.1f} s")
+        if args.store:
+            shutil.copytree(args.store, root, ignore=shutil.ignore_patterns(".*"))
+            print(f"store: a copy of {args.store}")
+        else:
+            make_many(root, args.runs)
+            print(f"store: {args.runs} runs written in {time.perf_counter() - t:.1f} s")
         with dashboard(root, Path(tmp) / "streamlit.log") as url, sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1600, "height": 1000})
