@@ -2,9 +2,12 @@
 
 import streamlit as st
 
-from pages.shared import common
+from pages.shared.warmup import prefetch_plotly
 
 st.set_page_config(page_title="rnnreg: dropout in LSTMs", page_icon=":material/monitoring:", layout="wide")
+prefetch = prefetch_plotly()  # before the heavy imports below: the browser compiles Plotly meanwhile
+
+from pages.shared import common  # noqa: E402  (pandas, the run store)
 
 page = st.navigation({
     "Runs": [
@@ -28,4 +31,8 @@ page = st.navigation({
     ],
 })
 common.sidebar_picker()
+if prefetch is not None:
+    # Gone before the page runs: a page may st.stop(), after which Streamlit drops every
+    # delta.  The browser is fetching Plotly by now; removing the chart does not stop that.
+    prefetch.empty()
 page.run()

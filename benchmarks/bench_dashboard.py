@@ -27,7 +27,8 @@ from test_browser import CHROMIUM, CHROMIUM_ARGS, dashboard  # noqa: E402
 
 PAGES = [("Gradients", 2), ("Gates", 1), ("Compare two runs", 1), ("Export", 0), ("Runs", 0), ("Launch", 0),
          ("Perplexity", 3)]  # the landing page last: a switch is measured from another page
-FIRST_CHART = "document.querySelectorAll('.js-plotly-plot').length >= 1"
+CHARTS = "document.querySelectorAll('.js-plotly-plot .gtitle').length"  # titled: every real chart, not the prefetch
+FIRST_CHART = f"{CHARTS} >= 1"
 IDLE = ("!document.querySelector(\"[data-testid='stStatusWidget']\")"
         " || !document.querySelector(\"[data-testid='stStatusWidget']\").innerText.includes('Running')")
 
@@ -35,7 +36,7 @@ IDLE = ("!document.querySelector(\"[data-testid='stStatusWidget']\")"
 def settle(page, title: str, charts: int) -> None:
     page.wait_for_function(
         "([title, charts]) => [...document.querySelectorAll('h1')].some(h => h.innerText.trim() === title)"
-        " && document.querySelectorAll('.js-plotly-plot').length >= charts",
+        f" && {CHARTS} >= charts",
         arg=[TITLES.get(title, title), charts], timeout=60_000)
     page.wait_for_function(IDLE, timeout=60_000)
 

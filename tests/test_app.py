@@ -119,6 +119,24 @@ def test_empty_store_points_to_launch_and_cli(tmp_path, monkeypatch):
     assert at.get("page_link")
 
 
+def test_plotly_prefetch_is_sent_once_per_session_and_gone_when_the_run_ends(tmp_path, monkeypatch):
+    def script():
+        from pages.shared.warmup import prefetch_plotly
+
+        prefetch_plotly()  # left in place here, to see it
+
+    at = AppTest.from_function(script).run()
+    blank = [json.loads(c.proto.spec) for c in at.sidebar.get("plotly_chart")]
+    assert len(blank) == 1 and blank[0]["layout"]["height"] == 10
+    at.run()
+    assert not at.sidebar.get("plotly_chart")  # a session compiles Plotly once
+    # in the app it is removed at the end of the run, also when the page stops early (empty store)
+    monkeypatch.setenv("RNNREG_RUNS_DIR", str(tmp_path / "nothing-here"))
+    at = app()
+    assert_no_exception(at)
+    assert not at.get("plotly_chart") and at.session_state["_plotly_prefetched"]
+
+
 def test_parallel_coordinates_on_request(store):
     at = app("runs")
     assert not at.get("plotly_chart")  # off by default: it is most of the page's time in a browser
