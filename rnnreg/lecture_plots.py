@@ -14,7 +14,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from rnnreg import lecture
-from rnnreg.plots import PALETTE, empty_figure
+from rnnreg.plots import PALETTE, empty_figure, log_ticks
 
 FONT = 18
 PRESENTATION_FONT = 26
@@ -42,18 +42,6 @@ def _style(fig: go.Figure, title: str, font_size: int, x_title: str | None = Non
     if y_title is not None:
         fig.update_yaxes(title_text=y_title)
     return fig
-
-
-def log_ticks(low: float, high: float) -> list[float]:
-    """1-2-5 tick values covering [low, high] (a log axis with readable, uncluttered labels)."""
-    if not (low > 0 and high > 0):
-        return []
-    ticks, decade = [], math.floor(math.log10(min(low, high)))
-    while 10.0 ** decade <= max(low, high) * 10:
-        ticks += [m * 10.0 ** decade for m in (1, 2, 5)]
-        decade += 1
-    inside = [t for t in ticks if min(low, high) / 1.5 <= t <= max(low, high) * 1.5]
-    return inside if len(inside) <= 10 else inside[::3]
 
 
 def _log_y(fig: go.Figure, values: Sequence[float]) -> None:

@@ -108,6 +108,33 @@ def _style(fig: go.Figure, title: str, x_title: str | None = None, y_title: str 
     return fig.update_layout(_layout(title, x_title, y_title))
 
 
+def log_ticks(low: float, high: float) -> list[float]:
+    """1-2-5 tick values covering [low, high] (a log axis with readable, uncluttered labels)."""
+    if not (low > 0 and high > 0):
+        return []
+    ticks, decade = [], math.floor(math.log10(min(low, high)))
+    while 10.0 ** decade <= max(low, high) * 10:
+        ticks += [m * 10.0 ** decade for m in (1, 2, 5)]
+        decade += 1
+    inside = [t for t in ticks if min(low, high) / 1.5 <= t <= max(low, high) * 1.5]
+    return inside if len(inside) <= 10 else inside[::3]
+
+
+def _log_axis(*values: Iterable) -> dict:
+    """Layout keys of a log axis over `values` whose labels are whole numbers (20, 50, 100, 200).
+
+    Plotly's own log labels print only the leading digit between decades ("2" for 200),
+    which reads as the wrong number on a projector.
+    """
+    finite = [float(v) for series in values for v in series
+              if v is not None and not isinstance(v, str) and math.isfinite(float(v)) and float(v) > 0]
+    ticks = log_ticks(min(finite), max(finite)) if finite else []
+    axis: dict = {"type": "log"}
+    if ticks:
+        axis.update(tickmode="array", tickvals=ticks, ticktext=[f"{t:g}" for t in ticks])
+    return axis
+
+
 def _figure(data: list[dict], layout: dict) -> go.Figure:
     """The figure of `data` (trace dicts) and `layout`, validated once."""
     return go.Figure(data=data, layout=layout)
@@ -298,7 +325,7 @@ def perplexity_figure(
             data.append(_hline(epochs[xcol], value, f"paper {preset} {what} {value}", label_position=where))
     layout = _layout(title, X_AXES[xcol], "perplexity" + (" (log scale)" if log_y else ""))
     if log_y:
-        layout["yaxis"]["type"] = "log"
+        layout["yaxis"].update(_log_axis(*(trace["y"] for trace in data)))
     return _figure(data, layout)
 
 
@@ -380,7 +407,7 @@ def grad_norm_figure(
         data.append(_hline(steps["step"], clip, f"clip {clip:g}", color="#222222"))
     layout = _layout(title, "step", "‖gradient‖ (L2)")
     if log_y:
-        layout["yaxis"].update(type="log", dtick="D2")
+        layout["yaxis"].update(_log_axis(*(trace["y"] for trace in data)))
     return _figure(data, layout)
 
 
@@ -406,8 +433,9 @@ def layer_grad_figure(layers: pd.DataFrame, colors: Mapping[str, str], *, log_y:
     for key in grid.axis_keys("x", row=nrows):
         layout[key]["title"] = {"text": "step"}
     if log_y:
-        for key in grid.axis_keys("y"):
-            layout[key].update(type="log", dtick="D2")  # label 1, 2, 5 only: readable in small panels
+        for key in grid.axis_keys("y"):  # each panel's own range
+            y_id = "y" + key[len("yaxis"):]
+            layout[key].update(_log_axis(*(t["y"] for t in data if t["yaxis"] == y_id)))
     return _figure(data, layout)
 
 
@@ -448,7 +476,7 @@ def grad_through_time_figure(gtt: pd.DataFrame, colors: Mapping[str, str], *, ep
                 "line": {"color": _color(colors, run), "dash": dashes[j % len(dashes)], "width": LINE_WIDTH},
             })
     layout = _layout(title, "steps back k", "gradient norm")
-    layout["yaxis"]["type"] = "log"
+    layout["yaxis"].update(_log_axis(*(trace["y"] for trace in data)))
     return _figure(data, layout)
 
 
@@ -638,7 +666,7 @@ def sweep_bands_figure(epochs: pd.DataFrame, colors: Mapping[str, str], *, y: st
     if epochs["epoch"].max() <= 20:  # whole epochs
         fig.update_xaxes(tickmode="linear", dtick=1)
     if log_y:
-        fig.update_yaxes(type="log", dtick="D2")  # label 1, 2, 5 only
+        fig.update_yaxes(_log_axis(*(trace.y for trace in fig.data)))
     return fig
 
 

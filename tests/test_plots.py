@@ -251,3 +251,20 @@ def test_plots_imports_neither_streamlit_nor_torch():
     code = "import sys, rnnreg.plots; print('streamlit' in sys.modules, 'torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_log_axes_label_whole_numbers_not_leading_digits():
+    # Plotly's own labels between decades print "2" for 200: on a projector that reads as 2
+    epochs = pd.DataFrame({"run": "a", "label": "a", "epoch": [1, 2, 3], "train_ppl": [900.0, 150.0, 45.0],
+                           "valid_ppl": [700.0, 160.0, 130.0]})
+    axis = plots.perplexity_figure(epochs, COLORS, log_y=True, reference_presets=["small"]).layout.yaxis
+    assert axis.type == "log" and axis.tickmode == "array"
+    assert list(axis.ticktext) == [f"{v:g}" for v in axis.tickvals]
+    assert {"50", "100", "200", "500"} <= set(axis.ticktext)
+    assert min(axis.tickvals) <= 45.0 * 1.5 and max(axis.tickvals) >= 900.0 / 1.5  # the data's range
+    layers = pd.DataFrame([{"run": "a", "label": "a", "step": s, "layer": n, "norm": scale * (1 + s)}
+                           for s in range(5) for n, scale in (("embedding", 0.01), ("decoder", 10.0))])
+    fig = plots.layer_grad_figure(layers, COLORS)
+    small, large = fig.layout.yaxis.tickvals, fig.layout.yaxis2.tickvals  # each panel its own range
+    assert max(small) < 0.2 and min(large) >= 5
+    assert plots.log_ticks(0.0, 10.0) == []  # no log axis through zero
