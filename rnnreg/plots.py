@@ -108,19 +108,38 @@ def _style(fig: go.Figure, title: str, x_title: str | None = None, y_title: str 
     return fig.update_layout(_layout(title, x_title, y_title))
 
 
-def log_ticks(low: float, high: float) -> list[float]:
-    """1-2-5 tick values covering [low, high] (a log axis with readable, uncluttered labels)."""
+def log_ticks(low: float, high: float, max_ticks: int = 10) -> list[float]:
+    """1-2-5 tick values covering [low, high] (a log axis with readable, uncluttered labels);
+    finer steps (1, 1.5, 2, 3, ...) where the data spans too little of a decade for three,
+    powers of ten only where 1-2-5 would give more than `max_ticks`."""
     if not (low > 0 and high > 0):
         return []
-    ticks, decade = [], math.floor(math.log10(min(low, high)))
-    while 10.0 ** decade <= max(low, high) * 10:
-        ticks += [m * 10.0 ** decade for m in (1, 2, 5)]
-        decade += 1
-    inside = [t for t in ticks if min(low, high) / 1.5 <= t <= max(low, high) * 1.5]
-    return inside if len(inside) <= 10 else inside[::3]
+    low, high = min(low, high), max(low, high)
+
+    def ticks(mantissas: Sequence[float]) -> list[float]:
+        out, decade = [], math.floor(math.log10(low))
+        while 10.0 ** decade <= high * 10:
+            out += [float(f"{m * 10.0 ** decade:.6g}") for m in mantissas]
+            decade += 1
+        return [t for t in out if low / 1.5 <= t <= high * 1.5]
+
+    if high / low < 3:  # a narrow band (a perplexity plateau): evenly spaced round numbers
+        step = next(m * 10.0 ** e for e in range(math.floor(math.log10(high - low or high)) - 1, 400)
+                    for m in (1, 2, 5) if (high - low) / (m * 10.0 ** e) <= 5)
+        first = math.floor(low / step)
+        return [float(f"{k * step:.6g}") for k in range(first, math.ceil(high / step) + 1) if k > 0]
+    coarse = ticks((1, 2, 5))
+    if sum(low <= t <= high for t in coarse) < 3:
+        fine = ticks((1, 1.5, 2, 3, 4, 5, 6, 7, 8))
+        return fine if len(fine) <= max_ticks else fine[::2]
+    if len(coarse) > max_ticks:
+        coarse = ticks((1,))
+        while len(coarse) > max_ticks:
+            coarse = coarse[::2]
+    return coarse
 
 
-def _log_axis(*values: Iterable) -> dict:
+def _log_axis(*values: Iterable, max_ticks: int = 10) -> dict:
     """Layout keys of a log axis over `values` whose labels are whole numbers (20, 50, 100, 200).
 
     Plotly's own log labels print only the leading digit between decades ("2" for 200),
@@ -128,7 +147,7 @@ def _log_axis(*values: Iterable) -> dict:
     """
     finite = [float(v) for series in values for v in series
               if v is not None and not isinstance(v, str) and math.isfinite(float(v)) and float(v) > 0]
-    ticks = log_ticks(min(finite), max(finite)) if finite else []
+    ticks = log_ticks(min(finite), max(finite), max_ticks) if finite else []
     axis: dict = {"type": "log"}
     if ticks:
         axis.update(tickmode="array", tickvals=ticks, ticktext=[f"{t:g}" for t in ticks])
@@ -435,7 +454,7 @@ def layer_grad_figure(layers: pd.DataFrame, colors: Mapping[str, str], *, log_y:
     if log_y:
         for key in grid.axis_keys("y"):  # each panel's own range
             y_id = "y" + key[len("yaxis"):]
-            layout[key].update(_log_axis(*(t["y"] for t in data if t["yaxis"] == y_id)))
+            layout[key].update(_log_axis(*(t["y"] for t in data if t["yaxis"] == y_id), max_ticks=5))
     return _figure(data, layout)
 
 

@@ -268,3 +268,9 @@ def test_log_axes_label_whole_numbers_not_leading_digits():
     small, large = fig.layout.yaxis.tickvals, fig.layout.yaxis2.tickvals  # each panel its own range
     assert max(small) < 0.2 and min(large) >= 5
     assert plots.log_ticks(0.0, 10.0) == []  # no log axis through zero
+    # a plateau spanning less than a decade still gets several labels, evenly spaced round numbers
+    assert plots.log_ticks(80.0, 95.0) == [80.0, 85.0, 90.0, 95.0]
+    assert plots.log_ticks(140.0, 330.0) == [100.0, 150.0, 200.0, 250.0, 300.0, 350.0]
+    # a small panel spanning 2.3 decades: powers of ten only, not eight crowded labels
+    assert plots.log_ticks(0.05, 10.0, max_ticks=5) == [0.1, 1.0, 10.0]
+    assert len(plots.log_ticks(0.05, 10.0)) == 8
