@@ -741,12 +741,20 @@ def flatten_config(config: Mapping, prefix: str = "") -> dict[str, object]:
 def config_diff(a: Mapping, b: Mapping, *, names: tuple[str, str] = ("A", "B")) -> pd.DataFrame:
     """The settings where two run configs differ (flattened keys), as a table with one row per key."""
     fa, fb = flatten_config(a), flatten_config(b)
+    # An empty section ("dropout.rates": {}) whose entries the other run lists one by one is
+    # left out: those rows already say "—" against each value.
+    fa, fb = _without_empty_sections(fa, fb), _without_empty_sections(fb, fa)
     rows = []
     for key in sorted(set(fa) | set(fb)):
         va, vb = fa.get(key, "—"), fb.get(key, "—")
         if va != vb:
             rows.append({"setting": key, names[0]: _cell(va), names[1]: _cell(vb)})
     return pd.DataFrame(rows, columns=["setting", *names])
+
+
+def _without_empty_sections(flat: Mapping[str, object], other: Mapping[str, object]) -> dict[str, object]:
+    return {key: value for key, value in flat.items()
+            if not (value == {} and any(k.startswith(key + ".") for k in other))}
 
 
 def _cell(value: object) -> str:

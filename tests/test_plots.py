@@ -229,8 +229,13 @@ def test_config_diff_lists_only_differences():
     a = {"preset": "demo", "dropout": {"placement": "none", "rates": {}}, "train": {"seed": 0}}
     b = {"preset": "demo", "dropout": {"placement": "zaremba", "rates": {"input": 0.5}}, "train": {"seed": 0}}
     diff = plots.config_diff(a, b, names=("x", "y"))
-    assert list(diff["setting"]) == ["dropout.placement", "dropout.rates", "dropout.rates.input"]
+    # no "dropout.rates: {} vs —" row: the rates the other run has are listed one by one
+    assert list(diff["setting"]) == ["dropout.placement", "dropout.rates.input"]
     assert diff.set_index("setting").loc["dropout.rates.input", "x"] == "—"
+    both_empty = plots.config_diff({"rates": {}, "seed": 0}, {"rates": {}, "seed": 1})
+    assert list(both_empty["setting"]) == ["seed"]
+    one_sided = plots.config_diff({"extra": {}}, {})  # nothing on the other side spells it out
+    assert one_sided.iloc[0].tolist() == ["extra", "{}", "—"]
 
 
 def test_results_tables():
