@@ -15,7 +15,10 @@ if table.empty:
     st.stop()
 
 search = st.text_input("Search", placeholder="name, id, preset, placement, state …", key="runs_search")
-view = table
+# Your runs first, newest first; then the shipped ones, the paper's models (large, medium,
+# small) before the CPU demo and memory-task runs.  Any column header sorts differently.
+rank = table["preset"].map(common.PRESET_ORDER).fillna(len(common.PRESET_ORDER))
+view = table.assign(_rank=rank.where(table["read_only"].astype(bool), -1)).sort_values("_rank", kind="stable")
 if search:
     text = view[["label", "run", "preset", "placement", "rates", "state", "device"]].astype(str).agg(" ".join, axis=1)
     view = view[text.str.contains(search, case=False, regex=False)]
@@ -27,12 +30,16 @@ shown = pd.DataFrame({
     "best valid": view["best_valid_ppl"], "test": view["test_ppl"], "wall (min)": view["wall_seconds"] / 60,
     "device": view["device"], "problems": view["problems"], "id": view["run"],
 })
+if view["test_accuracy"].notna().any():  # memory-task runs: what they are judged by
+    shown.insert(shown.columns.get_loc("test") + 1, "test recall", view["test_accuracy"] * 100)
 selection = st.dataframe(
     shown, hide_index=True, key="runs_table", on_select="rerun", selection_mode="multi-row",
     column_config={
         "best valid": st.column_config.NumberColumn(format="%.1f", help="lowest validation perplexity"),
         "test": st.column_config.NumberColumn(format="%.1f"),
         "wall (min)": st.column_config.NumberColumn(format="%.1f"),
+        "test recall": st.column_config.NumberColumn(format="%.1f%%",
+                                                     help="memory task: keys recalled on the test set"),
     },
 )
 chosen = [view["run"].iloc[i] for i in selection.selection.rows] if selection else []

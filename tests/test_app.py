@@ -148,6 +148,25 @@ def test_parallel_coordinates_on_request(store):
     assert "placement" in labels and any("valid" in label for label in labels)
 
 
+def test_runs_table_puts_own_runs_first_then_the_papers_models_and_shows_recall(tmp_path, monkeypatch):
+    root = tmp_path / "runs"
+    write_run(root, "20261205-000000-mine", name="mine", seed=9)
+    write_run(root / "reference", "20261210-000000-ref-demo", name="ref demo", seed=1)
+    write_run(root / "reference", "20261201-000000-ref-medium", preset="medium", placement="zaremba",
+              epochs_total=2, name="ref medium", seed=2)
+    recall = write_run(root / "reference", "20261211-000000-ref-memory", preset="memory", epochs_total=2,
+                       name="ref memory", seed=3)
+    with (recall / "metrics.jsonl").open("a") as f:
+        f.write(json.dumps({"kind": "test", "test_ppl": 3.1, "test_accuracy": 0.25}) + "\n")
+    monkeypatch.setenv("RNNREG_RUNS_DIR", str(root))
+    at = app("runs")
+    assert_no_exception(at)
+    table = at.dataframe[0].value
+    assert list(table["name"]) == ["mine", "ref medium", "ref memory", "ref demo"]  # then newest first
+    assert table.set_index("name").loc["ref memory", "test recall"] == 25.0
+    assert table["test recall"].isna().sum() == 3
+
+
 def test_broken_runs_are_listed_with_their_reason(store, ids):
     at = app("runs")
     warnings = " ".join(w.body for w in at.warning)
