@@ -1,4 +1,5 @@
-"""Sweeps: each sweep's progress, its placement x rate matrix, curves grouped by config with seed bands."""
+"""Sweeps: each sweep's progress, its placement x rate (or x delay) matrix, curves grouped by config
+with seed bands; memory-task sweeps in recall instead of perplexity."""
 
 import json
 
@@ -29,16 +30,27 @@ def show_sweep(name: str) -> None:
         column.metric(state if state != "failed" else "failed / diverged / cancelled",
                       int(counts.get(state, 0)) + int(extra))
     st.progress(int(counts.get("finished", 0)) / max(len(members), 1), text=f"{len(members)} runs")
-    common.show_figure(plots.sweep_matrix_figure(members), key=f"sweep_matrix_{name}",
-                       file_stem=f"sweep-{name}-matrix")
-    groups = (members["placement"] + " " + members["rates"]).rename("group")
+    # A memory-task sweep is judged by recall, and its runs differ by delay as well as placement:
+    # runs at different delays are different configs, never seeds of one.
+    memory = bool(len(members)) and members["task"].eq("memory").all()
+    by_delay = memory and members["delay"].nunique() > 1
+    common.show_figure(plots.sweep_matrix_figure(members, column="delay" if by_delay else "dropout",
+                                                 value="test_accuracy" if memory else "best_valid_ppl"),
+                       key=f"sweep_matrix_{name}", file_stem=f"sweep-{name}-matrix")
+    groups = members["placement"] + " " + members["rates"]
+    if by_delay:
+        groups = groups + " · T=" + members["delay"].astype("Int64").astype(str)
+    groups = groups.rename("group")
     epochs = common.frames(list(members["run"]), "epochs")
     if not epochs.empty:
         epochs = epochs.merge(pd.DataFrame({"run": members["run"], "group": groups}), on="run")
     colors = plots.assign_colors(sorted(groups.unique()))
-    log_y = st.toggle("log y", value=True, key=f"sweep_log_{name}")
-    common.show_figure(plots.sweep_bands_figure(epochs, colors, log_y=log_y), key=f"sweep_bands_{name}",
-                       file_stem=f"sweep-{name}-bands")
+    if memory and "valid_accuracy" in epochs:
+        figure = plots.sweep_bands_figure(epochs, colors, y="valid_accuracy", log_y=False)
+    else:
+        log_y = st.toggle("log y", value=True, key=f"sweep_log_{name}")
+        figure = plots.sweep_bands_figure(epochs, colors, log_y=log_y)
+    common.show_figure(figure, key=f"sweep_bands_{name}", file_stem=f"sweep-{name}-bands")
 
 
 if names:

@@ -616,23 +616,33 @@ def gate_heatmap_figure(gates: pd.DataFrame, *, run: str, layer: int, gate: str)
 # --- runs overview ------------------------------------------------------------------------
 
 
-def sweep_matrix_figure(results: pd.DataFrame) -> go.Figure:
-    """Placement x dropout rate heat map of best validation perplexity, mean (and sd) over seeds.
+# What a sweep's runs are judged by: (name in titles, colour-bar title, higher is better, scale).
+SWEEP_METRICS: Mapping[str, tuple[str, str, bool, float]] = {
+    "best_valid_ppl": ("Best validation perplexity", "valid ppl", False, 1.0),
+    "test_accuracy": ("Test recall (memory task)", "recall %", True, 100.0),
+}
+SWEEP_COLUMNS: Mapping[str, str] = {"dropout": "dropout rate (primary sites)", "delay": "delay T (memory task)"}
 
-    `results`: one row per finished run with placement, dropout, best_valid_ppl.
+
+def sweep_matrix_figure(results: pd.DataFrame, *, column: str = "dropout", value: str = "best_valid_ppl") -> go.Figure:
+    """Placement x `column` (dropout rate, or the memory task's delay) heat map of `value`, mean
+    (and sd) over the runs of a cell - the seeds, when the sweep varies nothing else.
+
+    `results`: one row per run with placement, `column` and `value` (NaN until it finishes).
     """
-    title = "Best validation perplexity: placement x rate (mean over seeds)"
-    if not _has(results, "placement", "dropout", "best_valid_ppl") or results["best_valid_ppl"].dropna().empty:
+    name, bar_title, higher_is_better, scale = SWEEP_METRICS[value]
+    title = f"{name}: placement x {SWEEP_COLUMNS.get(column, column).split(' (')[0]} (mean over seeds)"
+    if not _has(results, "placement", column, value) or results[value].dropna().empty:
         return empty_figure(title, "No finished runs in this sweep yet")
-    done = results.dropna(subset=["best_valid_ppl"])
-    stats = done.groupby(["placement", "dropout"])["best_valid_ppl"].agg(["mean", "std", "count"]).reset_index()
+    done = results.dropna(subset=[value]).assign(_value=lambda d: d[value] * scale)
+    stats = done.groupby(["placement", column])["_value"].agg(["mean", "std", "count"]).reset_index()
     placements = sorted(stats["placement"].unique())
-    rates = sorted(stats["dropout"].unique())
+    columns = sorted(stats[column].unique())
     z, text = [], []
     for placement in placements:
         row_z, row_text = [], []
-        for rate in rates:
-            cell = stats[(stats["placement"] == placement) & (stats["dropout"] == rate)]
+        for col in columns:
+            cell = stats[(stats["placement"] == placement) & (stats[column] == col)]
             if cell.empty:
                 row_z.append(None)
                 row_text.append("")
@@ -643,11 +653,11 @@ def sweep_matrix_figure(results: pd.DataFrame) -> go.Figure:
         z.append(row_z)
         text.append(row_text)
     fig = go.Figure(go.Heatmap(
-        z=z, x=[f"{r:g}" for r in rates], y=placements, text=text, texttemplate="%{text}",
-        colorscale="Viridis", reversescale=True, colorbar={"title": {"text": "valid ppl"}},
-        hovertemplate="%{y} at %{x}: %{text}<extra></extra>",
+        z=z, x=[f"{c:g}" for c in columns], y=placements, text=text, texttemplate="%{text}",
+        colorscale="Viridis", reversescale=not higher_is_better,  # the better cells always light
+        colorbar={"title": {"text": bar_title}}, hovertemplate="%{y} at %{x}: %{text}<extra></extra>",
     ))
-    _style(fig, title, "dropout rate (primary sites)", "placement")
+    _style(fig, title, SWEEP_COLUMNS.get(column, column), "placement")
     fig.update_xaxes(type="category")
     fig.update_layout(height=max(320, 70 * len(placements) + 160), hovermode="closest")
     return fig
@@ -655,12 +665,14 @@ def sweep_matrix_figure(results: pd.DataFrame) -> go.Figure:
 
 def sweep_bands_figure(epochs: pd.DataFrame, colors: Mapping[str, str], *, y: str = "valid_ppl",
                        log_y: bool = True) -> go.Figure:
-    """Validation perplexity per epoch for each config of a sweep: mean over seeds and a ±1 sd band.
+    """Validation perplexity (or, `y="valid_accuracy"`, recall) per epoch for each config of a sweep:
+    mean over seeds and a ±1 sd band.
 
     `epochs`: columns group (a config's label, the same for its seeds), run, epoch and `y`;
     `colors`: group -> colour.
     """
-    title = "Validation perplexity by config: mean ± sd over seeds"
+    what = "validation recall" if y == "valid_accuracy" else "validation perplexity"
+    title = f"{what.capitalize()} by config: mean ± sd over seeds"
     if not _has(epochs, "group", "run", "epoch", y) or epochs.empty:
         return empty_figure(title, "No epochs recorded in this sweep yet")
     fig = go.Figure()
@@ -677,7 +689,9 @@ def sweep_bands_figure(epochs: pd.DataFrame, colors: Mapping[str, str], *, y: st
         seeds = int(part["run"].nunique())
         fig.add_trace(go.Scatter(x=x, y=list(stats["mean"]), mode="lines+markers", line={"color": color},
                                  name=f"{group} (n={seeds})", legendgroup=str(group)))
-    _style(fig, title, "epoch", "validation perplexity" + (" (log scale)" if log_y else ""))
+    _style(fig, title, "epoch", what + (" (log scale)" if log_y else ""))
+    if y == "valid_accuracy":
+        fig.update_yaxes(tickformat=".0%", range=[0, 1.05])
     # one legend entry per config can be long: below the plot, clear of the title
     fig.update_layout(legend={"orientation": "h", "yanchor": "top", "y": -0.22, "xanchor": "left", "x": 0},
                       margin={"b": 60 + 28 * epochs["group"].nunique()},

@@ -80,3 +80,45 @@ def test_sweep_form_reports_a_bad_spec_and_launches_a_good_one_once(sweep_store,
     at.form_submit_button[0].click().run()
     assert "started 0" in at.success[0].value and "already there 4" in at.success[0].value
     assert len(list_runs(sweep_store)) == 4
+
+
+def test_memory_sweep_matrix_is_recall_by_delay_with_the_best_cells_light():
+    results = pd.DataFrame({"placement": ["zaremba", "zaremba", "recurrent-cell", "recurrent-cell"],
+                            "delay": [2, 20, 2, 20], "test_accuracy": [1.0, 0.99, 1.0, 0.094]})
+    fig = plots.sweep_matrix_figure(results, column="delay", value="test_accuracy")
+    heat = fig.data[0]
+    assert list(heat.x) == ["2", "20"] and list(heat.y) == ["recurrent-cell", "zaremba"]
+    assert heat.z[0][1] == pytest.approx(9.4) and heat.z[1][0] == 100.0  # percent, one cell per delay
+    assert "n=1" in heat.text[0][1]  # delays are not pooled as if they were seeds
+    assert not heat.reversescale and fig.layout.title.text.startswith("Test recall")
+    assert fig.layout.xaxis.title.text.startswith("delay T")
+    ppl = plots.sweep_matrix_figure(pd.DataFrame({"placement": ["a"], "dropout": [0.5], "best_valid_ppl": [90.0]}))
+    assert ppl.data[0].reversescale  # lower perplexity is better: light as well
+
+
+def test_recall_bands_are_in_percent_without_a_log_axis():
+    epochs = pd.DataFrame({"group": ["a", "a"], "run": ["r1", "r2"], "epoch": [1, 1], "valid_accuracy": [0.5, 0.7]})
+    fig = plots.sweep_bands_figure(epochs, {"a": "#123456"}, y="valid_accuracy", log_y=False)
+    assert fig.layout.title.text.startswith("Validation recall") and fig.layout.yaxis.tickformat == ".0%"
+    assert list(fig.data[1].y) == [pytest.approx(0.6)]
+
+
+def test_the_shipped_memory_sweep_shows_recall_per_placement_and_delay(tmp_path, monkeypatch):
+    import shutil
+
+    shipped = [d for d in (Path(APP).parent / "runs" / "reference").iterdir() if "memory-recall" in d.name]
+    if not shipped:
+        pytest.skip("the memory sweep is not shipped in this checkout")
+    for run in shipped:
+        shutil.copytree(run, tmp_path / "reference" / run.name)
+    monkeypatch.setenv("RNNREG_RUNS_DIR", str(tmp_path))
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page("pages/sweeps.py").run()
+    assert not at.exception
+    matrix, bands = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    heat = matrix["data"][0]
+    assert matrix["layout"]["title"]["text"].startswith("Test recall")
+    assert heat["x"] == ["2", "5", "10", "20"] and "recurrent-cell" in heat["y"]
+    assert all("n=1" in cell for row in heat["text"] for cell in row if cell)  # one run per placement and delay
+    assert bands["layout"]["title"]["text"].startswith("Validation recall")
+    assert any("T=20" in t.get("name", "") for t in bands["data"])
