@@ -352,10 +352,21 @@ def category(presets: Iterable[str], placements: Iterable[str]) -> list[str]:
 CHECKPOINT_FILES = ("config.json", "vocab.json", "checkpoint.safetensors")  # what rnnreg.inspect_model loads
 
 
+_PAPER_MODELS = {"large": 0, "medium": 1, "small": 2}  # then demo and anything else
+
+
 def checkpoint_runs(table: pd.DataFrame) -> list[str]:
-    """Runs that have a checkpoint to poke (finished first, reference runs included)."""
+    """Runs that have a checkpoint to poke, best first: finished before unfinished, language
+    models before memory-task runs (an English sentence means nothing to those), your runs
+    before shipped ones, the paper's larger models first; otherwise newest first (the table's order)."""
     if table.empty:
         return []
     has = table["path"].map(lambda p: all((Path(p) / name).is_file() for name in CHECKPOINT_FILES))
     rows = table[has & (table["problems"] == "")]
-    return list(pd.concat([rows[rows["state"] == "finished"], rows[rows["state"] != "finished"]])["run"])
+    task = rows["task"] if "task" in rows else pd.Series("lm", index=rows.index)
+    read_only = rows["read_only"].astype(bool) if "read_only" in rows else pd.Series(False, index=rows.index)
+    order = pd.DataFrame({
+        "unfinished": rows["state"] != "finished", "memory": task == "memory", "shipped": read_only,
+        "size": rows["preset"].map(_PAPER_MODELS).fillna(len(_PAPER_MODELS)).where(read_only, 0),
+    }, index=rows.index)
+    return list(rows.loc[order.sort_values(list(order.columns), kind="stable").index, "run"])

@@ -287,3 +287,25 @@ def test_memory_step_shows_real_memory_runs_and_launches_the_live_set_once(tmp_p
     assert len({c[2] for c in calls}) == 8  # a request id each: a rerun or double click cannot start them twice
     at.button(key="lecture_memory_live").click().run()
     assert len(calls) == 16 and len({c[2] for c in calls}) == 16  # a second click is a second, new set
+
+
+def test_poke_offers_a_language_model_first_not_the_newest_memory_run(tmp_path):
+    from rnnreg.lecture import CHECKPOINT_FILES
+
+    rows = []
+    for run, preset, task, state, read_only in (
+        ("memory-new", "memory", "memory", "finished", True),   # newest first, as the table lists them
+        ("demo-ref", "demo", "lm", "finished", True),
+        ("small-ref", "small", "lm", "finished", True),
+        ("mine-running", "demo", "lm", "running", False),
+        ("mine", "demo", "lm", "finished", False),
+        ("no-checkpoint", "small", "lm", "finished", False),
+    ):
+        path = tmp_path / run
+        path.mkdir()
+        for name in CHECKPOINT_FILES if run != "no-checkpoint" else ():
+            (path / name).write_text("x")
+        rows.append({"run": run, "path": str(path), "preset": preset, "task": task, "state": state,
+                     "read_only": read_only, "problems": ""})
+    assert lecture.checkpoint_runs(pd.DataFrame(rows)) == ["mine", "small-ref", "demo-ref", "memory-new",
+                                                           "mine-running"]
