@@ -15,10 +15,7 @@ if table.empty:
     st.stop()
 
 search = st.text_input("Search", placeholder="name, id, preset, placement, state …", key="runs_search")
-# Your runs first, newest first; then the shipped ones, the paper's models (large, medium,
-# small) before the CPU demo and memory-task runs.  Any column header sorts differently.
-rank = table["preset"].map(common.PRESET_ORDER).fillna(len(common.PRESET_ORDER))
-view = table.assign(_rank=rank.where(table["read_only"].astype(bool), -1)).sort_values("_rank", kind="stable")
+view = common.browsing_order(table)  # any column header sorts differently
 if search:
     text = view[["label", "run", "preset", "placement", "rates", "state", "device"]].astype(str).agg(" ".join, axis=1)
     view = view[text.str.contains(search, case=False, regex=False)]

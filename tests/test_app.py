@@ -165,6 +165,8 @@ def test_runs_table_puts_own_runs_first_then_the_papers_models_and_shows_recall(
     assert list(table["name"]) == ["mine", "ref medium", "ref memory", "ref demo"]  # then newest first
     assert table.set_index("name").loc["ref memory", "test recall"] == 25.0
     assert table["test recall"].isna().sum() == 3
+    picker = at.sidebar.multiselect(key="picked_runs")  # the sidebar lists them in the same order
+    assert picker.options[:4] == [picker.format_func(r) for r in table["id"]]
 
 
 def test_broken_runs_are_listed_with_their_reason(store, ids):

@@ -196,6 +196,13 @@ FILTERS = (("preset", "Preset"), ("placement", "Placement"), ("state", "State"))
 PRESET_ORDER = {"large": 0, "medium": 1, "small": 2}  # the paper's models before the CPU demo runs
 
 
+def browsing_order(table: pd.DataFrame) -> pd.DataFrame:
+    """`table` (newest first) with your runs first, then the shipped ones, the paper's models
+    (large, medium, small) before the CPU demo and memory-task runs."""
+    rank = table["preset"].map(PRESET_ORDER).fillna(len(PRESET_ORDER)).where(table["read_only"].astype(bool), -1)
+    return table.assign(_rank=rank).sort_values("_rank", kind="stable").drop(columns="_rank")
+
+
 def _default_pick(table: pd.DataFrame) -> list[str]:
     """Two runs with curves, so a dashboard shows something at once: your two newest runs, or on
     a fresh install the shipped contrast - no dropout beside Zaremba's dropout, each the largest
@@ -234,7 +241,7 @@ def sidebar_picker() -> None:
                 chosen = st.multiselect(title, sorted(table[column].astype(str).unique()), key=f"filter_{column}")
                 if chosen:
                     mask &= table[column].astype(str).isin(chosen)
-        listed = list(table["run"][mask])
+        listed = list(browsing_order(table[mask])["run"])
         options = listed + [r for r in st.session_state[PICKED] if r not in listed]
         labels = table.set_index("run")["label"].to_dict()
         states = table.set_index("run")["state"].to_dict()
