@@ -199,7 +199,8 @@ PRESET_ORDER = {"large": 0, "medium": 1, "small": 2}  # the paper's models befor
 def browsing_order(table: pd.DataFrame) -> pd.DataFrame:
     """`table` (newest first) with your runs first, then the shipped ones, the paper's models
     (large, medium, small) before the CPU demo and memory-task runs."""
-    rank = table["preset"].map(PRESET_ORDER).fillna(len(PRESET_ORDER)).where(table["read_only"].astype(bool), -1)
+    shipped = table["read_only"].astype(bool)
+    rank = table["preset"].map(PRESET_ORDER).fillna(len(PRESET_ORDER)).where(shipped, -1)
     return table.assign(_rank=rank).sort_values("_rank", kind="stable").drop(columns="_rank")
 
 
