@@ -219,7 +219,8 @@ def _default_pick(table: pd.DataFrame) -> list[str]:
         ranked = rows.assign(_rank=rows["preset"].map(PRESET_ORDER).fillna(len(PRESET_ORDER)))
         return [ranked.sort_values(["_rank", "created_at"], kind="stable")["run"].iloc[0]]
 
-    pick = largest(with_data[with_data["placement"] == "none"]) + largest(with_data[with_data["placement"] == "zaremba"])
+    pick = largest(with_data[with_data["placement"] == "none"]) \
+        + largest(with_data[with_data["placement"] == "zaremba"])
     return pick if len(pick) == 2 else list(with_data["run"][:2])
 
 
