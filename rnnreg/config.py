@@ -142,6 +142,8 @@ PRESETS: Mapping[str, RunConfig] = {
     ),
 }
 PRESET_NAMES: tuple[str, ...] = tuple(PRESETS)
+# Where lists of runs put the paper's models: the larger first, then demo, memory and the rest.
+PAPER_MODEL_ORDER: Mapping[str, int] = {"large": 0, "medium": 1, "small": 2}
 
 
 def lr_at_epoch(train: TrainConfig, epoch: int) -> float:

@@ -352,9 +352,6 @@ def category(presets: Iterable[str], placements: Iterable[str]) -> list[str]:
 CHECKPOINT_FILES = ("config.json", "vocab.json", "checkpoint.safetensors")  # what rnnreg.inspect_model loads
 
 
-_PAPER_MODELS = {"large": 0, "medium": 1, "small": 2}  # then demo and anything else
-
-
 def checkpoint_runs(table: pd.DataFrame) -> list[str]:
     """Runs that have a checkpoint to poke, best first: finished before unfinished, language
     models before memory-task runs (an English sentence means nothing to those), your runs
@@ -367,6 +364,6 @@ def checkpoint_runs(table: pd.DataFrame) -> list[str]:
     read_only = rows["read_only"].astype(bool) if "read_only" in rows else pd.Series(False, index=rows.index)
     order = pd.DataFrame({
         "unfinished": rows["state"] != "finished", "memory": task == "memory", "shipped": read_only,
-        "size": rows["preset"].map(_PAPER_MODELS).fillna(len(_PAPER_MODELS)).where(read_only, 0),
+        "size": rows["preset"].map(cfg.PAPER_MODEL_ORDER).fillna(len(cfg.PAPER_MODEL_ORDER)).where(read_only, 0),
     }, index=rows.index)
     return list(rows.loc[order.sort_values(list(order.columns), kind="stable").index, "run"])

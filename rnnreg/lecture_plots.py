@@ -6,7 +6,6 @@ blow everything up for a projector.
 
 from __future__ import annotations
 
-import math
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -14,7 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from rnnreg import lecture
-from rnnreg.plots import PALETTE, empty_figure, log_ticks
+from rnnreg.plots import PALETTE, empty_figure, log_axis
 
 FONT = 18
 PRESENTATION_FONT = 26
@@ -45,9 +44,7 @@ def _style(fig: go.Figure, title: str, font_size: int, x_title: str | None = Non
 
 
 def _log_y(fig: go.Figure, values: Sequence[float]) -> None:
-    finite = [float(v) for v in values if v is not None and math.isfinite(float(v)) and float(v) > 0]
-    ticks = log_ticks(min(finite), max(finite)) if finite else []
-    fig.update_yaxes(type="log", tickvals=ticks or None, ticktext=[f"{t:g}" for t in ticks] or None)
+    fig.update_yaxes(log_axis(values))
 
 
 # --------------------------------------------------------------------------- 1 overfitting

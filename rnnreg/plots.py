@@ -139,7 +139,7 @@ def log_ticks(low: float, high: float, max_ticks: int = 10) -> list[float]:
     return coarse
 
 
-def _log_axis(*values: Iterable, max_ticks: int = 10) -> dict:
+def log_axis(*values: Iterable, max_ticks: int = 10) -> dict:
     """Layout keys of a log axis over `values` whose labels are whole numbers (20, 50, 100, 200).
 
     Plotly's own log labels print only the leading digit between decades ("2" for 200),
@@ -344,7 +344,7 @@ def perplexity_figure(
             data.append(_hline(epochs[xcol], value, f"paper {preset} {what} {value}", label_position=where))
     layout = _layout(title, X_AXES[xcol], "perplexity" + (" (log scale)" if log_y else ""))
     if log_y:
-        layout["yaxis"].update(_log_axis(*(trace["y"] for trace in data)))
+        layout["yaxis"].update(log_axis(*(trace["y"] for trace in data)))
     return _figure(data, layout)
 
 
@@ -426,7 +426,7 @@ def grad_norm_figure(
         data.append(_hline(steps["step"], clip, f"clip {clip:g}", color="#222222"))
     layout = _layout(title, "step", "‖gradient‖ (L2)")
     if log_y:
-        layout["yaxis"].update(_log_axis(*(trace["y"] for trace in data)))
+        layout["yaxis"].update(log_axis(*(trace["y"] for trace in data)))
     return _figure(data, layout)
 
 
@@ -454,7 +454,7 @@ def layer_grad_figure(layers: pd.DataFrame, colors: Mapping[str, str], *, log_y:
     if log_y:
         for key in grid.axis_keys("y"):  # each panel's own range
             y_id = "y" + key[len("yaxis"):]
-            layout[key].update(_log_axis(*(t["y"] for t in data if t["yaxis"] == y_id), max_ticks=5))
+            layout[key].update(log_axis(*(t["y"] for t in data if t["yaxis"] == y_id), max_ticks=5))
     return _figure(data, layout)
 
 
@@ -495,7 +495,7 @@ def grad_through_time_figure(gtt: pd.DataFrame, colors: Mapping[str, str], *, ep
                 "line": {"color": _color(colors, run), "dash": dashes[j % len(dashes)], "width": LINE_WIDTH},
             })
     layout = _layout(title, "steps back k", "gradient norm")
-    layout["yaxis"].update(_log_axis(*(trace["y"] for trace in data)))
+    layout["yaxis"].update(log_axis(*(trace["y"] for trace in data)))
     return _figure(data, layout)
 
 
@@ -621,7 +621,9 @@ SWEEP_METRICS: Mapping[str, tuple[str, str, bool, float]] = {
     "best_valid_ppl": ("Best validation perplexity", "valid ppl", False, 1.0),
     "test_accuracy": ("Test recall (memory task)", "recall %", True, 100.0),
 }
-SWEEP_COLUMNS: Mapping[str, str] = {"dropout": "dropout rate (primary sites)", "delay": "delay T (memory task)"}
+# A sweep's second axis: (name in the title, axis title).
+SWEEP_COLUMNS: Mapping[str, tuple[str, str]] = {"dropout": ("rate", "dropout rate (primary sites)"),
+                                                "delay": ("delay T", "delay T (memory task)")}
 
 
 def sweep_matrix_figure(results: pd.DataFrame, *, column: str = "dropout", value: str = "best_valid_ppl") -> go.Figure:
@@ -631,7 +633,8 @@ def sweep_matrix_figure(results: pd.DataFrame, *, column: str = "dropout", value
     `results`: one row per run with placement, `column` and `value` (NaN until it finishes).
     """
     name, bar_title, higher_is_better, scale = SWEEP_METRICS[value]
-    title = f"{name}: placement x {SWEEP_COLUMNS.get(column, column).split(' (')[0]} (mean over seeds)"
+    short, axis_title = SWEEP_COLUMNS.get(column, (column, column))
+    title = f"{name}: placement x {short} (mean over seeds)"
     if not _has(results, "placement", column, value) or results[value].dropna().empty:
         return empty_figure(title, "No finished runs in this sweep yet")
     done = results.dropna(subset=[value]).assign(_value=lambda d: d[value] * scale)
@@ -657,7 +660,7 @@ def sweep_matrix_figure(results: pd.DataFrame, *, column: str = "dropout", value
         colorscale="Viridis", reversescale=not higher_is_better,  # the better cells always light
         colorbar={"title": {"text": bar_title}}, hovertemplate="%{y} at %{x}: %{text}<extra></extra>",
     ))
-    _style(fig, title, SWEEP_COLUMNS.get(column, column), "placement")
+    _style(fig, title, axis_title, "placement")
     fig.update_xaxes(type="category")
     fig.update_layout(height=max(320, 70 * len(placements) + 160), hovermode="closest")
     return fig
@@ -699,7 +702,7 @@ def sweep_bands_figure(epochs: pd.DataFrame, colors: Mapping[str, str], *, y: st
     if epochs["epoch"].max() <= 20:  # whole epochs
         fig.update_xaxes(tickmode="linear", dtick=1)
     if log_y:
-        fig.update_yaxes(_log_axis(*(trace.y for trace in fig.data)))
+        fig.update_yaxes(log_axis(*(trace.y for trace in fig.data)))
     return fig
 
 

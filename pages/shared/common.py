@@ -18,6 +18,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from rnnreg import plots, runs
+from rnnreg.config import PAPER_MODEL_ORDER
 from pages.shared import store
 
 APP_SCRIPT = Path(__file__).resolve().parents[2] / "app.py"
@@ -193,7 +194,7 @@ def _html_maker(fig: go.Figure) -> Callable[[], str]:
 FILTERS = (("preset", "Preset"), ("placement", "Placement"), ("state", "State"))
 
 
-PRESET_ORDER = {"large": 0, "medium": 1, "small": 2}  # the paper's models before the CPU demo runs
+PRESET_ORDER = PAPER_MODEL_ORDER  # the paper's models before the CPU demo runs
 
 
 def browsing_order(table: pd.DataFrame) -> pd.DataFrame:
