@@ -20,12 +20,16 @@ look in the dashboard and in the downloaded HTML.
 
 from __future__ import annotations
 
+import functools
 import math
+import os
 import re
 from typing import Iterable, Mapping, Sequence
 
 import pandas as pd
+import plotly.colors
 import plotly.graph_objects as go
+import plotly.io as pio
 
 # Zaremba et al. 2014, Table 1: (valid, test) perplexity of the single models on PTB.
 PAPER_PERPLEXITY: Mapping[str, tuple[float, float]] = {
@@ -48,6 +52,7 @@ GATE_NAMES: Mapping[str, str] = {
 }
 
 FONT_SIZE = 16
+VIRIDIS = plotly.colors.get_colorscale("Viridis")  # as a list: plotly.py and plotly.js name scales differently
 LINE_WIDTH = 3
 
 
@@ -80,10 +85,10 @@ def _color(colors: Mapping[str, str], run: str) -> str:
 
 # --- common layout ------------------------------------------------------------------------
 #
-# Figures are assembled as plain dicts (traces and one layout) and validated once by
-# `go.Figure(data=..., layout=...)`.  Building them step by step (`add_trace(row=, col=)`,
-# `add_annotation`, `update_*axes`) validates at every step and costs ten times as much on a
-# grid of panels; the dashboard redraws these on every page switch.
+# Figures are assembled as plain dicts (traces and one layout) and wrapped once by `_figure`.
+# Building them step by step (`add_trace(row=, col=)`, `add_annotation`, `update_*axes`)
+# validates at every step and costs ten times as much on a grid of panels; the dashboard
+# redraws these on every page switch.
 
 
 def _layout(title: str, x_title: str | None = None, y_title: str | None = None) -> dict:
@@ -154,9 +159,26 @@ def log_axis(*values: Iterable, max_ticks: int = 10) -> dict:
     return axis
 
 
+VALIDATE_ENV = "RNNREG_VALIDATE_FIGURES"  # "1": check every property name and value (the test suite sets it)
+
+
 def _figure(data: list[dict], layout: dict) -> go.Figure:
-    """The figure of `data` (trace dicts) and `layout`, validated once."""
-    return go.Figure(data=data, layout=layout)
+    """The figure of `data` (trace dicts) and `layout`.
+
+    Plotly's validation (plus a deep copy of the template) costs 10-20 ms per figure, a third
+    of a page switch's server time with three charts; the dicts are fixed code, so the test
+    suite validates them (`$RNNREG_VALIDATE_FIGURES=1`) and the dashboard skips it.  The JSON
+    sent to the browser is the same either way (tests/test_plots.py).
+    """
+    validate = os.environ.get(VALIDATE_ENV) == "1"
+    if not validate and isinstance(layout.get("template"), str):
+        layout = {**layout, "template": _template(layout["template"])}  # plotly.js knows no template names
+    return go.Figure(data=data, layout=layout, _validate=validate)
+
+
+@functools.cache
+def _template(name: str) -> dict:
+    return pio.templates[name].to_plotly_json()
 
 
 class _Grid:
@@ -608,7 +630,7 @@ def gate_heatmap_figure(gates: pd.DataFrame, *, run: str, layer: int, gate: str)
     layout["hovermode"] = "closest"
     return _figure([{
         "type": "heatmap", "x": list(part["epoch"]), "y": _bin_centers(edges)[:width], "z": transposed,
-        "colorscale": "Viridis", "colorbar": {"title": {"text": "share"}, "tickformat": ".0%"},
+        "colorscale": VIRIDIS, "colorbar": {"title": {"text": "share"}, "tickformat": ".0%"},
         "hovertemplate": "epoch %{x}, value %{y:.2f}: %{z:.1%}<extra></extra>",
     }], layout)
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
 import pandas as pd
 import plotly.graph_objects as go
+import plotly.io as pio
 import pytest
 
 from rnnreg import plots
@@ -279,3 +281,33 @@ def test_log_axes_label_whole_numbers_not_leading_digits():
     # a small panel spanning 2.3 decades: powers of ten only, not eight crowded labels
     assert plots.log_ticks(0.05, 10.0, max_ticks=5) == [0.1, 1.0, 10.0]
     assert len(plots.log_ticks(0.05, 10.0)) == 8
+
+
+def _dashboard_figures() -> dict[str, go.Figure]:
+    epochs, steps, gates = epochs_frame(), steps_frame(), gates_frame()
+    return {
+        "perplexity": plots.perplexity_figure(epochs, COLORS, reference_presets=["small"]),
+        "gap": plots.gap_figure(epochs, COLORS),
+        "loss": plots.loss_figure(steps, COLORS, smoothing=0.6),
+        "grad_norm": plots.grad_norm_figure(steps, COLORS, {"a": 5.0, "b": 10.0}),
+        "clipped": plots.clipped_fraction_figure(epochs, COLORS),
+        "gate_histograms": plots.gate_histogram_figure(gates, COLORS, layer=0, epoch=2),
+        "saturation": plots.saturation_figure(gates, COLORS, layer=0),
+        "heatmap": plots.gate_heatmap_figure(gates, run="a", layer=0, gate="f"),
+        "empty": plots.empty_figure("Nothing", "No runs"),
+    }
+
+
+def _wire_json(fig: go.Figure) -> dict:
+    return json.loads(pio.to_json(fig.to_dict(), validate=False))  # what st.plotly_chart sends to the browser
+
+
+def test_the_suite_validates_figures_the_dashboard_skips_that_and_sends_the_same_json(monkeypatch):
+    bogus = [{"type": "scatter", "y": [1, 2], "colour": "red"}]
+    with pytest.raises(ValueError, match="colour"):  # the suite (conftest) checks every property name
+        plots._figure(bogus, {})
+    validated = {name: _wire_json(fig) for name, fig in _dashboard_figures().items()}
+
+    monkeypatch.delenv(plots.VALIDATE_ENV)  # as in the dashboard
+    plots._figure(bogus, {})  # not checked: that is the time saved
+    assert {name: _wire_json(fig) for name, fig in _dashboard_figures().items()} == validated
