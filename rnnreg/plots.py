@@ -162,6 +162,12 @@ def log_axis(*values: Iterable, max_ticks: int = 10) -> dict:
 VALIDATE_ENV = "RNNREG_VALIDATE_FIGURES"  # "1": check every property name and value (the test suite sets it)
 
 
+def epoch_axis(epochs: Iterable) -> dict:
+    """Layout keys of an epoch axis: a tick at every epoch while there are at most 20, never "1.5"."""
+    values = [float(v) for v in epochs if v is not None and not pd.isna(v)]
+    return {"tickmode": "linear", "tick0": 0, "dtick": 1} if values and max(values) - min(values) <= 20 else {}
+
+
 def _figure(data: list[dict], layout: dict) -> go.Figure:
     """The figure of `data` (trace dicts) and `layout`.
 
@@ -365,6 +371,8 @@ def perplexity_figure(
         for value, what, where in ((valid, "valid", "top left"), (test, "test", "bottom left")):
             data.append(_hline(epochs[xcol], value, f"paper {preset} {what} {value}", label_position=where))
     layout = _layout(title, X_AXES[xcol], "perplexity" + (" (log scale)" if log_y else ""))
+    if xcol == "epoch":
+        layout["xaxis"].update(epoch_axis(epochs["epoch"]))
     if log_y:
         layout["yaxis"].update(log_axis(*(trace["y"] for trace in data)))
     return _figure(data, layout)
@@ -382,6 +390,8 @@ def gap_figure(epochs: pd.DataFrame, colors: Mapping[str, str], *, x: str = "epo
         "hovertemplate": f"{label}: %{{y:.1f}}<extra></extra>",
     } for run, label, rows in _runs(epochs, "epoch")]
     layout = _layout(title, X_AXES[xcol], "valid − train perplexity")
+    if xcol == "epoch":
+        layout["xaxis"].update(epoch_axis(epochs["epoch"]))
     layout["shapes"] = [{"type": "line", "xref": "x domain", "x0": 0, "x1": 1, "yref": "y", "y0": 0, "y1": 0,
                          "line": {"color": "#888888", "width": 1}}]  # the zero line
     return _figure(data, layout)
@@ -490,6 +500,7 @@ def clipped_fraction_figure(epochs: pd.DataFrame, colors: Mapping[str, str]) -> 
         "marker": {"color": _color(colors, run)}, "hovertemplate": f"{label}: %{{y:.1%}}<extra></extra>",
     } for run, label, rows in _runs(epochs, "epoch")]
     layout = _layout(title, "epoch", "fraction clipped")
+    layout["xaxis"].update(epoch_axis(epochs["epoch"]))
     layout["barmode"] = "group"
     layout["yaxis"].update(range=[0, 1], tickformat=".0%")
     return _figure(data, layout)
@@ -607,6 +618,8 @@ def saturation_figure(gates: pd.DataFrame, colors: Mapping[str, str], *, layer: 
     layout = _grid_layout(title, grid, height=max(420, 300 * nrows))
     for key in grid.axis_keys("y"):
         layout[key].update(tickformat=".0%", rangemode="tozero")
+    for key in grid.axis_keys("x"):
+        layout[key].update(epoch_axis(part["epoch"]))
     for key in grid.axis_keys("x", row=nrows):
         layout[key]["title"] = {"text": "epoch (0 = before training)"}
     return _figure(data, layout)
@@ -627,6 +640,7 @@ def gate_heatmap_figure(gates: pd.DataFrame, *, run: str, layer: int, gate: str)
     z = [row + [0.0] * (width - len(row)) for row in z]
     transposed = [list(col) for col in zip(*z)]  # (bins, epochs)
     layout = _layout(title, "epoch (0 = before training)", "activation")
+    layout["xaxis"].update(epoch_axis(part["epoch"]))
     layout["hovermode"] = "closest"
     return _figure([{
         "type": "heatmap", "x": list(part["epoch"]), "y": _bin_centers(edges)[:width], "z": transposed,
@@ -721,8 +735,7 @@ def sweep_bands_figure(epochs: pd.DataFrame, colors: Mapping[str, str], *, y: st
     fig.update_layout(legend={"orientation": "h", "yanchor": "top", "y": -0.22, "xanchor": "left", "x": 0},
                       margin={"b": 60 + 28 * epochs["group"].nunique()},
                       height=460 + 28 * epochs["group"].nunique())
-    if epochs["epoch"].max() <= 20:  # whole epochs
-        fig.update_xaxes(tickmode="linear", dtick=1)
+    fig.update_xaxes(epoch_axis(epochs["epoch"]))
     if log_y:
         fig.update_yaxes(log_axis(*(trace.y for trace in fig.data)))
     return fig
@@ -741,17 +754,17 @@ def parallel_coordinates_figure(runs: pd.DataFrame, settings: Sequence[str]) -> 
         values = data[column]
         if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
             filled = values.astype(float).fillna(0.0)
-            dimensions.append({"label": column, "values": filled})
+            dimensions.append({"label": column.replace("_", " "), "values": filled})
         else:
             cats = sorted(map(str, values.fillna("—").unique()))
             codes = {c: i for i, c in enumerate(cats)}
             dimensions.append({
-                "label": column, "values": [codes[str(v)] for v in values.fillna("—")],
+                "label": column.replace("_", " "), "values": [codes[str(v)] for v in values.fillna("—")],
                 "tickvals": list(range(len(cats))), "ticktext": cats,
                 "range": [-0.5, len(cats) - 0.5] if len(cats) > 1 else [-1, 1],
             })
     ppl = data["best_valid_ppl"].astype(float)
-    dimensions.append({"label": "best valid ppl", "values": ppl})
+    dimensions.append({"label": "best valid ppl", "values": ppl, "tickformat": ".0f"})  # not 152.23
     fig = go.Figure(go.Parcoords(
         line={"color": ppl, "colorscale": "Viridis_r", "showscale": True,
               "colorbar": {"title": {"text": "valid ppl"}}},

@@ -220,11 +220,12 @@ def test_saturation_and_heatmap():
 def test_parallel_coordinates_placement_is_a_category():
     runs = pd.DataFrame({"run": ["a", "b", "c"], "placement": ["none", "zaremba", "zaremba"],
                          "dropout": [0.0, 0.5, 0.3], "best_valid_ppl": [190.0, 150.0, None]})
-    fig = plots.parallel_coordinates_figure(runs, ["placement", "dropout"])
+    runs["epochs_done"] = [3, 8, 1]
+    fig = plots.parallel_coordinates_figure(runs, ["placement", "dropout", "epochs_done"])
     dims = fig.data[0].dimensions
-    assert [d.label for d in dims] == ["placement", "dropout", "best valid ppl"]
+    assert [d.label for d in dims] == ["placement", "dropout", "epochs done", "best valid ppl"]  # words, not columns
     assert list(dims[0].ticktext) == ["none", "zaremba"]
-    assert len(dims[2].values) == 2  # the run without a valid perplexity is left out
+    assert len(dims[3].values) == 2  # the run without a valid perplexity is left out
 
 
 def test_config_diff_lists_only_differences():
@@ -311,3 +312,16 @@ def test_the_suite_validates_figures_the_dashboard_skips_that_and_sends_the_same
     monkeypatch.delenv(plots.VALIDATE_ENV)  # as in the dashboard
     plots._figure(bogus, {})  # not checked: that is the time saved
     assert {name: _wire_json(fig) for name, fig in _dashboard_figures().items()} == validated
+
+
+def test_epoch_axes_tick_whole_epochs_never_halves():
+    few = epochs_frame()  # 4 epochs: Plotly's own ticks would be 1, 1.5, 2, ...
+    for fig in (plots.perplexity_figure(few, COLORS), plots.gap_figure(few, COLORS),
+                plots.clipped_fraction_figure(few, COLORS)):
+        assert (fig.layout.xaxis.tickmode, fig.layout.xaxis.dtick) == ("linear", 1)
+    gates = gates_frame()
+    assert plots.gate_heatmap_figure(gates, run="a", layer=0, gate="f").layout.xaxis.dtick == 1
+    assert all(fig_axis.dtick == 1 for fig_axis in plots.saturation_figure(gates, COLORS, layer=0).select_xaxes())
+    assert plots.perplexity_figure(few, COLORS, x="words").layout.xaxis.dtick is None  # words are not epochs
+    long = pd.DataFrame({"run": "a", "label": "a", "epoch": range(1, 40), "train_ppl": 100.0, "valid_ppl": 120.0})
+    assert plots.perplexity_figure(long, COLORS).layout.xaxis.dtick is None  # 39 epochs: Plotly's own 5, 10, ...
