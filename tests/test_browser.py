@@ -58,8 +58,8 @@ def free_port() -> int:
 
 
 @contextmanager
-def dashboard(runs_dir: Path, log_path: Path) -> Iterator[str]:
-    """A headless Streamlit server on a free localhost port; stopped by its own pid."""
+def dashboard(runs_dir: Path, log_path: Path, app_dir: Path = REPO) -> Iterator[str]:
+    """A headless Streamlit server of `app_dir`'s app.py on a free localhost port; stopped by its own pid."""
     port = free_port()
     env = {**os.environ, "RNNREG_RUNS_DIR": str(runs_dir)}
     env.pop("RNNREG_VALIDATE_FIGURES", None)  # the figures as users get them (AppTest runs validate them)
@@ -67,7 +67,7 @@ def dashboard(runs_dir: Path, log_path: Path) -> Iterator[str]:
         proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
              "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
-            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+            cwd=app_dir, env=env, stdout=log, stderr=subprocess.STDOUT,  # app_dir's rnnreg and pages too
         )
     try:
         url = f"http://127.0.0.1:{port}"
