@@ -159,13 +159,13 @@ def log_axis(*values: Iterable, max_ticks: int = 10) -> dict:
     return axis
 
 
-VALIDATE_ENV = "RNNREG_VALIDATE_FIGURES"  # "1": check every property name and value (the test suite sets it)
-
-
 def epoch_axis(epochs: Iterable) -> dict:
     """Layout keys of an epoch axis: a tick at every epoch while there are at most 20, never "1.5"."""
     values = [float(v) for v in epochs if v is not None and not pd.isna(v)]
     return {"tickmode": "linear", "tick0": 0, "dtick": 1} if values and max(values) - min(values) <= 20 else {}
+
+
+VALIDATE_ENV = "RNNREG_VALIDATE_FIGURES"  # "1": check every property name and value (the test suite sets it)
 
 
 def _figure(data: list[dict], layout: dict) -> go.Figure:
