@@ -140,9 +140,14 @@ def expand(spec: Any) -> Sweep:
         if digest in seen:
             continue  # e.g. placement none at every dropout rate
         seen.add(digest)
-        label = "-".join([name, *(f"{k.replace(SITE_PREFIX, '')}{v}" for k, v in point.items())])
+        label = "-".join([name, *(_label_part(k, v) for k, v in point.items())])
         runs.append(SweepRun(f"sweep:{name}:{digest}", label[:200], config))
     return Sweep(name, preset, tuple(runs))
+
+
+def _label_part(key: str, value: object) -> str:
+    """A words axis names itself (`zaremba`), a numbers axis needs its key (`dropout0.5`, `delay20`)."""
+    return str(value) if isinstance(value, str) else f"{key.replace(SITE_PREFIX, '')}{value}"
 
 
 @dataclass(frozen=True)

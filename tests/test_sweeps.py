@@ -94,7 +94,7 @@ def test_dry_run_lists_the_grid(tmp_path):
     path.write_text(json.dumps(spec()))
     result = rnnreg("sweep", str(path), "--dry-run", "--runs-dir", str(tmp_path / "runs"))
     assert result.returncode == 0, result.stderr
-    assert "6 runs" in result.stdout and "grid-placementzaremba-dropout0.5-seed1" in result.stdout
+    assert "6 runs" in result.stdout and "grid-zaremba-dropout0.5-seed1" in result.stdout
     assert not (tmp_path / "runs").exists()
 
 
