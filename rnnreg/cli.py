@@ -166,9 +166,11 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
+    from rnnreg.config import browsing_rank
     from rnnreg.runs import format_table, list_runs, runs_root
 
-    summaries = list_runs(runs_root(args.runs_dir))
+    # as the dashboard lists them: your runs, then the shipped paper models, each newest first
+    summaries = sorted(list_runs(runs_root(args.runs_dir)), key=lambda s: browsing_rank(s.preset, s.read_only))
     if args.json:
         print(json.dumps([s.to_json() for s in summaries], indent=2))
     else:

@@ -146,6 +146,12 @@ PRESET_NAMES: tuple[str, ...] = tuple(PRESETS)
 PAPER_MODEL_ORDER: Mapping[str, int] = {"large": 0, "medium": 1, "small": 2}
 
 
+def browsing_rank(preset: str | None, read_only: bool) -> int:
+    """Where a run goes in a list of runs (stable-sort by this): your own runs first, then the
+    shipped ones, the paper's models (large, medium, small) before the demo and memory runs."""
+    return PAPER_MODEL_ORDER.get(preset or "", len(PAPER_MODEL_ORDER)) if read_only else -1
+
+
 def lr_at_epoch(train: TrainConfig, epoch: int) -> float:
     """The learning rate used throughout `epoch` (1-based).
 

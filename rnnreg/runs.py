@@ -1149,8 +1149,11 @@ def _fmt(value: float | None) -> str:
 def format_table(summaries: Iterable[RunSummary]) -> str:
     """An aligned text table of runs for `rnnreg list`."""
     summaries = list(summaries)
-    with_mc = any(s.mc_test_ppl is not None for s in summaries)  # a column only where some run has it
-    header = ("ID", "NAME", "PRESET", "DROPOUT", "STATE", "EPOCHS", "BEST VALID", "TEST") + (("MC TEST",) if with_mc else ())
+    # a column only where some run has it
+    with_mc = any(s.mc_test_ppl is not None for s in summaries)
+    with_recall = any(s.test_accuracy is not None for s in summaries)  # memory-task runs
+    header = ("ID", "NAME", "PRESET", "DROPOUT", "STATE", "EPOCHS", "BEST VALID", "TEST") \
+        + (("MC TEST",) if with_mc else ()) + (("TEST RECALL",) if with_recall else ())
     rows = [
         (
             s.id, s.name or "-", s.preset or "-", s.dropout_label,
@@ -1158,12 +1161,13 @@ def format_table(summaries: Iterable[RunSummary]) -> str:
             f"{s.epochs_done}/{s.epochs_total if s.epochs_total is not None else '?'}",
             _fmt(s.best_valid_ppl), _fmt(s.test_ppl),
         ) + ((_fmt(s.mc_test_ppl) + (f" (N={s.mc_samples})" if s.mc_samples else ""),) if with_mc else ())
+        + ((f"{s.test_accuracy:.1%}" if s.test_accuracy is not None else "-",) if with_recall else ())
         for s in summaries
     ]
     if not rows:
         return "no runs"
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    right = {5, 6, 7, 8}  # numbers align right
+    right = set(range(5, len(header)))  # numbers align right
     lines = [
         "  ".join(cell.rjust(w) if i in right else cell.ljust(w) for i, (cell, w) in enumerate(zip(r, widths))).rstrip()
         for r in [header, *rows]

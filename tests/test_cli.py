@@ -104,3 +104,22 @@ def test_the_commit_can_be_named_where_the_code_is_a_copy_without_git(monkeypatc
     assert git_commit() == "abc123"
     monkeypatch.delenv("RNNREG_GIT_COMMIT")
     assert git_commit() != "abc123"
+
+
+def test_list_puts_your_runs_first_then_the_papers_models_and_shows_memory_recall(tmp_path, capsys):
+    from fixtures_runs import write_run
+    from rnnreg.cli import main
+
+    root = tmp_path / "runs"
+    shipped = root / "reference"
+    memory = write_run(shipped, "20261101-000003-memory-a", preset="memory", name="memory-a")
+    with open(memory / "metrics.jsonl", "a") as f:  # the memory task's test record carries recall
+        f.write(json.dumps({"kind": "test", "epoch": 8, "test_ppl": 3.1, "valid_ppl": 3.2, "test_accuracy": 0.454}) + "\n")
+    write_run(shipped, "20261101-000002-small-a", preset="small", name="small-a")
+    write_run(shipped, "20261101-000001-medium-a", preset="medium", name="medium-a")
+    write_run(root, "20261001-000000-mine", name="mine")  # older than every shipped run, yet first
+    assert main(["list", "--runs-dir", str(root)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[1] for line in lines[1:]] == ["mine", "medium-a", "small-a", "memory-a"]
+    recall = lines[0].index("TEST RECALL")
+    assert lines[-1][recall:].strip() == "45.4%" and lines[1][recall:].strip() == "-"

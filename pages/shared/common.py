@@ -18,7 +18,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from rnnreg import plots, runs
-from rnnreg.config import PAPER_MODEL_ORDER
+from rnnreg.config import PAPER_MODEL_ORDER, browsing_rank
 from pages.shared import store
 
 APP_SCRIPT = Path(__file__).resolve().parents[2] / "app.py"
@@ -200,8 +200,7 @@ PRESET_ORDER = PAPER_MODEL_ORDER  # the paper's models before the CPU demo runs
 def browsing_order(table: pd.DataFrame) -> pd.DataFrame:
     """`table` (newest first) with your runs first, then the shipped ones, the paper's models
     (large, medium, small) before the CPU demo and memory-task runs."""
-    shipped = table["read_only"].astype(bool)
-    rank = table["preset"].map(PRESET_ORDER).fillna(len(PRESET_ORDER)).where(shipped, -1)
+    rank = [browsing_rank(preset, bool(read_only)) for preset, read_only in zip(table["preset"], table["read_only"])]
     return table.assign(_rank=rank).sort_values("_rank", kind="stable").drop(columns="_rank")
 
 
