@@ -1,0 +1,123 @@
+"""The README's result tables say what the shipped runs say.
+
+Every perplexity and recall figure in the README's tables of results is recomputed here from
+`runs/reference/` (the runs the project's own code made), so a number typed by hand, or left
+behind when a run is replaced, fails the suite.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import statistics
+from pathlib import Path
+
+import pytest
+
+from rnnreg import runs
+
+REPO = Path(__file__).resolve().parent.parent
+README = REPO / "README.md"
+SHIPPED = REPO / "runs"
+
+
+def table(header_start: str) -> list[list[str]]:
+    """The body rows of the README table whose header line starts with `header_start`, bold removed."""
+    lines = README.read_text(encoding="utf-8").splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith(header_start)]
+    assert len(starts) == 1, f"one README table should start with {header_start!r}, found {len(starts)}"
+    rows = []
+    for line in lines[starts[0] + 2:]:  # past the header and its |---| line
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip().replace("**", "") for cell in line.strip().strip("|").split("|")])
+    return rows
+
+
+def row(rows: list[list[str]], first_cell_start: str) -> list[str]:
+    """The row whose first cell starts with `first_cell_start` as a whole word ("recurrent", not "recurrent-cell")."""
+    found = [r for r in rows if re.match(re.escape(first_cell_start) + r"(?![\w-])", r[0])]
+    assert len(found) == 1, f"one row should start with {first_cell_start!r}: {[r[0] for r in rows]}"
+    return found[0]
+
+
+@functools.cache
+def shipped() -> list[tuple[runs.RunSummary, runs.Run]]:
+    return [(s, runs.load_run(SHIPPED, s.id)) for s in runs.list_runs(SHIPPED) if s.read_only and not s.problems]
+
+
+def lm_run(preset: str, placement: str, seed: int = 0) -> tuple[runs.RunSummary, runs.Run]:
+    found = [(s, r) for s, r in shipped() if s.preset == preset and s.placement == placement
+             and not s.sweep and r.config["train"]["seed"] == seed]
+    assert len(found) == 1, f"one shipped {preset} {placement} seed {seed} run, found {len(found)}"
+    return found[0]
+
+
+def epochs(run: runs.Run):
+    return run.frames()["epochs"]
+
+
+def best(run: runs.Run, digits: int = 2) -> str:
+    """'86.81 (39)': the best validation perplexity and its epoch."""
+    ep = epochs(run)
+    i = ep["valid_ppl"].idxmin()
+    return f"{ep.at[i, 'valid_ppl']:.{digits}f} ({int(ep.at[i, 'epoch'])})"
+
+
+def last_train(run: runs.Run) -> str:
+    return f"{epochs(run)['train_ppl'].iloc[-1]:.1f}"
+
+
+def mean_sd(values: list[float]) -> str:
+    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
+
+
+def test_table_1_small_is_the_mean_and_sd_of_its_seeds_and_medium_its_one_run():
+    rows = table("| configuration | seeds |")
+    smalls = [lm_run("small", "none", seed)[0] for seed in (0, 1, 2)]
+    small = row(rows, "`small`, no dropout")
+    assert small[1:4] == ["3", mean_sd([s.best_valid_ppl for s in smalls]), mean_sd([s.test_ppl for s in smalls])]
+    per_run = (f"small test {', '.join(f'{s.test_ppl:.2f}' for s in smalls)} "
+               f"(valid {', '.join(f'{s.best_valid_ppl:.2f}' for s in smalls)})")
+    assert per_run in README.read_text(encoding="utf-8")
+    medium, _ = lm_run("medium", "zaremba")
+    assert row(rows, "`medium`, zaremba 0.5")[1:4] == ["1", f"{medium.best_valid_ppl:.2f}", f"{medium.test_ppl:.2f}"]
+
+
+@pytest.mark.parametrize("placement", ["none", "recurrent", "zaremba", "variational", "both"])
+def test_small_placements_table(placement):
+    summary, run = lm_run("small", placement)
+    cells = row(table("| run | valid | test | last train |"), f"`{placement}`")
+    assert cells[1:] == [f"{summary.last_valid_ppl:.2f}", f"{summary.test_ppl:.2f}", last_train(run)]
+
+
+@pytest.mark.parametrize("placement", ["zaremba", "variational", "recurrent"])
+def test_medium_placements_table(placement):
+    summary, run = lm_run("medium", placement)
+    cells = row(table("| run | best valid (epoch) |"), f"`{placement}`")
+    assert cells[1:4] == [best(run), f"{summary.last_valid_ppl:.2f}", f"{summary.test_ppl:.2f}"]
+    assert cells[5] == last_train(run)
+    mc = [r for r in runs.read_jsonl(run.dir / runs.METRICS_FILE, "mc_test")]
+    written = re.findall(r"([\d.]+) \(N=(\d+)\)", cells[4])
+    assert sorted(written) == sorted((f"{r['mc_test_ppl']:.2f}", str(r["samples"])) for r in mc)
+
+
+@pytest.mark.parametrize("first_cell, placement", [("`demo`, no dropout", "none"), ("`demo`, zaremba 0.5", "zaremba")])
+def test_demo_table(first_cell, placement):
+    summary, run = lm_run("demo", placement)
+    cells = row(table("| run | device | wall | best valid (epoch) |"), first_cell)
+    assert cells[3:] == [best(run, digits=1), f"{summary.last_valid_ppl:.1f}", f"{summary.test_ppl:.1f}", last_train(run)]
+
+
+def test_memory_recall_table():
+    rows = table("| placement (p = 0.25) |")
+    header = [c.strip() for c in README.read_text(encoding="utf-8").split("| placement (p = 0.25) |")[1]
+              .splitlines()[0].strip("|").split("|")]
+    delays = [int(c.split("=")[1]) for c in header]
+    memory = [s for s, _ in shipped() if s.sweep == "memory-recall"]
+    assert len(memory) == 20
+    for placement in {s.placement for s in memory}:
+        cells = row(rows, placement)
+        for delay, cell in zip(delays, cells[1:]):
+            (summary,) = [s for s in memory if s.placement == placement and s.delay == delay]
+            assert cell == f"{summary.test_accuracy:.1%}".replace(".0%", "%"), (placement, delay)
