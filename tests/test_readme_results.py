@@ -1,13 +1,15 @@
-"""The README's result tables say what the shipped runs say.
+"""The README's result and benchmark tables say what the shipped runs and bench files say.
 
 Every perplexity and recall figure in the README's tables of results is recomputed here from
-`runs/reference/` (the runs the project's own code made), so a number typed by hand, or left
-behind when a run is replaced, fails the suite.
+`runs/reference/` (the runs the project's own code made), and every timing in the benchmark
+tables is read from the `rnnreg bench --json` output committed under benchmarks/, so a number
+typed by hand, or left behind when a run or a bench file is replaced, fails the suite.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import re
 import statistics
 from pathlib import Path
@@ -121,3 +123,31 @@ def test_memory_recall_table():
         for delay, cell in zip(delays, cells[1:]):
             (summary,) = [s for s in memory if s.placement == placement and s.delay == delay]
             assert cell == f"{summary.test_accuracy:.1%}".replace(".0%", "%"), (placement, delay)
+
+
+# --- the benchmark tables, against the bench's committed --json output ---------------------------
+
+
+def bench_results(name: str) -> dict[tuple[str, str], dict]:
+    data = json.loads((REPO / "benchmarks" / name).read_text(encoding="utf-8"))
+    return {(r["name"], r["step"]): r for r in data["results"]}
+
+
+def test_gpu_bench_table_is_the_committed_h200_json():
+    results = bench_results("bench-medium-NVIDIA-H200-2026-11-26.json")
+    rows = table("| placement | path | eager | CUDA graph | graph vs nn.LSTM |")
+    assert len(rows) == len(results) // 2
+    for cells in rows:
+        name = cells[0].split()[0]  # "nn.LSTM (baseline)"
+        eager, graph = results[(name, "eager")], results[(name, "cuda-graph")]
+        assert cells[2:] == [f"{eager['ms_per_batch']:.2f}", f"{graph['ms_per_batch']:.2f}", f"{graph['ratio']:.2f}x"], name
+
+
+def test_cpu_bench_table_run_2_is_the_committed_json():
+    results = bench_results("bench-demo-cpu-2cores-2026-11-27.json")
+    rows = table("| placement | path | ms/batch (run 1 / run 2) |")
+    assert len(rows) == len(results)
+    for cells in rows:
+        r = results[(cells[0].split()[0], "eager")]
+        assert cells[2].split(" / ")[-1] == f"{r['ms_per_batch']:.1f}"
+        assert cells[3].split(" / ")[-1] == f"{r['ratio']:.2f}x"
