@@ -151,3 +151,23 @@ def test_cpu_bench_table_run_2_is_the_committed_json():
         r = results[(cells[0].split()[0], "eager")]
         assert cells[2].split(" / ")[-1] == f"{r['ms_per_batch']:.1f}"
         assert cells[3].split(" / ")[-1] == f"{r['ratio']:.2f}x"
+
+
+def test_where_the_time_goes_table_is_the_committed_profile():
+    data = json.loads((REPO / "benchmarks" / "bench-medium-NVIDIA-H200-2026-11-26-profile.json").read_text())
+    profiles = {p["name"]: p for p in data["profiles"] if p["step"] == "cuda-graph"}
+    named = {"matmul": "matmul", "cuDNN LSTM op": "LSTM op (cuDNN)", "fused cell": "fused cell (Triton)",
+             "clip + SGD": "clip + SGD", "copies": "copy + fill", "softmax + loss": "softmax + loss"}
+    header = table("| step | wall | GPU busy |")
+    titles = [c.strip() for c in next(line for line in README.read_text(encoding="utf-8").splitlines()
+                                       if line.startswith("| step | wall |")).strip("|").split("|")]
+    assert len(header) == len(profiles)
+    for cells in header:
+        p = profiles[cells[0]]
+        got = dict(zip(titles, cells))
+        assert got["wall"] == f"{p['wall_ms']:.2f}" and got["GPU busy"].rstrip("*") == f"{p['busy_ms']:.2f}"
+        assert got["kernels"] == f"{p['kernels']:.0f}"
+        for title, kind in named.items():
+            assert got[title] == (f"{p['by_kind'][kind]:.2f}" if kind in p["by_kind"] else "-"), (cells[0], title)
+        rest = sum(v for kind, v in p["by_kind"].items() if kind not in named.values())
+        assert got["other"] == f"{rest:.2f}", cells[0]
