@@ -108,6 +108,7 @@ def test_medium_placements_table(placement):
 def test_demo_table(first_cell, placement):
     summary, run = lm_run("demo", placement)
     cells = row(table("| run | device | wall | best valid (epoch) |"), first_cell)
+    assert cells[2] == f"{summary.wall_seconds:.1f} s"  # status.json: started to ended
     assert cells[3:] == [best(run, digits=1), f"{summary.last_valid_ppl:.1f}", f"{summary.test_ppl:.1f}", last_train(run)]
 
 
