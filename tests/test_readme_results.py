@@ -82,8 +82,12 @@ def test_table_1_small_is_the_mean_and_sd_of_its_seeds_and_medium_its_one_run():
     per_run = (f"small test {', '.join(f'{s.test_ppl:.2f}' for s in smalls)} "
                f"(valid {', '.join(f'{s.best_valid_ppl:.2f}' for s in smalls)})")
     assert per_run in README.read_text(encoding="utf-8")
+    walls = sorted(round(s.wall_seconds) for s in smalls)  # status.json: started to ended
+    assert small[5].startswith(f"{walls[0]}-{walls[-1]} s ")
     medium, _ = lm_run("medium", "zaremba")
-    assert row(rows, "`medium`, zaremba 0.5")[1:4] == ["1", f"{medium.best_valid_ppl:.2f}", f"{medium.test_ppl:.2f}"]
+    cells = row(rows, "`medium`, zaremba 0.5")
+    assert cells[1:4] == ["1", f"{medium.best_valid_ppl:.2f}", f"{medium.test_ppl:.2f}"]
+    assert cells[5].startswith(f"{medium.wall_seconds:.0f} s ")
 
 
 @pytest.mark.parametrize("placement", ["none", "recurrent", "zaremba", "variational", "both"])
@@ -99,6 +103,7 @@ def test_medium_placements_table(placement):
     cells = row(table("| run | best valid (epoch) |"), f"`{placement}`")
     assert cells[1:4] == [best(run), f"{summary.last_valid_ppl:.2f}", f"{summary.test_ppl:.2f}"]
     assert cells[5] == last_train(run)
+    assert cells[6].split()[:2] == [f"{summary.wall_seconds:.0f}", "s"]
     mc = [r for r in runs.read_jsonl(run.dir / runs.METRICS_FILE, "mc_test")]
     written = re.findall(r"([\d.]+) \(N=(\d+)\)", cells[4])
     assert sorted(written) == sorted((f"{r['mc_test_ppl']:.2f}", str(r["samples"])) for r in mc)
