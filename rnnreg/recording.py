@@ -44,7 +44,8 @@ class RunRecorder:
     def on_test(self, trainer, event) -> None:
         self.writer.append_metric({"kind": "test", **dataclasses.asdict(event)})
         self.writer.sync()
-        log.info("test ppl %.2f (final valid ppl %.2f)", event.test_ppl, event.valid_ppl)
+        log.info("test ppl %.2f (final valid ppl %.2f)%s", event.test_ppl, event.valid_ppl,
+                 "" if event.test_accuracy is None else f", test recall {event.test_accuracy:.1%}")
 
 
 def checkpoint_tensors(trainer) -> dict[str, torch.Tensor]:

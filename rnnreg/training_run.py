@@ -341,5 +341,11 @@ def _train_run(writer: RunWriter, trainer: Trainer) -> int:
         raise
     finally:
         writer.close()
-    writer.set_status("finished", message=f"test ppl {result.test_ppl:.2f}", pid=os.getpid())
+    writer.set_status("finished", message=finished_message(result), pid=os.getpid())
     return 0
+
+
+def finished_message(result) -> str:
+    """A finished run's status line: its test perplexity, and first its recall on a recall task."""
+    recall = f"test recall {result.test_accuracy:.1%}, " if result.test_accuracy is not None else ""
+    return f"{recall}test ppl {result.test_ppl:.2f}"

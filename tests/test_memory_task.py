@@ -73,3 +73,12 @@ def test_recall_accuracy_is_scored_only_where_the_query_is_the_input():
     assert set(scores.accuracy_by_delay.values()) == {1.0}
     trainer.model.corpus = dataclasses.replace(corpus, query_id=corpus.vocab.id(EOS))  # scored at the wrong place
     assert trainer.scores(trainer.valid_data, full_windows=True).accuracy < 0.5
+
+
+def test_a_finished_recall_run_says_its_recall_first():
+    from rnnreg.train import TestEvent
+    from rnnreg.training_run import finished_message
+
+    assert finished_message(TestEvent(test_ppl=44.458, valid_ppl=101.9, epoch=30, test_accuracy=0.159)) \
+        == "test recall 15.9%, test ppl 44.46"
+    assert finished_message(TestEvent(test_ppl=82.734, valid_ppl=86.7, epoch=39)) == "test ppl 82.73"
