@@ -44,7 +44,8 @@ with st.form("launch_form", border=True):
     epochs = c1.number_input("Epochs", 1, 200, defaults.train.epochs, key=f"epochs_{preset}")
     tokens = c2.number_input("Max training tokens (0 = all)", 0, 10_000_000, defaults.train.max_train_tokens or 0,
                              step=10_000, key=f"tokens_{preset}")
-    device = c3.selectbox("Device", cfg.DEVICES, index=cfg.DEVICES.index("cpu"), key="launch_device")
+    device = c3.selectbox("Device", cfg.DEVICES, index=cfg.DEVICES.index(defaults.train.device), key="launch_device",
+                          help="auto: CUDA where this machine has a GPU, else the CPU")
     c1, c2 = st.columns([1, 2])
     seed = c1.number_input("Seed", 0, 2**31 - 1, 0, key="launch_seed")
     name = c2.text_input("Name (optional)", max_chars=200, key="launch_name",

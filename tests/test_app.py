@@ -340,6 +340,14 @@ def test_launch_a_tiny_cpu_run_and_watch_it_finish(store):
     assert any("tiny from test" in m.value for m in at.markdown)
 
 
+def test_launch_picks_the_device_by_itself_unless_told(store):
+    at = app("launch")
+    assert_no_exception(at)
+    device = at.selectbox(key="launch_device")
+    assert device.value == "auto"  # the presets' own default: CUDA where there is a GPU, else the CPU
+    assert "cpu" in device.options and "cuda" in device.options
+
+
 @needs_trainer
 def test_cancel_a_running_run(store):
     at = app("launch")
