@@ -74,20 +74,35 @@ def mean_sd(values: list[float]) -> str:
     return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
 
 
-def test_table_1_small_is_the_mean_and_sd_of_its_seeds_and_medium_its_one_run():
-    rows = table("| configuration | seeds |")
-    smalls = [lm_run("small", "none", seed)[0] for seed in (0, 1, 2)]
-    small = row(rows, "`small`, no dropout")
-    assert small[1:4] == ["3", mean_sd([s.best_valid_ppl for s in smalls]), mean_sd([s.test_ppl for s in smalls])]
-    per_run = (f"small test {', '.join(f'{s.test_ppl:.2f}' for s in smalls)} "
-               f"(valid {', '.join(f'{s.best_valid_ppl:.2f}' for s in smalls)})")
-    assert per_run in README.read_text(encoding="utf-8")
-    walls = sorted(round(s.wall_seconds) for s in smalls)  # status.json: started to ended
-    assert small[5].startswith(f"{walls[0]}-{walls[-1]} s ")
-    medium, _ = lm_run("medium", "zaremba")
-    cells = row(rows, "`medium`, zaremba 0.5")
-    assert cells[1:4] == ["1", f"{medium.best_valid_ppl:.2f}", f"{medium.test_ppl:.2f}"]
-    assert cells[5].startswith(f"{medium.wall_seconds:.0f} s ")
+def seeds_of(preset: str, placement: str) -> list[runs.RunSummary]:
+    """The shipped runs of one configuration (outside sweeps), seed order."""
+    found = [(r.config["train"]["seed"], s) for s, r in shipped()
+             if s.preset == preset and s.placement == placement and not s.sweep]
+    return [s for _, s in sorted(found, key=lambda pair: pair[0])]
+
+
+@pytest.mark.parametrize("first_cell, preset, placement", [
+    ("`small`, no dropout", "small", "none"),
+    ("`medium`, zaremba 0.5", "medium", "zaremba"),
+    ("`large`, zaremba 0.65", "large", "zaremba"),
+])
+def test_table_1_rows_are_their_runs_one_seed_as_is_several_as_mean_and_sd(first_cell, preset, placement):
+    cells = row(table("| configuration | seeds |"), first_cell)
+    seeds = seeds_of(preset, placement)
+    if not seeds:
+        assert cells[1] == "-" and "not yet run" in cells[2]
+        return
+    assert cells[1] == str(len(seeds))
+    valid, test = [s.best_valid_ppl for s in seeds], [s.test_ppl for s in seeds]
+    walls = sorted(round(s.wall_seconds) for s in seeds)  # status.json: started to ended
+    if len(seeds) == 1:
+        assert cells[2:4] == [f"{valid[0]:.2f}", f"{test[0]:.2f}"]
+        assert cells[5].startswith(f"{walls[0]} s ")
+    else:
+        assert cells[2:4] == [mean_sd(valid), mean_sd(test)]
+        assert cells[5].startswith(f"{walls[0]}-{walls[-1]} s ")
+        per_run = f"{preset} test {', '.join(f'{t:.2f}' for t in test)} (valid {', '.join(f'{v:.2f}' for v in valid)})"
+        assert per_run in README.read_text(encoding="utf-8"), per_run
 
 
 @pytest.mark.parametrize("placement", ["none", "recurrent", "zaremba", "variational", "both"])
