@@ -105,23 +105,34 @@ def test_table_1_rows_are_their_runs_one_seed_as_is_several_as_mean_and_sd(first
         assert per_run in README.read_text(encoding="utf-8"), per_run
 
 
-@pytest.mark.parametrize("placement", ["none", "recurrent", "zaremba", "variational", "both"])
-def test_small_placements_table(placement):
-    summary, run = lm_run("small", placement)
-    cells = row(table("| run | valid | test | last train |"), f"`{placement}`")
-    assert cells[1:] == [f"{summary.last_valid_ppl:.2f}", f"{summary.test_ppl:.2f}", last_train(run)]
+def placement_of(first_cell: str) -> str:
+    return re.match(r"`([\w-]+)`", first_cell).group(1)
 
 
-@pytest.mark.parametrize("placement", ["zaremba", "variational", "recurrent"])
-def test_medium_placements_table(placement):
-    summary, run = lm_run("medium", placement)
-    cells = row(table("| run | best valid (epoch) |"), f"`{placement}`")
-    assert cells[1:4] == [best(run), f"{summary.last_valid_ppl:.2f}", f"{summary.test_ppl:.2f}"]
-    assert cells[5] == last_train(run)
-    assert cells[6].split()[:2] == [f"{summary.wall_seconds:.0f}", "s"]
-    mc = [r for r in runs.read_jsonl(run.dir / runs.METRICS_FILE, "mc_test")]
-    written = re.findall(r"([\d.]+) \(N=(\d+)\)", cells[4])
-    assert sorted(written) == sorted((f"{r['mc_test_ppl']:.2f}", str(r["samples"])) for r in mc)
+def shipped_placements(preset: str) -> set[str]:
+    """The placements with a seed-0 run of `preset` in runs/reference/ (sweeps aside)."""
+    return {s.placement for s, r in shipped() if s.preset == preset and not s.sweep and r.config["train"]["seed"] == 0}
+
+
+def test_small_placements_table_lists_every_shipped_small_run_as_recorded():
+    rows = table("| run | valid | test | last train |")
+    assert {placement_of(cells[0]) for cells in rows} == shipped_placements("small")
+    for cells in rows:
+        summary, run = lm_run("small", placement_of(cells[0]))
+        assert cells[1:] == [f"{summary.last_valid_ppl:.2f}", f"{summary.test_ppl:.2f}", last_train(run)], cells[0]
+
+
+def test_medium_placements_table_lists_every_shipped_medium_run_as_recorded():
+    rows = table("| run | best valid (epoch) |")
+    assert {placement_of(cells[0]) for cells in rows} == shipped_placements("medium")
+    for cells in rows:
+        summary, run = lm_run("medium", placement_of(cells[0]))
+        assert cells[1:4] == [best(run), f"{summary.last_valid_ppl:.2f}", f"{summary.test_ppl:.2f}"], cells[0]
+        assert cells[5] == last_train(run)
+        assert cells[6].split()[:2] == [f"{summary.wall_seconds:.0f}", "s"]
+        mc = runs.read_jsonl(run.dir / runs.METRICS_FILE, "mc_test")
+        written = re.findall(r"([\d.]+) \(N=(\d+)\)", cells[4])
+        assert sorted(written) == sorted((f"{r['mc_test_ppl']:.2f}", str(r["samples"])) for r in mc), cells[0]
 
 
 @pytest.mark.parametrize("first_cell, placement", [("`demo`, no dropout", "none"), ("`demo`, zaremba 0.5", "zaremba")])
