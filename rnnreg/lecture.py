@@ -363,7 +363,7 @@ def checkpoint_runs(table: pd.DataFrame) -> list[str]:
     task = rows["task"] if "task" in rows else pd.Series("lm", index=rows.index)
     read_only = rows["read_only"].astype(bool) if "read_only" in rows else pd.Series(False, index=rows.index)
     order = pd.DataFrame({
-        "unfinished": rows["state"] != "finished", "memory": task == "memory", "shipped": read_only,
-        "size": rows["preset"].map(cfg.PAPER_MODEL_ORDER).fillna(len(cfg.PAPER_MODEL_ORDER)).where(read_only, 0),
+        "unfinished": rows["state"] != "finished", "memory": task == "memory",
+        "browsing": [cfg.browsing_rank(preset, shipped) for preset, shipped in zip(rows["preset"], read_only)],
     }, index=rows.index)
     return list(rows.loc[order.sort_values(list(order.columns), kind="stable").index, "run"])

@@ -91,10 +91,16 @@ def _color(colors: Mapping[str, str], run: str) -> str:
 # redraws these on every page switch.
 
 
+@functools.cache
+def _template(name: str) -> dict:
+    """Plotly's named template as plain data (each figure copies it: this one is never changed)."""
+    return pio.templates[name].to_plotly_json()
+
+
 def _layout(title: str, x_title: str | None = None, y_title: str | None = None) -> dict:
     """The projector look as a layout dict (large fonts, white background, legend above the plot)."""
     layout = {
-        "template": "plotly_white",
+        "template": _template("plotly_white"),  # as data: plotly.js knows no template names
         "title": {"text": title, "x": 0.01, "xanchor": "left"},
         "font": {"size": FONT_SIZE},
         "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "right", "x": 1},
@@ -176,15 +182,7 @@ def _figure(data: list[dict], layout: dict) -> go.Figure:
     suite validates them (`$RNNREG_VALIDATE_FIGURES=1`) and the dashboard skips it.  The JSON
     sent to the browser is the same either way (tests/test_plots.py).
     """
-    validate = os.environ.get(VALIDATE_ENV) == "1"
-    if not validate and isinstance(layout.get("template"), str):
-        layout = {**layout, "template": _template(layout["template"])}  # plotly.js knows no template names
-    return go.Figure(data=data, layout=layout, _validate=validate)
-
-
-@functools.cache
-def _template(name: str) -> dict:
-    return pio.templates[name].to_plotly_json()
+    return go.Figure(data=data, layout=layout, _validate=os.environ.get(VALIDATE_ENV) == "1")
 
 
 class _Grid:

@@ -194,9 +194,6 @@ def _html_maker(fig: go.Figure) -> Callable[[], str]:
 FILTERS = (("preset", "Preset"), ("placement", "Placement"), ("state", "State"))
 
 
-PRESET_ORDER = PAPER_MODEL_ORDER  # the paper's models before the CPU demo runs
-
-
 def browsing_order(table: pd.DataFrame) -> pd.DataFrame:
     """`table` (newest first) with your runs first, then the shipped ones, the paper's models
     (large, medium, small) before the CPU demo and memory-task runs."""
@@ -216,7 +213,7 @@ def _default_pick(table: pd.DataFrame) -> list[str]:
     def largest(rows: pd.DataFrame) -> list[str]:
         if rows.empty:
             return []
-        ranked = rows.assign(_rank=rows["preset"].map(PRESET_ORDER).fillna(len(PRESET_ORDER)))
+        ranked = rows.assign(_rank=rows["preset"].map(PAPER_MODEL_ORDER).fillna(len(PAPER_MODEL_ORDER)))
         return [ranked.sort_values(["_rank", "created_at"], kind="stable")["run"].iloc[0]]
 
     pick = largest(with_data[with_data["placement"] == "none"]) \
