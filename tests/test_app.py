@@ -234,6 +234,31 @@ def test_running_run_shows_partial_curves(store, ids):
     assert at.button(key=f"cancel_{STANDARD_IDS['running']}")
 
 
+def test_a_trainer_killed_outright_shows_as_interrupted_on_the_next_rerun(store):
+    # SIGKILL or the OOM killer: status.json still says running and no file changes; only the pid tells
+    from rnnreg.runs import process_start_time
+
+    run_dir = write_run(store, "20261206-000000-killed", placement="zaremba", dropout=0.5, name="killed",
+                        epochs_done=2, state="running")
+    trainer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        status = json.loads((run_dir / "status.json").read_text())
+        status.update(pid=trainer.pid, pid_start=process_start_time(trainer.pid))
+        (run_dir / "status.json").write_text(json.dumps(status))
+        at = app("runs")
+        states = at.dataframe[0].value.set_index("name")["state"]
+        assert states["killed"] == "running"
+    finally:
+        trainer.kill()
+        trainer.wait()
+    at.run()
+    assert at.dataframe[0].value.set_index("name").at["killed", "state"] == "interrupted"
+    at.switch_page("pages/launch.py").run()  # no Cancel button for a run that is over
+    assert not [b for b in at.button if b.key == "cancel_20261206-000000-killed"]
+    assert AppTest.from_file(APP, default_timeout=60).run().session_state  # a new session: no exception
+    assert app("runs").dataframe[0].value.set_index("name").at["killed", "state"] == "interrupted"
+
+
 def test_gates_page_epoch_and_layer(store):
     at = app("gates")
     at.select_slider(key="gates_epoch").set_value(0).run()

@@ -64,7 +64,8 @@ def runs_root() -> Path:
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def _run_table(root: str, signature: tuple) -> pd.DataFrame:
+def _run_table(root: str, signature: str, settled: tuple = ()) -> pd.DataFrame:
+    # `settled`: runs shown active whose process has died since their files last changed
     return store.run_table(Path(root))
 
 
@@ -76,7 +77,10 @@ def _digest(signature: tuple) -> str:
 def run_table() -> pd.DataFrame:
     """One row per run (broken ones included, with their `problems`); re-read when a file changes."""
     root = runs_root()
-    return _run_table(str(root), _digest(store.signatures(root)))
+    signature = _digest(store.signatures(root))
+    table = _run_table(str(root), signature)
+    settled = store.settled_states(table)  # a killed trainer changes no file: ask the live rows' processes
+    return _run_table(str(root), signature, settled) if settled else table
 
 
 @st.cache_data(show_spinner=False, max_entries=256)

@@ -30,6 +30,22 @@ def signatures(root: Path) -> tuple:
     return runs.root_signature(root)
 
 
+def settled_states(table: pd.DataFrame) -> tuple[tuple[str, str], ...]:
+    """(run, state now) for each run `table` shows queued or running that has ended since.
+
+    A run's files alone do not say that it is over: a trainer killed outright (SIGKILL, out
+    of memory) leaves `running` in its status.json, and only its dead process tells.  So a
+    table cached by file signatures is re-checked here, one small status file per active run.
+    """
+    active = table[table["state"].isin(runs.ACTIVE_STATES)] if "state" in table else table.iloc[0:0]
+    settled = []
+    for run_id, path, shown in zip(active["run"], active["path"], active["state"]):
+        status, _problem = runs.read_json(Path(path) / runs.STATUS_FILE)
+        if status is not None and (now := runs.effective_state(status)) != shown:
+            settled.append((run_id, now))
+    return tuple(settled)
+
+
 def rates_text(rates: dict) -> str:
     return ", ".join(f"{site} {float(p):g}" for site, p in rates.items()) if rates else "—"
 
