@@ -910,8 +910,18 @@ def list_runs(root: str | os.PathLike[str]) -> list[RunSummary]:
     except OSError as err:
         logger.warning("cannot list runs in %s: %s", root, err)
         return []
+    addressed = _addressed_copies(found)
     for run_dir, group, problem in found:
         read_only = group == REFERENCE_GROUP
+        winner = addressed.get(run_dir.name)
+        if winner is not None and winner != run_dir:
+            # `<root>/<id>` copied beside `<root>/reference/<id>`: one id, two runs.  Commands reach
+            # the first (find_run_dir's order), so the other is listed under its path, as broken.
+            problem = (f"the same run id as {winner.relative_to(root)}, which every command addresses;"
+                       " rename or remove one of the two directories")
+            summaries.append(dataclasses.replace(
+                _corrupt_summary(run_dir, problem, read_only=read_only, group=group), id=f"{group}/{run_dir.name}"))
+            continue
         if problem:
             summaries.append(_corrupt_summary(run_dir, problem, read_only=read_only, group=group))
             continue
@@ -930,6 +940,17 @@ def list_runs(root: str | os.PathLike[str]) -> list[RunSummary]:
         return (created or 0.0, s.id)
 
     return sorted(summaries, key=newest_first, reverse=True)
+
+
+def _addressed_copies(found: list[tuple[Path, str | None, str | None]]) -> dict[str, Path]:
+    """run id -> the directory `find_run_dir` returns for it (the top level first, then groups
+    by name), for the ids that more than one directory under the root carries."""
+    by_id: dict[str, list[tuple[Path, str | None]]] = {}
+    for run_dir, group, problem in found:
+        if problem is None:
+            by_id.setdefault(run_dir.name, []).append((run_dir, group))
+    return {run_id: min(copies, key=lambda c: (c[1] is not None, c[1] or ""))[0]
+            for run_id, copies in by_id.items() if len(copies) > 1}
 
 
 def run_signature(run_dir: str | os.PathLike[str]) -> tuple[tuple[str, int, int], ...]:

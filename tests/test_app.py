@@ -187,6 +187,19 @@ def test_broken_runs_picked_never_raise(store, ids):
         assert_no_exception(at)
 
 
+def test_a_run_copied_beside_its_shipped_original_breaks_no_page(store):
+    shipped = "20261101-000000-ref-small"
+    shutil.copytree(store / "reference" / shipped, store / shipped)  # one id, two directories
+    at = app("runs")
+    table = at.dataframe[0].value.set_index("id")
+    assert table.at[f"reference/{shipped}", "state"].startswith("corrupt")
+    assert "the same run id as" in " ".join(w.body for w in at.warning)
+    at.sidebar.multiselect(key="picked_runs").set_value([shipped, f"reference/{shipped}"]).run()
+    for page in [*PAGES, "lecture", "poke"]:
+        at.switch_page(f"pages/{page}.py").run()
+        assert_no_exception(at)
+
+
 def test_picking_runs_keeps_each_runs_colour_on_every_page(store, ids):
     at = app()
     picker = at.sidebar.multiselect(key="picked_runs")

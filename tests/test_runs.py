@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -352,6 +354,29 @@ def test_list_runs_newest_first_and_reference_read_only(tmp_path):
     assert [s.name for s in listed] == ["new", "ref", "old"]
     assert [s.read_only for s in listed] == [False, True, False]
     assert listed[1].group == "reference"
+
+
+def test_one_run_id_in_two_directories_lists_the_shadowed_copy_as_broken(tmp_path):
+    # "a run directory copied into the runs folder shows up": here a copy of a shipped run
+    ref = make_run(tmp_path / "reference", name="ref")
+    other = make_run(tmp_path / "zzz", name="other group")
+    shutil.copytree(ref.dir, tmp_path / ref.id)
+    shutil.copytree(ref.dir, tmp_path / "zzz" / ref.id)
+    listed = {s.id: s for s in runs.list_runs(tmp_path)}
+    assert set(listed) == {ref.id, f"reference/{ref.id}", f"zzz/{ref.id}", other.id}  # unique keys
+    assert runs.find_run_dir(tmp_path, ref.id) == tmp_path / ref.id == Path(listed[ref.id].path)
+    assert listed[ref.id].problems == () and not listed[ref.id].read_only
+    for group in ("reference", "zzz"):
+        shadowed = listed[f"{group}/{ref.id}"]
+        assert shadowed.state == runs.CORRUPT_STATE and shadowed.group == group
+        assert shadowed.problems == (f"the same run id as {ref.id}, which every command addresses;"
+                                     " rename or remove one of the two directories",)
+    assert listed[other.id].problems == ()
+    shutil.rmtree(tmp_path / ref.id)  # without the top-level copy, reference/ is the one addressed
+    listed = {s.id: s for s in runs.list_runs(tmp_path)}
+    assert listed[ref.id].read_only and listed[ref.id].problems == ()
+    assert f"reference/{ref.id}" not in listed and listed[f"zzz/{ref.id}"].problems[0].startswith(
+        f"the same run id as reference/{ref.id},")
 
 
 def test_list_runs_missing_root(tmp_path):
