@@ -1,5 +1,7 @@
 """Runs: every run in a sortable table, settings against perplexity, rename and delete."""
 
+import hashlib
+
 import pandas as pd
 import streamlit as st
 
@@ -29,8 +31,11 @@ shown = pd.DataFrame({
 })
 if view["test_accuracy"].notna().any():  # memory-task runs: what they are judged by
     shown.insert(shown.columns.get_loc("test") + 1, "test recall", view["test_accuracy"] * 100)
+# Streamlit keeps a table's row selection by position when its rows change (a search, a run
+# finished or deleted): a table of other rows is a new widget, so a selection always means these rows.
+listing = hashlib.blake2b("\n".join(view["run"]).encode(), digest_size=8).hexdigest()
 selection = st.dataframe(
-    shown, hide_index=True, key="runs_table", on_select="rerun", selection_mode="multi-row",
+    shown, hide_index=True, key=f"runs_table_{listing}", on_select="rerun", selection_mode="multi-row",
     column_config={
         "best valid": st.column_config.NumberColumn(format="%.1f", help="lowest validation perplexity"),
         "test": st.column_config.NumberColumn(format="%.1f"),

@@ -169,6 +169,29 @@ def test_runs_table_puts_own_runs_first_then_the_papers_models_and_shows_recall(
     assert picker.options[:4] == [picker.format_func(r) for r in table["id"]]
 
 
+def test_a_row_selection_never_outlives_the_rows_it_chose(store, ids):
+    import hashlib
+
+    def select(at, rows):
+        listed = list(at.dataframe[0].value["id"])
+        key = "runs_table_" + hashlib.blake2b("\n".join(listed).encode(), digest_size=8).hexdigest()
+        at.session_state[key] = {"selection": {"rows": rows, "columns": [], "cells": []}}
+        return [listed[i] for i in rows]
+
+    at = app("runs")
+    rows = len(at.dataframe[0].value)
+    chosen = select(at, [rows - 2, rows - 1])
+    at.run()
+    show = [b for b in at.button if b.label.startswith("Show the")][0]
+    assert show.label == "Show the 2 selected run(s) on the chart pages"
+    show.click().run()
+    assert at.session_state["picked_runs"] == chosen
+    select(at, [rows - 2, rows - 1])
+    at.text_input(key="runs_search").set_value("zaremba").run()  # fewer rows: old positions mean nothing
+    assert_no_exception(at)
+    assert [b for b in at.button if b.label.startswith("Show the")][0].label.startswith("Show the 0 ")
+
+
 def test_broken_runs_are_listed_with_their_reason(store, ids):
     at = app("runs")
     warnings = " ".join(w.body for w in at.warning)
