@@ -664,11 +664,14 @@ def sweep_matrix_figure(results: pd.DataFrame, *, column: str = "dropout", value
     """Placement x `column` (dropout rate, or the memory task's delay) heat map of `value`, mean
     (and sd) over the runs of a cell - the seeds, when the sweep varies nothing else.
 
-    `results`: one row per run with placement, `column` and `value` (NaN until it finishes).
+    `results`: one row per run with placement, `column` and `value`; with a `state` column,
+    only finished runs count (a running run's best validation perplexity so far is no result).
     """
     name, bar_title, higher_is_better, scale = SWEEP_METRICS[value]
     short, axis_title = SWEEP_COLUMNS.get(column, (column, column))
     title = f"{name}: placement x {short} (mean over seeds)"
+    if "state" in results:
+        results = results[results["state"] == "finished"]
     if not _has(results, "placement", column, value) or results[value].dropna().empty:
         return empty_figure(title, "No finished runs in this sweep yet")
     done = results.dropna(subset=[value]).assign(_value=lambda d: d[value] * scale)

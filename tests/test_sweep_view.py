@@ -25,6 +25,16 @@ def test_matrix_is_mean_over_seeds_per_placement_and_rate():
     assert "± 7.1" in heat.text[1][2] and "n=2" in heat.text[1][2]
 
 
+def test_matrix_counts_finished_runs_only():
+    # a run still training (or one that failed) has a best validation perplexity so far: no result yet
+    results = pd.DataFrame({"placement": ["zaremba"] * 4, "dropout": [0.5] * 4,
+                            "best_valid_ppl": [152.2, 230.4, 400.0, 160.0],
+                            "state": ["finished", "running", "diverged", "cancelled"]})
+    heat = plots.sweep_matrix_figure(results).data[0]
+    assert [list(row) for row in heat.z] == [[152.2]] and heat.text[0][0] == "152.2<br>n=1"
+    assert plots.sweep_matrix_figure(results.iloc[1:]).layout.annotations[0].text == "No finished runs in this sweep yet"
+
+
 def test_bands_are_mean_plus_minus_sd_over_the_runs_of_a_group():
     epochs = pd.DataFrame({"group": ["a", "a", "a", "a"], "run": ["r1", "r1", "r2", "r2"], "epoch": [1, 2, 1, 2],
                            "valid_ppl": [10.0, 8.0, 14.0, 12.0]})
