@@ -37,7 +37,9 @@ def settled_states(table: pd.DataFrame) -> tuple[tuple[str, str], ...]:
     of memory) leaves `running` in its status.json, and only its dead process tells.  So a
     table cached by file signatures is re-checked here, one small status file per active run.
     """
-    active = table[table["state"].isin(runs.ACTIVE_STATES)] if "state" in table else table.iloc[0:0]
+    active = table[table["state"].isin(runs.ACTIVE_STATES)]
+    if active.empty:  # (an empty store's table has no path column)
+        return ()
     settled = []
     for run_id, path, shown in zip(active["run"], active["path"], active["state"]):
         status, _problem = runs.read_json(Path(path) / runs.STATUS_FILE)
