@@ -176,11 +176,13 @@ def placement_caption(placement: str) -> str:
 
 
 def _finished_first(table: pd.DataFrame) -> pd.DataFrame:
-    """Reference runs first, then the others newest first; only runs with at least one epoch."""
+    """Finished runs before unfinished ones; within each, reference runs first, then the others
+    newest first (the table's order).  Only runs with at least one epoch."""
     if table.empty:
         return table
     ok = table[(table["epochs_done"] > 0) & (table["problems"] == "")]
-    return pd.concat([ok[ok["read_only"]], ok[~ok["read_only"]]])
+    rank = (ok["state"] != "finished").astype(int) * 2 + (~ok["read_only"].astype(bool)).astype(int)
+    return ok.iloc[rank.argsort(kind="stable")]
 
 
 def overfitting_pair(table: pd.DataFrame, prefer: Sequence[str] = ()) -> tuple[str | None, str | None]:

@@ -246,6 +246,17 @@ def test_gradient_probe_step_prefers_a_placements_language_model_run():
     assert "ref-cell-2" in picked  # a placement with memory-task runs only still shows
 
 
+def test_steps_show_a_finished_run_before_a_newer_one_still_training():
+    table = pd.DataFrame({
+        "run": ["own-running-z", "own-done-z", "own-done-none", "ref-running-none"],
+        "preset": ["demo"] * 4, "placement": ["zaremba", "zaremba", "none", "none"], "dropout": [0.3, 0.5, 0.0, 0.0],
+        "state": ["running", "finished", "finished", "running"], "problems": [""] * 4,
+        "read_only": [False, False, False, True], "epochs_done": [3, 8, 8, 2], "task": ["lm"] * 4})
+    assert lecture.overfitting_pair(table) == ("own-done-none", "own-done-z")
+    assert lecture.overfitting_pair(table, prefer=["own-running-z"]) == ("own-done-none", "own-running-z")
+    assert lecture.memory_runs(table) == ["own-done-z", "own-done-none"]
+
+
 def test_live_memory_configs_are_valid_cpu_runs_of_both_placements_at_each_delay():
     configs = lecture.live_memory_configs()
     parsed = [cfg.from_dict(doc) for _name, doc in configs]
