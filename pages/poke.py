@@ -90,10 +90,12 @@ temperature = c1.slider("Temperature", 0.1, 2.0, 1.0, 0.1, key="poke_temperature
                         help="below 1: safer, more repetitive; above 1: wilder")
 n_words = c2.number_input("Words", 1, 200, 30, key="poke_words")
 seed = c3.number_input("Seed", 0, 10_000, 0, key="poke_seed")
+asked = (run, text, float(temperature), int(n_words), int(seed))  # a sample belongs to the run and settings
 if st.button("Generate", key="poke_generate", icon=":material/edit_note:"):
     try:
-        st.session_state["poke_sample"] = sample(path, text, float(temperature), int(n_words), int(seed))
+        st.session_state["poke_sample"] = (asked, sample(path, text, *asked[2:]))
     except ValueError as err:
         st.error(str(err))
-if st.session_state.get("poke_sample"):
-    st.markdown(f"> {st.session_state['poke_sample']}".replace("\n", "\n>\n> "))
+made_for, written = st.session_state.get("poke_sample") or (None, "")
+if made_for == asked and written:
+    st.markdown(f"> {written}".replace("\n", "\n>\n> "))

@@ -91,6 +91,10 @@ def test_poke_page_shows_predictions_gates_and_samples(runs, monkeypatch):
     at.button(key="poke_generate").click().run()
     assert not at.exception
     assert any("the red ball and" in m.value for m in at.markdown)
+    at.number_input(key="poke_words").set_value(7).run()  # another request: the old sample is not its answer
+    assert not any("the red ball and" in m.value for m in at.markdown)
+    at.number_input(key="poke_words").set_value(30).run()  # back to what it was written for
+    assert any("the red ball and" in m.value for m in at.markdown)
     at.text_input(key="poke_text").set_value("   ").run()
     assert at.warning and "at least one word" in at.warning[0].value
 
