@@ -18,8 +18,10 @@ picked = [r for r in common.picked() if r in options]
 default_a = picked[0] if picked else options[0]
 default_b = picked[1] if len(picked) > 1 else next((r for r in options if r != default_a), default_a)
 c1, c2 = st.columns(2)
-a = c1.selectbox("Run A", options, index=options.index(default_a), format_func=labels.get, key="cmp_a")
-b = c2.selectbox("Run B", options, index=options.index(default_b), format_func=labels.get, key="cmp_b")
+# keyed by the sidebar's pair: a new pick there starts from it again, a choice here holds until then
+pair = "|".join(picked[:2])
+a = c1.selectbox("Run A", options, index=options.index(default_a), format_func=labels.get, key=f"cmp_a|{pair}")
+b = c2.selectbox("Run B", options, index=options.index(default_b), format_func=labels.get, key=f"cmp_b|{pair}")
 
 colors = plots.assign_colors([a, b], st.session_state.get(common.COLORS))
 rows = table.set_index("run")

@@ -331,6 +331,11 @@ def test_compare_lists_config_differences(store, ids):
     diff = at.dataframe[0].value
     assert "dropout.placement" in set(diff["setting"])
     assert "train.seed" in set(diff["setting"])
+    [run_a, run_b] = at.selectbox
+    run_b.set_value(ids["running"]).run()  # a choice on the page holds ...
+    assert at.selectbox[1].value == ids["running"]
+    at.sidebar.multiselect(key="picked_runs").set_value([ids["zaremba"], ids["overfit"]]).run()
+    assert [box.value for box in at.selectbox] == [ids["zaremba"], ids["overfit"]]  # ... until a new pick
 
 
 def test_export_tables_and_csv(store, ids):
