@@ -91,6 +91,10 @@ def cancel(run_id: str) -> None:
         st.toast(f"Could not cancel: {err}", icon=":material/error:")
 
 
+def dismiss(run_ids: list[str]) -> None:
+    st.session_state[MINE] = [r for r in st.session_state.get(MINE, []) if r not in run_ids]
+
+
 @st.fragment(run_every=2)
 def live_runs() -> None:
     """Queued and running runs (from here or the command line) and this session's runs; every 2 s."""
@@ -105,7 +109,7 @@ def live_runs() -> None:
         epochs = common.run_frames(row["run"]).get("epochs")
         last = epochs.iloc[-1] if epochs is not None and len(epochs) else None
         c1, c2, c3, c4, c5 = st.columns([3, 2, 2, 2, 1.2], vertical_alignment="center")
-        c1.markdown(f"**{row['label']}**  \n`{row['run']}`")
+        c1.markdown(f"**{common.escape_markdown(row['label'])}**  \n`{row['run']}`")
         c2.markdown(f"{row['state']}  \nepoch {store.epochs_text(row['epochs_done'], row['epochs_total'])}")
         c3.markdown("train / valid ppl  \n" + ("—" if last is None else
                                                 f"{last['train_ppl']:.1f} / {last['valid_ppl']:.1f}"))
@@ -115,7 +119,12 @@ def live_runs() -> None:
             c5.button("Cancel", key=f"cancel_{row['run']}", on_click=cancel, args=(row["run"],),
                       icon=":material/stop_circle:")
         if row["message"]:
-            st.caption(f"{row['label']}: {row['message']}")
+            st.caption(f"{common.escape_markdown(row['label'])}: {common.escape_markdown(row['message'])}")
+    over = [r for r, state in zip(shown["run"], shown["state"]) if state not in runs.ACTIVE_STATES]
+    if over:
+        st.button(f"Clear the {len(over)} ended run(s) from this list", key="launch_dismiss", on_click=dismiss,
+                  args=(over,), icon=":material/clear_all:", type="tertiary",
+                  help="they stay in the run store: the Runs page and the chart pages still have them")
     ids = list(shown["run"])
     colors = plots.assign_colors(ids, st.session_state.get(common.COLORS))
     st.plotly_chart(plots.perplexity_figure(common.frames(ids, "epochs"), colors, log_y=True),

@@ -87,7 +87,7 @@ def step_overfitting(font: int) -> None:
 
     figure()
     if names:
-        st.caption("Runs: " + "; ".join(f"{name}: {labels[run]}" for run, name in names.items()))
+        st.caption("Runs: " + "; ".join(f"{name}: {common.escape_markdown(labels[run])}" for run, name in names.items()))
     if not names:
         st.info("No finished runs of the demo preset yet (shipped ones live in `runs/reference/`).")
     c1, c2 = st.columns([2, 3], vertical_alignment="center")
@@ -99,7 +99,8 @@ def step_overfitting(font: int) -> None:
         st.error(st.session_state.pop(LIVE_ERROR))
     if live:
         states = table.set_index("run").loc[live, "state"].tolist()
-        c2.caption("Live runs: " + ", ".join(f"{labels.get(r, r)}: {s}" for r, s in zip(live, states)))
+        c2.caption("Live runs: " + ", ".join(f"{common.escape_markdown(labels.get(r, r))}: {s}"
+                                            for r, s in zip(live, states)))
 
 
 def step_masks(font: int) -> None:

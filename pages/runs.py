@@ -18,13 +18,16 @@ if table.empty:
 
 search = st.text_input("Search", placeholder="name, id, preset, placement, state …", key="runs_search")
 view = common.browsing_order(table)  # any column header sorts differently
-if search:
-    text = view[["label", "run", "preset", "placement", "rates", "state", "device"]].astype(str).agg(" ".join, axis=1)
-    view = view[text.str.contains(search, case=False, regex=False)]
+state_text = view["state"] + view["read_only"].map({True: " (reference)", False: ""})
+if search:  # what the table shows is what a search finds
+    text = pd.concat([view[["label", "run", "preset", "placement", "rates", "device"]].astype(str), state_text],
+                     axis=1).agg(" ".join, axis=1)
+    found = text.str.contains(search, case=False, regex=False)
+    view, state_text = view[found], state_text[found]
 
 shown = pd.DataFrame({
     "name": view["label"], "preset": view["preset"], "placement": view["placement"], "dropout": view["rates"],
-    "state": view["state"] + view["read_only"].map({True: " (reference)", False: ""}),
+    "state": state_text,
     "epochs": [store.epochs_text(d, t) for d, t in zip(view["epochs_done"], view["epochs_total"])],
     "best valid": view["best_valid_ppl"], "test": view["test_ppl"], "wall (min)": view["wall_seconds"] / 60,
     "device": view["device"], "problems": view["problems"], "id": view["run"],
@@ -50,7 +53,8 @@ st.button(f"Show the {len(chosen)} selected run(s) on the chart pages", disabled
 
 broken = view[view["problems"] != ""]
 for _, row in broken.iterrows():
-    st.warning(f"**{row['label']}** ({row['state']}): {row['problems']}", icon=":material/report:")
+    st.warning(f"**{common.escape_markdown(row['label'])}** ({row['state']}): {common.escape_markdown(row['problems'])}",
+               icon=":material/report:")
 
 # Off until asked for: its WebGL drawing is most of this page's time in a browser.
 if st.toggle("Settings against best validation perplexity (parallel coordinates)", key="runs_parcoords_on"):
@@ -64,29 +68,25 @@ if user_runs.empty:
     st.caption("Only shipped reference runs here; they are read-only.")
     st.stop()
 labels = user_runs.set_index("run")["label"].to_dict()
+names = user_runs.set_index("run")["name"].to_dict()
 target = st.selectbox("Run", list(labels), format_func=lambda r: f"{labels[r]} ({r})", key="manage_run")
-new_name = st.text_input("New name", value=labels[target], key=f"rename_{target}", max_chars=200)
+new_name = st.text_input("New name", value=names[target], key=f"rename_{target}", max_chars=200,
+                         placeholder="a name for this run")
 left, right = st.columns(2)
 if left.button("Rename", key="rename_button", icon=":material/edit:"):
     try:
         runs.rename_run(common.runs_root(), target, new_name)
-        st.toast(f"Renamed to {new_name}")
+        st.toast(f"Renamed to {common.escape_markdown(new_name.strip())}")
         st.rerun()
     except runs.RunStoreError as err:
         st.error(str(err))
-if right.button("Delete…", key="delete_button", icon=":material/delete:"):
-    st.session_state["confirm_delete"] = target
-if st.session_state.get("confirm_delete") == target:
-    st.warning(f"Delete **{labels[target]}** and all its files? This cannot be undone.")
-    yes, no = st.columns(2)
-    if yes.button("Yes, delete it", type="primary", key="delete_yes"):
-        st.session_state.pop("confirm_delete")
+# The confirmation lives in a popover: it closes when one clicks elsewhere or leaves the page.
+with right.popover("Delete…", icon=":material/delete:"):
+    st.markdown(f"Delete **{common.escape_markdown(labels[target])}** and all its files? This cannot be undone.")
+    if st.button("Yes, delete it", type="primary", key="delete_yes"):
         try:
             runs.delete_run(common.runs_root(), target)
-            st.toast(f"Deleted {labels[target]}")
+            st.toast(f"Deleted {common.escape_markdown(labels[target])}")
             st.rerun()
         except runs.RunStoreError as err:
             st.error(str(err))
-    if no.button("Keep it", key="delete_no"):
-        st.session_state.pop("confirm_delete")
-        st.rerun()

@@ -192,6 +192,28 @@ def test_a_row_selection_never_outlives_the_rows_it_chose(store, ids):
     assert [b for b in at.button if b.label.startswith("Show the")][0].label.startswith("Show the 0 ")
 
 
+def test_the_runs_search_finds_what_the_table_shows(store, ids):
+    at = app("runs")
+    at.text_input(key="runs_search").set_value("(reference)").run()
+    assert list(at.dataframe[0].value["name"]) == ["reference small"]
+
+
+def test_run_names_show_as_typed_never_as_markdown(store, ids):
+    name = "<b>x</b> *a* _b_ $y$ `c` [d](http://e) # f"
+    write_run(store, "20261207-000000-odd-name", name=name, seed=8, state="failed", epochs_done=2)
+    (store / "20261207-000000-odd-name" / "status.json").write_text('{"state": "failed", "message": "boom *x*"}')
+    at = app()
+    at.sidebar.multiselect(key="picked_runs").set_value(["20261207-000000-odd-name"]).run()
+    from pages.shared.common import escape_markdown
+
+    assert escape_markdown(name) == ("&lt;b&gt;x&lt;/b&gt; \\*a\\* \\_b\\_ \\$y\\$ \\`c\\` "
+                                     "\\[d\\]\\(http://e\\) \\# f")
+    assert any(escape_markdown(name) in m.value for m in at.sidebar.markdown)
+    at.switch_page("pages/runs.py").run()
+    at.selectbox(key="manage_run").set_value("20261207-000000-odd-name").run()
+    assert any(f"Delete **{escape_markdown(name)}**" in m.value for m in at.markdown)
+
+
 def test_broken_runs_are_listed_with_their_reason(store, ids):
     at = app("runs")
     warnings = " ".join(w.body for w in at.warning)
@@ -353,15 +375,14 @@ def test_rename_and_delete_with_confirmation_reference_read_only(store, ids):
     assert not any("ref-small" in o for o in at.selectbox(key="manage_run").options)  # reference: read-only
     target = ids["zaremba"]
     at.selectbox(key="manage_run").set_value(target).run()
+    assert at.text_input(key=f"rename_{target}").value == "zaremba 0.5"  # the name itself, not a label
     at.text_input(key=f"rename_{target}").set_value("renamed run").run()
     at.button(key="rename_button").click().run()
     assert_no_exception(at)
     assert json.loads((store / target / "config.json").read_text())["config"]["name"] == "renamed run"
-    at.button(key="delete_button").click().run()
-    assert (store / target).exists()  # nothing happens before the confirmation
-    at.button(key="delete_no").click().run()
+    [confirm] = [p for p in at.get("popover") if p.proto.popover.label == "Delete…"]  # Yes waits inside it
+    assert any(b.key == "delete_yes" for b in confirm.button)
     assert (store / target).exists()
-    at.button(key="delete_button").click().run()
     at.button(key="delete_yes").click().run()
     assert_no_exception(at)
     assert not (store / target).exists()
@@ -404,6 +425,9 @@ def test_launch_a_tiny_cpu_run_and_watch_it_finish(store):
     assert _wait_for_state(at, store, run_id, {"finished", "failed"}, timeout=90) == "finished"
     assert_no_exception(at)
     assert any("tiny from test" in m.value for m in at.markdown)
+    at.button(key="launch_dismiss").click().run()  # ended runs leave the list, and only the list
+    assert not any("tiny from test" in m.value for m in at.markdown)
+    assert (store / run_id / "config.json").exists()
 
 
 def test_launch_picks_the_device_by_itself_unless_told(store):

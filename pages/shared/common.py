@@ -9,6 +9,7 @@ next rerun while finished runs are read once.
 from __future__ import annotations
 
 import hashlib
+import re
 import runpy
 from pathlib import Path
 from typing import Callable
@@ -256,12 +257,17 @@ def sidebar_picker() -> None:
         chosen_colors = colors()
         for run_id in picked():
             st.markdown(
-                f"<span style='color:{chosen_colors[run_id]};font-size:1.3em'>●</span> {_escape(labels[run_id])}",
+                f"<span style='color:{chosen_colors[run_id]};font-size:1.3em'>●</span> {escape_markdown(labels[run_id])}",
                 unsafe_allow_html=True,
             )
         st.caption(f"{len(table)} runs in `{runs_root()}`")
 
 
-def _escape(text: str) -> str:
-    return (str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-            .replace("*", "\\*").replace("_", "\\_"))
+_MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_{}\[\]()#+\-.!|$~])")
+
+
+def escape_markdown(text: object) -> str:
+    """`text` (a run's name, a message) shown as typed inside Streamlit markdown: no emphasis,
+    code, links or LaTeX (`$`) from its characters, and no HTML even where HTML is allowed."""
+    text = str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MARKDOWN_PUNCTUATION.sub(r"\\\1", text)
