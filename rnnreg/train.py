@@ -134,6 +134,11 @@ class Trainer:
                 f"--max-train-tokens: {train_ids.numel()} training tokens give no full window of "
                 f"{t.bptt} steps at batch size {t.batch_size}"
             )
+        if count_windows(self.valid_data, t.bptt, full_only=True) == 0:  # validation reads full windows only
+            raise ValueError(
+                f"the valid split: {valid_ids.numel()} validation tokens (max_eval_tokens {t.max_eval_tokens}) give "
+                f"no full window of {t.bptt} steps at batch size {t.batch_size}; validation perplexity would read 1.00"
+            )
         self.parameters = list(self.model.parameters())
         # The minibatch step: replayed as one CUDA graph on a GPU (`--step auto`), eager elsewhere.
         self.training_step, self.step_note = make_step(

@@ -22,10 +22,13 @@ TINY_WORDS = "the cat sat on a mat while the dog ran to the red ball and a bird 
 
 
 def write_tiny_corpus(directory: Path, *, lines: int = 160, seed: int = 0) -> Path:
-    """A small word corpus with structure (a model can learn it): train/valid/test.txt."""
+    """A small word corpus with structure (a model can learn it): train/valid/test.txt.
+
+    Its valid split holds a full window of the demo preset's shape (20 x 20 tokens and one).
+    """
     rng = random.Random(seed)
     directory.mkdir(parents=True, exist_ok=True)
-    for split, count in (("train", lines), ("valid", lines // 4), ("test", lines // 4)):
+    for split, count in (("train", lines), ("valid", lines // 2), ("test", lines // 2)):
         rows = []
         for _ in range(count):
             start = rng.randrange(len(TINY_WORDS))

@@ -51,7 +51,8 @@ def write_corpus(directory: Path, *, lines: int = 160, seed: int = 0) -> Path:
     """train/valid/test.txt over a 12-word vocabulary: an epoch of a tiny model takes ~0.1 s."""
     rng = random.Random(seed)
     directory.mkdir(parents=True, exist_ok=True)
-    for split, count in (("train", lines), ("valid", lines // 4), ("test", lines // 4)):
+    for split, count in (("train", lines), ("valid", lines // 2), ("test", lines // 2)):  # valid: a full window
+        # of the small preset's shape (20 x 20 tokens and one), else training refuses the corpus
         rows = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 8))) for _ in range(count)]
         (directory / f"{split}.txt").write_text("\n".join(rows) + "\n", encoding="utf-8")
     return directory
