@@ -263,7 +263,9 @@ def sidebar_picker() -> None:
         st.caption(f"{len(table)} runs in `{runs_root()}`")
 
 
-_MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_{}\[\]()#+\-.!|$~])")
+# what makes markdown inside a line: emphasis, code, links and images (through the brackets),
+# strike-through, table cells, LaTeX; '#', '-' or '1.' only begin a block at the start of a line
+_MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_\[\]|$~])")
 
 
 def escape_markdown(text: object) -> str:
