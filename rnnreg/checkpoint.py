@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +38,13 @@ def save_checkpoint(path: Path, tensors: dict[str, torch.Tensor], state: dict[st
 
 def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """(tensors on the CPU, trainer state). Raises CheckpointError for anything unexpected."""
-    try:  # a symlink is not followed: a run directory must not read files from elsewhere
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:  # a symlink is not followed (a run directory must not read files from elsewhere), nor
+        # anything but a regular file: opening a FIFO planted in its place would block for ever
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+                     | getattr(os, "O_CLOEXEC", 0))
         with os.fdopen(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raise CheckpointError(f"checkpoint {path}: not a regular file")
             data = handle.read()
     except OSError as err:
         reason = "a symlink, not followed" if os.path.islink(path) else err.strerror
@@ -63,8 +68,8 @@ def compact_checkpoint(path: Path) -> tuple[int, int]:
     compacted checkpoint is refused, since float16 weights would not continue the run exactly.
     Returns (bytes before, bytes after).
     """
+    tensors, state = load_checkpoint(path)  # (a missing or odd file: CheckpointError)
     before = Path(path).stat().st_size
-    tensors, state = load_checkpoint(path)
     tensors = {name: t.half() if name.startswith("model.") and t.dtype == torch.float32 else t
                for name, t in tensors.items()}
     save_checkpoint(Path(path), tensors, {**state, "weights_dtype": "float16"})

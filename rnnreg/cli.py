@@ -150,12 +150,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 # Options that define a new run; `--resume` takes the run's own config.json instead.
 _RUN_OPTIONS = ("preset", "placement", "dropout", "dropout_site", "epochs", "max_train_tokens", "data", "device",
-                "seed", "log_every", "step", "name", "run_dir")
+                "seed", "log_every", "step", "delay", "name", "run_dir")
 
 
 def _train(args: argparse.Namespace) -> int:
     from rnnreg.training_run import train_from_cli
 
+    if args.max_concurrent is not None and args.max_concurrent < 1:
+        raise UsageError(f"rnnreg train: --max-concurrent: must be >= 1, got {args.max_concurrent}")
     if args.resume is not None:
         given = [f"--{o.replace('_', '-')}" for o in _RUN_OPTIONS if getattr(args, o) not in (None, [])]
         if given:
@@ -231,7 +233,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise UsageError(f"rnnreg evaluate: --mc-samples: must be >= 1, got {args.mc_samples}")
     if args.device not in ("auto", "cpu", "cuda"):
         raise UsageError(f"rnnreg evaluate: --device: unknown {args.device!r}; allowed: auto, cpu, cuda")
-    read_only = is_read_only(root, run_dir)
+    read_only = is_read_only(run_dir)
     if read_only and not args.no_record:
         raise UsageError(f"rnnreg evaluate: {run_dir.name} is a shipped reference run (read-only); "
                          "add --no-record to print the figures without recording them")
@@ -269,7 +271,9 @@ def _bench(args: argparse.Namespace) -> int:
                          + (", cuda" if torch.cuda.is_available() else ""))
     if args.batches < 1 or args.rounds < 1:
         raise UsageError("rnnreg bench: --batches and --rounds must be >= 1")
-    if args.threads:
+    if args.threads is not None:
+        if args.threads < 1:
+            raise UsageError(f"rnnreg bench: --threads: must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     if args.step in ("graph", "both") and args.device != "cuda":
         raise UsageError(f"rnnreg bench: --step {args.step} needs --device cuda; allowed on CPU: auto, eager")
@@ -298,9 +302,15 @@ def _bench(args: argparse.Namespace) -> int:
 
 def _compact(args: argparse.Namespace) -> int:
     from rnnreg.checkpoint import CheckpointError, compact_checkpoint
-    from rnnreg.runs import CHECKPOINT_FILE, find_run_dir, runs_root
+    from rnnreg.runs import CHECKPOINT_FILE, find_run_dir, is_read_only, runs_root, summarize_run
 
     run_dir = find_run_dir(runs_root(args.runs_dir), args.run)
+    if is_read_only(run_dir):
+        raise UsageError(f"rnnreg compact: {run_dir.name} is a shipped reference run (read-only)")
+    state = summarize_run(run_dir).state
+    if state != "finished":  # a float16 checkpoint cannot be resumed: only a run that is over
+        raise UsageError(f"rnnreg compact: {run_dir.name} is {state}, not finished; compacting its checkpoint "
+                         "would keep it from ever resuming (rnnreg train --resume)")
     try:
         before, after = compact_checkpoint(run_dir / CHECKPOINT_FILE)
     except CheckpointError as err:

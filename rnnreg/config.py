@@ -240,8 +240,9 @@ def validate(config: RunConfig) -> None:
         raise ConfigError(f"preset: unknown preset {config.preset!r}; allowed: {', '.join(PRESET_NAMES)}")
     if config.task not in TASKS:
         raise ConfigError(f"task: unknown task {config.task!r}; allowed: {', '.join(TASKS)}")
-    if config.name is not None and (not isinstance(config.name, str) or len(config.name) > 200):
-        raise ConfigError("--name: must be text of at most 200 characters")
+    if config.name is not None and (not isinstance(config.name, str) or len(config.name) > 200
+                                    or any(ord(c) < 32 or ord(c) == 127 for c in config.name)):
+        raise ConfigError("--name: must be text of at most 200 characters, without control characters")
     m, t = config.model, config.train
     _check_int("layers", m.layers, 1)
     _check_int("hidden", m.hidden, 1)
@@ -273,6 +274,8 @@ def validate(config: RunConfig) -> None:
         _check_int("max_eval_tokens", t.max_eval_tokens, 2)
     _check_int("test_batch_size", t.test_batch_size, 1)
     _check_int("--seed", t.seed, 0)
+    if t.seed >= 2**63:  # torch.manual_seed takes a signed 64-bit integer
+        raise ConfigError(f"--seed: must be below 2**63, got {t.seed}")
     if t.device not in DEVICES:
         raise ConfigError(f"--device: unknown device {t.device!r}; allowed: {', '.join(DEVICES)}")
     _check_int("log_every", t.log_every, 1)

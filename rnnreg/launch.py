@@ -39,6 +39,7 @@ from rnnreg.runs import (
     is_read_only,
     list_runs,
     pid_alive,
+    process_start_time,
     read_json,
     utc_now,
     validate_run_id,
@@ -259,7 +260,7 @@ def cancel(root: str | os.PathLike[str], run_id: str) -> str:
     """
     validate_run_id(run_id)
     run_dir = find_run_dir(root, run_id)
-    if is_read_only(root, run_dir):
+    if is_read_only(run_dir):
         raise RunStoreError(f"cannot cancel {run_id}: reference runs are read-only")
     status, problem = read_json(run_dir / STATUS_FILE)
     if status is None:
@@ -273,6 +274,11 @@ def cancel(root: str | os.PathLike[str], run_id: str) -> str:
     writer = RunWriter(run_dir)
     pid = status.get("pid")
     if pid_alive(pid, status.get("pid_start")):
+        # rnnreg records the host and the process's start time with its pid; without them a
+        # recycled (or planted) pid cannot be told from the trainer, and is never signalled
+        if host is None or (status.get("pid_start") is None and process_start_time(pid) is not None):
+            raise RunStoreError(f"cannot cancel {run_id}: its status.json names pid {pid} without the host and "
+                                "start time that tell its trainer from another process; stop it yourself")
         writer.update_status(cancel_requested_at=utc_now())
         try:
             _terminate(pid)

@@ -188,13 +188,16 @@ def find_run_dir(root: str | os.PathLike[str], run_id: str) -> Path:
     raise RunStoreError(f"no run {run_id!r} in {root}")
 
 
-def is_read_only(root: str | os.PathLike[str], run_dir: Path) -> bool:
-    """Runs under `<root>/reference/` are shipped with rnnreg and never changed."""
+def is_read_only(run_dir: str | os.PathLike[str]) -> bool:
+    """Runs in a `reference/` folder are shipped with rnnreg and never changed.
+
+    Decided on the resolved path, so that no spelling gets past it: an absolute path, one
+    relative to another directory, a link, or a runs root that is the reference folder itself.
+    """
     try:
-        rel = Path(run_dir).relative_to(Path(root))
-    except ValueError:
-        return False
-    return len(rel.parts) == 2 and rel.parts[0] == REFERENCE_GROUP
+        return Path(run_dir).resolve().parent.name == REFERENCE_GROUP
+    except (OSError, RuntimeError):  # a link loop: not a run anyone can write either
+        return True
 
 
 # --------------------------------------------------------------------------- writing
@@ -284,7 +287,7 @@ def pid_alive(pid: object, start_time: object = None) -> bool:
         return False
     except PermissionError:
         pass  # alive, owned by someone else
-    except OSError:
+    except (OSError, OverflowError):  # (a pid too large for the system: none of ours)
         return False
     try:
         raw = Path(f"/proc/{pid}/stat").read_bytes()
@@ -912,7 +915,7 @@ def list_runs(root: str | os.PathLike[str]) -> list[RunSummary]:
         return []
     addressed = _addressed_copies(found)
     for run_dir, group, problem in found:
-        read_only = group == REFERENCE_GROUP
+        read_only = is_read_only(run_dir)
         winner = addressed.get(run_dir.name)
         if winner is not None and winner != run_dir:
             # `<root>/<id>` copied beside `<root>/reference/<id>`: one id, two runs.  Commands reach
@@ -1110,7 +1113,7 @@ def _frame(records: list[dict] | dict[str, list], columns: list[str], *, numeric
 def load_run(root: str | os.PathLike[str], run_id: str) -> Run:
     """Open `run_id` for viewing; RunStoreError if there is no such run (or it leaves the root)."""
     run_dir = find_run_dir(root, run_id)
-    read_only = is_read_only(root, run_dir)
+    read_only = is_read_only(run_dir)
     group = run_dir.parent.name if run_dir.parent != Path(root) else None
     doc, _ = read_json(run_dir / CONFIG_FILE)
     status, _ = read_json(run_dir / STATUS_FILE)
@@ -1122,7 +1125,7 @@ def load_run(root: str | os.PathLike[str], run_id: str) -> Run:
 
 def _writable_run(root: str | os.PathLike[str], run_id: str, verb: str) -> Path:
     run_dir = find_run_dir(root, run_id)
-    if is_read_only(root, run_dir):
+    if is_read_only(run_dir):
         raise RunStoreError(f"cannot {verb} {run_id}: reference runs are read-only")
     return run_dir
 
@@ -1167,6 +1170,12 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
+def _printable(text: str | None) -> str:
+    """`text` for a terminal: a control character (a newline, an escape sequence planted in a
+    config.json) shows as '?' instead of breaking the table or recolouring the screen."""
+    return "".join(c if c.isprintable() else "?" for c in text or "")
+
+
 def format_table(summaries: Iterable[RunSummary]) -> str:
     """An aligned text table of runs for `rnnreg list`."""
     summaries = list(summaries)
@@ -1177,7 +1186,7 @@ def format_table(summaries: Iterable[RunSummary]) -> str:
         + (("MC TEST",) if with_mc else ()) + (("TEST RECALL",) if with_recall else ())
     rows = [
         (
-            s.id, s.name or "-", s.preset or "-", s.dropout_label,
+            s.id, _printable(s.name) or "-", _printable(s.preset) or "-", _printable(s.dropout_label),
             s.state + (" (read-only)" if s.read_only else "") + (" !" if s.problems else ""),
             f"{s.epochs_done}/{s.epochs_total if s.epochs_total is not None else '?'}",
             _fmt(s.best_valid_ppl), _fmt(s.test_ppl),

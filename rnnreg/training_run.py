@@ -38,7 +38,6 @@ from rnnreg.recording import RunRecorder, restore_trainer
 from rnnreg.tasks import load_task_data
 from rnnreg.runs import (
     ACTIVE_STATES,
-    TERMINAL_STATES,
     RunStoreError,
     RunWriter,
     effective_state,
@@ -172,15 +171,29 @@ def train_from_cli(args: argparse.Namespace) -> int:
         if args.run_dir:
             return _train_queued(args, stop)
         config = config_from_args(args)
+        if args.max_concurrent:
+            config = share_cores(config, args.max_concurrent, os.cpu_count() or 1)
         try:
             trainer = prepare(config, stop)  # a user error here leaves no run behind
         except ValueError as err:
             return _error(err)
-        writer = RunWriter.create(runs_root(args.runs_dir), to_dict(config), pid=os.getpid())
+        root = runs_root(args.runs_dir)
+        writer = RunWriter.create(root, to_dict(config), pid=os.getpid())  # queued, with this pid: cancellable
         _log_to(writer.log_path)
         print(writer.dir, flush=True)
-        writer.set_status("running", epochs_total=config.train.epochs, message="starting")
-        return _train_run(writer, trainer)
+        slot = None
+        if args.max_concurrent:  # the same queue as the dashboard's and the sweeps' runs
+            writer.update_status(message=f"waiting until fewer than {args.max_concurrent} runs train")
+            slot = acquire_slot(root, args.max_concurrent, should_stop=stop)
+            if slot is None:
+                writer.set_status("cancelled", message="cancelled while queued")
+                return EXIT_CANCELLED
+        try:
+            writer.set_status("running", epochs_total=config.train.epochs, message="starting")
+            return _train_run(writer, trainer)
+        finally:
+            if slot is not None:
+                slot.release()
 
 
 def share_cores(config: RunConfig, max_concurrent: int, cpus: int) -> RunConfig:
@@ -203,8 +216,16 @@ def _train_queued(args: argparse.Namespace, stop: StopFlag) -> int:
     except ConfigError as err:
         writer.set_status("failed", message=f"invalid config: {err}")
         raise
-    if writer.read_status().get("state") in TERMINAL_STATES:  # cancelled before it started
+    status = writer.read_status()
+    state = effective_state(status)
+    if state == "cancelled":  # cancelled before it started
+        print(f"rnnreg: run {writer.id} was cancelled before it started", file=sys.stderr)
         return EXIT_CANCELLED
+    if state != "queued" or status.get("pid") not in (None, os.getpid()):
+        # only the queued run launch made for this process: anything else would train over its records
+        owner = f" (pid {status['pid']})" if state == "queued" else ""
+        return _error(f"--run-dir: run {writer.id} is {state}{owner}, not a queued run waiting for this process; "
+                      f"continue a run with rnnreg train --resume {writer.id}")
     slot = None
     if args.max_concurrent:
         config = share_cores(config, args.max_concurrent, os.cpu_count() or 1)
@@ -262,7 +283,7 @@ def resume_from_cli(args: argparse.Namespace, stop: StopFlag) -> int:
     """
     root = runs_root(args.runs_dir)
     run_dir = find_run_dir(root, args.resume)
-    if is_read_only(root, run_dir):
+    if is_read_only(run_dir):
         raise RunStoreError(f"cannot resume {args.resume}: reference runs are read-only")
     writer = RunWriter.open(run_dir)
     _check_resumable(writer)
@@ -281,13 +302,23 @@ def resume_from_cli(args: argparse.Namespace, stop: StopFlag) -> int:
             raise RunStoreError(f"cannot resume {writer.id}: {err}") from None
     else:
         epoch = 0
-    slot = acquire_slot(root, args.max_concurrent, should_stop=stop) if args.max_concurrent else None
-    if args.max_concurrent and slot is None:
-        return EXIT_CANCELLED
+    slot, claimable = None, RESUMABLE_STATES
+    if args.max_concurrent:
+        # Claimed before the wait, with this pid: `rnnreg cancel` then stops this process (and the
+        # run ends cancelled), where before it marked the run and the resume trained it anyway.
+        try:
+            writer.set_status_if(RESUMABLE_STATES, "queued", pid=os.getpid(), ended_at=None, cancel_requested_at=None,
+                                 message=f"waiting for a slot to resume after epoch {epoch}")
+        except RunStoreError as err:
+            raise RunStoreError(f"cannot resume: {err}") from None
+        slot, claimable = acquire_slot(root, args.max_concurrent, should_stop=stop), frozenset({"queued"})
+        if slot is None:
+            writer.set_status("cancelled", message="cancelled while waiting to resume")
+            return EXIT_CANCELLED
     try:
         try:
             writer.set_status_if(
-                RESUMABLE_STATES, "running", pid=os.getpid(), epoch=epoch, ended_at=None, cancel_requested_at=None,
+                claimable, "running", pid=os.getpid(), epoch=epoch, ended_at=None, cancel_requested_at=None,
                 resumed_from_epoch=epoch, resumed_at=utc_now(), message=f"resuming after epoch {epoch}",
             )
         except RunStoreError as err:

@@ -106,3 +106,62 @@ def test_eight_launched_runs_share_two_slots_and_readers_agree(tmp_path, monkeyp
         tables.append(at.dataframe[0].value.sort_values("id").reset_index(drop=True))
     assert tables[0].equals(tables[1]) and len(tables[0]) == RUNS
     assert set(tables[0]["state"]) == {"finished"}
+
+
+# --- the queue from the command line --------------------------------------------------------
+
+
+def _waiting_trainer(root: Path, *argv: str):
+    """`rnnreg train ARGV --max-concurrent 1 --runs-dir ROOT` while this test holds the only slot."""
+    import subprocess
+    import sys
+
+    return subprocess.Popen([sys.executable, "-m", "rnnreg", "train", *argv, "--max-concurrent", "1",
+                             "--runs-dir", str(root)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def _status(root: Path, run_id: str) -> dict:
+    return load_run(root, run_id).status or {}
+
+
+def test_a_cli_run_waits_for_a_slot_and_cancel_stops_it_there(tmp_path):
+    from rnnreg.launch import acquire_slot, cancel
+    from rnnreg.training_run import EXIT_CANCELLED
+
+    root, corpus = tmp_path / "runs", write_corpus(tmp_path / "corpus")
+    held = acquire_slot(root, 1)
+    try:
+        trainer = _waiting_trainer(root, "--preset", "demo", "--epochs", "1", "--data", str(corpus),
+                                   "--device", "cpu")
+        run_id = Path(wait_until(lambda: trainer.stdout.readline().strip(), 60, "the run's directory")).name
+        status = wait_until(lambda: (s := _status(root, run_id)).get("message") and s["message"].startswith("waiting") and s,
+                            60, "the run waiting for a slot")
+        assert status["state"] == "queued" and status["pid"] == trainer.pid  # queued, not training beside us
+        assert "asked run" in cancel(root, run_id)
+        assert trainer.wait(60) == EXIT_CANCELLED
+        assert _status(root, run_id)["state"] == "cancelled"
+    finally:
+        held.release()
+
+
+def test_cancel_stops_a_resume_waiting_for_a_slot(tmp_path):
+    from rnnreg.launch import acquire_slot, cancel
+    from rnnreg.runs import RunWriter
+    from rnnreg.training_run import EXIT_CANCELLED
+
+    root = tmp_path / "runs"
+    writer = RunWriter.create(root, to_dict(tiny_config(write_corpus(tmp_path / "corpus"), epochs=2)))
+    writer.set_status("cancelled", message="cancelled by the user")  # resumable; no checkpoint: from epoch 0
+    held = acquire_slot(root, 1)
+    try:
+        resumer = _waiting_trainer(root, "--resume", writer.id)
+        wait_until(lambda: _status(root, writer.id).get("pid") == resumer.pid, 60, "the resume claiming the run")
+        assert _status(root, writer.id)["state"] == "queued"
+        assert "asked run" in cancel(root, writer.id)  # before, it only marked the run and the resume trained it
+        assert resumer.wait(60) == EXIT_CANCELLED
+        status = _status(root, writer.id)
+        assert status["state"] == "cancelled" and status["message"] == "cancelled while waiting to resume"
+    finally:
+        held.release()
+    assert not load_run(root, writer.id).epochs_frame().shape[0]  # it never trained

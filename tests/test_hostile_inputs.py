@@ -166,6 +166,95 @@ def dead_pid(ctx: Ctx) -> str:
     return planted(good(**{"status.json": json.dumps(status)}), state="interrupted")(ctx)
 
 
+def huge_pid(ctx: Ctx) -> str:
+    status = {"state": "running", "pid": 2 ** 32, "host": os.uname().nodename, "epoch": 1}
+    message = planted(good(**{"status.json": json.dumps(status)}), state="interrupted")(ctx)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert cli.main(["show", "20261126-000000-planted-abcdef", "--runs-dir", str(ctx.root)]) == 0
+    return message
+
+
+def a_run(ctx: Ctx, state: str, *, group: str | None = None, checkpoint: bytes | None = b"") -> RunWriter:
+    """A run of `state` (in `group`, e.g. reference/), with a checkpoint of these bytes (None: none)."""
+    writer = RunWriter.create(ctx.root / group if group else ctx.root, to_dict(tiny_config(ctx.corpus)))
+    ctx.created.add(writer.id)
+    writer.set_status(state, pid=dead_process() if state == "running" else None)
+    if checkpoint is not None:
+        writer.checkpoint_path.write_bytes(checkpoint)
+    return writer
+
+
+def dead_process() -> int:
+    import subprocess
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def reference_by_path(spelling: str) -> Callable[[Ctx], str]:
+    """`rnnreg evaluate` must not record into a shipped run however its path is spelled."""
+
+    def action(ctx: Ctx) -> str:
+        writer = a_run(ctx, "finished", group="reference")
+        before = digest(writer.dir)
+        if spelling == "absolute path":
+            message = run_cli("evaluate", writer.dir.resolve(), "--mc-samples", "1", "--runs-dir",
+                              os.path.relpath(ctx.root))  # the root spelled relative, the run absolute
+        else:  # the runs root is the reference folder itself
+            message = run_cli("evaluate", writer.id, "--mc-samples", "1", "--runs-dir", ctx.root / "reference")
+        assert digest(writer.dir) == before
+        return message
+
+    return action
+
+
+def compact(state: str, **run: object) -> Callable[[Ctx], str]:
+    def action(ctx: Ctx) -> str:
+        writer = a_run(ctx, state, **run)
+        before = digest(writer.dir)
+        message = run_cli("compact", writer.id, "--runs-dir", ctx.root)
+        assert digest(writer.dir) == before
+        return message
+
+    return action
+
+
+def train_over(state: str) -> Callable[[Ctx], str]:
+    """`train --run-dir` (the dashboard's way in) on a run that is not queued for it: nothing written."""
+
+    def action(ctx: Ctx) -> str:
+        writer = a_run(ctx, state)
+        before = digest(writer.dir)
+        message = run_cli("train", "--run-dir", writer.dir)
+        assert digest(writer.dir) == before
+        return message
+
+    return action
+
+
+def fifo_checkpoint(ctx: Ctx) -> str:
+    writer = a_run(ctx, "finished", checkpoint=None)
+    os.mkfifo(writer.checkpoint_path)  # a reader that opened it blocking would wait for ever
+    return run_cli("compact", writer.id, "--runs-dir", ctx.root)
+
+
+def cancel_unidentified_pid(ctx: Ctx) -> str:
+    import subprocess
+
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    try:
+        status = {"state": "running", "pid": bystander.pid, "epoch": 1}  # no host, no start time
+        planted(good(**{"status.json": json.dumps(status)}), state="running")(ctx)
+        message = run_cli("cancel", "20261126-000000-planted-abcdef", "--runs-dir", ctx.root)
+        assert bystander.poll() is None  # not signalled
+        return message
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+
 def run_id_refused(run_id: str) -> Callable[[Ctx], str]:
     def action(ctx: Ctx) -> str:
         for verb in ("show", "cancel"):
@@ -270,6 +359,13 @@ def catalogue() -> list[Case]:
         C("config", "name of 300 characters", train_cli("--name", "n" * 300), "--name"),
         C("config", "resume with new options", lambda ctx: run_cli("train", "--resume", "x", "--epochs", "3"),
           "drop --epochs"),
+        C("config", "resume with a new delay", lambda ctx: run_cli("train", "--resume", "x", "--delay", "50"),
+          "drop --delay"),
+        C("config", "seed beyond 64 bits", train_cli("--seed", "99999999999999999999"), "--seed: must be below"),
+        C("config", "name with a newline", train_cli("--name", "a\nb"), "without control characters"),
+        C("config", "name with an escape sequence", train_cli("--name", "\x1b[31mred"), "without control characters"),
+        C("config", "max concurrent -1", train_cli("--max-concurrent", "-1"), "--max-concurrent: must be >= 1"),
+        C("config", "bench threads -1", lambda ctx: run_cli("bench", "--threads", "-1"), "--threads: must be >= 1"),
         # configs, from config.json (the dashboard's way)
         C("config", "hidden 0", bad_config(setter("model.hidden", 0)), "hidden"),
         C("config", "negative layers", bad_config(setter("model.layers", -1)), "layers"),
@@ -290,6 +386,8 @@ def catalogue() -> list[Case]:
         C("corpus", "blank test file", bad_corpus(write("test.txt", b"  \n\n \t\n")), "holds no words"),
         C("corpus", "non-UTF-8 bytes", bad_corpus(write("valid.txt", b"good words \xff\xfe bad\n")), "not UTF-8"),
         C("corpus", "a single token", bad_corpus(write("train.txt", b"word\n")), "too short"),
+        C("corpus", "valid split shorter than a window", bad_corpus(write("valid.txt", b"red fox\n" * 20)),
+          "no full window"),
         C("corpus", "missing directory", lambda ctx: run_cli("train", "--data", ctx.tmp / "nowhere", "--runs-dir",
                                                              ctx.root), "no such directory"),
         C("corpus", "a file, not a directory", lambda ctx: run_cli("train", "--data", ctx.corpus / "train.txt",
@@ -327,6 +425,16 @@ def catalogue() -> list[Case]:
           "finished"),
         C("store", "running with a dead pid", dead_pid, "interrupted"),
         C("store", "symlink outside the root", symlink_outside, "symlink pointing outside"),
+        C("store", "pid beyond the system's range", huge_pid, "interrupted"),
+        C("store", "cancel a pid with no start time", cancel_unidentified_pid, "without the host and start time"),
+        C("store", "evaluate a reference run by its path", reference_by_path("absolute path"), "read-only"),
+        C("store", "runs root is the reference folder", reference_by_path("root"), "read-only"),
+        C("store", "compact an interrupted run", compact("running"), "is interrupted, not finished"),
+        C("store", "compact a reference run", compact("finished", group="reference"), "read-only"),
+        C("store", "compact without a checkpoint", compact("finished", checkpoint=None), "cannot read"),
+        C("store", "checkpoint is a FIFO", fifo_checkpoint, "not a regular file"),
+        C("store", "train --run-dir over an interrupted run", train_over("running"), "rnnreg train --resume"),
+        C("store", "train --run-dir over a finished run", train_over("finished"), "is finished"),
         C("store", "run id with ..", run_id_refused("../../etc"), "'/'"),
         C("store", "run id with .. only", run_id_refused(".."), "'..'"),
         C("store", "run id with /", run_id_refused("a/b"), "'/'"),
