@@ -697,7 +697,12 @@ def effective_state(status: Mapping[str, Any], *, hostname: str | None = None) -
         return state
     pid = status.get("pid")
     if pid is None:
-        return state  # queued by launch, pid not yet recorded; or written without one
+        # queued by launch, pid not yet recorded, or written without one; a run queued by a
+        # sweep's driver (Ray) names the driver instead: when it is gone, so is the queue
+        driver = status.get("queued_by")
+        if state == "queued" and driver is not None and not pid_alive(driver, status.get("queued_by_start")):
+            return "interrupted"
+        return state
     if pid_alive(pid, status.get("pid_start")):
         return state
     return "cancelled" if status.get("cancel_requested_at") else "interrupted"

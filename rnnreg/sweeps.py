@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -209,7 +210,7 @@ def run_ray(sweep: Sweep, root: str | Path, *, address: str | None = None, max_c
         raise SweepError("the ray backend needs Ray: pip install 'ray==2.60.0' (or pip install .[ray])") from None
     from rnnreg.config import PACKAGE_ROOT
     from rnnreg.launch import find_request
-    from rnnreg.runs import LOG_FILE, RunWriter, find_run_dir, summarize_run
+    from rnnreg.runs import LOG_FILE, RunWriter, find_run_dir, process_start_time, summarize_run
 
     root = Path(root).absolute()
     root.mkdir(parents=True, exist_ok=True)
@@ -220,6 +221,9 @@ def run_ray(sweep: Sweep, root: str | Path, *, address: str | None = None, max_c
         if existing is None:
             writer = RunWriter.create(root, to_dict(run.config), name=run.name, request_id=run.request_id,
                                       sweep=sweep.name)
+            # queued for this driver's tasks: if the driver dies first the run reads interrupted,
+            # and launching the sweep again resumes it instead of counting it 'already there'
+            writer.update_status(queued_by=os.getpid(), queued_by_start=process_start_time(os.getpid()))
             jobs.append((["--run-dir", str(writer.dir)], writer.log_path))
             started.append(writer.id)
             continue

@@ -379,6 +379,16 @@ def test_one_run_id_in_two_directories_lists_the_shadowed_copy_as_broken(tmp_pat
         f"the same run id as reference/{ref.id},")
 
 
+def test_a_run_queued_by_a_sweep_driver_that_died_reads_interrupted(tmp_path):
+    # `rnnreg sweep --backend ray` queues every run up front; its tasks train them later
+    me = {"state": "queued", "pid": None, "host": socket.gethostname()}
+    alive = {**me, "queued_by": os.getpid(), "queued_by_start": runs.process_start_time(os.getpid())}
+    assert runs.effective_state(alive) == "queued"
+    assert runs.effective_state({**me, "queued_by": dead_pid()}) == "interrupted"
+    assert runs.effective_state({**alive, "queued_by_start": alive["queued_by_start"] + 1}) == "interrupted"  # reused
+    assert runs.effective_state(me) == "queued"  # launch's own queued runs: pid not yet recorded
+
+
 def test_list_runs_missing_root(tmp_path):
     assert runs.list_runs(tmp_path / "nope") == []
     (tmp_path / "file").write_text("x")

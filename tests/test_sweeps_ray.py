@@ -30,5 +30,7 @@ def test_a_tiny_sweep_runs_on_a_local_ray_instance_and_again_starts_nothing(tmp_
     summaries = list_runs(runs)
     assert [s.state for s in summaries] == ["finished"] * 4, [(s.state, s.message) for s in summaries]
     assert {s.sweep for s in summaries} == {"tiny-ray"} and all(s.test_ppl for s in summaries)
+    for s in summaries:  # queued for the driver's tasks: a driver that dies leaves them interrupted, resumable
+        assert json.loads((runs / s.id / "status.json").read_text())["queued_by"] > 0
     again = rnnreg("sweep", str(spec), "--backend", "ray", "--runs-dir", str(runs))
     assert again.returncode == 0 and "started 0" in again.stdout and "already there 4" in again.stdout
