@@ -138,6 +138,10 @@ def test_every_page_renders_in_chromium(runs_dir, tmp_path):
             if path == "runs":  # the parallel coordinates are drawn on request
                 page.get_by_text("Settings against best validation perplexity").first.click()
                 wait_until_settled(page, 1)
+                page.get_by_role("button", name="Delete…").click()  # the confirmation waits in a popover
+                page.get_by_role("button", name="Yes, delete it").wait_for(state="visible", timeout=10_000)
+                page.keyboard.press("Escape")
+                page.get_by_role("button", name="Yes, delete it").wait_for(state="hidden", timeout=10_000)
             if path in TEXTS:
                 page.get_by_text(TEXTS[path], exact=False).first.wait_for(timeout=30_000)
             exceptions = page.locator("[data-testid='stException']")
