@@ -1140,7 +1140,7 @@ def rename_run(root: str | os.PathLike[str], run_id: str, new_name: str) -> None
     if not isinstance(new_name, str) or not new_name.strip():
         raise RunStoreError("name: must not be empty")
     new_name = new_name.strip()
-    if len(new_name) > MAX_NAME or any(ord(c) < 32 for c in new_name):
+    if len(new_name) > MAX_NAME or any(ord(c) < 32 or ord(c) == 127 for c in new_name):
         raise RunStoreError(f"name: at most {MAX_NAME} characters, no control characters")
     run_dir = _writable_run(root, run_id, "rename")
     with _dir_lock(run_dir):
