@@ -424,6 +424,7 @@ def test_launch_a_tiny_cpu_run_and_watch_it_finish(store):
     assert _wait_for_state(at, store, run_id, {"finished", "failed"}, timeout=90) == "finished"
     assert_no_exception(at)
     assert any("tiny from test" in m.value for m in at.markdown)
+    at.run()  # the page as it is now: _wait_for_state saw the status file change after its last rerun
     at.button(key="launch_dismiss").click().run()  # ended runs leave the list, and only the list
     assert not any("tiny from test" in m.value for m in at.markdown)
     assert (store / run_id / "config.json").exists()
