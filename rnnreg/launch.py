@@ -160,7 +160,8 @@ def resume(root: str | os.PathLike[str], run_id: str, *, max_concurrent: int = 1
     """
     root = Path(root).absolute()
     run_dir = find_run_dir(root, validate_run_id(run_id))
-    argv = [python, "-m", "rnnreg", "train", "--resume", run_id, "--runs-dir", str(run_dir.parent),
+    # the runs root, not the run's folder: a run in a group (<root>/<group>/<id>) waits in the same queue
+    argv = [python, "-m", "rnnreg", "train", "--resume", run_id, "--runs-dir", str(root),
             "--max-concurrent", str(max_concurrent)]
     try:
         proc = _spawn(argv, run_dir / LOG_FILE)

@@ -392,6 +392,7 @@ class RunWriter:
         # never sees a run without its config.json and status.json.
         staging = Path(tempfile.mkdtemp(prefix=f".creating-{rid}-", dir=root))
         try:
+            os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes it 0700: a run is as readable as any folder
             atomic_write_json(staging / CONFIG_FILE, doc)
             status = {**_new_status(epochs_total), "created_at": doc["created_at"]}
             if pid is not None:
@@ -959,6 +960,15 @@ def _addressed_copies(found: list[tuple[Path, str | None, str | None]]) -> dict[
             by_id.setdefault(run_dir.name, []).append((run_dir, group))
     return {run_id: min(copies, key=lambda c: (c[1] is not None, c[1] or ""))[0]
             for run_id, copies in by_id.items() if len(copies) > 1}
+
+
+def _umask() -> int:
+    """This process's umask, read without changing it (os.umask sets it, racing other threads)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    return 0o022
 
 
 def run_signature(run_dir: str | os.PathLike[str]) -> tuple[tuple[str, int, int], ...]:

@@ -32,6 +32,7 @@ from rnnreg.config import PACKAGE_ROOT, ConfigError, RunConfig, build_run_config
 from rnnreg.data import Corpus, DataError
 from rnnreg.fused_cell import cell_kernel
 from rnnreg.launch import acquire_slot
+from rnnreg.placements import PLACEMENTS
 from rnnreg.probes import GateProbe, GradThroughTime, probe_batch, probe_window
 from rnnreg.checkpoint import CheckpointError
 from rnnreg.recording import RunRecorder, restore_trainer
@@ -85,11 +86,19 @@ class StopFlag:
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     overrides = {key: getattr(args, key) for key in ("log_every", "step") if getattr(args, key, None) is not None}
-    return build_run_config(
-        args.preset or DEFAULT_PRESET, placement=args.placement, dropout=args.dropout, site_rates=dict(args.dropout_site),
+    preset = args.preset or DEFAULT_PRESET
+    config = build_run_config(
+        preset, placement=args.placement, dropout=args.dropout, site_rates=dict(args.dropout_site),
         epochs=args.epochs, max_train_tokens=args.max_train_tokens, data_dir=args.data, device=args.device,
         seed=args.seed, name=args.name, delay=args.delay, **overrides,
     )
+    placement = config.dropout.placement
+    if args.dropout and not any(site.primary for site in PLACEMENTS[placement].sites):
+        # `--preset small --dropout 0.5` would train the small preset's default, no dropout at all
+        default = f" (the {preset} preset's default)" if args.placement is None else ""
+        raise ConfigError(f"--dropout {args.dropout:g}: placement {placement!r}{default} has no dropout sites; "
+                          "choose one with --placement, e.g. --placement zaremba")
+    return config
 
 
 def git_commit() -> str | None:

@@ -361,6 +361,8 @@ def catalogue() -> list[Case]:
           "drop --epochs"),
         C("config", "resume with a new delay", lambda ctx: run_cli("train", "--resume", "x", "--delay", "50"),
           "drop --delay"),
+        C("config", "dropout for a preset without dropout", train_cli("--preset", "small", "--dropout", "0.5"),
+          "placement 'none' (the small preset's default) has no dropout sites"),
         C("config", "seed beyond 64 bits", train_cli("--seed", "99999999999999999999"), "--seed: must be below"),
         C("config", "name with a newline", train_cli("--name", "a\nb"), "without control characters"),
         C("config", "name with an escape sequence", train_cli("--name", "\x1b[31mred"), "without control characters"),

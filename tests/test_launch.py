@@ -293,3 +293,23 @@ def test_active_runs_uses_effective_state(tmp_path):
     finished = RunWriter.create(tmp_path, CONFIG)
     finished.set_status("finished")
     assert {s.id for s in active_runs(tmp_path)} == {live.id, queued.id}
+
+
+def test_a_resumed_run_in_a_group_folder_waits_in_the_roots_queue(tmp_path, monkeypatch):
+    # <root>/<group>/<id>: its trainer must take its slot in <root>/.slots like every other run
+    writer = RunWriter.create(tmp_path / "mine", {"preset": "demo"})
+    spawned = []
+    monkeypatch.setattr(launch_mod, "_spawn", lambda argv, log: spawned.append(argv) or subprocess.Popen(["true"]))
+    launch_mod.resume(tmp_path, writer.id, max_concurrent=2)
+    argv = spawned[0]
+    assert argv[argv.index("--runs-dir") + 1] == str(tmp_path.absolute())
+    assert runs.find_run_dir(tmp_path, writer.id) == writer.dir  # which still finds the run
+
+
+def test_a_new_run_is_as_readable_as_any_folder_the_user_makes(tmp_path):
+    old = os.umask(0o022)
+    try:
+        writer = RunWriter.create(tmp_path, {"preset": "demo"})
+    finally:
+        os.umask(old)
+    assert writer.dir.stat().st_mode & 0o777 == 0o755  # mkdtemp's 0700 kept other readers (a shared Ray root) out
