@@ -245,6 +245,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     print(f"{run_dir.name}: test perplexity {result.test_ppl:.2f} (dropout off), "
           f"{result.mc_test_ppl:.2f} with MC dropout over {result.samples} samples "
           f"({result.tokens} tokens, {result.samples_per_pass} samples per pass, {result.seconds:.1f} s on {result.device})")
+    if result.weights_dtype != "float32":  # `rnnreg compact` halved them: close to the trainer's figure, not equal
+        from rnnreg.runs import summarize_run
+
+        trained = summarize_run(run_dir).test_ppl
+        print(f"note: these are the checkpoint's {result.weights_dtype} weights (rnnreg compact); the trainer "
+              f"measured test perplexity {'?' if trained is None else f'{trained:.2f}'} with its float32 weights")
     if not args.no_record:
         record(run_dir, result)
         print(f"recorded in {run_dir / 'metrics.jsonl'} (kind mc_test)")

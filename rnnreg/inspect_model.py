@@ -41,6 +41,7 @@ class RunModel:
     vocab: Vocabulary
     model: LanguageModel
     epoch: int  # the epoch the checkpoint was written after
+    weights_dtype: str = "float32"  # float16 once `rnnreg compact` has halved them for shipping
 
 
 def has_checkpoint(run_dir: str | os.PathLike[str]) -> bool:
@@ -78,7 +79,7 @@ def load_run_model(run_dir: str | os.PathLike[str]) -> RunModel:
     except RuntimeError as err:
         raise InspectError(f"run {run_dir.name}: checkpoint does not fit its config ({str(err)[:200]})") from None
     model.eval()
-    return RunModel(run_dir, config, vocab, model, int(state.get("epoch", 0)))
+    return RunModel(run_dir, config, vocab, model, int(state.get("epoch", 0)), str(state.get("weights_dtype", "float32")))
 
 
 def tokenize(text: str) -> list[str]:

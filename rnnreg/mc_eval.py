@@ -50,6 +50,7 @@ class MCResult:
     seconds: float
     seed: int
     device: str
+    weights_dtype: str = "float32"  # of the checkpoint evaluated: float16 after `rnnreg compact`
 
 
 def samples_per_pass(samples: int, bptt: int, batch: int, vocab: int, device: torch.device,
@@ -137,7 +138,7 @@ def evaluate_run(run_dir: str | os.PathLike[str], samples: int, device: torch.de
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return MCResult(samples, mc_ppl, det_ppl, tokens, per_pass, time.perf_counter() - began, seed,
-                    torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu")
+                    torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu", run.weights_dtype)
 
 
 def record(run_dir: str | os.PathLike[str], result: MCResult) -> dict:

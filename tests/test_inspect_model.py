@@ -128,6 +128,11 @@ def test_a_compacted_checkpoint_still_pokes_but_refuses_to_resume(tmp_path, tiny
     gen = subprocess.run([sys.executable, "-m", "rnnreg", "generate", run_id, "--prompt", "the cat", "--words", "3",
                           "--runs-dir", str(runs)], capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
     assert gen.returncode == 0, gen.stderr
+    ev = subprocess.run([sys.executable, "-m", "rnnreg", "evaluate", run_id, "--mc-samples", "1", "--no-record",
+                         "--device", "cpu", "--runs-dir", str(runs)], capture_output=True, text=True, env=env,
+                        cwd=REPO, timeout=300)
+    assert ev.returncode == 0, ev.stderr
+    assert "note: these are the checkpoint's float16 weights (rnnreg compact); the trainer measured test" in ev.stdout
     from rnnreg.checkpoint import CheckpointError
     from rnnreg.config import from_dict
     from rnnreg.recording import restore_trainer
