@@ -20,6 +20,13 @@ from rnnreg.placements import PLACEMENT_NAMES, PLACEMENTS, resolve_rates
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = PACKAGE_ROOT / "data" / "ptb"  # the vendored Penn Treebank
 DEVICES = ("auto", "cpu", "cuda")
+MAX_NAME = 200  # characters in a run's name
+
+
+def valid_name(name: object) -> bool:
+    """A run's name: text of at most MAX_NAME characters and no control characters (`rnnreg list`
+    and the dashboard would print a newline or an escape sequence as it is)."""
+    return isinstance(name, str) and len(name) <= MAX_NAME and not any(ord(c) < 32 or ord(c) == 127 for c in name)
 STEP_MODES = ("auto", "graph", "eager")  # as rnnreg.steps (kept here so config stays torch-free)
 TASKS = ("lm", "memory")
 
@@ -240,9 +247,8 @@ def validate(config: RunConfig) -> None:
         raise ConfigError(f"preset: unknown preset {config.preset!r}; allowed: {', '.join(PRESET_NAMES)}")
     if config.task not in TASKS:
         raise ConfigError(f"task: unknown task {config.task!r}; allowed: {', '.join(TASKS)}")
-    if config.name is not None and (not isinstance(config.name, str) or len(config.name) > 200
-                                    or any(ord(c) < 32 or ord(c) == 127 for c in config.name)):
-        raise ConfigError("--name: must be text of at most 200 characters, without control characters")
+    if config.name is not None and not valid_name(config.name):
+        raise ConfigError(f"--name: must be text of at most {MAX_NAME} characters, without control characters")
     m, t = config.model, config.train
     _check_int("layers", m.layers, 1)
     _check_int("hidden", m.hidden, 1)

@@ -41,6 +41,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
+from rnnreg.config import MAX_NAME, valid_name
+
 logger = logging.getLogger(__name__)
 
 FORMAT = 1  # the version of config.json's layout this module writes and reads
@@ -72,7 +74,6 @@ RUN_MARKERS = (CONFIG_FILE, STATUS_FILE, METRICS_FILE)
 MAX_JSON_BYTES = 1 << 20  # config.json / status.json larger than this are refused
 MAX_LINE_BYTES = 1 << 20  # a JSONL line longer than this is skipped
 MAX_RUN_ID = 128
-MAX_NAME = 200
 _SLUG_MAX = 40
 _ID_RE = re.compile(r"[A-Za-z0-9._-]+")
 
@@ -1150,7 +1151,7 @@ def rename_run(root: str | os.PathLike[str], run_id: str, new_name: str) -> None
     if not isinstance(new_name, str) or not new_name.strip():
         raise RunStoreError("name: must not be empty")
     new_name = new_name.strip()
-    if len(new_name) > MAX_NAME or any(ord(c) < 32 or ord(c) == 127 for c in new_name):
+    if not valid_name(new_name):
         raise RunStoreError(f"name: at most {MAX_NAME} characters, no control characters")
     run_dir = _writable_run(root, run_id, "rename")
     with _dir_lock(run_dir):

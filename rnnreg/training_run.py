@@ -31,7 +31,7 @@ import torch
 from rnnreg.config import PACKAGE_ROOT, ConfigError, RunConfig, build_run_config, from_dict, to_dict
 from rnnreg.data import Corpus, DataError
 from rnnreg.fused_cell import cell_kernel
-from rnnreg.launch import acquire_slot
+from rnnreg.launch import Slot, acquire_slot
 from rnnreg.placements import PLACEMENTS
 from rnnreg.probes import GateProbe, GradThroughTime, probe_batch, probe_window
 from rnnreg.checkpoint import CheckpointError
@@ -193,9 +193,8 @@ def train_from_cli(args: argparse.Namespace) -> int:
         slot = None
         if args.max_concurrent:  # the same queue as the dashboard's and the sweeps' runs
             writer.update_status(message=f"waiting until fewer than {args.max_concurrent} runs train")
-            slot = acquire_slot(root, args.max_concurrent, should_stop=stop)
+            slot = _wait_for_slot(writer, root, args.max_concurrent, stop, waiting="queued")
             if slot is None:
-                writer.set_status("cancelled", message="cancelled while queued")
                 return EXIT_CANCELLED
         try:
             writer.set_status("running", epochs_total=config.train.epochs, message="starting")
@@ -214,6 +213,16 @@ def share_cores(config: RunConfig, max_concurrent: int, cpus: int) -> RunConfig:
     if max_concurrent <= 1 or config.train.threads is not None:
         return config
     return dataclasses.replace(config, train=dataclasses.replace(config.train, threads=max(1, cpus // max_concurrent)))
+
+
+def _wait_for_slot(writer: RunWriter, root: Path, limit: int, stop: StopFlag, *, waiting: str) -> Slot | None:
+    """One of `limit` training slots of `root` (the queue the dashboard's, the sweeps' and the
+    command line's runs share), or None after marking the run cancelled: `rnnreg cancel` stopped
+    this process while it waited."""
+    slot = acquire_slot(root, limit, should_stop=stop)
+    if slot is None:
+        writer.set_status("cancelled", message=f"cancelled while {waiting}")
+    return slot
 
 
 def _train_queued(args: argparse.Namespace, stop: StopFlag) -> int:
@@ -238,9 +247,8 @@ def _train_queued(args: argparse.Namespace, stop: StopFlag) -> int:
     slot = None
     if args.max_concurrent:
         config = share_cores(config, args.max_concurrent, os.cpu_count() or 1)
-        slot = acquire_slot(writer.dir.parent, args.max_concurrent, should_stop=stop)
+        slot = _wait_for_slot(writer, writer.dir.parent, args.max_concurrent, stop, waiting="queued")
         if slot is None:
-            writer.set_status("cancelled", message="cancelled while queued")
             return EXIT_CANCELLED
     try:
         writer.set_status("running", epochs_total=config.train.epochs, message="loading data")
@@ -259,6 +267,7 @@ def _train_queued(args: argparse.Namespace, stop: StopFlag) -> int:
 # Resuming: an interrupted run (its process died), a cancelled or a failed one.  A finished
 # run has nothing left to do; a diverged one would repeat the same steps and diverge again.
 RESUMABLE_STATES = frozenset({"interrupted", "cancelled", "failed"})
+QUEUED = frozenset({"queued"})  # a resume's own claim while it waits for a slot
 
 
 def _check_resumable(writer: RunWriter) -> None:
@@ -320,9 +329,8 @@ def resume_from_cli(args: argparse.Namespace, stop: StopFlag) -> int:
                                  message=f"waiting for a slot to resume after epoch {epoch}")
         except RunStoreError as err:
             raise RunStoreError(f"cannot resume: {err}") from None
-        slot, claimable = acquire_slot(root, args.max_concurrent, should_stop=stop), frozenset({"queued"})
+        slot, claimable = _wait_for_slot(writer, root, args.max_concurrent, stop, waiting="waiting to resume"), QUEUED
         if slot is None:
-            writer.set_status("cancelled", message="cancelled while waiting to resume")
             return EXIT_CANCELLED
     try:
         try:
