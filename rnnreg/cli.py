@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--step", choices=["auto", "graph", "eager"],
                        help="minibatch step: auto (default: one CUDA graph per step on a GPU, eager on CPU), graph, eager")
     train.add_argument("--log-every", type=int, metavar="K", help="write a step record every K minibatches")
+    train.add_argument("--weight-decay", type=float, metavar="WD",
+                       help="shrink every weight by 1 - WD after each step (default 0, as the paper; "
+                            "Gal & Ghahramani's variational runs used 1e-7)")
     train.add_argument("--delay", type=int, metavar="T", help="memory task: distractor steps between key and recall")
     train.add_argument("--name", help="a human-readable name for the run")
     _add_runs_dir(train)
@@ -150,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 # Options that define a new run; `--resume` takes the run's own config.json instead.
 _RUN_OPTIONS = ("preset", "placement", "dropout", "dropout_site", "epochs", "max_train_tokens", "data", "device",
-                "seed", "log_every", "step", "delay", "name", "run_dir")
+                "seed", "log_every", "step", "weight_decay", "delay", "name", "run_dir")
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -197,11 +200,13 @@ def _cancel(args: argparse.Namespace) -> int:
 
 
 def _placements(args: argparse.Namespace) -> int:
+    width = max(len(name) for name in PLACEMENTS)
     for spec in PLACEMENTS.values():
-        print(f"{spec.name:<12} {spec.summary}  [{spec.source}]")
+        print(f"{spec.name:<{width}} {spec.summary}  [{spec.source}]")
         for site in spec.sites:
             role = "primary (--dropout)" if site.primary else f"default {site.default_rate:g}"
-            print(f"    {site.name:<12} mask per {site.sampling:<8} {role:<20} {SITE_DESCRIPTIONS[site.name]}")
+            sampling = f"{site.sampling}{', per gate' if site.per_gate else ''}"
+            print(f"    {site.name:<12} mask per {sampling:<18} {role:<20} {SITE_DESCRIPTIONS[site.name]}")
     return 0
 
 

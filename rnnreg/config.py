@@ -52,7 +52,8 @@ class DropoutConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = 13
-    lr: float = 1.0  # plain SGD, no momentum, no weight decay
+    lr: float = 1.0  # plain SGD, no momentum, no weight decay (the paper) ...
+    weight_decay: float = 0.0  # ... unless set: p <- (1 - wd) p after each step (Gal & Ghahramani's LM code)
     lr_decay: float = 2.0  # lr is divided by this once per epoch ...
     decay_after: int = 4  # ... for every epoch after this one (1-based)
     batch_size: int = 20
@@ -274,6 +275,10 @@ def validate(config: RunConfig) -> None:
     _check_int("batch_size", t.batch_size, 1)
     _check_int("bptt", t.bptt, 1)
     _check_float("clip", t.clip, 0.0)
+    _check_float("--weight-decay", t.weight_decay, 0.0, inclusive=True)
+    if t.weight_decay >= 1:
+        raise ConfigError(f"--weight-decay: must be below 1 (each step keeps 1 - WD of every weight), "
+                          f"got {t.weight_decay!r}")
     if t.max_train_tokens is not None:
         _check_int("--max-train-tokens", t.max_train_tokens, 2)
     if t.max_eval_tokens is not None:

@@ -204,6 +204,25 @@ def cell_kernel(device: torch.device) -> str:
     return "torch"
 
 
+# --- masks per gate (Gal & Ghahramani's "untied" variational dropout) -------------------------
+
+
+def gatewise_matmul(x: torch.Tensor, masks: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """x (N, K), masks (N, 4K), weight (4H, K) -> (N, 4H) whose gate block g is (x * masks_g) @ weight_g^T.
+
+    Each of the four gates sees its own masked copy of x: one batched matmul, the same FLOPs as
+    the single (x * m) @ weight^T of a mask shared by all gates.
+    """
+    n, k = x.shape
+    copies = (x.unsqueeze(1) * masks.reshape(n, 4, k)).transpose(0, 1)  # (4, N, K)
+    out = torch.bmm(copies, weight.reshape(4, -1, k).transpose(1, 2))  # (4, N, H)
+    return out.transpose(0, 1).reshape(n, -1)
+
+
+def _per_gate(mask: Mask, size: int) -> bool:
+    return mask is not None and mask.size(-1) == 4 * size
+
+
 # --- the layer -------------------------------------------------------------------------------
 
 
@@ -224,10 +243,14 @@ class FusedLSTMLayer(torch.autograd.Function):
         cs = x_proj.new_empty(steps, batch, size)
         hs = x_proj.new_empty(steps, batch, size)
         w_t = w_hh.t()
+        untied = _per_gate(hm, size)
         h, c = h0, c0
         for t in range(steps):
-            h_in = h * hm[t] if hm is not None else h
-            pre = torch.addmm(x_proj[t], h_in, w_t)
+            if untied:
+                pre = x_proj[t] + gatewise_matmul(h, hm[t], w_hh)
+            else:
+                h_in = h * hm[t] if hm is not None else h
+                pre = torch.addmm(x_proj[t], h_in, w_t)
             forward_cell(pre, c, h, _at(um, t), _at(cm, t), _at(kc, t), _at(kh, t),
                          (acts[t], c_news[t], cs[t], hs[t]))
             h, c = hs[t], cs[t]
@@ -239,7 +262,9 @@ class FusedLSTMLayer(torch.autograd.Function):
     def backward(ctx, d_hs, d_c_last):
         w_hh, h0, c0, acts, c_news, cs, hs, hm, um, cm, kc, kh = ctx.saved_tensors
         backward_cell = cell_backward_triton if ctx.kernel == "triton" else cell_backward_torch
-        steps = acts.size(0)
+        steps, batch, size = hs.shape
+        untied = _per_gate(hm, size)
+        w_gates = w_hh.reshape(4, size, size)  # block g: the rows of W_hh that gate g reads
         d_pre = torch.empty_like(acts)
         dh = torch.zeros_like(h0)
         dc = d_c_last.contiguous() if d_c_last is not None else torch.zeros_like(c0)
@@ -248,14 +273,22 @@ class FusedLSTMLayer(torch.autograd.Function):
             c_prev = cs[t - 1] if t > 0 else c0
             dc, dh_direct = backward_cell(d_hs[t], dh, dc, acts[t], c_prev, c_news[t],
                                           _at(um, t), _at(cm, t), _at(kc, t), _at(kh, t), d_pre[t])
-            dh = d_pre[t] @ w_hh  # (B, 4H) @ (4H, H)
-            if hm is not None:
-                dh = dh * hm[t]
+            if untied:  # each gate's copy of h_{t-1} had its own mask: sum the four paths back
+                per_gate = torch.bmm(d_pre[t].reshape(batch, 4, size).transpose(0, 1), w_gates)  # (4, B, H)
+                dh = (per_gate.transpose(0, 1) * hm[t].reshape(batch, 4, size)).sum(1)
+            else:
+                dh = d_pre[t] @ w_hh  # (B, 4H) @ (4H, H)
+                if hm is not None:
+                    dh = dh * hm[t]
             if dh_direct is not None:
                 dh = dh + dh_direct
         h_prev = torch.cat([h0.unsqueeze(0), hs[:-1]])  # h_{t-1} for every t
-        h_in = h_prev * hm if hm is not None else h_prev
-        d_w = d_pre.reshape(-1, d_pre.size(-1)).t() @ h_in.reshape(-1, h_in.size(-1))  # all steps, one matmul
+        if untied:  # gate g's rows of W_hh saw gate g's copy of h: (4, H, T*B) @ (4, T*B, H)
+            copies = (h_prev.unsqueeze(2) * hm.reshape(steps, batch, 4, size)).reshape(-1, 4, size).transpose(0, 1)
+            d_w = torch.bmm(d_pre.reshape(-1, 4, size).permute(1, 2, 0), copies).reshape(4 * size, size)
+        else:
+            h_in = h_prev * hm if hm is not None else h_prev
+            d_w = d_pre.reshape(-1, d_pre.size(-1)).t() @ h_in.reshape(-1, h_in.size(-1))  # all steps, one matmul
         return d_pre, d_w, dh, dc, None, None, None, None, None, None
 
 

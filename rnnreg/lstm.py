@@ -21,7 +21,7 @@ from torch import nn
 
 from rnnreg.dropout import Placement
 from rnnreg.dropout.weight_drop import drop_connect
-from rnnreg.fused_cell import fused_layer
+from rnnreg.fused_cell import fused_layer, gatewise_matmul
 
 State = tuple[torch.Tensor, torch.Tensor]  # (h, c), each (layers, B, H)
 PATHS = ("fused", "explicit")
@@ -72,7 +72,7 @@ class LSTMStack(nn.Module):
         h0, c0 = state
         hs, cs, traces = [], [], []
         for index, layer in enumerate(self.layers):
-            if self.training and placement.input is not None:
+            if self.training and placement.input is not None and placement.input.gates == 1:
                 x = placement.input(x)  # Zaremba et al. 2014: dropout on every layer's input
             if path == "fused":
                 x, (h, c) = layer(x, (h0[index : index + 1], c0[index : index + 1]))
@@ -101,7 +101,14 @@ class LSTMStack(nn.Module):
         if training and placement.weight:
             w_hh = drop_connect(w_hh, placement.weight)  # Merity et al. 2017: one mask per forward pass
         # Input projections for all steps in one matmul: (T, B, 4H).
-        x_proj = torch.addmm(layer.bias_ih_l0 + layer.bias_hh_l0, x.reshape(steps * batch, -1), layer.weight_ih_l0.t())
+        bias = layer.bias_ih_l0 + layer.bias_hh_l0
+        flat = x.reshape(steps * batch, -1)
+        if training and placement.input is not None and placement.input.gates > 1:
+            # Gal & Ghahramani's untied masks: each gate projects its own masked copy of x.
+            masks = placement.input.masks(steps, batch, x.size(-1), x).reshape(steps * batch, -1)
+            x_proj = gatewise_matmul(flat, masks, layer.weight_ih_l0) + bias
+        else:
+            x_proj = torch.addmm(bias, flat, layer.weight_ih_l0.t())
         x_proj = x_proj.view(steps, batch, 4 * size)
 
         def draw(site):  # (T, B, H) masks for a site inside the recurrence, or None
@@ -120,9 +127,13 @@ class LSTMStack(nn.Module):
             return fused_layer(x_proj, w_hh, h, c, hidden_masks, update_masks, cell_masks, keep_c, keep_h)
 
         outputs = []
+        untied = hidden_masks is not None and hidden_masks.size(-1) == 4 * size
         for t in range(steps):
-            h_in = h * hidden_masks[t] if hidden_masks is not None else h
-            gates = x_proj[t] + h_in @ w_hh.t()
+            if untied:  # a separate mask for each gate's copy of h_{t-1}
+                gates = x_proj[t] + gatewise_matmul(h, hidden_masks[t], w_hh)
+            else:
+                h_in = h * hidden_masks[t] if hidden_masks is not None else h
+                gates = x_proj[t] + h_in @ w_hh.t()
             i, f, g, o = gates.chunk(4, dim=1)  # torch's gate order
             i, f, o, g = torch.sigmoid(i), torch.sigmoid(f), torch.sigmoid(o), torch.tanh(g)
             update = g * update_masks[t] if update_masks is not None else g

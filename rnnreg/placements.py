@@ -18,7 +18,9 @@ Sites (l = layer, t = time step; see ../shared/REFERENCE.md section 2):
     zoneout_h    units of h keep their previous value with probability p
 
 `--dropout P` sets a placement's *primary* sites; every other site keeps its documented
-default unless set with `--dropout-site SITE=P`.
+default unless set with `--dropout-site SITE=P`.  A site marked *per gate* draws four masks,
+one for each gate's copy of its value (i, f, g, o each see a differently masked x or h_{t-1};
+Gal & Ghahramani's "untied weights"); otherwise one mask serves all four gates.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ class Site:
     sampling: str
     primary: bool  # set by `--dropout P`
     default_rate: float  # used when neither --dropout (primary sites) nor --dropout-site sets it
+    per_gate: bool = False  # a separate mask for each of the four gates' copy (Gal & Ghahramani's "untied")
 
 
 @dataclass(frozen=True)
@@ -76,7 +79,8 @@ class PlacementSpec:
 
     @property
     def touches_recurrence(self) -> bool:
-        return any(s.name in RECURRENT_SITES for s in self.sites)
+        """True if the placement needs the explicit LSTM: a site inside the recurrence, or masks per gate."""
+        return any(s.name in RECURRENT_SITES or s.per_gate for s in self.sites)
 
     def site(self, name: str) -> Site:
         for s in self.sites:
@@ -85,8 +89,8 @@ class PlacementSpec:
         raise KeyError(name)
 
 
-def _site(name: str, sampling: str, primary: bool, default_rate: float) -> Site:
-    return Site(name, sampling, primary, default_rate)
+def _site(name: str, sampling: str, primary: bool, default_rate: float, per_gate: bool = False) -> Site:
+    return Site(name, sampling, primary, default_rate, per_gate)
 
 
 PLACEMENTS: Mapping[str, PlacementSpec] = MappingProxyType(
@@ -123,6 +127,17 @@ PLACEMENTS: Mapping[str, PlacementSpec] = MappingProxyType(
                 (
                     _site("input", PER_SEQUENCE, True, 0.5),
                     _site("hidden", PER_SEQUENCE, True, 0.5),
+                    _site("output", PER_SEQUENCE, True, 0.5),
+                    _site("embedding", PER_FORWARD, False, 0.1),
+                ),
+            ),
+            PlacementSpec(
+                "variational-untied",
+                "variational, with a separate mask per sequence for each gate's copy of the layer input and of h_{t-1}",
+                "Gal & Ghahramani 2016, untied weights (their LM code's default)",
+                (
+                    _site("input", PER_SEQUENCE, True, 0.5, per_gate=True),
+                    _site("hidden", PER_SEQUENCE, True, 0.5, per_gate=True),
                     _site("output", PER_SEQUENCE, True, 0.5),
                     _site("embedding", PER_FORWARD, False, 0.1),
                 ),

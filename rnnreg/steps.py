@@ -76,7 +76,7 @@ class StepTotals:
 
 def train_on_window(
     forward: Forward, parameters: Sequence[torch.Tensor], inputs: torch.Tensor, targets: torch.Tensor,
-    state: State, neg_lr: torch.Tensor, clip: float,
+    state: State, neg_lr: torch.Tensor, clip: float, weight_decay: float = 0.0,
 ) -> tuple[StepOutput, State]:
     """Forward, loss, backward, clip and SGD on one window; returns the step's output and final state.
 
@@ -99,6 +99,10 @@ def train_on_window(
         # device tensor, so a captured graph follows the schedule without being captured again.
         torch._foreach_mul_(grads, neg_lr)
         torch._foreach_add_(list(parameters), grads)
+        if weight_decay:
+            # Not in the paper (an option, off by default): Gal & Ghahramani's LM code follows
+            # the SGD step with p <- p - wd * p, a shrink independent of the learning rate.
+            torch._foreach_mul_(list(parameters), 1.0 - weight_decay)
     return StepOutput(nats.detach(), grad_norm, param_norms), new_state
 
 
@@ -108,8 +112,9 @@ class _Step:
     name = ""
 
     def __init__(self, forward: Forward, parameters: Sequence[torch.Tensor], initial_state: State, clip: float,
-                 groups: Mapping[str, Sequence[torch.Tensor]]) -> None:
+                 groups: Mapping[str, Sequence[torch.Tensor]], weight_decay: float = 0.0) -> None:
         self.forward, self.parameters, self.clip = forward, list(parameters), clip
+        self.weight_decay = weight_decay
         device = self.parameters[0].device
         self.neg_lr = torch.zeros((), device=device, dtype=self.parameters[0].dtype)
         self.state = (initial_state[0].detach().clone(), initial_state[1].detach().clone())
@@ -135,7 +140,7 @@ class EagerStep(_Step):
 
     def __call__(self, inputs: torch.Tensor, targets: torch.Tensor) -> StepOutput:
         output, state = train_on_window(self.forward, self.parameters, inputs, targets, self.state,
-                                        self.neg_lr, self.clip)
+                                        self.neg_lr, self.clip, self.weight_decay)
         self.state = (state[0].detach(), state[1].detach())  # Zaremba et al. 2014: carried, not backpropagated
         self.totals.add(output.nats, output.grad_norm, self.clip)
         return output
@@ -150,8 +155,9 @@ class GraphedStep(_Step):
     name = "cuda-graph"
 
     def __init__(self, forward: Forward, parameters: Sequence[torch.Tensor], initial_state: State, clip: float,
-                 groups: Mapping[str, Sequence[torch.Tensor]], window: tuple[int, int]) -> None:
-        super().__init__(forward, parameters, initial_state, clip, groups)
+                 groups: Mapping[str, Sequence[torch.Tensor]], window: tuple[int, int],
+                 weight_decay: float = 0.0) -> None:
+        super().__init__(forward, parameters, initial_state, clip, groups, weight_decay)
         device = self.parameters[0].device
         self.inputs = torch.zeros(window, dtype=torch.long, device=device)  # (T, B) static buffers
         self.targets = torch.zeros(window, dtype=torch.long, device=device)
@@ -160,7 +166,7 @@ class GraphedStep(_Step):
 
     def _body(self) -> StepOutput:
         output, state = train_on_window(self.forward, self.parameters, self.inputs, self.targets, self.state,
-                                        self.neg_lr, self.clip)
+                                        self.neg_lr, self.clip, self.weight_decay)
         with torch.no_grad():  # carry the final state into the static buffers the next replay reads
             self.state[0].copy_(state[0])
             self.state[1].copy_(state[1])
@@ -204,7 +210,7 @@ class GraphedStep(_Step):
 
 def make_step(
     mode: str, forward: Forward, parameters: Sequence[torch.Tensor], initial_state: State, clip: float,
-    groups: Mapping[str, Sequence[torch.Tensor]], window: tuple[int, int],
+    groups: Mapping[str, Sequence[torch.Tensor]], window: tuple[int, int], weight_decay: float = 0.0,
 ) -> tuple[_Step, str | None]:
     """The step for `mode` (auto, graph or eager), and a note when auto had to fall back.
 
@@ -214,13 +220,13 @@ def make_step(
         raise ValueError(f"--step: unknown step mode {mode!r}; allowed: {', '.join(STEP_MODES)}")
     on_cuda = parameters[0].device.type == "cuda"
     if mode == "eager" or (mode == "auto" and not on_cuda):
-        return EagerStep(forward, parameters, initial_state, clip, groups), None
+        return EagerStep(forward, parameters, initial_state, clip, groups, weight_decay), None
     if not on_cuda:
         raise ValueError("--step: graph needs a CUDA device; allowed here: auto, eager")
     try:
-        return GraphedStep(forward, parameters, initial_state, clip, groups, window).capture(), None
+        return GraphedStep(forward, parameters, initial_state, clip, groups, window, weight_decay).capture(), None
     except Exception as error:  # noqa: BLE001 - auto falls back, and the run records why
         if mode == "graph":
             raise
         torch.cuda.synchronize(parameters[0].device)
-        return EagerStep(forward, parameters, initial_state, clip, groups), f"graph capture failed: {error}"
+        return EagerStep(forward, parameters, initial_state, clip, groups, weight_decay), f"graph capture failed: {error}"

@@ -143,7 +143,7 @@ class Trainer:
         # The minibatch step: replayed as one CUDA graph on a GPU (`--step auto`), eager elsewhere.
         self.training_step, self.step_note = make_step(
             t.step, self._forward, self.parameters, self.model.init_state(t.batch_size), t.clip,
-            self.model.parameter_groups(), (t.bptt, t.batch_size),
+            self.model.parameter_groups(), (t.bptt, t.batch_size), t.weight_decay,
         )
         self.step = 0
         self.epoch = 0

@@ -85,7 +85,8 @@ class StopFlag:
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
-    overrides = {key: getattr(args, key) for key in ("log_every", "step") if getattr(args, key, None) is not None}
+    overrides = {key: getattr(args, key) for key in ("log_every", "step", "weight_decay")
+                 if getattr(args, key, None) is not None}
     preset = args.preset or DEFAULT_PRESET
     config = build_run_config(
         preset, placement=args.placement, dropout=args.dropout, site_rates=dict(args.dropout_site),

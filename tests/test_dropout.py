@@ -53,7 +53,8 @@ def test_zaremba_never_touches_the_recurrence():
     assert torch.allclose(fused.state[1], explicit.state[1], atol=1e-10)
 
 
-@pytest.mark.parametrize("placement", ["recurrent", "both", "variational", "semeniuta", "moon", "weight-drop", "zoneout"])
+@pytest.mark.parametrize("placement", ["recurrent", "both", "variational", "variational-untied", "semeniuta", "moon",
+                                       "weight-drop", "zoneout"])
 def test_recurrent_placements_change_the_recurrence_and_need_the_explicit_path(placement):
     model = _model(placement).train()
     assert model.default_path == "explicit"
@@ -154,3 +155,72 @@ def test_moon_cell_mask_does_not_compound_its_scaling_over_steps():
     c0 = torch.ones(2, 3, 200, dtype=torch.float64)
     out = model(torch.zeros(20, 3, dtype=torch.long), (torch.zeros_like(c0), c0))
     assert set(out.state[1].unique().tolist()) <= {0.0, 1.0}
+
+
+# --- variational-untied: a mask per gate (Gal & Ghahramani's "untied weights") ---------------------
+
+def test_gatewise_matmul_gives_each_gate_its_own_masked_copy():
+    from rnnreg.fused_cell import gatewise_matmul
+
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(5, 3, generator=generator, dtype=torch.float64)
+    weight = torch.randn(4 * 2, 3, generator=generator, dtype=torch.float64)  # 4 gates x H=2 rows
+    masks = torch.randint(0, 2, (5, 4 * 3), generator=generator).double()
+    out = gatewise_matmul(x, masks, weight)
+    for g in range(4):  # block g of the output reads weight's rows of gate g and mask g
+        expected = (x * masks[:, 3 * g : 3 * (g + 1)]) @ weight[2 * g : 2 * (g + 1)].t()
+        torch.testing.assert_close(out[:, 2 * g : 2 * (g + 1)], expected, rtol=0, atol=1e-14)
+    # four equal masks are one shared mask: the tied product
+    same = masks[:, :3].repeat(1, 4)
+    torch.testing.assert_close(gatewise_matmul(x, same, weight), (x * masks[:, :3]) @ weight.t(), rtol=0, atol=1e-14)
+
+
+def test_untied_draws_four_masks_per_sequence_for_inputs_and_h(monkeypatch):
+    seen = []
+    original = SiteDropout.masks
+
+    def spy(self, steps, batch, size, like):
+        masks = original(self, steps, batch, size, like)
+        seen.append((self.sampling, self.gates, size, masks))
+        return masks
+
+    monkeypatch.setattr(SiteDropout, "masks", spy)
+    model = _model("variational-untied").train()
+    assert model.default_path == "explicit"
+    model(torch.randint(0, 50, (6, 2)), model.init_state(2))
+    # per layer: input then hidden, each four masks wide; then the softmax input, one mask
+    assert [(s, g, n) for s, g, n, _ in seen] == [("sequence", 4, 200)] * 4 + [("sequence", 1, 200)]
+    for _s, gates, size, masks in seen[:4]:
+        assert masks.shape == (6, 2, 4 * size)
+        assert all(torch.equal(masks[0], masks[t]) for t in range(6))  # one per sequence
+        blocks = masks[0].reshape(2, 4, size)
+        assert not torch.equal(blocks[:, 0], blocks[:, 1])  # and a different one per gate
+
+
+def test_untied_with_equal_gate_masks_is_tied_variational(monkeypatch):
+    """Forcing the four masks of each site to be equal must give exactly the tied placement."""
+    tied, untied = _model("variational", 0.5).train(), _model("variational-untied", 0.5).train()
+    untied.load_state_dict(tied.state_dict())
+    original = SiteDropout.masks
+
+    def equal_blocks(self, steps, batch, size, like):
+        one = original(SiteDropout(self.p, self.sampling), steps, batch, size, like)
+        return one.repeat(1, 1, self.gates)
+
+    monkeypatch.setattr(SiteDropout, "masks", equal_blocks)
+    tokens = torch.randint(0, 50, (6, 2), generator=torch.Generator().manual_seed(4))
+    outputs = []
+    for model in (tied, untied):
+        torch.manual_seed(9)
+        outputs.append(model(tokens, model.init_state(2)).logits)
+    torch.testing.assert_close(outputs[1], outputs[0], rtol=0, atol=1e-12)
+    torch.manual_seed(9)
+    monkeypatch.setattr(SiteDropout, "masks", original)
+    assert not torch.allclose(untied(tokens, untied.init_state(2)).logits, outputs[0])  # real masks differ
+
+
+def test_untied_input_alone_still_needs_the_explicit_path():
+    placement = build_placement("variational-untied", resolve_rates("variational-untied", 0.5, {"hidden": 0.0}))
+    assert placement.hidden is None and placement.touches_recurrence  # cuDNN projects one input for all gates
+    with pytest.raises(ValueError, match="per gate"):
+        placement.input(torch.zeros(3, 2, 4))

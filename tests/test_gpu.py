@@ -75,17 +75,17 @@ def _step_pair(path: str, hidden: int = 64, vocab: int = 100):
     return models, forward_of
 
 
-@pytest.mark.parametrize("path", ["fused", "explicit"])
-def test_graph_replay_matches_the_eager_step_without_dropout(path):
+@pytest.mark.parametrize("path, weight_decay", [("fused", 0.0), ("explicit", 0.0), ("explicit", 1e-3)])
+def test_graph_replay_matches_the_eager_step_without_dropout(path, weight_decay):
     from rnnreg.steps import EagerStep, GraphedStep
 
     (eager_model, graph_model), forward_of = _step_pair(path)
     batch, bptt, vocab = 20, 20, 100
     before = [p.detach().clone() for p in graph_model.parameters()]
     eager = EagerStep(forward_of(eager_model), list(eager_model.parameters()), eager_model.init_state(batch), 5.0,
-                      eager_model.parameter_groups())
+                      eager_model.parameter_groups(), weight_decay)
     graphed = GraphedStep(forward_of(graph_model), list(graph_model.parameters()), graph_model.init_state(batch),
-                          5.0, graph_model.parameter_groups(), (bptt, batch)).capture()
+                          5.0, graph_model.parameter_groups(), (bptt, batch), weight_decay).capture()
     for a, b in zip(before, graph_model.parameters()):
         assert torch.equal(a, b), "capturing must leave the weights as they were"
     data = torch.randint(0, vocab, (30 * bptt + 1, batch), device=CUDA, generator=torch.Generator(CUDA).manual_seed(1))

@@ -43,8 +43,9 @@ def windows(count: int, seed: int = 1):
     return [(data[i * BPTT : (i + 1) * BPTT], data[i * BPTT + 1 : (i + 1) * BPTT + 1]) for i in range(count)]
 
 
-def plain_paper_step(model, state, inputs, targets, lr):
-    """The step written the obvious way, as an oracle: torch's clip_grad_norm_ and p -= lr * grad."""
+def plain_paper_step(model, state, inputs, targets, lr, weight_decay=0.0):
+    """The step written the obvious way, as an oracle: torch's clip_grad_norm_ and p -= lr * grad
+    (then p -= weight_decay * p, as Gal & Ghahramani's code does after its SGD step)."""
     model.zero_grad(set_to_none=True)
     out = model(inputs, (state[0].detach(), state[1].detach()))
     nats = F.cross_entropy(out.logits.reshape(-1, VOCAB), targets.reshape(-1), reduction="sum")
@@ -53,6 +54,7 @@ def plain_paper_step(model, state, inputs, targets, lr):
     with torch.no_grad():
         for parameter in model.parameters():
             parameter -= lr * parameter.grad
+            parameter -= weight_decay * parameter
     return nats.item(), norm.item(), out.state
 
 
@@ -74,13 +76,42 @@ def test_the_eager_step_is_the_papers_step(placement):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 
+def test_weight_decay_shrinks_every_weight_after_the_sgd_step():
+    oracle, model, plain = make_model("variational"), make_model("variational"), make_model("variational")
+    steps = {}
+    for name, net, decay in (("decayed", model, 0.01), ("plain", plain, 0.0)):
+        steps[name] = EagerStep(forward_of(net), list(net.parameters()), net.init_state(BATCH), CLIP,
+                                net.parameter_groups(), weight_decay=decay)
+        steps[name].start_epoch(0.7, 0)
+    state = oracle.init_state(BATCH)
+    for index, (inputs, targets) in enumerate(windows(4)):
+        torch.manual_seed(100 + index)
+        _nats, _norm, state = plain_paper_step(oracle, state, inputs, targets, 0.7, weight_decay=0.01)
+        for step in steps.values():
+            torch.manual_seed(100 + index)
+            step(inputs, targets)
+    for a, b, c in zip(oracle.parameters(), model.parameters(), plain.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    # and it is not a no-op: without it the weights end elsewhere
+    assert any(not torch.allclose(b, c) for b, c in zip(model.parameters(), plain.parameters()))
+
+
+def test_weight_decay_reaches_the_trainers_step(tiny_corpus):
+    config = tiny_config(tiny_corpus, weight_decay=1e-3)
+    assert Trainer(config, load_corpus(tiny_corpus), torch.device("cpu")).training_step.weight_decay == 1e-3
+    for bad in (-0.1, 1.0, float("nan")):
+        with pytest.raises(ConfigError, match="--weight-decay"):
+            tiny_config(tiny_corpus, weight_decay=bad)
+
+
 @pytest.mark.parametrize("placement", ["none", "zaremba", "recurrent", "variational", "moon", "zoneout"])
 def test_the_graphed_steps_body_matches_the_eager_step(placement):
     eager_model, graph_model = make_model(placement), make_model(placement)
+    decay = 1e-3 if placement == "variational" else 0.0  # Gal & Ghahramani's weight decay, on one
     eager = EagerStep(forward_of(eager_model), list(eager_model.parameters()), eager_model.init_state(BATCH), CLIP,
-                      eager_model.parameter_groups())
+                      eager_model.parameter_groups(), decay)
     graphed = GraphedStep(forward_of(graph_model), list(graph_model.parameters()), graph_model.init_state(BATCH),
-                          CLIP, graph_model.parameter_groups(), (BPTT, BATCH))
+                          CLIP, graph_model.parameter_groups(), (BPTT, BATCH), decay)
     for epoch, lr in ((1, 1.0), (2, 0.5)):  # two epochs: the state and totals start again from zero
         first_step = (epoch - 1) * 5
         eager.start_epoch(lr, first_step)

@@ -22,22 +22,29 @@ def keep_mask(shape: tuple[int, ...], p: float, like: torch.Tensor) -> torch.Ten
 
 @dataclass(frozen=True)
 class SiteDropout:
-    """Dropout at one site with rate `p`, resampled per step or per sequence."""
+    """Dropout at one site with rate `p`, resampled per step or per sequence; `gates` = 4 draws a
+    separate mask for each gate's copy of the value (rnnreg.fused_cell.gatewise_matmul applies them)."""
 
     p: float
     sampling: str  # PER_STEP or PER_SEQUENCE
+    gates: int = 1  # 1: one mask for all four gates; 4: one per gate, in torch's order i, f, g, o
 
     def __post_init__(self) -> None:
         if self.sampling not in (PER_STEP, PER_SEQUENCE):
             raise ValueError(f"SiteDropout sampling must be {PER_STEP!r} or {PER_SEQUENCE!r}, got {self.sampling!r}")
+        if self.gates not in (1, 4):
+            raise ValueError(f"SiteDropout gates must be 1 or 4, got {self.gates!r}")
 
     def masks(self, steps: int, batch: int, size: int, like: torch.Tensor) -> torch.Tensor:
-        """(steps, batch, size) masks; per-sequence masks are one mask expanded over steps."""
+        """(steps, batch, gates * size) masks, gate-major; per-sequence masks are one mask expanded over steps."""
+        width = self.gates * size
         if self.sampling == PER_STEP:
-            return keep_mask((steps, batch, size), self.p, like)
-        return keep_mask((1, batch, size), self.p, like).expand(steps, batch, size)
+            return keep_mask((steps, batch, width), self.p, like)
+        return keep_mask((1, batch, width), self.p, like).expand(steps, batch, width)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Mask a whole (T, B, H) sequence at once (for sites outside the recurrence)."""
+        if self.gates != 1:
+            raise ValueError("masks per gate act inside a layer's projections (rnnreg.lstm), not on a sequence")
         steps, batch, size = x.shape
         return x * self.masks(steps, batch, size, x)

@@ -29,8 +29,10 @@ class Placement:
 
     @property
     def touches_recurrence(self) -> bool:
-        """True if any active site is inside the recurrence (needs the explicit LSTM)."""
-        return any(_active(getattr(self, site)) for site in RECURRENT_SITES)
+        """True if the explicit LSTM is needed: an active site inside the recurrence, or input masks
+        per gate (cuDNN projects one input for all four gates)."""
+        return any(_active(getattr(self, site)) for site in RECURRENT_SITES) or (
+            self.input is not None and self.input.gates > 1)
 
     @property
     def changes_evaluation(self) -> bool:
@@ -55,5 +57,5 @@ def build_placement(name: str, rates: Mapping[str, float]) -> Placement:
         elif site.name.startswith("zoneout_"):
             fields[site.name] = Zoneout(p)
         else:
-            fields[site.name] = SiteDropout(p, site.sampling)
+            fields[site.name] = SiteDropout(p, site.sampling, 4 if site.per_gate else 1)
     return Placement(name=name, **fields)
