@@ -1,14 +1,21 @@
 """Train a list of runs on one lent GPU before a deadline, a few at a time, in priority order.
 
-    python benchmarks/gpu_runs.py --runs-dir DIR --deadline SECONDS [--concurrent N] [--bench JSON] JOB...
+    python benchmarks/gpu_runs.py --runs-dir DIR --deadline SECONDS [--concurrent N] [--bench JSON]
+        [--sharing JSON] JOB...
 
-JOB is `name:preset:placement:dropout:seed` (dropout `-` for the preset's own rates).  Each
-job is an ordinary `python -m rnnreg train` process (no shell).  A job is started only if its
-estimate (from the bench's ms per batch where one is given) and the work still owed to the
-running jobs end before the deadline;
-anything still running at the deadline gets SIGTERM, which the trainer turns into a clean
-"cancelled".  Prints one JSON summary line per job, and a list of finished runs at the end.
-A device session has 10 minutes per command; this is how it spends them on the most runs.
+JOB is `name:preset:placement:dropout:seed[:OPTIONS]` (dropout `-` for the preset's own rates;
+OPTIONS: more `rnnreg train` options, comma-separated, each `--option=value`, e.g.
+`--dropout-site=hidden=0.3,--weight-decay=1e-7`).  Each
+job is an ordinary `python -m rnnreg train` process (no shell).  A job is started only if it
+and every running job still end before the deadline (`admits`): the estimates come from the
+bench's ms per batch where one is given, and what sharing the GPU costs each job from the
+sharing bench (`rnnreg bench --share 1,2,4 --json`) where one is given - without it, jobs
+sharing the GPU are assumed to take turns, so their work adds up.  With a sharing bench,
+--concurrent is a ceiling and the number of jobs at once is the measured level that buys
+the most (the smallest within 5% of the best).  Anything still running at the deadline gets
+SIGTERM, which the trainer turns into a clean "cancelled".  Prints one JSON summary line
+per job, and a list of finished runs at the end.  A device session has 10 minutes per
+command; this is how it spends them on the most runs.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 # Minibatches per epoch on full PTB (929,589 tokens, batch 20): unroll 20 (small) / 35 (others).
 # (demo: 30,000 tokens at batch 20, unroll 20, for a dry run on a CPU with --device cpu.)
@@ -31,10 +39,78 @@ FALLBACK_MS = {"small": 1.5, "medium": 4.5, "large": 5.5, "demo": 60.0}
 OVERHEAD = 1.25  # evaluation, probes, checkpoints, start-up
 
 
-def estimate_seconds(preset: str, placement: str, bench: dict) -> float:
-    """GPU seconds the run needs alone (processes sharing the GPU take turns, so work adds up)."""
+class Job(NamedTuple):
+    name: str
+    preset: str
+    placement: str
+    dropout: str  # a rate, or "-" for the preset's (placement's) own rates
+    seed: str
+    options: tuple[str, ...]  # further `rnnreg train` options, each "--option=value"
+
+
+def parse_job(text: str) -> Job:
+    """`name:preset:placement:dropout:seed[:--opt=v,--opt=v]` -> Job, or ValueError saying what is wrong."""
+    parts = text.split(":", 5)
+    if len(parts) < 5 or not all(parts[:5]):
+        raise ValueError(f"job {text!r}: expected name:preset:placement:dropout:seed[:OPTIONS]")
+    options = tuple(o for o in parts[5].split(",") if o) if len(parts) == 6 else ()
+    bad = [o for o in options if not (o.startswith("--") and "=" in o)]
+    if bad:
+        raise ValueError(f"job {text!r}: each option is --option=value, got {', '.join(bad)}")
+    if parts[1] not in EPOCHS:
+        raise ValueError(f"job {text!r}: preset {parts[1]!r}; allowed: {', '.join(EPOCHS)}")
+    return Job(*parts[:5], options)
+
+
+def estimate_seconds(preset: str, placement: str, bench: dict, epochs: int | None = None) -> float:
+    """GPU seconds the run needs alone (on full PTB; `epochs` overrides the preset's)."""
     ms = bench.get((preset, placement), FALLBACK_MS[preset])
-    return BATCHES[preset] * EPOCHS[preset] * ms / 1000 * OVERHEAD
+    return BATCHES[preset] * (epochs or EPOCHS[preset]) * ms / 1000 * OVERHEAD
+
+
+def load_sharing(paths: list[str]) -> dict[int, float]:
+    """{K: throughput of K processes at once / one alone} from `rnnreg bench --share --json` files;
+    {1: 1.0} when none is readable (then sharing is assumed to buy nothing: turns)."""
+    sharing = {1: 1.0}
+    for path in paths:
+        try:
+            doc = json.loads(Path(path).read_text())
+            sharing.update({int(r["processes"]): float(r["ratio"]) for r in doc["results"]})
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return sharing
+
+
+def best_concurrency(sharing: dict[int, float], ceiling: int) -> int:
+    """The smallest measured K (<= ceiling) whose throughput is within 5% of the best such K."""
+    levels = {k: ratio for k, ratio in sharing.items() if k <= ceiling} or {1: 1.0}
+    best = max(levels.values())
+    return min(k for k, ratio in levels.items() if ratio >= 0.95 * best)
+
+
+def slowdown(sharing: dict[int, float], k: int) -> float:
+    """How many times longer a job takes while k jobs share the GPU, at worst: k / speedup(k), taken at
+    the smallest measured level >= k (one job's speed only falls as more share); turns (k) if none is."""
+    measured = [level for level in sharing if level >= k]
+    if not measured:
+        return float(k)
+    level = min(measured)
+    return level / sharing[level]
+
+
+def admits(new_seconds: float, running_left: list[float], seconds_left: float, sharing: dict[int, float]) -> bool:
+    """Do a new job (`new_seconds` of GPU time alone) and every running job (the alone-seconds each
+    still needs) all end within `seconds_left` if the new one starts now?
+
+    Two bounds, and each job gets the smaller: while k jobs share, each runs at least 1/slowdown(k)
+    of its alone speed; and as long as no level of sharing is slower in all than one job alone
+    (speedup >= 1), the GPU finishes all the work owed, one job's worth of speed at a time.
+    """
+    k = len(running_left) + 1
+    slow = slowdown(sharing, k)
+    floor = min([1.0] + [ratio for level, ratio in sharing.items() if level <= k])
+    serial = (sum(running_left) + new_seconds) / floor
+    return all(min(serial, need * slow) <= seconds_left for need in [new_seconds, *running_left])
 
 
 def epochs_done(runs_dir: Path, name: str) -> int:
@@ -57,16 +133,16 @@ def evaluate_mc(runs_dir: Path, name: str, samples: list[int], device: str, seco
     run = run_id(runs_dir, name)
     for n in samples:
         if run is None or seconds_left < 10:
-            report([name], event="mc-skipped", samples=n, left=round(seconds_left))
+            report(name, event="mc-skipped", samples=n, left=round(seconds_left))
             continue
         began = time.monotonic()
         try:
             done = subprocess.run([sys.executable, "-m", "rnnreg", "evaluate", run, "--mc-samples", str(n),
                                    "--device", device, "--runs-dir", str(runs_dir)],
                                   capture_output=True, text=True, timeout=seconds_left)
-            report([name], event="mc", samples=n, rc=done.returncode, out=(done.stdout + done.stderr)[-400:])
+            report(name, event="mc", samples=n, rc=done.returncode, out=(done.stdout + done.stderr)[-400:])
         except subprocess.TimeoutExpired:
-            report([name], event="mc-timeout", samples=n)
+            report(name, event="mc-timeout", samples=n)
         seconds_left -= time.monotonic() - began
 
 
@@ -89,8 +165,12 @@ def main() -> int:
     parser.add_argument("--deadline", type=float, required=True, help="seconds from now")
     parser.add_argument("--concurrent", type=int, default=2)
     parser.add_argument("--bench", action="append", default=[])
+    parser.add_argument("--sharing", action="append", default=[],
+                        help="`rnnreg bench --share ... --json` output: what K jobs at once buy")
     parser.add_argument("--step", default="auto", choices=["auto", "graph", "eager"])
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
+    parser.add_argument("--data", metavar="DIR", help="corpus for every job (default: the trainer's, PTB)")
+    parser.add_argument("--epochs", type=int, metavar="N", help="epochs for every job (a dry run on a CPU)")
     parser.add_argument("--mc", action="append", default=[], metavar="NAME=N[,N...]",
                         help="after job NAME finishes, `rnnreg evaluate --mc-samples N` for each N (recorded)")
     parser.add_argument("jobs", nargs="+")
@@ -98,8 +178,14 @@ def main() -> int:
     start = time.monotonic()
     deadline = start + args.deadline
     bench = load_bench(args.bench)
-    pending = [job.split(":") for job in args.jobs]
-    running: list[tuple[list[str], subprocess.Popen, float, float]] = []  # job, process, began, estimate
+    sharing = load_sharing(args.sharing)
+    concurrent = best_concurrency(sharing, args.concurrent) if args.sharing else args.concurrent
+    try:
+        pending = [parse_job(text) for text in args.jobs]
+    except ValueError as error:
+        parser.error(str(error))
+    running: list[tuple[Job, subprocess.Popen, float, float]] = []  # job, process, began, estimate
+    peers: dict[str, int] = {}  # job name -> the most jobs that shared the GPU while it ran
     runs_dir = Path(args.runs_dir)
     mc = {name: [int(n) for n in counts.split(",")] for name, counts in (item.split("=") for item in args.mc)}
     logs = Path(args.runs_dir).parent / "logs"
@@ -111,10 +197,12 @@ def main() -> int:
     scale: dict[str, float] = {}
 
     def estimate(job) -> float:
-        return estimate_seconds(job[1], job[2], bench) * scale.get(job[1], 1.0)
+        return estimate_seconds(job.preset, job.placement, bench, args.epochs) * scale.get(job.preset, 1.0)
 
-    def report(job, **fields):
-        print(json.dumps({"job": job[0], "t": round(time.monotonic() - start, 1), **fields}), flush=True)
+    def report(name: str, **fields):
+        print(json.dumps({"job": name, "t": round(time.monotonic() - start, 1), **fields}), flush=True)
+
+    print(json.dumps({"concurrent": concurrent, "sharing": sharing}), flush=True)
 
     while pending or running:
         for entry in list(running):
@@ -122,42 +210,51 @@ def main() -> int:
             if process.poll() is not None:
                 running.remove(entry)
                 seconds = time.monotonic() - began
-                if process.returncode == 0 and args.concurrent == 1:
-                    scale[job[1]] = seconds / estimate_seconds(job[1], job[2], bench)
-                report(job, event="ended", rc=process.returncode, seconds=round(seconds, 1),
+                if process.returncode == 0 and peers[job.name] == 1:  # it ran alone: a clean measurement
+                    scale[job.preset] = seconds / estimate_seconds(job.preset, job.placement, bench, args.epochs)
+                report(job.name, event="ended", rc=process.returncode, seconds=round(seconds, 1),
                        estimated=round(estimated))
-                if process.returncode == 0 and job[0] in mc:
-                    evaluate_mc(runs_dir, job[0], mc[job[0]], args.device, deadline - time.monotonic(), report)
-        while pending and len(running) < args.concurrent:
+                if process.returncode == 0 and job.name in mc:
+                    evaluate_mc(runs_dir, job.name, mc[job.name], args.device, deadline - time.monotonic(), report)
+        while pending and len(running) < concurrent:
             # Start the first job that ends before the deadline without pushing a running job past
             # it: the GPU still owes the running jobs their remaining share of work.
-            owed = sum(est * (1 - epochs_done(runs_dir, j[0]) / EPOCHS[j[1]]) for j, _p, _b, est in running)
+            left = [est * (1 - epochs_done(runs_dir, j.name) / (args.epochs or EPOCHS[j.preset]))
+                    for j, _p, _b, est in running]
+            owed = sum(left)
             fits = [job for job in pending
-                    if time.monotonic() + owed + estimate(job) <= deadline]
+                    if admits(estimate(job), left, deadline - time.monotonic(), sharing)]
             if not fits:
                 if not running:  # nothing will free up: what is left cannot be done in time
                     for job in pending:
-                        report(job, event="skipped", estimate=round(estimate(job)),
+                        report(job.name, event="skipped", estimate=round(estimate(job)),
                                left=round(deadline - time.monotonic()))
                     pending.clear()
                 break
             job = fits[0]
             pending.remove(job)
-            name, preset, placement, dropout, seed = job
+            name, preset, placement, dropout, seed, options = job
             estimated = estimate(job)
             command = [sys.executable, "-m", "rnnreg", "train", "--preset", preset, "--placement", placement,
                        "--device", args.device, "--step", args.step, "--seed", seed, "--name", name,
                        "--runs-dir", args.runs_dir]
             if dropout != "-":
                 command += ["--dropout", dropout]
+            if args.data:
+                command += ["--data", args.data]
+            if args.epochs:
+                command += ["--epochs", str(args.epochs)]
+            command += list(options)
             with open(logs / f"{name}.log", "w") as log:
                 process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
             running.append((job, process, time.monotonic(), estimated))
-            report(job, event="started", estimate=round(estimated), owed=round(owed))
+            for other, _p, _b, _e in running:
+                peers[other.name] = max(peers.get(other.name, 0), len(running))
+            report(job.name, event="started", estimate=round(estimated), owed=round(owed))
         if time.monotonic() > deadline:
             for job, process, _began, _estimate in running:
                 process.terminate()  # the trainer's SIGTERM handler marks the run cancelled
-                report(job, event="deadline")
+                report(job.name, event="deadline")
             for _job, process, _began, _estimate in running:
                 try:
                     process.wait(timeout=20)

@@ -93,8 +93,9 @@ Entries = dict[tuple[str, str], tuple[str, Callable[[], None]]]  # (name, step k
 
 
 def build_steps(preset: str, placements: Sequence[str], device: torch.device, steps: Sequence[str],
-                vocab: int = 10_000) -> Entries:
-    """The baseline's and each placement's training step, ready to call; step kind eager or cuda-graph."""
+                vocab: int = 10_000, baseline: bool = True) -> Entries:
+    """The baseline's (unless `baseline` is False) and each placement's training step, ready to call;
+    step kind eager or cuda-graph."""
     unknown = [s for s in steps if s not in BENCH_STEPS]
     if unknown or not steps:
         raise ValueError(f"steps: unknown {unknown}; allowed: {', '.join(BENCH_STEPS)}")
@@ -112,8 +113,9 @@ def build_steps(preset: str, placements: Sequence[str], device: torch.device, st
             entries[(name, "cuda-graph" if step == "graph" else "eager")] = (path, runner)
 
     entries: Entries = {}
-    plain = PlainLSTM(vocab, hidden, layers, rate).to(device).train()
-    add(BASELINE, "nn.LSTM", plain, plain)
+    if baseline:
+        plain = PlainLSTM(vocab, hidden, layers, rate).to(device).train()
+        add(BASELINE, "nn.LSTM", plain, plain)
     for name in placements:
         config = build_run_config(preset, placement=name)
         model = LanguageModel(vocab, config.model, config.dropout).to(device).train()

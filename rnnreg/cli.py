@@ -113,6 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="how steps run: auto (default: both on CUDA, eager on CPU), eager, graph (CUDA), both")
     bench.add_argument("--profile", action="store_true",
                        help="also profile each step: device-busy time by kind of work, kernels per step")
+    bench.add_argument("--share", metavar="K,K,...",
+                       help="instead: throughput of K processes training one placement at once, e.g. 1,2,4"
+                            " (against one alone; on a GPU, start NVIDIA's MPS daemon first to let them overlap)")
+    bench.add_argument("--share-seconds", type=float, default=5.0, metavar="S",
+                       help="with --share: seconds each timed window lasts (default 5)")
     bench.add_argument("--json", action="store_true", help="print the results as JSON")
 
     evaluate = commands.add_parser(
@@ -290,6 +295,8 @@ def _bench(args: argparse.Namespace) -> int:
         raise UsageError(f"rnnreg bench: --step {args.step} needs --device cuda; allowed on CPU: auto, eager")
     steps = {"auto": ("eager", "graph") if args.device == "cuda" else ("eager",), "eager": ("eager",),
              "graph": ("graph",), "both": ("eager", "graph")}[args.step]
+    if args.share is not None:
+        return _bench_share(args, placements)
     results = run_bench(args.preset, placements, batches=args.batches, device=args.device, rounds=args.rounds,
                         steps=steps)
     profiles = (profile_bench(args.preset, placements, args.device, steps, batches=args.batches)
@@ -308,6 +315,40 @@ def _bench(args: argparse.Namespace) -> int:
         print(format_results(results, args.preset, args.device))
         if profiles:
             print(format_profiles(profiles))
+    return 0
+
+
+def _bench_share(args: argparse.Namespace, placements: list[str]) -> int:
+    import os
+    import platform
+
+    import torch
+
+    from rnnreg.bench_share import format_share_results, parse_levels, run_share_bench
+
+    try:
+        levels = parse_levels(args.share)
+    except ValueError as error:
+        raise UsageError(f"rnnreg bench: {error}") from None
+    if len(placements) != 1:
+        raise UsageError(f"rnnreg bench: --share times one placement; --placements names {len(placements)}")
+    if args.step == "both" or args.profile:
+        raise UsageError("rnnreg bench: --share takes one step kind (--step auto, eager or graph) and no --profile")
+    if not args.share_seconds > 0:
+        raise UsageError(f"rnnreg bench: --share-seconds: must be > 0, got {args.share_seconds:g}")
+    step = "graph" if args.step == "auto" and args.device == "cuda" else "eager" if args.step == "auto" else args.step
+    results = run_share_bench(args.preset, placements[0], args.device, step, levels, args.share_seconds,
+                              args.rounds, threads=args.threads)
+    if args.json:
+        device_name = torch.cuda.get_device_name() if args.device == "cuda" else (platform.processor() or "cpu")
+        print(json.dumps({
+            "preset": args.preset, "placement": placements[0], "device": args.device, "device_name": device_name,
+            "torch": torch.__version__, "step": step, "seconds": args.share_seconds, "rounds": args.rounds,
+            "threads": args.threads, "mps_pipe_directory": os.environ.get("CUDA_MPS_PIPE_DIRECTORY"),
+            "results": [r.__dict__ for r in results],
+        }, indent=2))
+    else:
+        print(format_share_results(results, args.preset, placements[0], args.device, step))
     return 0
 
 

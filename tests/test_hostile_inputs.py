@@ -368,6 +368,8 @@ def catalogue() -> list[Case]:
         C("config", "name with an escape sequence", train_cli("--name", "\x1b[31mred"), "without control characters"),
         C("config", "max concurrent -1", train_cli("--max-concurrent", "-1"), "--max-concurrent: must be >= 1"),
         C("config", "bench threads -1", lambda ctx: run_cli("bench", "--threads", "-1"), "--threads: must be >= 1"),
+        C("config", "weight decay 1", train_cli("--weight-decay", "1"), "--weight-decay: must be below 1"),
+        C("config", "bench share without one alone", lambda ctx: run_cli("bench", "--share", "2,4"), "including 1"),
         # configs, from config.json (the dashboard's way)
         C("config", "hidden 0", bad_config(setter("model.hidden", 0)), "hidden"),
         C("config", "negative layers", bad_config(setter("model.layers", -1)), "layers"),
@@ -378,6 +380,7 @@ def catalogue() -> list[Case]:
         C("config", "lr not a number", bad_config(setter("train.lr", "fast")), "lr"),
         C("config", "epochs as text", bad_config(setter("train.epochs", "3")), "--epochs"),
         C("config", "negative clip", bad_config(setter("train.clip", -1)), "clip"),
+        C("config", "weight decay NaN", bad_config(setter("train.weight_decay", float("nan"))), "--weight-decay"),
         C("config", "lr decay below 1", bad_config(setter("train.lr_decay", 0.5)), "lr_decay"),
         C("config", "rate 1 in config.json", bad_config(setter("dropout.rates", {"input": 1.0, "output": 0.2})), "input"),
         C("config", "unknown placement in config.json", bad_config(setter("dropout.placement", "nope")), "nope"),

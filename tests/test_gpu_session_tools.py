@@ -1,0 +1,258 @@
+"""The GPU session's tools, on a CPU: the sharing bench, the run scheduler, the MPS start-up.
+
+A lent GPU gives a session about ten minutes of one command; these are checked here so that
+none of it is spent finding a bug in them there.
+"""
+
+import importlib.util
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rnnreg.bench_share import parse_levels, run_share_bench
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def load_gpu_runs():
+    spec = importlib.util.spec_from_file_location("gpu_runs", REPO / "benchmarks" / "gpu_runs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def rnnreg(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "rnnreg", *args], capture_output=True, text=True, cwd=REPO,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+
+
+# --- rnnreg bench --share ----------------------------------------------------------------------
+
+def test_share_bench_times_one_and_two_processes_at_once():
+    result = rnnreg("bench", "--preset", "demo", "--placements", "zaremba", "--share", "2,1",
+                    "--share-seconds", "0.3", "--rounds", "1", "--threads", "1", "--json")
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert (doc["placement"], doc["step"], doc["device"]) == ("zaremba", "eager", "cpu")
+    rows = {r["processes"]: r for r in doc["results"]}
+    assert sorted(rows) == [1, 2]
+    assert rows[1]["ratio"] == 1.0
+    for row in rows.values():
+        assert row["ms_per_batch"] > 0 and row["words_per_s"] > 0
+    # the words/s are summed over the processes: about K times one process's own rate
+    words_per_batch = 20 * 20  # the demo preset's batch x unroll
+    for k, row in rows.items():
+        assert row["words_per_s"] == pytest.approx(k * words_per_batch / (row["ms_per_batch"] / 1000), rel=0.25)
+    # the ratio is throughput in all against one alone, from the same measurements
+    assert rows[2]["ratio"] == pytest.approx(rows[2]["words_per_s"] / rows[1]["words_per_s"])
+
+
+def test_share_bench_text_table():
+    result = rnnreg("bench", "--preset", "demo", "--placements", "none", "--share", "1",
+                    "--share-seconds", "0.2", "--rounds", "1", "--threads", "1")
+    assert result.returncode == 0, result.stderr
+    assert "processes" in result.stdout and "vs one alone" in result.stdout
+    assert "        1 " in result.stdout and "1.00x" in result.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--share", "2,4"], "including 1"),
+    (["--share", "1,x"], "comma-separated list"),
+    (["--share", "1,1"], "distinct"),
+    (["--share", "0,1"], ">= 1"),
+    (["--share", "1,2", "--placements", "none,zaremba"], "one placement"),
+    (["--share", "1,2", "--profile"], "no --profile"),
+    (["--share", "1,2", "--share-seconds", "0"], "--share-seconds"),
+])
+def test_share_bench_refuses_bad_options_by_name(args, message):
+    result = rnnreg("bench", "--preset", "demo", "--placements", "none", *args)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_parse_levels_sorts():
+    assert parse_levels("4, 1,2") == [1, 2, 4]
+
+
+def test_a_worker_that_dies_is_an_error_with_its_stderr_not_a_hang():
+    with pytest.raises(RuntimeError, match=r"exited with code 1; its stderr ends:(.|\n)*no-such-preset"):
+        run_share_bench("no-such-preset", "none", levels=[1], seconds=0.1, rounds=1, start_timeout=120)
+
+
+# --- benchmarks/gpu_runs.py: how many at once, and what fits ------------------------------------
+
+def test_sharing_file_and_the_concurrency_it_picks(tmp_path):
+    gpu_runs = load_gpu_runs()
+    share = tmp_path / "share.json"
+    share.write_text(json.dumps({"results": [{"processes": 1, "ratio": 1.0}, {"processes": 2, "ratio": 1.7},
+                                             {"processes": 3, "ratio": 2.3}, {"processes": 4, "ratio": 2.35}]}))
+    sharing = gpu_runs.load_sharing([str(share), str(tmp_path / "missing.json")])
+    assert sharing == {1: 1.0, 2: 1.7, 3: 2.3, 4: 2.35}
+    assert gpu_runs.best_concurrency(sharing, ceiling=4) == 3  # 4 buys under 5% more than 3
+    assert gpu_runs.best_concurrency(sharing, ceiling=2) == 2
+    assert gpu_runs.best_concurrency({1: 1.0, 2: 0.9}, ceiling=4) == 1  # sharing that costs: one at a time
+    assert gpu_runs.load_sharing([]) == {1: 1.0}
+    share.write_text("{not json")
+    assert gpu_runs.load_sharing([str(share)]) == {1: 1.0}
+
+
+def test_admission_bounds_each_job_by_its_slowdown_and_by_the_work_owed():
+    gpu_runs = load_gpu_runs()
+    turns = {1: 1.0}  # no sharing bench: processes take turns
+    assert gpu_runs.admits(250, [], 260, turns) and not gpu_runs.admits(250, [], 240, turns)
+    # taking turns, a second job ends when all the work is done: 100 owed + 250 new
+    assert gpu_runs.admits(250, [100], 350, turns) and not gpu_runs.admits(250, [100], 349, turns)
+    # MPS measured at 1.8x for two: each runs at 0.9 of its own speed, so 250 s alone take 278 s
+    mps = {1: 1.0, 2: 1.8}
+    assert gpu_runs.slowdown(mps, 2) == pytest.approx(2 / 1.8)
+    assert gpu_runs.admits(250, [100], 280, mps) and not gpu_runs.admits(250, [100], 277, mps)
+    # a running job that would be pushed past the deadline refuses the new one, however short
+    assert gpu_runs.admits(10, [250], 261, mps) and not gpu_runs.admits(10, [250], 255, mps)
+    # an unmeasured level takes the next measured one above it; none above: turns
+    assert gpu_runs.slowdown({1: 1.0, 2: 1.8, 4: 3.0}, 3) == pytest.approx(4 / 3.0)
+    assert gpu_runs.slowdown(mps, 3) == 3.0
+    # sharing that costs in all (0.8x for two) is no excuse for the serial bound
+    assert not gpu_runs.admits(100, [100], 200, {1: 1.0, 2: 0.8})
+
+
+def test_gpu_runs_trains_jobs_side_by_side_on_a_cpu(tmp_path, tiny_corpus):
+    share = tmp_path / "share.json"
+    share.write_text(json.dumps({"results": [{"processes": 1, "ratio": 1.0}, {"processes": 2, "ratio": 1.9}]}))
+    runs = tmp_path / "work" / "runs"
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "gpu_runs.py"), "--runs-dir", str(runs), "--deadline", "300",
+         "--concurrent", "4", "--sharing", str(share), "--device", "cpu", "--step", "eager",
+         "--data", str(tiny_corpus), "--epochs", "1", "--mc", "a=2",
+         "a:demo:none:-:0", "b:demo:variational:0.4:1:--dropout-site=hidden=0.2,--weight-decay=1e-4"],
+        capture_output=True, text=True, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert lines[0]["concurrent"] == 2  # the best measured level under the ceiling of 4
+    events = [(line["job"], line["event"]) for line in lines[1:]]
+    # both start before either ends: side by side
+    assert events[:2] == [("a", "started"), ("b", "started")]
+    assert sorted(e for e in events[2:]) == [("a", "ended"), ("a", "mc"), ("b", "ended")]
+    assert all(line["rc"] == 0 for line in lines if line.get("event") in ("ended", "mc"))
+    for name in ("a", "b"):
+        (status,) = runs.glob(f"*-{name}-*/status.json")
+        assert json.loads(status.read_text())["state"] == "finished"
+    config = json.loads(next(runs.glob("*-b-*/config.json")).read_text())["config"]
+    assert config["train"]["epochs"] == 1 and config["train"]["weight_decay"] == 1e-4
+    assert config["dropout"]["rates"] == {"input": 0.4, "hidden": 0.2, "output": 0.4, "embedding": 0.1}
+    records = [json.loads(line) for line in next(runs.glob("*-a-*/metrics.jsonl")).read_text().splitlines()]
+    assert [r["samples"] for r in records if r["kind"] == "mc_test"] == [2]
+
+
+def test_jobs_name_what_is_wrong_with_them():
+    gpu_runs = load_gpu_runs()
+    job = gpu_runs.parse_job("v:medium:variational:0.5:0:--dropout-site=hidden=0.3,--weight-decay=1e-7")
+    assert job.name == "v" and job.seed == "0"
+    assert job.options == ("--dropout-site=hidden=0.3", "--weight-decay=1e-7")
+    assert gpu_runs.parse_job("n:medium:none:-:1").options == ()
+    for text, message in (("n:medium:none:-", "expected name:preset"), ("n:huge:none:-:0", "preset 'huge'"),
+                          ("n:medium:none:-:0:weight-decay=1", "each option is --option=value")):
+        with pytest.raises(ValueError, match=message):
+            gpu_runs.parse_job(text)
+
+
+# --- benchmarks/mps.sh --------------------------------------------------------------------------
+
+def fake_tool(directory: Path, name: str, body: str) -> None:
+    path = directory / name
+    path.write_text(f"#!/usr/bin/env bash\n{body}\n")
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+
+
+def mps_script(tmp_path: Path, probe_ok: bool, daemon_ok: bool = True) -> subprocess.CompletedProcess:
+    """Source mps.sh with a fake nvidia-cuda-mps-control (it logs its calls) and a fake python probe."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls.log"
+    fake_tool(bin_dir, "nvidia-cuda-mps-control",
+              f'if [ "$1" = -d ]; then echo "daemon $CUDA_MPS_PIPE_DIRECTORY" >> {calls}; exit {0 if daemon_ok else 1}; fi\n'
+              f'echo "command $(cat)" >> {calls}')
+    fake_tool(bin_dir, "probe-python", f"exit {0 if probe_ok else 1}")
+    script = (f"source {REPO / 'benchmarks' / 'mps.sh'}\n"
+              f"if mps_start {tmp_path / 'mps'} {bin_dir / 'probe-python'}; then echo started; fi\n"
+              'echo "pipe=${CUDA_MPS_PIPE_DIRECTORY:-unset} flag=${MPS_STARTED:-0}"\n'
+              "mps_stop\n"
+              'echo "after stop: pipe=${CUDA_MPS_PIPE_DIRECTORY:-unset}"\n')
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    env.pop("CUDA_MPS_PIPE_DIRECTORY", None)
+    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, timeout=60)
+    result.calls = calls.read_text().splitlines() if calls.exists() else []
+    return result
+
+
+def test_mps_start_exports_the_pipe_and_stop_quits_the_daemon(tmp_path):
+    result = mps_script(tmp_path, probe_ok=True)
+    assert "mps: on" in result.stdout and "started" in result.stdout, result.stdout + result.stderr
+    assert f"pipe={tmp_path / 'mps' / 'pipe'} flag=1" in result.stdout
+    assert result.calls == [f"daemon {tmp_path / 'mps' / 'pipe'}", "command quit"]
+    assert "after stop: pipe=unset" in result.stdout
+
+
+@pytest.mark.parametrize("daemon_ok", [True, False])
+def test_mps_that_fails_is_stopped_and_forgotten(tmp_path, daemon_ok):
+    result = mps_script(tmp_path, probe_ok=False, daemon_ok=daemon_ok)
+    assert "going on without MPS" in result.stdout and "started" not in result.stdout.replace("mps: on", "")
+    assert "pipe=unset flag=0" in result.stdout
+    assert result.calls == [f"daemon {tmp_path / 'mps' / 'pipe'}", "command quit"]  # quit once, by mps_start
+
+
+def test_mps_start_without_the_tool_says_so(tmp_path):
+    script = f"source {REPO / 'benchmarks' / 'mps.sh'}; mps_start {tmp_path} python3 || echo refused"
+    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "PATH": "/usr/bin:/bin"})
+    assert "nvidia-cuda-mps-control not found" in result.stdout and "refused" in result.stdout
+
+
+# --- benchmarks/gpu_session.sh, with a stand-in python -----------------------------------------
+
+def test_the_session_script_hands_gpu_runs_jobs_it_can_parse(tmp_path):
+    """A typo in the session's job list would cost a lent GPU's session: every job it passes must
+    parse, every --mc must name one of them, and every option must be one `rnnreg train` takes."""
+    calls = tmp_path / "calls.jsonl"
+    fake_tool(tmp_path, "python", f"""exec {sys.executable} -c '
+import json, sys
+with open("{calls}", "a") as f:
+    f.write(json.dumps(sys.argv[1:]) + "\\n")
+if sys.argv[1:2] == ["-c"]:
+    print("Fake-GPU")
+' "$@" """)
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {**os.environ, "OUT": str(out), "PYTHON": str(tmp_path / "python"), "GPU_TESTS": "0", "BENCH": "0",
+           "MPS": "0", "BUDGET": "600"}
+    env.pop("RUNS", None)
+    done = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_session.sh")], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    (argv,) = [json.loads(line) for line in calls.read_text().splitlines()
+               if json.loads(line)[:1] == ["benchmarks/gpu_runs.py"]]
+    gpu_runs = load_gpu_runs()
+    jobs = [gpu_runs.parse_job(a) for a in argv if ":" in a and not a.startswith("-")]
+    assert len(jobs) >= 8 and len({j.name for j in jobs}) == len(jobs)
+    assert argv[argv.index("--concurrent") + 1] == "1"  # without MPS, one at a time
+    names = {j.name for j in jobs}
+    mc_names = {argv[i + 1].split("=")[0] for i, a in enumerate(argv) if a == "--mc"}
+    assert {n for n in mc_names if "gal" in n} <= names
+    from rnnreg.cli import build_parser
+    from rnnreg.training_run import config_from_args
+
+    for job in jobs:  # the trainer's own parser and validation accept each job (site names, rates)
+        command = ["train", "--preset", job.preset, "--placement", job.placement, "--seed", job.seed, *job.options]
+        if job.dropout != "-":
+            command += ["--dropout", job.dropout]
+        config_from_args(build_parser().parse_args(command))
+    gal = [j for j in jobs if "gal" in j.name]
+    assert gal and all("--weight-decay=1e-7" in j.options for j in gal)
+    # what comes back from a lent GPU: at most 8 files, no more than 2 folders down
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert 0 < len(files) <= 8 and all(len(p.relative_to(out).parts) <= 3 for p in files), files
+    assert (out / "session.log").is_file() and any(p.name.startswith("reference-runs-") for p in files)
