@@ -128,6 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device", default="auto", help="auto (default: CUDA if present), cpu or cuda")
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--data", metavar="DIR", help="the corpus (default: the run's own data directory)")
+    evaluate.add_argument("--mc-masks", default="stream", choices=["stream", "window"],
+                          help="stream (default, Gal & Ghahramani's test): each sample's masks drawn once for the "
+                               "whole test stream; window: redrawn every window, as in training")
+    evaluate.add_argument("--mc-word-dropout", action="store_true",
+                          help="keep word dropout on in the stochastic passes (off in Gal & Ghahramani's test)")
     evaluate.add_argument("--no-record", action="store_true", help="print only; do not append to metrics.jsonl")
     _add_runs_dir(evaluate)
 
@@ -249,12 +254,13 @@ def _evaluate(args: argparse.Namespace) -> int:
                          "add --no-record to print the figures without recording them")
     try:
         result = evaluate_run(run_dir, args.mc_samples, resolve_device(args.device), seed=args.seed,
-                              data_dir=args.data)
+                              data_dir=args.data, masks=args.mc_masks, word_dropout=args.mc_word_dropout)
     except (EvaluateError, DataError, ValueError) as err:
         raise UsageError(f"rnnreg evaluate: {err}") from None
     print(f"{run_dir.name}: test perplexity {result.test_ppl:.2f} (dropout off), "
           f"{result.mc_test_ppl:.2f} with MC dropout over {result.samples} samples "
-          f"({result.tokens} tokens, {result.samples_per_pass} samples per pass, {result.seconds:.1f} s on {result.device})")
+          f"({result.tokens} tokens, {result.samples_per_pass} samples per pass, {result.seconds:.1f} s on {result.device}; "
+          f"masks per {result.masks}, word dropout {'on' if result.word_dropout else 'off'})")
     if result.weights_dtype != "float32":  # `rnnreg compact` halved them: close to the trainer's figure, not equal
         from rnnreg.runs import summarize_run
 

@@ -8,6 +8,13 @@ averages the *predictive probabilities* of N stochastic passes:
 The deterministic figure is the paper's: dropout off, the test stream read with its state
 carried throughout (Zaremba et al. 2014; the trainer's own final test).
 
+Which masks a stochastic pass uses is the *protocol*.  The default is Gal & Ghahramani's
+own (their LM code's run_MC_test): each sample draws its masks once for the whole test
+stream (masks="stream"), and word dropout is off (word_dropout=False).  The alternative,
+masks="window" with word_dropout=True, redraws the masks at every window as training does
+and drops word types too; this project's first MC figures (before 2026-11-27) used it.
+Per-step masks are fresh at every step either way.  Each record says which it used.
+
 Samples run side by side as columns of one wide batch: the test stream (rows, B) repeated S
 times is (rows, S*B), column k*B + b being sample k of stream b.  Each column draws its own
 masks and carries its own state, so S samples cost one pass.  Word dropout, drawn once per
@@ -18,6 +25,7 @@ sample per pass.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -28,11 +36,13 @@ import torch
 import torch.nn.functional as F
 
 from rnnreg.data import batchify, load_corpus, windows
+from rnnreg.dropout.masks import FrozenMasks, frozen_masks
 from rnnreg.inspect_model import InspectError, load_run_model
 from rnnreg.model import LanguageModel
 from rnnreg.runs import RunWriter, read_json, utc_now
 
 MC_KIND = "mc_test"  # the metrics.jsonl record `rnnreg evaluate --mc-samples` appends
+MC_MASKS = ("stream", "window")  # one mask per sample for the whole stream (Gal), or per window
 LOGITS_BUDGET = {"cuda": 2e9, "cpu": 2e8}  # bytes of float32 logits one wide pass may hold
 
 
@@ -51,6 +61,8 @@ class MCResult:
     seed: int
     device: str
     weights_dtype: str = "float32"  # of the checkpoint evaluated: float16 after `rnnreg compact`
+    masks: str = "stream"  # the protocol (module docstring); records without these keys used
+    word_dropout: bool = False  # ... masks "window" with word dropout on
 
 
 def samples_per_pass(samples: int, bptt: int, batch: int, vocab: int, device: torch.device,
@@ -63,7 +75,8 @@ def samples_per_pass(samples: int, bptt: int, batch: int, vocab: int, device: to
 
 
 @torch.no_grad()
-def _token_log_probs(model: LanguageModel, data: torch.Tensor, bptt: int, copies: int, stochastic: bool) -> torch.Tensor:
+def _token_log_probs(model: LanguageModel, data: torch.Tensor, bptt: int, copies: int, stochastic: bool,
+                     masks: str = "stream", word_dropout: bool = False) -> torch.Tensor:
     """log p of every test token (in stream order), log-sum-exp'd over `copies` sample columns.
 
     data (rows, B); returns (tokens,) float64 = log sum_k p_k(w_t).
@@ -73,22 +86,28 @@ def _token_log_probs(model: LanguageModel, data: torch.Tensor, bptt: int, copies
     wide = data.repeat(1, copies)  # (rows, copies * B), column k * B + b = sample k of stream b
     state = model.init_state(wide.size(1))
     pieces = []
-    for inputs, targets in windows(wide, bptt, full_only=False):
-        out = model(inputs, state, word_masks_per_column=True)
-        state = out.state
-        steps, vocab = inputs.size(0), out.logits.size(-1)
-        log_p = -F.cross_entropy(out.logits.reshape(-1, vocab), targets.reshape(-1), reduction="none")
-        log_p = log_p.view(steps, copies, batch).double().logsumexp(1)  # (T, B)
-        pieces.append(log_p.reshape(-1))
+    held = FrozenMasks()  # masks="stream": the first window's masks serve the whole stream
+    with frozen_masks(held) if masks == "stream" else contextlib.nullcontext():
+        for inputs, targets in windows(wide, bptt, full_only=False):
+            held.rewind()
+            out = model(inputs, state, word_masks_per_column=True, drop_words=word_dropout)
+            state = out.state
+            steps, vocab = inputs.size(0), out.logits.size(-1)
+            log_p = -F.cross_entropy(out.logits.reshape(-1, vocab), targets.reshape(-1), reduction="none")
+            log_p = log_p.view(steps, copies, batch).double().logsumexp(1)  # (T, B)
+            pieces.append(log_p.reshape(-1))
     model.eval()
     return torch.cat(pieces)
 
 
 def mc_evaluate(model: LanguageModel, data: torch.Tensor, bptt: int, samples: int, *, seed: int = 0,
-                per_pass: int | None = None) -> tuple[float, float, int, int]:
+                per_pass: int | None = None, masks: str = "stream", word_dropout: bool = False,
+                ) -> tuple[float, float, int, int]:
     """(MC perplexity, deterministic perplexity, tokens, samples per pass) of `data` (rows, B)."""
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
         raise EvaluateError(f"--mc-samples: must be a whole number >= 1, got {samples!r}")
+    if masks not in MC_MASKS:
+        raise EvaluateError(f"--mc-masks: unknown {masks!r}; allowed: {', '.join(MC_MASKS)}")
     device = data.device
     vocab = model.decoder.out_features
     per_pass = per_pass or samples_per_pass(samples, bptt, data.size(1), vocab, device,
@@ -99,7 +118,7 @@ def mc_evaluate(model: LanguageModel, data: torch.Tensor, bptt: int, samples: in
     done = 0
     while done < samples:
         copies = min(per_pass, samples - done)
-        chunk = _token_log_probs(model, data, bptt, copies, stochastic=True)
+        chunk = _token_log_probs(model, data, bptt, copies, stochastic=True, masks=masks, word_dropout=word_dropout)
         total = chunk if total is None else torch.logaddexp(total, chunk)
         done += copies
     mc_mean_log_p = (total - math.log(samples)).mean().item()
@@ -108,7 +127,8 @@ def mc_evaluate(model: LanguageModel, data: torch.Tensor, bptt: int, samples: in
 
 
 def evaluate_run(run_dir: str | os.PathLike[str], samples: int, device: torch.device, *, seed: int = 0,
-                 data_dir: str | os.PathLike[str] | None = None, per_pass: int | None = None) -> MCResult:
+                 data_dir: str | os.PathLike[str] | None = None, per_pass: int | None = None,
+                 masks: str = "stream", word_dropout: bool = False) -> MCResult:
     """MC and deterministic test perplexity of a finished run's final weights (not recorded).
 
     The corpus is the run's own data directory unless `data_dir` is given; its vocabulary
@@ -134,11 +154,12 @@ def evaluate_run(run_dir: str | os.PathLike[str], samples: int, device: torch.de
     model = run.model.to(device)
     began = time.perf_counter()
     mc_ppl, det_ppl, tokens, per_pass = mc_evaluate(model, data.to(device), t.bptt, samples, seed=seed,
-                                                    per_pass=per_pass)
+                                                    per_pass=per_pass, masks=masks, word_dropout=word_dropout)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return MCResult(samples, mc_ppl, det_ppl, tokens, per_pass, time.perf_counter() - began, seed,
-                    torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu", run.weights_dtype)
+                    torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu", run.weights_dtype,
+                    masks, word_dropout)
 
 
 def record(run_dir: str | os.PathLike[str], result: MCResult) -> dict:

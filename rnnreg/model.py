@@ -65,17 +65,18 @@ class LanguageModel(nn.Module):
 
     def forward(
         self, tokens: torch.Tensor, state: State, *, path: str | None = None, trace: bool = False,
-        word_masks_per_column: bool = False,
+        word_masks_per_column: bool = False, drop_words: bool = True,
     ) -> LMOutput:
         """tokens (T, B) int64 -> LMOutput; `path` defaults to `path_for(self.training)`.
 
         `word_masks_per_column`: draw the word-dropout mask for each batch column separately
         instead of once for the batch (Monte-Carlo evaluation runs one sample per column).
+        `drop_words=False` leaves word dropout out even in training mode (Gal & Ghahramani's MC test).
         """
         placement = self.placement
         path = path or ("explicit" if trace else self.path_for(self.training))
         weight = self.embedding.weight
-        word_dropout = self.training and placement.embedding > 0.0
+        word_dropout = self.training and placement.embedding > 0.0 and drop_words
         if word_dropout and not word_masks_per_column:
             weight = embedding_dropout(weight, placement.embedding)  # Gal & Ghahramani 2016: word dropout
         x = F.embedding(tokens, weight)  # (T, B, H)

@@ -105,6 +105,55 @@ def test_wide_passes_and_one_sample_passes_agree(runs):
     assert wide == pytest.approx(single, rel=0.01)
 
 
+def test_stream_masks_hold_for_the_whole_test_stream(runs):
+    """Gal & Ghahramani's protocol (the default): each sample's masks are drawn once for the stream,
+    so how the stream is cut into windows cannot matter; redrawn per window, it does."""
+    model, data, bptt = _model_and_test(runs["variational"])
+    rows = data.size(0)
+    short, _det, _t, _p = mc_eval.mc_evaluate(model, data, bptt, 3, seed=5)
+    whole, _det, _t, _p = mc_eval.mc_evaluate(model, data, rows, 3, seed=5)  # one window: one draw
+    assert short == pytest.approx(whole, rel=1e-9)
+    per_window, _det, _t, _p = mc_eval.mc_evaluate(model, data, bptt, 3, seed=5, masks="window")
+    assert per_window != pytest.approx(whole, rel=1e-6)
+    whole_window, _det, _t, _p = mc_eval.mc_evaluate(model, data, rows, 3, seed=5, masks="window")
+    assert whole_window == pytest.approx(whole, rel=1e-9)  # one window is one draw either way
+
+
+def test_word_dropout_is_off_in_the_stochastic_passes_unless_asked_for(runs):
+    model, data, bptt = _model_and_test(runs["variational"])
+    assert model.placement.embedding > 0
+    default, _det, _t, _p = mc_eval.mc_evaluate(model, data, bptt, 3, seed=7)
+    placement = model.placement
+    model.placement = dataclasses.replace(placement, embedding=0.0)
+    try:
+        without, _det, _t, _p = mc_eval.mc_evaluate(model, data, bptt, 3, seed=7)
+    finally:
+        model.placement = placement
+    assert default == pytest.approx(without, rel=1e-12)
+    with_words, _det, _t, _p = mc_eval.mc_evaluate(model, data, bptt, 3, seed=7, word_dropout=True)
+    assert with_words != pytest.approx(default, rel=1e-6)
+
+
+def test_frozen_masks_hand_out_the_same_masks_in_the_same_order():
+    from rnnreg.dropout.masks import FrozenMasks, SiteDropout, frozen_masks
+
+    like, site = torch.zeros(1), SiteDropout(0.5, "sequence")
+    store = FrozenMasks()
+    with frozen_masks(store):
+        first = [site.masks(3, 4, 8, like), site.masks(5, 4, 16, like)]
+        store.rewind()
+        again = [site.masks(2, 4, 8, like), site.masks(5, 4, 16, like)]
+        assert torch.equal(first[0][0], again[0][0]) and torch.equal(first[1][0], again[1][0])
+        store.rewind()
+        with pytest.raises(RuntimeError, match="drawn as"):
+            site.masks(3, 4, 16, like)  # a different forward pass than the one that drew them
+    assert not torch.equal(site.masks(3, 4, 8, like)[0], first[0][0])  # outside, masks are fresh again
+    step = SiteDropout(0.5, "step")
+    with frozen_masks(FrozenMasks()):
+        fresh = step.masks(4, 4, 8, like)
+    assert not torch.equal(fresh[0], fresh[1])  # per-step masks are never held
+
+
 def test_word_masks_per_column_are_per_word_type_and_independent_across_columns():
     torch.manual_seed(0)
     tokens = torch.tensor([[3, 5]] * 6).repeat(1, 100)  # (6, 200): columns alternate words 3 and 5
@@ -128,6 +177,16 @@ def test_cli_evaluate_records_the_result(runs, capsys):
     assert "with MC dropout over 8 samples" in out and "recorded" in out
     records = read_jsonl(run_dir / "metrics.jsonl", mc_eval.MC_KIND)
     assert records[-1]["samples"] == 8 and records[-1]["mc_test_ppl"] > 1 and records[-1]["device"] == "cpu"
+    assert (records[-1]["masks"], records[-1]["word_dropout"]) == ("stream", False)  # Gal's protocol, recorded
+    assert "masks per stream, word dropout off" in out
+    assert main(["evaluate", run_dir.name, "--mc-samples", "2", "--runs-dir", str(runs["root"]), "--device", "cpu",
+                 "--mc-masks", "window", "--mc-word-dropout"]) == 0
+    capsys.readouterr()
+    last = read_jsonl(run_dir / "metrics.jsonl", mc_eval.MC_KIND)[-1]
+    assert (last["samples"], last["masks"], last["word_dropout"]) == (2, "window", True)
+    assert main(["evaluate", run_dir.name, "--mc-samples", "8", "--runs-dir", str(runs["root"]),
+                 "--device", "cpu"]) == 0  # the summary below reads the latest record
+    capsys.readouterr()
     summary = load_run(runs["root"], run_dir.name).summary
     assert summary.mc_test_ppl == pytest.approx(records[-1]["mc_test_ppl"]) and summary.mc_samples == 8
     assert main(["list", "--runs-dir", str(runs["root"])]) == 0
@@ -138,6 +197,7 @@ def test_cli_evaluate_records_the_result(runs, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["--mc-samples", "0"], "--mc-samples: must be >= 1"),
     (["--mc-samples", "2", "--device", "tpu"], "--device: unknown 'tpu'; allowed: auto, cpu, cuda"),
+    (["--mc-samples", "2", "--mc-masks", "step"], "--mc-masks: invalid choice: 'step'"),
 ])
 def test_cli_evaluate_names_a_bad_option(runs, capsys, argv, message):
     assert main(["evaluate", runs["none"].name, "--runs-dir", str(runs["root"]), *argv]) == 2

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from rnnreg.dropout.masks import keep_mask
+from rnnreg.dropout.masks import held_mask, keep_mask
 
 
 def embedding_dropout(weight: torch.Tensor, p: float) -> torch.Tensor:
@@ -23,5 +23,5 @@ def column_word_masks(tokens: torch.Tensor, p: float, vocab: int, like: torch.Te
     occurrence of a word within one column gets the same factor.  Used where each column
     is its own stochastic sample (Monte-Carlo evaluation).
     """
-    table = keep_mask((vocab, tokens.size(1)), p, like)  # (V, B): one mask per word type and column
+    table = held_mask((vocab, tokens.size(1)), p, like)  # (V, B): one mask per word type and column
     return table.gather(0, tokens).unsqueeze(-1)

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import torch
 
-from rnnreg.dropout.masks import keep_mask
+from rnnreg.dropout.masks import held_mask
 
 
 def drop_connect(weight: torch.Tensor, p: float) -> torch.Tensor:
     """`weight` with each entry zeroed with probability p (kept entries scaled by 1/(1-p))."""
-    return weight * keep_mask(tuple(weight.shape), p, weight)
+    return weight * held_mask(tuple(weight.shape), p, weight)
