@@ -77,10 +77,11 @@ class LanguageModel(nn.Module):
         path = path or ("explicit" if trace else self.path_for(self.training))
         weight = self.embedding.weight
         word_dropout = self.training and placement.embedding > 0.0 and drop_words
-        if word_dropout and not word_masks_per_column:
+        per_column = word_masks_per_column or placement.embedding_per_sequence
+        if word_dropout and not per_column:
             weight = embedding_dropout(weight, placement.embedding)  # Gal & Ghahramani 2016: word dropout
         x = F.embedding(tokens, weight)  # (T, B, H)
-        if word_dropout and word_masks_per_column:
+        if word_dropout and per_column:  # each sequence (column) drops its own word types
             x = x * column_word_masks(tokens, placement.embedding, weight.size(0), x)
         x, state, traces = self.lstm(x, state, placement, path=path, trace=trace)
         if self.training and placement.output is not None:

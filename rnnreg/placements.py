@@ -133,13 +133,14 @@ PLACEMENTS: Mapping[str, PlacementSpec] = MappingProxyType(
             ),
             PlacementSpec(
                 "variational-untied",
-                "variational, with a separate mask per sequence for each gate's copy of the layer input and of h_{t-1}",
+                "variational as Gal & Ghahramani's code draws it: a separate mask per sequence for each gate's copy of"
+                " the layer input and of h_{t-1}, word dropout per sequence",
                 "Gal & Ghahramani 2016, untied weights (their LM code's default)",
                 (
                     _site("input", PER_SEQUENCE, True, 0.5, per_gate=True),
                     _site("hidden", PER_SEQUENCE, True, 0.5, per_gate=True),
                     _site("output", PER_SEQUENCE, True, 0.5),
-                    _site("embedding", PER_FORWARD, False, 0.1),
+                    _site("embedding", PER_SEQUENCE, False, 0.1),  # per word type and column, as their code
                 ),
             ),
             PlacementSpec(

@@ -199,7 +199,9 @@ def test_untied_draws_four_masks_per_sequence_for_inputs_and_h(monkeypatch):
 
 def test_untied_with_equal_gate_masks_is_tied_variational(monkeypatch):
     """Forcing the four masks of each site to be equal must give exactly the tied placement."""
-    tied, untied = _model("variational", 0.5).train(), _model("variational-untied", 0.5).train()
+    # (word dropout off: the two draw it differently, per batch and per sequence)
+    tied = _model("variational", 0.5, embedding=0.0).train()
+    untied = _model("variational-untied", 0.5, embedding=0.0).train()
     untied.load_state_dict(tied.state_dict())
     original = SiteDropout.masks
 
@@ -224,3 +226,25 @@ def test_untied_input_alone_still_needs_the_explicit_path():
     assert placement.hidden is None and placement.touches_recurrence  # cuDNN projects one input for all gates
     with pytest.raises(ValueError, match="per gate"):
         placement.input(torch.zeros(3, 2, 4))
+
+
+def test_untied_drops_word_types_per_sequence_and_variational_per_batch(monkeypatch):
+    """variational-untied draws word masks as Gal & Ghahramani's code does, one per batch column;
+    variational drops the same word types for the whole batch (AWD-LSTM's embedded_dropout)."""
+    from rnnreg import model as model_module
+
+    calls = {"column": 0, "batch": 0}
+    column, batch = model_module.column_word_masks, model_module.embedding_dropout
+    monkeypatch.setattr(model_module, "column_word_masks", lambda *a: calls.__setitem__("column", calls["column"] + 1)
+                        or column(*a))
+    monkeypatch.setattr(model_module, "embedding_dropout", lambda *a: calls.__setitem__("batch", calls["batch"] + 1)
+                        or batch(*a))
+    for placement, expected in (("variational-untied", {"column": 1, "batch": 0}),
+                                ("variational", {"column": 0, "batch": 1})):
+        calls.update(column=0, batch=0)
+        model = _model(placement, 0.5, embedding=0.3).train()
+        model(torch.randint(0, 50, (6, 2)), model.init_state(2))
+        assert calls == expected, placement
+        model.eval()
+        model(torch.randint(0, 50, (6, 2)), model.init_state(2))
+        assert calls == expected, placement  # no word dropout in evaluation

@@ -11,7 +11,7 @@ from typing import Mapping
 
 from rnnreg.dropout.masks import SiteDropout
 from rnnreg.dropout.zoneout import Zoneout
-from rnnreg.placements import PLACEMENTS, RECURRENT_SITES
+from rnnreg.placements import PER_SEQUENCE, PLACEMENTS, RECURRENT_SITES
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,8 @@ class Placement:
     cell_update: SiteDropout | None = None  # g_t
     cell: SiteDropout | None = None  # c_t
     weight: float = 0.0  # DropConnect rate on W_hh, one mask per forward pass
-    embedding: float = 0.0  # word-type dropout rate on the embedding matrix
+    embedding: float = 0.0  # word-type dropout rate on the embedding matrix ...
+    embedding_per_sequence: bool = False  # ... one mask per batch column and window, not one for the batch
     zoneout_c: Zoneout | None = None
     zoneout_h: Zoneout | None = None
 
@@ -54,6 +55,8 @@ def build_placement(name: str, rates: Mapping[str, float]) -> Placement:
             continue  # a site at rate 0 is no site: it costs nothing and touches nothing
         if site.name in ("weight", "embedding"):
             fields[site.name] = p
+            if site.name == "embedding":
+                fields["embedding_per_sequence"] = site.sampling == PER_SEQUENCE
         elif site.name.startswith("zoneout_"):
             fields[site.name] = Zoneout(p)
         else:
