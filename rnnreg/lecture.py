@@ -168,7 +168,8 @@ def placement_caption(placement: str) -> str:
         rate = rates.get(site.name, 0.0)
         where = "on the recurrent path" if site.name in RECURRENT_SITES else "off the recurrent path"
         extra = " (optional: rate 0 unless set)" if rate == 0 else f", p = {rate:g}"
-        parts.append(f"`{site.name}` {where}: {sampling_text(site.sampling)}{extra}")
+        gates = " for each of the four gates" if site.per_gate else ""
+        parts.append(f"`{site.name}` {where}: {sampling_text(site.sampling)}{gates}{extra}")
     return f"**{placement}** ({spec.source}): " + "; ".join(parts) + "."
 
 

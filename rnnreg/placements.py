@@ -135,7 +135,7 @@ PLACEMENTS: Mapping[str, PlacementSpec] = MappingProxyType(
                 "variational-untied",
                 "variational as Gal & Ghahramani's code draws it: a separate mask per sequence for each gate's copy of"
                 " the layer input and of h_{t-1}, word dropout per sequence",
-                "Gal & Ghahramani 2016, untied weights (their LM code's default)",
+                "Gal & Ghahramani 2016, untied weights, as in their LM code",
                 (
                     _site("input", PER_SEQUENCE, True, 0.5, per_gate=True),
                     _site("hidden", PER_SEQUENCE, True, 0.5, per_gate=True),

@@ -61,6 +61,12 @@ def test_every_placement_draws_its_sites_as_in_rnnreg_placements(placement):
     assert lecture.placement_caption(placement).startswith(f"**{placement}**")
 
 
+def test_the_caption_says_when_each_gate_gets_its_own_mask():
+    caption = lecture.placement_caption("variational-untied")
+    assert "`hidden` on the recurrent path: one mask for the whole sequence for each of the four gates" in caption
+    assert "four gates" not in lecture.placement_caption("variational")
+
+
 def test_evidence_without_reference_runs_still_marks_the_published_numbers():
     empty = lecture.evidence_frame(pd.DataFrame())
     assert empty.empty
