@@ -39,7 +39,9 @@ with st.form("launch_form", border=True):
         for col, site in zip(cols, spec.sites):
             rates[site.name] = col.number_input(
                 f"p({site.name})", 0.0, 0.95, float(defaults.dropout.rates[site.name]), 0.05, format="%.2f",
-                key=f"rate_{preset}_{placement}_{site.name}", help=f"{SITE_DESCRIPTIONS[site.name]}; one mask per {site.sampling}")
+                key=f"rate_{preset}_{placement}_{site.name}",
+                help=f"{SITE_DESCRIPTIONS[site.name]}; one mask per {site.sampling}"
+                     + (", one for each of the four gates" if site.per_gate else ""))
     c1, c2, c3 = st.columns(3)
     epochs = c1.number_input("Epochs", 1, 200, defaults.train.epochs, key=f"epochs_{preset}")
     tokens = c2.number_input("Max training tokens (0 = all)", 0, 10_000_000, defaults.train.max_train_tokens or 0,
@@ -51,19 +53,23 @@ with st.form("launch_form", border=True):
     name = c2.text_input("Name (optional)", max_chars=200, key="launch_name",
                          placeholder=f"{preset} {placement}")
     with st.expander("Advanced"):
-        c1, c2 = st.columns(2)
+        c1, c2, c3 = st.columns(3)
         eval_tokens = c1.number_input("Max evaluation tokens (0 = all)", 0, 1_000_000,
                                       defaults.train.max_eval_tokens or 0, step=1_000, key=f"eval_tokens_{preset}",
                                       help="validate and test on a prefix of each split (quick CPU runs)")
         max_concurrent = c2.number_input("Runs at once (queue limit)", 1, 16, 1, key="launch_concurrency",
                                          help="CPU: keep 1 (runs would share the cores). A GPU box can take more.")
+        weight_decay = c3.number_input("Weight decay", 0.0, 0.1, 0.0, 1e-7, format="%.1e", key="launch_weight_decay",
+                                       help="0: none, as the paper. Otherwise every weight shrinks by 1 - WD after "
+                                            "each step (Gal & Ghahramani's variational runs: 1e-7)")
     submitted = st.form_submit_button("Start run", type="primary", icon=":material/play_arrow:")
 
 if submitted:
     try:
         config = cfg.to_dict(cfg.build_run_config(
             preset, placement=placement, site_rates=rates, epochs=int(epochs), max_train_tokens=int(tokens) or None,
-            max_eval_tokens=int(eval_tokens) or None, device=device, seed=int(seed), name=name.strip() or None))
+            max_eval_tokens=int(eval_tokens) or None, device=device, seed=int(seed), name=name.strip() or None,
+            weight_decay=float(weight_decay)))
     except cfg.ConfigError as err:
         st.error(f"Not started: {err}")
     else:

@@ -417,7 +417,9 @@ def _wait_for_state(at: AppTest, store: Path, run_id: str, states: set[str], tim
 @needs_trainer
 def test_launch_a_tiny_cpu_run_and_watch_it_finish(store):
     at = app("launch")
+    at.number_input(key="launch_weight_decay").set_value(1e-5)
     run_id = _start_tiny_run(at, "tiny from test", epochs=1, tokens=3000)
+    assert json.loads((store / run_id / "config.json").read_text())["config"]["train"]["weight_decay"] == 1e-5
     at.form_submit_button[0].click().run()  # a double click: still one run
     assert sum(1 for p in store.iterdir() if (p / "config.json").exists()
                and "tiny from test" in (p / "config.json").read_text()) == 1
