@@ -159,7 +159,8 @@ def test_a_graphed_run_without_dropout_is_the_eager_run(tiny_corpus):
     assert runs["graph"] == pytest.approx(runs["eager"], rel=1e-3)
 
 
-@pytest.mark.parametrize("placement", ["zaremba", "recurrent", "variational", "weight-drop", "zoneout", "moon"])
+@pytest.mark.parametrize("placement", ["zaremba", "recurrent", "variational", "variational-untied", "weight-drop",
+                                       "zoneout", "moon"])
 def test_a_graphed_run_learns_like_an_eager_one(tiny_corpus, placement):
     final = {}
     for step in ("eager", "graph"):
@@ -184,8 +185,8 @@ def test_graph_replays_follow_the_restored_rng_so_resume_is_exact(tiny_corpus):
     assert collect_resumed.epochs[-1].train_ppl == pytest.approx(collect_whole.epochs[1].train_ppl, rel=1e-5)
 
 
-@pytest.mark.parametrize("placement", ["recurrent", "both", "variational", "semeniuta", "moon", "weight-drop",
-                                       "zoneout"])
+@pytest.mark.parametrize("placement", ["recurrent", "both", "variational", "variational-untied", "semeniuta", "moon",
+                                       "weight-drop", "zoneout"])
 def test_the_triton_cell_is_the_loop_on_the_gpu(placement):
     from rnnreg.fused_cell import cell_kernel
 
