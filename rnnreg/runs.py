@@ -762,6 +762,7 @@ class RunSummary:
     test_ppl: float | None = None
     mc_test_ppl: float | None = None  # Monte-Carlo dropout test perplexity (`rnnreg evaluate`), latest
     mc_samples: int | None = None
+    mc_protocol: str | None = None  # "stream" (Gal & Ghahramani's MC test, the default) or how it differed
     test_accuracy: float | None = None  # recall accuracy of a memory-task run's test
     delay: int | None = None  # a memory-task run's longest gap (`--delay T`)
     wall_seconds: float | None = None
@@ -867,6 +868,7 @@ def summarize_run(run_dir: str | os.PathLike[str], *, read_only: bool = False, g
         test_ppl=tests[-1] if tests else None,
         mc_test_ppl=_num(mc_tests[-1]["mc_test_ppl"]) if mc_tests else None,
         mc_samples=_int(mc_tests[-1].get("samples")) if mc_tests else None,
+        mc_protocol=_mc_protocol(mc_tests[-1]) if mc_tests else None,
         test_accuracy=_num(accuracies[-1]) if accuracies else None,
         delay=_int(memory.get("delay")),
         wall_seconds=wall,
@@ -1192,6 +1194,21 @@ def _printable(text: str | None) -> str:
     return "".join(c if c.isprintable() else "?" for c in text or "")
 
 
+def _mc_protocol(record: dict) -> str:
+    """How an mc_test record's passes drew their masks (rnnreg.mc_eval); records written before the
+    protocol was recorded used masks per window with word dropout on."""
+    masks = record.get("masks", "window")
+    words = record.get("word_dropout", True)
+    return str(masks) + (", word dropout on" if words else "")
+
+
+def _mc_note(s: RunSummary) -> str:
+    """' (N=1000)', and the masks where they were not Gal & Ghahramani's (drawn once per stream)."""
+    notes = ([f"N={s.mc_samples}"] if s.mc_samples else []) + (
+        [f"masks per {s.mc_protocol}"] if s.mc_protocol not in (None, "stream") else [])
+    return f" ({', '.join(notes)})" if notes else ""
+
+
 def format_table(summaries: Iterable[RunSummary]) -> str:
     """An aligned text table of runs for `rnnreg list`."""
     summaries = list(summaries)
@@ -1206,7 +1223,7 @@ def format_table(summaries: Iterable[RunSummary]) -> str:
             s.state + (" (read-only)" if s.read_only else "") + (" !" if s.problems else ""),
             f"{s.epochs_done}/{s.epochs_total if s.epochs_total is not None else '?'}",
             _fmt(s.best_valid_ppl), _fmt(s.test_ppl),
-        ) + ((_fmt(s.mc_test_ppl) + (f" (N={s.mc_samples})" if s.mc_samples else ""),) if with_mc else ())
+        ) + ((_fmt(s.mc_test_ppl) + _mc_note(s),) if with_mc else ())
         + ((f"{s.test_accuracy:.1%}" if s.test_accuracy is not None else "-",) if with_recall else ())
         for s in summaries
     ]

@@ -184,14 +184,28 @@ def test_cli_evaluate_records_the_result(runs, capsys):
     capsys.readouterr()
     last = read_jsonl(run_dir / "metrics.jsonl", mc_eval.MC_KIND)[-1]
     assert (last["samples"], last["masks"], last["word_dropout"]) == (2, "window", True)
+    assert load_run(runs["root"], run_dir.name).summary.mc_protocol == "window, word dropout on"
+    assert main(["list", "--runs-dir", str(runs["root"])]) == 0
+    assert "(N=2, masks per window, word dropout on)" in capsys.readouterr().out
     assert main(["evaluate", run_dir.name, "--mc-samples", "8", "--runs-dir", str(runs["root"]),
                  "--device", "cpu"]) == 0  # the summary below reads the latest record
     capsys.readouterr()
     summary = load_run(runs["root"], run_dir.name).summary
     assert summary.mc_test_ppl == pytest.approx(records[-1]["mc_test_ppl"]) and summary.mc_samples == 8
+    assert summary.mc_protocol == "stream"
     assert main(["list", "--runs-dir", str(runs["root"])]) == 0
     listing = capsys.readouterr().out
     assert "MC TEST" in listing.splitlines()[0] and "(N=8)" in listing
+
+
+def test_records_from_before_the_protocol_was_recorded_read_as_the_old_protocol():
+    from pathlib import Path
+
+    from rnnreg.runs import list_runs
+
+    shipped_runs = Path(__file__).resolve().parent.parent / "runs"
+    [shipped] = [s for s in list_runs(shipped_runs) if s.name == "medium-variational-s0"]
+    assert shipped.mc_samples == 1000 and shipped.mc_protocol == "window, word dropout on"
 
 
 @pytest.mark.parametrize("argv, message", [
