@@ -12,7 +12,7 @@
 #   2. with BENCH=1, the bench at medium size, eager and CUDA-graph steps, with a profile of each
 #      step (rnnreg bench --profile: device-busy time by kind of work; issue 5)
 #   3. sharing the GPU (issue 6): start NVIDIA's MPS daemon (benchmarks/mps.sh; MPS=0 skips it),
-#      and if it runs, measure what 1-4 runs at once buy (rnnreg bench --share); without MPS,
+#      and if it runs, measure what 1, 2, 4 and 6 runs at once buy (rnnreg bench --share); without MPS,
 #      processes take turns on the GPU and gain nothing, so runs go one at a time
 #   4. reference runs in priority order, as many at once as the sharing bench says pays
 #      (one without MPS), each started only if it and the running ones end before the budget
@@ -63,10 +63,10 @@ concurrent=1
 if [ "${MPS:-1}" != 0 ] && mps_start /tmp/rnnreg-mps "$PY" >> "$OUT/session.log" 2>&1; then
   share="$OUT/share-medium-$device-$stamp.json"
   timeout 150 $PY -m rnnreg bench --device cuda --preset medium --placements "${SHARE_PLACEMENT:-both}" --step "$step" \
-    --share "${SHARE_LEVELS:-1,2,3,4}" --share-seconds 4 --rounds 2 --json > "$share" 2> "$OUT/share.err"
+    --share "${SHARE_LEVELS:-1,2,4,6}" --share-seconds 4 --rounds 2 --json > "$share" 2> "$OUT/share.err"
   share_rc=$?
   echo "share bench rc=$share_rc; $(left) s left" | tee -a "$OUT/session.log"
-  [ $share_rc = 0 ] && sharing=(--sharing "$share") && concurrent=${CONCURRENT:-4}
+  [ $share_rc = 0 ] && sharing=(--sharing "$share") && concurrent=${CONCURRENT:-6}
 fi
 
 # 4. Reference runs (issue 6), most important first; the rest fill what time is left.  Done so far
