@@ -219,7 +219,8 @@ def gatewise_matmul(x: torch.Tensor, masks: torch.Tensor, weight: torch.Tensor) 
     return out.transpose(0, 1).reshape(n, -1)
 
 
-def _per_gate(mask: Mask, size: int) -> bool:
+def per_gate(mask: Mask, size: int) -> bool:
+    """True for masks with one (size,) block per gate, (..., 4 * size): gatewise_matmul applies them."""
     return mask is not None and mask.size(-1) == 4 * size
 
 
@@ -243,7 +244,7 @@ class FusedLSTMLayer(torch.autograd.Function):
         cs = x_proj.new_empty(steps, batch, size)
         hs = x_proj.new_empty(steps, batch, size)
         w_t = w_hh.t()
-        untied = _per_gate(hm, size)
+        untied = per_gate(hm, size)
         h, c = h0, c0
         for t in range(steps):
             if untied:
@@ -263,7 +264,7 @@ class FusedLSTMLayer(torch.autograd.Function):
         w_hh, h0, c0, acts, c_news, cs, hs, hm, um, cm, kc, kh = ctx.saved_tensors
         backward_cell = cell_backward_triton if ctx.kernel == "triton" else cell_backward_torch
         steps, batch, size = hs.shape
-        untied = _per_gate(hm, size)
+        untied = per_gate(hm, size)
         w_gates = w_hh.reshape(4, size, size)  # block g: the rows of W_hh that gate g reads
         d_pre = torch.empty_like(acts)
         dh = torch.zeros_like(h0)
@@ -274,8 +275,8 @@ class FusedLSTMLayer(torch.autograd.Function):
             dc, dh_direct = backward_cell(d_hs[t], dh, dc, acts[t], c_prev, c_news[t],
                                           _at(um, t), _at(cm, t), _at(kc, t), _at(kh, t), d_pre[t])
             if untied:  # each gate's copy of h_{t-1} had its own mask: sum the four paths back
-                per_gate = torch.bmm(d_pre[t].reshape(batch, 4, size).transpose(0, 1), w_gates)  # (4, B, H)
-                dh = (per_gate.transpose(0, 1) * hm[t].reshape(batch, 4, size)).sum(1)
+                by_gate = torch.bmm(d_pre[t].reshape(batch, 4, size).transpose(0, 1), w_gates)  # (4, B, H)
+                dh = (by_gate.transpose(0, 1) * hm[t].reshape(batch, 4, size)).sum(1)
             else:
                 dh = d_pre[t] @ w_hh  # (B, 4H) @ (4H, H)
                 if hm is not None:

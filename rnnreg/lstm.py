@@ -21,7 +21,7 @@ from torch import nn
 
 from rnnreg.dropout import Placement
 from rnnreg.dropout.weight_drop import drop_connect
-from rnnreg.fused_cell import fused_layer, gatewise_matmul
+from rnnreg.fused_cell import fused_layer, gatewise_matmul, per_gate
 
 State = tuple[torch.Tensor, torch.Tensor]  # (h, c), each (layers, B, H)
 PATHS = ("fused", "explicit")
@@ -111,7 +111,7 @@ class LSTMStack(nn.Module):
             x_proj = torch.addmm(bias, flat, layer.weight_ih_l0.t())
         x_proj = x_proj.view(steps, batch, 4 * size)
 
-        def draw(site):  # (T, B, H) masks for a site inside the recurrence, or None
+        def draw(site):  # (T, B, H) masks for a site inside the recurrence ((T, B, 4H) per gate), or None
             return site.masks(steps, batch, size, x) if (training and site is not None) else None
 
         hidden_masks, update_masks, cell_masks = draw(placement.hidden), draw(placement.cell_update), draw(placement.cell)
@@ -127,7 +127,7 @@ class LSTMStack(nn.Module):
             return fused_layer(x_proj, w_hh, h, c, hidden_masks, update_masks, cell_masks, keep_c, keep_h)
 
         outputs = []
-        untied = hidden_masks is not None and hidden_masks.size(-1) == 4 * size
+        untied = per_gate(hidden_masks, size)
         for t in range(steps):
             if untied:  # a separate mask for each gate's copy of h_{t-1}
                 gates = x_proj[t] + gatewise_matmul(h, hidden_masks[t], w_hh)

@@ -2,8 +2,9 @@
 
 Masks are "inverted": kept units are scaled by 1/(1-p) during training, so evaluation
 needs no rescaling (the expectation of the masked value equals the unmasked value).
-All masks for a window are drawn in one call, shape (T, B, H): per-step sampling draws T
-independent masks, per-sequence sampling draws one (1, B, H) mask shared by every step.
+All masks for a window are drawn in one call, shape (T, B, H) (or (T, B, 4H), one block per
+gate): per-step sampling draws T independent masks, per-sequence sampling draws one (1, B, H)
+mask shared by every step.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def keep_mask(shape: tuple[int, ...], p: float, like: torch.Tensor) -> torch.Ten
 
 @dataclass
 class FrozenMasks:
-    """Per-sequence masks drawn once and reused by every later window (Monte-Carlo evaluation).
+    """Masks held over a window, drawn once and reused by every later window (Monte-Carlo evaluation).
 
     Gal & Ghahramani's MC test draws one mask per sample for the whole test stream, where
     training draws one per window.  Inside `frozen_masks(store)`, every mask held over a window
