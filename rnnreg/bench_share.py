@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Sequence
 
 STEP_KINDS = ("eager", "graph")
+MAX_PROCESSES = 32  # each level starts that many worker processes at once
 CUDA_SYNC_EVERY = 10  # graph replays are queued ahead of the GPU: sync every few steps to count done work
 
 
@@ -49,6 +50,8 @@ def parse_levels(text: str) -> list[int]:
         raise ValueError(f"--share: {text!r} is not a comma-separated list of process counts, e.g. 1,2,4") from None
     if not levels or min(levels) < 1 or len(set(levels)) != len(levels) or 1 not in levels:
         raise ValueError(f"--share: {text!r}: distinct counts >= 1, including 1 (one process alone is the baseline)")
+    if max(levels) > MAX_PROCESSES:
+        raise ValueError(f"--share: {text!r}: at most {MAX_PROCESSES} processes at once")
     return sorted(levels)
 
 

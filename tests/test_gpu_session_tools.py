@@ -65,6 +65,7 @@ def test_share_bench_text_table():
     (["--share", "1,x"], "comma-separated list"),
     (["--share", "1,1"], "distinct"),
     (["--share", "0,1"], ">= 1"),
+    (["--share", "1,1000"], "at most 32 processes"),
     (["--share", "1,2", "--placements", "none,zaremba"], "one placement"),
     (["--share", "1,2", "--profile"], "no --profile"),
     (["--share", "1,2", "--share-seconds", "0"], "--share-seconds"),
