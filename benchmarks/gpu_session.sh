@@ -32,12 +32,20 @@ PY=${PYTHON:-python3}
 began=$(date +%s)
 left() { echo $(( BUDGET - ($(date +%s) - began) )); }
 stamp=$(date -u +%Y-%m-%d)
-device=$($PY -c 'import torch; print(torch.cuda.get_device_name().replace(" ", "-"))')
+# DEVICE=cpu (with DATA=<corpus> EPOCHS=<n> RUNS=<demo jobs> GPU_TESTS=0 MPS=0) is a dry run of the
+# whole script on a CPU: tests/test_gpu_session_tools.py runs it so that no lent minute finds a bug.
+DEVICE=${DEVICE:-cuda}
+if [ "$DEVICE" = cuda ]; then
+  device=$($PY -c 'import torch; print(torch.cuda.get_device_name().replace(" ", "-"))')
+else
+  device=$DEVICE
+fi
 { nvidia-smi; git rev-parse HEAD; echo "RNNREG_GIT_COMMIT=${RNNREG_GIT_COMMIT:-}"; $PY -c 'import torch, sys; print(sys.version); print(torch.__version__, torch.backends.cudnn.version())'; } \
   > "$OUT/env.txt" 2>&1
 
 # 1. GPU tests; the graph ones decide which step the runs use.
 step=graph
+[ "$DEVICE" = cuda ] || step=eager
 if [ "${GPU_TESTS:-1}" != 0 ]; then
   timeout 150 $PY -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_steps.py tests/test_fused_cell.py \
     > "$OUT/gpu-tests.log" 2>&1
@@ -86,6 +94,7 @@ GAL_02=--dropout-site=hidden=0.2,--dropout-site=embedding=0.2,--weight-decay=1e-
 runs="$OUT/work/runs"
 mkdir -p "$runs"
 $PY benchmarks/gpu_runs.py --runs-dir "$runs" --deadline $(( $(left) - 25 )) --concurrent "$concurrent" ${sharing[@]+"${sharing[@]}"} --step "$step" \
+  --device "$DEVICE" ${DATA:+--data "$DATA"} ${EPOCHS:+--epochs "$EPOCHS"} \
   --bench benchmarks/bench-medium-NVIDIA-H200-2026-11-26.json --bench "$bench" \
   --mc medium-variational-s0=100,1000 --mc medium-variational-s1=1000 \
   --mc medium-variational-gal-0.3-0.5-s0=100 --mc medium-variational-gal-0.2-0.4-s0=100 \

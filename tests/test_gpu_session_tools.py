@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from rnnreg.bench_share import parse_levels, run_share_bench
 
@@ -257,3 +258,35 @@ if sys.argv[1:2] == ["-c"]:
     files = [p for p in out.rglob("*") if p.is_file()]
     assert 0 < len(files) <= 8 and all(len(p.relative_to(out).parts) <= 3 for p in files), files
     assert (out / "session.log").is_file() and any(p.name.startswith("reference-runs-") for p in files)
+
+
+def test_the_whole_session_script_runs_on_a_cpu_and_packs_what_comes_back(tmp_path, tiny_corpus):
+    """DEVICE=cpu: real trainer runs, the float16 checkpoint of the small-none run, the archive."""
+    import tarfile
+
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {**os.environ, "OUT": str(out), "PYTHON": sys.executable, "DEVICE": "cpu", "DATA": str(tiny_corpus),
+           "EPOCHS": "1", "GPU_TESTS": "0", "MPS": "0", "BUDGET": "400", "OMP_NUM_THREADS": "1",
+           "RUNS": "small-none-s0:demo:none:-:0 other:demo:zaremba:0.5:0"}
+    done = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_session.sh")], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert len(files) <= 8, files
+    assert "finished: " in (out / "session.log").read_text()
+    [archive] = [f for f in files if f.startswith("reference-runs-cpu-")]
+    with tarfile.open(out / archive) as tar:
+        names = tar.getnames()
+        small = [n for n in names if "-small-none-s0-" in n and n.endswith("/checkpoint.safetensors")]
+        assert len(small) == 1  # the poke view's model ships, in float16 ...
+        tar.extract(small[0], tmp_path / "unpacked", filter="data")
+    from safetensors import safe_open
+
+    with safe_open(tmp_path / "unpacked" / small[0], "pt") as weights:
+        assert weights.get_tensor("model.embedding.weight").dtype == torch.float16
+    assert not [n for n in names if "-other-" in n and "checkpoint" in n]  # ... and no other checkpoint
+    assert any(n.endswith("/status.json") and "-other-" in n for n in names)
+    assert "session/env.txt" in names and "logs/other.log" in names
+    events = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines() if line.startswith("{")]
+    assert [e["rc"] for e in events if e.get("event") == "ended"] == [0, 0]
