@@ -133,6 +133,11 @@ def test_medium_placements_table_lists_every_shipped_medium_run_as_recorded():
         mc = runs.read_jsonl(run.dir / runs.METRICS_FILE, "mc_test")
         written = re.findall(r"([\d.]+) \(N=(\d+)\)", cells[4])
         assert sorted(written) == sorted((f"{r['mc_test_ppl']:.2f}", str(r["samples"])) for r in mc), cells[0]
+        from rnnreg.lecture import PUBLISHED
+
+        published = PUBLISHED[(PUBLISHED["preset"] == "medium") & (PUBLISHED["placement"] == placement_of(cells[0]))]
+        for _, paper in published.iterrows():  # the lecture's published figures, the same in the README
+            assert f"{paper['valid']} / {paper['test']}" in cells[7], cells[0]
         for r in mc:  # the protocol (records before it was recorded: window masks, word dropout on)
             protocol = f"{r.get('masks', 'window')} masks, word dropout {'on' if r.get('word_dropout', True) else 'off'}"
             assert protocol in cells[4], (cells[0], protocol)
