@@ -172,11 +172,12 @@ def profile_bench(preset: str, placements: Sequence[str], device: str, steps: Se
 
 
 def format_results(results: Sequence[BenchResult], preset: str, device: str) -> str:
+    width = max([len("placement"), *(len(r.name) for r in results)])
     lines = [f"preset {preset} on {device}: training step (forward, backward, clip, SGD), median of rounds;"
              f" baseline nn.LSTM with dropout {baseline_dropout(preset):g} at Zaremba's sites",
-             f"{'placement':<13} {'path':<9} {'step':<11} {'ms/batch':>9} {'words/s':>10} {'vs nn.LSTM':>11}"]
+             f"{'placement':<{width}} {'path':<9} {'step':<11} {'ms/batch':>9} {'words/s':>10} {'vs nn.LSTM':>11}"]
     for r in results:
-        lines.append(f"{r.name:<13} {r.path:<9} {r.step:<11} {r.ms_per_batch:>9.2f} {r.words_per_s:>10.0f}"
+        lines.append(f"{r.name:<{width}} {r.path:<9} {r.step:<11} {r.ms_per_batch:>9.2f} {r.words_per_s:>10.0f}"
                      f" {r.ratio:>10.2f}x")
     lines.append("vs nn.LSTM: words/s relative to the eager nn.LSTM baseline (> 1 is faster)")
     return "\n".join(lines)
