@@ -134,22 +134,57 @@ def run_id(runs_dir: Path, name: str) -> str | None:
     return found[0].parent.name if found else None
 
 
-def evaluate_mc(runs_dir: Path, name: str, samples: list[int], device: str, seconds_left: float, report) -> None:
-    """`rnnreg evaluate RUN --mc-samples N` for each N in turn, while time is left (each is recorded)."""
-    run = run_id(runs_dir, name)
-    for n in samples:
-        if run is None or seconds_left < 10:
-            report(name, event="mc-skipped", samples=n, left=round(seconds_left))
-            continue
-        began = time.monotonic()
-        try:
-            done = subprocess.run([sys.executable, "-m", "rnnreg", "evaluate", run, "--mc-samples", str(n),
-                                   "--device", device, "--runs-dir", str(runs_dir)],
-                                  capture_output=True, text=True, timeout=seconds_left)
-            report(name, event="mc", samples=n, rc=done.returncode, out=(done.stdout + done.stderr)[-400:])
-        except subprocess.TimeoutExpired:
-            report(name, event="mc-timeout", samples=n)
-        seconds_left -= time.monotonic() - began
+class Evaluations:
+    """`rnnreg evaluate RUN --mc-samples N` (recorded in the run) for finished jobs, one process at
+    a time beside the training jobs: the queue of runs never waits for an evaluation."""
+
+    def __init__(self, runs_dir: Path, logs: Path, device: str, env: dict[str, str], report) -> None:
+        self.runs_dir, self.logs, self.device, self.env, self.report = runs_dir, logs, device, env, report
+        self.waiting: list[tuple[str, int]] = []  # (job name, samples)
+        self.current: tuple[str, int, subprocess.Popen, Path] | None = None
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.waiting) or self.current is not None
+
+    def add(self, name: str, samples: list[int]) -> None:
+        self.waiting += [(name, n) for n in samples]
+
+    def step(self, seconds_left: float) -> None:
+        """Report a finished evaluation, start the next one while at least 10 s are left."""
+        if self.current is not None:
+            name, n, process, log = self.current
+            if process.poll() is None:
+                return
+            self.current = None
+            self.report(name, event="mc", samples=n, rc=process.returncode, out=log.read_text()[-400:])
+        while self.waiting and self.current is None:
+            name, n = self.waiting.pop(0)
+            run = run_id(self.runs_dir, name)
+            if run is None or seconds_left < 10:
+                self.report(name, event="mc-skipped", samples=n, left=round(seconds_left))
+                continue
+            log = self.logs / f"{name}-mc{n}.log"
+            with open(log, "w") as out:
+                process = subprocess.Popen([sys.executable, "-m", "rnnreg", "evaluate", run, "--mc-samples", str(n),
+                                            "--device", self.device, "--runs-dir", str(self.runs_dir)],
+                                           stdout=out, stderr=subprocess.STDOUT, env=self.env)
+            self.current = (name, n, process, log)
+
+    def stop(self) -> None:
+        """At the deadline: end the evaluation under way (it records nothing then)."""
+        if self.current is not None:
+            name, n, process, _log = self.current
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+            self.report(name, event="mc-deadline", samples=n)
+            self.current = None
+        for name, n in self.waiting:
+            self.report(name, event="mc-skipped", samples=n, left=0)
+        self.waiting.clear()
 
 
 def load_bench(paths: list[str]) -> dict:
@@ -209,8 +244,9 @@ def main() -> int:
         print(json.dumps({"job": name, "t": round(time.monotonic() - start, 1), **fields}), flush=True)
 
     print(json.dumps({"concurrent": concurrent, "sharing": sharing}), flush=True)
+    evaluations = Evaluations(runs_dir, logs, args.device, env, report)
 
-    while pending or running:
+    while pending or running or evaluations.busy:
         for entry in list(running):
             job, process, began, estimated = entry
             if process.poll() is not None:
@@ -219,9 +255,10 @@ def main() -> int:
                 if process.returncode == 0 and peers[job.name] == 1:  # it ran alone: a clean measurement
                     scale[job.preset] = seconds / estimate_seconds(job.preset, job.placement, bench, args.epochs)
                 report(job.name, event="ended", rc=process.returncode, seconds=round(seconds, 1),
-                       estimated=round(estimated))
+                       estimated=round(estimated), shared_with=peers[job.name] - 1)
                 if process.returncode == 0 and job.name in mc:
-                    evaluate_mc(runs_dir, job.name, mc[job.name], args.device, deadline - time.monotonic(), report)
+                    evaluations.add(job.name, mc[job.name])
+        evaluations.step(deadline - time.monotonic())
         while pending and len(running) < concurrent:
             # Start the first job that ends before the deadline without pushing a running job past
             # it: the GPU still owes the running jobs their remaining share of work.
@@ -258,6 +295,7 @@ def main() -> int:
                 peers[other.name] = max(peers.get(other.name, 0), len(running))
             report(job.name, event="started", estimate=round(estimated), owed=round(owed))
         if time.monotonic() > deadline:
+            evaluations.stop()
             for job, process, _began, _estimate in running:
                 process.terminate()  # the trainer's SIGTERM handler marks the run cancelled
                 report(job.name, event="deadline")
