@@ -140,6 +140,7 @@ def test_gpu_runs_trains_jobs_side_by_side_on_a_cpu(tmp_path, tiny_corpus):
     assert events[:2] == [("a", "started"), ("b", "started")]
     assert sorted(e for e in events[2:]) == [("a", "ended"), ("a", "mc"), ("b", "ended")]
     assert all(line["rc"] == 0 for line in lines if line.get("event") in ("ended", "mc"))
+    assert [line["shared_with"] for line in lines if line.get("event") == "ended"] == [1, 1]
     for name in ("a", "b"):
         (status,) = runs.glob(f"*-{name}-*/status.json")
         assert json.loads(status.read_text())["state"] == "finished"
