@@ -212,6 +212,8 @@ def main() -> int:
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     parser.add_argument("--data", metavar="DIR", help="corpus for every job (default: the trainer's, PTB)")
     parser.add_argument("--epochs", type=int, metavar="N", help="epochs for every job (a dry run on a CPU)")
+    parser.add_argument("--skip-placement", action="append", default=[], metavar="PLACEMENT",
+                        help="leave this placement's jobs out (its GPU tests failed)")
     parser.add_argument("--mc", action="append", default=[], metavar="NAME=N[,N...]",
                         help="after job NAME finishes, `rnnreg evaluate --mc-samples N` for each N (recorded)")
     parser.add_argument("jobs", nargs="+")
@@ -244,6 +246,9 @@ def main() -> int:
         print(json.dumps({"job": name, "t": round(time.monotonic() - start, 1), **fields}), flush=True)
 
     print(json.dumps({"concurrent": concurrent, "sharing": sharing}), flush=True)
+    for job in [j for j in pending if j.placement in args.skip_placement]:
+        report(job.name, event="skipped", reason=f"the GPU tests of {job.placement} failed")
+        pending.remove(job)
     evaluations = Evaluations(runs_dir, logs, args.device, env, report)
 
     while pending or running or evaluations.busy:

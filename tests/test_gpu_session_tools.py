@@ -151,6 +151,18 @@ def test_gpu_runs_trains_jobs_side_by_side_on_a_cpu(tmp_path, tiny_corpus):
     assert [r["samples"] for r in records if r["kind"] == "mc_test"] == [2]
 
 
+def test_gpu_runs_leaves_out_a_placement_whose_gpu_tests_failed(tmp_path):
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "gpu_runs.py"), "--runs-dir", str(tmp_path / "runs"),
+         "--deadline", "60", "--device", "cpu", "--skip-placement", "variational-untied",
+         "u:demo:variational-untied:-:0"],
+        capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert done.returncode == 0, done.stderr
+    events = [json.loads(line) for line in done.stdout.splitlines()][1:]
+    assert events[0]["event"] == "skipped" and "GPU tests of variational-untied failed" in events[0]["reason"]
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
 def test_jobs_name_what_is_wrong_with_them():
     gpu_runs = load_gpu_runs()
     job = gpu_runs.parse_job("v:medium:variational:0.5:0:--dropout-site=hidden=0.3,--weight-decay=1e-7")
@@ -217,27 +229,55 @@ def test_mps_start_without_the_tool_says_so(tmp_path):
 
 # --- benchmarks/gpu_session.sh, with a stand-in python -----------------------------------------
 
-def test_the_session_script_hands_gpu_runs_jobs_it_can_parse(tmp_path):
-    """A typo in the session's job list would cost a lent GPU's session: every job it passes must
-    parse, every --mc must name one of them, and every option must be one `rnnreg train` takes."""
+def run_session_with_a_stand_in_python(tmp_path: Path, pytest_output: str = "", **env_changes: str) -> tuple[Path, list]:
+    """gpu_session.sh with a `python` that logs its arguments (and answers `-c` and `-m pytest` as
+    told), so the script's own logic runs without torch or a GPU; returns $OUT and gpu_runs' argv."""
     calls = tmp_path / "calls.jsonl"
+    (tmp_path / "pytest-output.txt").write_text(pytest_output)
     fake_tool(tmp_path, "python", f"""exec {sys.executable} -c '
 import json, sys
 with open("{calls}", "a") as f:
     f.write(json.dumps(sys.argv[1:]) + "\\n")
 if sys.argv[1:2] == ["-c"]:
     print("Fake-GPU")
+if sys.argv[1:3] == ["-m", "pytest"]:
+    output = open("{tmp_path / 'pytest-output.txt'}").read()
+    print(output)
+    sys.exit(1 if "FAILED" in output else 0)
 ' "$@" """)
     out = tmp_path / "out"
     out.mkdir()
     env = {**os.environ, "OUT": str(out), "PYTHON": str(tmp_path / "python"), "GPU_TESTS": "0", "BENCH": "0",
-           "MPS": "0", "BUDGET": "600"}
+           "MPS": "0", "BUDGET": "600", **env_changes}
     env.pop("RUNS", None)
     done = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_session.sh")], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     (argv,) = [json.loads(line) for line in calls.read_text().splitlines()
                if json.loads(line)[:1] == ["benchmarks/gpu_runs.py"]]
+    return out, argv
+
+
+@pytest.mark.parametrize("failed, step, skipped", [
+    ("", "graph", []),
+    ("FAILED tests/test_gpu.py::test_a_graphed_run_learns_like_an_eager_one[variational-untied] - AssertionError\n"
+     "FAILED tests/test_gpu.py::test_the_triton_cell_is_the_loop_on_the_gpu[variational-untied] - x",
+     "graph", ["variational-untied"]),
+    ("FAILED tests/test_gpu.py::test_graph_replay_matches_the_eager_step_without_dropout[explicit-0.0] - x",
+     "eager", []),
+    ("".join(f"FAILED tests/test_gpu.py::test_a_graphed_run_learns_like_an_eager_one[{p}] - x\n"
+             for p in ("zaremba", "recurrent", "moon")), "eager", []),
+])
+def test_the_gpu_tests_decide_the_step_and_leave_out_a_failing_placement(tmp_path, failed, step, skipped):
+    _out, argv = run_session_with_a_stand_in_python(tmp_path, failed, GPU_TESTS="1")
+    assert argv[argv.index("--step") + 1] == step
+    assert [argv[i + 1] for i, a in enumerate(argv) if a == "--skip-placement"] == skipped
+
+
+def test_the_session_script_hands_gpu_runs_jobs_it_can_parse(tmp_path):
+    """A typo in the session's job list would cost a lent GPU's session: every job it passes must
+    parse, every --mc must name one of them, and every option must be one `rnnreg train` takes."""
+    out, argv = run_session_with_a_stand_in_python(tmp_path)
     gpu_runs = load_gpu_runs()
     jobs = [gpu_runs.parse_job(a) for a in argv if ":" in a and not a.startswith("-")]
     assert len(jobs) >= 8 and len({j.name for j in jobs}) == len(jobs)
