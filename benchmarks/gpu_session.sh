@@ -24,6 +24,8 @@
 #
 #   The next session (the training code changed since the GPU tests last ran, so run them):
 #   OUT=$OUT BUDGET=560 RNNREG_GIT_COMMIT=<sha> bash benchmarks/gpu_session.sh   (timeout_s 600)
+#   Then, here: python benchmarks/ship_runs.py <files_at>/reference-runs-*.tar.gz  (finished runs
+#   into runs/reference/, with the figures for the README rows)
 set -uo pipefail
 OUT=${OUT:?set OUT to a folder for the results}
 BUDGET=${BUDGET:-540}  # seconds this script may take in all

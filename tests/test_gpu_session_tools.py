@@ -331,3 +331,43 @@ def test_the_whole_session_script_runs_on_a_cpu_and_packs_what_comes_back(tmp_pa
     assert "session/env.txt" in names and "logs/other.log" in names
     events = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines() if line.startswith("{")]
     assert [e["rc"] for e in events if e.get("event") == "ended"] == [0, 0]
+
+    # and benchmarks/ship_runs.py takes the archive's finished runs into a store, once
+    ship = [sys.executable, str(REPO / "benchmarks" / "ship_runs.py"), str(out / archive),
+            "--into", str(tmp_path / "reference")]
+    shipped = subprocess.run(ship + ["--dry-run"], capture_output=True, text=True, timeout=60)
+    assert shipped.returncode == 0 and shipped.stdout.count("would ship") == 2, shipped.stdout + shipped.stderr
+    assert not (tmp_path / "reference").exists()
+    shipped = subprocess.run(ship, capture_output=True, text=True, timeout=60)
+    assert shipped.stdout.count(": shipped (") == 2 and "test " in shipped.stdout, shipped.stdout + shipped.stderr
+    from rnnreg.runs import list_runs
+
+    listed = list_runs(tmp_path)
+    assert len(listed) == 2 and all(s.read_only and s.state == "finished" and not s.problems for s in listed)
+    again = subprocess.run(ship, capture_output=True, text=True, timeout=60)
+    assert again.stdout.count("left out, already in") == 2
+
+
+def test_ship_runs_takes_nothing_from_a_hostile_archive(tmp_path):
+    import io
+    import tarfile
+
+    archive = tmp_path / "hostile.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for name, data in (("runs/../evil.txt", b"x"), ("runs/run-1/status.json", b"{not json"),
+                           ("logs/a.log", b"log")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        link = tarfile.TarInfo("runs/run-2/config.json")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tar.addfile(link)
+        big = tarfile.TarInfo("runs/run-3/checkpoint.safetensors")
+        big.size = 11 * 1024 * 1024
+        tar.addfile(big, io.BytesIO(bytes(big.size)))
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "ship_runs.py"), str(archive),
+                           "--into", str(tmp_path / "reference")], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "run-1: left out" in done.stdout and "run-3: left out, over 10 MB" in done.stdout
+    assert "run-2" not in done.stdout  # a link is no run file
+    assert not (tmp_path / "reference").exists() and not (tmp_path / "evil.txt").exists()

@@ -1,0 +1,90 @@
+"""Ship the finished runs of a GPU session's archive as reference runs, safely.
+
+    python benchmarks/ship_runs.py ARCHIVE [--into runs/reference] [--dry-run]
+
+ARCHIVE is what benchmarks/gpu_session.sh returns (reference-runs-<device>-<date>.tar.gz).
+Only `runs/<run id>/<file>` members are taken (logs and session files stay in the archive);
+a run is shipped only if it is finished, its id is not in the store already, and none of its
+files is over the size a repository takes (checkpoints above 10 MB stay out, as #6 asks).
+Members are extracted with tarfile's "data" filter: no links, devices or paths outside the
+target.  Prints one line per run with the figures the README rows need (recomputed from the
+run's own files by rnnreg.runs, as tests/test_readme_results.py does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from rnnreg.runs import summarize_run  # noqa: E402
+
+MAX_FILE_BYTES = 10 * 1024 * 1024  # no checkpoint above ~10 MB in the repository (issue 6)
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # as the trainer names run folders
+
+
+def run_members(archive: tarfile.TarFile) -> dict[str, list[tarfile.TarInfo]]:
+    """runs/<id>/<file> members by run id; anything else in the archive is left alone."""
+    runs: dict[str, list[tarfile.TarInfo]] = {}
+    for member in archive.getmembers():
+        parts = Path(member.name).parts
+        if len(parts) == 3 and parts[0] == "runs" and RUN_ID.fullmatch(parts[1]) and member.isfile():
+            runs.setdefault(parts[1], []).append(member)
+    return runs
+
+
+def ship(archive_path: Path, into: Path, dry_run: bool = False) -> list[str]:
+    """Extract the archive's finished runs into `into`; returns one line per run (shipped or why not)."""
+    lines = []
+    with tarfile.open(archive_path) as archive, tempfile.TemporaryDirectory() as scratch:
+        for run_id, members in sorted(run_members(archive).items()):
+            too_big = [m.name for m in members if m.size > MAX_FILE_BYTES]
+            if (into / run_id).exists():
+                lines.append(f"{run_id}: left out, already in {into}")
+                continue
+            if too_big:
+                lines.append(f"{run_id}: left out, over {MAX_FILE_BYTES // 2**20} MB: {', '.join(too_big)}")
+                continue
+            for member in members:
+                archive.extract(member, scratch, filter="data")
+            staged = Path(scratch) / "runs" / run_id
+            summary = summarize_run(staged)
+            if summary.state != "finished" or summary.problems:
+                problems = "".join(f"; {problem}" for problem in summary.problems)
+                lines.append(f"{run_id}: left out, {summary.state}{problems}")
+                continue
+            figures = (f"best valid {summary.best_valid_ppl:.2f}, final valid {summary.last_valid_ppl:.2f}, "
+                       f"test {summary.test_ppl:.2f}, wall {summary.wall_seconds:.0f} s on {summary.device}")
+            if summary.mc_test_ppl is not None:
+                figures += f", MC {summary.mc_test_ppl:.2f} (N={summary.mc_samples}, masks per {summary.mc_protocol})"
+            if not dry_run:
+                into.mkdir(parents=True, exist_ok=True)
+                shutil.copytree(staged, into / run_id)
+            lines.append(f"{run_id}: {'would ship' if dry_run else 'shipped'} ({summary.name}): {figures}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("archive", type=Path)
+    parser.add_argument("--into", type=Path, default=Path(__file__).resolve().parent.parent / "runs" / "reference")
+    parser.add_argument("--dry-run", action="store_true", help="say what would be shipped, copy nothing")
+    args = parser.parse_args(argv)
+    if not args.archive.is_file():
+        parser.error(f"{args.archive}: no such file")
+    try:
+        lines = ship(args.archive, args.into, args.dry_run)
+    except (tarfile.TarError, OSError) as err:
+        parser.error(f"{args.archive}: not a readable archive ({err})")
+    print("\n".join(lines) or "no runs in the archive")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
