@@ -59,7 +59,7 @@ with st.form("launch_form", border=True):
                                       help="validate and test on a prefix of each split (quick CPU runs)")
         max_concurrent = c2.number_input("Runs at once (queue limit)", 1, 16, 1, key="launch_concurrency",
                                          help="CPU: keep 1 (runs would share the cores). A GPU box can take more.")
-        weight_decay = c3.number_input("Weight decay", 0.0, 0.1, 0.0, 1e-7, format="%.1e", key="launch_weight_decay",
+        weight_decay = c3.number_input("Weight decay", 0.0, 0.1, 0.0, 1e-7, format="%g", key="launch_weight_decay",
                                        help="0: none, as the paper. Otherwise every weight shrinks by 1 - WD after "
                                             "each step (Gal & Ghahramani's variational runs: 1e-7)")
     submitted = st.form_submit_button("Start run", type="primary", icon=":material/play_arrow:")

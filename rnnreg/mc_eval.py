@@ -17,10 +17,10 @@ Per-step masks are fresh at every step either way.  Each record says which it us
 
 Samples run side by side as columns of one wide batch: the test stream (rows, B) repeated S
 times is (rows, S*B), column k*B + b being sample k of stream b.  Each column draws its own
-masks and carries its own state, so S samples cost one pass.  Word dropout, drawn once per
-pass for the whole batch in training, is drawn per column here (rnnreg.dropout.embedding);
-DropConnect on W_hh cannot be (one weight mask serves the batch), so weight-drop runs one
-sample per pass.
+masks and carries its own state, so S samples cost one pass.  Word dropout (when asked
+for) is drawn per column here (rnnreg.dropout.embedding), whatever the placement draws in
+training; DropConnect on W_hh cannot be (one weight mask serves the batch), so weight-drop
+runs one sample per pass.
 """
 
 from __future__ import annotations

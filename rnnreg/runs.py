@@ -868,7 +868,7 @@ def summarize_run(run_dir: str | os.PathLike[str], *, read_only: bool = False, g
         test_ppl=tests[-1] if tests else None,
         mc_test_ppl=_num(mc_tests[-1]["mc_test_ppl"]) if mc_tests else None,
         mc_samples=_int(mc_tests[-1].get("samples")) if mc_tests else None,
-        mc_protocol=_mc_protocol(mc_tests[-1]) if mc_tests else None,
+        mc_protocol=mc_protocol(mc_tests[-1]) if mc_tests else None,
         test_accuracy=_num(accuracies[-1]) if accuracies else None,
         delay=_int(memory.get("delay")),
         wall_seconds=wall,
@@ -1194,7 +1194,7 @@ def _printable(text: str | None) -> str:
     return "".join(c if c.isprintable() else "?" for c in text or "")
 
 
-def _mc_protocol(record: dict) -> str:
+def mc_protocol(record: dict) -> str:
     """How an mc_test record's passes drew their masks (rnnreg.mc_eval); records written before the
     protocol was recorded used masks per window with word dropout on."""
     masks = record.get("masks", "window")
