@@ -19,7 +19,9 @@ x = c1.segmented_control("x axis", list(plots.X_AXES), format_func=plots.X_AXES.
                          required=True, key="ppl_x")
 log_y = c2.toggle("log y", value=True, key="ppl_log")
 paper = c3.toggle("paper Table 1 lines", value=True, key="ppl_paper",
-                  help="Zaremba et al. 2014 valid/test perplexity for runs of the small, medium and large presets")
+                  help="Zaremba et al. 2014 valid/test perplexity for runs of the small, medium and large presets. "
+                       "Its main.lua prints valid about 1-1.5% low (it divides by a fraction of a window more than "
+                       "it reads; README, 'How the paper's own code counts'); test is exact.")
 presets = list(common.run_table().set_index("run").loc[picked, "preset"]) if paper else []
 common.show_figure(plots.perplexity_figure(epochs, colors, x=x, log_y=log_y, reference_presets=presets),
                    key="ppl_curves", file_stem="perplexity")

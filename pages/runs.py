@@ -20,8 +20,8 @@ search = st.text_input("Search", placeholder="name, id, preset, placement, state
 view = common.browsing_order(table)  # any column header sorts differently
 state_text = view["state"] + view["read_only"].map({True: " (reference)", False: ""})
 if search:  # what the table shows is what a search finds
-    text = pd.concat([view[["label", "run", "preset", "placement", "rates", "device"]].astype(str), state_text],
-                     axis=1).agg(" ".join, axis=1)
+    searched = ["label", "run", "preset", "placement", "rates", "variant", "device"]
+    text = pd.concat([view[searched].astype(str), state_text], axis=1).agg(" ".join, axis=1)
     found = text.str.contains(search, case=False, regex=False)
     view, state_text = view[found], state_text[found]
 
@@ -32,6 +32,8 @@ shown = pd.DataFrame({
     "best valid": view["best_valid_ppl"], "test": view["test_ppl"], "wall (min)": view["wall_seconds"] / 60,
     "device": view["device"], "problems": view["problems"], "id": view["run"],
 })
+if (view["variant"] != "").any():  # settings other than the preset's (not seeds of its configuration)
+    shown.insert(shown.columns.get_loc("dropout") + 1, "other settings", view["variant"])
 if view["test_accuracy"].notna().any():  # memory-task runs: what they are judged by
     shown.insert(shown.columns.get_loc("test") + 1, "test recall", view["test_accuracy"] * 100)
 # Streamlit keeps a table's row selection by position when its rows change (a search, a run
@@ -43,6 +45,8 @@ selection = st.dataframe(
         "best valid": st.column_config.NumberColumn(format="%.1f", help="lowest validation perplexity"),
         "test": st.column_config.NumberColumn(format="%.1f"),
         "wall (min)": st.column_config.NumberColumn(format="%.1f"),
+        "other settings": st.column_config.TextColumn(
+            help="model and training settings that differ from the preset's (seed and device aside)"),
         "test recall": st.column_config.NumberColumn(format="%.1f%%",
                                                      help="memory task: keys recalled on the test set"),
     },

@@ -13,7 +13,7 @@ import json
 import sys
 from typing import Sequence
 
-from rnnreg.config import PRESET_NAMES, ConfigError
+from rnnreg.config import PRESET_NAMES, TRAIN_SCHEDULE_OPTIONS, ConfigError
 from rnnreg.placements import PLACEMENTS, SITE_DESCRIPTIONS
 
 EXIT_USAGE = 2
@@ -60,9 +60,19 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--step", choices=["auto", "graph", "eager"],
                        help="minibatch step: auto (default: one CUDA graph per step on a GPU, eager on CPU), graph, eager")
     train.add_argument("--log-every", type=int, metavar="K", help="write a step record every K minibatches")
-    train.add_argument("--weight-decay", type=float, metavar="WD",
-                       help="shrink every weight by 1 - WD after each step (default 0, as the paper; "
-                            "Gal & Ghahramani's variational runs used 1e-7)")
+    schedule = train.add_argument_group("optimisation (default: the preset's, the paper's sec 4.1)")
+    schedule.add_argument("--lr", type=float, metavar="LR", help="initial SGD learning rate")
+    schedule.add_argument("--lr-decay", type=float, metavar="D",
+                          help="divide the rate by D at the start of every epoch after the first E")
+    schedule.add_argument("--decay-after", type=int, metavar="E",
+                          help="epochs at the initial rate: small 4, medium 6, large 14 as the paper's text reads; "
+                               "its main.lua keeps one more (E + 1)")
+    schedule.add_argument("--clip", type=float, metavar="C", help="global gradient-norm clip")
+    schedule.add_argument("--batch-size", type=int, metavar="B", help="columns of the training stream")
+    schedule.add_argument("--bptt", type=int, metavar="T", help="unroll length (steps per window)")
+    schedule.add_argument("--weight-decay", type=float, metavar="WD",
+                          help="shrink every weight by 1 - WD after each step (default 0, as the paper; "
+                               "Gal & Ghahramani's variational runs used 1e-7)")
     train.add_argument("--delay", type=int, metavar="T", help="memory task: distractor steps between key and recall")
     train.add_argument("--name", help="a human-readable name for the run")
     _add_runs_dir(train)
@@ -163,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 # Options that define a new run; `--resume` takes the run's own config.json instead.
 _RUN_OPTIONS = ("preset", "placement", "dropout", "dropout_site", "epochs", "max_train_tokens", "data", "device",
-                "seed", "log_every", "step", "weight_decay", "delay", "name", "run_dir")
+                "seed", "log_every", "step", "weight_decay", "delay", "name", "run_dir") + TRAIN_SCHEDULE_OPTIONS
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -49,6 +49,10 @@ class DropoutConfig:
     rates: Mapping[str, float] = field(default_factory=dict)  # site -> p, every site of the placement
 
 
+# TrainConfig fields `rnnreg train` takes as options of their own (--lr, --lr-decay, ...).
+TRAIN_SCHEDULE_OPTIONS = ("lr", "lr_decay", "decay_after", "clip", "batch_size", "bptt")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = 13
@@ -169,6 +173,34 @@ def lr_at_epoch(train: TrainConfig, epoch: int) -> float:
     return train.lr / train.lr_decay ** max(epoch - train.decay_after, 0)
 
 
+# How a run executes, not what it learns: runs that differ only in these are seeds of one configuration.
+EXECUTION_FIELDS = frozenset({"seed", "device", "step", "log_every", "threads", "gate_probe"})
+
+
+def training_variant(config: RunConfig) -> str:
+    """The model and training settings of `config` that depart from its preset's, seed and execution aside.
+
+    '' for the preset's own; else e.g. 'decay_after=7' or 'epochs=3 weight_decay=1e-07'.  Runs of
+    one preset, placement, rates and variant are seeds of one configuration.  Not part of it: the
+    dropout rates (a run shows its own), the corpus path (it differs between machines; the
+    recorded checksums say which corpus), and a memory run's delay and the window that follows
+    from it (the delay is a column of its own).
+    """
+    base = PRESETS.get(config.preset)
+    if base is None:
+        return ""
+    parts = []
+    for mine, theirs in ((config.model, base.model), (config.train, base.train)):
+        for f in dataclasses.fields(mine):
+            value = getattr(mine, f.name)
+            if f.name in EXECUTION_FIELDS or value == getattr(theirs, f.name):
+                continue
+            if f.name == "bptt" and config.task == "memory":
+                continue
+            parts.append(f"{f.name}={value:g}" if isinstance(value, float) else f"{f.name}={value}")
+    return " ".join(parts)
+
+
 def build_run_config(
     preset: str,
     *,
@@ -217,6 +249,9 @@ def build_run_config(
         _check_int("--delay", delay, 1)
         memory = dataclasses.replace(memory, delay=delay)
     if base.task == "memory":  # one window per sequence, so the recall's gradient reaches the key
+        if train_changes.get("bptt", memory.sequence_length) != memory.sequence_length:
+            raise ConfigError(f"--bptt: the memory task's window is one whole sequence ({memory.sequence_length} "
+                              f"steps with --delay {memory.delay}), got {train_changes['bptt']!r}; leave --bptt out")
         train_changes["bptt"] = memory.sequence_length
     config = dataclasses.replace(
         base,
@@ -228,6 +263,11 @@ def build_run_config(
     )
     validate(config)
     return config
+
+
+def _flag(field: str) -> str:
+    """How an error names a training field that is also a command-line option: '--lr-decay (train.lr_decay)'."""
+    return f"--{field.replace('_', '-')} (train.{field})"
 
 
 def _check_int(option: str, value: Any, minimum: int) -> None:
@@ -269,12 +309,12 @@ def validate(config: RunConfig) -> None:
         missing = sorted(set(resolved) - set(config.dropout.rates))
         raise ConfigError(f"dropout.rates: no rate for site(s) {missing} of placement {config.dropout.placement!r}")
     _check_int("--epochs", t.epochs, 1)
-    _check_float("lr", t.lr, 0.0)
-    _check_float("lr_decay", t.lr_decay, 1.0, inclusive=True)
-    _check_int("decay_after", t.decay_after, 0)
-    _check_int("batch_size", t.batch_size, 1)
-    _check_int("bptt", t.bptt, 1)
-    _check_float("clip", t.clip, 0.0)
+    _check_float(_flag("lr"), t.lr, 0.0)
+    _check_float(_flag("lr_decay"), t.lr_decay, 1.0, inclusive=True)
+    _check_int(_flag("decay_after"), t.decay_after, 0)
+    _check_int(_flag("batch_size"), t.batch_size, 1)
+    _check_int(_flag("bptt"), t.bptt, 1)
+    _check_float(_flag("clip"), t.clip, 0.0)
     _check_float("--weight-decay", t.weight_decay, 0.0, inclusive=True)
     if t.weight_decay >= 1:
         raise ConfigError(f"--weight-decay: must be below 1 (each step keeps 1 - WD of every weight), "

@@ -319,8 +319,11 @@ PUBLISHED = pd.DataFrame([
 
 
 def evidence_frame(table: pd.DataFrame, *, include_own: bool = False) -> pd.DataFrame:
-    """Valid and test perplexity per (preset, placement) over its finished runs' seeds.
+    """Valid and test perplexity per configuration over its finished runs' seeds.
 
+    A configuration is a preset, a placement, its rates and any other settings that depart from
+    the preset's (the table's `variant`); its category reads "medium · zaremba", with the other
+    settings and then the rates in brackets where one preset and placement has several.
     valid is each run's best validation perplexity and test its test perplexity, averaged over
     the runs (seeds) of that configuration; *_sd is their standard deviation (0 for one run), so
     a lucky seed is never shown as the result.  Reference runs only, unless `include_own`.
@@ -336,14 +339,26 @@ def evidence_frame(table: pd.DataFrame, *, include_own: bool = False) -> pd.Data
         rows = rows[rows["read_only"]]
     if rows.empty:
         return pd.DataFrame(columns=columns)
-    grouped = rows.groupby(["preset", "placement"], sort=False)
+    rows = rows.assign(**{key: rows[key].fillna("") if key in rows else "" for key in ("rates", "variant")})
+    grouped = rows.groupby(["preset", "placement", "rates", "variant"], sort=False)
     out = grouped.agg(valid=("best_valid_ppl", "mean"), test=("test_ppl", "mean"),
                       valid_sd=("best_valid_ppl", "std"), test_sd=("test_ppl", "std"),
                       seeds=("run", "size"), run=("run", "first"), own=("read_only", "min")).reset_index()
     out[["valid_sd", "test_sd"]] = out[["valid_sd", "test_sd"]].fillna(0.0)  # one run: no spread
     out["source"] = ["reference run" if reference else "own run" for reference in out.pop("own")]
-    out["category"] = category(out["preset"], out["placement"])
+    out["category"] = _configuration_labels(out)
     return out.sort_values(["preset", "valid"]).reset_index(drop=True)[columns]
+
+
+def _configuration_labels(groups: pd.DataFrame) -> list[str]:
+    """'medium · zaremba' where that says which; where one preset and placement has several
+    configurations, their other settings in brackets ('medium · zaremba (decay_after=7)'), then
+    their rates where those still tell them apart ('... [hidden 0.3, embedding 0.3]')."""
+    labels = pd.Series(category(groups["preset"], groups["placement"]), index=groups.index)
+    several = labels.duplicated(keep=False)
+    labels = labels.where(~several | (groups["variant"] == ""), labels + " (" + groups["variant"] + ")")
+    several = labels.duplicated(keep=False)
+    return list(labels.where(~several, labels + " [" + groups["rates"] + "]"))
 
 
 def category(presets: Iterable[str], placements: Iterable[str]) -> list[str]:

@@ -41,7 +41,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
-from rnnreg.config import MAX_NAME, valid_name
+from rnnreg.config import MAX_NAME, ConfigError, from_dict, training_variant, valid_name
 
 logger = logging.getLogger(__name__)
 
@@ -765,6 +765,10 @@ class RunSummary:
     mc_protocol: str | None = None  # "stream" (Gal & Ghahramani's MC test, the default) or how it differed
     test_accuracy: float | None = None  # recall accuracy of a memory-task run's test
     delay: int | None = None  # a memory-task run's longest gap (`--delay T`)
+    # model and training settings that depart from the preset's (config.training_variant): '' for
+    # none; runs of one preset, placement, rates and variant are seeds of one configuration.
+    # None where config.json does not parse.
+    variant: str | None = None
     wall_seconds: float | None = None
     device: str | None = None
     created_at: str | None = None
@@ -871,6 +875,7 @@ def summarize_run(run_dir: str | os.PathLike[str], *, read_only: bool = False, g
         mc_protocol=mc_protocol(mc_tests[-1]) if mc_tests else None,
         test_accuracy=_num(accuracies[-1]) if accuracies else None,
         delay=_int(memory.get("delay")),
+        variant=_variant(cfg) if cfg else None,
         wall_seconds=wall,
         device=_str(env.get("device_name")) or _str(env.get("device")) or _str(train.get("device")),
         created_at=_str(doc.get("created_at")) or _str(status.get("created_at")),
@@ -881,6 +886,13 @@ def summarize_run(run_dir: str | os.PathLike[str], *, read_only: bool = False, g
         message=_str(status.get("message")),
         problems=tuple(problems),
     )
+
+
+def _variant(cfg: Mapping[str, Any]) -> str | None:
+    try:
+        return training_variant(from_dict(cfg))
+    except (ConfigError, TypeError, ValueError):  # unreadable or invalid: the summary's problems say why
+        return None
 
 
 def _run_dirs(root: Path) -> Iterator[tuple[Path, str | None, str | None]]:
@@ -1215,11 +1227,14 @@ def format_table(summaries: Iterable[RunSummary]) -> str:
     # a column only where some run has it
     with_mc = any(s.mc_test_ppl is not None for s in summaries)
     with_recall = any(s.test_accuracy is not None for s in summaries)  # memory-task runs
-    header = ("ID", "NAME", "PRESET", "DROPOUT", "STATE", "EPOCHS", "BEST VALID", "TEST") \
+    with_variant = any(s.variant for s in summaries)  # settings other than the preset's
+    header = ("ID", "NAME", "PRESET", "DROPOUT") + (("OTHER SETTINGS",) if with_variant else ()) \
+        + ("STATE", "EPOCHS", "BEST VALID", "TEST") \
         + (("MC TEST",) if with_mc else ()) + (("TEST RECALL",) if with_recall else ())
     rows = [
         (
             s.id, _printable(s.name) or "-", _printable(s.preset) or "-", _printable(s.dropout_label),
+        ) + ((_printable(s.variant) or "-",) if with_variant else ()) + (
             s.state + (" (read-only)" if s.read_only else "") + (" !" if s.problems else ""),
             f"{s.epochs_done}/{s.epochs_total if s.epochs_total is not None else '?'}",
             _fmt(s.best_valid_ppl), _fmt(s.test_ppl),
@@ -1230,7 +1245,7 @@ def format_table(summaries: Iterable[RunSummary]) -> str:
     if not rows:
         return "no runs"
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    right = set(range(5, len(header)))  # numbers align right
+    right = set(range(header.index("EPOCHS"), len(header)))  # numbers align right
     lines = [
         "  ".join(cell.rjust(w) if i in right else cell.ljust(w) for i, (cell, w) in enumerate(zip(r, widths))).rstrip()
         for r in [header, *rows]

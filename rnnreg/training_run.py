@@ -28,7 +28,9 @@ from typing import Iterator
 
 import torch
 
-from rnnreg.config import PACKAGE_ROOT, ConfigError, RunConfig, build_run_config, from_dict, to_dict
+from rnnreg.config import (
+    PACKAGE_ROOT, TRAIN_SCHEDULE_OPTIONS, ConfigError, RunConfig, build_run_config, from_dict, to_dict,
+)
 from rnnreg.data import Corpus, DataError
 from rnnreg.fused_cell import cell_kernel
 from rnnreg.launch import Slot, acquire_slot
@@ -85,7 +87,7 @@ class StopFlag:
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
-    overrides = {key: getattr(args, key) for key in ("log_every", "step", "weight_decay")
+    overrides = {key: getattr(args, key) for key in ("log_every", "step", "weight_decay", *TRAIN_SCHEDULE_OPTIONS)
                  if getattr(args, key, None) is not None}
     preset = args.preset or DEFAULT_PRESET
     config = build_run_config(

@@ -32,6 +32,8 @@ def rnnreg(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
         (["train", "--step", "turbo"], ["--step", "auto", "graph", "eager"]),
         (["train", "--step", "graph", "--device", "cpu"], ["--step", "graph needs a CUDA device", "auto, eager"]),
         (["train", "--data", "/nonexistent/corpus"], ["--data", "no such directory"]),
+        (["train", "--lr-decay", "0.5"], ["--lr-decay", ">= 1"]),
+        (["train", "--preset", "memory", "--bptt", "5"], ["--bptt", "one whole sequence", "leave --bptt out"]),
         (["show", "../etc"], ["run id"]),
         (["frobnicate"], ["invalid choice"]),
     ],
@@ -44,6 +46,28 @@ def test_user_mistakes_print_one_line_and_exit_2(tmp_path, args, names):
     for name in names:
         assert name in lines[0], lines[0]
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())  # no run left behind
+
+
+def test_the_optimisation_options_reach_the_run_config_and_resume_refuses_them(capsys):
+    from rnnreg.cli import build_parser, main
+    from rnnreg.config import lr_at_epoch
+    from rnnreg.training_run import config_from_args
+
+    args = build_parser().parse_args(["train", "--preset", "medium", "--lr", "0.8", "--lr-decay", "1.25",
+                                      "--decay-after", "7", "--clip", "4", "--batch-size", "32", "--bptt", "30"])
+    t = config_from_args(args).train
+    assert (t.lr, t.lr_decay, t.decay_after, t.clip, t.batch_size, t.bptt) == (0.8, 1.25, 7, 4.0, 32, 30)
+    assert [lr_at_epoch(t, e) for e in (7, 8, 9)] == pytest.approx([0.8, 0.8 / 1.25, 0.8 / 1.25**2])
+    untouched = config_from_args(build_parser().parse_args(["train", "--preset", "medium"])).train
+    assert (untouched.lr, untouched.lr_decay, untouched.decay_after, untouched.clip) == (1.0, 1.2, 6, 5.0)
+    for flag, value, names in (("--lr", "0", ["--lr", "> 0"]), ("--decay-after", "-1", ["--decay-after", ">= 0"]),
+                               ("--clip", "nan", ["--clip", "finite"]), ("--bptt", "0", ["--bptt", ">= 1"]),
+                               ("--batch-size", "0", ["--batch-size", ">= 1"])):
+        assert main(["train", flag, value, "--device", "cpu"]) == 2
+        error = capsys.readouterr().err.strip()
+        assert len(error.splitlines()) == 1 and all(name in error for name in names), error
+    assert main(["train", "--resume", "some-run", "--lr", "2", "--bptt", "10"]) == 2
+    assert "drop --lr, --bptt" in capsys.readouterr().err
 
 
 def test_placements_lists_every_placement_with_sites_and_sampling():

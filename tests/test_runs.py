@@ -595,6 +595,21 @@ def test_format_table(tmp_path):
     state_col = lines[0].index("STATE")
     assert all(line[state_col - 2: state_col] == "  " for line in lines)  # columns aligned
     assert runs.format_table([]) == "no runs"
+    assert "OTHER SETTINGS" not in table  # only where some run has settings other than its preset's
+
+
+def test_a_run_off_its_presets_settings_says_so_in_summary_and_list(tmp_path):
+    finished_run(tmp_path, name="preset")
+    RunWriter.create(tmp_path, {**CONFIG, "train": {**CONFIG["train"], "decay_after": 5, "seed": 3}}, name="schedule")
+    RunWriter.create(tmp_path, {**CONFIG, "train": {**CONFIG["train"], "lr": "fast"}}, name="invalid")
+    by_name = {s.name: s for s in runs.list_runs(tmp_path)}
+    assert by_name["preset"].variant == "" and by_name["schedule"].variant == "decay_after=5"
+    assert by_name["invalid"].variant is None  # a config that does not validate has no variant to tell
+    lines = runs.format_table(by_name.values()).splitlines()
+    column = lines[0].index("OTHER SETTINGS")
+    assert {line.split()[1]: line[column:].split()[0] for line in lines[1:]} == {
+        "preset": "-", "schedule": "decay_after=5", "invalid": "-"}
+    assert json.loads(json.dumps(by_name["schedule"].to_json()))["variant"] == "decay_after=5"
 
 
 # --------------------------------------------------------------------------- frames
