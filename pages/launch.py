@@ -62,6 +62,17 @@ with st.form("launch_form", border=True):
         weight_decay = c3.number_input("Weight decay", 0.0, 0.1, 0.0, 1e-7, format="%g", key="launch_weight_decay",
                                        help="0: none, as the paper. Otherwise every weight shrinks by 1 - WD after "
                                             "each step (Gal & Ghahramani's variational runs: 1e-7)")
+        t = defaults.train  # the preset's schedule (Zaremba et al. 2014, sec 4.1)
+        c1, c2, c3, c4 = st.columns(4)
+        lr = c1.number_input("Learning rate", 1e-4, 100.0, float(t.lr), format="%g", key=f"launch_lr_{preset}",
+                             help="initial rate of plain SGD")
+        lr_decay = c2.number_input("LR decay", 1.0, 10.0, float(t.lr_decay), 0.05, format="%g",
+                                   key=f"launch_lr_decay_{preset}",
+                                   help="the rate is divided by this at the start of every epoch after 'decay after'")
+        decay_after = c3.number_input("Decay after (epochs)", 0, 500, t.decay_after, key=f"launch_decay_after_{preset}",
+                                      help="epochs at the initial rate (the paper's main.lua keeps one more)")
+        clip = c4.number_input("Gradient clip", 0.01, 1000.0, float(t.clip), format="%g", key=f"launch_clip_{preset}",
+                               help="global gradient-norm clip")
     submitted = st.form_submit_button("Start run", type="primary", icon=":material/play_arrow:")
 
 if submitted:
@@ -69,7 +80,8 @@ if submitted:
         config = cfg.to_dict(cfg.build_run_config(
             preset, placement=placement, site_rates=rates, epochs=int(epochs), max_train_tokens=int(tokens) or None,
             max_eval_tokens=int(eval_tokens) or None, device=device, seed=int(seed), name=name.strip() or None,
-            weight_decay=float(weight_decay)))
+            weight_decay=float(weight_decay), lr=float(lr), lr_decay=float(lr_decay), decay_after=int(decay_after),
+            clip=float(clip)))
     except cfg.ConfigError as err:
         st.error(f"Not started: {err}")
     else:

@@ -181,9 +181,12 @@ def step_evidence(font: int) -> None:
     table = common.run_table()
     include_own = st.toggle("Also my finished runs", key="lecture_own",
                             help="runs in the store besides the shipped reference runs")
-    runs = lecture.evidence_frame(table, include_own=include_own)
+    runs, left_out = lecture.at_paper_sizes(lecture.evidence_frame(table, include_own=include_own))
     if runs.empty:
         st.info("No reference runs yet (`runs/reference/`): the chart shows the published numbers only.")
+    if left_out:
+        st.caption(f"Runs at the paper's sizes only: {left_out} configuration(s) of the CPU `demo` preset (a "
+                   "30,000-token subset, perplexities in the hundreds) are left out of this chart.")
     show(lecture_plots.evidence_figure(runs, font_size=font), "lecture_evidence")
 
 

@@ -220,8 +220,12 @@ def recall_figure(recall: pd.DataFrame, *, chance: float | None = None, font_siz
 
 def evidence_figure(runs: pd.DataFrame, published: pd.DataFrame = lecture.PUBLISHED, *,
                     font_size: int = FONT) -> go.Figure:
-    """Valid / test perplexity per (preset, placement) as bars (mean over seeds, ± sd where there are
-    several); published numbers as markers."""
+    """Valid / test perplexity per configuration as horizontal bars (mean over seeds, ± sd where
+    there are several); published numbers as markers on their configuration's bars.
+
+    One row per configuration, small then medium then large, so long labels ('medium · zaremba
+    (decay_after=7)') read level and the chart grows with the runs instead of crowding.
+    """
     fig = go.Figure()
     categories = list(dict.fromkeys(
         lecture.category(published["preset"], published["placement"])
@@ -232,30 +236,37 @@ def evidence_figure(runs: pd.DataFrame, published: pd.DataFrame = lecture.PUBLIS
         for column, color in (("valid", "#0072B2"), ("test", "#56B4E9")):
             sd = runs.get(f"{column}_sd", pd.Series(0.0, index=runs.index))
             seeds = runs.get("seeds", pd.Series(1, index=runs.index))
-            fig.add_trace(go.Bar(x=runs["category"], y=runs[column], name=f"this project · {column}",
+            fig.add_trace(go.Bar(y=runs["category"], x=runs[column], orientation="h", name=f"this project · {column}",
                                  marker_color=color, text=[f"{v:.1f}" for v in runs[column]],
-                                 textposition="outside", offsetgroup=column,
-                                 error_y={"type": "data", "array": list(sd), "visible": bool((seeds > 1).any())},
+                                 # at the bar's base (its end is where a published marker sits);
+                                 # right of a bar too short to hold it, never turned on its side
+                                 textposition="auto", insidetextanchor="start", textangle=0, offsetgroup=column,
+                                 textfont={"color": "white" if column == "valid" else "#08306b"},
+                                 error_x={"type": "data", "array": list(sd), "visible": bool((seeds > 1).any())},
                                  customdata=list(zip(seeds, sd)),
-                                 hovertemplate=f"%{{x}} {column}: %{{y:.1f}} ± %{{customdata[1]:.1f}}"
+                                 hovertemplate=f"%{{y}} {column}: %{{x:.1f}} ± %{{customdata[1]:.1f}}"
                                                " over %{customdata[0]} seed(s)<extra></extra>"))
     cats = lecture.category(published["preset"], published["placement"])
     for source, symbol in (("Zaremba et al. 2014", "diamond"), ("Gal & Ghahramani 2016", "star")):
         mask = published["source"] == source
         for column, color in (("valid", "#D55E00"), ("test", "#E69F00")):
             fig.add_trace(go.Scatter(
-                x=[c for c, m in zip(cats, mask) if m], y=published.loc[mask, column], mode="markers+text",
-                name=f"{source} · {column}", marker={"symbol": symbol, "size": 20, "color": color,
-                                                     "line": {"color": "#333", "width": 1}},
-                text=[f"{v:.1f}" for v in published.loc[mask, column]], textposition="top center",
-                offsetgroup=column,
+                y=[c for c, m in zip(cats, mask) if m], x=published.loc[mask, column], mode="markers+text",
+                orientation="h", name=f"{source} · {column}",
+                marker={"symbol": symbol, "size": 18, "color": color, "line": {"color": "#333", "width": 1}},
+                text=[f"{v:.1f}" for v in published.loc[mask, column]], textposition="middle right",
+                textfont={"color": "#333"},
+                offsetgroup=column, hovertemplate=f"%{{y}} {column}, {source}: %{{x:.1f}}<extra></extra>",
             ))
-    _style(fig, "Penn Treebank perplexity per placement (lower is better)", font_size, None, "perplexity")
-    fig.update_xaxes(categoryorder="array", categoryarray=categories)
+    _style(fig, "Penn Treebank perplexity per configuration (lower is better)", font_size, "perplexity", None)
+    fig.update_yaxes(categoryorder="array", categoryarray=categories, autorange="reversed")
     highest = max([*published["valid"], *published["test"], *(runs["valid"] if not runs.empty else []),
                    *(runs["test"].dropna() if not runs.empty else [])])
-    fig.update_yaxes(range=[0, highest * 1.15])  # room for the numbers above the tallest marker
-    fig.update_layout(barmode="group", scattermode="group", height=560)
+    fig.update_xaxes(range=[0, highest * 1.12])  # room for a published number right of its marker
+    # a row per configuration: two bars of the type's height and a gap, whatever their number
+    row = 3 * font_size
+    fig.update_layout(barmode="group", scattermode="group", height=int(160 + row * len(categories)),
+                      margin={"l": 20}, yaxis={"automargin": True})
     return fig
 
 

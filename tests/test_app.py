@@ -418,8 +418,12 @@ def _wait_for_state(at: AppTest, store: Path, run_id: str, states: set[str], tim
 def test_launch_a_tiny_cpu_run_and_watch_it_finish(store):
     at = app("launch")
     at.number_input(key="launch_weight_decay").set_value(1e-5)
+    at.number_input(key="launch_decay_after_demo").set_value(0)
+    at.number_input(key="launch_lr_decay_demo").set_value(1.5)
     run_id = _start_tiny_run(at, "tiny from test", epochs=1, tokens=3000)
-    assert json.loads((store / run_id / "config.json").read_text())["config"]["train"]["weight_decay"] == 1e-5
+    train = json.loads((store / run_id / "config.json").read_text())["config"]["train"]
+    assert (train["weight_decay"], train["decay_after"], train["lr_decay"], train["lr"], train["clip"]) == (
+        1e-5, 0, 1.5, 1.0, 5.0)  # what was set, and the demo preset's own for the rest
     at.form_submit_button[0].click().run()  # a double click: still one run
     assert sum(1 for p in store.iterdir() if (p / "config.json").exists()
                and "tiny from test" in (p / "config.json").read_text()) == 1
