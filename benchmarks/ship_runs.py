@@ -63,6 +63,8 @@ def ship(archive_path: Path, into: Path, dry_run: bool = False) -> list[str]:
                        f"test {summary.test_ppl:.2f}, wall {summary.wall_seconds:.0f} s on {summary.device}")
             if summary.mc_test_ppl is not None:
                 figures += f", MC {summary.mc_test_ppl:.2f} (N={summary.mc_samples}, masks per {summary.mc_protocol})"
+            if summary.variant:  # not a seed of the preset's configuration: its README row names the run
+                figures += f"; settings other than the preset's: {summary.variant}"
             if not dry_run:
                 into.mkdir(parents=True, exist_ok=True)
                 shutil.copytree(staged, into / run_id)

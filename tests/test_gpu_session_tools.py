@@ -340,6 +340,8 @@ def test_the_whole_session_script_runs_on_a_cpu_and_packs_what_comes_back(tmp_pa
     assert not (tmp_path / "reference").exists()
     shipped = subprocess.run(ship, capture_output=True, text=True, timeout=60)
     assert shipped.stdout.count(": shipped (") == 2 and "test " in shipped.stdout, shipped.stdout + shipped.stderr
+    # EPOCHS=1 is not the demo preset's 10: each line says so, for the README row that must name the run
+    assert shipped.stdout.count("settings other than the preset's: epochs=1") == 2, shipped.stdout
     from rnnreg.runs import list_runs
 
     listed = list_runs(tmp_path)
