@@ -59,6 +59,41 @@ class PaperModel(nn.Module):
         return logits, tuple(torch.stack(s) for s in zip(*new_state))
 
 
+class VariationalModel(PaperModel):
+    """Gal & Ghahramani 2016 written out with nn.LSTMCell: one mask per sequence (here, per window
+    and batch column) on each layer's input, on h_{t-1} and on the softmax input, held over every
+    step; word dropout drops embedding rows (word types) for the whole batch.
+
+    Masks are drawn in the order rnnreg draws them (word types; per layer its input, then
+    h_{t-1}; the softmax input), so that one random stream gives both the same masks.
+    """
+
+    def __init__(self, vocab: int, hidden: int, layers: int, rates: dict[str, float]):
+        super().__init__(vocab, hidden, layers, 0.0)
+        self.layers = nn.ModuleList(nn.LSTMCell(hidden, hidden) for _ in range(layers))  # a step at a time
+        self.rates = rates
+
+    def mask(self, shape, site):
+        p = self.rates[site]
+        return torch.empty(shape).bernoulli_(1 - p) / (1 - p) if self.training else torch.ones(shape)
+
+    def forward(self, tokens, state):
+        steps, batch = tokens.shape
+        weight = self.embedding.weight * self.mask((self.embedding.num_embeddings, 1), "embedding")
+        x, new_state = F.embedding(tokens, weight), []
+        for cell, h, c in zip(self.layers, *state):
+            x = x * self.mask((batch, x.size(-1)), "input")  # the same mask at every step
+            on_h = self.mask((batch, h.size(-1)), "hidden")
+            outputs = []
+            for t in range(steps):
+                h, c = cell(x[t], (h * on_h, c))
+                outputs.append(h)
+            x = torch.stack(outputs)
+            new_state.append((h, c))
+        logits = self.decoder(x * self.mask((batch, x.size(-1)), "output"))
+        return logits, tuple(torch.stack(s) for s in zip(*new_state))
+
+
 def paper_loop(model: PaperModel, corpus, config):
     """Train and test as main.lua does; returns ([(train_ppl, valid_ppl, lr)], test_ppl)."""
     t, layers, hidden = config.train, config.model.layers, config.model.hidden
@@ -115,8 +150,9 @@ def copy_weights(ours, oracle: PaperModel) -> None:
         oracle.decoder.weight.copy_(ours.decoder.weight)
         oracle.decoder.bias.copy_(ours.decoder.bias)
         for mine, theirs in zip(ours.lstm.layers, oracle.layers):
-            for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
-                getattr(theirs, name).copy_(getattr(mine, name))
+            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):  # nn.LSTMCell's names, nn.LSTM's + _l0
+                target = getattr(theirs, name) if isinstance(theirs, nn.LSTMCell) else getattr(theirs, f"{name}_l0")
+                target.copy_(getattr(mine, f"{name}_l0"))
 
 
 @pytest.fixture
@@ -150,3 +186,24 @@ def test_the_trainer_equals_a_plain_pytorch_paper_loop(tiny_corpus, float64, pla
     assert record.tests[0].test_ppl == pytest.approx(expected_test, rel=1e-9)
     assert 0.0 < record.epochs[0].clipped_fraction < 1.0  # the clip was exercised both ways
     assert [e.lr for e in record.epochs] == [1.0, 0.5, 0.25]
+
+
+def test_the_variational_placement_equals_gal_and_ghahramanis_model_written_out(tiny_corpus, float64):
+    """The placement with the largest gap to its published figure, against Gal's model step by step."""
+    rates = {"input": 0.3, "hidden": 0.4, "output": 0.2, "embedding": 0.1}
+    config = tiny_config(tiny_corpus, placement="variational", epochs=2, lr=1.0, lr_decay=2.0, decay_after=1,
+                         clip=1.3, site_rates=rates)
+    assert dict(config.dropout.rates) == rates
+    corpus = load_corpus(tiny_corpus)
+    record = Epochs()
+    trainer = Trainer(config, corpus, torch.device("cpu"), [record])
+    oracle = VariationalModel(len(corpus.vocab), config.model.hidden, config.model.layers, rates)
+    copy_weights(trainer.model, oracle)
+    random_stream = torch.get_rng_state()
+    trainer.run()
+
+    torch.set_rng_state(random_stream)
+    expected_epochs, expected_test = paper_loop(oracle, corpus, config)
+    for epoch, (event, theirs) in enumerate(zip(record.epochs, expected_epochs), 1):
+        assert (event.train_ppl, event.valid_ppl, event.lr) == pytest.approx(theirs, rel=1e-9), f"epoch {epoch}"
+    assert record.tests[0].test_ppl == pytest.approx(expected_test, rel=1e-9)
