@@ -373,3 +373,16 @@ def test_ship_runs_takes_nothing_from_a_hostile_archive(tmp_path):
     assert "run-1: left out" in done.stdout and "run-3: left out, over 10 MB" in done.stdout
     assert "run-2" not in done.stdout  # a link is no run file
     assert not (tmp_path / "reference").exists() and not (tmp_path / "evil.txt").exists()
+
+
+def test_the_schedulers_minibatches_per_epoch_are_the_trainers():
+    from rnnreg.config import build_run_config
+    from rnnreg.data import batchify, count_windows, load_corpus
+
+    gpu_runs = load_gpu_runs()
+    train = load_corpus(REPO / "data" / "ptb").train
+    for preset, batches in gpu_runs.BATCHES.items():
+        t = build_run_config(preset).train
+        tokens = train[: t.max_train_tokens] if t.max_train_tokens else train
+        assert batches == count_windows(batchify(tokens, t.batch_size), t.bptt, full_only=True), preset
+        assert gpu_runs.EPOCHS[preset] == t.epochs, preset
