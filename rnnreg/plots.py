@@ -820,6 +820,14 @@ def _cell(value: object) -> str:
 
 RESULT_COLUMNS = (("label", "run"), ("preset", "preset"), ("placement", "placement"), ("rates", "dropout"),
                   ("epochs_done", "epochs"), ("best_valid_ppl", "best valid"), ("test_ppl", "test"))
+NUMBER_COLUMNS = 3  # the last ones, right-aligned
+
+
+def _result_columns(runs: pd.DataFrame) -> tuple[tuple[str, str], ...]:
+    """RESULT_COLUMNS, and the settings that differ from the preset's where some run has any."""
+    if "variant" in runs and runs["variant"].fillna("").astype(bool).any():
+        return RESULT_COLUMNS[:4] + (("variant", "other settings"),) + RESULT_COLUMNS[4:]
+    return RESULT_COLUMNS
 
 
 def _fmt(value: object) -> str:
@@ -830,12 +838,20 @@ def _fmt(value: object) -> str:
     return str(value)
 
 
+def _result_cell(row: pd.Series, column: str) -> str:
+    if column == "variant":  # '' is the preset's own settings
+        return row.get(column) or "—"
+    return _fmt(row.get(column))
+
+
 def results_markdown(runs: pd.DataFrame) -> str:
     """A Markdown table of the runs' results (one row per run), ready to paste into notes."""
-    header = [title for _, title in RESULT_COLUMNS]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 4 + ["---:"] * 3) + "|"]
+    columns = _result_columns(runs)
+    header = [title for _, title in columns]
+    align = ["---"] * (len(columns) - NUMBER_COLUMNS) + ["---:"] * NUMBER_COLUMNS
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
     for _, row in runs.iterrows():
-        cells = [_fmt(row.get(col)).replace("|", "\\|") for col, _ in RESULT_COLUMNS]
+        cells = [_result_cell(row, col).replace("|", "\\|") for col, _ in columns]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -850,10 +866,12 @@ def _latex_escape(text: str) -> str:
 
 def results_latex(runs: pd.DataFrame) -> str:
     """A LaTeX `tabular` (booktabs) of the runs' results."""
-    lines = [r"\begin{tabular}{llllrrr}", r"\toprule",
-             " & ".join(title for _, title in RESULT_COLUMNS) + r" \\", r"\midrule"]
+    columns = _result_columns(runs)
+    spec = "l" * (len(columns) - NUMBER_COLUMNS) + "r" * NUMBER_COLUMNS
+    lines = [rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
+             " & ".join(title for _, title in columns) + r" \\", r"\midrule"]
     for _, row in runs.iterrows():
-        lines.append(" & ".join(_latex_escape(_fmt(row.get(col))) for col, _ in RESULT_COLUMNS) + r" \\")
+        lines.append(" & ".join(_latex_escape(_result_cell(row, col)) for col, _ in columns) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines) + "\n"
 

@@ -248,6 +248,13 @@ def test_results_tables():
     assert "| a_b | demo | none |  | 8 | 181.2 | — |" in md
     tex = plots.results_latex(runs)
     assert r"a\_b" in tex and r"\toprule" in tex and "181.2" in tex
+    assert "other settings" not in md + tex  # only where some run has settings other than its preset's
+    varied = pd.concat([runs.assign(variant=""), runs.assign(label="c", variant="decay_after=7")], ignore_index=True)
+    md = plots.results_markdown(varied)
+    assert "| dropout | other settings | epochs |" in md and "|---|---|---|---|---|---:|---:|---:|" in md
+    assert "| a_b | demo | none |  | — | 8 |" in md and "| c | demo | none |  | decay_after=7 | 8 |" in md
+    tex = plots.results_latex(varied)
+    assert r"\begin{tabular}{lllllrrr}" in tex and r"decay\_after=7" in tex
 
 
 def test_figure_html_is_standalone():
