@@ -95,7 +95,8 @@ class VariationalModel(PaperModel):
 
 
 def paper_loop(model: PaperModel, corpus, config):
-    """Train and test as main.lua does; returns ([(train_ppl, valid_ppl, lr)], test_ppl)."""
+    """Train and test as main.lua does, with the rate cut where the paper's text puts it (after
+    epoch `decay_after`, not one later as main.lua does); returns ([(train_ppl, valid_ppl, lr)], test_ppl)."""
     t, layers, hidden = config.train, config.model.layers, config.model.hidden
 
     def columns(ids, batch):  # (rows, batch): each column one contiguous stream
@@ -124,9 +125,10 @@ def paper_loop(model: PaperModel, corpus, config):
 
     train = columns(corpus.train, t.batch_size)
     valid = columns(corpus.valid, t.batch_size)
-    epochs = []
+    epochs, lr = [], t.lr
     for epoch in range(1, t.epochs + 1):
-        lr = t.lr / t.lr_decay ** max(0, epoch - t.decay_after)
+        if epoch > t.decay_after:  # the paper: the rate falls by lr_decay at each epoch past decay_after
+            lr /= t.lr_decay
         state, nats, count = zero_state(t.batch_size), 0.0, 0
         for x, y in stream(train, full_only=True):
             state = tuple(s.detach() for s in state)  # truncated BPTT: the state is carried, its history cut
