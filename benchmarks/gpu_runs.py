@@ -12,8 +12,10 @@ bench's ms per batch where one is given, and what sharing the GPU costs each job
 sharing bench (`rnnreg bench --share 1,2,4 --json`) where one is given - without it, jobs
 sharing the GPU are assumed to take turns, so their work adds up.  With a sharing bench,
 --concurrent is a ceiling and the number of jobs at once is the measured level that buys
-the most (the smallest within 5% of the best).  Anything still running at the deadline gets
-SIGTERM, which the trainer turns into a clean "cancelled".  Prints one JSON summary line
+the most (the smallest within 5% of the best).  A running job whose own epochs say it cannot
+end in time even with the GPU to itself is stopped at once (`seconds_to_finish`), so that its
+share goes to jobs that can.  Anything still running at the deadline gets SIGTERM, which the
+trainer turns into a clean "cancelled".  Prints one JSON summary line
 per job, and a list of finished runs at the end.  A device session has 10 minutes per
 command; this is how it spends them on the most runs.
 """
@@ -127,6 +129,35 @@ def epochs_done(runs_dir: Path, name: str) -> int:
         except OSError:
             return 0
     return 0
+
+
+def epoch_seconds(runs_dir: Path, name: str) -> list[float]:
+    """The `seconds` of each epoch record so far in the run named `name` (a line being written is skipped)."""
+    for metrics in runs_dir.glob(f"*-{name}-*/metrics.jsonl"):
+        try:
+            lines = metrics.read_text().splitlines()
+        except OSError:
+            return []
+        seconds = []
+        for line in lines:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if record.get("kind") == "epoch" and isinstance(record.get("seconds"), (int, float)):
+                seconds.append(float(record["seconds"]))
+        return seconds
+    return []
+
+
+def seconds_to_finish(seconds: list[float], epochs_total: int, slow: float) -> float | None:
+    """The least a run still needs, from the epochs it has done (`seconds` each): its faster recent
+    epoch (the first holds the warm-up: graph capture, compilation) for every epoch left, as if it
+    had the GPU to itself from now on (today's pace / `slow`, what sharing costs it now).  None
+    before two epochs."""
+    if len(seconds) < 2:
+        return None
+    return min(seconds[-2:]) / slow * (epochs_total - len(seconds))
 
 
 def run_id(runs_dir: Path, name: str) -> str | None:
@@ -251,7 +282,18 @@ def main() -> int:
         pending.remove(job)
     evaluations = Evaluations(runs_dir, logs, args.device, env, report)
 
+    doomed: set[str] = set()  # jobs stopped early: they could not end before the deadline
+
     while pending or running or evaluations.busy:
+        for job, process, _began, _estimated in running:
+            # A job that cannot end in time even alone is stopped now, not at the deadline: its
+            # share of the GPU goes to jobs that can (the estimates are guesses; its pace is not).
+            need = seconds_to_finish(epoch_seconds(runs_dir, job.name), args.epochs or EPOCHS[job.preset],
+                                     slowdown(sharing, len(running)))
+            if job.name not in doomed and need is not None and need > deadline - time.monotonic():
+                process.terminate()  # the trainer's SIGTERM handler marks the run cancelled
+                doomed.add(job.name)
+                report(job.name, event="doomed", needs=round(need), left=round(deadline - time.monotonic()))
         for entry in list(running):
             job, process, began, estimated = entry
             if process.poll() is not None:

@@ -10,6 +10,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -149,6 +150,33 @@ def test_gpu_runs_trains_jobs_side_by_side_on_a_cpu(tmp_path, tiny_corpus):
     assert config["dropout"]["rates"] == {"input": 0.4, "hidden": 0.2, "output": 0.4, "embedding": 0.1}
     records = [json.loads(line) for line in next(runs.glob("*-a-*/metrics.jsonl")).read_text().splitlines()]
     assert [r["samples"] for r in records if r["kind"] == "mc_test"] == [2]
+
+
+def test_a_job_is_doomed_by_its_own_pace_not_by_its_first_epoch():
+    gpu_runs = load_gpu_runs()
+    assert gpu_runs.seconds_to_finish([30.0], 10, 1.0) is None  # the first epoch holds the warm-up
+    assert gpu_runs.seconds_to_finish([30.0, 8.0, 9.0], 10, 1.0) == 8.0 * 7  # the faster of the last two
+    # sharing with two others at a measured 2x slowdown: alone it would go twice as fast
+    assert gpu_runs.seconds_to_finish([20.0, 20.0], 12, gpu_runs.slowdown({1: 1.0, 3: 1.5}, 3)) == 100.0
+
+
+def test_gpu_runs_stops_a_job_that_cannot_end_in_time_instead_of_at_the_deadline(tmp_path, tiny_corpus):
+    # a bench that makes the job look quick: admitted; its first epochs then tell it cannot end in time
+    bench = tmp_path / "bench.json"
+    bench.write_text(json.dumps({"preset": "demo", "results": [
+        {"step": "cuda-graph", "name": "none", "ms_per_batch": 0.001}]}))
+    began = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "gpu_runs.py"), "--runs-dir", str(tmp_path / "runs"),
+         "--deadline", "60", "--device", "cpu", "--step", "eager", "--bench", str(bench),
+         "--data", str(tiny_corpus), "--epochs", "5000", "slow:demo:none:-:0"],
+        capture_output=True, text=True, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120)
+    assert done.returncode == 0, done.stderr
+    events = {line["event"]: line for line in map(json.loads, done.stdout.splitlines()[1:])}
+    assert list(events) == ["started", "doomed", "ended"], done.stdout
+    assert events["doomed"]["needs"] > events["doomed"]["left"] and time.monotonic() - began < 50
+    (status,) = (tmp_path / "runs").glob("*-slow-*/status.json")
+    assert json.loads(status.read_text())["state"] == "cancelled"
 
 
 def test_gpu_runs_leaves_out_a_placement_whose_gpu_tests_failed(tmp_path):
