@@ -288,7 +288,7 @@ def main() -> int:
         for job, process, _began, _estimated in running:
             # A job that cannot end in time even alone is stopped now, not at the deadline: its
             # share of the GPU goes to jobs that can (the estimates are guesses; its pace is not).
-            sharing_now = len(running) + (1 if evaluations.busy else 0)  # an MC evaluation shares it too
+            sharing_now = len(running) + (evaluations.current is not None)  # a running MC evaluation shares it too
             need = seconds_to_finish(epoch_seconds(runs_dir, job.name), args.epochs or EPOCHS[job.preset],
                                      slowdown(sharing, sharing_now))
             if job.name not in doomed and need is not None and need > deadline - time.monotonic():
