@@ -361,14 +361,28 @@ def perplexity_figure(
                 "line": {"color": color, "dash": dash, "width": LINE_WIDTH}, "marker": {"size": 7},
                 "hovertemplate": f"{label} {name}: %{{y:.1f}}<extra></extra>",
             })
+    labels: list[tuple[float, str, int]] = []  # (value, text, vertical shift in px)
     for preset in dict.fromkeys(reference_presets):
         if preset not in PAPER_PERPLEXITY:
             continue
         valid, test = PAPER_PERPLEXITY[preset]
-        # valid above its line, test (lower) below its own: the two labels never overlap
-        for value, what, where in ((valid, "valid", "top left"), (test, "test", "bottom left")):
-            data.append(_hline(epochs[xcol], value, f"paper {preset} {what} {value}", label_position=where))
+        for value, what in ((valid, "valid"), (test, "test")):
+            line = _hline(epochs[xcol], value, f"paper {preset} {what} {value}")
+            line.update(mode="lines", text=None)  # labelled beside the plot (below): a run that
+            data.append(line)                     # reproduces the paper ends on its line
+            labels.append((value, f"paper {preset} {what} {value}", 7 if what == "valid" else -7))
     layout = _layout(title, X_AXES[xcol], "perplexity" + (" (log scale)" if log_y else ""))
+    if labels:  # right of the plot area, where no curve runs; valid a little above its line, test below
+        layout["annotations"] = [
+            {"text": text, "x": 1, "xref": "paper", "xanchor": "left", "y": math.log10(value) if log_y else value,
+             "yref": "y", "yshift": shift, "showarrow": False, "font": {"size": FONT_SIZE - 3, "color": "#555555"}}
+            for value, text, shift in labels]
+        layout["margin"]["r"] = max(layout["margin"].get("r", 0), 10 + 8 * max(len(text) for _, text, _ in labels))
+        # the narrower plot leaves no room for the legend beside the title: a line of its own below it
+        layout["margin"]["t"] = 125
+        layout["height"] = 450 + 125 - 90  # plotly's default height, the plot area kept as tall
+        layout["title"].update(y=0.98, yref="container", yanchor="top")
+        layout["legend"].update(xanchor="left", x=0)
     if xcol == "epoch":
         layout["xaxis"].update(epoch_axis(epochs["epoch"]))
     if log_y:

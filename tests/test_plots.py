@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 
@@ -83,6 +84,16 @@ def test_perplexity_figure_log_y_and_paper_reference_lines():
     lines = {t.name: list(t.y) for t in traces(fig, "paper")}
     assert lines == {"paper small valid 120.7": [120.7, 120.7], "paper small test 114.5": [114.5, 114.5]}
     assert list(traces(fig, "paper small valid")[0].x) == [1, 4]  # across the data, not off the log axis
+    # labelled right of the plot, where no curve runs (on a log axis an annotation's y is log10)
+    labels = {a.text: a for a in fig.layout.annotations}
+    assert set(labels) == {"paper small valid 120.7", "paper small test 114.5"}
+    assert labels["paper small valid 120.7"].xref == "paper" and labels["paper small valid 120.7"].x == 1
+    assert labels["paper small valid 120.7"].y == pytest.approx(math.log10(120.7))
+    assert labels["paper small valid 120.7"].yshift > 0 > labels["paper small test 114.5"].yshift
+    assert fig.layout.margin.r >= 8 * len("paper small valid 120.7")
+    linear = plots.perplexity_figure(epochs_frame(), COLORS, reference_presets=["small"])
+    assert {a.y for a in linear.layout.annotations} == {120.7, 114.5}
+    assert not plots.perplexity_figure(epochs_frame(), COLORS).layout.annotations
 
 
 def test_perplexity_figure_rejects_unknown_axis_and_handles_empty():
