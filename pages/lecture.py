@@ -187,6 +187,9 @@ def step_evidence(font: int) -> None:
     if left_out:
         st.caption(f"Runs at the paper's sizes only: {left_out} configuration(s) of the CPU `demo` preset (a "
                    "30,000-token subset, perplexities in the hundreds) are left out of this chart.")
+    if elsewhere := lecture.off_corpus(table, include_own=include_own):
+        st.caption(f"{elsewhere} run(s) trained on another corpus than the vendored Penn Treebank are left out "
+                   "of this chart.")
     show(lecture_plots.evidence_figure(runs, font_size=font), "lecture_evidence")
 
 

@@ -334,11 +334,9 @@ def evidence_frame(table: pd.DataFrame, *, include_own: bool = False) -> pd.Data
     columns = ["preset", "placement", "category", "valid", "test", "valid_sd", "test_sd", "seeds", "run", "source"]
     if table.empty:
         return pd.DataFrame(columns=columns)
-    rows = table[(table["state"] == "finished") & (table["problems"] == "") & table["best_valid_ppl"].notna()]
-    if "task" in rows:  # perplexities of the synthetic memory task are not Penn Treebank evidence
-        rows = rows[rows["task"].fillna("lm") == "lm"]
-    if not include_own:
-        rows = rows[rows["read_only"]]
+    rows = _candidates(table, include_own)
+    if "corpus" in rows:  # a run on another corpus is no Penn Treebank evidence (unrecorded: given the benefit)
+        rows = rows[rows["corpus"].fillna("") != "other"]
     if rows.empty:
         return pd.DataFrame(columns=columns)
     rows = rows.assign(**{key: rows[key].fillna("") if key in rows else "" for key in ("rates", "variant")})
@@ -350,6 +348,21 @@ def evidence_frame(table: pd.DataFrame, *, include_own: bool = False) -> pd.Data
     out["source"] = ["reference run" if reference else "own run" for reference in out.pop("own")]
     out["category"] = _configuration_labels(out)
     return out.sort_values(["preset", "valid"]).reset_index(drop=True)[columns]
+
+
+def _candidates(table: pd.DataFrame, include_own: bool) -> pd.DataFrame:
+    """Finished language-model runs without problems (the reference runs only, unless `include_own`)."""
+    rows = table[(table["state"] == "finished") & (table["problems"] == "") & table["best_valid_ppl"].notna()]
+    if "task" in rows:  # perplexities of the synthetic memory task are not Penn Treebank evidence
+        rows = rows[rows["task"].fillna("lm") == "lm"]
+    return rows if include_own else rows[rows["read_only"]]
+
+
+def off_corpus(table: pd.DataFrame, *, include_own: bool = False) -> int:
+    """How many runs `evidence_frame` leaves out because they trained on another corpus than the vendored PTB."""
+    if table.empty or "corpus" not in table:
+        return 0
+    return int((_candidates(table, include_own)["corpus"] == "other").sum())
 
 
 PAPER_PRESETS = ("small", "medium", "large")

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import functools
 import json
 import logging
 import math
@@ -41,7 +42,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
-from rnnreg.config import MAX_NAME, ConfigError, from_dict, training_variant, valid_name
+from rnnreg.config import DEFAULT_DATA_DIR, MAX_NAME, ConfigError, from_dict, training_variant, valid_name
 
 logger = logging.getLogger(__name__)
 
@@ -769,6 +770,9 @@ class RunSummary:
     # none; runs of one preset, placement, rates and variant are seeds of one configuration.
     # None where config.json does not parse.
     variant: str | None = None
+    # "penn-treebank" when the corpus it trained on is the vendored PTB, byte for byte (its
+    # recorded checksums), "other" when it is not, None where none were recorded
+    corpus: str | None = None
     wall_seconds: float | None = None
     device: str | None = None
     created_at: str | None = None
@@ -876,6 +880,7 @@ def summarize_run(run_dir: str | os.PathLike[str], *, read_only: bool = False, g
         test_accuracy=_num(accuracies[-1]) if accuracies else None,
         delay=_int(memory.get("delay")),
         variant=_variant(cfg) if cfg else None,
+        corpus=corpus_of(env.get("data_sha256")),
         wall_seconds=wall,
         device=_str(env.get("device_name")) or _str(env.get("device")) or _str(train.get("device")),
         created_at=_str(doc.get("created_at")) or _str(status.get("created_at")),
@@ -886,6 +891,32 @@ def summarize_run(run_dir: str | os.PathLike[str], *, read_only: bool = False, g
         message=_str(status.get("message")),
         problems=tuple(problems),
     )
+
+
+@functools.cache
+def penn_treebank_checksums() -> dict[str, str]:
+    """{split: sha256} of the vendored Penn Treebank (data/ptb/SHA256SUMS); {} where it is not there."""
+    try:
+        lines = (DEFAULT_DATA_DIR / "SHA256SUMS").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return {}
+    sums = {}
+    for line in lines:  # "<sha256>  ptb.train.txt"
+        digest, _, name = line.strip().partition("  ")
+        match = re.fullmatch(r"ptb\.(train|valid|test)\.txt", name)
+        if match:
+            sums[match.group(1)] = digest
+    return sums
+
+
+def corpus_of(recorded: object) -> str | None:
+    """'penn-treebank', 'other', or None: a run's recorded {split: sha256} against the vendored PTB's."""
+    if not isinstance(recorded, dict) or not recorded:
+        return None
+    reference = penn_treebank_checksums()
+    if not reference:
+        return None  # nothing to compare with: the vendored copy is missing
+    return "penn-treebank" if recorded == reference else "other"
 
 
 def _variant(cfg: Mapping[str, Any]) -> str | None:

@@ -160,13 +160,28 @@ def test_walk_with_real_runs_shows_their_curves(runs, monkeypatch):
     assert len(reached) == 3  # the share of units reached is read from probes.jsonl too
     at.button(key="lecture_next_top").click().run()
     evidence = charts(at)[0]["data"]
-    bars = [t for t in evidence if t["type"] == "bar"]
-    # only demo runs here, so they are the evidence (at_paper_sizes leaves them out beside paper-size runs)
-    assert len(bars) == 2 and set(bars[0]["y"]) == {"demo · none", "demo · zaremba", "demo · recurrent"}
+    # these runs trained on a tiny corpus, not the vendored Penn Treebank: no bars, and a caption says why
+    assert not [t for t in evidence if t["type"] == "bar"]
+    assert any("3 run(s) trained on another corpus" in c.value for c in at.caption)
     at.toggle(key="lecture_present").set_value(True).run()
     assert not at.exception
     assert any("stSidebar" in m.value for m in at.markdown)  # the sidebar is hidden for the projector
     assert charts(at)[0]["layout"]["font"]["size"] == lecture_plots.PRESENTATION_FONT
+
+
+def test_the_evidence_step_shows_the_shipped_penn_treebank_runs(tmp_path, monkeypatch):
+    import shutil
+
+    shutil.copytree(REPO / "runs" / "reference", tmp_path / "runs" / "reference")
+    at = open_lecture(tmp_path / "runs", monkeypatch)
+    for _ in lecture.STEPS[1:]:
+        at.button(key="lecture_next_top").click().run()
+    assert not at.exception
+    bars = [t for t in charts(at)[0]["data"] if t["type"] == "bar"]
+    assert len(bars) == 2 and {"small · none", "medium · zaremba"} <= set(bars[0]["y"])
+    assert not {c for c in bars[0]["y"] if c.startswith("demo")}  # beside paper-size runs, the demo is left out
+    assert any("configuration(s) of the CPU `demo` preset" in c.value for c in at.caption)
+    assert not any("another corpus" in c.value for c in at.caption)
 
 
 def test_run_both_live_launches_the_pair_once(tmp_path, monkeypatch):
@@ -222,6 +237,16 @@ def test_the_evidence_chart_has_a_row_per_configuration_and_grows_with_them():
     order = list(large.layout.yaxis.categoryarray)  # small, then medium, then large, top to bottom
     assert order.index("small · none") < order.index("medium · placement 0") < order.index("large · zaremba")
     assert large.layout.yaxis.autorange == "reversed"
+
+
+def test_evidence_is_penn_treebank_runs_and_runs_that_did_not_record_their_corpus():
+    table = pd.DataFrame({
+        "run": list("abc"), "preset": "small", "placement": ["none", "zaremba", "both"], "state": "finished",
+        "problems": "", "read_only": True, "best_valid_ppl": 120.0, "test_ppl": 115.0,
+        "corpus": ["penn-treebank", "other", ""],
+    })
+    assert sorted(lecture.evidence_frame(table)["placement"]) == ["both", "none"]
+    assert lecture.off_corpus(table) == 1 and lecture.off_corpus(table.drop(columns="corpus")) == 0
 
 
 def test_evidence_keeps_configurations_apart_that_differ_in_more_than_the_seed():

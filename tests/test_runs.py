@@ -633,3 +633,14 @@ def test_frames_reads_each_record_file_once_and_equals_the_frames_one_by_one(tmp
     assert together.keys() == one_by_one.keys()
     for kind, frame in one_by_one.items():
         pd.testing.assert_frame_equal(together[kind], frame, obj=kind)
+
+
+def test_a_run_knows_whether_it_trained_on_the_vendored_penn_treebank():
+    reference = runs.penn_treebank_checksums()
+    assert set(reference) == {"train", "valid", "test"} and all(len(v) == 64 for v in reference.values())
+    assert runs.corpus_of(dict(reference)) == "penn-treebank"
+    assert runs.corpus_of({**reference, "test": "0" * 64}) == "other"  # one split off is another corpus
+    assert runs.corpus_of(None) is None and runs.corpus_of({}) is None and runs.corpus_of("x") is None
+    shipped = {s.preset: s.corpus for s in runs.list_runs(runs.Path(__file__).resolve().parent.parent / "runs")}
+    assert shipped["small"] == shipped["medium"] == shipped["demo"] == "penn-treebank"
+    assert shipped["memory"] == "other"  # the synthetic recall task

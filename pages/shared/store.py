@@ -63,6 +63,7 @@ def summary_row(s: runs.RunSummary, config: dict) -> dict[str, Any]:
     row = {
         "run": s.id, "name": s.name or "", "preset": s.preset or "?", "placement": s.placement or "?",
         "rates": rates_text(s.rates), "dropout": max(s.rates.values(), default=0.0), "variant": s.variant or "",
+        "corpus": s.corpus or "",
         "state": s.state, "epochs_done": s.epochs_done, "epochs_total": s.epochs_total,
         "best_valid_ppl": _nan(s.best_valid_ppl), "last_valid_ppl": _nan(s.last_valid_ppl),
         "test_ppl": _nan(s.test_ppl), "wall_seconds": _nan(s.wall_seconds), "device": s.device or "",
