@@ -1,11 +1,13 @@
 """Ship the finished runs of a GPU session's archive as reference runs, safely.
 
-    python benchmarks/ship_runs.py ARCHIVE [--into runs/reference] [--dry-run]
+    python benchmarks/ship_runs.py ARCHIVE [--into runs/reference] [--dry-run] [--any-corpus]
 
 ARCHIVE is what benchmarks/gpu_session.sh returns (reference-runs-<device>-<date>.tar.gz).
 Only `runs/<run id>/<file>` members are taken (logs and session files stay in the archive);
 a run is shipped only if it is finished, its id is not in the store already, and none of its
-files is over the size a repository takes (checkpoints above 10 MB stay out, as #6 asks).
+files is over the size a repository takes (checkpoints above 10 MB stay out, as #6 asks),
+and it trained on the vendored Penn Treebank byte for byte (its recorded checksums; a CPU dry
+run's tiny corpus is no reference run: `--any-corpus` takes it all the same).
 Members are extracted with tarfile's "data" filter: no links, devices or paths outside the
 target.  Prints one line per run with the figures the README rows need (recomputed from the
 run's own files by rnnreg.runs, as tests/test_readme_results.py does).
@@ -39,7 +41,7 @@ def run_members(archive: tarfile.TarFile) -> dict[str, list[tarfile.TarInfo]]:
     return runs
 
 
-def ship(archive_path: Path, into: Path, dry_run: bool = False) -> list[str]:
+def ship(archive_path: Path, into: Path, dry_run: bool = False, any_corpus: bool = False) -> list[str]:
     """Extract the archive's finished runs into `into`; returns one line per run (shipped or why not)."""
     lines = []
     with tarfile.open(archive_path) as archive, tempfile.TemporaryDirectory() as scratch:
@@ -59,6 +61,10 @@ def ship(archive_path: Path, into: Path, dry_run: bool = False) -> list[str]:
                 problems = "".join(f"; {problem}" for problem in summary.problems)
                 lines.append(f"{run_id}: left out, {summary.state}{problems}")
                 continue
+            if summary.corpus != "penn-treebank" and not any_corpus:
+                lines.append(f"{run_id}: left out, not trained on the vendored Penn Treebank "
+                             f"(corpus: {summary.corpus or 'not recorded'}; --any-corpus takes it)")
+                continue
             figures = (f"best valid {summary.best_valid_ppl:.2f}, final valid {summary.last_valid_ppl:.2f}, "
                        f"test {summary.test_ppl:.2f}, wall {summary.wall_seconds:.0f} s on {summary.device}")
             if summary.mc_test_ppl is not None:
@@ -77,11 +83,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("archive", type=Path)
     parser.add_argument("--into", type=Path, default=Path(__file__).resolve().parent.parent / "runs" / "reference")
     parser.add_argument("--dry-run", action="store_true", help="say what would be shipped, copy nothing")
+    parser.add_argument("--any-corpus", action="store_true",
+                        help="take runs on another corpus than the vendored PTB too (a CPU dry run's)")
     args = parser.parse_args(argv)
     if not args.archive.is_file():
         parser.error(f"{args.archive}: no such file")
     try:
-        lines = ship(args.archive, args.into, args.dry_run)
+        lines = ship(args.archive, args.into, args.dry_run, args.any_corpus)
     except (tarfile.TarError, OSError) as err:
         parser.error(f"{args.archive}: not a readable archive ({err})")
     print("\n".join(lines) or "no runs in the archive")

@@ -363,6 +363,11 @@ def test_the_whole_session_script_runs_on_a_cpu_and_packs_what_comes_back(tmp_pa
     # and benchmarks/ship_runs.py takes the archive's finished runs into a store, once
     ship = [sys.executable, str(REPO / "benchmarks" / "ship_runs.py"), str(out / archive),
             "--into", str(tmp_path / "reference")]
+    # these runs trained on the tiny corpus: no reference runs, unless asked for
+    refused = subprocess.run(ship, capture_output=True, text=True, timeout=60)
+    assert refused.stdout.count("left out, not trained on the vendored Penn Treebank (corpus: other") == 2
+    assert not (tmp_path / "reference").exists()
+    ship.append("--any-corpus")
     shipped = subprocess.run(ship + ["--dry-run"], capture_output=True, text=True, timeout=60)
     assert shipped.returncode == 0 and shipped.stdout.count("would ship") == 2, shipped.stdout + shipped.stderr
     assert not (tmp_path / "reference").exists()
