@@ -289,3 +289,9 @@ def test_main_lua_valid_figures_are_recomputed_from_the_corpus_and_the_run():
     valid = epochs(lm_run("medium", "zaremba")[1])["valid_ppl"].iloc[-1]
     assert f"medium run's {valid:.2f} would print as {main_lua_printed_valid(valid, rows, 35):.2f}" in section
     assert main_lua_printed_valid(over_windows_read(86.2, rows, 35), rows, 35) == pytest.approx(86.2)
+
+
+def test_every_shipped_language_model_run_trained_on_the_vendored_penn_treebank():
+    lm = [s for s, _ in shipped() if s.task != "memory"]
+    elsewhere = [(s.id, s.corpus) for s in lm if s.corpus != "penn-treebank"]
+    assert lm and not elsewhere, elsewhere
