@@ -31,6 +31,10 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from rnnreg.runs import METRICS_FILE, read_jsonl  # noqa: E402  (torch-free: the scheduler imports no torch)
+
 # Minibatches per epoch (full windows) on PTB (929,589 tokens, batch 20): unroll 20 (small) / 35 (others).
 # (demo: 30,000 tokens at batch 20, unroll 20, for a dry run on a CPU with --device cpu.)
 BATCHES = {"small": 2323, "medium": 1327, "large": 1327, "demo": 74}
@@ -121,33 +125,21 @@ def admits(new_seconds: float, running_left: list[float], seconds_left: float, s
     return all(min(serial, need * slow) <= seconds_left for need in [new_seconds, *running_left])
 
 
+def epoch_records(runs_dir: Path, name: str) -> list[dict]:
+    """The epoch records so far in the run named `name` (run ids are <time>-<name>-<hex>); a line
+    still being written is skipped, as the run store reads it."""
+    for metrics in runs_dir.glob(f"*-{name}-*/{METRICS_FILE}"):
+        return read_jsonl(metrics, "epoch")
+    return []
+
+
 def epochs_done(runs_dir: Path, name: str) -> int:
-    """Epoch records so far in the run named `name` (run ids are <time>-<name>-<hex>)."""
-    for metrics in runs_dir.glob(f"*-{name}-*/metrics.jsonl"):
-        try:
-            return metrics.read_text().count('"kind":"epoch"')
-        except OSError:
-            return 0
-    return 0
+    return len(epoch_records(runs_dir, name))
 
 
 def epoch_seconds(runs_dir: Path, name: str) -> list[float]:
-    """The `seconds` of each epoch record so far in the run named `name` (a line being written is skipped)."""
-    for metrics in runs_dir.glob(f"*-{name}-*/metrics.jsonl"):
-        try:
-            lines = metrics.read_text().splitlines()
-        except OSError:
-            return []
-        seconds = []
-        for line in lines:
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if record.get("kind") == "epoch" and isinstance(record.get("seconds"), (int, float)):
-                seconds.append(float(record["seconds"]))
-        return seconds
-    return []
+    """The `seconds` each finished epoch of the run named `name` took."""
+    return [float(r["seconds"]) for r in epoch_records(runs_dir, name) if isinstance(r.get("seconds"), (int, float))]
 
 
 def seconds_to_finish(seconds: list[float], epochs_total: int, slow: float) -> float | None:
