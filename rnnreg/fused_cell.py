@@ -224,6 +224,14 @@ def per_gate(mask: Mask, size: int) -> bool:
     return mask is not None and mask.size(-1) == 4 * size
 
 
+def recurrent_preactivation(x_proj: torch.Tensor, h: torch.Tensor, mask: Mask, w_hh: torch.Tensor) -> torch.Tensor:
+    """One step's gate pre-activations (B, 4H): x_proj + D(h_{t-1}) @ W_hh^T, with `mask` (B, H)
+    on h_{t-1}, or (B, 4H) for a separately masked copy per gate, or None."""
+    if per_gate(mask, h.size(-1)):
+        return x_proj + gatewise_matmul(h, mask, w_hh)
+    return torch.addmm(x_proj, h * mask if mask is not None else h, w_hh.t())
+
+
 # --- the layer -------------------------------------------------------------------------------
 
 
@@ -243,15 +251,9 @@ class FusedLSTMLayer(torch.autograd.Function):
         c_news = x_proj.new_empty(steps, batch, size)
         cs = x_proj.new_empty(steps, batch, size)
         hs = x_proj.new_empty(steps, batch, size)
-        w_t = w_hh.t()
-        untied = per_gate(hm, size)
         h, c = h0, c0
         for t in range(steps):
-            if untied:
-                pre = x_proj[t] + gatewise_matmul(h, hm[t], w_hh)
-            else:
-                h_in = h * hm[t] if hm is not None else h
-                pre = torch.addmm(x_proj[t], h_in, w_t)
+            pre = recurrent_preactivation(x_proj[t], h, _at(hm, t), w_hh)
             forward_cell(pre, c, h, _at(um, t), _at(cm, t), _at(kc, t), _at(kh, t),
                          (acts[t], c_news[t], cs[t], hs[t]))
             h, c = hs[t], cs[t]

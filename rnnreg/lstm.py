@@ -21,7 +21,7 @@ from torch import nn
 
 from rnnreg.dropout import Placement
 from rnnreg.dropout.weight_drop import drop_connect
-from rnnreg.fused_cell import fused_layer, gatewise_matmul, per_gate
+from rnnreg.fused_cell import fused_layer, gatewise_matmul, recurrent_preactivation
 
 State = tuple[torch.Tensor, torch.Tensor]  # (h, c), each (layers, B, H)
 PATHS = ("fused", "explicit")
@@ -127,13 +127,8 @@ class LSTMStack(nn.Module):
             return fused_layer(x_proj, w_hh, h, c, hidden_masks, update_masks, cell_masks, keep_c, keep_h)
 
         outputs = []
-        untied = per_gate(hidden_masks, size)
         for t in range(steps):
-            if untied:  # a separate mask for each gate's copy of h_{t-1}
-                gates = x_proj[t] + gatewise_matmul(h, hidden_masks[t], w_hh)
-            else:
-                h_in = h * hidden_masks[t] if hidden_masks is not None else h
-                gates = x_proj[t] + h_in @ w_hh.t()
+            gates = recurrent_preactivation(x_proj[t], h, hidden_masks[t] if hidden_masks is not None else None, w_hh)
             i, f, g, o = gates.chunk(4, dim=1)  # torch's gate order
             i, f, o, g = torch.sigmoid(i), torch.sigmoid(f), torch.sigmoid(o), torch.tanh(g)
             update = g * update_masks[t] if update_masks is not None else g
