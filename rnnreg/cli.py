@@ -312,7 +312,7 @@ def _bench(args: argparse.Namespace) -> int:
     steps = {"auto": ("eager", "graph") if args.device == "cuda" else ("eager",), "eager": ("eager",),
              "graph": ("graph",), "both": ("eager", "graph")}[args.step]
     if args.share is not None:
-        return _bench_share(args, placements)
+        return _bench_share(args, placements, steps)
     results = run_bench(args.preset, placements, batches=args.batches, device=args.device, rounds=args.rounds,
                         steps=steps)
     profiles = (profile_bench(args.preset, placements, args.device, steps, batches=args.batches)
@@ -334,7 +334,7 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bench_share(args: argparse.Namespace, placements: list[str]) -> int:
+def _bench_share(args: argparse.Namespace, placements: list[str], steps: tuple[str, ...]) -> int:
     import os
     import platform
 
@@ -352,7 +352,7 @@ def _bench_share(args: argparse.Namespace, placements: list[str]) -> int:
         raise UsageError("rnnreg bench: --share takes one step kind (--step auto, eager or graph) and no --profile")
     if not args.share_seconds > 0:
         raise UsageError(f"rnnreg bench: --share-seconds: must be > 0, got {args.share_seconds:g}")
-    step = "graph" if args.step == "auto" and args.device == "cuda" else "eager" if args.step == "auto" else args.step
+    step = steps[-1]  # the one kind --step names; auto: graph on CUDA, eager on a CPU
     results = run_share_bench(args.preset, placements[0], args.device, step, levels, args.share_seconds,
                               args.rounds, threads=args.threads)
     if args.json:

@@ -20,6 +20,8 @@ from rnnreg.placements import PLACEMENT_NAMES, PLACEMENTS, resolve_rates
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = PACKAGE_ROOT / "data" / "ptb"  # the vendored Penn Treebank
 DEVICES = ("auto", "cpu", "cuda")
+STEP_MODES = ("auto", "graph", "eager")  # as rnnreg.steps (kept here so config stays torch-free)
+TASKS = ("lm", "memory")
 MAX_NAME = 200  # characters in a run's name
 
 
@@ -27,8 +29,6 @@ def valid_name(name: object) -> bool:
     """A run's name: text of at most MAX_NAME characters and no control characters (`rnnreg list`
     and the dashboard would print a newline or an escape sequence as it is)."""
     return isinstance(name, str) and len(name) <= MAX_NAME and not any(ord(c) < 32 or ord(c) == 127 for c in name)
-STEP_MODES = ("auto", "graph", "eager")  # as rnnreg.steps (kept here so config stays torch-free)
-TASKS = ("lm", "memory")
 
 
 class ConfigError(ValueError):
