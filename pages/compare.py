@@ -1,5 +1,6 @@
 """Compare two runs: their curves on the same axes and the settings where they differ."""
 
+import pandas as pd
 import streamlit as st
 
 from pages.shared import common, store
@@ -25,12 +26,20 @@ b = c2.selectbox("Run B", options, index=options.index(default_b), format_func=l
 
 colors = plots.assign_colors([a, b], st.session_state.get(common.COLORS))
 rows = table.set_index("run")
+
+
+def perplexity_metric(col, label: str, run: str, column: str) -> None:
+    """Run B's figure carries its difference from run A's (green when lower: perplexity)."""
+    value, of_a = rows.at[run, column], rows.at[a, column]
+    delta = None if run == a or pd.isna(value) or pd.isna(of_a) else f"{value - of_a:+.1f} vs A"
+    col.metric(label, "—" if pd.isna(value) else f"{value:.1f}", delta=delta, delta_color="inverse")
+
+
 for col, run in ((c1, a), (c2, b)):
-    row = rows.loc[run]
     m1, m2, m3 = col.columns(3)
-    m1.metric("best valid", "—" if row["best_valid_ppl"] != row["best_valid_ppl"] else f"{row['best_valid_ppl']:.1f}")
-    m2.metric("test", "—" if row["test_ppl"] != row["test_ppl"] else f"{row['test_ppl']:.1f}")
-    m3.metric("epochs", store.epochs_text(row["epochs_done"], row["epochs_total"]))
+    perplexity_metric(m1, "best valid", run, "best_valid_ppl")
+    perplexity_metric(m2, "test", run, "test_ppl")
+    m3.metric("epochs", store.epochs_text(rows.at[run, "epochs_done"], rows.at[run, "epochs_total"]))
 
 log_y = st.toggle("log y", value=True, key="cmp_log")
 epochs = common.frames([a, b], "epochs")
@@ -46,4 +55,4 @@ else:
     if diff.empty:
         st.caption("The two configs are identical.")
     else:
-        st.dataframe(diff, hide_index=True)
+        st.dataframe(diff, hide_index=True, height=common.table_height(len(diff), most=40), placeholder="—")

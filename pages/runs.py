@@ -9,6 +9,7 @@ from pages.shared import common, store
 from rnnreg import plots, runs
 
 common.require_app()
+VISIBLE_ROWS = 20  # a store of the shipped runs and a lecture's few fits at once; more scroll
 
 st.title("Runs")
 table = common.run_table()
@@ -41,6 +42,8 @@ if view["test_accuracy"].notna().any():  # memory-task runs: what they are judge
 listing = hashlib.blake2b("\n".join(view["run"]).encode(), digest_size=8).hexdigest()
 selection = st.dataframe(
     shown, hide_index=True, key=f"runs_table_{listing}", on_select="rerun", selection_mode="multi-row",
+    height=common.table_height(len(shown), most=VISIBLE_ROWS),
+    placeholder="—",  # a memory run has no perplexity to speak of, a language model no recall
     column_config={
         "best valid": st.column_config.NumberColumn(format="%.1f", help="lowest validation perplexity"),
         "test": st.column_config.NumberColumn(format="%.1f"),

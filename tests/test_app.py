@@ -165,6 +165,7 @@ def test_runs_table_puts_own_runs_first_then_the_papers_models_and_shows_recall(
     assert list(table["name"]) == ["mine", "ref medium", "ref memory", "ref demo"]  # then newest first
     assert table.set_index("name").loc["ref memory", "test recall"] == 25.0
     assert table["test recall"].isna().sum() == 3
+    assert at.dataframe[0].proto.placeholder == "—"  # a language model's recall is not "None"
     picker = at.sidebar.multiselect(key="picked_runs")  # the sidebar lists them in the same order
     assert picker.options[:4] == [picker.format_func(r) for r in table["id"]]
 
@@ -357,6 +358,22 @@ def test_compare_lists_config_differences(store, ids):
     assert at.selectbox[1].value == ids["running"]
     at.sidebar.multiselect(key="picked_runs").set_value([ids["zaremba"], ids["overfit"]]).run()
     assert [box.value for box in at.selectbox] == [ids["zaremba"], ids["overfit"]]  # ... until a new pick
+
+
+def test_compare_gives_run_b_its_difference_from_run_a(store, ids):
+    at = app()
+    at.sidebar.multiselect(key="picked_runs").set_value([ids["overfit"], ids["zaremba"]]).run()
+    at.switch_page("pages/compare.py").run()
+    assert_no_exception(at)
+    metrics = {(m.label, i // 3): m for i, m in enumerate(at.metric)}  # three per run: A's, then B's
+    from rnnreg import runs
+
+    summaries = {s.id: s for s in runs.list_runs(store)}
+    a, b = summaries[ids["overfit"]], summaries[ids["zaremba"]]
+    assert not metrics[("best valid", 0)].delta  # A is what B is measured against
+    assert metrics[("best valid", 1)].value == f"{b.best_valid_ppl:.1f}"
+    assert metrics[("best valid", 1)].delta == f"{b.best_valid_ppl - a.best_valid_ppl:+.1f} vs A"
+    assert metrics[("test", 1)].delta == f"{b.test_ppl - a.test_ppl:+.1f} vs A"
 
 
 def test_export_tables_and_csv(store, ids):

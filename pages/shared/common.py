@@ -194,6 +194,15 @@ def _html_maker(fig: go.Figure) -> Callable[[], str]:
     return lambda: plots.figure_html(fig)
 
 
+TABLE_ROW_PX = 35  # st.dataframe's default row height, the header row's too
+
+
+def table_height(rows: int, *, most: int) -> int:
+    """Pixels for an st.dataframe that shows `rows` rows without scrolling, up to `most` of them
+    (Streamlit's own default stops at ten)."""
+    return TABLE_ROW_PX * (min(max(rows, 1), most) + 1) + 3  # + 3: the frame's border
+
+
 # --- the sidebar run picker ---------------------------------------------------------------
 
 FILTERS = (("preset", "Preset"), ("placement", "Placement"), ("state", "State"))
