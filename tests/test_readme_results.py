@@ -295,3 +295,15 @@ def test_every_shipped_language_model_run_trained_on_the_vendored_penn_treebank(
     lm = [s for s, _ in shipped() if s.task != "memory"]
     elsewhere = [(s.id, s.corpus) for s in lm if s.corpus != "penn-treebank"]
     assert lm and not elsewhere, elsewhere
+
+
+def test_the_placements_table_is_the_library_s_placements_with_their_default_rates():
+    from rnnreg.placements import PLACEMENTS
+
+    rows = {r[0].strip("`"): r for r in table("| placement | sites (sampling) |")}
+    assert set(rows) == set(PLACEMENTS), "README's placements table and rnnreg.placements differ"
+    for name, spec in PLACEMENTS.items():
+        defaults = re.findall(r"\d+(?:\.\d+)?", rows[name][2])
+        for site in spec.sites:
+            if site.default_rate:  # a site off by default reads "others 0"
+                assert f"{site.default_rate:g}" in defaults, (name, site.name, rows[name][2])
