@@ -177,11 +177,11 @@ def _install_hook(hook: str | None, marker: str) -> None:
                     return HalfThenHold(handle)
             return handle
 
-        class OsWithSlowWrites:  # rnnreg.runs's view of `os`
+        class OsWithSlowWrites:  # rnnreg.runs.files's view of `os` (its atomic writes)
             def __getattr__(self, name):
                 return fdopen if name == "fdopen" else getattr(os, name)
 
-        rnnreg.runs.os = OsWithSlowWrites()
+        rnnreg.runs.files.os = OsWithSlowWrites()
     elif kind in ("metrics", "probes"):
         filename = rnnreg.runs.METRICS_FILE if kind == "metrics" else rnnreg.runs.PROBES_FILE
         real_append, real_write = rnnreg.runs.RunWriter._append, os.write

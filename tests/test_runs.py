@@ -44,7 +44,7 @@ def test_runs_root_precedence(tmp_path, monkeypatch):
     assert runs.runs_root(tmp_path / "cli") == tmp_path / "cli"
     assert runs.runs_root() == tmp_path / "env"
     monkeypatch.delenv("RNNREG_RUNS_DIR")
-    assert runs.runs_root() == runs.Path("runs")
+    assert runs.runs_root() == Path("runs")
 
 
 def test_new_run_id_shape_and_safety():
@@ -469,7 +469,7 @@ def test_one_exploding_run_does_not_hide_the_others(tmp_path, monkeypatch):
             raise RuntimeError("boom")
         return real(run_dir, **kw)
 
-    monkeypatch.setattr(runs, "summarize_run", flaky)
+    monkeypatch.setattr(runs.summary, "summarize_run", flaky)  # what list_runs calls
     listed = {s.id: s for s in runs.list_runs(tmp_path)}
     assert listed[b.id].state == "queued"
     assert listed[a.id].state == "corrupt" and "boom" in listed[a.id].problems[0]
@@ -627,7 +627,7 @@ def test_frames_reads_each_record_file_once_and_equals_the_frames_one_by_one(tmp
     assert all(not frame.empty for frame in one_by_one.values())  # the fixture has every kind of record
     reads = []
     real = runs.read_jsonl
-    monkeypatch.setattr(runs, "read_jsonl", lambda path, *a, **k: reads.append(os.path.basename(path)) or real(path, *a, **k))
+    monkeypatch.setattr(runs.loading, "read_jsonl", lambda path, *a, **k: reads.append(os.path.basename(path)) or real(path, *a, **k))
     together = run.frames()
     assert sorted(reads) == ["metrics.jsonl", "probes.jsonl"]
     assert together.keys() == one_by_one.keys()
@@ -641,6 +641,6 @@ def test_a_run_knows_whether_it_trained_on_the_vendored_penn_treebank():
     assert runs.corpus_of(dict(reference)) == "penn-treebank"
     assert runs.corpus_of({**reference, "test": "0" * 64}) == "other"  # one split off is another corpus
     assert runs.corpus_of(None) is None and runs.corpus_of({}) is None and runs.corpus_of("x") is None
-    shipped = {s.preset: s.corpus for s in runs.list_runs(runs.Path(__file__).resolve().parent.parent / "runs")}
+    shipped = {s.preset: s.corpus for s in runs.list_runs(Path(__file__).resolve().parent.parent / "runs")}
     assert shipped["small"] == shipped["medium"] == shipped["demo"] == "penn-treebank"
     assert shipped["memory"] == "other"  # the synthetic recall task

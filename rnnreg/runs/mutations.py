@@ -1,0 +1,53 @@
+"""Renaming and deleting a run (never a shipped, read-only one)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+from pathlib import Path
+
+from rnnreg.config import MAX_NAME, valid_name
+from rnnreg.runs.layout import ACTIVE_STATES, CONFIG_FILE, RunStoreError, STATUS_FILE, find_run_dir, is_read_only
+from rnnreg.runs.files import atomic_write_json, read_json, _dir_lock
+from rnnreg.runs.liveness import effective_state
+
+
+def _writable_run(root: str | os.PathLike[str], run_id: str, verb: str) -> Path:
+    run_dir = find_run_dir(root, run_id)
+    if is_read_only(run_dir):
+        raise RunStoreError(f"cannot {verb} {run_id}: reference runs are read-only")
+    return run_dir
+
+
+def rename_run(root: str | os.PathLike[str], run_id: str, new_name: str) -> None:
+    """Change a run's display name (config.json's config.name); the id and directory stay."""
+    if not isinstance(new_name, str) or not new_name.strip():
+        raise RunStoreError("name: must not be empty")
+    new_name = new_name.strip()
+    if not valid_name(new_name):
+        raise RunStoreError(f"name: at most {MAX_NAME} characters, no control characters")
+    run_dir = _writable_run(root, run_id, "rename")
+    with _dir_lock(run_dir):
+        doc, problem = read_json(run_dir / CONFIG_FILE)
+        if doc is None or not isinstance(doc.get("config"), dict):
+            raise RunStoreError(f"cannot rename {run_id}: {problem or 'config.json has no config object'}")
+        doc["config"]["name"] = new_name
+        atomic_write_json(run_dir / CONFIG_FILE, doc)
+
+
+def delete_run(root: str | os.PathLike[str], run_id: str) -> None:
+    """Delete a finished (or failed, cancelled, ...) run; refuses reference and active runs."""
+    run_dir = _writable_run(root, run_id, "delete")
+    status, _ = read_json(run_dir / STATUS_FILE)
+    if status is not None:
+        state = effective_state(status)
+        if state in ACTIVE_STATES:
+            raise RunStoreError(f"cannot delete {run_id}: it is {state}; cancel it first")
+    if run_dir.is_symlink():
+        run_dir.unlink()  # remove the link, never what it points to
+        return
+    # Move it out of sight first, so that no reader ever sees a half-deleted run.
+    trash = Path(root) / f".trash-{run_id}-{secrets.token_hex(3)}"
+    os.rename(run_dir, trash)
+    shutil.rmtree(trash)

@@ -1,0 +1,321 @@
+"""One row per run (RunSummary), read from its files without trusting them; the listing of a runs root."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import logging
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+from rnnreg.config import DEFAULT_DATA_DIR, ConfigError, from_dict, training_variant
+from rnnreg.runs.layout import (
+    ACTIVE_STATES, CONFIG_FILE, CORRUPT_STATE, FORMAT, METRICS_FILE, PROBES_FILE, STATUS_FILE, UNKNOWN_STATE,
+    is_read_only, _inside, _is_run_dir, _valid_segment,
+)
+from rnnreg.runs.files import read_json, scan_jsonl, _dict, _int, _num, _parse_time, _str
+from rnnreg.runs.liveness import effective_state
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One row of the run list: what the dashboard and `rnnreg list` show about a run."""
+
+    id: str
+    path: str
+    name: str | None = None
+    preset: str | None = None
+    task: str | None = None
+    placement: str | None = None
+    rates: dict[str, float] = field(default_factory=dict, hash=False)
+    state: str = UNKNOWN_STATE  # a RUN_STATES value, or "unknown" / "corrupt"
+    epochs_done: int = 0
+    epochs_total: int | None = None
+    best_valid_ppl: float | None = None
+    last_valid_ppl: float | None = None
+    test_ppl: float | None = None
+    mc_test_ppl: float | None = None  # Monte-Carlo dropout test perplexity (`rnnreg evaluate`), latest
+    mc_samples: int | None = None
+    mc_protocol: str | None = None  # "stream" (Gal & Ghahramani's MC test, the default) or how it differed
+    test_accuracy: float | None = None  # recall accuracy of a memory-task run's test
+    delay: int | None = None  # a memory-task run's longest gap (`--delay T`)
+    # model and training settings that depart from the preset's (config.training_variant): '' for
+    # none; runs of one preset, placement, rates and variant are seeds of one configuration.
+    # None where config.json does not parse.
+    variant: str | None = None
+    # "penn-treebank" when the corpus it trained on is the vendored PTB, byte for byte (its
+    # recorded checksums), "other" when it is not, None where none were recorded
+    corpus: str | None = None
+    wall_seconds: float | None = None
+    device: str | None = None
+    created_at: str | None = None
+    read_only: bool = False
+    group: str | None = None  # "reference" for shipped runs, None at the top level
+    sweep: str | None = None
+    request_id: str | None = None
+    message: str | None = None  # status.json's message (why it failed, ...)
+    problems: tuple[str, ...] = ()  # non-empty: the run is corrupt or partial
+
+    @property
+    def label(self) -> str:
+        return self.name or self.id
+
+    @property
+    def dropout_label(self) -> str:
+        """e.g. `zaremba(input=0.5, output=0.5)`; `none` without rates."""
+        if not self.placement:
+            return "?"
+        if not self.rates:
+            return self.placement
+        return f"{self.placement}({', '.join(f'{k}={v:g}' for k, v in self.rates.items())})"
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE_STATES
+
+    def to_json(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["rates"] = dict(self.rates)
+        out["problems"] = list(self.problems)
+        return out
+
+
+def _corrupt_summary(run_dir: Path, problem: str, *, read_only: bool, group: str | None) -> RunSummary:
+    return RunSummary(id=run_dir.name, path=str(run_dir), state=CORRUPT_STATE, read_only=read_only,
+                      group=group, problems=(problem,))
+
+
+def summarize_run(run_dir: str | os.PathLike[str], *, read_only: bool = False, group: str | None = None) -> RunSummary:
+    """The summary of one run directory, built from whatever in it is readable."""
+    run_dir = Path(run_dir)
+    problems: list[str] = []
+    doc, problem = read_json(run_dir / CONFIG_FILE)
+    if problem:
+        problems.append(problem)
+    status, problem = read_json(run_dir / STATUS_FILE)
+    if problem:
+        problems.append(problem)
+    doc = doc or {}
+    if doc and doc.get("format") != FORMAT:
+        problems.append(f"{CONFIG_FILE}: format {doc.get('format')!r} is not the format {FORMAT} this rnnreg reads")
+    if doc and not isinstance(doc.get("config"), dict):
+        problems.append(f"{CONFIG_FILE}: no 'config' object")
+    cfg = _dict(doc.get("config"))
+    dropout, train, env = _dict(cfg.get("dropout")), _dict(cfg.get("train")), _dict(doc.get("environment"))
+    rates = {k: float(v) for k, v in _dict(dropout.get("rates")).items() if _num(v) is not None}
+
+    report = scan_jsonl(run_dir / METRICS_FILE, ("epoch", "test", "mc_test"))
+    if report.problem and not report.problem.endswith(": missing"):
+        problems.append(report.problem)
+    if report.skipped:
+        problems.append(f"{METRICS_FILE}: {report.skipped} unreadable line(s) skipped")
+    epochs = [r for r in report.records if r.get("kind") == "epoch" and _int(r.get("epoch")) is not None]
+    valids = [v for v in (_num(r.get("valid_ppl")) for r in epochs) if v is not None]
+    tests = [v for v in (_num(r.get("test_ppl")) for r in report.records if r.get("kind") == "test") if v is not None]
+    mc_tests = [r for r in report.records if r.get("kind") == "mc_test" and _num(r.get("mc_test_ppl")) is not None]
+    accuracies = [r.get("test_accuracy") for r in report.records if r.get("kind") == "test"]
+    memory = _dict(cfg.get("memory")) if cfg.get("task") == "memory" else {}
+
+    if status is None:
+        state = CORRUPT_STATE if not doc else UNKNOWN_STATE
+        status = {}
+    else:
+        state = effective_state(status)
+        if state == UNKNOWN_STATE:
+            problems.append(f"{STATUS_FILE}: unknown state {status.get('state')!r}")
+
+    epochs_done = max([_int(status.get("epoch")) or 0] + [_int(r["epoch"]) for r in epochs])
+    started, ended = _parse_time(status.get("started_at")), _parse_time(status.get("ended_at"))
+    if started is not None and ended is not None:
+        wall = max(ended - started, 0.0)
+    elif started is not None and state in ACTIVE_STATES:
+        wall = max(time.time() - started, 0.0)
+    else:
+        times = [t for t in (_num(r.get("time")) for r in report.records) if t is not None]
+        wall = max(times) if times else None
+    return RunSummary(
+        id=run_dir.name,
+        path=str(run_dir),
+        name=_str(cfg.get("name")),
+        preset=_str(cfg.get("preset")),
+        task=_str(cfg.get("task")),
+        placement=_str(dropout.get("placement")),
+        rates=rates,
+        state=state,
+        epochs_done=epochs_done,
+        epochs_total=_int(status.get("epochs_total")) or _int(train.get("epochs")),
+        best_valid_ppl=min(valids) if valids else None,
+        last_valid_ppl=_num(epochs[-1].get("valid_ppl")) if epochs else None,
+        test_ppl=tests[-1] if tests else None,
+        mc_test_ppl=_num(mc_tests[-1]["mc_test_ppl"]) if mc_tests else None,
+        mc_samples=_int(mc_tests[-1].get("samples")) if mc_tests else None,
+        mc_protocol=mc_protocol(mc_tests[-1]) if mc_tests else None,
+        test_accuracy=_num(accuracies[-1]) if accuracies else None,
+        delay=_int(memory.get("delay")),
+        variant=_variant(cfg) if cfg else None,
+        corpus=corpus_of(env.get("data_sha256")),
+        wall_seconds=wall,
+        device=_str(env.get("device_name")) or _str(env.get("device")) or _str(train.get("device")),
+        created_at=_str(doc.get("created_at")) or _str(status.get("created_at")),
+        read_only=read_only,
+        group=group,
+        sweep=_str(doc.get("sweep")),
+        request_id=_str(doc.get("request_id")),
+        message=_str(status.get("message")),
+        problems=tuple(problems),
+    )
+
+
+@functools.cache
+def penn_treebank_checksums() -> dict[str, str]:
+    """{split: sha256} of the vendored Penn Treebank (data/ptb/SHA256SUMS); {} where it is not there."""
+    try:
+        lines = (DEFAULT_DATA_DIR / "SHA256SUMS").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return {}
+    sums = {}
+    for line in lines:  # "<sha256>  ptb.train.txt"
+        digest, _, name = line.strip().partition("  ")
+        match = re.fullmatch(r"ptb\.(train|valid|test)\.txt", name)
+        if match:
+            sums[match.group(1)] = digest
+    return sums
+
+
+def corpus_of(recorded: object) -> str | None:
+    """'penn-treebank', 'other', or None: a run's recorded {split: sha256} against the vendored PTB's."""
+    if not isinstance(recorded, dict) or not recorded:
+        return None
+    reference = penn_treebank_checksums()
+    if not reference:
+        return None  # nothing to compare with: the vendored copy is missing
+    return "penn-treebank" if recorded == reference else "other"
+
+
+def _variant(cfg: Mapping[str, Any]) -> str | None:
+    try:
+        return training_variant(from_dict(cfg))
+    except (ConfigError, TypeError, ValueError):  # unreadable or invalid: the summary's problems say why
+        return None
+
+
+def _run_dirs(root: Path) -> Iterator[tuple[Path, str | None, str | None]]:
+    """(run dir, group, problem) for every run under `root`; problem set = do not open it."""
+    root_resolved = root.resolve()
+
+    def entries(folder: Path) -> list[os.DirEntry]:
+        with os.scandir(folder) as listing:
+            return sorted((e for e in listing if _valid_segment(e.name)), key=lambda e: e.name)
+
+    def inside(entry: os.DirEntry) -> bool:
+        # a directory entry that is no symlink lies where its parent does; only links need resolving
+        return not entry.is_symlink() or _inside(root_resolved, Path(entry.path))
+
+    outside = "symlink pointing outside the runs directory (not followed)"
+    for entry in entries(root):  # hidden (.slots, .creating-*, .trash-*) or unaddressable names skipped
+        path = Path(entry.path)
+        if not inside(entry):
+            yield path, None, outside
+        elif _is_run_dir(path):
+            yield path, None, None
+        elif entry.is_dir():
+            with contextlib.suppress(OSError):
+                for child in entries(path):
+                    if not inside(child):
+                        yield Path(child.path), entry.name, outside
+                    elif _is_run_dir(Path(child.path)):
+                        yield Path(child.path), entry.name, None
+
+
+def list_runs(root: str | os.PathLike[str]) -> list[RunSummary]:
+    """Every run under `root`, newest first; a broken run is listed with its problems, never raised."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    summaries = []
+    try:
+        found = list(_run_dirs(root))
+    except OSError as err:
+        logger.warning("cannot list runs in %s: %s", root, err)
+        return []
+    addressed = _addressed_copies(found)
+    for run_dir, group, problem in found:
+        read_only = is_read_only(run_dir)
+        winner = addressed.get(run_dir.name)
+        if winner is not None and winner != run_dir:
+            # `<root>/<id>` copied beside `<root>/reference/<id>`: one id, two runs.  Commands reach
+            # the first (find_run_dir's order), so the other is listed under its path, as broken.
+            problem = (f"the same run id as {winner.relative_to(root)}, which every command addresses;"
+                       " rename or remove one of the two directories")
+            summaries.append(dataclasses.replace(
+                _corrupt_summary(run_dir, problem, read_only=read_only, group=group), id=f"{group}/{run_dir.name}"))
+            continue
+        if problem:
+            summaries.append(_corrupt_summary(run_dir, problem, read_only=read_only, group=group))
+            continue
+        try:
+            summaries.append(summarize_run(run_dir, read_only=read_only, group=group))
+        except Exception as err:  # one bad run must not hide the others: list it with the reason
+            logger.exception("cannot summarise run %s", run_dir)
+            summaries.append(_corrupt_summary(run_dir, f"unreadable: {type(err).__name__}: {err}",
+                                              read_only=read_only, group=group))
+
+    def newest_first(s: RunSummary) -> tuple[float, str]:
+        created = _parse_time(s.created_at)
+        if created is None:
+            with contextlib.suppress(OSError):
+                created = os.lstat(s.path).st_mtime
+        return (created or 0.0, s.id)
+
+    return sorted(summaries, key=newest_first, reverse=True)
+
+
+def _addressed_copies(found: list[tuple[Path, str | None, str | None]]) -> dict[str, Path]:
+    """run id -> the directory `find_run_dir` returns for it (the top level first, then groups
+    by name), for the ids that more than one directory under the root carries."""
+    by_id: dict[str, list[tuple[Path, str | None]]] = {}
+    for run_dir, group, problem in found:
+        if problem is None:
+            by_id.setdefault(run_dir.name, []).append((run_dir, group))
+    return {run_id: min(copies, key=lambda c: (c[1] is not None, c[1] or ""))[0]
+            for run_id, copies in by_id.items() if len(copies) > 1}
+
+
+def run_signature(run_dir: str | os.PathLike[str]) -> tuple[tuple[str, int, int], ...]:
+    """(file, mtime_ns, size) of a run's files: a cheap cache key that changes when they do."""
+    base = os.fspath(run_dir)
+    out = []
+    for name in (CONFIG_FILE, STATUS_FILE, METRICS_FILE, PROBES_FILE):
+        try:
+            st = os.stat(os.path.join(base, name), follow_symlinks=False)
+            out.append((name, st.st_mtime_ns, st.st_size))
+        except OSError:
+            out.append((name, 0, -1))
+    return tuple(out)
+
+
+def root_signature(root: str | os.PathLike[str]) -> tuple:
+    """`run_signature` of every run under `root`: a cache key for `list_runs`."""
+    root = Path(root)
+    if not root.is_dir():
+        return ()
+    try:
+        return tuple((d.name if g is None else f"{g}/{d.name}", run_signature(d)) for d, g, p in _run_dirs(root)
+                     if p is None)
+    except OSError:
+        return ()
+
+
+def mc_protocol(record: dict) -> str:
+    """How an mc_test record's passes drew their masks (rnnreg.mc_eval); records written before the
+    protocol was recorded used masks per window with word dropout on."""
+    masks = record.get("masks", "window")
+    words = record.get("word_dropout", True)
+    return str(masks) + (", word dropout on" if words else "")

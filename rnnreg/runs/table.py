@@ -1,0 +1,56 @@
+"""`rnnreg list`: the run table as text."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from rnnreg.runs.summary import RunSummary
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _printable(text: str | None) -> str:
+    """`text` for a terminal: a control character (a newline, an escape sequence planted in a
+    config.json) shows as '?' instead of breaking the table or recolouring the screen."""
+    return "".join(c if c.isprintable() else "?" for c in text or "")
+
+
+def _mc_note(s: RunSummary) -> str:
+    """' (N=1000)', and the masks where they were not Gal & Ghahramani's (drawn once per stream)."""
+    notes = ([f"N={s.mc_samples}"] if s.mc_samples else []) + (
+        [f"masks per {s.mc_protocol}"] if s.mc_protocol not in (None, "stream") else [])
+    return f" ({', '.join(notes)})" if notes else ""
+
+
+def format_table(summaries: Iterable[RunSummary]) -> str:
+    """An aligned text table of runs for `rnnreg list`."""
+    summaries = list(summaries)
+    # a column only where some run has it
+    with_mc = any(s.mc_test_ppl is not None for s in summaries)
+    with_recall = any(s.test_accuracy is not None for s in summaries)  # memory-task runs
+    with_variant = any(s.variant for s in summaries)  # settings other than the preset's
+    header = ("ID", "NAME", "PRESET", "DROPOUT") + (("OTHER SETTINGS",) if with_variant else ()) \
+        + ("STATE", "EPOCHS", "BEST VALID", "TEST") \
+        + (("MC TEST",) if with_mc else ()) + (("TEST RECALL",) if with_recall else ())
+    rows = [
+        (
+            s.id, _printable(s.name) or "-", _printable(s.preset) or "-", _printable(s.dropout_label),
+        ) + ((_printable(s.variant) or "-",) if with_variant else ()) + (
+            s.state + (" (read-only)" if s.read_only else "") + (" !" if s.problems else ""),
+            f"{s.epochs_done}/{s.epochs_total if s.epochs_total is not None else '?'}",
+            _fmt(s.best_valid_ppl), _fmt(s.test_ppl),
+        ) + ((_fmt(s.mc_test_ppl) + _mc_note(s),) if with_mc else ())
+        + ((f"{s.test_accuracy:.1%}" if s.test_accuracy is not None else "-",) if with_recall else ())
+        for s in summaries
+    ]
+    if not rows:
+        return "no runs"
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    right = set(range(header.index("EPOCHS"), len(header)))  # numbers align right
+    lines = [
+        "  ".join(cell.rjust(w) if i in right else cell.ljust(w) for i, (cell, w) in enumerate(zip(r, widths))).rstrip()
+        for r in [header, *rows]
+    ]
+    return "\n".join(lines)
