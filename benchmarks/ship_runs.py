@@ -6,8 +6,10 @@ ARCHIVE is what benchmarks/gpu_session.sh returns (reference-runs-<device>-<date
 Only `runs/<run id>/<file>` members are taken (logs and session files stay in the archive);
 a run is shipped only if it is finished, its id is not in the store already, and none of its
 files is over the size a repository takes (checkpoints above 10 MB stay out, as #6 asks),
-and it trained on the vendored Penn Treebank byte for byte (its recorded checksums; a CPU dry
-run's tiny corpus is no reference run: `--any-corpus` takes it all the same).
+it trained on the vendored Penn Treebank byte for byte (its recorded checksums; a CPU dry
+run's tiny corpus is no reference run: `--any-corpus` takes it all the same), and its config.json
+records what made it: device, torch version and commit (a session started without
+RNNREG_GIT_COMMIT, on a copy with no .git, records none).
 Members are extracted with tarfile's "data" filter: no links, devices or paths outside the
 target.  Prints one line per run with the figures the README rows need (recomputed from the
 run's own files by rnnreg.runs, as tests/test_readme_results.py does).
@@ -25,10 +27,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rnnreg.runs import summarize_run  # noqa: E402
+from rnnreg.runs import CONFIG_FILE, read_json, summarize_run  # noqa: E402
 
 MAX_FILE_BYTES = 10 * 1024 * 1024  # no checkpoint above ~10 MB in the repository (issue 6)
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # as the trainer names run folders
+PROVENANCE = ("device", "torch", "git_commit")  # config.json's "environment": what made the run (issue 6)
+
+
+def unrecorded_provenance(run_dir: Path) -> list[str]:
+    """The PROVENANCE keys that the run's config.json leaves empty."""
+    doc, _ = read_json(run_dir / CONFIG_FILE)
+    environment = doc.get("environment") if isinstance(doc, dict) else None
+    environment = environment if isinstance(environment, dict) else {}
+    return [key for key in PROVENANCE if not environment.get(key)]
 
 
 def run_members(archive: tarfile.TarFile) -> dict[str, list[tarfile.TarInfo]]:
@@ -64,6 +75,10 @@ def ship(archive_path: Path, into: Path, dry_run: bool = False, any_corpus: bool
             if summary.corpus != "penn-treebank" and not any_corpus:
                 lines.append(f"{run_id}: left out, not trained on the vendored Penn Treebank "
                              f"(corpus: {summary.corpus or 'not recorded'}; --any-corpus takes it)")
+                continue
+            unrecorded = unrecorded_provenance(staged)
+            if unrecorded:
+                lines.append(f"{run_id}: left out, its config.json does not record {', '.join(unrecorded)}")
                 continue
             figures = (f"best valid {summary.best_valid_ppl:.2f}, final valid {summary.last_valid_ppl:.2f}, "
                        f"test {summary.test_ppl:.2f}, wall {summary.wall_seconds:.0f} s on {summary.device}")

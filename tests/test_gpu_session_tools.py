@@ -419,3 +419,26 @@ def test_the_schedulers_minibatches_per_epoch_are_the_trainers():
         tokens = train[: t.max_train_tokens] if t.max_train_tokens else train
         assert batches == count_windows(batchify(tokens, t.batch_size), t.bptt, full_only=True), preset
         assert gpu_runs.EPOCHS[preset] == t.epochs, preset
+
+
+def test_ship_runs_leaves_out_a_run_that_does_not_say_what_made_it(tmp_path):
+    import shutil
+    import tarfile
+
+    shipped = next(d for d in (REPO / "runs" / "reference").iterdir() if "small-none-s1" in d.name)
+    for name, drop in (("anonymous", "git_commit"), ("recorded", None)):
+        run = tmp_path / "runs" / f"{shipped.name}-{name}"
+        shutil.copytree(shipped, run)
+        doc = json.loads((run / "config.json").read_text())
+        if drop:
+            del doc["environment"][drop]
+        (run / "config.json").write_text(json.dumps(doc))
+    archive = tmp_path / "session.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tmp_path / "runs", arcname="runs")
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "ship_runs.py"), str(archive),
+                           "--into", str(tmp_path / "reference")], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "-anonymous: left out, its config.json does not record git_commit" in done.stdout, done.stdout
+    assert "-recorded: shipped" in done.stdout, done.stdout
+    assert [d.name for d in (tmp_path / "reference").iterdir()] == [f"{shipped.name}-recorded"]
