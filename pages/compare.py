@@ -28,18 +28,24 @@ colors = plots.assign_colors([a, b], st.session_state.get(common.COLORS))
 rows = table.set_index("run")
 
 
-def perplexity_metric(col, label: str, run: str, column: str) -> None:
-    """Run B's figure carries its difference from run A's (green when lower: perplexity)."""
-    value, of_a = rows.at[run, column], rows.at[a, column]
-    delta = None if run == a or pd.isna(value) or pd.isna(of_a) else f"{value - of_a:+.1f} vs A"
-    col.metric(label, "—" if pd.isna(value) else f"{value:.1f}", delta=delta, delta_color="inverse")
+def figure_metric(col, label: str, run: str, column: str, *, scale: float = 1.0, unit: str = "",
+                  lower_is_better: bool = True) -> None:
+    """Run B's figure carries its difference from run A's, green when it is the better one."""
+    value, of_a = rows.at[run, column] * scale, rows.at[a, column] * scale
+    delta = None if run == a or pd.isna(value) or pd.isna(of_a) else f"{value - of_a:+.1f}{unit} vs A"
+    col.metric(label, "—" if pd.isna(value) else f"{value:.1f}{unit}", delta=delta,
+               delta_color="inverse" if lower_is_better else "normal")
 
 
+# A memory-task run is judged by the keys it recalls (higher is better), a language model by perplexity.
+recall = rows.loc[[a, b], "test_accuracy"].notna().any()
 for col, run in ((c1, a), (c2, b)):
-    m1, m2, m3 = col.columns(3)
-    perplexity_metric(m1, "best valid", run, "best_valid_ppl")
-    perplexity_metric(m2, "test", run, "test_ppl")
+    m1, m2, m3, *m4 = col.columns(4 if recall else 3)
+    figure_metric(m1, "best valid", run, "best_valid_ppl")
+    figure_metric(m2, "test", run, "test_ppl")
     m3.metric("epochs", store.epochs_text(rows.at[run, "epochs_done"], rows.at[run, "epochs_total"]))
+    if recall:
+        figure_metric(m4[0], "test recall", run, "test_accuracy", scale=100, unit="%", lower_is_better=False)
 
 log_y = st.toggle("log y", value=True, key="cmp_log")
 epochs = common.frames([a, b], "epochs")

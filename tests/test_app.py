@@ -374,6 +374,26 @@ def test_compare_gives_run_b_its_difference_from_run_a(store, ids):
     assert metrics[("best valid", 1)].value == f"{b.best_valid_ppl:.1f}"
     assert metrics[("best valid", 1)].delta == f"{b.best_valid_ppl - a.best_valid_ppl:+.1f} vs A"
     assert metrics[("test", 1)].delta == f"{b.test_ppl - a.test_ppl:+.1f} vs A"
+    better = b.test_ppl < a.test_ppl  # lower perplexity: green
+    assert metrics[("test", 1)].proto.color == metrics[("test", 1)].proto.MetricColor.Value("GREEN" if better else "RED")
+    assert "test recall" not in {m.label for m in at.metric}  # language models: no recall to compare
+
+
+def test_compare_shows_the_recall_of_memory_task_runs(tmp_path, monkeypatch):
+    root = tmp_path / "runs"
+    for run_id, recalled in (("20261211-000000-short-gap", 0.95), ("20261211-000001-long-gap", 0.25)):
+        run = write_run(root, run_id, preset="memory", epochs_total=2, name=run_id[16:], seed=3)
+        with (run / "metrics.jsonl").open("a") as f:
+            f.write(json.dumps({"kind": "test", "test_ppl": 3.1, "test_accuracy": recalled}) + "\n")
+    monkeypatch.setenv("RNNREG_RUNS_DIR", str(root))
+    at = app()
+    at.sidebar.multiselect(key="picked_runs").set_value(["20261211-000000-short-gap", "20261211-000001-long-gap"]).run()
+    at.switch_page("pages/compare.py").run()
+    assert_no_exception(at)
+    recall = [m for m in at.metric if m.label == "test recall"]
+    assert [m.value for m in recall] == ["95.0%", "25.0%"]
+    assert recall[1].delta == "-70.0% vs A"
+    assert recall[1].proto.color == recall[1].proto.MetricColor.RED  # fewer keys recalled: worse
 
 
 def test_export_tables_and_csv(store, ids):
