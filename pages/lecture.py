@@ -21,7 +21,7 @@ PRESENTATION_CSS = """
 <style>
 [data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"], [data-testid="stHeader"],
 [data-testid="stSidebarNav"], [data-testid="stToolbar"] {display: none !important;}
-[data-testid="stMainBlockContainer"] {max-width: 100% !important; padding: 1rem 3rem !important;}
+[data-testid="stMainBlockContainer"] {max-width: 100% !important; padding: 0.5rem 3rem 1rem !important;}
 [data-testid="stMainBlockContainer"] h1 {font-size: 3.2rem !important;}
 [data-testid="stMainBlockContainer"] h2 {font-size: 2.6rem !important;}
 [data-testid="stMainBlockContainer"] p, [data-testid="stMainBlockContainer"] li,
@@ -200,7 +200,8 @@ if present:
 font = lecture_plots.PRESENTATION_FONT if present else lecture_plots.FONT
 step = lecture.STEPS[st.session_state[STEP]]
 
-st.title("Why recurrent dropout hurts")
+if not present:  # on a projector every line counts: the step's own heading says where we are
+    st.title("Why recurrent dropout hurts")
 navigation("top")
 st.header(step.title)
 {"overfitting": step_overfitting, "masks": step_masks, "memory": step_memory,

@@ -169,11 +169,15 @@ def memory_figure(memory: pd.DataFrame, *, measure: str = "norm", rates: Sequenc
     for p in sorted(set(float(r) for r in rates)):
         fig.add_trace(go.Scatter(x=ks, y=lecture.survival(p, ks), mode="lines", name=f"(1-p)^k, p = {p:g}",
                                  line={"color": "#777", "dash": "dot", "width": LINE}))
+    epochs = sorted({int(e) for e in memory["epoch"]}) if not memory.empty else []
+    if len(epochs) == 1:  # one epoch for all (runs at the same stage): said once, legend entries stay short
+        title += f"  (epoch {epochs[0]})"
     for i, (run, rows) in enumerate(memory.groupby("run", sort=False)):
         placement = rows["placement"].iloc[0]
+        at_epoch = "" if len(epochs) == 1 else f" (epoch {int(rows['epoch'].iloc[0])})"
         fig.add_trace(go.Scatter(
             x=rows["k"], y=rows["value"].clip(lower=1e-12), mode="lines+markers",
-            name=f"{placement} · {rows['label'].iloc[0]} (epoch {int(rows['epoch'].iloc[0])})",
+            name=f"{placement} · {rows['label'].iloc[0]}{at_epoch}",
             line={"color": PALETTE[i % len(PALETTE)], "width": LINE + 1},
         ))
     _style(fig, title, font_size, "steps back k", what)

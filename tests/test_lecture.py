@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -88,6 +89,19 @@ def test_memory_frame_is_relative_to_k0_at_the_last_epoch():
     assert lecture.memory_frame(None, table).empty
 
 
+def test_the_memory_chart_names_the_epoch_once_when_all_runs_share_it():
+    frame = pd.DataFrame({"run": ["a", "a", "b", "b"], "label": ["a", "a", "b", "b"], "placement": "none",
+                          "epoch": [3, 3, 3, 3], "k": [0, 1, 0, 1], "value": [1.0, 0.5, 1.0, 0.25],
+                          "carried_p": 0.0})
+    same = lecture_plots.memory_figure(frame)
+    assert same.layout.title.text.endswith("(epoch 3)")
+    assert [t.name for t in same.data if not t.name.startswith("(1-p)")] == ["none · a", "none · b"]
+    mixed = lecture_plots.memory_figure(frame.assign(epoch=[3, 3, 5, 5]))  # no epoch both have
+    assert "(epoch" not in mixed.layout.title.text
+    assert [t.name for t in mixed.data if not t.name.startswith("(1-p)")] == ["none · a (epoch 3)",
+                                                                               "none · b (epoch 5)"]
+
+
 def test_live_demo_configs_are_valid_and_small():
     pairs = lecture.live_demo_configs()
     assert [c["dropout"]["placement"] for _name, c in pairs] == ["none", "zaremba"]
@@ -152,6 +166,8 @@ def test_walk_with_real_runs_shows_their_curves(runs, monkeypatch):
     at.button(key="lecture_next_top").click().run()
     memory = charts(at)[0]["data"]
     names = [t["name"] for t in memory]
+    assert re.search(r"\(epoch \d+\)$", charts(at)[0]["layout"]["title"]["text"])  # runs at one epoch: said once
+    assert not any("(epoch" in n for n in names)
     assert "(1-p)^k, p = 0.5" in names  # the recurrent run's per-step rate on h_{t-1}
     assert sum(n.split(" · ")[0] in ("none", "zaremba", "recurrent") for n in names) == 3
     at.segmented_control(key="lecture_measure").set_value("nonzero").run()
@@ -166,6 +182,7 @@ def test_walk_with_real_runs_shows_their_curves(runs, monkeypatch):
     at.toggle(key="lecture_present").set_value(True).run()
     assert not at.exception
     assert any("stSidebar" in m.value for m in at.markdown)  # the sidebar is hidden for the projector
+    assert not at.title  # and the page title: the step's heading is the slide's
     assert charts(at)[0]["layout"]["font"]["size"] == lecture_plots.PRESENTATION_FONT
 
 
