@@ -142,7 +142,17 @@ def test_small_placements_table_lists_every_shipped_small_run_as_recorded():
     assert_one_row_per_run("small", rows)
     for cells in rows:
         summary, run = run_of_row("small", cells[0])
-        assert cells[1:] == [f"{summary.last_valid_ppl:.2f}", f"{summary.test_ppl:.2f}", last_train(run)], cells[0]
+        assert cells[1:4] == [f"{summary.last_valid_ppl:.2f}", f"{summary.test_ppl:.2f}", last_train(run)], cells[0]
+        assert cells[4] == wall_device_step(summary, run), cells[0]
+
+
+def wall_device_step(summary: runs.RunSummary, run: runs.Run) -> str:
+    """'141 s (H200, eager)': the run's recorded wall, device and training step."""
+    env = run.config_doc["environment"]
+    threads = env.get("cpu_threads")
+    device = (f"CPU, {threads} thread{'s' if threads != 1 else ''}" if env["device"] == "cpu"
+              else summary.device.split()[-1])  # NVIDIA H200 -> H200
+    return f"{summary.wall_seconds:.0f} s ({device}, {env['train_step']})"
 
 
 def test_medium_placements_table_lists_every_shipped_medium_run_as_recorded():
