@@ -598,6 +598,18 @@ def test_format_table(tmp_path):
     assert "OTHER SETTINGS" not in table  # only where some run has settings other than its preset's
 
 
+def test_the_mc_column_reads_left_to_right_under_its_header(tmp_path):
+    import dataclasses
+
+    finished_run(tmp_path, name="alpha")
+    (plain,) = runs.list_runs(tmp_path)
+    noted = dataclasses.replace(plain, id="b", mc_test_ppl=88.41, mc_samples=1000, mc_protocol="window")
+    lines = runs.format_table([plain, noted]).splitlines()
+    column = lines[0].index("MC TEST")
+    assert lines[1][column:].split()[0] == "-"
+    assert lines[2][column:].startswith("88.41 (N=1000, masks per window)")
+
+
 def test_a_run_off_its_presets_settings_says_so_in_summary_and_list(tmp_path):
     finished_run(tmp_path, name="preset")
     RunWriter.create(tmp_path, {**CONFIG, "train": {**CONFIG["train"], "decay_after": 5, "seed": 3}}, name="schedule")

@@ -48,7 +48,8 @@ def format_table(summaries: Iterable[RunSummary]) -> str:
     if not rows:
         return "no runs"
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    right = set(range(header.index("EPOCHS"), len(header)))  # numbers align right
+    # numbers align right; the MC figure's notes read left to right under their own header
+    right = set(range(header.index("EPOCHS"), len(header))) - ({header.index("MC TEST")} if with_mc else set())
     lines = [
         "  ".join(cell.rjust(w) if i in right else cell.ljust(w) for i, (cell, w) in enumerate(zip(r, widths))).rstrip()
         for r in [header, *rows]
