@@ -124,14 +124,17 @@ def live_runs() -> None:
         st.caption("Nothing queued or running.")
         return
     for _, row in shown.iterrows():
-        epochs = common.run_frames(row["run"]).get("epochs")
+        frames = common.run_frames(row["run"])
+        epochs = frames.get("epochs")
         last = epochs.iloc[-1] if epochs is not None and len(epochs) else None
         c1, c2, c3, c4, c5 = st.columns([3, 2, 2, 2, 1.2], vertical_alignment="center")
         c1.markdown(f"**{common.escape_markdown(row['label'])}**  \n`{row['run']}`")
         c2.markdown(f"{row['state']}  \nepoch {store.epochs_text(row['epochs_done'], row['epochs_total'])}")
         c3.markdown("train / valid ppl  \n" + ("—" if last is None else
                                                 f"{last['train_ppl']:.1f} / {last['valid_ppl']:.1f}"))
-        eta = store.eta_seconds(epochs, row["epochs_total"]) if row["state"] == "running" else float("nan")
+        eta = store.eta_seconds(epochs, row["epochs_total"], steps=frames.get("steps"),
+                                batches_per_epoch=frames.get("environment", {}).get("batches_per_epoch")) \
+            if row["state"] == "running" else float("nan")
         c4.markdown(f"ETA  \n{store.duration_text(eta)}")
         if row["state"] in ("queued", "running"):
             c5.button("Cancel", key=f"cancel_{row['run']}", on_click=cancel, args=(row["run"],),

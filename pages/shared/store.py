@@ -118,12 +118,22 @@ def epochs_text(done: int, total: object) -> str:
     return f"{done} / {'?' if total is None or pd.isna(total) else int(total)}"
 
 
-def eta_seconds(epochs: pd.DataFrame, epochs_total: float | None) -> float:
-    """Seconds left for a running run: its mean epoch time times the epochs still to go (NaN if unknown)."""
-    if epochs is None or epochs.empty or epochs_total is None or pd.isna(epochs_total):
+def eta_seconds(epochs: pd.DataFrame, epochs_total: float | None, *, steps: pd.DataFrame | None = None,
+                batches_per_epoch: object = None) -> float:
+    """Seconds left for a running run (NaN if unknown): its mean epoch time times the epochs still
+    to go; during its first epoch, the time its step records took for their share of all batches."""
+    if epochs_total is None or pd.isna(epochs_total):
         return math.nan
-    per_epoch = epochs["seconds"].dropna().mean() if "seconds" in epochs else math.nan
-    return float(per_epoch * max(int(epochs_total) - len(epochs), 0)) if per_epoch == per_epoch else math.nan
+    if epochs is not None and not epochs.empty:
+        per_epoch = epochs["seconds"].dropna().mean() if "seconds" in epochs else math.nan
+        return float(per_epoch * max(int(epochs_total) - len(epochs), 0)) if per_epoch == per_epoch else math.nan
+    if steps is None or steps.empty or not isinstance(batches_per_epoch, int) or batches_per_epoch <= 0:
+        return math.nan
+    last = steps.iloc[-1]  # `step` counts minibatches from the start, `time` the seconds they took
+    done = last["step"] / (batches_per_epoch * int(epochs_total))
+    if not 0 < done < 1 or not last["time"] > 0:
+        return math.nan
+    return float(last["time"] * (1 - done) / done)  # (validation and test passes not counted)
 
 
 def duration_text(seconds: float) -> str:

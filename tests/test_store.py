@@ -1,0 +1,33 @@
+"""pages.shared.store: the dashboard's pure helpers (no Streamlit)."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from pages.shared import store
+
+
+def test_eta_from_epochs_is_their_mean_time_times_the_epochs_to_go():
+    epochs = pd.DataFrame({"epoch": [1, 2], "seconds": [100.0, 120.0]})
+    assert store.eta_seconds(epochs, 5) == 330.0
+    assert store.eta_seconds(epochs, 2) == 0.0
+    assert math.isnan(store.eta_seconds(epochs, None))
+
+
+def test_eta_in_the_first_epoch_comes_from_the_step_records():
+    # 500 of 13 x 2323 batches in 60 s: the rest at the same pace
+    steps = pd.DataFrame({"step": [100, 500], "time": [12.0, 60.0]})
+    eta = store.eta_seconds(pd.DataFrame(), 13, steps=steps, batches_per_epoch=2323)
+    assert eta == 60.0 * (13 * 2323 - 500) / 500
+    assert math.isnan(store.eta_seconds(pd.DataFrame(), 13, steps=steps, batches_per_epoch=None))  # not recorded
+    assert math.isnan(store.eta_seconds(pd.DataFrame(), 13, steps=pd.DataFrame(), batches_per_epoch=2323))
+    assert math.isnan(store.eta_seconds(None, 13))
+
+
+def test_durations_read_as_a_person_would_say_them():
+    assert store.duration_text(45) == "45 s"
+    assert store.duration_text(90) == "1 min 30 s"
+    assert store.duration_text(3 * 3600 + 5 * 60) == "3 h 05 min"
+    assert store.duration_text(math.nan) == "—"
