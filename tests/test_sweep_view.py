@@ -132,3 +132,4 @@ def test_the_shipped_memory_sweep_shows_recall_per_placement_and_delay(tmp_path,
     assert all("n=1" in cell for row in heat["text"] for cell in row if cell)  # one run per placement and delay
     assert bands["layout"]["title"]["text"].startswith("Validation recall")
     assert any("T=20" in t.get("name", "") for t in bands["data"])
+    assert "none · T=20 (n=1)" in [t.get("name") for t in bands["data"]]  # not "none — · T=20"
