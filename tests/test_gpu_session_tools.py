@@ -6,6 +6,7 @@ none of it is spent finding a bug in them there.
 
 import importlib.util
 import json
+import re
 import os
 import stat
 import subprocess
@@ -442,3 +443,16 @@ def test_ship_runs_leaves_out_a_run_that_does_not_say_what_made_it(tmp_path):
     assert "-anonymous: left out, its config.json does not record git_commit" in done.stdout, done.stdout
     assert "-recorded: shipped" in done.stdout, done.stdout
     assert [d.name for d in (tmp_path / "reference").iterdir()] == [f"{shipped.name}-recorded"]
+
+
+def test_the_session_scripts_queue_holds_no_run_already_shipped():
+    """Lent GPU minutes are few: the default queue must not train again what runs/reference has."""
+    from rnnreg import runs
+
+    script = (REPO / "benchmarks" / "gpu_session.sh").read_text()
+    queue = script[script.index("${RUNS:-") + len("${RUNS:-"):]
+    queue = queue[:queue.index("}")]
+    names = [job.split(":")[0] for job in queue.split() if job != "\\"]
+    assert len(names) >= 5 and all(re.fullmatch(r"(small|medium|large)-[\w.-]+-s\d", n) for n in names), names
+    shipped = {s.name for s in runs.list_runs(REPO / "runs") if s.read_only}
+    assert not set(names) & shipped, sorted(set(names) & shipped)
