@@ -421,3 +421,13 @@ def test_the_evidence_takeaway_quotes_the_published_figures_and_the_small_runs_b
     evidence = lecture.evidence_frame(store.run_table(Path(__file__).resolve().parent.parent / "runs"))
     small = evidence[evidence["preset"] == "small"].set_index("placement")["test"]
     assert "underfits" in takeaway and small["zaremba"] > small["none"]
+    helped = {"recurrent": "per-step dropout on h", "zoneout": "zoneout", "weight-drop": "weight drop"}
+    for placement, words in helped.items():  # each one the takeaway names as helping beats no dropout
+        assert words in takeaway and small[placement] < small["none"], placement
+    medium = evidence[evidence["preset"] == "medium"].set_index("placement")
+    assert "lets the model overfit" in takeaway and medium.at["recurrent", "test"] > medium.at["zaremba", "test"]
+    from rnnreg import runs
+
+    curves = runs.load_run(Path(__file__).resolve().parent.parent / "runs", medium.at["recurrent", "run"]).epochs_frame()
+    last = curves.iloc[-1]
+    assert last["train_ppl"] < last["valid_ppl"] / 5 and last["valid_ppl"] > curves["valid_ppl"].min() * 1.2  # overfit
