@@ -421,7 +421,8 @@ def test_the_evidence_takeaway_quotes_the_published_figures_and_the_small_runs_b
     evidence = lecture.evidence_frame(store.run_table(Path(__file__).resolve().parent.parent / "runs"))
     small = evidence[evidence["preset"] == "small"].set_index("placement")["test"]
     assert "underfits" in takeaway and small["zaremba"] > small["none"]
-    helped = {"recurrent": "per-step dropout on h", "zoneout": "zoneout", "weight-drop": "weight drop"}
+    helped = {"recurrent": "per-step dropout on h", "zoneout": "zoneout", "weight-drop": "weight drop",
+              "semeniuta": "dropout on the cell update"}
     for placement, words in helped.items():  # each one the takeaway names as helping beats no dropout
         assert words in takeaway and small[placement] < small["none"], placement
     medium = evidence[evidence["preset"] == "medium"].set_index("placement")
