@@ -90,7 +90,8 @@ fi
 
 # 4. Reference runs (issue 6), most important first; the rest fill what time is left.  Done so far
 #    (runs/reference/): small none x3, small zaremba/recurrent/variational/both, medium zaremba,
-#    variational, recurrent; small zoneout, weight-drop and semeniuta on this project's 2-core CPU (1 h each).  Large (55 epochs, ~7 min alone) needs a command of its own:
+#    variational, recurrent; small zoneout, weight-drop and semeniuta on this project's 2-core
+#    CPU (an hour each).  Large (55 epochs, ~7 min alone) needs a command of its own:
 #    RUNS="large-zaremba-0.65-s0:large:zaremba:0.65:0" MPS=0 GPU_TESTS=0 BENCH=0 BUDGET=560 bash benchmarks/gpu_session.sh
 #    The variational goal (<= 79.7) was missed by 3.9 with 0.5 at every site and 0.1 word dropout.
 #    Gal & Ghahramani's own code (yaringal/BayesianRNN, LM_code, large model) used 0.5 on the

@@ -375,7 +375,8 @@ def test_compare_gives_run_b_its_difference_from_run_a(store, ids):
     assert metrics[("best valid", 1)].delta == f"{b.best_valid_ppl - a.best_valid_ppl:+.1f} vs A"
     assert metrics[("test", 1)].delta == f"{b.test_ppl - a.test_ppl:+.1f} vs A"
     better = b.test_ppl < a.test_ppl  # lower perplexity: green
-    assert metrics[("test", 1)].proto.color == metrics[("test", 1)].proto.MetricColor.Value("GREEN" if better else "RED")
+    test_b = metrics[("test", 1)].proto
+    assert test_b.color == test_b.MetricColor.Value("GREEN" if better else "RED")
     assert "test recall" not in {m.label for m in at.metric}  # language models: no recall to compare
 
 

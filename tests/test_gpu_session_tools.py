@@ -6,8 +6,8 @@ none of it is spent finding a bug in them there.
 
 import importlib.util
 import json
-import re
 import os
+import re
 import stat
 import subprocess
 import sys

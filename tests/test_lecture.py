@@ -429,6 +429,7 @@ def test_the_evidence_takeaway_quotes_the_published_figures_and_the_small_runs_b
     assert "lets the model overfit" in takeaway and medium.at["recurrent", "test"] > medium.at["zaremba", "test"]
     from rnnreg import runs
 
-    curves = runs.load_run(Path(__file__).resolve().parent.parent / "runs", medium.at["recurrent", "run"]).epochs_frame()
+    shipped = Path(__file__).resolve().parent.parent / "runs"
+    curves = runs.load_run(shipped, medium.at["recurrent", "run"]).epochs_frame()
     last = curves.iloc[-1]
     assert last["train_ppl"] < last["valid_ppl"] / 5 and last["valid_ppl"] > curves["valid_ppl"].min() * 1.2  # overfit
