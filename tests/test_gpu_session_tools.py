@@ -456,3 +456,17 @@ def test_the_session_scripts_queue_holds_no_run_already_shipped():
     assert len(names) >= 5 and all(re.fullmatch(r"(small|medium|large)-[\w.-]+-s\d", n) for n in names), names
     shipped = {s.name for s in runs.list_runs(REPO / "runs") if s.read_only}
     assert not set(names) & shipped, sorted(set(names) & shipped)
+
+
+def test_the_large_estimate_covers_the_shipped_large_run_and_fits_the_command_given_for_it():
+    """A large run fills a command alone: estimated short, it overruns the deadline and is lost;
+    estimated long, the command the README gives for it would not start it."""
+    from rnnreg import runs
+
+    gpu_runs = load_gpu_runs()
+    estimate = gpu_runs.estimate_seconds("large", "zaremba", {})
+    large = [s for s in runs.list_runs(REPO / "runs") if s.read_only and s.preset == "large" and s.wall_seconds]
+    assert large and all(estimate >= s.wall_seconds for s in large), (estimate, [s.wall_seconds for s in large])
+    budget = int(re.search(r'BUDGET=(\d+) MPS=0 GPU_TESTS=0 RUNS="large-', (REPO / "README.md").read_text()).group(1))
+    # gpu_session.sh gives gpu_runs.py the budget less 25 s, less its own start (a few seconds).
+    assert estimate <= budget - 25 - 10 and budget <= 590, (estimate, budget)  # 10 s for packing under timeout_s 600

@@ -425,6 +425,7 @@ def test_the_evidence_takeaway_quotes_the_published_figures_and_the_small_runs_b
               "semeniuta": "dropout on the cell update"}
     for placement, words in helped.items():  # each one the takeaway names as helping beats no dropout
         assert words in takeaway and small[placement] < small["none"], placement
+    assert "a mask on the memory c itself, even one per window, hurts" in takeaway and small["moon"] > small["none"]
     medium = evidence[evidence["preset"] == "medium"].set_index("placement")
     assert "lets the model overfit" in takeaway and medium.at["recurrent", "test"] > medium.at["zaremba", "test"]
     from rnnreg import runs

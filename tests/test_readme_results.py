@@ -146,6 +146,40 @@ def test_small_placements_table_lists_every_shipped_small_run_as_recorded():
         assert cells[4] == wall_device_step(summary, run), cells[0]
 
 
+def readme_text() -> str:
+    """The README with its lines joined: figures quoted in prose may wrap."""
+    return " ".join(README.read_text(encoding="utf-8").split())
+
+
+def test_the_large_runs_prose_quotes_its_own_record():
+    _summary, run = lm_run("large", "zaremba")
+    ep = epochs(run)
+    per_epoch = ep["seconds"].median()  # training + validation, the trainer's own timing
+    batches = run.config_doc["environment"]["batches_per_epoch"]
+    text = readme_text()
+    assert f"{per_epoch:.1f} s per epoch by its own record ({per_epoch / batches * 1000:.1f} ms per batch" in text
+    assert f"{ep['time'].diff().median():.1f} s from one epoch's line to the next" in text
+    first_all_clipped = int(ep.loc[ep["clipped_fraction"] < 1.0, "epoch"].max()) + 1
+    assert (ep.loc[ep["epoch"] >= first_all_clipped, "clipped_fraction"] == 1.0).all()
+    ordinal = {5: "fifth", 6: "sixth", 7: "seventh"}[first_all_clipped]
+    assert f"From its {ordinal} epoch on every step's gradient norm exceeded 10" in text
+
+
+def test_the_moon_paragraph_quotes_its_run_and_the_gate_probes():
+    moon, moon_run = lm_run("small", "moon")
+    none, none_run = lm_run("small", "none")
+    text = readme_text()
+    assert f"{moon.test_ppl - none.test_ppl:.1f} points behind no dropout" in text
+
+    def forget_means(run: runs.Run) -> str:  # the last epoch's gate probe (eval mode), layer by layer
+        records = runs.read_jsonl(run.dir / runs.PROBES_FILE, "gates")
+        last = max(r["epoch"] for r in records)
+        means = [r["mean"] for r in sorted(records, key=lambda r: r["layer"]) if r["epoch"] == last and r["gate"] == "f"]
+        return " and ".join(f"{m:.2f}" for m in means)
+
+    assert f"(mean {forget_means(moon_run)} in layers 1 and 2, against {forget_means(none_run)}," in text
+
+
 def wall_device_step(summary: runs.RunSummary, run: runs.Run) -> str:
     """'141 s (H200, eager)': the run's recorded wall, device and training step."""
     env = run.config_doc["environment"]
