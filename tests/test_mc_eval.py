@@ -15,6 +15,7 @@ from rnnreg.cli import main
 from rnnreg.config import to_dict
 from rnnreg.data import batchify, load_corpus
 from rnnreg.dropout.embedding import column_word_masks
+from rnnreg.dropout.masks import FrozenMasks
 from rnnreg.inspect_model import load_run_model
 from rnnreg.runs import RunWriter, load_run, read_jsonl
 from tests.conftest import tiny_config, write_tiny_corpus
@@ -96,13 +97,34 @@ def test_with_a_tiny_rate_mc_approaches_the_deterministic_model(runs):
     assert mc == pytest.approx(det, rel=2e-3)
 
 
-def test_wide_passes_and_one_sample_passes_agree(runs):
-    """Running the samples side by side estimates the same quantity as running them in turn."""
+def test_a_wide_pass_gives_each_sample_what_a_pass_of_its_own_gives_it(runs, monkeypatch):
+    """Samples side by side, as columns of one wide batch, compute exactly what one pass per sample
+    computes with the same masks: nothing passes between columns (state, masks, streams)."""
+    model, data, bptt = _model_and_test(runs["variational"])
+    batch, copies = data.size(1), 3
+    stores = [FrozenMasks()]  # each pass below takes the last one: the wide pass draws, the rest replay
+    monkeypatch.setattr(mc_eval, "FrozenMasks", lambda: stores[-1])
+    torch.manual_seed(0)
+    wide = mc_eval._token_log_probs(model, data, bptt, copies, stochastic=True)
+    drawn = stores[0].masks  # (1, copies * B, H) each: column k * B + b is sample k of stream b
+    assert len(drawn) == 5 and all(m.size(1) == copies * batch for m in drawn)  # input, hidden x 2 layers; output
+    alone = []
+    for k in range(copies):
+        stores.append(FrozenMasks(masks=[m[:, k * batch:(k + 1) * batch].clone() for m in drawn]))
+        alone.append(mc_eval._token_log_probs(model, data, bptt, 1, stochastic=True))
+    assert torch.allclose(wide, torch.stack(alone).logsumexp(0), rtol=0, atol=1e-9)
+    assert not torch.allclose(alone[0], alone[1], rtol=0, atol=1e-3)  # and the columns are different samples
+
+
+def test_wide_passes_and_one_sample_passes_estimate_the_same_figure(runs):
+    """mc_evaluate's chunking (per_pass) changes only which masks are drawn, not what is estimated.
+    Two 200-sample figures of this model differ from seed to seed by about 0.8% (measured
+    2026-11-27: 4.99-5.08 over eight seeds), so 3% is some 3.5 standard deviations."""
     model, data, bptt = _model_and_test(runs["variational"])
     wide, _det, _tokens, per_pass = mc_eval.mc_evaluate(model, data, bptt, 200, seed=1)
     single, _det, _tokens, _ = mc_eval.mc_evaluate(model, data, bptt, 200, seed=2, per_pass=1)
     assert per_pass == 200
-    assert wide == pytest.approx(single, rel=0.01)
+    assert wide == pytest.approx(single, rel=0.03)
 
 
 def test_stream_masks_hold_for_the_whole_test_stream(runs):
