@@ -491,21 +491,33 @@ def test_cancel_a_running_run(store):
     assert _wait_for_state(at, store, run_id, {"cancelled", "finished", "failed"}, timeout=60) == "cancelled"
 
 
-def test_the_default_pick_is_your_newest_runs_else_the_shipped_contrast():
+def test_the_default_pick_is_your_newest_runs_else_table_1_else_the_shipped_contrast():
     import pandas as pd
 
     from pages.shared.common import _default_pick
 
-    def row(run, preset, placement, read_only, created, epochs=3, problems=""):
-        return {"run": run, "preset": preset, "placement": placement, "read_only": read_only,
-                "created_at": created, "epochs_done": epochs, "problems": problems}
+    def row(run, preset, placement, read_only, created, epochs=3, problems="", rates="—", seed=0, variant="", sweep=""):
+        return {"run": run, "preset": preset, "placement": placement, "read_only": read_only, "created_at": created,
+                "epochs_done": epochs, "problems": problems, "rates": rates, "seed": seed, "variant": variant,
+                "sweep": sweep}
 
-    shipped = [row("demo-none", "demo", "none", True, "3"), row("small-none-s1", "small", "none", True, "2"),
-               row("small-none-s0", "small", "none", True, "1"), row("medium-zaremba", "medium", "zaremba", True, "1"),
-               row("demo-zaremba", "demo", "zaremba", True, "3")]
-    assert _default_pick(pd.DataFrame(shipped)) == ["small-none-s0", "medium-zaremba"]
+    zaremba = {"medium": "input 0.5, output 0.5", "large": "input 0.65, output 0.65"}
+    shipped = [row("demo-none", "demo", "none", True, "3"), row("small-none-s1", "small", "none", True, "1", seed=1),
+               row("small-none-s0", "small", "none", True, "2"),
+               row("medium-zaremba", "medium", "zaremba", True, "1", rates=zaremba["medium"]),
+               row("demo-zaremba", "demo", "zaremba", True, "3", rates=zaremba["medium"])]
+    # One paper model only: the contrast of no dropout and Zaremba's, the largest model of each.
+    assert _default_pick(pd.DataFrame(shipped[:3] + shipped[4:])) == ["small-none-s0", "demo-zaremba"]
+    # Table 1 in its order, each model's own configuration and lowest seed; other rates, other
+    # settings and sweeps of the same placement are passed over.
+    others = [row("large-zaremba-0.5", "large", "zaremba", True, "0", rates=zaremba["medium"]),
+              row("large-zaremba-mainlua", "large", "zaremba", True, "0", rates=zaremba["large"], variant="decay after 15"),
+              row("large-zaremba-sweep", "large", "zaremba", True, "0", rates=zaremba["large"], sweep="grid")]
+    large = row("large-zaremba", "large", "zaremba", True, "5", rates=zaremba["large"])
+    assert _default_pick(pd.DataFrame(others + shipped)) == ["small-none-s0", "medium-zaremba"]
+    assert _default_pick(pd.DataFrame(others + shipped + [large])) == ["small-none-s0", "medium-zaremba", "large-zaremba"]
     mine = [row("mine-2", "demo", "recurrent", False, "9"), row("mine-1", "demo", "none", False, "8"),
             row("broken", "demo", "none", False, "7", problems="bad json")]
-    assert _default_pick(pd.DataFrame(mine + shipped)) == ["mine-2", "mine-1"]
+    assert _default_pick(pd.DataFrame(mine + shipped + [large])) == ["mine-2", "mine-1"]
     only_demo = [r for r in shipped if r["preset"] == "demo"]
     assert _default_pick(pd.DataFrame(only_demo)) == ["demo-none", "demo-zaremba"]
