@@ -54,6 +54,8 @@ GATE_NAMES: Mapping[str, str] = {
 FONT_SIZE = 16
 VIRIDIS = plotly.colors.get_colorscale("Viridis")  # as a list: plotly.py and plotly.js name scales differently
 LINE_WIDTH = 3
+PERPLEXITY_PLOT_PX = 320  # the perplexity chart's plot area, whatever its legend takes
+LEGEND_ROW_PX, LEGEND_CHAR_PX, LEGEND_WIDTH_PX = 30, 9, 600  # legend rows counted for a narrow chart
 
 
 # --- colours -----------------------------------------------------------------------------
@@ -372,22 +374,64 @@ def perplexity_figure(
             data.append(line)                     # reproduces the paper ends on its line
             labels.append((value, f"paper {preset} {what} {value}", 7 if what == "valid" else -7))
     layout = _layout(title, X_AXES[xcol], "perplexity" + (" (log scale)" if log_y else ""))
+    # Two legend entries per run: beside the title they would wrap onto it from three runs on, so
+    # they flow below the plot, in a bottom margin sized for them generously (a margin too small
+    # would be widened by Plotly at the plot's expense, and the labels below need its height).
+    names = [trace["name"] for trace in data if trace.get("showlegend", True)]
+    rows = math.ceil(sum(LEGEND_CHAR_PX * len(name) + 50 for name in names) / LEGEND_WIDTH_PX)
+    layout["legend"] = {"orientation": "h", "yanchor": "top", "y": -70 / PERPLEXITY_PLOT_PX, "xanchor": "left",
+                        "x": 0, "traceorder": "normal"}  # normal: a run's two entries side by side, not stacked
+    layout["margin"]["b"] = 80 + LEGEND_ROW_PX * rows
+    layout["height"] = PERPLEXITY_PLOT_PX + layout["margin"]["t"] + layout["margin"]["b"]
     if labels:  # right of the plot area, where no curve runs; valid a little above its line, test below
+        ys = [math.log10(value) if log_y else value for value, _text, _shift in labels]
+        every_y = [float(v) for trace in data for v in trace["y"] if v is not None and math.isfinite(float(v))
+                   and (float(v) > 0 or not log_y)]
+        low, high = (min(every_y), max(every_y)) if every_y else (0.0, 1.0)
+        if log_y:
+            low, high = math.log10(low), math.log10(high)
+        pad = 0.05 * (high - low) or 1.0  # the y range is set, so that a label's pixel is known
+        low, high = low - pad, high + pad
+        y_range = [low, high]  # on a log axis, in log10 units (Plotly's own)
+        px_per_unit = PERPLEXITY_PLOT_PX / (high - low)
+        wanted = [(y - low) * px_per_unit + shift for y, (_v, _t, shift) in zip(ys, labels)]
+        placed = spread_apart(wanted, gap=FONT_SIZE + 2)  # lines a few pixels apart get labels that do not overlap
         layout["annotations"] = [
-            {"text": text, "x": 1, "xref": "paper", "xanchor": "left", "y": math.log10(value) if log_y else value,
-             "yref": "y", "yshift": shift, "showarrow": False, "font": {"size": FONT_SIZE - 3, "color": "#555555"}}
-            for value, text, shift in labels]
+            {"text": text, "x": 1, "xref": "paper", "xanchor": "left", "y": y, "yref": "y",
+             "yshift": shift + (at - want), "yanchor": "middle", "showarrow": False,
+             "font": {"size": FONT_SIZE - 3, "color": "#555555"}}
+            for (value, text, shift), y, want, at in zip(labels, ys, wanted, placed)]
         layout["margin"]["r"] = max(layout["margin"].get("r", 0), 10 + 8 * max(len(text) for _, text, _ in labels))
-        # the narrower plot leaves no room for the legend beside the title: a line of its own below it
-        layout["margin"]["t"] = 125
-        layout["height"] = 450 + 125 - 90  # plotly's default height, the plot area kept as tall
-        layout["title"].update(y=0.98, yref="container", yanchor="top")
-        layout["legend"].update(xanchor="left", x=0)
     if xcol == "epoch":
         layout["xaxis"].update(epoch_axis(epochs["epoch"]))
     if log_y:
         layout["yaxis"].update(log_axis(*(trace["y"] for trace in data)))
+    if labels:
+        layout["yaxis"]["range"] = y_range
     return _figure(data, layout)
+
+
+def spread_apart(positions: Sequence[float], gap: float) -> list[float]:
+    """`positions` (pixels, any order) moved as little as possible so that no two are closer than
+    `gap`: each run of crowded ones is spaced `gap` apart around its own mean, order kept."""
+    order = sorted(range(len(positions)), key=lambda i: positions[i])
+    groups: list[list[int]] = []  # bottom to top; each spaced around the mean of its wanted positions
+
+    def span(group: list[int]) -> tuple[float, float]:
+        centre = sum(positions[i] for i in group) / len(group)
+        half = gap * (len(group) - 1) / 2
+        return centre - half, centre + half
+
+    for i in order:
+        groups.append([i])
+        while len(groups) > 1 and span(groups[-1])[0] - span(groups[-2])[1] < gap:
+            groups[-2:] = [groups[-2] + groups[-1]]
+    placed = [0.0] * len(positions)
+    for group in groups:
+        bottom, _top = span(group)
+        for k, i in enumerate(group):
+            placed[i] = bottom + k * gap
+    return placed
 
 
 def gap_figure(epochs: pd.DataFrame, colors: Mapping[str, str], *, x: str = "epoch") -> go.Figure:

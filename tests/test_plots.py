@@ -96,6 +96,40 @@ def test_perplexity_figure_log_y_and_paper_reference_lines():
     assert not plots.perplexity_figure(epochs_frame(), COLORS).layout.annotations
 
 
+def test_spread_apart_moves_crowded_positions_apart_as_little_as_needed_and_keeps_their_order():
+    assert plots.spread_apart([0, 100, 50], gap=16) == [0, 100, 50]  # far enough apart: untouched
+    assert plots.spread_apart([10, 12], gap=16) == [3, 19]  # around their mean
+    placed = plots.spread_apart([40, 30, 31, 29, 200], gap=16)
+    assert placed[4] == 200 and sorted(placed[:4]) == [placed[3], placed[1], placed[2], placed[0]]
+    ordered = sorted(placed)
+    assert all(b - a >= 16 - 1e-9 for a, b in zip(ordered, ordered[1:]))
+    assert sum(placed[:4]) / 4 == pytest.approx((40 + 30 + 31 + 29) / 4)  # the crowd stays where it was
+    # a crowd that grows into its neighbour takes it in
+    assert plots.spread_apart([0, 1, 2, 30], gap=16) == pytest.approx([-15.75, 0.25, 16.25, 32.25])
+
+
+def test_table_1s_six_paper_lines_get_labels_that_do_not_overlap():
+    """medium valid 86.2, large valid 82.2 and medium test 82.7 lie a few pixels apart on a log axis."""
+    fig = plots.perplexity_figure(epochs_frame(), COLORS, log_y=True, reference_presets=["small", "medium", "large"])
+    labels = list(fig.layout.annotations)
+    assert len(labels) == 6
+    ys = [a.y for a in labels]
+    low, high = fig.layout.yaxis.range  # set (log10 units), so that each label's pixel is known
+    every_y = [v for trace in fig.data for v in trace.y]
+    assert low < math.log10(min(every_y)) and high > math.log10(max(every_y))  # every point shows
+    px = plots.PERPLEXITY_PLOT_PX / (high - low)
+    at = sorted((y - low) * px + a.yshift for y, a in zip(ys, labels))
+    assert all(b - a >= plots.FONT_SIZE + 2 - 1e-6 for a, b in zip(at, at[1:])), at
+    by_text = {a.text: a for a in labels}  # far from the rest, a label keeps its own side of its line
+    assert by_text["paper small valid 120.7"].yshift > 0 > by_text["paper small test 114.5"].yshift
+
+
+def test_the_perplexity_legend_sits_below_the_plot_clear_of_the_title():
+    fig = plots.perplexity_figure(epochs_frame(), COLORS, reference_presets=["small"])
+    assert fig.layout.legend.yanchor == "top" and fig.layout.legend.y < 0
+    assert fig.layout.height == plots.PERPLEXITY_PLOT_PX + fig.layout.margin.t + fig.layout.margin.b
+
+
 def test_perplexity_figure_rejects_unknown_axis_and_handles_empty():
     with pytest.raises(ValueError, match="x axis"):
         plots.perplexity_figure(epochs_frame(), COLORS, x="parsecs")
