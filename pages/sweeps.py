@@ -45,7 +45,7 @@ def show_sweep(name: str) -> None:
     epochs = common.frames(list(members["run"]), "epochs")
     if not epochs.empty:
         epochs = epochs.merge(pd.DataFrame({"run": members["run"], "group": groups}), on="run")
-    colors = plots.assign_colors(sorted(groups.unique()))
+    colors = plots.assign_colors(sorted(groups.unique(), key=plots.natural_key))
     if memory and "valid_accuracy" in epochs:
         figure = plots.sweep_bands_figure(epochs, colors, y="valid_accuracy", log_y=False)
     else:

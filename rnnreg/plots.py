@@ -61,6 +61,12 @@ LEGEND_ROW_PX, LEGEND_CHAR_PX, LEGEND_WIDTH_PX = 30, 9, 600  # legend rows count
 # --- colours -----------------------------------------------------------------------------
 
 
+def natural_key(text: object) -> tuple:
+    """Sort key that orders the numbers inside labels by value: "none · T=2" before "none · T=10"."""
+    return tuple((0, float(part), "") if re.fullmatch(r"\d+(\.\d+)?", part) else (1, 0.0, part)
+                 for part in re.split(r"(\d+(?:\.\d+)?)", str(text)) if part)
+
+
 def assign_colors(run_ids: Iterable[str], previous: Mapping[str, str] | None = None) -> dict[str, str]:
     """A colour for every run in `run_ids`, keeping each run's `previous` colour.
 
@@ -774,7 +780,8 @@ def sweep_bands_figure(epochs: pd.DataFrame, colors: Mapping[str, str], *, y: st
     if not _has(epochs, "group", "run", "epoch", y) or epochs.empty:
         return empty_figure(title, "No epochs recorded in this sweep yet")
     fig = go.Figure()
-    for group, part in epochs.groupby("group", sort=True):
+    for group in sorted(epochs["group"].unique(), key=natural_key):  # "T=2" before "T=10"
+        part = epochs[epochs["group"] == group]
         stats = part.groupby("epoch")[y].agg(["mean", "std", "count"]).reset_index().sort_values("epoch")
         stats["std"] = stats["std"].fillna(0.0)
         color = colors.get(group, "#555555")

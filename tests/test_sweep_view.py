@@ -45,6 +45,15 @@ def test_bands_are_mean_plus_minus_sd_over_the_runs_of_a_group():
     assert band.y[0] == pytest.approx(12.0 + sd) and band.y[-1] == pytest.approx(12.0 - sd)
 
 
+def test_bands_list_the_configs_by_the_numbers_in_their_labels():
+    groups = ["none · T=10", "none · T=2", "zaremba 0.5 · T=20", "none · T=20", "zaremba 0.5 · T=5"]
+    epochs = pd.DataFrame({"group": groups, "run": [f"r{i}" for i in range(5)], "epoch": [1] * 5,
+                           "valid_ppl": [10.0] * 5})
+    fig = plots.sweep_bands_figure(epochs, {}, log_y=False)
+    assert [t.name for t in fig.data if t.showlegend is not False] == [
+        "none · T=2 (n=1)", "none · T=10 (n=1)", "none · T=20 (n=1)", "zaremba 0.5 · T=5 (n=1)", "zaremba 0.5 · T=20 (n=1)"]
+
+
 def test_empty_inputs_give_a_readable_empty_figure():
     assert plots.sweep_matrix_figure(pd.DataFrame()).layout.annotations
     assert plots.sweep_bands_figure(pd.DataFrame(), {}).layout.annotations
