@@ -180,6 +180,17 @@ def test_the_moon_paragraph_quotes_its_run_and_the_gate_probes():
     assert f"(mean {forget_means(moon_run)} in layers 1 and 2, against {forget_means(none_run)}," in text
 
 
+def test_the_small_zaremba_seeds_line_quotes_every_shipped_seed():
+    seeds = seeds_of("small", "zaremba")
+    assert len(seeds) >= 3
+    test, valid = [s.test_ppl for s in seeds], [s.best_valid_ppl for s in seeds]
+    text = readme_text()
+    assert (f"small zaremba test {', '.join(f'{x:.2f}' for x in test)} "
+            f"(valid {', '.join(f'{x:.2f}' for x in valid)}), {mean_sd(test)} test") in text
+    none = [s.test_ppl for s in seeds_of("small", "none")]
+    assert f"its {statistics.mean(test) - statistics.mean(none):.1f}-point deficit" in text
+
+
 def wall_device_step(summary: runs.RunSummary, run: runs.Run) -> str:
     """'141 s (H200, eager)': the run's recorded wall, device and training step."""
     env = run.config_doc["environment"]
