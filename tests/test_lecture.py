@@ -233,6 +233,23 @@ def test_evidence_averages_the_seeds_of_a_configuration_instead_of_picking_the_b
     assert bars[0].error_x.visible and list(bars[0].error_x.array) == list(evidence.reset_index()["valid_sd"])
 
 
+def test_evidence_puts_the_tested_models_valid_beside_its_test_and_the_best_epoch_in_the_hover():
+    # an overfitting run: its best epoch (118.6) is another model than the one tested (157.6)
+    table = pd.DataFrame({
+        "run": ["over", "fine"], "preset": "medium", "placement": ["recurrent", "zaremba"], "state": "finished",
+        "problems": "", "read_only": True, "best_valid_ppl": [118.6, 86.8], "last_valid_ppl": [161.5, 86.9],
+        "test_ppl": [157.6, 83.4],
+    })
+    evidence = lecture.evidence_frame(table).set_index("placement")
+    assert evidence.loc["recurrent", "valid"] == 161.5 and evidence.loc["recurrent", "best_valid"] == 118.6
+    assert evidence.loc["zaremba", "valid"] == 86.9
+    valid_bar = next(t for t in lecture_plots.evidence_figure(evidence.reset_index()).data
+                     if t.type == "bar" and t.name.endswith("valid"))
+    row = list(valid_bar.y).index("medium · recurrent")
+    assert valid_bar.x[row] == 161.5 and valid_bar.customdata[row][2] == 118.6
+    assert "final model; best epoch %{customdata[2]:.1f}" in valid_bar.hovertemplate
+
+
 def test_the_evidence_is_at_the_papers_sizes_once_there_are_runs_of_them():
     evidence = pd.DataFrame({"preset": ["demo", "small", "medium", "demo"], "category": list("abcd")})
     shown, left_out = lecture.at_paper_sizes(evidence)
