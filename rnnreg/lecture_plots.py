@@ -6,6 +6,7 @@ blow everything up for a projector.
 
 from __future__ import annotations
 
+import math
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -228,15 +229,19 @@ def evidence_figure(runs: pd.DataFrame, published: pd.DataFrame = lecture.PUBLIS
     seeds, ± sd where there are several; the best epoch's valid in the hover); published numbers
     as markers on their configuration's bars.
 
-    One row per configuration, small then medium then large, so long labels ('medium · zaremba
+    One row per configuration, small then medium then large, the best test first within each, so long labels ('medium · zaremba
     (decay_after=7)') read level and the chart grows with the runs instead of crowding.
     """
     fig = go.Figure()
     categories = list(dict.fromkeys(
         lecture.category(published["preset"], published["placement"])
         + (list(runs["category"]) if not runs.empty else [])))
+    # by size, then best test first within a size: the ranking reads top to bottom
+    test = dict(zip(lecture.category(published["preset"], published["placement"]), published["test"]))
+    if not runs.empty:
+        test.update({c: t for c, t in zip(runs["category"], runs["test"]) if pd.notna(t)})
     order = {"small": 0, "medium": 1, "large": 2}
-    categories.sort(key=lambda c: (order.get(c.split(" · ")[0], 3), c))
+    categories.sort(key=lambda c: (order.get(c.split(" · ")[0], 3), test.get(c, math.inf), c))
     if not runs.empty:
         for column, color in (("valid", "#0072B2"), ("test", "#56B4E9")):
             sd = runs.get(f"{column}_sd", pd.Series(0.0, index=runs.index))

@@ -250,6 +250,18 @@ def test_evidence_puts_the_tested_models_valid_beside_its_test_and_the_best_epoc
     assert "final model; best epoch %{customdata[2]:.1f}" in valid_bar.hovertemplate
 
 
+def test_the_evidence_rows_rank_each_size_by_test_with_unrun_published_rows_by_their_own():
+    table = pd.DataFrame({
+        "run": list("abc"), "preset": ["small", "small", "medium"], "placement": ["moon", "zoneout", "recurrent"],
+        "state": "finished", "problems": "", "read_only": True, "best_valid_ppl": [148.0, 105.0, 118.6],
+        "last_valid_ppl": [148.0, 105.0, 161.5], "test_ppl": [140.2, 100.3, 157.6],
+    })
+    order = list(lecture_plots.evidence_figure(lecture.evidence_frame(table)).layout.yaxis.categoryarray)
+    # a published row without a run ranks by the paper's test: small none 114.5, medium variational 79.7
+    assert order == ["small · zoneout", "small · none", "small · moon", "medium · variational", "medium · zaremba",
+                     "medium · recurrent", "large · zaremba"]
+
+
 def test_the_evidence_is_at_the_papers_sizes_once_there_are_runs_of_them():
     evidence = pd.DataFrame({"preset": ["demo", "small", "medium", "demo"], "category": list("abcd")})
     shown, left_out = lecture.at_paper_sizes(evidence)
