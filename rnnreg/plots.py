@@ -20,6 +20,7 @@ look in the dashboard and in the downloaded HTML.
 
 from __future__ import annotations
 
+from collections import Counter
 import functools
 import math
 import os
@@ -43,6 +44,9 @@ PALETTE: tuple[str, ...] = (
     "#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442",
     "#636EFA", "#EF553B", "#00CC96", "#AB63FA", "#FFA15A", "#19D3F3", "#FF6692", "#B6E880",
 )
+
+# line dashes for configs that share a colour (more configs than PALETTE has colours)
+DASHES: tuple[str, ...] = ("solid", "dash", "dot", "dashdot")
 
 X_AXES: Mapping[str, str] = {"epoch": "epoch", "words": "words seen", "wall_s": "wall time (s)"}
 GATES: tuple[str, ...] = ("i", "f", "o", "g", "c", "h")
@@ -76,14 +80,14 @@ def assign_colors(run_ids: Iterable[str], previous: Mapping[str, str] | None = N
     """
     colors = dict(previous or {})
     wanted = list(dict.fromkeys(run_ids))
-    in_use = {colors[r] for r in wanted if r in colors}
+    uses = Counter(colors[r] for r in wanted if r in colors)
     for run in wanted:
         if run in colors:
             continue
-        free = [c for c in PALETTE if c not in in_use]
-        color = free[0] if free else PALETTE[len(in_use) % len(PALETTE)]
+        # a free colour first; past the palette, the least used one (figures tell sharers apart by dash)
+        color = min(PALETTE, key=lambda c: uses[c])
         colors[run] = color
-        in_use.add(color)
+        uses[color] += 1
     return colors
 
 
@@ -576,7 +580,6 @@ def grad_through_time_figure(gtt: pd.DataFrame, colors: Mapping[str, str], *, ep
     part = gtt[gtt["epoch"] == epoch]
     if part.empty:
         return empty_figure(title, f"No probe at epoch {epoch}")
-    dashes = ("solid", "dash", "dot", "dashdot")
     keys = list(dict.fromkeys(zip(part.get("layer", 0), part.get("wrt", ""))))
     data = []
     for run, label, rows in _runs(part, "k"):
@@ -587,7 +590,7 @@ def grad_through_time_figure(gtt: pd.DataFrame, colors: Mapping[str, str], *, ep
             data.append({
                 "type": "scatter", "x": sel["k"], "y": sel["norm"], "mode": "lines+markers",
                 "name": f"{label} · layer {layer} {wrt}",
-                "line": {"color": _color(colors, run), "dash": dashes[j % len(dashes)], "width": LINE_WIDTH},
+                "line": {"color": _color(colors, run), "dash": DASHES[j % len(DASHES)], "width": LINE_WIDTH},
             })
     layout = _layout(title, "steps back k", "gradient norm")
     layout["yaxis"].update(log_axis(*(trace["y"] for trace in data)))
@@ -780,11 +783,14 @@ def sweep_bands_figure(epochs: pd.DataFrame, colors: Mapping[str, str], *, y: st
     if not _has(epochs, "group", "run", "epoch", y) or epochs.empty:
         return empty_figure(title, "No epochs recorded in this sweep yet")
     fig = go.Figure()
+    shared: dict[str, int] = {}  # colour -> configs drawn in it so far: past the palette, a dash tells them apart
     for group in sorted(epochs["group"].unique(), key=natural_key):  # "T=2" before "T=10"
         part = epochs[epochs["group"] == group]
         stats = part.groupby("epoch")[y].agg(["mean", "std", "count"]).reset_index().sort_values("epoch")
         stats["std"] = stats["std"].fillna(0.0)
         color = colors.get(group, "#555555")
+        dash = DASHES[shared.get(color, 0) % len(DASHES)]
+        shared[color] = shared.get(color, 0) + 1
         x = list(stats["epoch"])
         upper = list(stats["mean"] + stats["std"])
         lower = list((stats["mean"] - stats["std"]).clip(lower=1e-9))
@@ -792,7 +798,8 @@ def sweep_bands_figure(epochs: pd.DataFrame, colors: Mapping[str, str], *, y: st
                                  opacity=0.18, line={"width": 0}, hoverinfo="skip", showlegend=False,
                                  legendgroup=str(group)))
         seeds = int(part["run"].nunique())
-        fig.add_trace(go.Scatter(x=x, y=list(stats["mean"]), mode="lines+markers", line={"color": color},
+        fig.add_trace(go.Scatter(x=x, y=list(stats["mean"]), mode="lines+markers",
+                                 line={"color": color, "dash": dash},
                                  name=f"{group} (n={seeds})", legendgroup=str(group)))
     _style(fig, title, "epoch", what + (" (log scale)" if log_y else ""))
     if y == "valid_accuracy":

@@ -6,6 +6,7 @@ import json
 import math
 import subprocess
 import sys
+from collections import Counter
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -59,6 +60,8 @@ def test_assign_colors_keeps_existing_and_never_repeats():
     assert second["c"] != second["b"]
     many = plots.assign_colors([f"r{i}" for i in range(len(plots.PALETTE))])
     assert len(set(many.values())) == len(plots.PALETTE)
+    twice = plots.assign_colors([f"r{i}" for i in range(2 * len(plots.PALETTE))])  # past the palette: spread evenly
+    assert set(Counter(twice.values()).values()) == {2}
 
 
 def test_perplexity_figure_train_dashed_valid_solid_in_run_colour():

@@ -54,6 +54,17 @@ def test_bands_list_the_configs_by_the_numbers_in_their_labels():
         "none · T=2 (n=1)", "none · T=10 (n=1)", "none · T=20 (n=1)", "zaremba 0.5 · T=5 (n=1)", "zaremba 0.5 · T=20 (n=1)"]
 
 
+def test_configs_past_the_palettes_colours_still_look_different():
+    # the memory sweep has 20 configs, the palette 16 colours: the 17th shares the 1st's colour
+    groups = [f"config {i}" for i in range(20)]
+    colors = plots.assign_colors(groups)
+    epochs = pd.DataFrame({"group": groups, "run": groups, "epoch": 1, "valid_ppl": 10.0})
+    lines = [t for t in plots.sweep_bands_figure(epochs, colors, log_y=False).data if t.showlegend is not False]
+    looks = [(t.line.color, t.line.dash) for t in lines]
+    assert len(set(c for c, _ in looks)) == len(plots.PALETTE) and len(set(looks)) == 20
+    assert looks[0] == (plots.PALETTE[0], "solid")  # within the palette: solid lines as before
+
+
 def test_empty_inputs_give_a_readable_empty_figure():
     assert plots.sweep_matrix_figure(pd.DataFrame()).layout.annotations
     assert plots.sweep_bands_figure(pd.DataFrame(), {}).layout.annotations
