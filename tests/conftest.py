@@ -15,7 +15,7 @@ from rnnreg.config import ModelConfig, RunConfig, build_run_config
 # slow everything down; trainer subprocesses started by tests inherit this too.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 # Every figure the suite builds, here and in the dashboard servers it starts, is validated by
-# Plotly (the dashboard itself skips that for speed: rnnreg.plots._figure).
+# Plotly (the dashboard itself skips that for speed: rnnreg.plots.layout.build_figure).
 os.environ["RNNREG_VALIDATE_FIGURES"] = "1"
 
 TINY_WORDS = "the cat sat on a mat while the dog ran to the red ball and a bird sang".split()

@@ -59,3 +59,12 @@ def test_the_two_commands_are_the_readme_s_and_ci_runs_the_second():
     assert install in README and test in README
     ci = (REPO / ".ci" / "run").read_text(encoding="utf-8")
     assert "-r requirements-dev.txt" in ci and re.search(r"^python -m pytest$", ci, re.M)
+
+
+def test_a_package_install_carries_every_subpackage_of_rnnreg():
+    # `pip install .` copies only the packages pyproject.toml lists: a new subpackage left out
+    # imports here (the checkout is on sys.path) and fails for whoever installed the package
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]["packages"])
+    found = {".".join(init.parent.relative_to(REPO).parts) for init in (REPO / "rnnreg").rglob("__init__.py")}
+    assert found == listed, f"in the tree, not in pyproject.toml: {sorted(found - listed)}; " \
+                            f"listed, not in the tree: {sorted(listed - found)}"

@@ -14,6 +14,7 @@ import plotly.io as pio
 import pytest
 
 from rnnreg import plots
+from rnnreg.plots import layout as plot_layout
 
 
 def epochs_frame() -> pd.DataFrame:
@@ -214,7 +215,7 @@ def test_grid_lays_out_panels_as_make_subplots_does(rows, cols, kwargs):
     names = {"shared_x": "shared_xaxes", "shared_y": "shared_yaxes", "h_spacing": "horizontal_spacing",
              "v_spacing": "vertical_spacing"}
     oracle = make_subplots(rows=rows, cols=cols, **{names.get(k, k): v for k, v in kwargs.items()})
-    ours = go.Figure(layout=plots._Grid(rows, cols, **kwargs).layout)
+    ours = go.Figure(layout=plot_layout.Grid(rows, cols, **kwargs).layout)
     for fig in (oracle, ours):
         fig.layout.template = None
     assert ours.layout.to_plotly_json() == oracle.layout.to_plotly_json()
@@ -361,11 +362,11 @@ def _wire_json(fig: go.Figure) -> dict:
 def test_the_suite_validates_figures_the_dashboard_skips_that_and_sends_the_same_json(monkeypatch):
     bogus = [{"type": "scatter", "y": [1, 2], "colour": "red"}]
     with pytest.raises(ValueError, match="colour"):  # the suite (conftest) checks every property name
-        plots._figure(bogus, {})
+        plot_layout.build_figure(bogus, {})
     validated = {name: _wire_json(fig) for name, fig in _dashboard_figures().items()}
 
     monkeypatch.delenv(plots.VALIDATE_ENV)  # as in the dashboard
-    plots._figure(bogus, {})  # not checked: that is the time saved
+    plot_layout.build_figure(bogus, {})  # not checked: that is the time saved
     assert {name: _wire_json(fig) for name, fig in _dashboard_figures().items()} == validated
 
 

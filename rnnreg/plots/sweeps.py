@@ -1,0 +1,142 @@
+"""Sweeps and the run overview: a config matrix, mean ± sd bands over seeds, parallel coordinates."""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from rnnreg.plots.colors import DASHES, natural_key
+from rnnreg.plots.layout import FONT_SIZE, empty_figure, epoch_axis, has_columns, log_axis, styled
+
+
+# What a sweep's runs are judged by: (name in titles, colour-bar title, higher is better, scale).
+SWEEP_METRICS: Mapping[str, tuple[str, str, bool, float]] = {
+    "best_valid_ppl": ("Best validation perplexity", "valid ppl", False, 1.0),
+    "test_accuracy": ("Test recall (memory task)", "recall %", True, 100.0),
+}
+# A sweep's second axis: (name in the title, axis title).
+SWEEP_COLUMNS: Mapping[str, tuple[str, str]] = {"dropout": ("rate", "dropout rate (primary sites)"),
+                                                "delay": ("delay T", "delay T (memory task)")}
+
+
+def sweep_matrix_figure(results: pd.DataFrame, *, column: str = "dropout", value: str = "best_valid_ppl") -> go.Figure:
+    """Placement x `column` (dropout rate, or the memory task's delay) heat map of `value`, mean
+    (and sd) over the runs of a cell - the seeds, when the sweep varies nothing else.
+
+    `results`: one row per run with placement, `column` and `value`; with a `state` column,
+    only finished runs count (a running run's best validation perplexity so far is no result).
+    """
+    name, bar_title, higher_is_better, scale = SWEEP_METRICS[value]
+    short, axis_title = SWEEP_COLUMNS.get(column, (column, column))
+    title = f"{name}: placement x {short} (mean over seeds)"
+    if "state" in results:
+        results = results[results["state"] == "finished"]
+    if not has_columns(results, "placement", column, value) or results[value].dropna().empty:
+        return empty_figure(title, "No finished runs in this sweep yet")
+    done = results.dropna(subset=[value]).assign(_value=lambda d: d[value] * scale)
+    stats = done.groupby(["placement", column])["_value"].agg(["mean", "std", "count"]).reset_index()
+    placements = sorted(stats["placement"].unique())
+    columns = sorted(stats[column].unique())
+    z, text = [], []
+    for placement in placements:
+        row_z, row_text = [], []
+        for col in columns:
+            cell = stats[(stats["placement"] == placement) & (stats[column] == col)]
+            if cell.empty:
+                row_z.append(None)
+                row_text.append("")
+                continue
+            mean, sd, n = cell.iloc[0]["mean"], cell.iloc[0]["std"], int(cell.iloc[0]["count"])
+            row_z.append(float(mean))
+            row_text.append(f"{mean:.1f}" + (f" ± {sd:.1f}" if n > 1 else "") + f"<br>n={n}")
+        z.append(row_z)
+        text.append(row_text)
+    fig = go.Figure(go.Heatmap(
+        z=z, x=[f"{c:g}" for c in columns], y=placements, text=text, texttemplate="%{text}",
+        colorscale="Viridis", reversescale=not higher_is_better,  # the better cells always light
+        colorbar={"title": {"text": bar_title}}, hovertemplate="%{y} at %{x}: %{text}<extra></extra>",
+    ))
+    styled(fig, title, axis_title, "placement")
+    fig.update_xaxes(type="category")
+    fig.update_layout(height=max(320, 70 * len(placements) + 160), hovermode="closest")
+    return fig
+
+
+def sweep_bands_figure(epochs: pd.DataFrame, colors: Mapping[str, str], *, y: str = "valid_ppl",
+                       log_y: bool = True) -> go.Figure:
+    """Validation perplexity (or, `y="valid_accuracy"`, recall) per epoch for each config of a sweep:
+    mean over seeds and a ±1 sd band.
+
+    `epochs`: columns group (a config's label, the same for its seeds), run, epoch and `y`;
+    `colors`: group -> colour.
+    """
+    what = "validation recall" if y == "valid_accuracy" else "validation perplexity"
+    title = f"{what.capitalize()} by config: mean ± sd over seeds"
+    if not has_columns(epochs, "group", "run", "epoch", y) or epochs.empty:
+        return empty_figure(title, "No epochs recorded in this sweep yet")
+    fig = go.Figure()
+    shared: dict[str, int] = {}  # colour -> configs drawn in it so far: past the palette, a dash tells them apart
+    for group in sorted(epochs["group"].unique(), key=natural_key):  # "T=2" before "T=10"
+        part = epochs[epochs["group"] == group]
+        stats = part.groupby("epoch")[y].agg(["mean", "std", "count"]).reset_index().sort_values("epoch")
+        stats["std"] = stats["std"].fillna(0.0)
+        color = colors.get(group, "#555555")
+        dash = DASHES[shared.get(color, 0) % len(DASHES)]
+        shared[color] = shared.get(color, 0) + 1
+        x = list(stats["epoch"])
+        upper = list(stats["mean"] + stats["std"])
+        lower = list((stats["mean"] - stats["std"]).clip(lower=1e-9))
+        fig.add_trace(go.Scatter(x=x + x[::-1], y=upper + lower[::-1], fill="toself", fillcolor=color,
+                                 opacity=0.18, line={"width": 0}, hoverinfo="skip", showlegend=False,
+                                 legendgroup=str(group)))
+        seeds = int(part["run"].nunique())
+        fig.add_trace(go.Scatter(x=x, y=list(stats["mean"]), mode="lines+markers",
+                                 line={"color": color, "dash": dash},
+                                 name=f"{group} (n={seeds})", legendgroup=str(group)))
+    styled(fig, title, "epoch", what + (" (log scale)" if log_y else ""))
+    if y == "valid_accuracy":
+        fig.update_yaxes(tickformat=".0%", range=[0, 1.05])
+    # one legend entry per config can be long: below the plot, clear of the title
+    fig.update_layout(legend={"orientation": "h", "yanchor": "top", "y": -0.22, "xanchor": "left", "x": 0},
+                      margin={"b": 60 + 28 * epochs["group"].nunique()},
+                      height=460 + 28 * epochs["group"].nunique())
+    fig.update_xaxes(epoch_axis(epochs["epoch"]))
+    if log_y:
+        fig.update_yaxes(log_axis(*(trace.y for trace in fig.data)))
+    return fig
+
+
+def parallel_coordinates_figure(runs: pd.DataFrame, settings: Sequence[str]) -> go.Figure:
+    """Settings against best validation perplexity; text settings (placement) become categories."""
+    title = "Settings against best validation perplexity"
+    if not has_columns(runs, "best_valid_ppl") or runs["best_valid_ppl"].notna().sum() == 0:
+        return empty_figure(title, "No run has a validation perplexity yet")
+    data = runs[runs["best_valid_ppl"].notna()]
+    dimensions = []
+    for column in settings:
+        if column not in data:
+            continue
+        values = data[column]
+        if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+            filled = values.astype(float).fillna(0.0)
+            dimensions.append({"label": column.replace("_", " "), "values": filled})
+        else:
+            cats = sorted(map(str, values.fillna("—").unique()))
+            codes = {c: i for i, c in enumerate(cats)}
+            dimensions.append({
+                "label": column.replace("_", " "), "values": [codes[str(v)] for v in values.fillna("—")],
+                "tickvals": list(range(len(cats))), "ticktext": cats,
+                "range": [-0.5, len(cats) - 0.5] if len(cats) > 1 else [-1, 1],
+            })
+    ppl = data["best_valid_ppl"].astype(float)
+    dimensions.append({"label": "best valid ppl", "values": ppl, "tickformat": ".0f"})  # not 152.23
+    fig = go.Figure(go.Parcoords(
+        line={"color": ppl, "colorscale": "Viridis_r", "showscale": True,
+              "colorbar": {"title": {"text": "valid ppl"}}},
+        dimensions=dimensions, labelfont={"size": FONT_SIZE}, tickfont={"size": FONT_SIZE - 3},
+    ))
+    styled(fig, title)
+    fig.update_layout(margin={"l": 90, "r": 90, "t": 110, "b": 40})
+    return fig

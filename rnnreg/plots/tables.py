@@ -1,0 +1,106 @@
+"""Tables of numbers (config differences, results as Markdown and LaTeX): pure, like the figures."""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Mapping
+
+import pandas as pd
+
+
+def flatten_config(config: Mapping, prefix: str = "") -> dict[str, object]:
+    """{"model": {"layers": 2}} -> {"model.layers": 2}; lists and scalars are kept as leaves."""
+    out: dict[str, object] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(flatten_config(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def config_diff(a: Mapping, b: Mapping, *, names: tuple[str, str] = ("A", "B")) -> pd.DataFrame:
+    """The settings where two run configs differ (flattened keys), as a table with one row per key."""
+    fa, fb = flatten_config(a), flatten_config(b)
+    # An empty section ("dropout.rates": {}) whose entries the other run lists one by one is
+    # left out: those rows already say "—" against each value.
+    fa, fb = _without_empty_sections(fa, fb), _without_empty_sections(fb, fa)
+    rows = []
+    for key in sorted(set(fa) | set(fb)):
+        va, vb = fa.get(key, "—"), fb.get(key, "—")
+        if va != vb:
+            rows.append({"setting": key, names[0]: _cell(va), names[1]: _cell(vb)})
+    return pd.DataFrame(rows, columns=["setting", *names])
+
+
+def _without_empty_sections(flat: Mapping[str, object], other: Mapping[str, object]) -> dict[str, object]:
+    return {key: value for key, value in flat.items()
+            if not (value == {} and any(k.startswith(key + ".") for k in other))}
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, Mapping) and not value:
+        return "{}"
+    return str(value)
+
+
+RESULT_COLUMNS = (("label", "run"), ("preset", "preset"), ("placement", "placement"), ("rates", "dropout"),
+                  ("epochs_done", "epochs"), ("best_valid_ppl", "best valid"), ("test_ppl", "test"))
+NUMBER_COLUMNS = 3  # the last ones, right-aligned
+
+
+def _result_columns(runs: pd.DataFrame) -> tuple[tuple[str, str], ...]:
+    """RESULT_COLUMNS, and the settings that differ from the preset's where some run has any."""
+    if "variant" in runs and runs["variant"].fillna("").astype(bool).any():
+        return RESULT_COLUMNS[:4] + (("variant", "other settings"),) + RESULT_COLUMNS[4:]
+    return RESULT_COLUMNS
+
+
+def _fmt(value: object) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.1f}"
+    return str(value)
+
+
+def _result_cell(row: pd.Series, column: str) -> str:
+    if column == "variant":  # '' is the preset's own settings
+        return row.get(column) or "—"
+    return _fmt(row.get(column))
+
+
+def results_markdown(runs: pd.DataFrame) -> str:
+    """A Markdown table of the runs' results (one row per run), ready to paste into notes."""
+    columns = _result_columns(runs)
+    header = [title for _, title in columns]
+    align = ["---"] * (len(columns) - NUMBER_COLUMNS) + ["---:"] * NUMBER_COLUMNS
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
+    for _, row in runs.iterrows():
+        cells = [_result_cell(row, col).replace("|", "\\|") for col, _ in columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}"}
+
+
+def _latex_escape(text: str) -> str:
+    return re.sub(r"[\\&%$#_{}~^]", lambda m: _LATEX_SPECIAL[m.group()], text)
+
+
+def results_latex(runs: pd.DataFrame) -> str:
+    """A LaTeX `tabular` (booktabs) of the runs' results."""
+    columns = _result_columns(runs)
+    spec = "l" * (len(columns) - NUMBER_COLUMNS) + "r" * NUMBER_COLUMNS
+    lines = [rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
+             " & ".join(title for _, title in columns) + r" \\", r"\midrule"]
+    for _, row in runs.iterrows():
+        lines.append(" & ".join(_latex_escape(_result_cell(row, col)) for col, _ in columns) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"
