@@ -103,6 +103,8 @@ fi
 #    MC evaluation with 100 samples (their script's MC_samples=100 runs 20 masked copies of the
 #    stream per sample, 2000 passes; 100 here reads a few tenths high): it runs while other
 #    runs train, and the admission of runs does not count its GPU time.
+#    Moon's run gets an MC evaluation too: does its model need the masks it trained with?
+#    (benchmarks/moon_masks.py measures that at demo size on a CPU.)
 #    Last of the medium runs, zaremba seed 0 on main.lua's own schedule (the rate cut one epoch
 #    later than the paper's text reads, README "How the paper's own code counts").
 GAL_03=--dropout-site=hidden=0.3,--dropout-site=embedding=0.3,--weight-decay=1e-7
@@ -115,7 +117,7 @@ $PY benchmarks/gpu_runs.py --runs-dir "$runs" --deadline $(( $(left) - 25 )) --c
   --bench benchmarks/bench-medium-NVIDIA-H200-2026-11-26.json --bench "$bench" \
   --mc medium-variational-s0=100,1000 --mc medium-variational-s1=1000 \
   --mc medium-variational-gal-0.3-0.5-s0=100 --mc medium-variational-gal-0.2-0.4-s0=100 \
-  --mc medium-variational-untied-gal-0.3-0.5-s0=100 \
+  --mc medium-variational-untied-gal-0.3-0.5-s0=100 --mc medium-moon-s0=20 \
   ${RUNS:-medium-none-s0:medium:none:-:0 medium-both-s0:medium:both:-:0 \
     medium-zoneout-s0:medium:zoneout:-:0 medium-weight-drop-s0:medium:weight-drop:-:0 \
     medium-semeniuta-s0:medium:semeniuta:-:0 medium-moon-s0:medium:moon:-:0 \
