@@ -180,6 +180,20 @@ def test_the_moon_paragraph_quotes_its_run_and_the_gate_probes():
     assert f"(mean {forget_means(moon_run)} in layers 1 and 2, against {forget_means(none_run)}," in text
 
 
+def test_the_moon_paragraph_quotes_the_committed_masks_measurement():
+    name = "moon-masks-demo-cpu-2026-11-27.json"
+    doc = json.loads((REPO / "benchmarks" / name).read_text(encoding="utf-8"))
+    by = {r["placement"]: r for r in doc["results"]}
+    text = readme_text()
+    assert f"python benchmarks/moon_masks.py --json benchmarks/{name}`, seed {doc['seed']}" in text
+    moon = by["moon"]
+    assert (f"{moon['test_ppl']:.2f} with dropout off but {moon['mc_test_ppl']:.2f} averaged over "
+            f"{moon['samples']} passes that draw masks per window as training does ({moon['mc_over_test']:.2f}x), "
+            f"where recurrent's is {by['recurrent']['mc_over_test']:.2f}x and zaremba's "
+            f"{by['zaremba']['mc_over_test']:.2f}x") in text
+    assert all(r["masks"] == "window" for r in doc["results"]) and doc["device"] == "cpu"
+
+
 def test_the_small_zaremba_seeds_line_quotes_every_shipped_seed():
     seeds = seeds_of("small", "zaremba")
     assert len(seeds) >= 3
