@@ -87,9 +87,10 @@ def mean_sd(values: list[float]) -> str:
     return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
 
 
-def seeds_of(preset: str, placement: str) -> list[runs.RunSummary]:
-    """The shipped runs of one configuration (outside sweeps; the preset's own settings and rates), seed order."""
-    rates = build_run_config(preset, placement=placement).dropout.rates
+def seeds_of(preset: str, placement: str, rate: float | None = None) -> list[runs.RunSummary]:
+    """The shipped runs of one configuration (outside sweeps; the preset's own settings, the
+    placement's own rates or `rate` at its primary sites, as `--dropout` sets them), seed order."""
+    rates = build_run_config(preset, placement=placement, dropout=rate).dropout.rates
     found = [(r.config["train"]["seed"], s) for s, r in shipped()
              if s.preset == preset and s.placement == placement and not s.sweep and s.variant == ""
              and s.rates == rates]
@@ -194,15 +195,17 @@ def test_the_moon_paragraph_quotes_the_committed_masks_measurement():
     assert all(r["masks"] == "window" for r in doc["results"]) and doc["device"] == "cpu"
 
 
-def test_the_small_zaremba_seeds_line_quotes_every_shipped_seed():
-    seeds = seeds_of("small", "zaremba")
+@pytest.mark.parametrize("placement, rate, versus", [("zaremba", None, "deficit"), ("recurrent", 0.5, "lead")])
+def test_a_small_seeds_line_quotes_every_shipped_seed(placement, rate, versus):
+    seeds = seeds_of("small", placement, rate)
     assert len(seeds) >= 3
     test, valid = [s.test_ppl for s in seeds], [s.best_valid_ppl for s in seeds]
     text = readme_text()
-    assert (f"small zaremba test {', '.join(f'{x:.2f}' for x in test)} "
+    assert (f"small {placement} test {', '.join(f'{x:.2f}' for x in test)} "
             f"(valid {', '.join(f'{x:.2f}' for x in valid)}), {mean_sd(test)} test") in text
     none = [s.test_ppl for s in seeds_of("small", "none")]
-    assert f"its {statistics.mean(test) - statistics.mean(none):.1f}-point deficit" in text
+    assert f"its {abs(statistics.mean(test) - statistics.mean(none)):.1f}-point {versus}" in text
+    assert (statistics.mean(test) < statistics.mean(none)) == (versus == "lead")
 
 
 def wall_device_step(summary: runs.RunSummary, run: runs.Run) -> str:
