@@ -89,7 +89,7 @@ if [ "${MPS:-1}" != 0 ] && mps_start /tmp/rnnreg-mps "$PY" >> "$OUT/session.log"
 fi
 
 # 4. Reference runs (issue 6), most important first; the rest fill what time is left.  Done so far
-#    (runs/reference/): small none x3, zaremba x3, recurrent/variational/both/moon, medium
+#    (runs/reference/): small none x3, zaremba x3, recurrent x3, variational/both/moon, medium
 #    zaremba, variational, recurrent, large zaremba seed 0; small zoneout, weight-drop and semeniuta
 #    on this project's 2-core CPU (an hour each).  Large (55 epochs, 537 s alone on an H200, the
 #    GPU tests left out) needs a command of its own, e.g. for a further seed:
