@@ -33,11 +33,7 @@ import torch  # noqa: E402
 
 from rnnreg.mc_eval import evaluate_run  # noqa: E402
 from rnnreg.runs import read_jsonl  # noqa: E402
-
-
-def commit() -> str:
-    done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True)
-    return done.stdout.strip() if done.returncode == 0 else os.environ.get("RNNREG_GIT_COMMIT", "unknown")
+from rnnreg.training_run import git_commit  # noqa: E402
 
 
 def train(root: Path, preset: str, placement: str, seed: int) -> Path:
@@ -52,7 +48,6 @@ def train(root: Path, preset: str, placement: str, seed: int) -> Path:
 
 
 def measure(run_dir: Path, samples: int, seed: int) -> dict:
-    torch.set_num_threads(1)
     result = evaluate_run(run_dir, samples, torch.device("cpu"), seed=seed, masks="window")
     config = json.loads((run_dir / "config.json").read_text())["config"]
     (final,) = read_jsonl(run_dir / "metrics.jsonl", "test")
@@ -70,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args(argv)
+    commit = git_commit()  # now: the checkout may move on during the minutes this takes
+    torch.set_num_threads(1)  # as each training run (OMP_NUM_THREADS=1)
     rows = []
     with tempfile.TemporaryDirectory(prefix="rnnreg-moon-masks-") as scratch:
         for placement in args.placements.split(","):
@@ -79,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"(MC, {args.samples} passes with training's masks)  {row['mc_over_test']:.2f}x", flush=True)
     if args.json:
         doc = {"preset": args.preset, "seed": args.seed, "date": date.today().isoformat(), "device": "cpu",
-               "threads": 1, "torch": torch.__version__, "git_commit": commit(), "results": rows}
+               "threads": 1, "torch": torch.__version__, "git_commit": commit, "results": rows}
         args.json.write_text(json.dumps(doc, indent=1) + "\n")
     return 0
 

@@ -229,8 +229,9 @@ def evidence_figure(runs: pd.DataFrame, published: pd.DataFrame = lecture.PUBLIS
     seeds, ± sd where there are several; the best epoch's valid in the hover); published numbers
     as markers on their configuration's bars.
 
-    One row per configuration, small then medium then large, the best test first within each, so long labels ('medium · zaremba
-    (decay_after=7)') read level and the chart grows with the runs instead of crowding.
+    One row per configuration, small then medium then large, the best test first within each, so
+    long labels ('medium · zaremba (decay_after=7)') read level and the chart grows with the runs
+    instead of crowding.
     """
     fig = go.Figure()
     categories = list(dict.fromkeys(

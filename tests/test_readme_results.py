@@ -205,6 +205,8 @@ def test_a_small_seeds_line_quotes_every_shipped_seed(placement, rate, versus):
             f"(valid {', '.join(f'{x:.2f}' for x in valid)}), {mean_sd(test)} test") in text
     none = [s.test_ppl for s in seeds_of("small", "none")]
     assert f"its {abs(statistics.mean(test) - statistics.mean(none)):.1f}-point {versus}" in text
+    cpu = sorted(round(s.wall_seconds) for s in seeds if s.device == "cpu")  # seeds 1 and 2, trained here
+    assert len(cpu) >= 2 and f"one thread each, {cpu[0]}-{cpu[-1]} s" in text
     assert (statistics.mean(test) < statistics.mean(none)) == (versus == "lead")
 
 
