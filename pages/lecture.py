@@ -53,18 +53,23 @@ def show(fig, key: str) -> None:
     st.plotly_chart(fig, key=key, theme=None, config={"displaylogo": False})
 
 
-def launch_live_pair() -> None:
+def launch_in_turn(configs: list, request_key: str, ids_key: str) -> None:
+    """Start `configs` as queued runs, one at a time (two trainers on a 2-core CPU fight over its
+    threads: measured 4x slower); a request id per click, so a double click starts one set."""
     root = common.runs_root()
-    request = st.session_state.setdefault(REQUEST, uuid.uuid4().hex)
+    request = st.session_state.setdefault(request_key, uuid.uuid4().hex)
     ids = []
     try:
-        for i, (name, config) in enumerate(lecture.live_demo_configs()):
-            # one after the other: two trainers on a 2-core CPU fight over its threads (measured 4x slower)
+        for i, (name, config) in enumerate(configs):
             ids.append(launch.launch(root, config, name=name, request_id=f"{request}-{i}", max_concurrent=1))
     except RunStoreError as err:  # e.g. a runs folder that cannot be written: say so, keep the page
         st.session_state[LIVE_ERROR] = str(err)
-    st.session_state[LIVE] = ids
-    st.session_state[REQUEST] = uuid.uuid4().hex  # the next click starts a new pair
+    st.session_state[ids_key] = ids
+    st.session_state[request_key] = uuid.uuid4().hex  # the next click starts a new set
+
+
+def launch_live_pair() -> None:
+    launch_in_turn(lecture.live_demo_configs(), REQUEST, LIVE)
 
 
 def step_overfitting(font: int) -> None:
@@ -134,16 +139,7 @@ def step_memory(font: int) -> None:
 
 
 def launch_memory_runs() -> None:
-    root = common.runs_root()
-    request = st.session_state.setdefault(MEMORY_REQUEST, uuid.uuid4().hex)
-    ids = []
-    try:
-        for i, (name, config) in enumerate(lecture.live_memory_configs()):
-            ids.append(launch.launch(root, config, name=name, request_id=f"{request}-{i}", max_concurrent=1))
-    except RunStoreError as err:
-        st.session_state[LIVE_ERROR] = str(err)
-    st.session_state[MEMORY_LIVE] = ids
-    st.session_state[MEMORY_REQUEST] = uuid.uuid4().hex
+    launch_in_turn(lecture.live_memory_configs(), MEMORY_REQUEST, MEMORY_LIVE)
 
 
 def memory_task(font: int) -> None:
