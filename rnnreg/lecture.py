@@ -47,9 +47,9 @@ STEPS: tuple[Step, ...] = (
          "dropout, the small one, stays at 114.5. At the small size and its 13-epoch schedule, 0.5 dropout on "
          "the layer inputs only underfits, while mild regularisers of the recurrent path (per-step dropout on h, "
          "zoneout, weight drop, dropout on the cell update) help; a mask on the memory c itself, one per window, "
-         "scores worst with dropout off at test, yet ahead of no dropout when tested with its masks on: it "
-         "learns a memory that the unmasked model never has; at the medium size, per-step dropout on h alone lets the model overfit: this project's "
-         "reference runs show all three."),
+         "scores worst with dropout off at test, yet ahead of no dropout when tested with its masks on (train and "
+         "test see different memories); at the medium size, per-step dropout on h alone lets the model overfit: "
+         "this project's reference runs show all three."),
 )
 
 # Sites on the path that carries memory from step to step (h_{t-1} -> h_t and c_{t-1} -> c_t):

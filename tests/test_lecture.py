@@ -459,10 +459,8 @@ def test_the_evidence_takeaway_quotes_the_published_figures_and_the_small_runs_b
     from rnnreg import runs
 
     shipped = Path(__file__).resolve().parent.parent / "runs"
-    masked = [  # small moon tested with training's masks, as `rnnreg evaluate --mc-masks window` recorded it
-        r["mc_test_ppl"] for s in runs.list_runs(shipped) if s.preset == "small" and s.placement == "moon"
-        for r in runs.read_jsonl(runs.load_run(shipped, s.id).dir / runs.METRICS_FILE, "mc_test")
-        if runs.mc_protocol(r) == "window"]
+    masked = [s.mc_test_ppl for s in runs.list_runs(shipped)  # tested with training's masks (`rnnreg evaluate`)
+              if s.preset == "small" and s.placement == "moon" and s.mc_protocol == "window"]
     assert "yet ahead of no dropout when tested with its masks on" in takeaway
     assert masked and max(masked) < small["none"]
     medium = evidence[evidence["preset"] == "medium"].set_index("placement")

@@ -198,7 +198,8 @@ def test_the_moon_paragraph_quotes_the_committed_masks_measurement():
 def test_the_small_placements_prose_quotes_the_recurrent_path_leads():
     """'beat no dropout by 8-12 points ... within 4.2 points of each other': seed 0 of each, as the table."""
     none = lm_run("small", "none")[0].test_ppl
-    tests = [lm_run("small", placement)[0].test_ppl for placement in ("recurrent", "zoneout", "weight-drop", "semeniuta")]
+    tests = [lm_run("small", placement)[0].test_ppl
+             for placement in ("recurrent", "zoneout", "weight-drop", "semeniuta")]
     leads = [none - t for t in tests]
     text = readme_text()
     assert f"beat no dropout by {int(min(leads))}-{int(max(leads))} points" in text
@@ -207,9 +208,11 @@ def test_the_small_placements_prose_quotes_the_recurrent_path_leads():
 
 def window_mc(placement: str, rate: float | None = None) -> tuple[int, dict]:
     """The one small run of `placement` evaluated with training's masks (per window), its seed and record."""
-    found = [(runs.load_run(SHIPPED, s.id).config["train"]["seed"], r) for s in seeds_of("small", placement, rate)
-             for r in runs.read_jsonl(runs.load_run(SHIPPED, s.id).dir / runs.METRICS_FILE, "mc_test")
-             if runs.mc_protocol(r) == "window"]
+    found = []
+    for summary in seeds_of("small", placement, rate):
+        run = runs.load_run(SHIPPED, summary.id)
+        found += [(run.config["train"]["seed"], r) for r in runs.read_jsonl(run.dir / runs.METRICS_FILE, "mc_test")
+                  if runs.mc_protocol(r) == "window"]
     assert len(found) == 1, f"one small {placement} run carries an MC evaluation with masks per window"
     return found[0]
 
