@@ -187,6 +187,10 @@ def step_evidence(font: int) -> None:
         st.caption(f"{elsewhere} run(s) trained on another corpus than the vendored Penn Treebank are left out "
                    "of this chart.")
     show(lecture_plots.evidence_figure(runs, font_size=font), "lecture_evidence")
+    if "mc_seeds" in runs and (runs["mc_seeds"] > 0).any():
+        st.caption("Green circles: the test perplexity of the same model with its dropout left on, the mean of "
+                   "the predictions of many stochastic passes (`python -m rnnreg evaluate RUN --mc-samples N`); "
+                   "the hover says over which seeds, and their test with dropout off.")
 
 
 st.session_state.setdefault(STEP, 0)

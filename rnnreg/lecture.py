@@ -336,10 +336,14 @@ def evidence_frame(table: pd.DataFrame, *, include_own: bool = False) -> pd.Data
     test perplexity; best_valid is the lowest validation perplexity of any epoch.  Each is averaged
     over the runs (seeds) of that configuration; *_sd is their standard deviation (0 for one run),
     so a lucky seed is never shown as the result.  Reference runs only, unless `include_own`.
-    Columns: preset, placement, category, valid, test, best_valid, valid_sd, test_sd, seeds, run, source.
+    Where runs were also tested with their dropout on (`rnnreg evaluate`, Monte-Carlo), mc_test is
+    the mean of that over those runs, mc_seeds their number, mc_off_test the same runs' test with
+    dropout off (the like-for-like comparison) and mc_protocol how their masks were drawn.
+    Columns: preset, placement, category, valid, test, best_valid, valid_sd, test_sd, seeds, run, source,
+    mc_test, mc_seeds, mc_off_test, mc_protocol, mc_samples.
     """
     columns = ["preset", "placement", "category", "valid", "test", "best_valid", "valid_sd", "test_sd", "seeds",
-               "run", "source"]
+               "run", "source", *MC_COLUMNS]
     if table.empty:
         return pd.DataFrame(columns=columns)
     rows = _candidates(table, include_own)
@@ -359,7 +363,31 @@ def evidence_frame(table: pd.DataFrame, *, include_own: bool = False) -> pd.Data
     out[["valid_sd", "test_sd"]] = out[["valid_sd", "test_sd"]].fillna(0.0)  # one run: no spread
     out["source"] = ["reference run" if reference else "own run" for reference in out.pop("own")]
     out["category"] = _configuration_labels(out)
+    out = out.join(_masks_on(rows, grouped.keys), on=grouped.keys)
+    out["mc_seeds"] = out["mc_seeds"].fillna(0).astype(int)  # 0: no run of it tested with dropout on
     return out.sort_values(["preset", "valid"]).reset_index(drop=True)[columns]
+
+
+MC_COLUMNS = ("mc_test", "mc_seeds", "mc_off_test", "mc_protocol", "mc_samples")
+
+
+def _masks_on(rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Per configuration with any run tested by Monte-Carlo dropout (`rnnreg evaluate`): the mean
+    of those runs' MC test, their number, the same runs' test with dropout off and how they drew
+    their masks; indexed by `keys`."""
+    if "mc_test_ppl" not in rows:
+        return pd.DataFrame(columns=list(MC_COLUMNS), index=pd.MultiIndex.from_tuples([], names=keys))
+    tested = rows[rows["mc_test_ppl"].notna()]
+    tested = tested.assign(**{key: tested[key] if key in tested else "" for key in ("mc_protocol", "mc_samples")})
+    return tested.groupby(keys, sort=False).agg(
+        mc_test=("mc_test_ppl", "mean"), mc_seeds=("run", "size"), mc_off_test=("test_ppl", "mean"),
+        mc_protocol=("mc_protocol", _distinct), mc_samples=("mc_samples", _distinct))
+
+
+def _distinct(values: pd.Series) -> str:
+    """'window' or '20, 1000': the different values of a column among a configuration's runs."""
+    present = [v for v in values if pd.notna(v) and v != ""]
+    return ", ".join(sorted({f"{v:g}" if isinstance(v, float) else str(v) for v in present}))
 
 
 def _candidates(table: pd.DataFrame, include_own: bool) -> pd.DataFrame:

@@ -248,7 +248,7 @@ def evidence_figure(runs: pd.DataFrame, published: pd.DataFrame = lecture.PUBLIS
             sd = runs.get(f"{column}_sd", pd.Series(0.0, index=runs.index))
             seeds = runs.get("seeds", pd.Series(1, index=runs.index))
             fig.add_trace(go.Bar(y=runs["category"], x=runs[column], orientation="h", name=f"this project · {column}",
-                                 marker_color=color, text=[f"{v:.1f}" for v in runs[column]],
+                                 marker_color=color, text=_bar_labels(runs, column),
                                  # at the bar's base (its end is where a published marker sits);
                                  # right of a bar too short to hold it, never turned on its side
                                  textposition="auto", insidetextanchor="start", textangle=0, offsetgroup=column,
@@ -256,6 +256,7 @@ def evidence_figure(runs: pd.DataFrame, published: pd.DataFrame = lecture.PUBLIS
                                  error_x={"type": "data", "array": list(sd), "visible": bool((seeds > 1).any())},
                                  customdata=list(zip(seeds, sd, runs.get("best_valid", runs[column]))),
                                  hovertemplate=_evidence_hover(column)))
+        _add_masks_on(fig, runs)
     cats = lecture.category(published["preset"], published["placement"])
     for source, symbol in (("Zaremba et al. 2014", "diamond"), ("Gal & Ghahramani 2016", "star")):
         mask = published["source"] == source
@@ -271,13 +272,43 @@ def evidence_figure(runs: pd.DataFrame, published: pd.DataFrame = lecture.PUBLIS
     _style(fig, "Penn Treebank perplexity per configuration (lower is better)", font_size, "perplexity", None)
     fig.update_yaxes(categoryorder="array", categoryarray=categories, autorange="reversed")
     highest = max([*published["valid"], *published["test"], *(runs["valid"] if not runs.empty else []),
-                   *(runs["test"].dropna() if not runs.empty else [])])
+                   *(runs["test"].dropna() if not runs.empty else []),
+                   *(runs["mc_test"].dropna() if "mc_test" in runs else [])])
     fig.update_xaxes(range=[0, highest * 1.12])  # room for a published number right of its marker
     # a row per configuration: two bars of the type's height and a gap, whatever their number
     row = 3 * font_size
     fig.update_layout(barmode="group", scattermode="group", height=int(160 + row * len(categories)),
                       margin={"l": 20}, yaxis={"automargin": True})
     return fig
+
+
+def _bar_labels(runs: pd.DataFrame, column: str) -> list[str]:
+    """'140.2', and on a test bar whose runs were also tested with dropout on, '140.2 · dropout on 101.5':
+    in the bar, where no published marker's number can cover it."""
+    labels = [f"{v:.1f}" for v in runs[column]]
+    if column != "test" or "mc_test" not in runs:
+        return labels
+    return [label + (f" · dropout on {mc:.1f}" if pd.notna(mc) else "") for label, mc in zip(labels, runs["mc_test"])]
+
+
+def _add_masks_on(fig: go.Figure, runs: pd.DataFrame) -> None:
+    """A marker on a configuration's test bar where its runs were also tested with their dropout on
+    (`rnnreg evaluate`, the mean of Monte-Carlo passes): where it sits far left of the bar (moon),
+    the model works only with its masks on, and a test with dropout off undersells it."""
+    if "mc_test" not in runs:
+        return
+    tested = runs[runs["mc_test"].notna()]
+    if tested.empty:
+        return
+    fig.add_trace(go.Scatter(
+        y=tested["category"], x=tested["mc_test"], mode="markers", orientation="h",
+        name="this project · test with dropout on (MC)", offsetgroup="test",
+        marker={"symbol": "circle", "size": 11, "color": "#009E73", "line": {"color": "#333", "width": 1}},
+        customdata=list(zip(tested["mc_samples"], tested["mc_protocol"], tested["mc_seeds"], tested["seeds"],
+                            tested["mc_off_test"])),
+        hovertemplate="%{y} test with dropout on: %{x:.1f}, the mean of %{customdata[0]} Monte-Carlo passes "
+                      "(masks per %{customdata[1]}) over %{customdata[2]} of %{customdata[3]} seed(s); "
+                      "the same seed(s) with dropout off: %{customdata[4]:.1f}<extra></extra>"))
 
 
 def _evidence_hover(column: str) -> str:

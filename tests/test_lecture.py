@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
@@ -199,6 +200,9 @@ def test_the_evidence_step_shows_the_shipped_penn_treebank_runs(tmp_path, monkey
     assert not {c for c in bars[0]["y"] if c.startswith("demo")}  # beside paper-size runs, the demo is left out
     assert any("configuration(s) of the CPU `demo` preset" in c.value for c in at.caption)
     assert not any("another corpus" in c.value for c in at.caption)
+    masks_on = next(t for t in charts(at)[0]["data"] if t["name"].endswith("with dropout on (MC)"))
+    assert "small · moon" in masks_on["y"]  # the shipped moon run evaluated with its masks, and a caption says how
+    assert any("Green circles" in c.value and "rnnreg evaluate" in c.value for c in at.caption)
 
 
 def test_run_both_live_launches_the_pair_once(tmp_path, monkeypatch):
@@ -231,6 +235,30 @@ def test_evidence_averages_the_seeds_of_a_configuration_instead_of_picking_the_b
     assert lecture.evidence_frame(table, include_own=True).set_index("placement").loc["none", "seeds"] == 3
     bars = [t for t in lecture_plots.evidence_figure(lecture.evidence_frame(table)).data if t.type == "bar"]
     assert bars[0].error_x.visible and list(bars[0].error_x.array) == list(evidence.reset_index()["valid_sd"])
+
+
+def test_evidence_sets_the_test_with_dropout_on_beside_the_same_seeds_test_with_it_off():
+    # two seeds of moon, one of them also tested with its masks on; none has no such evaluation
+    table = pd.DataFrame({
+        "run": ["m0", "m1", "n0"], "preset": "small", "placement": ["moon", "moon", "none"], "state": "finished",
+        "problems": "", "read_only": True, "best_valid_ppl": [148.0, 147.0, 117.0], "test_ppl": [140.2, 140.0, 112.6],
+        "mc_test_ppl": [math.nan, 101.5, math.nan], "mc_protocol": ["", "window", ""], "mc_samples": [None, 20, None],
+    })
+    evidence = lecture.evidence_frame(table).set_index("placement")
+    assert evidence.loc["moon", "test"] == 140.1 and evidence.loc["moon", "seeds"] == 2
+    assert evidence.loc["moon", "mc_test"] == 101.5 and evidence.loc["moon", "mc_seeds"] == 1
+    assert evidence.loc["moon", "mc_off_test"] == 140.0  # like for like: the evaluated seed's own test
+    assert evidence.loc["moon", "mc_protocol"] == "window" and evidence.loc["moon", "mc_samples"] == "20"
+    assert evidence.loc["none", "mc_seeds"] == 0 and math.isnan(evidence.loc["none", "mc_test"])
+    fig = lecture_plots.evidence_figure(evidence.reset_index())
+    masks_on = next(t for t in fig.data if t.name == "this project · test with dropout on (MC)")
+    assert list(masks_on.y) == ["small · moon"] and list(masks_on.x) == [101.5]
+    assert masks_on.offsetgroup == "test" and tuple(masks_on.customdata[0]) == ("20", "window", 1, 2, 140.0)
+    assert "over %{customdata[2]} of %{customdata[3]} seed(s)" in masks_on.hovertemplate
+    test_bar = next(t for t in fig.data if t.type == "bar" and t.name.endswith("test"))
+    assert list(test_bar.text) == ["112.6", "140.1 · dropout on 101.5"]  # the number, where no marker covers it
+    assert not [t for t in lecture_plots.evidence_figure(lecture.evidence_frame(table.drop(columns="mc_test_ppl"))).data
+                if t.name.endswith("(MC)")]  # a table from before MC was recorded: no marker, no error
 
 
 def test_evidence_puts_the_tested_models_valid_beside_its_test_and_the_best_epoch_in_the_hover():

@@ -72,7 +72,7 @@ def summary_row(s: runs.RunSummary, config: dict) -> dict[str, Any]:
         "max_train_tokens": train.get("max_train_tokens"), "seed": train.get("seed"), "clip": train.get("clip"),
         "path": s.path, "sweep": s.sweep or "",
         "task": s.task or "lm", "delay": s.delay, "test_accuracy": _nan(s.test_accuracy),
-        "mc_test_ppl": _nan(s.mc_test_ppl), "mc_protocol": s.mc_protocol or "",
+        "mc_test_ppl": _nan(s.mc_test_ppl), "mc_protocol": s.mc_protocol or "", "mc_samples": s.mc_samples,
     }
     for site, p in s.rates.items():
         row[f"rate {site}"] = float(p)
