@@ -338,7 +338,8 @@ def evidence_frame(table: pd.DataFrame, *, include_own: bool = False) -> pd.Data
     so a lucky seed is never shown as the result.  Reference runs only, unless `include_own`.
     Where runs were also tested with their dropout on (`rnnreg evaluate`, Monte-Carlo), mc_test is
     the mean of that over those runs, mc_seeds their number, mc_off_test the same runs' test with
-    dropout off (the like-for-like comparison) and mc_protocol how their masks were drawn.
+    dropout off (the like-for-like comparison), mc_protocol how their masks were drawn and
+    mc_samples how many passes each averaged.
     Columns: preset, placement, category, valid, test, best_valid, valid_sd, test_sd, seeds, run, source,
     mc_test, mc_seeds, mc_off_test, mc_protocol, mc_samples.
     """
