@@ -37,6 +37,10 @@ if (view["variant"] != "").any():  # settings other than the preset's (not seeds
     shown.insert(shown.columns.get_loc("dropout") + 1, "other settings", view["variant"])
 if view["test_accuracy"].notna().any():  # memory-task runs: what they are judged by
     shown.insert(shown.columns.get_loc("test") + 1, "test recall", view["test_accuracy"] * 100)
+if view["mc_test_ppl"].notna().any():  # runs tested with their dropout on (`rnnreg evaluate`)
+    shown.insert(shown.columns.get_loc("test") + 1, "MC test", view["mc_test_ppl"])
+    shown.insert(shown.columns.get_loc("MC test") + 1, "MC passes",
+                 [store.mc_text(n, how) for n, how in zip(view["mc_samples"], view["mc_protocol"])])
 # Streamlit keeps a table's row selection by position when its rows change (a search, a run
 # finished or deleted): a table of other rows is a new widget, so a selection always means these rows.
 listing = hashlib.blake2b("\n".join(view["run"]).encode(), digest_size=8).hexdigest()
@@ -50,6 +54,10 @@ selection = st.dataframe(
         "wall (min)": st.column_config.NumberColumn(format="%.1f"),
         "other settings": st.column_config.TextColumn(
             help="model and training settings that differ from the preset's (seed and device aside)"),
+        "MC test": st.column_config.NumberColumn(
+            format="%.1f", help="test perplexity with dropout on: the mean prediction of stochastic passes "
+                                "(`python -m rnnreg evaluate RUN --mc-samples N`), the latest evaluation"),
+        "MC passes": st.column_config.TextColumn(help="how many passes, and how each drew its masks"),
         "test recall": st.column_config.NumberColumn(format="%.1f%%",
                                                      help="memory task: keys recalled on the test set"),
     },

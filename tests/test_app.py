@@ -17,6 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -168,6 +169,25 @@ def test_runs_table_puts_own_runs_first_then_the_papers_models_and_shows_recall(
     assert at.dataframe[0].proto.placeholder == "—"  # a language model's recall is not "None"
     picker = at.sidebar.multiselect(key="picked_runs")  # the sidebar lists them in the same order
     assert picker.options[:4] == [picker.format_func(r) for r in table["id"]]
+
+
+def test_runs_table_shows_the_test_with_dropout_on_where_a_run_has_one(tmp_path, monkeypatch):
+    root = tmp_path / "runs"
+    write_run(root, "20261205-000000-plain", name="plain", seed=1)
+    evaluated = write_run(root, "20261206-000000-evaluated", name="evaluated", seed=2)
+    with (evaluated / "metrics.jsonl").open("a") as f:  # as `rnnreg evaluate --mc-masks window` records it
+        f.write(json.dumps({"kind": "mc_test", "samples": 20, "mc_test_ppl": 101.5, "test_ppl": 140.1,
+                            "masks": "window", "word_dropout": False}) + "\n")
+    monkeypatch.setenv("RNNREG_RUNS_DIR", str(root))
+    at = app("runs")
+    assert_no_exception(at)
+    table = at.dataframe[0].value.set_index("name")
+    assert list(table.columns[list(table.columns).index("test"):][:3]) == ["test", "MC test", "MC passes"]
+    assert table.loc["evaluated", "MC test"] == 101.5 and table.loc["evaluated", "MC passes"] == "20, masks per window"
+    assert pd.isna(table.loc["plain", "MC test"]) and pd.isna(table.loc["plain", "MC passes"])
+    (evaluated / "metrics.jsonl").write_text("")  # no run evaluated so: no such columns
+    at = app("runs")
+    assert "MC test" not in at.dataframe[0].value.columns
 
 
 def test_a_row_selection_never_outlives_the_rows_it_chose(store, ids):

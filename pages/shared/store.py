@@ -79,6 +79,13 @@ def summary_row(s: runs.RunSummary, config: dict) -> dict[str, Any]:
     return row
 
 
+def mc_text(samples: Any, protocol: str) -> str | None:
+    """'20, masks per window' for a run's latest MC evaluation; None (a table's placeholder) for a run without one."""
+    if not protocol:
+        return None
+    return (f"{int(samples)}, " if pd.notna(samples) else "") + f"masks per {protocol}"
+
+
 def run_table(root: Path) -> pd.DataFrame:
     """One row per run, newest first (reference runs last); `label` is the name, made unique, or the id."""
     rows = []
