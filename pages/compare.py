@@ -29,23 +29,28 @@ rows = table.set_index("run")
 
 
 def figure_metric(col, label: str, run: str, column: str, *, scale: float = 1.0, unit: str = "",
-                  lower_is_better: bool = True) -> None:
+                  lower_is_better: bool = True, help: str | None = None) -> None:
     """Run B's figure carries its difference from run A's, green when it is the better one."""
     value, of_a = rows.at[run, column] * scale, rows.at[a, column] * scale
     delta = None if run == a or pd.isna(value) or pd.isna(of_a) else f"{value - of_a:+.1f}{unit} vs A"
     col.metric(label, "—" if pd.isna(value) else f"{value:.1f}{unit}", delta=delta,
-               delta_color="inverse" if lower_is_better else "normal")
+               delta_color="inverse" if lower_is_better else "normal", help=help)
 
 
 # A memory-task run is judged by the keys it recalls (higher is better), a language model by perplexity.
 recall = rows.loc[[a, b], "test_accuracy"].notna().any()
+mc = rows.loc[[a, b], "mc_test_ppl"].notna().any()  # tested with dropout on (`rnnreg evaluate`)
 for col, run in ((c1, a), (c2, b)):
-    m1, m2, m3, *m4 = col.columns(4 if recall else 3)
+    m1, m2, m3, *more = col.columns(3 + int(mc) + int(recall))
     figure_metric(m1, "best valid", run, "best_valid_ppl")
     figure_metric(m2, "test", run, "test_ppl")
     m3.metric("epochs", store.epochs_text(rows.at[run, "epochs_done"], rows.at[run, "epochs_total"]))
+    if mc:
+        figure_metric(more.pop(0), "MC test", run, "mc_test_ppl",
+                      help=store.mc_text(rows.at[run, "mc_samples"], rows.at[run, "mc_protocol"])
+                      or "not evaluated with dropout on")
     if recall:
-        figure_metric(m4[0], "test recall", run, "test_accuracy", scale=100, unit="%", lower_is_better=False)
+        figure_metric(more.pop(0), "test recall", run, "test_accuracy", scale=100, unit="%", lower_is_better=False)
 
 log_y = st.toggle("log y", value=True, key="cmp_log")
 epochs = common.frames([a, b], "epochs")

@@ -417,6 +417,23 @@ def test_compare_shows_the_recall_of_memory_task_runs(tmp_path, monkeypatch):
     assert recall[1].proto.color == recall[1].proto.MetricColor.RED  # fewer keys recalled: worse
 
 
+def test_compare_shows_the_test_with_dropout_on_where_either_run_has_one(tmp_path, monkeypatch):
+    root = tmp_path / "runs"
+    write_run(root, "20261205-000000-plain", name="plain", seed=1)
+    evaluated = write_run(root, "20261206-000000-evaluated", name="evaluated", seed=2)
+    with (evaluated / "metrics.jsonl").open("a") as f:
+        f.write(json.dumps({"kind": "mc_test", "samples": 20, "mc_test_ppl": 101.5, "test_ppl": 140.1,
+                            "masks": "window", "word_dropout": False}) + "\n")
+    monkeypatch.setenv("RNNREG_RUNS_DIR", str(root))
+    at = app()
+    at.sidebar.multiselect(key="picked_runs").set_value(["20261206-000000-evaluated", "20261205-000000-plain"]).run()
+    at.switch_page("pages/compare.py").run()
+    assert_no_exception(at)
+    mc = [m for m in at.metric if m.label == "MC test"]
+    assert [m.value for m in mc] == ["101.5", "—"] and not mc[1].delta  # nothing to take a difference of
+    assert mc[0].help == "20, masks per window" and mc[1].help == "not evaluated with dropout on"
+
+
 def test_export_tables_and_csv(store, ids):
     at = app()
     at.sidebar.multiselect(key="picked_runs").set_value([ids["overfit"], ids["zaremba"]]).run()
