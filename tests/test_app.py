@@ -171,14 +171,21 @@ def test_runs_table_puts_own_runs_first_then_the_papers_models_and_shows_recall(
     assert picker.options[:4] == [picker.format_func(r) for r in table["id"]]
 
 
-def test_runs_table_shows_the_test_with_dropout_on_where_a_run_has_one(tmp_path, monkeypatch):
+def one_run_tested_with_dropout_on(tmp_path, monkeypatch) -> Path:
+    """A store of two runs, "plain" and "evaluated", the latter with an MC test as `rnnreg evaluate
+    --mc-masks window` records it; the app reads it.  Returns the evaluated run's directory."""
     root = tmp_path / "runs"
     write_run(root, "20261205-000000-plain", name="plain", seed=1)
     evaluated = write_run(root, "20261206-000000-evaluated", name="evaluated", seed=2)
-    with (evaluated / "metrics.jsonl").open("a") as f:  # as `rnnreg evaluate --mc-masks window` records it
+    with (evaluated / "metrics.jsonl").open("a") as f:
         f.write(json.dumps({"kind": "mc_test", "samples": 20, "mc_test_ppl": 101.5, "test_ppl": 140.1,
                             "masks": "window", "word_dropout": False}) + "\n")
     monkeypatch.setenv("RNNREG_RUNS_DIR", str(root))
+    return evaluated
+
+
+def test_runs_table_shows_the_test_with_dropout_on_where_a_run_has_one(tmp_path, monkeypatch):
+    evaluated = one_run_tested_with_dropout_on(tmp_path, monkeypatch)
     at = app("runs")
     assert_no_exception(at)
     table = at.dataframe[0].value.set_index("name")
@@ -418,13 +425,7 @@ def test_compare_shows_the_recall_of_memory_task_runs(tmp_path, monkeypatch):
 
 
 def test_compare_shows_the_test_with_dropout_on_where_either_run_has_one(tmp_path, monkeypatch):
-    root = tmp_path / "runs"
-    write_run(root, "20261205-000000-plain", name="plain", seed=1)
-    evaluated = write_run(root, "20261206-000000-evaluated", name="evaluated", seed=2)
-    with (evaluated / "metrics.jsonl").open("a") as f:
-        f.write(json.dumps({"kind": "mc_test", "samples": 20, "mc_test_ppl": 101.5, "test_ppl": 140.1,
-                            "masks": "window", "word_dropout": False}) + "\n")
-    monkeypatch.setenv("RNNREG_RUNS_DIR", str(root))
+    one_run_tested_with_dropout_on(tmp_path, monkeypatch)
     at = app()
     at.sidebar.multiselect(key="picked_runs").set_value(["20261206-000000-evaluated", "20261205-000000-plain"]).run()
     at.switch_page("pages/compare.py").run()
