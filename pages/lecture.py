@@ -188,9 +188,9 @@ def step_evidence(font: int) -> None:
                    "of this chart.")
     show(lecture_plots.evidence_figure(runs, font_size=font), "lecture_evidence")
     if "mc_seeds" in runs and (runs["mc_seeds"] > 0).any():
-        st.caption("Green circles: the test perplexity of the same model with its dropout left on, the mean of "
-                   "the predictions of many stochastic passes (`python -m rnnreg evaluate RUN --mc-samples N`); "
-                   "the hover says over which seeds, and their test with dropout off.")
+        st.caption("Green circles (MC in a test bar's label): the test perplexity of the same model with its "
+                   "dropout left on, the mean of the predictions of many stochastic passes (`python -m rnnreg "
+                   "evaluate RUN --mc-samples N`); the hover says over which seeds, and their test with dropout off.")
 
 
 st.session_state.setdefault(STEP, 0)

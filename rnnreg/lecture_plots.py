@@ -283,12 +283,13 @@ def evidence_figure(runs: pd.DataFrame, published: pd.DataFrame = lecture.PUBLIS
 
 
 def _bar_labels(runs: pd.DataFrame, column: str) -> list[str]:
-    """'140.2', and on a test bar whose runs were also tested with dropout on, '140.2 · dropout on 101.5':
-    in the bar, where no published marker's number can cover it."""
+    """'140.2', and on a test bar whose runs were also tested with dropout on, '140.2 · MC 101.5': in the
+    bar, where no published marker's number can cover it, and short enough to end before the green
+    circle does at a projector's type size."""
     labels = [f"{v:.1f}" for v in runs[column]]
     if column != "test" or "mc_test" not in runs:
         return labels
-    return [label + (f" · dropout on {mc:.1f}" if pd.notna(mc) else "") for label, mc in zip(labels, runs["mc_test"])]
+    return [label + (f" · MC {mc:.1f}" if pd.notna(mc) else "") for label, mc in zip(labels, runs["mc_test"])]
 
 
 def _add_masks_on(fig: go.Figure, runs: pd.DataFrame) -> None:

@@ -256,7 +256,7 @@ def test_evidence_sets_the_test_with_dropout_on_beside_the_same_seeds_test_with_
     assert masks_on.offsetgroup == "test" and tuple(masks_on.customdata[0]) == ("20", "window", 1, 2, 140.0)
     assert "over %{customdata[2]} of %{customdata[3]} seed(s)" in masks_on.hovertemplate
     test_bar = next(t for t in fig.data if t.type == "bar" and t.name.endswith("test"))
-    assert list(test_bar.text) == ["112.6", "140.1 · dropout on 101.5"]  # the number, where no marker covers it
+    assert list(test_bar.text) == ["112.6", "140.1 · MC 101.5"]  # the number, where no marker covers it
     assert not [t for t in lecture_plots.evidence_figure(lecture.evidence_frame(table.drop(columns="mc_test_ppl"))).data
                 if t.name.endswith("(MC)")]  # a table from before MC was recorded: no marker, no error
 
