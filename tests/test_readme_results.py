@@ -257,10 +257,16 @@ def test_a_small_seeds_line_quotes_every_shipped_seed(placement, rate, versus, a
             f"(valid {', '.join(f'{x:.2f}' for x in valid)}), {mean_sd(test)} test") in text
     none = [s.test_ppl for s in seeds_of("small", "none")]
     assert f"its {abs(statistics.mean(test) - statistics.mean(none)):.1f}-point {versus}" in text
-    cpu = sorted(round(s.wall_seconds) for s in seeds if s.device == "cpu")  # the seeds trained here
-    assert cpu, "the seeds beyond the GPU's seed 0 were trained on this project's CPU"
-    walls = f"one thread each, {cpu[0]}-{cpu[-1]} s" if len(cpu) > 1 else f"one thread, {cpu[0]} s"
-    assert walls in text
+    trained_here = [runs.load_run(SHIPPED, s.id) for s in seeds if s.device == "cpu"]
+    assert trained_here, "the seeds beyond the GPU's seed 0 were trained on this project's CPU"
+    cpu = [(run.config["train"]["seed"], run.environment.get("cpu_threads"), round(run.summary.wall_seconds))
+           for run in trained_here]
+    walls = sorted(wall for _, _, wall in cpu)
+    if any(threads != 1 for _, threads, _ in cpu):  # say which seed had more cores
+        assert "; ".join(f"seed {seed} on {threads} thread{'s' * (threads > 1)}, {wall} s"
+                         for seed, threads, wall in cpu) in text
+    else:
+        assert (f"one thread each, {walls[0]}-{walls[-1]} s" if len(walls) > 1 else f"one thread, {walls[0]} s") in text
     assert (statistics.mean(test) < statistics.mean(none)) == (versus == "lead")
 
 
