@@ -190,7 +190,7 @@ def test_runs_table_shows_the_test_with_dropout_on_where_a_run_has_one(tmp_path,
     assert_no_exception(at)
     table = at.dataframe[0].value.set_index("name")
     assert list(table.columns[list(table.columns).index("test"):][:3]) == ["test", "MC test", "MC passes"]
-    assert table.loc["evaluated", "MC test"] == 101.5 and table.loc["evaluated", "MC passes"] == "20, masks per window"
+    assert table.loc["evaluated", "MC test"] == 101.5 and table.loc["evaluated", "MC passes"] == "N=20, masks per window"
     assert pd.isna(table.loc["plain", "MC test"]) and pd.isna(table.loc["plain", "MC passes"])
     (evaluated / "metrics.jsonl").write_text("")  # no run evaluated so: no such columns
     at = app("runs")
@@ -432,7 +432,7 @@ def test_compare_shows_the_test_with_dropout_on_where_either_run_has_one(tmp_pat
     assert_no_exception(at)
     mc = [m for m in at.metric if m.label == "MC test"]
     assert [m.value for m in mc] == ["101.5", "—"] and not mc[1].delta  # nothing to take a difference of
-    assert mc[0].help == "20, masks per window" and mc[1].help == "not evaluated with dropout on"
+    assert mc[0].help == "N=20, masks per window" and mc[1].help == "not evaluated with dropout on"
 
 
 def test_export_tables_and_csv(store, ids):

@@ -217,7 +217,7 @@ def test_cli_evaluate_records_the_result(runs, capsys):
     assert summary.mc_protocol == "stream"
     assert main(["list", "--runs-dir", str(runs["root"])]) == 0
     listing = capsys.readouterr().out
-    assert "MC TEST" in listing.splitlines()[0] and "(N=8)" in listing
+    assert "MC TEST" in listing.splitlines()[0] and "(N=8, masks per stream)" in listing
 
 
 def test_records_from_before_the_protocol_was_recorded_read_as_the_old_protocol():

@@ -80,10 +80,9 @@ def summary_row(s: runs.RunSummary, config: dict) -> dict[str, Any]:
 
 
 def mc_text(samples: Any, protocol: str) -> str | None:
-    """'20, masks per window' for a run's latest MC evaluation; None (a table's placeholder) for a run without one."""
-    if not protocol:
-        return None
-    return (f"{int(samples)}, " if pd.notna(samples) else "") + f"masks per {protocol}"
+    """'N=20, masks per window' for a table row's latest MC evaluation (samples may be NaN);
+    None (a table's placeholder) for a run without one."""
+    return runs.mc_passes_text(int(samples) if pd.notna(samples) else None, protocol)
 
 
 def run_table(root: Path) -> pd.DataFrame:

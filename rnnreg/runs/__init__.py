@@ -49,7 +49,7 @@ from rnnreg.runs.writer import (
 )
 from rnnreg.runs.summary import (
     RunSummary, summarize_run, penn_treebank_checksums, corpus_of, list_runs, run_signature, root_signature,
-    mc_protocol,
+    mc_protocol, mc_passes_text,
 )
 from rnnreg.runs.loading import (
     Run, load_run,
@@ -68,6 +68,6 @@ __all__ = [
     "MAX_LINE_BYTES", "MAX_RUN_ID", "RunStoreError", "runs_root", "new_run_id", "validate_run_id", "find_run_dir",
     "is_read_only", "utc_now", "atomic_write_bytes", "atomic_write_json", "read_json", "JsonlReport", "scan_jsonl",
     "read_jsonl", "process_start_time", "pid_alive", "effective_state", "RunWriter", "RunSummary", "summarize_run",
-    "penn_treebank_checksums", "corpus_of", "list_runs", "run_signature", "root_signature", "mc_protocol", "Run",
-    "load_run", "rename_run", "delete_run", "format_table",
+    "penn_treebank_checksums", "corpus_of", "list_runs", "run_signature", "root_signature", "mc_protocol",
+    "mc_passes_text", "Run", "load_run", "rename_run", "delete_run", "format_table",
 ]

@@ -319,3 +319,11 @@ def mc_protocol(record: dict) -> str:
     masks = record.get("masks", "window")
     words = record.get("word_dropout", True)
     return str(masks) + (", word dropout on" if words else "")
+
+
+def mc_passes_text(samples: int | None, protocol: str | None) -> str | None:
+    """'N=20, masks per window': how a run's latest MC evaluation drew its passes, in the words
+    `rnnreg list`, the Runs page and the Compare page share; None for a run without one."""
+    if not protocol:
+        return None
+    return (f"N={samples}, " if samples else "") + f"masks per {protocol}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from rnnreg.runs.summary import RunSummary
+from rnnreg.runs.summary import RunSummary, mc_passes_text
 
 
 def _fmt(value: float | None) -> str:
@@ -18,10 +18,9 @@ def _printable(text: str | None) -> str:
 
 
 def _mc_note(s: RunSummary) -> str:
-    """' (N=1000)', and the masks where they were not Gal & Ghahramani's (drawn once per stream)."""
-    notes = ([f"N={s.mc_samples}"] if s.mc_samples else []) + (
-        [f"masks per {s.mc_protocol}"] if s.mc_protocol not in (None, "stream") else [])
-    return f" ({', '.join(notes)})" if notes else ""
+    """' (N=1000, masks per stream)': how many passes, and how each drew its masks."""
+    text = mc_passes_text(s.mc_samples, s.mc_protocol)
+    return f" ({text})" if text else ""
 
 
 def format_table(summaries: Iterable[RunSummary]) -> str:
