@@ -247,6 +247,7 @@ def test_the_moon_paragraph_quotes_the_small_runs_own_masks_measurements():
     ("zaremba", None, "deficit", 3), ("recurrent", 0.5, "lead", 3),
     ("variational", 0.5, "deficit", 2), ("moon", None, "deficit", 2),
     ("zoneout", None, "lead", 2), ("weight-drop", 0.5, "lead", 2), ("semeniuta", None, "lead", 2),
+    ("both", 0.5, "deficit", 2),
 ])
 def test_a_small_seeds_line_quotes_every_shipped_seed(placement, rate, versus, at_least):
     seeds = seeds_of("small", placement, rate)
