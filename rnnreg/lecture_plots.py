@@ -227,7 +227,9 @@ def evidence_figure(runs: pd.DataFrame, published: pd.DataFrame = lecture.PUBLIS
                     font_size: int = FONT) -> go.Figure:
     """Valid / test perplexity of the final model per configuration as horizontal bars (mean over
     seeds, ± sd where there are several; the best epoch's valid in the hover); published numbers
-    as markers on their configuration's bars.
+    as markers on their configuration's bars, each number right of its marker, or, where this
+    project's bar or MC circle reaches past the marker and would cover it, right of that with the
+    marker's symbol ('★ 79.7').
 
     One row per configuration, small then medium then large, the best test first within each, so
     long labels ('medium · zaremba (decay_after=7)') read level and the chart grows with the runs
@@ -261,14 +263,23 @@ def evidence_figure(runs: pd.DataFrame, published: pd.DataFrame = lecture.PUBLIS
     for source, symbol in (("Zaremba et al. 2014", "diamond"), ("Gal & Ghahramani 2016", "star")):
         mask = published["source"] == source
         for column, color in (("valid", "#D55E00"), ("test", "#E69F00")):
+            rows, values = [c for c, m in zip(cats, mask) if m], list(published.loc[mask, column])
+            reach = [_reach(runs, row, column) for row in rows]
+            covered = [r is not None and r > v - 0.5 for r, v in zip(reach, values)]  # our bar (or circle) ends past it
             fig.add_trace(go.Scatter(
-                y=[c for c, m in zip(cats, mask) if m], x=published.loc[mask, column], mode="markers+text",
-                orientation="h", name=f"{source} · {column}",
+                y=rows, x=values, mode="markers+text", orientation="h", name=f"{source} · {column}",
                 marker={"symbol": symbol, "size": 18, "color": color, "line": {"color": "#333", "width": 1}},
-                text=[f"{v:.1f}" for v in published.loc[mask, column]], textposition="middle right",
+                text=["" if c else f"{v:.1f}" for v, c in zip(values, covered)], textposition="middle right",
                 textfont={"color": "#333"},
                 offsetgroup=column, hovertemplate=f"%{{y}} {column}, {source}: %{{x:.1f}}<extra></extra>",
             ))
+            if any(covered):  # its number right of what covers it, with its symbol to say whose it is
+                glyph = {"diamond": "◆", "star": "★"}[symbol]
+                fig.add_trace(go.Scatter(
+                    y=[r for r, c in zip(rows, covered) if c], x=[x for x, c in zip(reach, covered) if c],
+                    mode="text", orientation="h", showlegend=False, hoverinfo="skip", offsetgroup=column,
+                    text=[f"  {glyph} {v:.1f}" for v, c in zip(values, covered) if c], textposition="middle right",
+                    textfont={"color": "#333"}, name=f"{source} · {column} (number)"))
     _style(fig, "Penn Treebank perplexity per configuration (lower is better)", font_size, "perplexity", None)
     fig.update_yaxes(categoryorder="array", categoryarray=categories, autorange="reversed")
     highest = max([*published["valid"], *published["test"], *(runs["valid"] if not runs.empty else []),
@@ -280,6 +291,21 @@ def evidence_figure(runs: pd.DataFrame, published: pd.DataFrame = lecture.PUBLIS
     fig.update_layout(barmode="group", scattermode="group", height=int(160 + row * len(categories)),
                       margin={"l": 20}, yaxis={"automargin": True})
     return fig
+
+
+def _reach(runs: pd.DataFrame, category: str, column: str) -> float | None:
+    """How far right this project's row for `category` draws in `column`: the bar's end, its error
+    bar, and on the test bar the MC circle; None where the project has no such run."""
+    if runs.empty:
+        return None
+    row = runs[runs["category"] == category]
+    if row.empty or pd.isna(row[column].iloc[0]):
+        return None
+    sd = row[f"{column}_sd"].iloc[0] if f"{column}_sd" in row else 0.0
+    ends = [float(row[column].iloc[0]) + (0.0 if pd.isna(sd) else float(sd))]
+    if column == "test" and "mc_test" in row and pd.notna(row["mc_test"].iloc[0]):
+        ends.append(float(row["mc_test"].iloc[0]))
+    return max(ends)
 
 
 def _bar_labels(runs: pd.DataFrame, column: str) -> list[str]:

@@ -496,3 +496,22 @@ def test_the_evidence_takeaway_quotes_the_published_figures_and_the_small_runs_b
     curves = runs.load_run(shipped, medium.at["recurrent", "run"]).epochs_frame()
     last = curves.iloc[-1]
     assert last["train_ppl"] < last["valid_ppl"] / 5 and last["valid_ppl"] > curves["valid_ppl"].min() * 1.2  # overfit
+
+
+def test_a_published_number_our_bar_covers_moves_right_of_it_with_its_symbol():
+    # medium variational: our bars (87.4 valid, 83.6 test with its MC circle at 88.4) end past Gal's 81.9 / 79.7
+    table = pd.DataFrame({
+        "run": ["v", "n"], "preset": ["medium", "small"], "placement": ["variational", "none"], "state": "finished",
+        "problems": "", "read_only": True, "best_valid_ppl": [87.4, 117.0], "test_ppl": [83.6, 112.6],
+        "mc_test_ppl": [88.4, math.nan], "mc_protocol": ["window", ""], "mc_samples": [20, None],
+    })
+    fig = lecture_plots.evidence_figure(lecture.evidence_frame(table))
+    gal_test = next(t for t in fig.data if t.name == "Gal & Ghahramani 2016 · test")
+    assert list(gal_test.x) == [79.7] and list(gal_test.text) == [""]  # the marker stays on its value
+    moved = next(t for t in fig.data if t.name == "Gal & Ghahramani 2016 · test (number)")
+    assert list(moved.x) == [88.4] and list(moved.text) == ["  ★ 79.7"] and moved.offsetgroup == "test"
+    assert next(t for t in fig.data if t.name == "Gal & Ghahramani 2016 · valid (number)").x == (87.4,)
+    # small none: our bars end short of the paper's 120.7 / 114.5, so the numbers stay on their markers
+    paper = next(t for t in fig.data if t.name == "Zaremba et al. 2014 · test")
+    assert dict(zip(paper.y, paper.text))["small · none"] == "114.5"
+    assert not any(t.name == "Zaremba et al. 2014 · test (number)" and "small · none" in t.y for t in fig.data)
