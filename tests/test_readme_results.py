@@ -243,6 +243,23 @@ def test_the_moon_paragraph_quotes_the_small_runs_own_masks_measurements():
             f"{percent['variational']}") in text
 
 
+def test_gals_own_mc_test_is_quoted_for_every_small_run_evaluated_that_way():
+    """Gal & Ghahramani's test (masks drawn once per test stream, word dropout off: `rnnreg evaluate`'s
+    default), where a shipped small run carries it, beside the same run's window figure."""
+    text = readme_text()
+    found = []
+    for summary, run in shipped():
+        if summary.preset == "small" and not summary.sweep:
+            found += [(summary.placement, run.config["train"]["seed"], r)
+                      for r in runs.read_jsonl(run.dir / runs.METRICS_FILE, "mc_test") if runs.mc_protocol(r) == "stream"]
+    assert found, "small variational seed 2 was evaluated with Gal & Ghahramani's masks (per stream)"
+    for placement, seed, r in found:
+        assert (f"small {placement} seed {seed}: test {r['test_ppl']:.2f} with dropout off, "
+                f"{r['mc_test_ppl']:.2f} averaged over {r['samples']} passes with masks per stream "
+                f"({r['mc_test_ppl'] / r['test_ppl']:.2f}x)") in text, (placement, seed)
+        assert f"--mc-samples {r['samples']} --mc-masks stream" in text
+
+
 @pytest.mark.parametrize("placement, rate, versus, at_least", [
     ("zaremba", None, "deficit", 3), ("recurrent", 0.5, "lead", 3),
     ("variational", 0.5, "deficit", 2), ("moon", None, "deficit", 2),
