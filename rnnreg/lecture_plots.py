@@ -265,7 +265,9 @@ def evidence_figure(runs: pd.DataFrame, published: pd.DataFrame = lecture.PUBLIS
         for column, color in (("valid", "#D55E00"), ("test", "#E69F00")):
             rows, values = [c for c, m in zip(cats, mask) if m], list(published.loc[mask, column])
             reach = [_reach(runs, row, column) for row in rows]
-            covered = [r is not None and r > v - 0.5 for r, v in zip(reach, values)]  # our bar (or circle) ends past it
+            # our bar, error bar or MC circle ends past the marker (or within 0.5 short of it, where the
+            # marker's number would still start on the bar's end)
+            covered = [r is not None and r > v - 0.5 for r, v in zip(reach, values)]
             fig.add_trace(go.Scatter(
                 y=rows, x=values, mode="markers+text", orientation="h", name=f"{source} · {column}",
                 marker={"symbol": symbol, "size": 18, "color": color, "line": {"color": "#333", "width": 1}},
