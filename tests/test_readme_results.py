@@ -206,13 +206,29 @@ def test_the_small_placements_prose_quotes_the_recurrent_path_leads():
     assert f"they lie within {max(tests) - min(tests):.1f} points of each other" in text
 
 
-def window_mc(placement: str, rate: float | None = None) -> list[tuple[int, dict]]:
-    """The small runs of `placement` evaluated with training's masks (per window): (seed, record), seed order."""
+def small_mc(protocol: str, placement: str | None = None, rate: float | None = None) -> list[tuple[str, int, dict]]:
+    """The MC evaluations with masks per `protocol` recorded in shipped small runs (of one configuration
+    when `placement` is given): (placement, seed, record), seed order."""
+    summaries = (seeds_of("small", placement, rate) if placement
+                 else [s for s, _ in shipped() if s.preset == "small" and not s.sweep])
     found = []
-    for summary in seeds_of("small", placement, rate):
+    for summary in summaries:
         run = runs.load_run(SHIPPED, summary.id)
-        found += [(run.config["train"]["seed"], r) for r in runs.read_jsonl(run.dir / runs.METRICS_FILE, "mc_test")
-                  if runs.mc_protocol(r) == "window"]
+        found += [(summary.placement, run.config["train"]["seed"], r)
+                  for r in runs.read_jsonl(run.dir / runs.METRICS_FILE, "mc_test") if runs.mc_protocol(r) == protocol]
+    return found
+
+
+def mc_quote(placement: str, seed: int, r: dict) -> str:
+    """How the README quotes one MC evaluation: both test figures, the passes, the masks and the ratio."""
+    return (f"small {placement} seed {seed}: test {r['test_ppl']:.2f} with dropout off, {r['mc_test_ppl']:.2f} "
+            f"averaged over {r['samples']} passes with masks per {runs.mc_protocol(r)} "
+            f"({r['mc_test_ppl'] / r['test_ppl']:.2f}x)")
+
+
+def window_mc(placement: str, rate: float | None = None) -> list[tuple[str, int, dict]]:
+    """The small runs of `placement` evaluated with training's masks (per window)."""
+    found = small_mc("window", placement, rate)
     assert found, f"a small {placement} run carries an MC evaluation with masks per window"
     return found
 
@@ -224,18 +240,16 @@ def test_the_moon_paragraph_quotes_the_small_runs_own_masks_measurements():
     measured = {placement: window_mc(placement, rate) for placement, rate in
                 (("moon", None), ("recurrent", 0.5), ("zaremba", None), ("variational", 0.5))}
     for placement, evaluated in measured.items():
-        for seed, r in evaluated:
-            assert (f"small {placement} seed {seed}: test {r['test_ppl']:.2f} with dropout off, "
-                    f"{r['mc_test_ppl']:.2f} averaged over {r['samples']} passes with masks per window "
-                    f"({r['mc_test_ppl'] / r['test_ppl']:.2f}x)") in text, (placement, seed)
+        for _, seed, r in evaluated:
+            assert mc_quote(placement, seed, r) in text, (placement, seed)
             assert f"--mc-samples {r['samples']} --mc-masks window" in text
     assert len(measured["recurrent"]) >= 2 and len(measured["zaremba"]) >= 2  # the controls, more than one seed
-    moon = statistics.mean(r["mc_test_ppl"] for _, r in measured["moon"])
-    recurrent = statistics.mean(r["mc_test_ppl"] for _, r in measured["recurrent"])
+    moon = statistics.mean(r["mc_test_ppl"] for _, _, r in measured["moon"])
+    recurrent = statistics.mean(r["mc_test_ppl"] for _, _, r in measured["recurrent"])
     none = statistics.mean(s.test_ppl for s in seeds_of("small", "none"))
     assert moon < none and f"the moon model is {none - moon:.0f} points *ahead* of no dropout ({none:.1f})" in text
     assert f"and {moon - recurrent:.0f} behind recurrent evaluated the same way" in text
-    ratio = {placement: statistics.mean(r["mc_test_ppl"] / r["test_ppl"] for _, r in evaluated)
+    ratio = {placement: statistics.mean(r["mc_test_ppl"] / r["test_ppl"] for _, _, r in evaluated)
              for placement, evaluated in measured.items()}
     assert ratio["recurrent"] < 1 < min(ratio["zaremba"], ratio["variational"])  # "buys" one, "costs" the others
     percent = {placement: f"{abs(1 - x):.0%}" for placement, x in ratio.items()}
@@ -247,16 +261,10 @@ def test_gals_own_mc_test_is_quoted_for_every_small_run_evaluated_that_way():
     """Gal & Ghahramani's test (masks drawn once per test stream, word dropout off: `rnnreg evaluate`'s
     default), quoted for every shipped small run that carries it."""
     text = readme_text()
-    found = []
-    for summary, run in shipped():
-        if summary.preset == "small" and not summary.sweep:
-            found += [(summary.placement, run.config["train"]["seed"], r)
-                      for r in runs.read_jsonl(run.dir / runs.METRICS_FILE, "mc_test") if runs.mc_protocol(r) == "stream"]
+    found = small_mc("stream")
     assert found, "small variational seed 2 was evaluated with Gal & Ghahramani's masks (per stream)"
     for placement, seed, r in found:
-        assert (f"small {placement} seed {seed}: test {r['test_ppl']:.2f} with dropout off, "
-                f"{r['mc_test_ppl']:.2f} averaged over {r['samples']} passes with masks per stream "
-                f"({r['mc_test_ppl'] / r['test_ppl']:.2f}x)") in text, (placement, seed)
+        assert mc_quote(placement, seed, r) in text, (placement, seed)
         assert f"--mc-samples {r['samples']} --mc-masks stream" in text
 
 
