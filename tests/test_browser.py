@@ -107,10 +107,14 @@ def dashboard_in_chromium(runs_dir: Path, log_path: Path) -> Iterator[tuple[str,
 CHARTS_JS = "document.querySelectorAll('.js-plotly-plot').length"
 RUNNING_JS = ("!!document.querySelector(\"[data-testid='stStatusWidget']\")"
               " && document.querySelector(\"[data-testid='stStatusWidget']\").innerText.includes('Running')")
+# Elements left from the previous script run, shown faded until this run replaces or drops them: a
+# click's rerun can start before the status widget says "Running" (seen taking a lecture screenshot).
+STALE_JS = "document.querySelectorAll(\"[data-stale='true']\").length > 0"
+BUSY_JS = f"({RUNNING_JS}) || ({STALE_JS})"
 
 
 def wait_until_settled(page, charts: int, timeout_ms: int = 30_000) -> None:
-    """The app view is there, the script has stopped running and `charts` Plotly charts are drawn,
+    """The app view is there, the script has stopped running (no stale element left), `charts` Plotly charts are drawn,
     and all of that still holds a moment later: a page may rerun once right after its first run (a
     widget reporting its initial value), and that rerun briefly replaces its charts; seen once on a
     loaded CI machine as '/gates: charts missing' after a single check."""
@@ -120,9 +124,9 @@ def wait_until_settled(page, charts: int, timeout_ms: int = 30_000) -> None:
         left_ms = max(1_000, int((deadline - time.monotonic()) * 1000))
         if charts:
             page.wait_for_function(f"{CHARTS_JS} >= {charts}", timeout=left_ms)
-        page.wait_for_function(f"!({RUNNING_JS})", timeout=left_ms)
+        page.wait_for_function(f"!({BUSY_JS})", timeout=left_ms)
         page.wait_for_timeout(600)  # let Plotly finish its transitions, and a rerun show itself
-        if page.evaluate(f"{CHARTS_JS} >= {charts} && !({RUNNING_JS})"):
+        if page.evaluate(f"{CHARTS_JS} >= {charts} && !({BUSY_JS})"):
             return
         if time.monotonic() > deadline:
             raise AssertionError(f"{page.url}: not settled with {charts} charts within {timeout_ms} ms")
