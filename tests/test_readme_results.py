@@ -273,7 +273,7 @@ def test_gals_own_mc_test_is_quoted_for_every_small_run_evaluated_that_way():
 @pytest.mark.parametrize("placement, rate, versus, at_least", [
     ("zaremba", None, "deficit", 3), ("recurrent", 0.5, "lead", 3),
     ("variational", 0.5, "deficit", 3), ("moon", None, "deficit", 3),
-    ("zoneout", None, "lead", 3), ("weight-drop", 0.5, "lead", 2), ("semeniuta", None, "lead", 2),
+    ("zoneout", None, "lead", 3), ("weight-drop", 0.5, "lead", 3), ("semeniuta", None, "lead", 3),
     ("both", 0.5, "deficit", 2),
 ])
 def test_a_small_seeds_line_quotes_every_shipped_seed(placement, rate, versus, at_least):
