@@ -340,11 +340,12 @@ def evidence_frame(table: pd.DataFrame, *, include_own: bool = False) -> pd.Data
     the mean of that over those runs, mc_seeds their number, mc_off_test the same runs' test with
     dropout off (the like-for-like comparison), mc_protocol how their masks were drawn and
     mc_samples how many passes each averaged.
-    Columns: preset, placement, category, valid, test, best_valid, valid_sd, test_sd, seeds, run, source,
-    mc_test, mc_seeds, mc_off_test, mc_protocol, mc_samples.
+    variant is '' for the preset's own settings, else which differ ('decay_after=7').
+    Columns: preset, placement, variant, category, valid, test, best_valid, valid_sd, test_sd, seeds, run,
+    source, mc_test, mc_seeds, mc_off_test, mc_protocol, mc_samples.
     """
-    columns = ["preset", "placement", "category", "valid", "test", "best_valid", "valid_sd", "test_sd", "seeds",
-               "run", "source", *MC_COLUMNS]
+    columns = ["preset", "placement", "variant", "category", "valid", "test", "best_valid", "valid_sd", "test_sd",
+               "seeds", "run", "source", *MC_COLUMNS]
     if table.empty:
         return pd.DataFrame(columns=columns)
     rows = _candidates(table, include_own)
