@@ -464,6 +464,32 @@ def test_decay_after_one_more_than_max_epoch_is_main_luas_schedule(preset, max_e
     assert readme in main_lua_section()
 
 
+def main_lua_small_runs() -> list[runs.RunSummary]:
+    """The shipped small no-dropout runs trained on main.lua's schedule (`--decay-after 5`), seed order."""
+    found = [(r.config["train"]["seed"], s) for s, r in shipped() if s.preset == "small" and s.placement == "none"
+             and not s.sweep and s.variant == "decay_after=5"]
+    return [s for _, s in sorted(found, key=lambda pair: pair[0])]
+
+
+def test_the_small_runs_on_main_luas_schedule_are_quoted_beside_the_texts():
+    """The later cut's effect at small size: its seeds against the text schedule's (Table 1) and the paper's."""
+    code = main_lua_small_runs()
+    assert len(code) >= 2
+    test, valid = [s.test_ppl for s in code], [s.best_valid_ppl for s in code]
+    text_schedule = [s.test_ppl for s in seeds_of("small", "none")]
+    section = main_lua_section()
+    walls = sorted(round(s.wall_seconds) for s in code)
+    assert all(runs.load_run(SHIPPED, s.id).environment.get("cpu_threads") == 1 for s in code)  # "one thread each"
+    assert f"on this CPU, one thread each, {walls[0]}-{walls[-1]} s" in section
+    assert (f"small test {figures(test)} (valid {figures(valid)}), {mean_sd(test)}, against "
+            f"{mean_sd(text_schedule)} on the text's schedule") in section
+    gap = statistics.mean(test) - statistics.mean(text_schedule)
+    assert f"{abs(gap):.1f} {'higher' if gap > 0 else 'lower'}" in section
+    assert abs(statistics.mean(test) - 114.5) < abs(statistics.mean(text_schedule) - 114.5)  # "closer to the paper's"
+    code_run, text_run = runs.load_run(SHIPPED, code[0].id), lm_run("small", "none")[1]
+    assert f"(last train perplexity {last_train(code_run)} against {last_train(text_run)}, seed 0)" in section
+
+
 def main_lua_printed_valid(ppl: float, rows: int, bptt: int) -> float:
     """What run_valid prints for windows scoring `ppl`: it reads floor((rows - 1) / bptt) windows
     and divides their summed losses by (rows - 1) / bptt, the fraction."""
