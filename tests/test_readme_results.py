@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from rnnreg import runs
+from rnnreg import lecture, runs
 from rnnreg.config import build_run_config, lr_at_epoch
 from rnnreg.data import read_tokens
 
@@ -87,12 +87,13 @@ def mean_sd(values: list[float]) -> str:
     return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
 
 
-def seeds_of(preset: str, placement: str, rate: float | None = None) -> list[runs.RunSummary]:
-    """The shipped runs of one configuration (outside sweeps; the preset's own settings, the
-    placement's own rates or `rate` at its primary sites, as `--dropout` sets them), seed order."""
+def seeds_of(preset: str, placement: str, rate: float | None = None, variant: str = "") -> list[runs.RunSummary]:
+    """The shipped runs of one configuration (outside sweeps; the preset's own settings unless `variant`
+    names the others, e.g. 'decay_after=5'; the placement's own rates or `rate` at its primary sites, as
+    `--dropout` sets them), seed order."""
     rates = build_run_config(preset, placement=placement, dropout=rate).dropout.rates
     found = [(r.config["train"]["seed"], s) for s, r in shipped()
-             if s.preset == preset and s.placement == placement and not s.sweep and s.variant == ""
+             if s.preset == preset and s.placement == placement and not s.sweep and s.variant == variant
              and s.rates == rates]
     return [s for _, s in sorted(found, key=lambda pair: pair[0])]
 
@@ -326,7 +327,7 @@ def test_the_small_seeds_table_gives_every_shipped_seed_of_each_configuration():
             assert f" {rate}" in cells[0]
     # "No configuration's lead or deficit ... is one seed's accident" and "(`both`) makes every seed worse"
     assert all(cells[5].endswith(", every seed") for cells in rows if cells[5] != "-")
-    both, zaremba = ([s.test_ppl for s in seeds_of("small", p, 0.5)] for p in ("both", "zaremba"))
+    both, zaremba = ([s.test_ppl for s in seeds_of("small", p, SMALL_SEEDS_ROWS[p])] for p in ("both", "zaremba"))
     assert min(both) > max(zaremba)
 
 
@@ -464,16 +465,9 @@ def test_decay_after_one_more_than_max_epoch_is_main_luas_schedule(preset, max_e
     assert readme in main_lua_section()
 
 
-def main_lua_small_runs() -> list[runs.RunSummary]:
-    """The shipped small no-dropout runs trained on main.lua's schedule (`--decay-after 5`), seed order."""
-    found = [(r.config["train"]["seed"], s) for s, r in shipped() if s.preset == "small" and s.placement == "none"
-             and not s.sweep and s.variant == "decay_after=5"]
-    return [s for _, s in sorted(found, key=lambda pair: pair[0])]
-
-
 def test_the_small_runs_on_main_luas_schedule_are_quoted_beside_the_texts():
     """The later cut's effect at small size: its seeds against the text schedule's (Table 1) and the paper's."""
-    code = main_lua_small_runs()
+    code = seeds_of("small", "none", variant="decay_after=5")  # `--decay-after 5`: main.lua's cut at small size
     assert len(code) >= 2
     test, valid = [s.test_ppl for s in code], [s.best_valid_ppl for s in code]
     text_schedule = [s.test_ppl for s in seeds_of("small", "none")]
@@ -485,7 +479,9 @@ def test_the_small_runs_on_main_luas_schedule_are_quoted_beside_the_texts():
             f"{mean_sd(text_schedule)} on the text's schedule") in section
     gap = statistics.mean(test) - statistics.mean(text_schedule)
     assert f"{abs(gap):.1f} {'higher' if gap > 0 else 'lower'}" in section
-    assert abs(statistics.mean(test) - 114.5) < abs(statistics.mean(text_schedule) - 114.5)  # "closer to the paper's"
+    paper = lecture.PUBLISHED.set_index(["source", "preset"]).at[("Zaremba et al. 2014", "small"), "test"]
+    assert f"closer to the paper's {paper}" in section
+    assert abs(statistics.mean(test) - paper) < abs(statistics.mean(text_schedule) - paper)
     code_run, text_run = runs.load_run(SHIPPED, code[0].id), lm_run("small", "none")[1]
     assert f"(last train perplexity {last_train(code_run)} against {last_train(text_run)}, seed 0)" in section
 
