@@ -201,6 +201,16 @@ def training_variant(config: RunConfig) -> str:
     return " ".join(parts)
 
 
+def variant_label(preset: str, variant: str) -> str:
+    """How a chart names a variant: "main.lua's schedule" where it is only the rate cut one epoch
+    later than the paper's text (its main.lua keeps the initial rate for decay_after + 1 epochs;
+    the README's "How the paper's own code counts"), else the settings themselves ('' stays '')."""
+    base = PRESETS.get(preset)
+    if base is not None and variant == f"decay_after={base.train.decay_after + 1}":
+        return "main.lua's schedule"
+    return variant
+
+
 def build_run_config(
     preset: str,
     *,

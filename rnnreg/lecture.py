@@ -425,11 +425,14 @@ def at_paper_sizes(evidence: pd.DataFrame) -> tuple[pd.DataFrame, int]:
 
 def _configuration_labels(groups: pd.DataFrame) -> list[str]:
     """'medium · zaremba' where that says which; where one preset and placement has several
-    configurations, their other settings in brackets ('medium · zaremba (decay_after=7)'), then
-    their rates where those still tell them apart ('... [hidden 0.3, embedding 0.3]')."""
+    configurations, their other settings in brackets, as `config.variant_label` names them
+    ('medium · zaremba (main.lua's schedule)', 'medium · zaremba (clip=2.5)'), then their rates
+    where those still tell them apart ('... [hidden 0.3, embedding 0.3]')."""
     labels = pd.Series(category(groups["preset"], groups["placement"]), index=groups.index)
     several = labels.duplicated(keep=False)
-    labels = labels.where(~several | (groups["variant"] == ""), labels + " (" + groups["variant"] + ")")
+    named = pd.Series([cfg.variant_label(preset, variant) for preset, variant in zip(groups["preset"], groups["variant"])],
+                      index=groups.index)
+    labels = labels.where(~several | (named == ""), labels + " (" + named + ")")
     several = labels.duplicated(keep=False)
     return list(labels.where(~several, labels + " [" + groups["rates"] + "]"))
 

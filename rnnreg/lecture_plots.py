@@ -232,7 +232,7 @@ def evidence_figure(runs: pd.DataFrame, published: pd.DataFrame = lecture.PUBLIS
     marker's symbol ('★ 79.7').
 
     One row per configuration, small then medium then large, the best test first within each, so
-    long labels ('medium · zaremba (decay_after=7)') read level and the chart grows with the runs
+    long labels ('medium · zaremba (main.lua's schedule)') read level and the chart grows with the runs
     instead of crowding.
     """
     fig = go.Figure()

@@ -2,7 +2,8 @@
 
 import pytest
 
-from rnnreg.config import PRESETS, ConfigError, build_run_config, from_dict, lr_at_epoch, to_dict, training_variant
+from rnnreg.config import (PRESETS, ConfigError, build_run_config, from_dict, lr_at_epoch, to_dict, training_variant,
+                           variant_label)
 
 
 def _paper_schedule(epochs: int, decay: float, max_epoch: int) -> list[float]:
@@ -92,3 +93,14 @@ def test_the_training_variant_names_what_departs_from_the_preset_besides_seed_an
     assert training_variant(build_run_config("medium", decay_after=7, clip=2.5)) == "decay_after=7 clip=2.5"
     assert training_variant(build_run_config("memory", delay=5)) == ""  # the delay (and its window) is a column
     assert training_variant(from_dict(to_dict(build_run_config("small", epochs=3)))) == "epochs=3"
+
+
+def test_a_variant_that_only_cuts_the_rate_one_epoch_later_is_named_main_luas_schedule():
+    for preset, text_cut in (("small", 4), ("medium", 6), ("large", 14)):
+        main_lua = training_variant(build_run_config(preset, decay_after=text_cut + 1))
+        assert variant_label(preset, main_lua) == "main.lua's schedule"
+        later = training_variant(build_run_config(preset, decay_after=text_cut + 2))
+        assert variant_label(preset, later) == f"decay_after={text_cut + 2}"  # not main.lua's: said as it is
+    both = training_variant(build_run_config("medium", decay_after=7, clip=2.5))
+    assert variant_label("medium", both) == "decay_after=7 clip=2.5"  # more than the schedule departs
+    assert variant_label("small", "") == "" and variant_label("no-such-preset", "decay_after=5") == "decay_after=5"

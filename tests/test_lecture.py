@@ -324,17 +324,20 @@ def test_evidence_is_penn_treebank_runs_and_runs_that_did_not_record_their_corpu
 
 
 def test_evidence_keeps_configurations_apart_that_differ_in_more_than_the_seed():
-    # medium zaremba: two seeds of the preset, one on main.lua's schedule; variational: two rate sets
+    # medium zaremba: two seeds of the preset, one on main.lua's schedule, one clipped harder;
+    # variational: two rate sets
     table = pd.DataFrame({
-        "run": list("abcde"), "preset": "medium", "state": "finished", "problems": "", "read_only": True,
-        "placement": ["zaremba", "zaremba", "zaremba", "variational", "variational"],
-        "rates": ["input 0.5, output 0.5"] * 3 + ["hidden 0.5", "hidden 0.3"],
-        "variant": ["", "", "decay_after=7", "", ""],
-        "best_valid_ppl": [86.0, 88.0, 80.0, 87.0, 84.0], "test_ppl": [83.0, 85.0, 77.0, 84.0, 81.0],
+        "run": list("abcdef"), "preset": "medium", "state": "finished", "problems": "", "read_only": True,
+        "placement": ["zaremba", "zaremba", "zaremba", "variational", "variational", "zaremba"],
+        "rates": ["input 0.5, output 0.5"] * 3 + ["hidden 0.5", "hidden 0.3", "input 0.5, output 0.5"],
+        "variant": ["", "", "decay_after=7", "", "", "clip=2.5"],
+        "best_valid_ppl": [86.0, 88.0, 80.0, 87.0, 84.0, 90.0], "test_ppl": [83.0, 85.0, 77.0, 84.0, 81.0, 88.0],
     })
     evidence = lecture.evidence_frame(table).set_index("category")
     assert evidence.loc["medium · zaremba", "seeds"] == 2 and evidence.loc["medium · zaremba", "test"] == 84.0
-    assert evidence.loc["medium · zaremba (decay_after=7)", "test"] == 77.0  # not averaged in as a third seed
+    # not averaged in as further seeds; main.lua's one-epoch-later cut (medium: 6 + 1) named as such
+    assert evidence.loc["medium · zaremba (main.lua's schedule)", "test"] == 77.0
+    assert evidence.loc["medium · zaremba (clip=2.5)", "test"] == 88.0
     assert evidence.loc["medium · variational [hidden 0.3]", "test"] == 81.0
     assert evidence.loc["medium · variational [hidden 0.5]", "seeds"] == 1
     alone = lecture.evidence_frame(table[table["run"].isin(["a", "d"])])
