@@ -111,22 +111,25 @@ RUNNING_JS = ("!!document.querySelector(\"[data-testid='stStatusWidget']\")"
 # click's rerun can start before the status widget says "Running" (seen taking a lecture screenshot).
 STALE_JS = "document.querySelectorAll(\"[data-stale='true']\").length > 0"
 BUSY_JS = f"({RUNNING_JS}) || ({STALE_JS})"
+# Every page opens with a title or header: until the script has drawn it, nothing is settled.  A
+# fresh server's first page was seen "settled" (no status widget, nothing stale) 0.7 s before its
+# script drew anything, which made a screenshot of an empty page.
+HEADING_JS = "!!document.querySelector(\"[data-testid='stMain'] h1, [data-testid='stMain'] h2\")"
 
 
 def wait_until_settled(page, charts: int, timeout_ms: int = 30_000) -> None:
-    """The app view is there, the script has stopped running (no stale element left), `charts` Plotly charts are drawn,
-    and all of that still holds a moment later: a page may rerun once right after its first run (a
+    """The app view is there, the page's heading is drawn, the script has stopped running (no stale element left),
+    `charts` Plotly charts are drawn, and all of that still holds a moment later: a page may rerun once right after its first run (a
     widget reporting its initial value), and that rerun briefly replaces its charts; seen once on a
     loaded CI machine as '/gates: charts missing' after a single check."""
     page.wait_for_selector("[data-testid='stAppViewContainer']", timeout=timeout_ms)
     deadline = time.monotonic() + timeout_ms / 1000
     while True:
         left_ms = max(1_000, int((deadline - time.monotonic()) * 1000))
-        if charts:
-            page.wait_for_function(f"{CHARTS_JS} >= {charts}", timeout=left_ms)
+        page.wait_for_function(f"{HEADING_JS} && {CHARTS_JS} >= {charts}", timeout=left_ms)
         page.wait_for_function(f"!({BUSY_JS})", timeout=left_ms)
         page.wait_for_timeout(600)  # let Plotly finish its transitions, and a rerun show itself
-        if page.evaluate(f"{CHARTS_JS} >= {charts} && !({BUSY_JS})"):
+        if page.evaluate(f"{HEADING_JS} && {CHARTS_JS} >= {charts} && !({BUSY_JS})"):
             return
         if time.monotonic() > deadline:
             raise AssertionError(f"{page.url}: not settled with {charts} charts within {timeout_ms} ms")
