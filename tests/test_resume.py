@@ -95,6 +95,28 @@ def test_resumed_run_equals_uninterrupted_run(server, corpus, reference, tmp_pat
     assert read_jsonl(writer.metrics_path, "step")[-1]["time"] > 0
 
 
+def test_a_resumed_runs_wall_leaves_out_the_time_it_lay_interrupted(server, corpus, reference, tmp_path):
+    """Killed in epoch 3 and resumed "an hour later" (its start moved back an hour): the wall the
+    dashboard and the README quote is its training, not the hour, and still covers every epoch."""
+    from datetime import datetime, timedelta
+
+    root = tmp_path / "runs"
+    writer = new_run(root, corpus)
+    kill(train(server, writer, hook=mid_epoch(reference, 3)))
+    started = datetime.fromisoformat(writer.read_status()["started_at"])
+    writer.update_status(started_at=(started - timedelta(hours=1)).isoformat(timespec="milliseconds"))
+
+    resume(server, root, writer.id)
+
+    status = writer.read_status()
+    assert status["state"] == "finished" and status["resumed_from_epoch"] == 2, status
+    (summary,) = list_runs(root)
+    recorded = max(r["time"] for r in read_jsonl(writer.metrics_path, "epoch"))  # its epochs' own clock
+    assert recorded <= summary.wall_seconds < 600, (recorded, summary.wall_seconds)
+    ended, resumed = (datetime.fromisoformat(status[key]) for key in ("ended_at", "resumed_at"))
+    assert summary.wall_seconds > (ended - resumed).total_seconds()  # epochs 1-2 before the kill count too
+
+
 def test_resume_after_cancel(server, corpus, reference, tmp_path):
     """SIGTERM (what `rnnreg cancel` sends) mid-epoch 3: `cancelled`; resumed: as if never stopped."""
     import os

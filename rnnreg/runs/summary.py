@@ -132,14 +132,6 @@ def summarize_run(run_dir: str | os.PathLike[str], *, read_only: bool = False, g
             problems.append(f"{STATUS_FILE}: unknown state {status.get('state')!r}")
 
     epochs_done = max([_int(status.get("epoch")) or 0] + [_int(r["epoch"]) for r in epochs])
-    started, ended = _parse_time(status.get("started_at")), _parse_time(status.get("ended_at"))
-    if started is not None and ended is not None:
-        wall = max(ended - started, 0.0)
-    elif started is not None and state in ACTIVE_STATES:
-        wall = max(time.time() - started, 0.0)
-    else:
-        times = [t for t in (_num(r.get("time")) for r in report.records) if t is not None]
-        wall = max(times) if times else None
     return RunSummary(
         id=run_dir.name,
         path=str(run_dir),
@@ -161,7 +153,7 @@ def summarize_run(run_dir: str | os.PathLike[str], *, read_only: bool = False, g
         delay=_int(memory.get("delay")),
         variant=_variant(cfg) if cfg else None,
         corpus=corpus_of(env.get("data_sha256")),
-        wall_seconds=wall,
+        wall_seconds=_wall_seconds(status, state, epochs, report.records),
         device=_str(env.get("device_name")) or _str(env.get("device")) or _str(train.get("device")),
         created_at=_str(doc.get("created_at")) or _str(status.get("created_at")),
         read_only=read_only,
@@ -327,3 +319,26 @@ def mc_passes_text(samples: int | None, protocol: str | None) -> str | None:
     if not protocol:
         return None
     return (f"N={samples}, " if samples else "") + f"masks per {protocol}"
+
+
+def _wall_seconds(status: dict, state: str, epochs: list[dict], records: list[dict]) -> float | None:
+    """How long the run took, its pauses left out: status.json's start to end (or to now, while it runs).
+
+    A resumed run (`rnnreg train --resume`) counts from its last resume instead, plus the training
+    time its checkpoint had recorded by then (the `time` of the epoch it resumed after, which
+    carries on across resumes): the hours it lay interrupted are not its wall, and neither is the
+    work after its last checkpoint that was lost and done again.
+    """
+    started, ended = _parse_time(status.get("started_at")), _parse_time(status.get("ended_at"))
+    resumed_after = _int(status.get("resumed_from_epoch"))
+    if resumed_after:  # 0: started over from scratch, nothing carried
+        before = [_num(r.get("time")) for r in epochs if _int(r.get("epoch")) == resumed_after]
+        resumed = _parse_time(status.get("resumed_at"))
+        if before and before[-1] is not None and resumed is not None:
+            started = resumed - before[-1]
+    if started is not None and ended is not None:
+        return max(ended - started, 0.0)
+    if started is not None and state in ACTIVE_STATES:
+        return max(time.time() - started, 0.0)
+    times = [t for t in (_num(r.get("time")) for r in records) if t is not None]
+    return max(times) if times else None
