@@ -17,6 +17,7 @@ REQUEST = "lecture_live_request"  # session_state: request id, so a double click
 LIVE_ERROR = "lecture_live_error"  # session_state: why the live pair could not start
 MEMORY_LIVE = "lecture_memory_runs"  # session_state: the memory-task runs launched from step 3
 MEMORY_REQUEST = "lecture_memory_request"  # session_state: request id, so a double click starts one set
+SIZE = "lecture_size"  # session_state: the model size step 1 shows (a preset)
 PRESENTATION_CSS = """
 <style>
 [data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"], [data-testid="stHeader"],
@@ -70,11 +71,20 @@ def launch_in_turn(configs: list, request_key: str, ids_key: str) -> None:
 
 def launch_live_pair() -> None:
     launch_in_turn(lecture.live_demo_configs(), REQUEST, LIVE)
+    if SIZE in st.session_state:
+        st.session_state[SIZE] = "demo"  # the live pair is the demo's: show it training
 
 
 def step_overfitting(font: int) -> None:
     table = common.run_table()
-    without, with_dropout = lecture.overfitting_pair(table, prefer=st.session_state.get(LIVE, []))
+    presets = lecture.overfitting_presets(table)
+    if st.session_state.get(SIZE, "demo") not in presets:  # its runs were deleted meanwhile
+        st.session_state.pop(SIZE, None)
+    preset = "demo"
+    if len(presets) > 1:  # a shipped or own pair at the paper's sizes: the full-length picture
+        preset = st.segmented_control("Model", presets, format_func=lecture.size_label, default="demo",
+                                      required=True, key=SIZE)
+    without, with_dropout = lecture.overfitting_pair(table, prefer=st.session_state.get(LIVE, []), preset=preset)
     labels = table.set_index("run")["label"].to_dict() if not table.empty else {}
     by_run = table.set_index("run") if not table.empty else None
     names = {}
@@ -94,7 +104,7 @@ def step_overfitting(font: int) -> None:
     if names:
         st.caption("Runs: " + "; ".join(f"{name}: {common.escape_markdown(labels[run])}" for run, name in names.items()))
     if not names:
-        st.info("No finished runs of the demo preset yet (shipped ones live in `runs/reference/`).")
+        st.info(f"No finished runs of the {preset} preset yet (shipped ones live in `runs/reference/`).")
     c1, c2 = st.columns([2, 3], vertical_alignment="center")
     c1.button("Run both live on this CPU", key="lecture_live", on_click=launch_live_pair,
               icon=":material/play_arrow:", disabled=active,

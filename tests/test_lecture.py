@@ -407,6 +407,79 @@ def test_steps_show_a_finished_run_before_a_newer_one_still_training():
     assert lecture.memory_runs(table) == ["own-done-z", "own-done-none"]
 
 
+def step_one_table() -> pd.DataFrame:
+    """Shipped runs of three sizes, newest first as the run table lists them."""
+    rows = [  # run, preset, placement, dropout, seed, variant
+        ("medium-none-mainlua-s0", "medium", "none", 0.0, 0, "decay_after=7"),
+        ("medium-none-s1", "medium", "none", 0.0, 1, ""),
+        ("medium-none-s0", "medium", "none", 0.0, 0, ""),
+        ("medium-variational-s0", "medium", "variational", 0.5, 0, ""),
+        ("medium-zaremba-s1", "medium", "zaremba", 0.5, 1, ""),
+        ("medium-zaremba-s0", "medium", "zaremba", 0.5, 0, ""),
+        ("small-none-s0", "small", "none", 0.0, 0, ""),
+        ("small-zaremba-s0", "small", "zaremba", 0.5, 0, ""),
+        ("demo-none", "demo", "none", 0.0, 0, ""),
+        ("demo-zaremba", "demo", "zaremba", 0.5, 0, ""),
+    ]
+    table = pd.DataFrame(rows, columns=["run", "preset", "placement", "dropout", "seed", "variant"])
+    return table.assign(state="finished", problems="", read_only=True, epochs_done=13, task="lm")
+
+
+def test_step_one_offers_the_papers_sizes_where_it_trains_with_dropout():
+    table = step_one_table()
+    # small has both sides too, but the paper trains it without dropout and zaremba 0.5 costs it
+    # validation perplexity: no picture of overfitting cured, so not offered
+    assert lecture.overfitting_presets(table) == ["demo", "medium"]
+    # the preset's own settings (not main.lua's schedule), the lowest seed, zaremba's placement
+    assert lecture.overfitting_pair(table, preset="medium") == ("medium-none-s0", "medium-zaremba-s0")
+    assert lecture.overfitting_pair(table) == ("demo-none", "demo-zaremba")  # the demo stays the default
+    no_zaremba = table[~table["run"].str.startswith("medium-zaremba")]
+    assert lecture.overfitting_pair(no_zaremba, preset="medium") == ("medium-none-s0", None)
+    assert lecture.overfitting_presets(no_zaremba) == ["demo"]  # variational is not the story of step 1
+    assert lecture.overfitting_presets(pd.DataFrame()) == ["demo"]
+    assert lecture.size_label("medium") == "medium · 2 × 650, 39 epochs"
+    assert lecture.size_label("demo") == "demo · 2 × 200, 10 epochs on 30,000 words"
+
+
+def test_step_one_switches_to_the_medium_pair_and_back_to_the_demo_for_a_live_run(tmp_path, monkeypatch):
+    import rnnreg.launch
+    from tests.fixtures_runs import write_run
+
+    monkeypatch.setattr(rnnreg.launch, "launch", lambda *a, **k: "fake")  # no real trainer in this test
+    shipped = tmp_path / "runs" / "reference"
+    for run_id, preset, placement, dropout in [("20261101-000000-demo-none", "demo", "none", None),
+                                               ("20261101-000001-demo-zaremba", "demo", "zaremba", 0.5),
+                                               ("20261101-000002-medium-none", "medium", "none", None),
+                                               ("20261101-000003-medium-zaremba", "medium", "zaremba", 0.5)]:
+        write_run(shipped, run_id, preset=preset, placement=placement, dropout=dropout, name=run_id[16:],
+                  epochs_total=cfg.PRESETS[preset].train.epochs)  # the preset's own settings, as shipped
+    at = open_lecture(tmp_path / "runs", monkeypatch)
+    size = at.segmented_control(key="lecture_size")
+    assert size.options == [lecture.size_label("demo"), lecture.size_label("medium")] and size.value == "demo"
+    assert "demo-none" in at.caption[0].value
+    size.set_value("medium").run()
+    assert not at.exception
+    assert {t["name"] for t in charts(at)[0]["data"]} == {"no dropout · train", "no dropout · valid",
+                                                          "zaremba dropout 0.5 · train", "zaremba dropout 0.5 · valid"}
+    assert "medium-none" in at.caption[0].value and "medium-zaremba" in at.caption[0].value
+    at.button(key="lecture_live").click().run()  # the live pair is the demo's: the chart goes back to it
+    assert at.segmented_control(key="lecture_size").value == "demo" and "demo-none" in at.caption[0].value
+
+
+def test_the_overfitting_chart_labels_every_epoch_of_the_demo_and_every_fifth_of_a_long_run():
+    def axis(epochs: int) -> dict:
+        frame = pd.DataFrame({"run": "r", "epoch": range(1, epochs + 1), "train_ppl": 100.0, "valid_ppl": 120.0})
+        return lecture_plots.overfitting_figure(frame, {"r": "no dropout"}).layout.xaxis
+
+    assert axis(10).dtick == 1 and list(axis(10).range) == [0.5, 10.5]
+    assert axis(39).dtick == 5 and list(axis(39).range) == [0.5, 39.5]  # not 39 crowded ticks, nor one at -1
+
+
+def test_step_one_has_no_size_choice_without_a_pair_at_the_papers_sizes(runs, monkeypatch):
+    at = open_lecture(runs["none"].parent.parent, monkeypatch)
+    assert not at.get("segmented_control") and len(charts(at)[0]["data"]) == 4
+
+
 def test_live_memory_configs_are_valid_cpu_runs_of_both_placements_at_each_delay():
     configs = lecture.live_memory_configs()
     parsed = [cfg.from_dict(doc) for _name, doc in configs]
