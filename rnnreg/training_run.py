@@ -347,14 +347,34 @@ def resume_from_cli(args: argparse.Namespace, stop: StopFlag) -> int:
         _log_to(writer.log_path)
         print(writer.dir, flush=True)
         log.info("run %s: resuming after epoch %d (%d records of later epochs dropped)", writer.id, epoch, dropped)
-        return _train_run(writer, trainer)
+        return _train_run(writer, trainer, resumed_after=epoch)
     finally:
         if slot is not None:
             slot.release()
 
 
-def _train_run(writer: RunWriter, trainer: Trainer) -> int:
-    """Train, test and record `trainer`'s run into `writer`'s directory (status already `running`)."""
+# What a resume keeps of the environment its run's earlier epochs trained in (another commit,
+# another machine or thread count: a run resumed in a later session).
+SEGMENT_FIELDS = ("git_commit", "torch", "device", "device_name", "cpu_threads", "train_step", "platform")
+
+
+def _earlier_segments(writer: RunWriter, resumed_after: int) -> dict[str, object]:
+    """config.json's `earlier_segments` for a run resumed after epoch `resumed_after`: the recorded
+    environment of the epochs before (`until_epoch`), added to the list earlier resumes wrote."""
+    env = writer.read_config().get("environment")
+    env = env if isinstance(env, dict) else {}
+    earlier = env.get("earlier_segments") if isinstance(env.get("earlier_segments"), list) else []
+    if resumed_after <= 0 or not any(key in env for key in SEGMENT_FIELDS):  # nothing kept: started over
+        return {"earlier_segments": earlier} if earlier else {}
+    return {"earlier_segments": [*earlier, {"until_epoch": resumed_after,
+                                            **{key: env[key] for key in SEGMENT_FIELDS if key in env}}]}
+
+
+def _train_run(writer: RunWriter, trainer: Trainer, *, resumed_after: int | None = None) -> int:
+    """Train, test and record `trainer`'s run into `writer`'s directory (status already `running`).
+
+    config.json's environment is this process's; a resumed run keeps the one its earlier epochs
+    trained in under `earlier_segments`."""
     config, device, corpus = trainer.config, trainer.device, trainer.corpus
     try:
         writer.vocab_path.write_text(json.dumps(list(corpus.vocab.words)), encoding="utf-8")
@@ -369,7 +389,8 @@ def _train_run(writer: RunWriter, trainer: Trainer) -> int:
             from rnnreg.progress import ProgressBar
 
             trainer.listeners.append(ProgressBar())
-        writer.update_config(environment(device, trainer, corpus))
+        earlier = _earlier_segments(writer, resumed_after) if resumed_after is not None else {}
+        writer.update_config({**environment(device, trainer, corpus), **earlier})
         writer.update_status(message="training")
         log.info("run %s: %s, %s on %s (%s path)", writer.id, config.preset, config.dropout.placement, device,
                  trainer.model.default_path)

@@ -93,6 +93,8 @@ def test_resumed_run_equals_uninterrupted_run(server, corpus, reference, tmp_pat
     assert got == want  # every step, epoch and test record: losses, ppl, grad norms, lr, counters
     assert records(writer.probes_path) == records(reference.probes_path)
     assert read_jsonl(writer.metrics_path, "step")[-1]["time"] > 0
+    earlier = writer.read_config()["environment"].get("earlier_segments", [])
+    assert [e["until_epoch"] for e in earlier] == ([2] if status["resumed_from_epoch"] else [])  # none: started over
 
 
 def test_a_resumed_runs_wall_leaves_out_the_time_it_lay_interrupted(server, corpus, reference, tmp_path):
@@ -115,6 +117,24 @@ def test_a_resumed_runs_wall_leaves_out_the_time_it_lay_interrupted(server, corp
     assert recorded <= summary.wall_seconds < 600, (recorded, summary.wall_seconds)
     ended, resumed = (datetime.fromisoformat(status[key]) for key in ("ended_at", "resumed_at"))
     assert summary.wall_seconds > (ended - resumed).total_seconds()  # epochs 1-2 before the kill count too
+
+
+def test_a_run_resumed_elsewhere_keeps_where_its_earlier_epochs_trained(server, corpus, reference, tmp_path):
+    """Interrupted, then resumed by another checkout with another thread count (as in a later
+    session): config.json says what the run ended on, and what epochs 1-2 trained on."""
+    root = tmp_path / "runs"
+    writer = new_run(root, corpus)
+    kill(train(server, writer, hook=mid_epoch(reference, 3)))
+    first = writer.read_config()["environment"]
+    writer.update_config({"git_commit": "0123abc", "cpu_threads": 7})  # what an earlier session recorded
+
+    resume(server, root, writer.id)
+
+    env = writer.read_config()["environment"]
+    assert env["git_commit"] == first["git_commit"] and env["cpu_threads"] == first["cpu_threads"]  # this process
+    (segment,) = env["earlier_segments"]
+    assert segment["until_epoch"] == 2 and segment["git_commit"] == "0123abc" and segment["cpu_threads"] == 7
+    assert segment["device"] == first["device"] and segment["torch"] == first["torch"]
 
 
 def test_resume_after_cancel(server, corpus, reference, tmp_path):
