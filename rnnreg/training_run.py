@@ -364,8 +364,8 @@ def _earlier_segments(writer: RunWriter, resumed_after: int) -> dict[str, object
     env = writer.read_config().get("environment")
     env = env if isinstance(env, dict) else {}
     earlier = env.get("earlier_segments") if isinstance(env.get("earlier_segments"), list) else []
-    if resumed_after <= 0 or not any(key in env for key in SEGMENT_FIELDS):  # nothing kept: started over
-        return {"earlier_segments": earlier} if earlier else {}
+    if resumed_after <= 0:  # started over: no epoch of an earlier segment is left
+        return {"earlier_segments": []} if earlier else {}
     return {"earlier_segments": [*earlier, {"until_epoch": resumed_after,
                                             **{key: env[key] for key in SEGMENT_FIELDS if key in env}}]}
 
