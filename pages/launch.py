@@ -24,7 +24,9 @@ st.session_state.setdefault(REQUEST, uuid.uuid4().hex)
 
 c1, c2 = st.columns(2)
 preset = c1.selectbox("Preset", cfg.PRESET_NAMES, index=cfg.PRESET_NAMES.index("demo"), key="launch_preset",
-                      help="small / medium / large: Zaremba et al. 2014; demo: small model on 60k tokens (CPU)")
+                      help="small / medium / large: Zaremba et al. 2014; demo: the small model on the first "
+                           f"{cfg.PRESETS['demo'].train.max_train_tokens:,} training tokens (CPU); memory: a "
+                           "synthetic recall task")
 base = cfg.PRESETS[preset]
 placement = c2.selectbox("Dropout placement", list(PLACEMENTS), key=f"launch_placement_{preset}",
                          index=list(PLACEMENTS).index(base.dropout.placement))

@@ -520,6 +520,14 @@ def test_launch_picks_the_device_by_itself_unless_told(store):
     assert "cpu" in device.options and "cuda" in device.options
 
 
+def test_the_preset_help_says_what_the_demo_trains_on(store):
+    from rnnreg.config import PRESET_NAMES, PRESETS
+
+    preset = app("launch").selectbox(key="launch_preset")
+    assert preset.options == list(PRESET_NAMES)
+    assert f"first {PRESETS['demo'].train.max_train_tokens:,} training tokens" in preset.help  # it once said 60k
+
+
 @needs_trainer
 def test_cancel_a_running_run(store):
     at = app("launch")
