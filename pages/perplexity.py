@@ -4,6 +4,7 @@ import streamlit as st
 
 from pages.shared import common
 from rnnreg import plots
+from rnnreg.config import PRESETS
 
 common.require_app()
 
@@ -14,12 +15,18 @@ if picked is None:
 colors = common.colors()
 epochs = common.frames(picked, "epochs")
 
+# the paper's Table 1 models: "small without dropout, medium with zaremba dropout 0.5, ..."
+paper_models = ", ".join(
+    f"{name} " + (f"with {d.placement} dropout {max(d.rates.values()):g}" if d.rates else "without dropout")
+    for name, d in ((name, PRESETS[name].dropout) for name in plots.PAPER_PERPLEXITY))
 c1, c2, c3 = st.columns([2, 1, 1])
 x = c1.segmented_control("x axis", list(plots.X_AXES), format_func=plots.X_AXES.get, default="epoch",
                          required=True, key="ppl_x")
 log_y = c2.toggle("log y", value=True, key="ppl_log")
 paper = c3.toggle("paper Table 1 lines", value=True, key="ppl_paper",
-                  help="Zaremba et al. 2014 valid/test perplexity for runs of the small, medium and large presets. "
+                  help="Zaremba et al. 2014 valid/test perplexity for runs of the small, medium and large presets: "
+                       f"its models, {paper_models}; a run with other dropout is drawn against the paper's model "
+                       "of its size all the same. "
                        "Its main.lua prints valid about 1-1.5% low (it divides by a fraction of a window more than "
                        "it reads; README, 'How the paper's own code counts'); test is exact.")
 presets = list(common.run_table().set_index("run").loc[picked, "preset"]) if paper else []

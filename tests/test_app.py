@@ -305,6 +305,9 @@ def test_perplexity_axes_log_toggle_and_paper_lines(store):
     at.sidebar.multiselect(key="picked_runs").set_value(["20261203-000000-small"]).run()
     paper = {t["name"] for t in figures(at)[0]["data"] if t["name"].startswith("paper")}
     assert paper == {"paper small valid 120.7", "paper small test 114.5"}
+    # whose models the lines are: a medium run without dropout is not the paper's medium
+    help_text = at.toggle(key="ppl_paper").help
+    assert "small without dropout, medium with zaremba dropout 0.5, large with zaremba dropout 0.65" in help_text
 
 
 def test_running_run_shows_partial_curves(store, ids):
