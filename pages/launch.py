@@ -32,6 +32,9 @@ placement = c2.selectbox("Dropout placement", list(PLACEMENTS), key=f"launch_pla
                          index=list(PLACEMENTS).index(base.dropout.placement))
 spec = PLACEMENTS[placement]
 st.caption(f"**{placement}**: {spec.summary} — *{spec.source}*")
+walls = store.shipped_walls(common.run_table(), preset)
+if walls:
+    st.caption(f"How long: the shipped `{preset}` runs took {walls}, at the preset's own settings.")
 defaults = cfg.build_run_config(preset, placement=placement)
 
 with st.form("launch_form", border=True):

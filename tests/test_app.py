@@ -523,6 +523,19 @@ def test_launch_picks_the_device_by_itself_unless_told(store):
     assert "cpu" in device.options and "cuda" in device.options
 
 
+def test_launch_says_how_long_the_shipped_runs_of_a_preset_took(tmp_path, monkeypatch):
+    shipped = tmp_path / "runs" / "reference"
+    write_run(shipped, "20261101-000000-demo-none", preset="demo", epochs_total=10)  # the preset's 10 epochs
+    write_run(shipped, "20261101-000001-demo-short", preset="demo", epochs_total=3)  # not its own settings
+    monkeypatch.setenv("RNNREG_RUNS_DIR", str(tmp_path / "runs"))
+    at = app("launch")
+    assert_no_exception(at)
+    how_long = [c.value for c in at.caption if c.value.startswith("How long")]
+    assert len(how_long) == 1 and "the shipped `demo` runs took" in how_long[0] and "(1 run)" in how_long[0]
+    at.selectbox(key="launch_preset").set_value("large").run()  # nothing of it shipped here: nothing said
+    assert not [c.value for c in at.caption if c.value.startswith("How long")]
+
+
 def test_the_preset_help_says_what_the_demo_trains_on(store):
     from rnnreg.config import PRESET_NAMES, PRESETS
 

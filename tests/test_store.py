@@ -31,3 +31,18 @@ def test_durations_read_as_a_person_would_say_them():
     assert store.duration_text(90) == "1 min 30 s"
     assert store.duration_text(3 * 3600 + 5 * 60) == "3 h 05 min"
     assert store.duration_text(math.nan) == "—"
+
+
+def test_shipped_walls_say_how_long_a_presets_shipped_runs_took_on_each_device():
+    table = pd.DataFrame({
+        "preset": ["small", "small", "small", "small", "small", "small", "medium"],
+        "device": ["NVIDIA H200", "NVIDIA H200", "cpu", "cpu", "cpu", "cpu", "NVIDIA H200"],
+        "wall_seconds": [52.4, 140.6, 2568.6, 6184.7, 30.0, 9.0, 437.0],
+        "read_only": [True, True, True, True, False, True, True],  # an own run: not shipped
+        "state": ["finished"] * 6 + ["finished"],
+        "variant": ["", "", "", "", "", "epochs=1", ""],  # a shortened run: not the preset's own
+    })
+    assert store.shipped_walls(table, "small") == ("52 s to 2 min 21 s on NVIDIA H200 (2 runs); "
+                                                   "42 min 49 s to 1 h 43 min on a CPU (2 runs)")
+    assert store.shipped_walls(table, "medium") == "7 min 17 s on NVIDIA H200 (1 run)"
+    assert store.shipped_walls(table, "large") is None and store.shipped_walls(pd.DataFrame(), "small") is None

@@ -153,3 +153,20 @@ def duration_text(seconds: float) -> str:
     if minutes < 60:
         return f"{minutes} min {sec:02d} s"
     return f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def shipped_walls(table: pd.DataFrame, preset: str) -> str | None:
+    """'52 s to 2 min 21 s on NVIDIA H200 (8 runs); 42 min 49 s to 1 h 43 min on a CPU (21 runs)':
+    how long the shipped, finished runs of `preset` at its own settings took, per device (their
+    recorded wall); None where none is shipped.  What a launch of it will cost, before it starts."""
+    if table.empty:
+        return None
+    rows = table[(table["preset"] == preset) & table["read_only"].astype(bool) & (table["state"] == "finished")
+                 & (table["variant"].fillna("") == "") & table["wall_seconds"].notna()]
+    parts = []
+    for device, group in rows.groupby("device", sort=True):
+        low, high = duration_text(group["wall_seconds"].min()), duration_text(group["wall_seconds"].max())
+        where = "a CPU" if device == "cpu" else (device or "an unrecorded device")
+        runs_text = f"{len(group)} run{'s' if len(group) > 1 else ''}"
+        parts.append(f"{low if low == high else f'{low} to {high}'} on {where} ({runs_text})")
+    return "; ".join(parts) or None
