@@ -156,7 +156,7 @@ def duration_text(seconds: float) -> str:
 
 
 def shipped_walls(table: pd.DataFrame, preset: str) -> str | None:
-    """'52 s to 2 min 21 s on NVIDIA H200 (8 runs); 42 min 49 s to 1 h 43 min on a CPU (21 runs)':
+    """'52 s to 2 min 21 s on NVIDIA H200 (8 runs); 42 min 49 s to 1 h 43 min on a CPU (19 runs)':
     how long the shipped, finished runs of `preset` at its own settings took, per device (their
     recorded wall); None where none is shipped.  What a launch of it will cost, before it starts."""
     if table.empty:
