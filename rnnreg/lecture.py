@@ -460,8 +460,8 @@ def _configuration_labels(groups: pd.DataFrame) -> list[str]:
     where those still tell them apart ('... [hidden 0.3, embedding 0.3]')."""
     labels = pd.Series(category(groups["preset"], groups["placement"]), index=groups.index)
     several = labels.duplicated(keep=False)
-    named = pd.Series([cfg.variant_label(preset, variant) for preset, variant in zip(groups["preset"], groups["variant"])],
-                      index=groups.index)
+    pairs = zip(groups["preset"], groups["variant"])
+    named = pd.Series([cfg.variant_label(preset, variant) for preset, variant in pairs], index=groups.index)
     labels = labels.where(~several | (named == ""), labels + " (" + named + ")")
     several = labels.duplicated(keep=False)
     return list(labels.where(~several, labels + " [" + groups["rates"] + "]"))

@@ -118,10 +118,11 @@ HEADING_JS = "!!document.querySelector(\"[data-testid='stMain'] h1, [data-testid
 
 
 def wait_until_settled(page, charts: int, timeout_ms: int = 30_000) -> None:
-    """The app view is there, the page's heading is drawn, the script has stopped running (no stale element left),
-    `charts` Plotly charts are drawn, and all of that still holds a moment later: a page may rerun once right after its first run (a
-    widget reporting its initial value), and that rerun briefly replaces its charts; seen once on a
-    loaded CI machine as '/gates: charts missing' after a single check."""
+    """The app view is there, the page's heading is drawn, the script has stopped running (no stale
+    element left), `charts` Plotly charts are drawn, and all of that still holds a moment later: a
+    page may rerun once right after its first run (a widget reporting its initial value), and that
+    rerun briefly replaces its charts; seen once on a loaded CI machine as '/gates: charts missing'
+    after a single check."""
     page.wait_for_selector("[data-testid='stAppViewContainer']", timeout=timeout_ms)
     deadline = time.monotonic() + timeout_ms / 1000
     while True:

@@ -475,7 +475,8 @@ def test_the_small_runs_on_main_luas_schedule_are_quoted_beside_the_texts():
     walls = sorted(round(s.wall_seconds) for s in code)
     assert all(runs.load_run(SHIPPED, s.id).environment.get("cpu_threads") == 1 for s in code)  # "one thread each"
     how_many = {2: "two", 3: "three"}[len(code)]
-    assert f"At small size {how_many} seeds ran that way on this CPU, one thread each, {walls[0]}-{walls[-1]} s" in section
+    ran = f"At small size {how_many} seeds ran that way on this CPU, one thread each, {walls[0]}-{walls[-1]} s"
+    assert ran in section
     assert (f"small test {figures(test)} (valid {figures(valid)}), {mean_sd(test)}, against "
             f"{mean_sd(text_schedule)} on the text's schedule") in section
     gap = statistics.mean(test) - statistics.mean(text_schedule)
