@@ -192,6 +192,18 @@ def _finished_first(table: pd.DataFrame) -> pd.DataFrame:
     return ok.iloc[rank.argsort(kind="stable")]
 
 
+def at_own_settings(table: pd.DataFrame, preset: str) -> pd.DataFrame:
+    """The run table's runs of `preset` at its own settings (no other variant, e.g. not main.lua's
+    schedule), outside sweeps, the lowest seed first, then the oldest: where a chart wants the
+    paper's model of a size, or one seed of it (step 1, the Table 1 pick)."""
+    rows = table[table["preset"] == preset]
+    for column in ("variant", "sweep"):  # '' or missing: the preset's own, not part of a sweep
+        if column in rows:
+            rows = rows[rows[column].fillna("") == ""]
+    order = [column for column in ("seed", "created_at") if column in rows]
+    return rows.sort_values(order, kind="stable") if order else rows
+
+
 # Step 1's model sizes: the demo (live on a CPU) and the paper's sizes where it trains with dropout.
 # Not small: the paper trains it without dropout, and at its size and 13-epoch schedule zaremba 0.5
 # costs validation perplexity (README, the small seeds table): no picture of overfitting cured.
@@ -209,12 +221,11 @@ def overfitting_pair(table: pd.DataFrame, prefer: Sequence[str] = (),
     """
     if table.empty:
         return None, None
-    rows = table[table["preset"] == preset]
-    if preset != "demo":  # the live demo pair departs from its preset (a 10k-word prefix): allowed there
-        rows = rows[rows["variant"].fillna("") == ""] if "variant" in rows else rows
+    if preset == "demo":  # the live demo pair departs from its preset (a 10k-word prefix): allowed there
+        rows = table[table["preset"] == preset]
+    else:
+        rows = at_own_settings(table, preset)
         rows = rows[rows["placement"].isin(["none", "zaremba"])]
-        if "seed" in rows:
-            rows = rows.sort_values("seed", kind="stable")
     rows = _finished_first(rows)
     preferred = rows[rows["run"].isin(list(prefer))]
     ordered = pd.concat([preferred, rows])

@@ -18,7 +18,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from rnnreg import plots, runs
+from rnnreg import lecture, plots, runs
 from rnnreg.config import PAPER_MODEL_ORDER, PRESETS, browsing_rank
 from pages.shared import store
 
@@ -246,11 +246,10 @@ def table_1_runs(table: pd.DataFrame) -> list[str]:
     found = []
     for preset in sorted(PAPER_MODEL_ORDER, key=PAPER_MODEL_ORDER.get, reverse=True):
         own = PRESETS[preset].dropout
-        rows = table[(table["preset"] == preset) & (table["placement"] == own.placement)
-                     & (table["rates"] == store.rates_text(own.rates)) & (table["variant"] == "")
-                     & (table["sweep"].fillna("") == "")]
+        rows = lecture.at_own_settings(table, preset)
+        rows = rows[(rows["placement"] == own.placement) & (rows["rates"] == store.rates_text(own.rates))]
         if not rows.empty:
-            found.append(rows.sort_values(["seed", "created_at"], kind="stable")["run"].iloc[0])
+            found.append(rows["run"].iloc[0])
     return found
 
 
