@@ -16,6 +16,22 @@ def test_eta_from_epochs_is_their_mean_time_times_the_epochs_to_go():
     assert math.isnan(store.eta_seconds(epochs, None))
 
 
+def test_eta_goes_by_the_last_epochs_pace_not_the_whole_runs():
+    # a run that trained on 1 thread, then was resumed on 2: the slow start is not what is left
+    epochs = pd.DataFrame({"epoch": [1, 2, 3, 4, 5], "seconds": [800.0, 820.0, 450.0, 460.0, 440.0]})
+    assert store.eta_seconds(epochs, 10) == 450.0 * 5
+
+
+def test_eta_leaves_out_what_the_current_epoch_has_already_trained():
+    epochs = pd.DataFrame({"epoch": [1, 2], "seconds": [100.0, 100.0], "time": [100.0, 200.0]})
+    steps = pd.DataFrame({"step": [10, 20], "epoch": [2, 3], "time": [190.0, 240.0]})  # 40 s into epoch 3
+    assert store.eta_seconds(epochs, 5, steps=steps) == 300.0 - 40.0
+    before = steps.iloc[:1]  # no step of epoch 3 yet: nothing to leave out
+    assert store.eta_seconds(epochs, 5, steps=before) == 300.0
+    late = pd.DataFrame({"step": [30], "epoch": [5], "time": [600.0]})  # slower than the pace: not below 0
+    assert store.eta_seconds(epochs, 5, steps=late) == 0.0
+
+
 def test_eta_in_the_first_epoch_comes_from_the_step_records():
     # 500 of 13 x 2323 batches in 60 s: the rest at the same pace
     steps = pd.DataFrame({"step": [100, 500], "time": [12.0, 60.0]})

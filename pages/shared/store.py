@@ -124,15 +124,22 @@ def epochs_text(done: int, total: object) -> str:
     return f"{done} / {'?' if total is None or pd.isna(total) else int(total)}"
 
 
+RECENT_EPOCHS = 3  # the pace an ETA trusts: a resume on other threads or a busy stretch changes it
+
+
 def eta_seconds(epochs: pd.DataFrame, epochs_total: float | None, *, steps: pd.DataFrame | None = None,
                 batches_per_epoch: object = None) -> float:
-    """Seconds left for a running run (NaN if unknown): its mean epoch time times the epochs still
-    to go; during its first epoch, the time its step records took for their share of all batches."""
+    """Seconds left for a running run (NaN if unknown): the mean time of its last few epochs times
+    the epochs still to go, less the time already spent in the current one; during its first epoch,
+    the time its step records took for their share of all batches."""
     if epochs_total is None or pd.isna(epochs_total):
         return math.nan
     if epochs is not None and not epochs.empty:
-        per_epoch = epochs["seconds"].dropna().mean() if "seconds" in epochs else math.nan
-        return float(per_epoch * max(int(epochs_total) - len(epochs), 0)) if per_epoch == per_epoch else math.nan
+        recent = epochs["seconds"].dropna().tail(RECENT_EPOCHS) if "seconds" in epochs else pd.Series(dtype=float)
+        if recent.empty:
+            return math.nan
+        to_go = max(int(epochs_total) - len(epochs), 0)
+        return float(max(recent.mean() * to_go - _into_current_epoch(epochs, steps), 0.0))
     if steps is None or steps.empty or not isinstance(batches_per_epoch, int) or batches_per_epoch <= 0:
         return math.nan
     last = steps.iloc[-1]  # `step` counts minibatches from the start, `time` the seconds they took
@@ -140,6 +147,18 @@ def eta_seconds(epochs: pd.DataFrame, epochs_total: float | None, *, steps: pd.D
     if not 0 < done < 1 or not last["time"] > 0:
         return math.nan
     return float(last["time"] * (1 - done) / done)  # (validation and test passes not counted)
+
+
+def _into_current_epoch(epochs: pd.DataFrame, steps: pd.DataFrame | None) -> float:
+    """Seconds the run has trained since its last epoch record, from its step records (0 if unknown).
+    Both records' `time` count training seconds from the start, across resumes."""
+    if steps is None or steps.empty or "time" not in epochs or "time" not in steps:
+        return 0.0
+    last_epoch, last_step = epochs.iloc[-1], steps.iloc[-1]
+    if "epoch" in steps and last_step["epoch"] <= last_epoch["epoch"]:
+        return 0.0  # no step of the next epoch recorded yet
+    since = last_step["time"] - last_epoch["time"]
+    return float(since) if since > 0 else 0.0
 
 
 def duration_text(seconds: float) -> str:
