@@ -137,9 +137,7 @@ def live_runs() -> None:
         c2.markdown(f"{row['state']}  \nepoch {store.epochs_text(row['epochs_done'], row['epochs_total'])}")
         c3.markdown("train / valid ppl  \n" + ("—" if last is None else
                                                 f"{last['train_ppl']:.1f} / {last['valid_ppl']:.1f}"))
-        eta = store.eta_seconds(epochs, row["epochs_total"], steps=frames.get("steps"),
-                                batches_per_epoch=frames.get("environment", {}).get("batches_per_epoch")) \
-            if row["state"] == "running" else float("nan")
+        eta = common.seconds_left(row["run"], row["epochs_total"]) if row["state"] == "running" else float("nan")
         c4.markdown(f"ETA  \n{store.duration_text(eta)}")
         if row["state"] in ("queued", "running"):
             c5.button("Cancel", key=f"cancel_{row['run']}", on_click=cancel, args=(row["run"],),

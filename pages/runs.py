@@ -33,6 +33,10 @@ shown = pd.DataFrame({
     "best valid": view["best_valid_ppl"], "test": view["test_ppl"], "wall (min)": view["wall_seconds"] / 60,
     "device": view["device"], "problems": view["problems"], "id": view["run"],
 })
+if (view["state"] == "running").any():  # how long each running run still needs, at its recent pace
+    shown.insert(shown.columns.get_loc("epochs") + 1, "time left",
+                 [store.duration_text(common.seconds_left(run, total)) if state == "running" else None
+                  for run, total, state in zip(view["run"], view["epochs_total"], view["state"])])
 if (view["variant"] != "").any():  # settings other than the preset's (not seeds of its configuration)
     shown.insert(shown.columns.get_loc("dropout") + 1, "other settings", view["variant"])
 if view["test_accuracy"].notna().any():  # memory-task runs: what they are judged by
@@ -52,6 +56,8 @@ selection = st.dataframe(
         "best valid": st.column_config.NumberColumn(format="%.1f", help="lowest validation perplexity"),
         "test": st.column_config.NumberColumn(format="%.1f"),
         "wall (min)": st.column_config.NumberColumn(format="%.1f"),
+        "time left": st.column_config.TextColumn(
+            help="a running run's remaining epochs at the pace of its last few, less its current one's progress"),
         "other settings": st.column_config.TextColumn(
             help="model and training settings that differ from the preset's (seed and device aside)"),
         "MC test": st.column_config.NumberColumn(

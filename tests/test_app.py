@@ -23,6 +23,7 @@ from streamlit.testing.v1 import AppTest
 
 from fixtures_runs import (STANDARD_IDS, train_tiny_runs, write_corrupt_run, write_half_written_run,
                            write_run)
+from pages.shared import store as store_helpers
 
 REPO = Path(__file__).resolve().parent.parent
 APP = str(REPO / "app.py")
@@ -320,6 +321,20 @@ def test_running_run_shows_partial_curves(store, ids):
     assert_no_exception(at)
     assert any("in progress" in m.value for m in at.markdown)  # listed as running, with a Cancel button
     assert at.button(key=f"cancel_{STANDARD_IDS['running']}")
+
+
+def test_runs_table_says_how_long_a_running_run_still_needs(store, ids):
+    at = app("runs")
+    assert_no_exception(at)
+    table = at.dataframe[0].value.set_index("id")
+    columns = list(table.columns)
+    assert columns[columns.index("epochs") + 1] == "time left"
+    records = [json.loads(line) for line in (store / ids["running"] / "metrics.jsonl").read_text().splitlines()]
+    seconds = [r["seconds"] for r in records if r["kind"] == "epoch"]  # 3 of 8 epochs: 5 to go at their pace
+    assert table.at[ids["running"], "time left"] == store_helpers.duration_text(sum(seconds) / 3 * 5)
+    assert table["time left"].isna().sum() == len(table) - 1  # only a running run has one
+    shutil.rmtree(store / ids["running"])  # nothing running: no such column
+    assert "time left" not in app("runs").dataframe[0].value.columns
 
 
 def test_a_trainer_killed_outright_shows_as_interrupted_on_the_next_rerun(store):

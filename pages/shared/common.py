@@ -102,6 +102,13 @@ def run_frames(run_id: str) -> dict:
     return _run_frames(str(root), run_id, _signature_of(root, run_id))
 
 
+def seconds_left(run_id: str, epochs_total: object) -> float:
+    """How long a running run still needs (see `pages.shared.store.eta_seconds`); NaN if unknown."""
+    frames = run_frames(run_id)
+    return store.eta_seconds(frames.get("epochs"), epochs_total, steps=frames.get("steps"),
+                             batches_per_epoch=frames.get("environment", {}).get("batches_per_epoch"))
+
+
 @st.cache_data(show_spinner=False, max_entries=64)
 def _frames(root: str, kind: str, picked: tuple[tuple[str, str, str], ...]) -> pd.DataFrame:
     # one cached frame per (kind, picked runs and their signatures): a page switch unpickles only
