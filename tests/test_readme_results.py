@@ -153,6 +153,13 @@ def readme_text() -> str:
     return " ".join(README.read_text(encoding="utf-8").split())
 
 
+def test_the_launch_pages_timing_quoted_for_small_is_what_it_says_of_the_shipped_runs():
+    from pages.shared import store  # the Launch page's own words, over the shipped store
+
+    said = store.shipped_walls(store.run_table(SHIPPED), "small")
+    assert said and f'for `small`: "{said}"' in readme_text()
+
+
 def test_the_large_runs_prose_quotes_its_own_record():
     _summary, run = lm_run("large", "zaremba")
     ep = epochs(run)
