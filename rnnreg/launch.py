@@ -41,6 +41,7 @@ from rnnreg.runs import (
     pid_alive,
     process_start_time,
     read_json,
+    resume_refusal,
     utc_now,
     validate_run_id,
 )
@@ -153,22 +154,61 @@ def _spawn(argv: list[str], log_path: Path) -> subprocess.Popen:
 
 
 def resume(root: str | os.PathLike[str], run_id: str, *, max_concurrent: int = 1,
-           python: str = sys.executable) -> int:
-    """Continue an interrupted run in the background (`rnnreg train --resume`); returns its pid.
+           python: str = sys.executable, wait: float = 0.0) -> int:
+    """Continue an interrupted, cancelled or failed run in the background (`rnnreg train --resume`);
+    returns its pid.
 
-    The trainer itself checks that the run may be resumed and records why not in train.log.
+    A run whose state forbids it is refused here, with the reason (`runs.resume_refusal`).  The
+    trainer then checks the config, corpus and checkpoint as it loads them: with `wait` seconds it
+    is watched until it claims the run (queued or running under its pid), and its error raised if
+    it exits first; without, such an error is only in the run's train.log.
     """
     root = Path(root).absolute()
     run_dir = find_run_dir(root, validate_run_id(run_id))
+    refusal = resume_refusal(run_dir)
+    if refusal:
+        raise RunStoreError(f"cannot resume {run_id}: {refusal}")
     # the runs root, not the run's folder: a run in a group (<root>/<group>/<id>) waits in the same queue
     argv = [python, "-m", "rnnreg", "train", "--resume", run_id, "--runs-dir", str(root),
             "--max-concurrent", str(max_concurrent)]
+    log_path = run_dir / LOG_FILE
+    log_start = log_path.stat().st_size if log_path.is_file() else 0
     try:
-        proc = _spawn(argv, run_dir / LOG_FILE)
+        proc = _spawn(argv, log_path)
     except OSError as err:
         raise RunStoreError(f"could not resume run {run_id}: {err}") from None
     logger.info("resuming run %s (pid %d)", run_id, proc.pid)
+    if wait > 0:
+        _wait_for_claim(run_dir, proc, log_path, log_start, wait)
     return proc.pid
+
+
+def _wait_for_claim(run_dir: Path, proc: subprocess.Popen, log_path: Path, log_start: int, timeout: float) -> None:
+    """Return once `proc` has claimed its run, or after `timeout` s (still loading); raise
+    RunStoreError with the trainer's own message if it exited with an error first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status, _ = read_json(run_dir / STATUS_FILE)
+        if status is not None and status.get("pid") == proc.pid and status.get("state") in ACTIVE_STATES:
+            return
+        code = proc.poll()
+        if code is not None:
+            if code == 0:
+                return  # it trained to the end already
+            raise RunStoreError(_last_error(log_path, log_start) or f"the resumed trainer exited with code {code}")
+        time.sleep(0.1)
+
+
+def _last_error(log_path: Path, start: int) -> str | None:
+    """The last `rnnreg: error: ...` line written to `log_path` after byte `start`, without its prefix."""
+    try:
+        with open(log_path, "rb") as log:
+            log.seek(start)
+            written = log.read(1 << 20).decode("utf-8", "replace")
+    except OSError:
+        return None
+    errors = [line.removeprefix("rnnreg: error: ") for line in written.splitlines() if line.startswith("rnnreg: error: ")]
+    return errors[-1] if errors else None
 
 
 def _reap_children() -> None:

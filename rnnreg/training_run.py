@@ -40,13 +40,12 @@ from rnnreg.checkpoint import CheckpointError
 from rnnreg.recording import RunRecorder, restore_trainer
 from rnnreg.tasks import load_task_data
 from rnnreg.runs import (
-    ACTIVE_STATES,
+    RESUMABLE_STATES,
     RunStoreError,
     RunWriter,
     effective_state,
     find_run_dir,
-    is_read_only,
-    read_json,
+    resume_refusal,
     runs_root,
     utc_now,
 )
@@ -267,29 +266,7 @@ def _train_queued(args: argparse.Namespace, stop: StopFlag) -> int:
             slot.release()
 
 
-# Resuming: an interrupted run (its process died), a cancelled or a failed one.  A finished
-# run has nothing left to do; a diverged one would repeat the same steps and diverge again.
-RESUMABLE_STATES = frozenset({"interrupted", "cancelled", "failed"})
 QUEUED = frozenset({"queued"})  # a resume's own claim while it waits for a slot
-
-
-def _check_resumable(writer: RunWriter) -> None:
-    status, problem = read_json(writer.status_path)
-    if status is None:
-        raise RunStoreError(f"cannot resume {writer.id}: {problem}")
-    state, message = effective_state(status), status.get("message")
-    if state == "finished":
-        raise RunStoreError(f"cannot resume {writer.id}: it already finished ({message}); "
-                            "start a new run to train longer")
-    if state in ACTIVE_STATES:
-        raise RunStoreError(f"cannot resume {writer.id}: it is {state} (pid {status.get('pid')}); "
-                            f"wait for it or stop it first with `rnnreg cancel {writer.id}`")
-    if state == "diverged":
-        raise RunStoreError(f"cannot resume {writer.id}: it diverged ({message}); resuming would repeat "
-                            "the same steps, so start a new run with a lower learning rate")
-    if state not in RESUMABLE_STATES:
-        raise RunStoreError(f"cannot resume {writer.id}: its state is {state}; only "
-                            f"{', '.join(sorted(RESUMABLE_STATES))} runs can be resumed")
 
 
 def resume_from_cli(args: argparse.Namespace, stop: StopFlag) -> int:
@@ -304,10 +281,10 @@ def resume_from_cli(args: argparse.Namespace, stop: StopFlag) -> int:
     """
     root = runs_root(args.runs_dir)
     run_dir = find_run_dir(root, args.resume)
-    if is_read_only(run_dir):
-        raise RunStoreError(f"cannot resume {args.resume}: reference runs are read-only")
+    refusal = resume_refusal(run_dir)
+    if refusal:
+        raise RunStoreError(f"cannot resume {args.resume}: {refusal}")
     writer = RunWriter.open(run_dir)
-    _check_resumable(writer)
     try:
         config = from_dict(writer.read_config().get("config") or {})
     except ConfigError as err:

@@ -298,6 +298,7 @@ def test_active_runs_uses_effective_state(tmp_path):
 def test_a_resumed_run_in_a_group_folder_waits_in_the_roots_queue(tmp_path, monkeypatch):
     # <root>/<group>/<id>: its trainer must take its slot in <root>/.slots like every other run
     writer = RunWriter.create(tmp_path / "mine", {"preset": "demo"})
+    writer.set_status("cancelled")
     spawned = []
     monkeypatch.setattr(launch_mod, "_spawn", lambda argv, log: spawned.append(argv) or subprocess.Popen(["true"]))
     launch_mod.resume(tmp_path, writer.id, max_concurrent=2)

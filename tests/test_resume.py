@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import signal
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import pytest
 from crash_trainer import ForkServer, tiny_config, wait_exit, wait_until
 from rnnreg import cli
 from rnnreg.config import to_dict
-from rnnreg.runs import RunStoreError, RunWriter, effective_state, list_runs, read_json, read_jsonl
+from rnnreg.runs import RunStoreError, RunWriter, effective_state, list_runs, pid_alive, read_json, read_jsonl
 
 EPOCHS = 4
 TIMING = {"seconds", "time", "words_per_s"}  # wall-clock fields: the only ones allowed to differ
@@ -189,6 +190,70 @@ def test_resume_refusals_leave_the_run_untouched(corpus, reference, tmp_path, ca
     assert "drop --epochs" in resume_error(root, finished.name, capsys, "--epochs", "9")
     assert "drop --preset" in resume_error(root, finished.name, capsys, "--preset", "demo")
     assert {rid: digest(root / rid) for rid in cases} == before
+
+
+def test_resume_refusal_says_why_from_the_status_alone(corpus, tmp_path):
+    import os
+
+    from rnnreg.runs import resume_refusal
+
+    root = tmp_path / "runs"
+    said = {}
+    for state_, extra in (("running", {"pid": os.getpid()}), ("queued", {"pid": os.getpid()}),
+                          ("diverged", {"message": "loss became non-finite at step 7"}),
+                          ("finished", {"message": "test ppl 99.1"}), ("cancelled", {}), ("failed", {}),
+                          ("running", {"pid": 2 ** 22 + 12345})):  # its process is gone: interrupted
+        writer = new_run(root, corpus)
+        writer.set_status(state_, **extra)
+        said[state(writer)] = resume_refusal(writer.dir)
+    assert said["running"].startswith("it is running (pid ") and "rnnreg cancel" in said["running"]
+    assert said["queued"].startswith("it is queued")
+    assert said["diverged"].startswith("it diverged (loss became non-finite at step 7)")
+    assert said["finished"] == "it already finished (test ppl 99.1); start a new run to train longer"
+    assert said["cancelled"] is None and said["failed"] is None and said["interrupted"] is None
+    shipped = Path(shutil.copytree(writer.dir, root / "reference" / writer.id))
+    assert resume_refusal(shipped) == "reference runs are read-only"
+    (writer.dir / "status.json").write_text("{not json")
+    assert "status.json" in resume_refusal(writer.dir)
+
+
+def interrupted_run(root: Path, corpus: Path, **train) -> RunWriter:
+    writer = new_run(root, corpus, **train)
+    writer.set_status("running", pid=2 ** 22 + 12345)  # a pid that is not alive
+    assert state(writer) == "interrupted"
+    return writer
+
+
+def test_launch_resume_refuses_at_once_and_starts_nothing(corpus, tmp_path):
+    from rnnreg import launch
+
+    root = tmp_path / "runs"
+    writer = new_run(root, corpus)
+    writer.set_status("finished", message="test ppl 99.1")
+    before = digest(writer.dir)
+    with pytest.raises(RunStoreError, match="already finished"):
+        launch.resume(root, writer.id, wait=30)
+    assert digest(writer.dir) == before  # no trainer was started: not even train.log changed
+
+
+def test_launch_resume_waits_for_the_trainer_and_says_its_error(corpus, tmp_path):
+    """What the dashboard's Resume button calls: a trainer that refuses on loading says why."""
+    from rnnreg import launch
+
+    root = tmp_path / "runs"
+    broken = interrupted_run(root, corpus)
+    doc = broken.read_config()
+    doc["config"]["model"]["hidden"] = -1
+    broken.config_path.write_text(json.dumps(doc))
+    with pytest.raises(RunStoreError, match=f"cannot resume {broken.id}: invalid config.json"):
+        launch.resume(root, broken.id, wait=120)
+    assert state(broken) == "interrupted"
+
+    fine = interrupted_run(root, corpus)  # no checkpoint: it starts over, and is claimed first
+    pid = launch.resume(root, fine.id, wait=120)
+    assert fine.read_status()["pid"] == pid
+    wait_until(lambda: not pid_alive(pid), 120, "the resumed trainer to end")  # (a zombie child counts as ended)
+    assert state(fine) == "finished"
 
 
 def test_resume_refuses_a_checkpoint_of_another_model(server, corpus, reference, tmp_path, capsys):

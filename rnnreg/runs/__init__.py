@@ -26,14 +26,14 @@ The package, a module an idea (each imported here, so `from rnnreg import runs; 
   writer     RunWriter, the one writer of a run directory
   summary    RunSummary and list_runs: one row per run, the listing's cache keys
   loading    Run and load_run: one run opened in full for the charts
-  mutations  rename_run, delete_run
+  mutations  rename_run, delete_run, resume_refusal (whether a run may be resumed)
   table      format_table (`rnnreg list`)
 """
 
 from __future__ import annotations
 
 from rnnreg.runs.layout import (
-    FORMAT, RUN_STATES, ACTIVE_STATES, TERMINAL_STATES, UNKNOWN_STATE, CORRUPT_STATE, RUNS_DIR_ENV, REFERENCE_GROUP,
+    FORMAT, RUN_STATES, ACTIVE_STATES, TERMINAL_STATES, RESUMABLE_STATES, UNKNOWN_STATE, CORRUPT_STATE, RUNS_DIR_ENV, REFERENCE_GROUP,
     CONFIG_FILE, STATUS_FILE, METRICS_FILE, PROBES_FILE, LOG_FILE, CHECKPOINT_FILE, CHECKPOINT_STATE_FILE,
     VOCAB_FILE, LOCK_FILE, RUN_FILES, RUN_MARKERS, MAX_JSON_BYTES, MAX_LINE_BYTES, MAX_RUN_ID, RunStoreError,
     runs_root, new_run_id, validate_run_id, find_run_dir, is_read_only,
@@ -55,19 +55,19 @@ from rnnreg.runs.loading import (
     Run, load_run,
 )
 from rnnreg.runs.mutations import (
-    rename_run, delete_run,
+    rename_run, delete_run, resume_refusal,
 )
 from rnnreg.runs.table import (
     format_table,
 )
 
 __all__ = [
-    "FORMAT", "RUN_STATES", "ACTIVE_STATES", "TERMINAL_STATES", "UNKNOWN_STATE", "CORRUPT_STATE", "RUNS_DIR_ENV",
+    "FORMAT", "RUN_STATES", "ACTIVE_STATES", "TERMINAL_STATES", "RESUMABLE_STATES", "UNKNOWN_STATE", "CORRUPT_STATE", "RUNS_DIR_ENV",
     "REFERENCE_GROUP", "CONFIG_FILE", "STATUS_FILE", "METRICS_FILE", "PROBES_FILE", "LOG_FILE", "CHECKPOINT_FILE",
     "CHECKPOINT_STATE_FILE", "VOCAB_FILE", "LOCK_FILE", "RUN_FILES", "RUN_MARKERS", "MAX_JSON_BYTES",
     "MAX_LINE_BYTES", "MAX_RUN_ID", "RunStoreError", "runs_root", "new_run_id", "validate_run_id", "find_run_dir",
     "is_read_only", "utc_now", "atomic_write_bytes", "atomic_write_json", "read_json", "JsonlReport", "scan_jsonl",
     "read_jsonl", "process_start_time", "pid_alive", "effective_state", "RunWriter", "RunSummary", "summarize_run",
     "penn_treebank_checksums", "corpus_of", "list_runs", "run_signature", "root_signature", "mc_protocol",
-    "mc_passes_text", "Run", "load_run", "rename_run", "delete_run", "format_table",
+    "mc_passes_text", "Run", "load_run", "rename_run", "delete_run", "resume_refusal", "format_table",
 ]

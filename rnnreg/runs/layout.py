@@ -14,6 +14,9 @@ FORMAT = 1  # the version of config.json's layout this module writes and reads
 RUN_STATES = ("queued", "running", "finished", "failed", "cancelled", "diverged", "interrupted")
 ACTIVE_STATES = frozenset({"queued", "running"})
 TERMINAL_STATES = frozenset({"finished", "failed", "cancelled", "diverged", "interrupted"})
+# What `rnnreg train --resume` continues: a run whose process died, a cancelled or a failed one.  A finished
+# run has nothing left to do; a diverged one would repeat the same steps and diverge again.
+RESUMABLE_STATES = frozenset({"interrupted", "cancelled", "failed"})
 # States a RunSummary may show beyond RUN_STATES: status.json unreadable / nothing readable.
 UNKNOWN_STATE = "unknown"
 CORRUPT_STATE = "corrupt"

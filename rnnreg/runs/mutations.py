@@ -1,4 +1,4 @@
-"""Renaming and deleting a run (never a shipped, read-only one)."""
+"""Renaming and deleting a run (never a shipped, read-only one), and whether one may be resumed."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import shutil
 from pathlib import Path
 
 from rnnreg.config import MAX_NAME, valid_name
-from rnnreg.runs.layout import ACTIVE_STATES, CONFIG_FILE, RunStoreError, STATUS_FILE, find_run_dir, is_read_only
+from rnnreg.runs.layout import (ACTIVE_STATES, CONFIG_FILE, RESUMABLE_STATES, RunStoreError, STATUS_FILE, find_run_dir,
+                                is_read_only)
 from rnnreg.runs.files import atomic_write_json, read_json, _dir_lock
 from rnnreg.runs.liveness import effective_state
 
@@ -51,3 +52,27 @@ def delete_run(root: str | os.PathLike[str], run_id: str) -> None:
     trash = Path(root) / f".trash-{run_id}-{secrets.token_hex(3)}"
     os.rename(run_dir, trash)
     shutil.rmtree(trash)
+
+
+def resume_refusal(run_dir: str | os.PathLike[str]) -> str | None:
+    """Why `rnnreg train --resume` refuses this run, from its status alone; None if it may try.
+
+    Cheap (no torch), for a page to ask before it offers a resume; the trainer asks again under
+    the run's lock, then checks its config, corpus and checkpoint as it loads them.
+    """
+    run_dir = Path(run_dir)
+    if is_read_only(run_dir):
+        return "reference runs are read-only"
+    status, problem = read_json(run_dir / STATUS_FILE)
+    if status is None:
+        return problem
+    state, message = effective_state(status), status.get("message")
+    if state == "finished":
+        return f"it already finished ({message}); start a new run to train longer"
+    if state in ACTIVE_STATES:
+        return f"it is {state} (pid {status.get('pid')}); wait for it or stop it first with `rnnreg cancel {run_dir.name}`"
+    if state == "diverged":
+        return f"it diverged ({message}); resuming would repeat the same steps, so start a new run with a lower learning rate"
+    if state not in RESUMABLE_STATES:
+        return f"its state is {state}; only {', '.join(sorted(RESUMABLE_STATES))} runs can be resumed"
+    return None
