@@ -6,10 +6,11 @@ import pandas as pd
 import streamlit as st
 
 from pages.shared import common, store
-from rnnreg import plots, runs
+from rnnreg import launch, plots, runs
 
 common.require_app()
 VISIBLE_ROWS = 20  # a store of the shipped runs and a lecture's few fits at once; more scroll
+RESUME_WAIT_S = 60  # how long a Resume click waits for the trainer to load and claim the run
 
 st.title("Runs")
 table = common.run_table()
@@ -83,17 +84,17 @@ if st.toggle("Settings against best validation perplexity (parallel coordinates)
     common.show_figure(plots.parallel_coordinates_figure(view.fillna({c: 0.0 for c in settings[2:]}), settings),
                        key="runs_parcoords", file_stem="settings-vs-valid-ppl")
 
-st.subheader("Rename or delete a run")
+st.subheader("Rename, resume or delete a run")
 user_runs = table[~table["read_only"]]
 if user_runs.empty:
     st.caption("Only shipped reference runs here; they are read-only.")
     st.stop()
-labels = user_runs.set_index("run")["label"].to_dict()
-names = user_runs.set_index("run")["name"].to_dict()
-target = st.selectbox("Run", list(labels), format_func=lambda r: f"{labels[r]} ({r})", key="manage_run")
-new_name = st.text_input("New name", value=names[target], key=f"rename_{target}", max_chars=200,
+mine = user_runs.set_index("run")
+target = st.selectbox("Run", list(mine.index), key="manage_run",
+                      format_func=lambda r: f"{mine.at[r, 'label']} · {mine.at[r, 'state']} ({r})")
+new_name = st.text_input("New name", value=mine.at[target, "name"], key=f"rename_{target}", max_chars=200,
                          placeholder="a name for this run")
-left, right = st.columns(2)
+left, middle, right = st.columns(3)
 if left.button("Rename", key="rename_button", icon=":material/edit:"):
     try:
         runs.rename_run(common.runs_root(), target, new_name)
@@ -101,13 +102,25 @@ if left.button("Rename", key="rename_button", icon=":material/edit:"):
         st.rerun()
     except runs.RunStoreError as err:
         st.error(str(err))
+refusal, how = common.resume_offer(target, mine.loc[target])
+if middle.button("Resume", key="resume_button", icon=":material/play_circle:", disabled=refusal is not None,
+                 help=f"Cannot resume: {refusal}" if refusal else how):
+    try:
+        with st.spinner("Starting its trainer…"):
+            launch.resume(common.runs_root(), target, wait=RESUME_WAIT_S)
+        st.toast(f"Resuming {common.escape_markdown(mine.at[target, 'label'])}: follow it on the Launch page",
+                 icon=":material/play_circle:")
+        st.rerun()
+    except runs.RunStoreError as err:
+        st.error(str(err))
 # The confirmation lives in a popover: it closes when one clicks elsewhere or leaves the page.
 with right.popover("Delete…", icon=":material/delete:"):
-    st.markdown(f"Delete **{common.escape_markdown(labels[target])}** and all its files? This cannot be undone.")
+    st.markdown(f"Delete **{common.escape_markdown(mine.at[target, 'label'])}** and all its files? "
+                "This cannot be undone.")
     if st.button("Yes, delete it", type="primary", key="delete_yes"):
         try:
             runs.delete_run(common.runs_root(), target)
-            st.toast(f"Deleted {common.escape_markdown(labels[target])}")
+            st.toast(f"Deleted {common.escape_markdown(mine.at[target, 'label'])}")
             st.rerun()
         except runs.RunStoreError as err:
             st.error(str(err))

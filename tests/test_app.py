@@ -481,6 +481,50 @@ def test_rename_and_delete_with_confirmation_reference_read_only(store, ids):
     assert not (store / target).exists()
 
 
+def interrupted(root: Path, run_id: str) -> Path:
+    """A run whose trainer died mid-run: status.json says running, its pid is gone."""
+    run_dir = write_run(root, run_id, name="cut short", epochs_done=3, state="running")
+    status = json.loads((run_dir / "status.json").read_text())
+    (run_dir / "status.json").write_text(json.dumps({**status, "pid": 2 ** 22 + 12345}))
+    return run_dir
+
+
+def test_resume_is_offered_for_a_run_cut_short_and_refused_with_the_reason_otherwise(tmp_path, monkeypatch):
+    from rnnreg import launch
+    from rnnreg.runs import RunStoreError
+
+    root = tmp_path / "runs"
+    write_run(root, "20261205-000000-done", name="done", seed=1)
+    cut = interrupted(root, "20261206-000000-cut")
+    monkeypatch.setenv("RNNREG_RUNS_DIR", str(root))
+    calls = []
+    monkeypatch.setattr(launch, "resume", lambda root_, run_id, **kw: calls.append((Path(root_), run_id, kw)) or 1)
+    at = app("runs")
+    picker = at.selectbox(key="manage_run")
+    assert "cut short · interrupted (20261206-000000-cut)" in picker.options  # its state in the list
+    picker.set_value("20261205-000000-done").run()
+    assert at.button(key="resume_button").disabled
+    assert at.button(key="resume_button").help == "Cannot resume: it already finished; start a new run to train longer"
+    picker.set_value("20261206-000000-cut").run()
+    button = at.button(key="resume_button")
+    assert not button.disabled and "from the start" in button.help  # no checkpoint: it starts over
+    (cut / "checkpoint.safetensors").write_bytes(b"weights")
+    at.run()
+    assert "from its last completed epoch (3 / 8)" in at.button(key="resume_button").help
+    at.button(key="resume_button").click().run()
+    assert_no_exception(at)
+    assert calls == [(root, "20261206-000000-cut", {"wait": 60})]
+    assert any("Resuming cut short" in t.value for t in at.toast)
+
+    def refused(*args, **kwargs):
+        raise RunStoreError("cannot resume 20261206-000000-cut: invalid config.json: hidden: must be >= 1")
+
+    monkeypatch.setattr(launch, "resume", refused)
+    at.button(key="resume_button").click().run()
+    said = "cannot resume 20261206-000000-cut: invalid config.json: hidden: must be >= 1"
+    assert [e.value for e in at.error] == [said]
+
+
 # --- with the real trainer ------------------------------------------------------------------
 
 
@@ -565,6 +609,26 @@ def test_cancel_a_running_run(store):
     run_id = _start_tiny_run(at, "to be cancelled", epochs=50, tokens=60_000)
     assert _wait_for_state(at, store, run_id, {"running"}, timeout=60) == "running"
     at.button(key=f"cancel_{run_id}").click().run()
+    assert _wait_for_state(at, store, run_id, {"cancelled", "finished", "failed"}, timeout=60) == "cancelled"
+
+
+@needs_trainer
+def test_cancel_then_resume_a_run_from_the_runs_page(store):
+    at = app("launch")
+    run_id = _start_tiny_run(at, "to be resumed", epochs=50, tokens=60_000)
+    assert _wait_for_state(at, store, run_id, {"running"}, timeout=60) == "running"
+    at.button(key=f"cancel_{run_id}").click().run()
+    assert _wait_for_state(at, store, run_id, {"cancelled", "finished", "failed"}, timeout=60) == "cancelled"
+    at.switch_page("pages/runs.py").run()
+    at.selectbox(key="manage_run").set_value(run_id).run()
+    at.button(key="resume_button").click().run()  # returns once the trainer has claimed the run
+    assert_no_exception(at)
+    status = json.loads((store / run_id / "status.json").read_text())
+    assert status["state"] in ("queued", "running"), status  # claimed by the resumed trainer
+    assert _wait_for_state(at, store, run_id, {"running"}, timeout=60) == "running"
+    assert json.loads((store / run_id / "status.json").read_text()).get("resumed_at")
+    at.switch_page("pages/launch.py").run()
+    at.button(key=f"cancel_{run_id}").click().run()  # not left training behind the test
     assert _wait_for_state(at, store, run_id, {"cancelled", "finished", "failed"}, timeout=60) == "cancelled"
 
 

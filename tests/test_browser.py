@@ -33,7 +33,7 @@ TABS = {  # page -> tab -> words of the chart title the tab draws
 }
 PAGES = {"": 3, "runs": 0, "launch": 2, "gradients": 2, "gates": 1, "compare": 1, "export": 0, "sweeps": 0}
 # url path -> text that must be visible before the screenshot (besides the charts)
-TEXTS = {"export": "| run | preset |", "runs": "Rename or delete a run", "": "Generalisation gap"}
+TEXTS = {"export": "| run | preset |", "runs": "Rename, resume or delete a run", "": "Generalisation gap"}
 
 
 def browser_or_skip():

@@ -109,6 +109,23 @@ def seconds_left(run_id: str, epochs_total: object) -> float:
                              batches_per_epoch=frames.get("environment", {}).get("batches_per_epoch"))
 
 
+def resume_offer(run_id: str, row: pd.Series) -> tuple[str | None, str]:
+    """(why it cannot be resumed or None, what a resume of it will do): for the Resume button."""
+    try:
+        run_dir = runs.find_run_dir(runs_root(), run_id)
+    except runs.RunStoreError as err:
+        return str(err), ""
+    refusal = runs.resume_refusal(run_dir)
+    if refusal:
+        return refusal, ""
+    if (run_dir / runs.CHECKPOINT_FILE).is_file():
+        where = f"from its last completed epoch ({store.epochs_text(row['epochs_done'], row['epochs_total'])})"
+    else:
+        where = "from the start: it stopped before its first epoch's checkpoint"
+    return None, (f"Train it on in the background {where}, with its own settings; it waits its turn in "
+                  "the dashboard's queue (one run at a time). Follow it on the Launch page.")
+
+
 @st.cache_data(show_spinner=False, max_entries=64)
 def _frames(root: str, kind: str, picked: tuple[tuple[str, str, str], ...]) -> pd.DataFrame:
     # one cached frame per (kind, picked runs and their signatures): a page switch unpickles only

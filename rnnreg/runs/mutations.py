@@ -67,12 +67,13 @@ def resume_refusal(run_dir: str | os.PathLike[str]) -> str | None:
     if status is None:
         return problem
     state, message = effective_state(status), status.get("message")
+    said = f" ({message})" if message else ""
     if state == "finished":
-        return f"it already finished ({message}); start a new run to train longer"
+        return f"it already finished{said}; start a new run to train longer"
     if state in ACTIVE_STATES:
         return f"it is {state} (pid {status.get('pid')}); wait for it or stop it first with `rnnreg cancel {run_dir.name}`"
     if state == "diverged":
-        return f"it diverged ({message}); resuming would repeat the same steps, so start a new run with a lower learning rate"
+        return f"it diverged{said}; resuming would repeat the same steps, so start a new run with a lower learning rate"
     if state not in RESUMABLE_STATES:
         return f"its state is {state}; only {', '.join(sorted(RESUMABLE_STATES))} runs can be resumed"
     return None
