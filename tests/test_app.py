@@ -603,22 +603,19 @@ def test_the_preset_help_says_what_the_demo_trains_on(store):
     assert f"first {PRESETS['demo'].train.max_train_tokens:,} training tokens" in preset.help  # it once said 60k
 
 
+def _cancel(at: AppTest, store: Path, run_id: str) -> str:
+    """Click the run's Cancel button on the Launch page; the state it ends in."""
+    at.switch_page("pages/launch.py").run()
+    at.button(key=f"cancel_{run_id}").click().run()
+    return _wait_for_state(at, store, run_id, {"cancelled", "finished", "failed"}, timeout=60)
+
+
 @needs_trainer
-def test_cancel_a_running_run(store):
+def test_cancel_a_running_run_then_resume_it_from_the_runs_page(store):
     at = app("launch")
     run_id = _start_tiny_run(at, "to be cancelled", epochs=50, tokens=60_000)
     assert _wait_for_state(at, store, run_id, {"running"}, timeout=60) == "running"
-    at.button(key=f"cancel_{run_id}").click().run()
-    assert _wait_for_state(at, store, run_id, {"cancelled", "finished", "failed"}, timeout=60) == "cancelled"
-
-
-@needs_trainer
-def test_cancel_then_resume_a_run_from_the_runs_page(store):
-    at = app("launch")
-    run_id = _start_tiny_run(at, "to be resumed", epochs=50, tokens=60_000)
-    assert _wait_for_state(at, store, run_id, {"running"}, timeout=60) == "running"
-    at.button(key=f"cancel_{run_id}").click().run()
-    assert _wait_for_state(at, store, run_id, {"cancelled", "finished", "failed"}, timeout=60) == "cancelled"
+    assert _cancel(at, store, run_id) == "cancelled"
     at.switch_page("pages/runs.py").run()
     at.selectbox(key="manage_run").set_value(run_id).run()
     at.button(key="resume_button").click().run()  # returns once the trainer has claimed the run
@@ -627,9 +624,7 @@ def test_cancel_then_resume_a_run_from_the_runs_page(store):
     assert status["state"] in ("queued", "running"), status  # claimed by the resumed trainer
     assert _wait_for_state(at, store, run_id, {"running"}, timeout=60) == "running"
     assert json.loads((store / run_id / "status.json").read_text()).get("resumed_at")
-    at.switch_page("pages/launch.py").run()
-    at.button(key=f"cancel_{run_id}").click().run()  # not left training behind the test
-    assert _wait_for_state(at, store, run_id, {"cancelled", "finished", "failed"}, timeout=60) == "cancelled"
+    assert _cancel(at, store, run_id) == "cancelled"  # not left training behind the test
 
 
 def test_the_default_pick_is_your_newest_runs_else_table_1_else_the_shipped_contrast():
