@@ -207,7 +207,8 @@ def _last_error(log_path: Path, start: int) -> str | None:
             written = log.read(1 << 20).decode("utf-8", "replace")
     except OSError:
         return None
-    errors = [line.removeprefix("rnnreg: error: ") for line in written.splitlines() if line.startswith("rnnreg: error: ")]
+    prefix = "rnnreg: error: "  # how the command line says it (rnnreg.cli.main)
+    errors = [line.removeprefix(prefix) for line in written.splitlines() if line.startswith(prefix)]
     return errors[-1] if errors else None
 
 
