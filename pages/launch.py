@@ -1,4 +1,4 @@
-"""Launch: start a training run as its own process, watch the queue, cancel a run."""
+"""Launch: start a training run as its own process, watch the queue, cancel or resume a run."""
 
 import json
 import time
@@ -114,6 +114,14 @@ def cancel(run_id: str) -> None:
         st.toast(f"Could not cancel: {err}", icon=":material/error:")
 
 
+def resume(run_id: str) -> None:
+    try:
+        launch.resume(common.runs_root(), run_id, wait=common.RESUME_WAIT_S)
+        st.toast("Resuming from its last completed epoch.", icon=":material/play_circle:")
+    except runs.RunStoreError as err:
+        st.toast(f"Could not resume: {err}", icon=":material/error:")
+
+
 def dismiss(run_ids: list[str]) -> None:
     st.session_state[MINE] = [r for r in st.session_state.get(MINE, []) if r not in run_ids]
 
@@ -142,6 +150,9 @@ def live_runs() -> None:
         if row["state"] in ("queued", "running"):
             c5.button("Cancel", key=f"cancel_{row['run']}", on_click=cancel, args=(row["run"],),
                       icon=":material/stop_circle:")
+        elif row["state"] in runs.RESUMABLE_STATES:  # one of this session's, cancelled or cut short
+            c5.button("Resume", key=f"resume_{row['run']}", on_click=resume, args=(row["run"],),
+                      icon=":material/play_circle:", help="train it on from its last completed epoch")
         if row["message"]:
             st.caption(f"{common.escape_markdown(row['label'])}: {common.escape_markdown(row['message'])}")
     over = [r for r, state in zip(shown["run"], shown["state"]) if state not in runs.ACTIVE_STATES]

@@ -10,7 +10,6 @@ from rnnreg import launch, plots, runs
 
 common.require_app()
 VISIBLE_ROWS = 20  # a store of the shipped runs and a lecture's few fits at once; more scroll
-RESUME_WAIT_S = 60  # how long a Resume click waits for the trainer to load and claim the run
 
 st.title("Runs")
 table = common.run_table()
@@ -107,7 +106,7 @@ if middle.button("Resume", key="resume_button", icon=":material/play_circle:", d
                  help=f"Cannot resume: {refusal}" if refusal else how):
     try:
         with st.spinner("Starting its trainer…"):
-            launch.resume(common.runs_root(), target, wait=RESUME_WAIT_S)
+            launch.resume(common.runs_root(), target, wait=common.RESUME_WAIT_S)
         st.toast(f"Resuming {common.escape_markdown(mine.at[target, 'label'])}: follow it on the Launch page",
                  icon=":material/play_circle:")
         st.rerun()

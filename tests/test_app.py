@@ -610,20 +610,31 @@ def _cancel(at: AppTest, store: Path, run_id: str) -> str:
     return _wait_for_state(at, store, run_id, {"cancelled", "finished", "failed"}, timeout=60)
 
 
+def _assert_resumed(at: AppTest, store: Path, run_id: str) -> None:
+    """The Resume click returned once the trainer had claimed the run; it trains again."""
+    assert_no_exception(at)
+    status = json.loads((store / run_id / "status.json").read_text())
+    assert status["state"] in ("queued", "running"), status
+    assert _wait_for_state(at, store, run_id, {"running"}, timeout=60) == "running"
+    assert json.loads((store / run_id / "status.json").read_text()).get("resumed_at")
+
+
 @needs_trainer
-def test_cancel_a_running_run_then_resume_it_from_the_runs_page(store):
+def test_cancel_a_running_run_then_resume_it_from_either_page(store):
     at = app("launch")
     run_id = _start_tiny_run(at, "to be cancelled", epochs=50, tokens=60_000)
     assert _wait_for_state(at, store, run_id, {"running"}, timeout=60) == "running"
     assert _cancel(at, store, run_id) == "cancelled"
+    # this session's run stays listed on the Launch page, now with Resume where Cancel was
+    assert not [b for b in at.button if b.key == f"cancel_{run_id}"]
+    assert at.button(key=f"resume_{run_id}").help == "train it on from its last completed epoch"
+    at.button(key=f"resume_{run_id}").click().run()
+    _assert_resumed(at, store, run_id)
+    assert _cancel(at, store, run_id) == "cancelled"
     at.switch_page("pages/runs.py").run()
     at.selectbox(key="manage_run").set_value(run_id).run()
-    at.button(key="resume_button").click().run()  # returns once the trainer has claimed the run
-    assert_no_exception(at)
-    status = json.loads((store / run_id / "status.json").read_text())
-    assert status["state"] in ("queued", "running"), status  # claimed by the resumed trainer
-    assert _wait_for_state(at, store, run_id, {"running"}, timeout=60) == "running"
-    assert json.loads((store / run_id / "status.json").read_text()).get("resumed_at")
+    at.button(key="resume_button").click().run()
+    _assert_resumed(at, store, run_id)
     assert _cancel(at, store, run_id) == "cancelled"  # not left training behind the test
 
 

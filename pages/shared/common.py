@@ -23,6 +23,7 @@ from rnnreg.config import PAPER_MODEL_ORDER, PRESETS, browsing_rank
 from pages.shared import store
 
 APP_SCRIPT = Path(__file__).resolve().parents[2] / "app.py"
+RESUME_WAIT_S = 60  # how long a Resume click waits for the trainer to load and claim the run
 
 
 def require_app() -> None:
