@@ -234,6 +234,30 @@ def train_over(state: str) -> Callable[[Ctx], str]:
     return action
 
 
+def dashboard_resume(state: str, *, group: str | None = None, nonsense_config: bool = False) -> Callable[[Ctx], str]:
+    """A Resume button's click (`launch.resume(..., wait=)`) on a run that may not resume: refused at
+    once from its status, or by the trainer it starts, whose message comes back to the page."""
+
+    def action(ctx: Ctx) -> str:
+        from rnnreg import launch
+
+        writer = a_run(ctx, state, group=group, checkpoint=None)
+        if nonsense_config:
+            doc = writer.read_config()
+            doc["config"]["model"]["hidden"] = -1
+            writer.config_path.write_text(json.dumps(doc))
+        before = digest(writer.dir)
+        with pytest.raises(RunStoreError) as info:
+            launch.resume(ctx.root, writer.id, wait=120)
+        after = digest(writer.dir)
+        if nonsense_config:  # its trainer said why in train.log, and touched nothing else
+            before.pop("train.log", None), after.pop("train.log")
+        assert after == before
+        return str(info.value)
+
+    return action
+
+
 def fifo_checkpoint(ctx: Ctx) -> str:
     writer = a_run(ctx, "finished", checkpoint=None)
     os.mkfifo(writer.checkpoint_path)  # a reader that opened it blocking would wait for ever
@@ -452,6 +476,10 @@ def catalogue() -> list[Case]:
         C("launch", "runs root full", launch_fails(errno.ENOSPC, "fsync"), "No space left on device"),
         C("launch", "CLI run, runs root full", cli_train_full_disk, "No space left on device"),
         C("launch", "max concurrent 0", lambda ctx: _launch_error(ctx, max_concurrent=0), "max concurrent"),
+        C("launch", "Resume a finished run", dashboard_resume("finished"), "already finished"),
+        C("launch", "Resume a reference run", dashboard_resume("cancelled", group="reference"), "read-only"),
+        C("launch", "Resume a run whose config.json was edited into nonsense",
+          dashboard_resume("cancelled", nonsense_config=True), "invalid config.json"),
     ]
     return cases
 
@@ -462,6 +490,10 @@ def _launch_error(ctx: Ctx, **kwargs) -> str:
     with pytest.raises(RunStoreError) as info:
         launch(ctx.root, to_dict(tiny_config(ctx.corpus)), **kwargs)
     return str(info.value)
+
+
+CATEGORY_LABELS = {"config": "config (CLI flags and config.json)", "corpus": "corpus", "store": "run store",
+                   "launch": "launching"}
 
 
 def counts() -> dict[str, int]:
@@ -517,9 +549,17 @@ def test_catalogue_is_large_enough():
     assert set(counts()) == {"config", "corpus", "store", "launch"}
 
 
-if __name__ == "__main__":
+def readme_table() -> str:
+    """The README's table of these cases, as this catalogue counts them."""
     total = counts()
-    print("| category | cases |\n|---|---|")
-    for category, count in total.items():
-        print(f"| {category} | {count} |")
-    print(f"| **total** | **{sum(total.values())}** |")
+    rows = [f"| {CATEGORY_LABELS[category]} | {count} |" for category, count in total.items()]
+    return "\n".join(["| category | cases |", "|---|---|", *rows, f"| **total** | **{sum(total.values())}** |"])
+
+
+def test_the_readme_counts_these_cases():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    assert readme_table() in readme, "update the README's table: python tests/test_hostile_inputs.py"
+
+
+if __name__ == "__main__":
+    print(readme_table())
