@@ -69,8 +69,28 @@ selection = st.dataframe(
     },
 )
 chosen = [view["run"].iloc[i] for i in selection.selection.rows] if selection else []
-st.button(f"Show the {len(chosen)} selected run(s) on the chart pages", disabled=not chosen,
-          on_click=common.set_picked, args=(chosen,), icon=":material/done_all:")
+show, remove = st.columns([3, 2], vertical_alignment="center")
+show.button(f"Show the {len(chosen)} selected run(s) on the chart pages", disabled=not chosen,
+            on_click=common.set_picked, args=(chosen,), icon=":material/done_all:")
+by_id = view.set_index("run")
+# After a lecture: its live runs go in one go.  Shipped runs are read-only; an active run is cancelled first.
+doomed = [r for r in chosen if not by_id.at[r, "read_only"] and by_id.at[r, "state"] not in runs.ACTIVE_STATES]
+with remove.popover(f"Delete the {len(doomed)} selected…", icon=":material/delete_sweep:", disabled=not doomed,
+                    help="shipped reference runs and queued or running runs among the selected stay"):
+    names = ", ".join(f"**{common.escape_markdown(by_id.at[r, 'label'])}**" for r in doomed)
+    st.markdown(f"Delete {names} and all their files? This cannot be undone.")
+    if len(doomed) < len(chosen):
+        st.caption(f"{len(chosen) - len(doomed)} other selected run(s) stay: shipped runs are read-only, "
+                   "and a queued or running run must be cancelled first.")
+    if st.button("Yes, delete them", type="primary", key="delete_selected_yes"):
+        refused = []
+        for run_id in doomed:
+            try:
+                runs.delete_run(common.runs_root(), run_id)
+            except runs.RunStoreError as err:
+                refused.append(str(err))
+        st.toast(f"Deleted {len(doomed) - len(refused)} run(s)" + (f"; {'; '.join(refused)}" if refused else ""))
+        st.rerun()
 
 broken = view[view["problems"] != ""]
 for _, row in broken.iterrows():

@@ -463,6 +463,38 @@ def test_export_tables_and_csv(store, ids):
     assert len(at.get("download_button")) == 4
 
 
+def select_rows(at: AppTest, names: list[str]) -> None:
+    """Tick the Runs table's rows of these run names (as a click on their checkboxes does)."""
+    import hashlib
+
+    table = at.dataframe[0].value
+    listing = hashlib.blake2b("\n".join(table["id"]).encode(), digest_size=8).hexdigest()
+    rows = [i for i, name in enumerate(table["name"]) if name in names]
+    at.session_state[f"runs_table_{listing}"] = {"selection": {"rows": rows, "columns": [], "cells": []}}
+    at.run()
+
+
+def test_delete_the_selected_runs_at_once_but_never_a_shipped_or_running_one(tmp_path, monkeypatch):
+    root = tmp_path / "runs"
+    for i, name in enumerate(["live 1", "live 2", "keep me"]):
+        write_run(root, f"2026120{i + 1}-000000-run{i}", name=name, seed=i)
+    write_run(root, "20261204-000000-busy", name="busy", seed=5, epochs_done=2, state="running")
+    write_run(root / "reference", "20261101-000000-shipped", name="shipped", seed=7)
+    monkeypatch.setenv("RNNREG_RUNS_DIR", str(root))
+    at = app("runs")
+    select_rows(at, ["shipped"])
+    [popover] = [p for p in at.get("popover") if p.proto.popover.label.startswith("Delete the")]
+    assert popover.proto.popover.label == "Delete the 0 selected…" and popover.proto.popover.disabled
+    select_rows(at, ["live 1", "live 2", "busy", "shipped"])
+    [popover] = [p for p in at.get("popover") if p.proto.popover.label.startswith("Delete the")]
+    assert popover.proto.popover.label == "Delete the 2 selected…" and not popover.proto.popover.disabled
+    assert any("2 other selected run(s) stay" in c.value for c in popover.caption)
+    at.button(key="delete_selected_yes").click().run()
+    assert_no_exception(at)
+    assert sorted(at.dataframe[0].value["name"]) == ["busy", "keep me", "shipped"]
+    assert any(t.value == "Deleted 2 run(s)" for t in at.toast)
+
+
 def test_rename_and_delete_with_confirmation_reference_read_only(store, ids):
     at = app("runs")
     assert not any("ref-small" in o for o in at.selectbox(key="manage_run").options)  # reference: read-only
