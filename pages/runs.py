@@ -1,6 +1,7 @@
 """Runs: every run in a sortable table, settings against perplexity, rename and delete."""
 
 import hashlib
+import time
 
 import pandas as pd
 import streamlit as st
@@ -18,6 +19,12 @@ if table.empty:
     st.stop()
 
 search = st.text_input("Search", placeholder="name, id, preset, placement, state …", key="runs_search")
+active = int(table["state"].isin(runs.ACTIVE_STATES).sum())
+if active:  # this table is drawn once; the Launch page's queue redraws itself every 2 s
+    note, refresh = st.columns([6, 1], vertical_alignment="center")
+    note.caption(f"{active} run(s) queued or training: this table is as of {time.strftime('%H:%M:%S')}; "
+                 "the Launch page follows them live.")
+    refresh.button("Refresh", key="runs_refresh", icon=":material/refresh:", type="tertiary")
 view = common.browsing_order(table)  # any column header sorts differently
 state_text = view["state"] + view["read_only"].map({True: " (reference)", False: ""})
 if search:  # what the table shows is what a search finds

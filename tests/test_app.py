@@ -333,8 +333,12 @@ def test_runs_table_says_how_long_a_running_run_still_needs(store, ids):
     seconds = [r["seconds"] for r in records if r["kind"] == "epoch"]  # 3 of 8 epochs: 5 to go at their pace
     assert table.at[ids["running"], "time left"] == store_helpers.duration_text(sum(seconds) / 3 * 5)
     assert table["time left"].isna().sum() == len(table) - 1  # only a running run has one
-    shutil.rmtree(store / ids["running"])  # nothing running: no such column
-    assert "time left" not in app("runs").dataframe[0].value.columns
+    assert any(c.value.startswith("1 run(s) queued or training: this table is as of ") for c in at.caption)
+    assert at.button(key="runs_refresh")  # its rerun reads the store again
+    shutil.rmtree(store / ids["running"])  # nothing running: no such column, nothing to refresh
+    at = app("runs")
+    assert "time left" not in at.dataframe[0].value.columns
+    assert not [b for b in at.button if b.key == "runs_refresh"]
 
 
 def test_a_trainer_killed_outright_shows_as_interrupted_on_the_next_rerun(store):
