@@ -294,6 +294,11 @@ def resume_from_cli(args: argparse.Namespace, stop: StopFlag) -> int:
     except ValueError as err:
         raise RunStoreError(f"cannot resume {writer.id}: {err}") from None
     if os.path.lexists(writer.checkpoint_path):
+        changed = _changed_splits(writer.read_config().get("environment"), trainer.corpus.checksums)
+        if changed:  # its trained epochs saw other text: going on would mix two corpora in one run
+            raise RunStoreError(f"cannot resume {writer.id}: its corpus is not the one its epochs trained on "
+                                f"(the sha256 of {', '.join(changed)} differs from config.json's record); "
+                                "restore those files or start a new run")
         try:
             epoch = restore_trainer(trainer, writer.checkpoint_path)
         except CheckpointError as err:
@@ -328,6 +333,14 @@ def resume_from_cli(args: argparse.Namespace, stop: StopFlag) -> int:
     finally:
         if slot is not None:
             slot.release()
+
+
+def _changed_splits(environment: object, checksums: dict[str, str]) -> list[str]:
+    """The splits whose sha256 differs from the one `environment` recorded (none recorded: none)."""
+    recorded = environment.get("data_sha256") if isinstance(environment, dict) else None
+    if not isinstance(recorded, dict):
+        return []
+    return sorted(split for split, digest in recorded.items() if checksums.get(split) != digest)
 
 
 # What a resume keeps of the environment its run's earlier epochs trained in (another commit,

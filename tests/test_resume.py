@@ -269,6 +269,19 @@ def test_resume_refuses_a_checkpoint_of_another_model(server, corpus, reference,
     assert digest(writer.dir) == before and state(writer) == "interrupted"
 
 
+def test_resume_refuses_when_the_corpus_changed_under_the_run(server, corpus, reference, tmp_path, capsys):
+    own = Path(shutil.copytree(corpus, tmp_path / "corpus"))  # the module's corpus stays as it is
+    root = tmp_path / "runs"
+    writer = new_run(root, own)
+    kill(train(server, writer, hook=mid_epoch(reference, 3)))
+    valid = own / "valid.txt"
+    valid.write_text(" ".join(reversed(valid.read_text().split())) + "\n")  # the same words, other text
+    before = digest(writer.dir)
+    err = resume_error(root, writer.id, capsys)
+    assert "its corpus is not the one its epochs trained on (the sha256 of valid differs" in err
+    assert digest(writer.dir) == before and state(writer) == "interrupted"
+
+
 def test_two_resumes_of_one_run_one_wins(tmp_path, corpus):
     """The claim is checked and set under the run's lock (RunWriter.set_status_if)."""
     import os
