@@ -117,7 +117,7 @@ def cancel(run_id: str) -> None:
 def resume(run_id: str) -> None:
     try:
         launch.resume(common.runs_root(), run_id, wait=common.RESUME_WAIT_S)
-        st.toast("Resuming from its last completed epoch.", icon=":material/play_circle:")
+        st.toast("Resuming: it trains on from where it stopped.", icon=":material/play_circle:")
     except runs.RunStoreError as err:
         st.toast(f"Could not resume: {err}", icon=":material/error:")
 
@@ -152,7 +152,7 @@ def live_runs() -> None:
                       icon=":material/stop_circle:")
         elif row["state"] in runs.RESUMABLE_STATES:  # one of this session's, cancelled or cut short
             c5.button("Resume", key=f"resume_{row['run']}", on_click=resume, args=(row["run"],),
-                      icon=":material/play_circle:", help="train it on from its last completed epoch")
+                      icon=":material/play_circle:", help="train it on from its last completed epoch (from the start if it stopped in its first)")
         if row["message"]:
             st.caption(f"{common.escape_markdown(row['label'])}: {common.escape_markdown(row['message'])}")
     over = [r for r, state in zip(shown["run"], shown["state"]) if state not in runs.ACTIVE_STATES]

@@ -1,4 +1,5 @@
-"""Runs: every run in a sortable table, settings against perplexity, rename and delete."""
+"""Runs: every run in a sortable table (with the time a running one still needs), settings against
+perplexity; rename, resume or delete a run, or delete the ticked ones."""
 
 import hashlib
 import time
