@@ -531,6 +531,7 @@ def test_resume_is_offered_for_a_run_cut_short_and_refused_with_the_reason_other
 
     root = tmp_path / "runs"
     write_run(root, "20261205-000000-done", name="done", seed=1)
+    write_half_written_run(root, "20261204-000000-half")  # interrupted, but no config.json to go on with
     cut = interrupted(root, "20261206-000000-cut")
     monkeypatch.setenv("RNNREG_RUNS_DIR", str(root))
     calls = []
@@ -541,6 +542,9 @@ def test_resume_is_offered_for_a_run_cut_short_and_refused_with_the_reason_other
     picker.set_value("20261205-000000-done").run()
     assert at.button(key="resume_button").disabled
     assert at.button(key="resume_button").help == "Cannot resume: it already finished; start a new run to train longer"
+    picker.set_value("20261204-000000-half").run()
+    assert at.button(key="resume_button").disabled
+    assert at.button(key="resume_button").help == "Cannot resume: config.json: missing"
     picker.set_value("20261206-000000-cut").run()
     button = at.button(key="resume_button")
     assert not button.disabled and "from the start" in button.help  # no checkpoint: it starts over

@@ -192,7 +192,7 @@ def test_resume_refusals_leave_the_run_untouched(corpus, reference, tmp_path, ca
     assert {rid: digest(root / rid) for rid in cases} == before
 
 
-def test_resume_refusal_says_why_from_the_status_alone(corpus, tmp_path):
+def test_resume_refusal_says_why_from_the_status_and_the_config(corpus, tmp_path):
     import os
 
     from rnnreg.runs import resume_refusal
@@ -213,6 +213,8 @@ def test_resume_refusal_says_why_from_the_status_alone(corpus, tmp_path):
     assert said["cancelled"] is None and said["failed"] is None and said["interrupted"] is None
     shipped = Path(shutil.copytree(writer.dir, root / "reference" / writer.id))
     assert resume_refusal(shipped) == "reference runs are read-only"
+    (writer.dir / "config.json").unlink()  # a half-written run: nothing to go on with
+    assert resume_refusal(writer.dir) == "config.json: missing"
     (writer.dir / "status.json").write_text("{not json")
     assert "status.json" in resume_refusal(writer.dir)
 

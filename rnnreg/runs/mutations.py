@@ -55,7 +55,8 @@ def delete_run(root: str | os.PathLike[str], run_id: str) -> None:
 
 
 def resume_refusal(run_dir: str | os.PathLike[str]) -> str | None:
-    """Why `rnnreg train --resume` refuses this run, from its status alone; None if it may try.
+    """Why `rnnreg train --resume` refuses this run, from its status and whether its config.json is
+    there to read; None if it may try.
 
     Cheap (no torch), for a page to ask before it offers a resume; the trainer asks again under
     the run's lock, then checks its config, corpus and checkpoint as it loads them.
@@ -77,4 +78,7 @@ def resume_refusal(run_dir: str | os.PathLike[str]) -> str | None:
         return f"it diverged{said}; resuming would repeat the same steps, so start a new run with a lower learning rate"
     if state not in RESUMABLE_STATES:
         return f"its state is {state}; only {', '.join(sorted(RESUMABLE_STATES))} runs can be resumed"
+    doc, problem = read_json(run_dir / CONFIG_FILE)  # its settings: what the trainer would go on with
+    if doc is None or not isinstance(doc.get("config"), dict):
+        return problem or "config.json has no config object"
     return None
