@@ -195,21 +195,25 @@ def _wait_for_claim(run_dir: Path, proc: subprocess.Popen, log_path: Path, log_s
         if code is not None:
             if code == 0:
                 return  # it trained to the end already
-            raise RunStoreError(_last_error(log_path, log_start) or f"the resumed trainer exited with code {code}")
+            raise RunStoreError(_trainer_error(log_path, log_start, code))
         time.sleep(0.1)
 
 
-def _last_error(log_path: Path, start: int) -> str | None:
-    """The last `rnnreg: error: ...` line written to `log_path` after byte `start`, without its prefix."""
+def _trainer_error(log_path: Path, start: int, code: int) -> str:
+    """What a trainer that exited with `code` wrote to `log_path` after byte `start`: its last
+    `rnnreg: error: ...` line (without the prefix), else its last line (a crash's exception)."""
     try:
         with open(log_path, "rb") as log:
             log.seek(start)
-            written = log.read(1 << 20).decode("utf-8", "replace")
+            lines = [line.strip() for line in log.read(1 << 20).decode("utf-8", "replace").splitlines()]
     except OSError:
-        return None
+        lines = []
     prefix = "rnnreg: error: "  # how the command line says it (rnnreg.cli.main)
-    errors = [line.removeprefix(prefix) for line in written.splitlines() if line.startswith(prefix)]
-    return errors[-1] if errors else None
+    errors = [line.removeprefix(prefix) for line in lines if line.startswith(prefix)]
+    if errors:
+        return errors[-1]
+    last = next((line for line in reversed(lines) if line), None)
+    return f"the resumed trainer exited with code {code}" + (f": {last}" if last else "")
 
 
 def _reap_children() -> None:

@@ -307,6 +307,20 @@ def test_a_resumed_run_in_a_group_folder_waits_in_the_roots_queue(tmp_path, monk
     assert runs.find_run_dir(tmp_path, writer.id) == writer.dir  # which still finds the run
 
 
+def test_a_resume_whose_trainer_crashes_says_the_crash(tmp_path):
+    # an interpreter without torch, say: no "rnnreg: error:" line, only a traceback's last words
+    crashing = tmp_path / "python"
+    crashing.write_text("#!/bin/sh\necho 'Traceback (most recent call last):'\n"
+                        "echo \"ModuleNotFoundError: No module named 'torch'\" >&2\nexit 1\n")
+    crashing.chmod(0o755)
+    writer = RunWriter.create(tmp_path / "runs", {"preset": "demo"})
+    writer.set_status("cancelled")
+    with pytest.raises(RunStoreError) as info:
+        launch_mod.resume(tmp_path / "runs", writer.id, python=str(crashing), wait=30)
+    assert str(info.value) == "the resumed trainer exited with code 1: ModuleNotFoundError: No module named 'torch'"
+    assert runs.effective_state(writer.read_status()) == "cancelled"  # the run as it was
+
+
 def test_a_new_run_is_as_readable_as_any_folder_the_user_makes(tmp_path):
     old = os.umask(0o022)
     try:
