@@ -42,8 +42,9 @@ shown = pd.DataFrame({
     "device": view["device"], "problems": view["problems"], "id": view["run"],
 })
 if (view["state"] == "running").any():  # how long each running run still needs, at its recent pace
-    shown.insert(shown.columns.get_loc("epochs") + 1, "time left",
-                 [store.duration_text(common.seconds_left(run, total)) if state == "running" else None
+    # minutes, as numbers: the column sorts by how long, as "wall (min)" does
+    shown.insert(shown.columns.get_loc("epochs") + 1, "time left (min)",
+                 [common.seconds_left(run, total) / 60 if state == "running" else None
                   for run, total, state in zip(view["run"], view["epochs_total"], view["state"])])
 if (view["variant"] != "").any():  # settings other than the preset's (not seeds of its configuration)
     shown.insert(shown.columns.get_loc("dropout") + 1, "other settings", view["variant"])
@@ -64,7 +65,8 @@ selection = st.dataframe(
         "best valid": st.column_config.NumberColumn(format="%.1f", help="lowest validation perplexity"),
         "test": st.column_config.NumberColumn(format="%.1f"),
         "wall (min)": st.column_config.NumberColumn(format="%.1f"),
-        "time left": st.column_config.TextColumn(
+        "time left (min)": st.column_config.NumberColumn(
+            format="%.1f",
             help="a running run's remaining epochs at the pace of its last few, less its current one's progress"),
         "other settings": st.column_config.TextColumn(
             help="model and training settings that differ from the preset's (seed and device aside)"),
