@@ -30,6 +30,7 @@ from typing import Any, Callable, Iterator, Mapping, Protocol
 from rnnreg.runs import (
     LOG_FILE,
     ACTIVE_STATES,
+    ERROR_PREFIX,
     CONFIG_FILE,
     STATUS_FILE,
     RunStoreError,
@@ -37,6 +38,7 @@ from rnnreg.runs import (
     RunWriter,
     find_run_dir,
     is_read_only,
+    last_words,
     list_runs,
     pid_alive,
     process_start_time,
@@ -200,20 +202,19 @@ def _wait_for_claim(run_dir: Path, proc: subprocess.Popen, log_path: Path, log_s
 
 
 def _trainer_error(log_path: Path, start: int, code: int) -> str:
-    """What a trainer that exited with `code` wrote to `log_path` after byte `start`: its last
-    `rnnreg: error: ...` line (without the prefix), else its last line (a crash's exception)."""
+    """What a trainer that exited with `code` wrote to `log_path` after byte `start`: its
+    `rnnreg: error: ...` line or a crash's exception (`runs.last_words`), else its last line."""
     try:
         with open(log_path, "rb") as log:
             log.seek(start)
-            lines = [line.strip() for line in log.read(1 << 20).decode("utf-8", "replace").splitlines()]
+            lines = log.read(1 << 20).decode("utf-8", "replace").splitlines()
     except OSError:
         lines = []
-    prefix = "rnnreg: error: "  # how the command line says it (rnnreg.cli.main)
-    errors = [line.removeprefix(prefix) for line in lines if line.startswith(prefix)]
-    if errors:
-        return errors[-1]
-    last = next((line for line in reversed(lines) if line), None)
-    return f"the resumed trainer exited with code {code}" + (f": {last}" if last else "")
+    said = [line.strip() for line in lines if line.strip()]
+    if said and said[-1].startswith(ERROR_PREFIX):  # it refused, and said why
+        return said[-1].removeprefix(ERROR_PREFIX)
+    words = last_words(lines) or (said[-1] if said else None)
+    return f"the resumed trainer exited with code {code}" + (f": {words}" if words else "")
 
 
 def _reap_children() -> None:

@@ -252,6 +252,31 @@ def test_broken_runs_are_listed_with_their_reason(store, ids):
     assert "reference small" in set(table["name"])
 
 
+
+def test_the_runs_table_says_why_a_run_stopped_early(store, ids):
+    assert "why it stopped" not in app("runs").dataframe[0].value.columns  # none did: no such column
+    diverged = write_run(store, "20261206-000000-diverged", placement="zaremba", dropout=0.5, name="blew up",
+                         epochs_done=2, state="diverged")
+    status = json.loads((diverged / "status.json").read_text())
+    (diverged / "status.json").write_text(json.dumps({**status, "message": "loss is nan at step 61"}))
+    crashed = write_run(store, "20261206-000001-crashed", name="no torch", epochs_done=0, state="running")
+    status = json.loads((crashed / "status.json").read_text())
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    (crashed / "status.json").write_text(json.dumps({**status, "pid": gone.pid, "pid_start": None}))
+    (crashed / "train.log").write_text("Traceback (most recent call last):\n  File \"x\", line 1\n"
+                                       "ModuleNotFoundError: No module named 'torch'\n")
+    at = app("runs")
+    table = at.dataframe[0].value.set_index("name")
+    columns = list(table.columns)
+    assert columns[columns.index("state") + 1] == "why it stopped"
+    assert table.at["blew up", "why it stopped"] == "loss is nan at step 61"
+    assert table.at["no torch", "state"] == "interrupted"
+    assert table.at["no torch", "why it stopped"] == "its trainer died: ModuleNotFoundError: No module named 'torch'"
+    assert table["why it stopped"].notna().sum() == 2  # finished and running runs have nothing to explain
+    at.text_input(key="runs_search").set_value("nan at step").run()
+    assert list(at.dataframe[0].value["name"]) == ["blew up"]  # the reason is searchable
+
 def test_broken_runs_picked_never_raise(store, ids):
     at = app()
     at.sidebar.multiselect(key="picked_runs").set_value([ids["corrupt"], ids["half"]]).run()

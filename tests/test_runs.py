@@ -389,6 +389,48 @@ def test_a_run_queued_by_a_sweep_driver_that_died_reads_interrupted(tmp_path):
     assert runs.effective_state(me) == "queued"  # launch's own queued runs: pid not yet recorded
 
 
+
+CRASH_AT_IMPORT = """Traceback (most recent call last):
+  File "<frozen runpy>", line 198, in _run_module_as_main
+  File "/x/rnnreg/data.py", line 17, in <module>
+    import torch
+ModuleNotFoundError: No module named 'torch'
+"""
+
+
+def test_last_words_are_a_crash_or_an_error_the_trainer_ended_on_never_a_kill():
+    log_line = "2026-12-05 22:45:00,445 INFO run x: medium, none on cpu (fused path)"
+    assert runs.last_words(CRASH_AT_IMPORT.splitlines()) == "ModuleNotFoundError: No module named 'torch'"
+    assert runs.last_words([log_line, "rnnreg: error: --run-dir: run x is running", ""]) == \
+        "--run-dir: run x is running"
+    assert runs.last_words([log_line, log_line]) is None  # SIGKILL mid-epoch: nothing said
+    assert runs.last_words(CRASH_AT_IMPORT.splitlines() + [log_line]) is None  # it trained on after that crash
+    assert runs.last_words(CRASH_AT_IMPORT.splitlines()[:-1]) is None  # killed mid-traceback
+    assert runs.last_words([]) is None
+
+
+def test_a_run_whose_trainer_died_unannounced_says_the_crash_its_log_ends_with(tmp_path):
+    crashed, killed = make_run(tmp_path, name="crashed"), make_run(tmp_path, name="killed")
+    for writer in (crashed, killed):  # queued by launch, the pid recorded; the process gone
+        writer.update_status(pid=dead_pid())
+        writer.close()
+    (crashed.dir / runs.LOG_FILE).write_text("x" * 40_000 + "\n" + CRASH_AT_IMPORT)  # only its tail is read
+    (killed.dir / runs.LOG_FILE).write_text("2026-12-05 22:45:00,445 INFO epoch 1 step 200\n")
+    listed = {s.name: s for s in runs.list_runs(tmp_path)}
+    assert listed["crashed"].state == listed["killed"].state == "interrupted"
+    assert listed["crashed"].message == "its trainer died: ModuleNotFoundError: No module named 'torch'"
+    assert listed["killed"].message is None
+    (killed.dir / runs.LOG_FILE).unlink()
+    (killed.dir / runs.LOG_FILE).symlink_to(crashed.dir / runs.LOG_FILE)  # not followed
+    assert runs.summarize_run(killed.dir).message is None
+    os.mkfifo(tmp_path / "fifo")  # planted in a run directory: read, it would block the listing forever
+    assert runs.read_log_tail(tmp_path / "fifo") == []
+    (tmp_path / "log").write_text("first line\nsecond\n")
+    assert runs.read_log_tail(tmp_path / "log", max_bytes=10) == ["second"]  # not "ne", a line cut in two
+    table = runs.format_table(runs.list_runs(tmp_path))
+    assert table.splitlines()[-1] == f"  {crashed.id} (interrupted): its trainer died: " \
+                                     "ModuleNotFoundError: No module named 'torch'"
+
 def test_list_runs_missing_root(tmp_path):
     assert runs.list_runs(tmp_path / "nope") == []
     (tmp_path / "file").write_text("x")

@@ -22,7 +22,7 @@ huge line or a symlink out of the root gives a run listed with its problems, nev
 The package, a module an idea (each imported here, so `from rnnreg import runs; runs.X` reaches all):
   layout     the runs root, run ids, a run directory's files, paths kept inside the root
   files      atomic JSON writes, whole-line appends, tolerant JSON / JSONL reading
-  liveness   whether a run's process is alive; the state a run shows when it died unannounced
+  liveness   whether a run's process is alive; the state a run shows when it died unannounced, and why
   writer     RunWriter, the one writer of a run directory
   summary    RunSummary and list_runs: one row per run, the listing's cache keys
   loading    Run and load_run: one run opened in full for the charts
@@ -33,17 +33,17 @@ The package, a module an idea (each imported here, so `from rnnreg import runs; 
 from __future__ import annotations
 
 from rnnreg.runs.layout import (
-    FORMAT, RUN_STATES, ACTIVE_STATES, TERMINAL_STATES, RESUMABLE_STATES, UNKNOWN_STATE, CORRUPT_STATE, RUNS_DIR_ENV,
-    REFERENCE_GROUP,
+    FORMAT, RUN_STATES, ACTIVE_STATES, TERMINAL_STATES, RESUMABLE_STATES, CUT_SHORT_STATES, UNKNOWN_STATE,
+    CORRUPT_STATE, RUNS_DIR_ENV, REFERENCE_GROUP,
     CONFIG_FILE, STATUS_FILE, METRICS_FILE, PROBES_FILE, LOG_FILE, CHECKPOINT_FILE, CHECKPOINT_STATE_FILE,
     VOCAB_FILE, LOCK_FILE, RUN_FILES, RUN_MARKERS, MAX_JSON_BYTES, MAX_LINE_BYTES, MAX_RUN_ID, RunStoreError,
     runs_root, new_run_id, validate_run_id, find_run_dir, is_read_only,
 )
 from rnnreg.runs.files import (
-    utc_now, atomic_write_bytes, atomic_write_json, read_json, JsonlReport, scan_jsonl, read_jsonl,
+    utc_now, atomic_write_bytes, atomic_write_json, read_json, read_log_tail, JsonlReport, scan_jsonl, read_jsonl,
 )
 from rnnreg.runs.liveness import (
-    process_start_time, pid_alive, effective_state,
+    process_start_time, pid_alive, effective_state, last_words, ERROR_PREFIX,
 )
 from rnnreg.runs.writer import (
     RunWriter,
@@ -64,12 +64,13 @@ from rnnreg.runs.table import (
 
 __all__ = [
     "FORMAT", "RUN_STATES", "ACTIVE_STATES", "TERMINAL_STATES", "RESUMABLE_STATES", "UNKNOWN_STATE", "CORRUPT_STATE",
-    "RUNS_DIR_ENV",
+    "CUT_SHORT_STATES", "RUNS_DIR_ENV",
     "REFERENCE_GROUP", "CONFIG_FILE", "STATUS_FILE", "METRICS_FILE", "PROBES_FILE", "LOG_FILE", "CHECKPOINT_FILE",
     "CHECKPOINT_STATE_FILE", "VOCAB_FILE", "LOCK_FILE", "RUN_FILES", "RUN_MARKERS", "MAX_JSON_BYTES",
     "MAX_LINE_BYTES", "MAX_RUN_ID", "RunStoreError", "runs_root", "new_run_id", "validate_run_id", "find_run_dir",
-    "is_read_only", "utc_now", "atomic_write_bytes", "atomic_write_json", "read_json", "JsonlReport", "scan_jsonl",
-    "read_jsonl", "process_start_time", "pid_alive", "effective_state", "RunWriter", "RunSummary", "summarize_run",
+    "is_read_only", "utc_now", "atomic_write_bytes", "atomic_write_json", "read_json", "read_log_tail",
+    "JsonlReport", "scan_jsonl", "read_jsonl", "process_start_time", "pid_alive", "effective_state", "last_words",
+    "ERROR_PREFIX", "RunWriter", "RunSummary", "summarize_run",
     "penn_treebank_checksums", "corpus_of", "list_runs", "run_signature", "root_signature", "mc_protocol",
     "mc_passes_text", "Run", "load_run", "rename_run", "delete_run", "resume_refusal", "format_table",
 ]

@@ -126,6 +126,19 @@ def read_json(path: str | os.PathLike[str], *, max_bytes: int = MAX_JSON_BYTES) 
     return obj, None
 
 
+
+def read_log_tail(path: str | os.PathLike[str], max_bytes: int = 16 * 1024) -> list[str]:
+    """The lines of a log's last `max_bytes` bytes ([] where it cannot be read: missing, a
+    symlink, not a regular file), the first dropped when it may be cut."""
+    try:
+        with _open_regular(Path(path)) as handle:
+            size = os.fstat(handle.fileno()).st_size
+            handle.seek(max(size - max_bytes, 0))
+            lines = handle.read(max_bytes).decode("utf-8", "replace").splitlines()
+    except (_Unreadable, OSError):
+        return []
+    return lines[1:] if size > max_bytes else lines
+
 @dataclass(frozen=True)
 class JsonlReport:
     """What `scan_jsonl` found: the records, lines skipped, and a torn final line."""

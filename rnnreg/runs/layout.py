@@ -17,6 +17,7 @@ TERMINAL_STATES = frozenset({"finished", "failed", "cancelled", "diverged", "int
 # What `rnnreg train --resume` continues: a run whose process died, a cancelled or a failed one.  A finished
 # run has nothing left to do; a diverged one would repeat the same steps and diverge again.
 RESUMABLE_STATES = frozenset({"interrupted", "cancelled", "failed"})
+CUT_SHORT_STATES = TERMINAL_STATES - {"finished"}  # ended before its last epoch: its message says why
 # States a RunSummary may show beyond RUN_STATES: status.json unreadable / nothing readable.
 UNKNOWN_STATE = "unknown"
 CORRUPT_STATE = "corrupt"

@@ -1,12 +1,14 @@
-"""Is a run's process still there?  The state a run shows when its trainer died without saying so."""
+"""Is a run's process still there?  The state a run shows when its trainer died without saying so,
+and what its log says of why."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from rnnreg.runs.layout import ACTIVE_STATES, RUN_STATES, UNKNOWN_STATE
 
@@ -71,3 +73,27 @@ def effective_state(status: Mapping[str, Any], *, hostname: str | None = None) -
     if pid_alive(pid, status.get("pid_start")):
         return state
     return "cancelled" if status.get("cancel_requested_at") else "interrupted"
+
+
+ERROR_PREFIX = "rnnreg: error: "  # how the command line reports an error it stops on (rnnreg.cli.main)
+_TRACEBACK = "Traceback (most recent call last):"
+_LOG_RECORD = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")  # a logging line: the trainer was still going
+
+
+def last_words(lines: Sequence[str]) -> str | None:
+    """Why a trainer's log says it stopped: its closing `rnnreg: error: ...` line (prefix dropped)
+    or the exception line that closes a traceback; None when the log ends any other way (a
+    SIGKILL, the OOM killer, a power cut say nothing)."""
+    said = [line.rstrip() for line in lines if line.strip()]
+    if not said:
+        return None
+    last = said[-1]
+    if last.startswith(ERROR_PREFIX):
+        return last.removeprefix(ERROR_PREFIX)
+    if last[:1].isspace():  # a frame of a traceback cut short
+        return None
+    starts = [i for i, line in enumerate(said) if line.startswith(_TRACEBACK)]
+    if not starts or any(_LOG_RECORD.match(line) for line in said[starts[-1]:]):
+        return None  # no traceback, or training logged on after it (an earlier attempt's crash)
+    return last.strip()
+

@@ -15,11 +15,11 @@ from typing import Any, Iterator, Mapping
 
 from rnnreg.config import DEFAULT_DATA_DIR, ConfigError, from_dict, training_variant
 from rnnreg.runs.layout import (
-    ACTIVE_STATES, CONFIG_FILE, CORRUPT_STATE, FORMAT, METRICS_FILE, PROBES_FILE, STATUS_FILE, UNKNOWN_STATE,
+    ACTIVE_STATES, CONFIG_FILE, CORRUPT_STATE, FORMAT, LOG_FILE, METRICS_FILE, PROBES_FILE, STATUS_FILE, UNKNOWN_STATE,
     is_read_only, _inside, _is_run_dir, _valid_segment,
 )
-from rnnreg.runs.files import read_json, scan_jsonl, _dict, _int, _num, _parse_time, _str
-from rnnreg.runs.liveness import effective_state
+from rnnreg.runs.files import read_json, read_log_tail, scan_jsonl, _dict, _int, _num, _parse_time, _str
+from rnnreg.runs.liveness import effective_state, last_words
 
 logger = logging.getLogger(__name__)
 
@@ -160,9 +160,20 @@ def summarize_run(run_dir: str | os.PathLike[str], *, read_only: bool = False, g
         group=group,
         sweep=_str(doc.get("sweep")),
         request_id=_str(doc.get("request_id")),
-        message=_str(status.get("message")),
+        message=_message(run_dir, status, state),
         problems=tuple(problems),
     )
+
+
+def _message(run_dir: Path, status: dict, state: str) -> str | None:
+    """status.json's message; for a run whose trainer died without writing one (it crashed at
+    import, say), the crash its train.log ends with."""
+    message = _str(status.get("message"))
+    if state == "interrupted" and status.get("state") != "interrupted":  # it died unannounced
+        words = last_words(read_log_tail(run_dir / LOG_FILE))
+        if words:
+            return f"its trainer died: {words}"
+    return message
 
 
 @functools.cache

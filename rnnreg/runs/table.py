@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
+from rnnreg.runs.layout import CUT_SHORT_STATES
 from rnnreg.runs.summary import RunSummary, mc_passes_text
 
 
@@ -53,4 +54,9 @@ def format_table(summaries: Iterable[RunSummary]) -> str:
         "  ".join(cell.rjust(w) if i in right else cell.ljust(w) for i, (cell, w) in enumerate(zip(r, widths))).rstrip()
         for r in [header, *rows]
     ]
+    # why a run ended early (diverged, failed, cancelled, died), under the table: the column would be too wide
+    stopped = [f"  {s.id} ({s.state}): {_printable(s.message)}" for s in summaries
+               if s.state in CUT_SHORT_STATES and s.message]
+    if stopped:
+        lines += ["", "why these stopped early:", *stopped]
     return "\n".join(lines)
