@@ -151,8 +151,11 @@ def live_runs() -> None:
             c5.button("Cancel", key=f"cancel_{row['run']}", on_click=cancel, args=(row["run"],),
                       icon=":material/stop_circle:")
         elif row["state"] in runs.RESUMABLE_STATES:  # one of this session's, cancelled or cut short
+            refusal, _ = common.resume_offer(row["run"], row)  # its config.json gone, say: the library's reason
             c5.button("Resume", key=f"resume_{row['run']}", on_click=resume, args=(row["run"],),
-                      icon=":material/play_circle:", help="train it on from its last completed epoch (from the start if it stopped in its first)")
+                      icon=":material/play_circle:", disabled=refusal is not None,
+                      help=f"Cannot resume: {refusal}" if refusal else
+                      "train it on from its last completed epoch (from the start if it stopped in its first)")
         if row["message"]:
             st.caption(f"{common.escape_markdown(row['label'])}: {common.escape_markdown(row['message'])}")
     over = [r for r, state in zip(shown["run"], shown["state"]) if state not in runs.ACTIVE_STATES]

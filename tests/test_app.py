@@ -589,6 +589,12 @@ def test_resume_is_offered_for_a_run_cut_short_and_refused_with_the_reason_other
     at.button(key="resume_button").click().run()
     said = "cannot resume 20261206-000000-cut: invalid config.json: hidden: must be >= 1"
     assert [e.value for e in at.error] == [said]
+    # the Launch page's Resume, beside runs of this session, asks the same library check
+    at.session_state["launched_runs"] = ["20261206-000000-cut", "20261204-000000-half"]
+    at.switch_page("pages/launch.py").run()
+    assert not at.button(key="resume_20261206-000000-cut").disabled
+    half = at.button(key="resume_20261204-000000-half")
+    assert half.disabled and half.help == "Cannot resume: config.json: missing"
 
 
 # --- with the real trainer ------------------------------------------------------------------
