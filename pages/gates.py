@@ -44,6 +44,7 @@ with over_epochs:
     if over_epochs.open:
         with_gates = [r for r in picked if r in set(gates["run"])]
         c1, c2 = st.columns(2)
+        common.hold_pick("gates_heat_run", with_gates)  # through a rename
         run = c1.selectbox("Run", with_gates, format_func=common.labels().get, key="gates_heat_run")
         gate = c2.selectbox("Gate", plots.GATES, format_func=plots.GATE_NAMES.get, index=1, key="gates_heat_gate")
         common.show_figure(plots.gate_heatmap_figure(gates, run=run, layer=layer, gate=gate), key="gates_heatmap",

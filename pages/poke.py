@@ -52,6 +52,7 @@ if not candidates:
 
 by_run = table.set_index("run")
 paths, states, labels = by_run["path"].to_dict(), by_run["state"].to_dict(), by_run["label"].to_dict()
+common.hold_pick("poke_run", candidates)  # a training run's state (in its label) changes under it
 run = st.selectbox("Run", candidates, key="poke_run", format_func=lambda r: f"{labels[r]} · {states.get(r, '?')}")
 path = str(paths[run])
 c1, c2 = st.columns([4, 1])

@@ -12,6 +12,25 @@ from rnnreg import launch, plots, runs
 
 common.require_app()
 VISIBLE_ROWS = 20  # a store of the shipped runs and a lecture's few fits at once; more scroll
+DELETE_POPOVER, DELETE_ERROR, DELETED = "delete_popover", "delete_error", "deleted_run"
+
+
+def delete(run_id: str, label: str) -> None:
+    """"Yes, delete it": the run its confirmation named.  The popover is closed, and until it is
+    opened again it offers no "Yes" for the next run under the same pointer: the close does not
+    always reach a popover opened a moment before (seen in Chromium)."""
+    st.session_state[DELETE_POPOVER] = False
+    try:
+        runs.delete_run(common.runs_root(), run_id)
+        st.session_state[DELETED] = label
+        st.toast(f"Deleted {common.escape_markdown(label)}")
+    except runs.RunStoreError as err:
+        st.session_state[DELETE_ERROR] = str(err)
+
+
+def delete_popover_toggled() -> None:
+    st.session_state.pop(DELETED, None)  # opened (or closed) anew: it may confirm another deletion
+
 
 st.title("Runs")
 table = common.run_table()
@@ -125,6 +144,7 @@ if user_runs.empty:
     st.caption("Only shipped reference runs here; they are read-only.")
     st.stop()
 mine = user_runs.set_index("run")
+common.hold_pick("manage_run", mine.index)  # its label names its state, which changes under it
 target = st.selectbox("Run", list(mine.index), key="manage_run",
                       format_func=lambda r: f"{mine.at[r, 'label']} · {mine.at[r, 'state']} ({r})")
 new_name = st.text_input("New name", value=mine.at[target, "name"], key=f"rename_{target}", max_chars=200,
@@ -148,14 +168,16 @@ if middle.button("Resume", key="resume_button", icon=":material/play_circle:", d
         st.rerun()
     except runs.RunStoreError as err:
         st.error(str(err))
-# The confirmation lives in a popover: it closes when one clicks elsewhere or leaves the page.
-with right.popover("Delete…", icon=":material/delete:"):
-    st.markdown(f"Delete **{common.escape_markdown(mine.at[target, 'label'])}** and all its files? "
-                "This cannot be undone.")
-    if st.button("Yes, delete it", type="primary", key="delete_yes"):
-        try:
-            runs.delete_run(common.runs_root(), target)
-            st.toast(f"Deleted {common.escape_markdown(mine.at[target, 'label'])}")
-            st.rerun()
-        except runs.RunStoreError as err:
-            st.error(str(err))
+# The confirmation lives in a popover: it closes when one clicks elsewhere, leaves the page or deletes.
+with right.popover("Delete…", icon=":material/delete:", key=DELETE_POPOVER, on_change=delete_popover_toggled):
+    if DELETED in st.session_state:
+        st.caption(f"Deleted {common.escape_markdown(st.session_state[DELETED])}. Open this again to delete "
+                   "another run.")
+    else:
+        st.markdown(f"Delete **{common.escape_markdown(mine.at[target, 'label'])}** and all its files? "
+                    "This cannot be undone.")
+        # the run this confirmation names goes with the click (args), whatever the picker holds by then
+        st.button("Yes, delete it", type="primary", key="delete_yes", on_click=delete,
+                  args=(target, mine.at[target, "label"]))
+if DELETE_ERROR in st.session_state:
+    st.error(st.session_state.pop(DELETE_ERROR))

@@ -541,6 +541,17 @@ def test_rename_and_delete_with_confirmation_reference_read_only(store, ids):
     at.button(key="delete_yes").click().run()
     assert_no_exception(at)
     assert not (store / target).exists()
+    assert any(t.value == "Deleted renamed run" for t in at.toast)
+    # closed after the click; were it left open, it offers no "Yes" for the next run until opened again
+    assert at.session_state["delete_popover"] is False
+    [confirm] = [p for p in at.get("popover") if p.proto.popover.label == "Delete…"]
+    assert not [b for b in confirm.button if b.key == "delete_yes"]
+    assert [c.value for c in confirm.caption] == ["Deleted renamed run. Open this again to delete another run."]
+    del at.session_state["deleted_run"]  # what opening it again does (delete_popover_toggled)
+    at.selectbox(key="manage_run").set_value(ids["running"]).run()
+    at.button(key="delete_yes").click().run()  # a run still training is not deleted: the page says why
+    assert (store / ids["running"]).exists()
+    assert [e.value for e in at.error] and "cancel it first" in at.error[0].value, [e.value for e in at.error]
 
 
 def interrupted(root: Path, run_id: str) -> Path:

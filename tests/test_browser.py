@@ -193,6 +193,56 @@ def test_a_deep_link_on_a_fresh_server_gets_the_whole_app(runs_dir, tmp_path):
         assert page.locator("[data-testid='stException']").count() == 0
 
 
+def test_the_run_picked_to_delete_is_the_run_deleted_after_its_state_changes(tmp_path):
+    """A picker's value travels as its label, which names the run's state: when a run picked on the
+    Runs page stopped training, Streamlit fell back to the first run of the list (seen in Chromium),
+    and "Yes, delete it" deleted that one."""
+    import json
+
+    from rnnreg.runs import process_start_time
+
+    root = tmp_path / "runs"
+    trainers = {}
+    for run_id in ("20261206-000001-one", "20261206-000000-two"):  # both training
+        run_dir = write_run(root, run_id, name=run_id.rsplit("-", 1)[1], epochs_done=3, state="running")
+        trainers[run_id] = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+        status = json.loads((run_dir / "status.json").read_text())
+        status.update(pid=trainers[run_id].pid, pid_start=process_start_time(trainers[run_id].pid))
+        (run_dir / "status.json").write_text(json.dumps(status))
+    write_run(root, "20261205-000000-finished", name="finished", seed=2)
+    try:
+        with dashboard_in_chromium(root, tmp_path / "streamlit.log") as (url, browser):
+            page = browser.new_page(viewport={"width": 1400, "height": 1600})
+            page.goto(f"{url}/runs")
+            wait_until_settled(page, charts=0)
+            picker = page.locator("[data-testid='stSelectbox']").filter(has_text="Run").last
+            picker.click()
+            options = page.get_by_role("option").all_inner_texts()
+            # not the first: a fallback to the first would delete another run
+            name, state = options[1].split(" · ")[0], options[1].split(" · ")[1].split(" ")[0]
+            assert state == "running", options
+            picked = next(r for r in trainers if r.endswith(f"-{name}"))
+            page.get_by_role("option").nth(1).click()
+            wait_until_settled(page, charts=0)
+            trainers[picked].kill()  # its trainer dies: it reads interrupted from now on
+            trainers[picked].wait()
+            page.get_by_role("button", name="Refresh").click()
+            page.wait_for_function(f"document.body.innerText.includes('{name} · interrupted')", timeout=30_000)
+            wait_until_settled(page, charts=0)
+            page.get_by_role("button", name="Delete…").click()
+            page.get_by_role("button", name="Yes, delete it").click()  # at once, as a user might
+            page.get_by_text(f"Deleted {name}").first.wait_for(timeout=30_000)
+            wait_until_settled(page, charts=0)
+            # the popover closes, or says what it deleted: a second click never meets another run's "Yes"
+            assert page.get_by_role("button", name="Yes, delete it").count() == 0
+            page.screenshot(path=str(SCREENSHOTS / "runs-delete-after-state-change.png"))
+    finally:
+        for trainer in trainers.values():
+            trainer.kill()
+            trainer.wait()
+    left = sorted(d.name for d in root.iterdir() if not d.name.startswith("."))
+    assert left == sorted({"20261205-000000-finished", *trainers} - {picked})
+
 def test_shipped_reference_runs_tell_the_story_at_once(tmp_path):
     """A fresh install opens on the shipped runs; this screenshot is the README's first picture."""
     import shutil

@@ -12,7 +12,7 @@ import hashlib
 import re
 import runpy
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -170,6 +170,19 @@ def colors() -> dict[str, str]:
 def set_picked(run_ids: list[str]) -> None:
     """Replace the picked runs (used by buttons on the pages; the sidebar reads it on the next run)."""
     st.session_state[PICKED] = list(dict.fromkeys(run_ids))
+
+
+def hold_pick(key: str, options: Iterable[str]) -> None:
+    """Keep the run picker `key` on its run when the run's label changes (its state, a rename).
+
+    A selectbox's value travels as its formatted label: once that changes, Streamlit finds it
+    among no option and falls back to the first run, so the Rename or Delete that follows acts on
+    another run (seen in Chromium).  Read before the widget is drawn, the value still decodes by
+    the last script run's labels; set back, it is drawn under its new label.  Call it just before
+    the widget."""
+    value = st.session_state.get(key)
+    if value is not None and value in set(options):
+        st.session_state[key] = value
 
 
 def labels() -> dict[str, str]:
