@@ -183,7 +183,8 @@ def memory_task(font: int) -> None:
                "at T = 10 and 20 it had not left chance within the 30 epochs.")
 
 
-def step_evidence(font: int) -> None:
+def step_evidence(font: int) -> str | None:
+    """The evidence chart; returns the step's takeaway where it must say otherwise (no runs to show)."""
     table = common.run_table()
     include_own = st.toggle("Also my finished runs", key="lecture_own",
                             help="runs in the store besides the shipped reference runs")
@@ -201,6 +202,9 @@ def step_evidence(font: int) -> None:
         st.caption("Green circles (MC in a test bar's label): the test perplexity of the same model with its "
                    "dropout left on, the mean of the predictions of many stochastic passes (`python -m rnnreg "
                    "evaluate RUN --mc-samples N`); the hover says over which seeds, and their test with dropout off.")
+    if runs.empty:  # the takeaway's last words point at runs this chart cannot show
+        return lecture.STEPS[-1].takeaway.replace(lecture.OWN_RUNS_CLAIM, lecture.NO_RUNS_CLAIM)
+    return None
 
 
 st.session_state.setdefault(STEP, 0)
@@ -214,6 +218,6 @@ if not present:  # on a projector every line counts: the step's own heading says
     st.title("Why recurrent dropout hurts")
 navigation("top")
 st.header(step.title)
-{"overfitting": step_overfitting, "masks": step_masks, "memory": step_memory,
- "evidence": step_evidence}[step.key](font)
-st.success(step.takeaway, icon=":material/lightbulb:")
+said_otherwise = {"overfitting": step_overfitting, "masks": step_masks, "memory": step_memory,
+                  "evidence": step_evidence}[step.key](font)
+st.success(said_otherwise or step.takeaway, icon=":material/lightbulb:")

@@ -51,6 +51,9 @@ STEPS: tuple[Step, ...] = (
          "test see different memories); at the medium size, per-step dropout on h alone lets the model overfit: "
          "this project's reference runs show all three."),
 )
+# The evidence step's last words, and what it says instead where its chart has no reference runs.
+OWN_RUNS_CLAIM = "this project's reference runs show all three."
+NO_RUNS_CLAIM = "this project's reference runs (`runs/reference/`, not in this run store) show all three."
 
 # Sites on the path that carries memory from step to step (h_{t-1} -> h_t and c_{t-1} -> c_t):
 # a per-step mask here is multiplied k times over k steps.  The cell update g_t is masked

@@ -155,6 +155,8 @@ def test_walk_all_steps_with_an_empty_store(tmp_path, monkeypatch):
     at.button(key="lecture_next_top").click().run().button(key="lecture_next_top").click().run()
     at.button(key="lecture_next_top").click().run()
     assert "No reference runs yet" in at.info[0].value
+    # its takeaway does not point at reference runs as if the chart showed them
+    assert at.success[0].value.endswith("reference runs (`runs/reference/`, not in this run store) show all three.")
 
 
 def test_walk_with_real_runs_shows_their_curves(runs, monkeypatch):
@@ -203,6 +205,7 @@ def test_the_evidence_step_shows_the_shipped_penn_treebank_runs(tmp_path, monkey
     masks_on = next(t for t in charts(at)[0]["data"] if t["name"].endswith("with dropout on (MC)"))
     assert "small · moon" in masks_on["y"]  # the shipped moon run evaluated with its masks, and a caption says how
     assert any("Green circles" in c.value and "rnnreg evaluate" in c.value for c in at.caption)
+    assert at.success[0].value == lecture.STEPS[-1].takeaway  # the runs it names are in the chart
 
 
 def test_run_both_live_launches_the_pair_once(tmp_path, monkeypatch):
