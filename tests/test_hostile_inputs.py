@@ -166,6 +166,29 @@ def dead_pid(ctx: Ctx) -> str:
     return planted(good(**{"status.json": json.dumps(status)}), state="interrupted")(ctx)
 
 
+def died_with_log(log: bytes | None) -> Callable[[Ctx], str]:
+    """A run whose trainer died unannounced, its train.log these bytes (None: a FIFO, which a
+    reader that opened it would wait on forever); the listing's reason comes from that log."""
+
+    def action(ctx: Ctx) -> str:
+        status = {"state": "running", "pid": 2 ** 22 + 4321, "host": os.uname().nodename, "epoch": 1}
+        files = good(**{"status.json": json.dumps(status)})
+        if log is not None:
+            files["train.log"] = log
+        listed = planted(files, state="interrupted")(ctx)
+        run_dir = ctx.root / "20261126-000000-planted-abcdef"
+        if log is None:
+            os.mkfifo(run_dir / "train.log")
+        (summary,) = [s for s in list_runs(ctx.root) if s.id == run_dir.name]
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            assert cli.main(["list", "--runs-dir", str(ctx.root)]) == 0
+        assert "\x1b" not in out.getvalue()  # a planted escape sequence is not passed to the terminal
+        return f"{listed}: {summary.message}"
+
+    return action
+
+
 def huge_pid(ctx: Ctx) -> str:
     status = {"state": "running", "pid": 2 ** 32, "host": os.uname().nodename, "epoch": 1}
     message = planted(good(**{"status.json": json.dumps(status)}), state="interrupted")(ctx)
@@ -455,6 +478,10 @@ def catalogue() -> list[Case]:
         C("store", "running with a dead pid", dead_pid, "interrupted"),
         C("store", "symlink outside the root", symlink_outside, "symlink pointing outside"),
         C("store", "pid beyond the system's range", huge_pid, "interrupted"),
+        C("store", "train.log is a FIFO in a run that died", died_with_log(None), "interrupted: None"),
+        C("store", "train.log ends in a planted escape sequence", died_with_log(
+            b"Traceback (most recent call last):\n  File x\n\x1b[2J\x1b[31mError: \xff<b>gone</b>\n"),
+          "its trainer died: \x1b[2J\x1b[31mError: \ufffd<b>gone</b>"),
         C("store", "cancel a pid with no start time", cancel_unidentified_pid, "without the host and start time"),
         C("store", "evaluate a reference run by its path", reference_by_path("absolute path"), "read-only"),
         C("store", "runs root is the reference folder", reference_by_path("root"), "read-only"),
