@@ -254,7 +254,10 @@ def test_broken_runs_are_listed_with_their_reason(store, ids):
 
 
 def test_the_runs_table_says_why_a_run_stopped_early(store, ids):
-    assert "why it stopped" not in app("runs").dataframe[0].value.columns  # none did: no such column
+    half = app("runs").dataframe[0].value.set_index("id").loc[ids["half"]]  # died before writing its config
+    assert half["state"] == "interrupted" and half["why it stopped"].startswith("its process ended without a word")
+    shutil.rmtree(store / ids["half"])
+    assert "why it stopped" not in app("runs").dataframe[0].value.columns  # none stopped early: no such column
     diverged = write_run(store, "20261206-000000-diverged", placement="zaremba", dropout=0.5, name="blew up",
                          epochs_done=2, state="diverged")
     status = json.loads((diverged / "status.json").read_text())

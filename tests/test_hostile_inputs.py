@@ -478,7 +478,8 @@ def catalogue() -> list[Case]:
         C("store", "running with a dead pid", dead_pid, "interrupted"),
         C("store", "symlink outside the root", symlink_outside, "symlink pointing outside"),
         C("store", "pid beyond the system's range", huge_pid, "interrupted"),
-        C("store", "train.log is a FIFO in a run that died", died_with_log(None), "interrupted: None"),
+        C("store", "train.log is a FIFO in a run that died", died_with_log(None),
+          "interrupted: its process ended without a word"),
         C("store", "train.log ends in a planted escape sequence", died_with_log(
             b"Traceback (most recent call last):\n  File x\n\x1b[2J\x1b[31mError: \xff<b>gone</b>\n"),
           "its trainer died: \x1b[2J\x1b[31mError: \ufffd<b>gone</b>"),

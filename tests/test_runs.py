@@ -414,22 +414,26 @@ def test_a_run_whose_trainer_died_unannounced_says_the_crash_its_log_ends_with(t
     for writer in (crashed, killed):  # queued by launch, the pid recorded; the process gone
         writer.update_status(pid=dead_pid())
         writer.close()
+    killed.update_status(message="training")  # what it was doing, not why it stopped
     (crashed.dir / runs.LOG_FILE).write_text("x" * 40_000 + "\n" + CRASH_AT_IMPORT)  # only its tail is read
     (killed.dir / runs.LOG_FILE).write_text("2026-12-05 22:45:00,445 INFO epoch 1 step 200\n")
     listed = {s.name: s for s in runs.list_runs(tmp_path)}
     assert listed["crashed"].state == listed["killed"].state == "interrupted"
     assert listed["crashed"].message == "its trainer died: ModuleNotFoundError: No module named 'torch'"
-    assert listed["killed"].message is None
+    said_nothing = ("its process ended without a word (killed, out of memory, or its machine stopped); "
+                    "its last status: training")
+    assert listed["killed"].message == said_nothing  # no reason made up
     (killed.dir / runs.LOG_FILE).unlink()
     (killed.dir / runs.LOG_FILE).symlink_to(crashed.dir / runs.LOG_FILE)  # not followed
-    assert runs.summarize_run(killed.dir).message is None
+    assert runs.summarize_run(killed.dir).message == said_nothing
     os.mkfifo(tmp_path / "fifo")  # planted in a run directory: read, it would block the listing forever
     assert runs.read_log_tail(tmp_path / "fifo") == []
     (tmp_path / "log").write_text("first line\nsecond\n")
     assert runs.read_log_tail(tmp_path / "log", max_bytes=10) == ["second"]  # not "ne", a line cut in two
-    table = runs.format_table(runs.list_runs(tmp_path))
-    assert table.splitlines()[-1] == f"  {crashed.id} (interrupted): its trainer died: " \
-                                     "ModuleNotFoundError: No module named 'torch'"
+    table = runs.format_table(runs.list_runs(tmp_path)).splitlines()
+    assert table[-3] == "why these stopped early:" and len(table) == 7  # header, 2 runs; blank, heading, 2 notes
+    assert f"  {crashed.id} (interrupted): its trainer died: ModuleNotFoundError: No module named 'torch'" in table
+    assert f"  {killed.id} (interrupted): {said_nothing}" in table
 
 def test_list_runs_missing_root(tmp_path):
     assert runs.list_runs(tmp_path / "nope") == []

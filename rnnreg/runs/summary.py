@@ -166,13 +166,16 @@ def summarize_run(run_dir: str | os.PathLike[str], *, read_only: bool = False, g
 
 
 def _message(run_dir: Path, status: dict, state: str) -> str | None:
-    """status.json's message; for a run whose trainer died without writing one (it crashed at
-    import, say), the crash its train.log ends with."""
+    """status.json's message; for a run whose trainer died without a word there, the crash its
+    train.log ends with (it failed to import torch, say), else that nothing was said."""
     message = _str(status.get("message"))
     if state == "interrupted" and status.get("state") != "interrupted":  # it died unannounced
         words = last_words(read_log_tail(run_dir / LOG_FILE))
         if words:
             return f"its trainer died: {words}"
+        # a SIGKILL, the OOM killer, a reboot: its status's message is only what it was doing
+        return "its process ended without a word (killed, out of memory, or its machine stopped)" + (
+            f"; its last status: {message}" if message else "")
     return message
 
 
