@@ -1,8 +1,10 @@
-"""Runs: every run in a sortable table (with the time a running one still needs), settings against
-perplexity; rename, resume or delete a run, or delete the ticked ones."""
+"""Runs: every run in a sortable table (with the time a running one still needs and why one stopped
+early), settings against perplexity; rename, resume or delete a run, read its train.log's last lines,
+or delete the ticked ones."""
 
 import hashlib
 import time
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -12,6 +14,7 @@ from rnnreg import launch, plots, runs
 
 common.require_app()
 VISIBLE_ROWS = 20  # a store of the shipped runs and a lecture's few fits at once; more scroll
+LOG_LINES = 40  # of a run's train.log, shown under its Rename / Resume / Delete
 DELETE_POPOVER, DELETE_ERROR, DELETED = "delete_popover", "delete_error", "deleted_run"
 
 
@@ -88,6 +91,7 @@ selection = st.dataframe(
         "test": st.column_config.NumberColumn(format="%.1f"),
         "wall (min)": st.column_config.NumberColumn(format="%.1f"),
         "why it stopped": st.column_config.TextColumn(
+            width="large",  # a crash's message is long: the rest of it on hover
             help="a diverged, failed, cancelled or interrupted run: what its trainer said, or the crash its "
                  "train.log ends with"),
         "time left (min)": st.column_config.NumberColumn(
@@ -181,3 +185,7 @@ with right.popover("Delete…", icon=":material/delete:", key=DELETE_POPOVER, on
                   args=(target, mine.at[target, "label"]))
 if DELETE_ERROR in st.session_state:
     st.error(st.session_state.pop(DELETE_ERROR))
+# What its trainer printed last: a failed or interrupted run's story without a terminal (plain text).
+with st.expander("Its train.log, last lines", icon=":material/article:"):
+    tail = runs.read_log_tail(Path(mine.at[target, "path"]) / runs.LOG_FILE)[-LOG_LINES:]
+    st.code("\n".join(tail) if tail else "(no train.log, or nothing in it)", language=None)

@@ -279,6 +279,11 @@ def test_the_runs_table_says_why_a_run_stopped_early(store, ids):
     assert table["why it stopped"].notna().sum() == 2  # finished and running runs have nothing to explain
     at.text_input(key="runs_search").set_value("nan at step").run()
     assert list(at.dataframe[0].value["name"]) == ["blew up"]  # the reason is searchable
+    at.selectbox(key="manage_run").set_value("20261206-000001-crashed").run()
+    assert at.code[0].value.endswith("ModuleNotFoundError: No module named 'torch'")  # its whole log, as text
+    (crashed / "train.log").write_bytes(b"".join(b"line %d\n" % i for i in range(1000)))
+    at.run()
+    assert at.code[0].value.splitlines() == [f"line {i}" for i in range(960, 1000)]  # the last 40 lines
 
 def test_broken_runs_picked_never_raise(store, ids):
     at = app()
