@@ -126,7 +126,6 @@ def read_json(path: str | os.PathLike[str], *, max_bytes: int = MAX_JSON_BYTES) 
     return obj, None
 
 
-
 def read_log_tail(path: str | os.PathLike[str], max_bytes: int = 16 * 1024) -> list[str]:
     """The lines of a log's last `max_bytes` bytes ([] where it cannot be read: missing, a
     symlink, not a regular file), the first dropped when it may be cut."""
@@ -138,6 +137,7 @@ def read_log_tail(path: str | os.PathLike[str], max_bytes: int = 16 * 1024) -> l
     except (_Unreadable, OSError):
         return []
     return lines[1:] if size > max_bytes else lines
+
 
 @dataclass(frozen=True)
 class JsonlReport:
