@@ -64,8 +64,9 @@ shown = pd.DataFrame({
     "device": view["device"], "problems": view["problems"], "id": view["run"],
 })
 cut_short = view["state"].isin(runs.CUT_SHORT_STATES) & (view["message"] != "")
-if cut_short.any():  # why a run ended before its last epoch, as its trainer (or its crash) said
-    shown.insert(shown.columns.get_loc("state") + 1, "why it stopped", view["message"].where(cut_short))
+if cut_short.any():  # why a run ended before its last epoch, as its trainer (or its crash) said; long, so
+    # beside the problems, after the figures a reader scans first
+    shown.insert(shown.columns.get_loc("problems"), "why it stopped", view["message"].where(cut_short))
 if (view["state"] == "running").any():  # how long each running run still needs, at its recent pace
     # minutes, as numbers: the column sorts by how long, as "wall (min)" does
     shown.insert(shown.columns.get_loc("epochs") + 1, "time left (min)",
