@@ -158,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from rnnreg.data import DataError
-    from rnnreg.runs import RunStoreError
+    from rnnreg.runs import ERROR_PREFIX, RunStoreError
 
     try:
         args = build_parser().parse_args(argv)
@@ -167,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "compact": _compact, "sweep": _sweep}
         return handler[args.command](args)
     except (UsageError, ConfigError, DataError, RunStoreError) as err:
-        print(f"rnnreg: error: {err}" if not str(err).startswith("rnnreg") else str(err), file=sys.stderr)
+        print(f"{ERROR_PREFIX}{err}" if not str(err).startswith("rnnreg") else str(err), file=sys.stderr)
         return EXIT_USAGE
 
 

@@ -75,7 +75,7 @@ def effective_state(status: Mapping[str, Any], *, hostname: str | None = None) -
     return "cancelled" if status.get("cancel_requested_at") else "interrupted"
 
 
-ERROR_PREFIX = "rnnreg: error: "  # how the command line reports an error it stops on (rnnreg.cli.main)
+ERROR_PREFIX = "rnnreg: error: "  # how the command line reports an error it stops on (rnnreg.cli.main prints it)
 _TRACEBACK = "Traceback (most recent call last):"
 _LOG_RECORD = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")  # a logging line: the trainer was still going
 
