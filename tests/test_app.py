@@ -461,7 +461,16 @@ def test_compare_gives_run_b_its_difference_from_run_a(store, ids):
     test_b = metrics[("test", 1)].proto
     assert test_b.color == test_b.MetricColor.Value("GREEN" if better else "RED")
     assert "test recall" not in {m.label for m in at.metric}  # language models: no recall to compare
-
+    assert not any(c.value.startswith(("diverged:", "interrupted:")) for c in at.caption)  # both finished
+    diverged = write_run(store, "20261206-000000-diverged", placement="zaremba", dropout=0.5, name="blew up",
+                         epochs_done=2, state="diverged")
+    status = json.loads((diverged / "status.json").read_text())
+    (diverged / "status.json").write_text(json.dumps({**status, "message": "loss is nan at step 61"}))
+    at.run()  # the store read again: the new run is among the picker's options
+    at.sidebar.multiselect(key="picked_runs").set_value([ids["overfit"], diverged.name]).run()
+    assert at.selectbox[1].value == diverged.name
+    said = [c.value for c in at.caption if c.value.startswith(("diverged:", "interrupted:"))]
+    assert said == ["diverged: loss is nan at step 61"]  # why B's curve stops at epoch 2; A finished
 
 def test_compare_shows_the_recall_of_memory_task_runs(tmp_path, monkeypatch):
     root = tmp_path / "runs"
