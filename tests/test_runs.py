@@ -435,6 +435,21 @@ def test_a_run_whose_trainer_died_unannounced_says_the_crash_its_log_ends_with(t
     assert f"  {crashed.id} (interrupted): its trainer died: ModuleNotFoundError: No module named 'torch'" in table
     assert f"  {killed.id} (interrupted): {said_nothing}" in table
 
+def test_a_run_that_died_after_a_cancel_request_says_so_not_its_stale_progress(tmp_path):
+    writer = make_run(tmp_path, name="asked")
+    writer.set_status("running", pid=dead_pid(), message="epoch 3: valid ppl 150.2")
+    writer.update_status(cancel_requested_at="2026-12-06T01:00:00.000+00:00")  # then SIGKILLed mid-checkpoint
+    writer.close()
+    summary = runs.summarize_run(writer.dir)
+    assert summary.state == "cancelled"
+    assert summary.message == ("a cancel was requested, and its process ended before it confirmed it; "
+                               "its last status: epoch 3: valid ppl 150.2")
+    (writer.dir / runs.LOG_FILE).write_text(CRASH_AT_IMPORT)  # it crashed while it saved its checkpoint
+    assert runs.summarize_run(writer.dir).message == "its trainer died: ModuleNotFoundError: No module named 'torch'"
+    writer.set_status("cancelled", message="cancelled at epoch 3")  # the trainer's own word stands
+    assert runs.summarize_run(writer.dir).message == "cancelled at epoch 3"
+
+
 def test_list_runs_missing_root(tmp_path):
     assert runs.list_runs(tmp_path / "nope") == []
     (tmp_path / "file").write_text("x")

@@ -169,14 +169,16 @@ def _message(run_dir: Path, status: dict, state: str) -> str | None:
     """status.json's message; for a run whose trainer died without a word there, the crash its
     train.log ends with (it failed to import torch, say), else that nothing was said."""
     message = _str(status.get("message"))
-    if state == "interrupted" and status.get("state") != "interrupted":  # it died unannounced
-        words = last_words(read_log_tail(run_dir / LOG_FILE))
-        if words:
-            return f"its trainer died: {words}"
-        # a SIGKILL, the OOM killer, a reboot: its status's message is only what it was doing
-        return "its process ended without a word (killed, out of memory, or its machine stopped)" + (
-            f"; its last status: {message}" if message else "")
-    return message
+    if state not in ("interrupted", "cancelled") or status.get("state") == state:
+        return message  # the trainer (or `rnnreg cancel`) wrote this state itself, with its reason
+    # it died unannounced: status.json still says queued or running
+    words = last_words(read_log_tail(run_dir / LOG_FILE))
+    if words:
+        return f"its trainer died: {words}"
+    # a SIGKILL, the OOM killer, a reboot: its status's message is only what it was doing
+    said = ("a cancel was requested, and its process ended before it confirmed it" if state == "cancelled"
+            else "its process ended without a word (killed, out of memory, or its machine stopped)")
+    return said + (f"; its last status: {message}" if message else "")
 
 
 @functools.cache
