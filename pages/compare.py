@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from pages.shared import common, store
-from rnnreg import plots, runs
+from rnnreg import plots
 
 common.require_app()
 
@@ -51,8 +51,8 @@ for col, run in ((c1, a), (c2, b)):
                       or "not evaluated with dropout on")
     if recall:
         figure_metric(more.pop(0), "test recall", run, "test_accuracy", scale=100, unit="%", lower_is_better=False)
-    if rows.at[run, "state"] in runs.CUT_SHORT_STATES and rows.at[run, "message"]:  # why its curve ends early
-        col.caption(f"{rows.at[run, 'state']}: {common.escape_markdown(rows.at[run, 'message'])}")
+    if rows.at[run, "why_stopped"]:  # why its curve ends early
+        col.caption(f"{rows.at[run, 'state']}: {common.escape_markdown(rows.at[run, 'why_stopped'])}")
 
 log_y = st.toggle("log y", value=True, key="cmp_log")
 epochs = common.frames([a, b], "epochs")

@@ -51,7 +51,7 @@ if active:  # this table is drawn once; the Launch page's queue redraws itself e
 view = common.browsing_order(table)  # any column header sorts differently
 state_text = view["state"] + view["read_only"].map({True: " (reference)", False: ""})
 if search:  # what the table shows is what a search finds
-    searched = ["label", "run", "preset", "placement", "rates", "variant", "device", "message"]
+    searched = ["label", "run", "preset", "placement", "rates", "variant", "device", "why_stopped"]
     text = pd.concat([view[searched].astype(str), state_text], axis=1).agg(" ".join, axis=1)
     found = text.str.contains(search, case=False, regex=False)
     view, state_text = view[found], state_text[found]
@@ -63,10 +63,9 @@ shown = pd.DataFrame({
     "best valid": view["best_valid_ppl"], "test": view["test_ppl"], "wall (min)": view["wall_seconds"] / 60,
     "device": view["device"], "problems": view["problems"], "id": view["run"],
 })
-cut_short = view["state"].isin(runs.CUT_SHORT_STATES) & (view["message"] != "")
-if cut_short.any():  # why a run ended before its last epoch, as its trainer (or its crash) said; long, so
-    # beside the problems, after the figures a reader scans first
-    shown.insert(shown.columns.get_loc("problems"), "why it stopped", view["message"].where(cut_short))
+if (view["why_stopped"] != "").any():  # why a run ended before its last epoch, as its trainer (or its crash)
+    # said; long, so beside the problems, after the figures a reader scans first
+    shown.insert(shown.columns.get_loc("problems"), "why it stopped", view["why_stopped"].replace("", None))
 if (view["state"] == "running").any():  # how long each running run still needs, at its recent pace
     # minutes, as numbers: the column sorts by how long, as "wall (min)" does
     shown.insert(shown.columns.get_loc("epochs") + 1, "time left (min)",

@@ -17,7 +17,7 @@ from rnnreg import runs
 
 TABLE_COLUMNS = ["run", "label", "name", "preset", "placement", "rates", "variant", "state", "epochs_done",
                  "epochs_total", "best_valid_ppl", "last_valid_ppl", "test_ppl", "wall_seconds", "device", "created_at",
-                 "read_only", "problems", "message", "sweep"]
+                 "read_only", "problems", "message", "why_stopped", "sweep"]
 
 
 def run_ids(root: Path) -> dict[str, Path]:
@@ -68,7 +68,8 @@ def summary_row(s: runs.RunSummary, config: dict) -> dict[str, Any]:
         "best_valid_ppl": _nan(s.best_valid_ppl), "last_valid_ppl": _nan(s.last_valid_ppl),
         "test_ppl": _nan(s.test_ppl), "wall_seconds": _nan(s.wall_seconds), "device": s.device or "",
         "created_at": s.created_at or "", "read_only": s.read_only, "problems": "; ".join(s.problems),
-        "message": s.message or "", "layers": model.get("layers"), "hidden": model.get("hidden"),
+        "message": s.message or "", "why_stopped": s.why_stopped or "",
+        "layers": model.get("layers"), "hidden": model.get("hidden"),
         "max_train_tokens": train.get("max_train_tokens"), "seed": train.get("seed"), "clip": train.get("clip"),
         "path": s.path, "sweep": s.sweep or "",
         "task": s.task or "lm", "delay": s.delay, "test_accuracy": _nan(s.test_accuracy),

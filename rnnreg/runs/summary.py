@@ -15,7 +15,8 @@ from typing import Any, Iterator, Mapping
 
 from rnnreg.config import DEFAULT_DATA_DIR, ConfigError, from_dict, training_variant
 from rnnreg.runs.layout import (
-    ACTIVE_STATES, CONFIG_FILE, CORRUPT_STATE, FORMAT, LOG_FILE, METRICS_FILE, PROBES_FILE, STATUS_FILE, UNKNOWN_STATE,
+    ACTIVE_STATES, CONFIG_FILE, CORRUPT_STATE, CUT_SHORT_STATES, FORMAT, LOG_FILE, METRICS_FILE, PROBES_FILE,
+    STATUS_FILE, UNKNOWN_STATE,
     is_read_only, _inside, _is_run_dir, _valid_segment,
 )
 from rnnreg.runs.files import read_json, read_log_tail, scan_jsonl, _dict, _int, _num, _parse_time, _str
@@ -66,6 +67,12 @@ class RunSummary:
     @property
     def label(self) -> str:
         return self.name or self.id
+
+    @property
+    def why_stopped(self) -> str | None:
+        """Why a run ended before its last epoch (diverged, failed, cancelled, died), as its trainer,
+        its crash or its silence said; None for a run that finished or still trains."""
+        return self.message if self.state in CUT_SHORT_STATES and self.message else None
 
     @property
     def dropout_label(self) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from rnnreg.runs.layout import CUT_SHORT_STATES
 from rnnreg.runs.summary import RunSummary, mc_passes_text
 
 
@@ -55,8 +54,7 @@ def format_table(summaries: Iterable[RunSummary]) -> str:
         for r in [header, *rows]
     ]
     # why a run ended early (diverged, failed, cancelled, died), under the table: the column would be too wide
-    stopped = [f"  {s.id} ({s.state}): {_printable(s.message)}" for s in summaries
-               if s.state in CUT_SHORT_STATES and s.message]
+    stopped = [f"  {s.id} ({s.state}): {_printable(s.why_stopped)}" for s in summaries if s.why_stopped]
     if stopped:
         lines += ["", "why these stopped early:", *stopped]
     return "\n".join(lines)
