@@ -118,7 +118,8 @@ class LSTMStack(nn.Module):
         if cell_masks is not None:
             # The cell mask acts on the carried c at every step, so inverted-dropout scaling
             # would compound to (1/(1-p))^k over k steps: keep units at their value instead
-            # (a 0/1 mask; dropped units hold no memory for the sequence).
+            # (a 0/1 mask; dropped units hold no memory for the sequence).  Nothing at evaluation
+            # stands in for it: without a mask every unit is on (README, "Dropout placements").
             cell_masks = cell_masks * (1.0 - placement.cell.p)
         zc, zh = placement.zoneout_c, placement.zoneout_h
         keep_c = (zc.keep_previous(steps, batch, size, x) if training else None) if zc else None

@@ -12,7 +12,9 @@ Sites (l = layer, t = time step; see ../shared/REFERENCE.md section 2):
     hidden       h^l_{t-1} entering layer l's recurrence (W_hh h_{t-1}); the carried h is untouched
     embedding    whole word types of the embedding matrix (Gal & Ghahramani's word dropout)
     cell_update  the cell update g_t:  c_t = f * c_{t-1} + i * D(g_t)       (Semeniuta et al.)
-    cell         the cell state:       c_t = D(f * c_{t-1} + i * g_t)       (Moon et al.)
+    cell         the cell state:       c_t = M(f * c_{t-1} + i * g_t)       (Moon et al.)
+                 M is a 0/1 mask, not inverted dropout: applied at every step, a 1/(1-p)
+                 scale would compound; nothing at evaluation stands in for it
     weight       DropConnect on W_hh, one mask per forward pass            (Merity et al.)
     zoneout_c    units of c keep their previous value with probability p   (Krueger et al.)
     zoneout_h    units of h keep their previous value with probability p

@@ -114,14 +114,13 @@ class GateProbe(EpochProbe):
 # (and the same for h).  The forward pass runs in training mode, so the run's own dropout
 # placement masks what it masks; the figures average several mask draws.
 #
-# What decays under per-step masks on the carried path (why `nonzero` is recorded too): a
-# fresh mask m_s at every step multiplies the gradient reaching k steps back by the product
-# m_t ... m_{t-k+1}.  A unit survives all k masks with probability (1-p)^k, so the fraction of
-# surviving paths decays like (1-p)^k.  Inverted dropout scales each kept unit by 1/(1-p), so
-# the *expected* gradient of a unit stays the same (and its L2 norm even grows, as
-# (1-p)^(-k/2)): what is lost is not the average size but the memory itself - after k steps
-# only a (1-p)^k share of the units still carries anything from step t-k.  One mask per
-# sequence removes the same (1-p) share once and adds no further decay with k.
+# What decays under per-step masks on the carried path: a fresh mask m_s at every step
+# multiplies the gradient along a unit's own memory path (c_{t-k} -> c_t through the forget
+# gates) by the product m_t ... m_{t-k+1}, which survives with probability (1-p)^k.  The cell
+# masks (`recurrent-cell`) are 0/1, not inverted, so `norm` falls with k faster than without
+# dropout.  `nonzero` does not show that decay: W_hh mixes the gradient back into every unit at
+# each step, so it stays near 1 (or flat near 1-p for a mask on h).  One mask per sequence
+# removes the same (1-p) share once and adds no further decay with k.
 
 GTT_TARGETS = 4  # target positions t: the last GTT_TARGETS steps of the window
 GTT_DRAWS = 4  # mask draws averaged (copies of the probe batch in one forward pass)
