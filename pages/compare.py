@@ -29,11 +29,16 @@ rows = table.set_index("run")
 
 
 def figure_metric(col, label: str, run: str, column: str, *, scale: float = 1.0, unit: str = "",
-                  lower_is_better: bool = True, help: str | None = None) -> None:
-    """Run B's figure carries its difference from run A's, green when it is the better one."""
+                  delta_unit: str = "", decimals: int = 2, lower_is_better: bool = True,
+                  help: str | None = None) -> None:
+    """Run B's figure carries its difference from run A's, green when it is the better one.
+
+    Perplexities with two decimals, as the README's tables; a difference of two shares is in
+    percentage points (`delta_unit=" pp"`), not a relative change."""
     value, of_a = rows.at[run, column] * scale, rows.at[a, column] * scale
-    delta = None if run == a or pd.isna(value) or pd.isna(of_a) else f"{value - of_a:+.1f}{unit} vs A"
-    col.metric(label, "—" if pd.isna(value) else f"{value:.1f}{unit}", delta=delta,
+    delta = (None if run == a or pd.isna(value) or pd.isna(of_a)
+             else f"{value - of_a:+.{decimals}f}{delta_unit or unit} vs A")
+    col.metric(label, "—" if pd.isna(value) else f"{value:.{decimals}f}{unit}", delta=delta,
                delta_color="inverse" if lower_is_better else "normal", help=help)
 
 
@@ -42,20 +47,30 @@ recall = rows.loc[[a, b], "test_accuracy"].notna().any()
 mc = rows.loc[[a, b], "mc_test_ppl"].notna().any()  # tested with dropout on (`rnnreg evaluate`)
 for col, run in ((c1, a), (c2, b)):
     m1, m2, m3, *more = col.columns(3 + int(mc) + int(recall))
-    figure_metric(m1, "best valid", run, "best_valid_ppl")
-    figure_metric(m2, "test", run, "test_ppl")
+    last_valid = rows.at[run, "last_valid_ppl"]
+    figure_metric(m1, "best valid", run, "best_valid_ppl",
+                  help="the lowest validation perplexity over the epochs trained"
+                       + ("" if pd.isna(last_valid) else f"; after the last epoch: {last_valid:.2f}"))
+    figure_metric(m2, "test", run, "test_ppl", help="test perplexity of the model after the last epoch")
     m3.metric("epochs", store.epochs_text(rows.at[run, "epochs_done"], rows.at[run, "epochs_total"]))
     if mc:
         figure_metric(more.pop(0), "MC test", run, "mc_test_ppl",
                       help=store.mc_text(rows.at[run, "mc_samples"], rows.at[run, "mc_protocol"])
                       or "not evaluated with dropout on")
     if recall:
-        figure_metric(more.pop(0), "test recall", run, "test_accuracy", scale=100, unit="%", lower_is_better=False)
+        figure_metric(more.pop(0), "test recall", run, "test_accuracy", scale=100, unit="%", delta_unit=" pp",
+                      decimals=1, lower_is_better=False)
     if rows.at[run, "why_stopped"]:  # why its curve ends early
         col.caption(f"{rows.at[run, 'state']}: {common.escape_markdown(rows.at[run, 'why_stopped'])}")
 
-log_y = st.toggle("log y", value=True, key="cmp_log")
+memory = rows.loc[[a, b], "task"] == "memory"
+if memory.any() and not memory.all():
+    st.warning("One run is a memory-task run, the other a language model: their perplexities are over different "
+               "vocabularies and do not compare.", icon=":material/compare_arrows:")
 epochs = common.frames([a, b], "epochs")
+if memory.all():  # judged by the keys it recalls
+    common.show_figure(plots.recall_figure(epochs, colors), key="cmp_recall", file_stem="compare-recall")
+log_y = st.toggle("log y", value=True, key="cmp_log")
 common.show_figure(plots.perplexity_figure(epochs, colors, log_y=log_y,
                                            title="Train (dashed) and valid (solid) perplexity"),
                    key="cmp_curves", file_stem="compare-perplexity")

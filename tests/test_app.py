@@ -253,6 +253,19 @@ def test_broken_runs_are_listed_with_their_reason(store, ids):
 
 
 
+def test_the_runs_table_shows_the_final_models_valid_beside_the_best_epochs(store, ids):
+    from rnnreg import runs
+
+    run_dir = write_run(store, "20261206-000000-overfits", name="overfits")  # no dropout: valid turns upward
+    table = app("runs").dataframe[0].value.set_index("id")
+    columns = list(table.columns)
+    assert columns[columns.index("best valid"):columns.index("test") + 1] == ["best valid", "final valid", "test"]
+    overfit = runs.summarize_run(run_dir)
+    assert overfit.last_valid_ppl > overfit.best_valid_ppl + 10  # best and final differ: both shown
+    assert table.at[run_dir.name, "final valid"] == overfit.last_valid_ppl
+    assert table.at[run_dir.name, "best valid"] == overfit.best_valid_ppl
+
+
 def test_the_runs_table_says_why_a_run_stopped_early(store, ids):
     half = app("runs").dataframe[0].value.set_index("id").loc[ids["half"]]  # died before writing its config
     assert half["state"] == "interrupted" and half["why it stopped"].startswith("its process ended without a word")
@@ -460,9 +473,11 @@ def test_compare_gives_run_b_its_difference_from_run_a(store, ids):
     summaries = {s.id: s for s in runs.list_runs(store)}
     a, b = summaries[ids["overfit"]], summaries[ids["zaremba"]]
     assert not metrics[("best valid", 0)].delta  # A is what B is measured against
-    assert metrics[("best valid", 1)].value == f"{b.best_valid_ppl:.1f}"
-    assert metrics[("best valid", 1)].delta == f"{b.best_valid_ppl - a.best_valid_ppl:+.1f} vs A"
-    assert metrics[("test", 1)].delta == f"{b.test_ppl - a.test_ppl:+.1f} vs A"
+    assert metrics[("best valid", 1)].value == f"{b.best_valid_ppl:.2f}"  # as the README's tables
+    assert metrics[("best valid", 1)].delta == f"{b.best_valid_ppl - a.best_valid_ppl:+.2f} vs A"
+    assert metrics[("test", 1)].delta == f"{b.test_ppl - a.test_ppl:+.2f} vs A"
+    assert metrics[("best valid", 1)].help.endswith(f"after the last epoch: {b.last_valid_ppl:.2f}")
+    assert not any(w.body.startswith("One run is a memory-task run") for w in at.warning)
     better = b.test_ppl < a.test_ppl  # lower perplexity: green
     test_b = metrics[("test", 1)].proto
     assert test_b.color == test_b.MetricColor.Value("GREEN" if better else "RED")
@@ -482,8 +497,12 @@ def test_compare_shows_the_recall_of_memory_task_runs(tmp_path, monkeypatch):
     root = tmp_path / "runs"
     for run_id, recalled in (("20261211-000000-short-gap", 0.95), ("20261211-000001-long-gap", 0.25)):
         run = write_run(root, run_id, preset="memory", epochs_total=2, name=run_id[16:], seed=3)
-        with (run / "metrics.jsonl").open("a") as f:
-            f.write(json.dumps({"kind": "test", "test_ppl": 3.1, "test_accuracy": recalled}) + "\n")
+        records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        for r in records:  # recall per epoch, as the memory task records it
+            if r["kind"] == "epoch":
+                r["valid_accuracy"] = recalled * r["epoch"] / 2
+        records.append({"kind": "test", "test_ppl": 3.1, "test_accuracy": recalled})
+        (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     monkeypatch.setenv("RNNREG_RUNS_DIR", str(root))
     at = app()
     at.sidebar.multiselect(key="picked_runs").set_value(["20261211-000000-short-gap", "20261211-000001-long-gap"]).run()
@@ -491,8 +510,16 @@ def test_compare_shows_the_recall_of_memory_task_runs(tmp_path, monkeypatch):
     assert_no_exception(at)
     recall = [m for m in at.metric if m.label == "test recall"]
     assert [m.value for m in recall] == ["95.0%", "25.0%"]
-    assert recall[1].delta == "-70.0% vs A"
+    assert recall[1].delta == "-70.0 pp vs A"  # percentage points, not 70% fewer
     assert recall[1].proto.color == recall[1].proto.MetricColor.RED  # fewer keys recalled: worse
+    [chart] = [f for f in figures(at) if f["layout"]["title"]["text"].startswith("Validation recall")]
+    assert [values(trace["y"]) for trace in chart["data"]] == [[0.475, 0.95], [0.125, 0.25]]  # what they are judged by
+    assert not at.warning
+    lm = write_run(root, "20261211-000002-lm", name="language model")
+    at.run()
+    at.sidebar.multiselect(key="picked_runs").set_value(["20261211-000000-short-gap", lm.name]).run()
+    assert at.warning[0].body.startswith("One run is a memory-task run, the other a language model")
+    assert not [f for f in figures(at) if f["layout"]["title"]["text"].startswith("Validation recall")]
 
 
 def test_compare_shows_the_test_with_dropout_on_where_either_run_has_one(tmp_path, monkeypatch):
@@ -502,7 +529,7 @@ def test_compare_shows_the_test_with_dropout_on_where_either_run_has_one(tmp_pat
     at.switch_page("pages/compare.py").run()
     assert_no_exception(at)
     mc = [m for m in at.metric if m.label == "MC test"]
-    assert [m.value for m in mc] == ["101.5", "—"] and not mc[1].delta  # nothing to take a difference of
+    assert [m.value for m in mc] == ["101.50", "—"] and not mc[1].delta  # nothing to take a difference of
     assert mc[0].help == "N=20, masks per window" and mc[1].help == "not evaluated with dropout on"
 
 

@@ -292,18 +292,19 @@ def test_config_diff_lists_only_differences():
 
 def test_results_tables():
     runs = pd.DataFrame([{"label": "a_b", "preset": "demo", "placement": "none", "rates": "",
-                          "epochs_done": 8, "best_valid_ppl": 181.234, "test_ppl": None}])
+                          "epochs_done": 8, "best_valid_ppl": 181.234, "last_valid_ppl": 190.0, "test_ppl": None}])
     md = plots.results_markdown(runs)
-    assert "| a_b | demo | none |  | 8 | 181.2 | — |" in md
+    assert "| best valid | final valid | test |" in md  # the best epoch's, and the final model's the test is of
+    assert "| a_b | demo | none |  | 8 | 181.23 | 190.00 | — |" in md  # two decimals, as the README's tables
     tex = plots.results_latex(runs)
-    assert r"a\_b" in tex and r"\toprule" in tex and "181.2" in tex
+    assert r"a\_b" in tex and r"\toprule" in tex and "181.23" in tex
     assert "other settings" not in md + tex  # only where some run has settings other than its preset's
     varied = pd.concat([runs.assign(variant=""), runs.assign(label="c", variant="decay_after=7")], ignore_index=True)
     md = plots.results_markdown(varied)
-    assert "| dropout | other settings | epochs |" in md and "|---|---|---|---|---|---:|---:|---:|" in md
+    assert "| dropout | other settings | epochs |" in md and "|---|---|---|---|---|---:|---:|---:|---:|" in md
     assert "| a_b | demo | none |  | — | 8 |" in md and "| c | demo | none |  | decay_after=7 | 8 |" in md
     tex = plots.results_latex(varied)
-    assert r"\begin{tabular}{lllllrrr}" in tex and r"decay\_after=7" in tex
+    assert r"\begin{tabular}{lllllrrrr}" in tex and r"decay\_after=7" in tex
 
 
 def test_figure_html_is_standalone():

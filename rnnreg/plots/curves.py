@@ -125,6 +125,25 @@ def spread_apart(positions: Sequence[float], gap: float) -> list[float]:
     return placed
 
 
+def recall_figure(epochs: pd.DataFrame, colors: Mapping[str, str], *, x: str = "epoch",
+                  title: str = "Validation recall (memory task)") -> go.Figure:
+    """Validation recall per epoch, one colour per run: what a memory-task run is judged by
+    (its perplexity, over a few dozen symbols, says little)."""
+    if not has_columns(epochs, "run", "epoch", "valid_accuracy") or epochs["valid_accuracy"].isna().all():
+        return empty_figure(title, "No recall recorded: not a memory-task run, or no finished epoch yet")
+    xcol = x_column(epochs, x)
+    data = [{
+        "type": "scatter", "x": rows[xcol], "y": rows["valid_accuracy"], "mode": "lines+markers", "name": label,
+        "line": {"color": color_of(colors, run), "width": LINE_WIDTH}, "marker": {"size": 7},
+        "hovertemplate": f"{label}: %{{y:.1%}}<extra></extra>",
+    } for run, label, rows in by_run(epochs, "epoch") if rows["valid_accuracy"].notna().any()]
+    layout = base_layout(title, X_AXES[xcol], "keys recalled (validation)")
+    layout["yaxis"].update({"tickformat": ".0%", "range": [0, 1.05]})
+    if xcol == "epoch":
+        layout["xaxis"].update(epoch_axis(epochs["epoch"]))
+    return build_figure(data, layout)
+
+
 def gap_figure(epochs: pd.DataFrame, colors: Mapping[str, str], *, x: str = "epoch") -> go.Figure:
     """The generalisation gap, valid minus train perplexity: it grows when a model overfits."""
     title = "Generalisation gap: valid − train perplexity"
