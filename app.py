@@ -8,6 +8,12 @@ st.set_page_config(page_title="rnnreg: dropout in LSTMs", page_icon=":material/m
 prefetch = prefetch_plotly()  # before the heavy imports below: the browser compiles Plotly meanwhile
 
 from pages.shared import common  # noqa: E402  (pandas, the run store)
+from pages.shared.code_version import stale_code_notice  # noqa: E402
+
+stale = stale_code_notice()
+if stale:  # old modules and caches beside new pages: a traceback waiting to happen
+    st.warning(stale, icon=":material/restart_alt:")
+    st.stop()
 
 page = st.navigation({
     "Runs": [

@@ -38,6 +38,16 @@ def write_tiny_corpus(directory: Path, *, lines: int = 160, seed: int = 0) -> Pa
     return directory
 
 
+@pytest.fixture(autouse=True)
+def _code_on_disk_counts_as_the_code_running(request, monkeypatch):
+    """The AppTests of a whole suite share one process: a file its developer edits meanwhile
+    must not read as a `git pull` under a running dashboard (tests/test_app.py tests that check)."""
+    if "real_code_check" not in request.keywords:
+        from pages.shared import code_version
+
+        monkeypatch.setattr(code_version, "stale_code_notice", lambda: None)
+
+
 @pytest.fixture
 def tiny_corpus(tmp_path: Path) -> Path:
     return write_tiny_corpus(tmp_path / "corpus")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -251,6 +252,33 @@ def test_broken_runs_are_listed_with_their_reason(store, ids):
     assert set(table["id"]) >= set(ids.values())
     assert "reference small" in set(table["name"])
 
+
+
+def test_the_code_fingerprint_changes_with_any_python_file_the_app_runs(tmp_path):
+    from pages.shared.code_version import fingerprint
+
+    for name in ("app.py", "rnnreg/runs/summary.py", "pages/runs.py", "runs/x/notes.py", "README.md"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x = 1\n")
+    before = fingerprint(tmp_path)
+    (tmp_path / "README.md").write_text("not code")
+    (tmp_path / "runs/x/notes.py").write_text("not the app's")
+    assert fingerprint(tmp_path) == before
+    os.utime(tmp_path / "rnnreg/runs/summary.py", ns=(1, 1))  # a pull rewrites files
+    assert fingerprint(tmp_path) != before
+
+
+@pytest.mark.real_code_check
+def test_the_dashboard_says_to_restart_when_its_code_changed_under_it(store, monkeypatch):
+    from pages.shared import code_version
+
+    at = app("runs")
+    assert not at.warning or "code changed" not in at.warning[0].body
+    assert at.dataframe  # the page ran
+    monkeypatch.setattr(code_version, "fingerprint", lambda: "after a git pull")
+    at.run()
+    assert at.warning[0].body.startswith("The dashboard's code changed on disk since this server started")
+    assert not at.dataframe and not at.exception  # no page drawn by old modules and caches: no traceback
 
 
 def test_the_runs_table_shows_the_final_models_valid_beside_the_best_epochs(store, ids):
