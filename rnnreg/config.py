@@ -40,7 +40,8 @@ class ModelConfig:
     layers: int = 2  # LSTM layers stacked
     hidden: int = 200  # units per layer (= embedding size, as in the paper)
     init_scale: float = 0.1  # every parameter ~ U(-init_scale, init_scale) ...
-    forget_bias: float = 0.0  # ... except the forget-gate bias: 0 in the paper (a deviation if not 0)
+    forget_bias: float = 0.0  # ... except the forget-gate bias, set to this: the paper adds no +1 offset, and
+    # main.lua draws it like the rest (so 0 differs from it by at most init_scale; README, Presets)
 
 
 @dataclass(frozen=True)

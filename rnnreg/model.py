@@ -46,7 +46,8 @@ class LanguageModel(nn.Module):
                 size = layer.hidden_size
                 # The paper's cell has one bias b; nn.LSTM has two, so the second is zeroed.
                 layer.bias_hh_l0.zero_()
-                # Forget-gate bias 0 in the paper (no +1 offset); torch order is i, f, g, o.
+                # Forget-gate bias: no +1 offset in the paper (main.lua draws it in ±scale like the rest;
+                # 0 here, README "Presets"); torch order is i, f, g, o.
                 layer.bias_ih_l0[size : 2 * size].fill_(forget_bias)
 
     @property
