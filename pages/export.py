@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from pages.shared import common
+from pages.shared import common, store
 from rnnreg import plots
 
 common.require_app()
@@ -16,7 +16,7 @@ st.caption("Every chart has Plotly's camera button (PNG) and a *Download chart (
 st.subheader("Metrics as CSV")
 c1, c2 = st.columns(2)
 for col, kind, what in ((c1, "epochs", "per epoch"), (c2, "steps", "per logged step")):
-    frame = common.frames(picked, kind)
+    frame = store.csv_frame(common.frames(picked, kind))
     col.download_button(f"Metrics {what} ({len(frame)} rows)", frame.to_csv(index=False), file_name=f"rnnreg-{kind}.csv",
                         mime="text/csv", key=f"csv_{kind}", on_click="ignore", icon=":material/download:",
                         disabled=frame.empty)

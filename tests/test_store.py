@@ -62,3 +62,14 @@ def test_shipped_walls_say_how_long_a_presets_shipped_runs_took_on_each_device()
                                                    "42 min 49 s to 1 h 43 min on a CPU (2 runs)")
     assert store.shipped_walls(table, "medium") == "7 min 17 s on NVIDIA H200 (1 run)"
     assert store.shipped_walls(table, "large") is None and store.shipped_walls(pd.DataFrame(), "small") is None
+
+
+def test_the_csv_export_has_a_column_per_layers_gradient_norm_and_no_duplicate_time():
+    steps = pd.DataFrame({"run": ["a", "a", "b"], "step": [1, 2, 1], "time": [0.5, 1.0, 0.7], "wall_s": [0.5, 1.0, 0.7],
+                          "layer_grad_norms": [{"embedding": 1.5, "lstm.0": 2.0}, {"embedding": 1.25, "lstm.0": 3.0},
+                                               None]})  # a record written without them
+    csv = store.csv_frame(steps)
+    assert list(csv.columns) == ["run", "step", "time", "grad_norm embedding", "grad_norm lstm.0"]
+    assert csv["grad_norm lstm.0"].tolist()[:2] == [2.0, 3.0] and math.isnan(csv.at[2, "grad_norm embedding"])
+    epochs = pd.DataFrame({"epoch": [1], "valid_ppl": [120.5], "wall_s": [9.0], "time": [9.0]})
+    assert list(store.csv_frame(epochs).columns) == ["epoch", "valid_ppl", "time"]

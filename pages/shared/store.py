@@ -120,6 +120,17 @@ def run_frames(root: Path, run_id: str) -> dict[str, Any]:
             "problems": list(run.summary.problems)}
 
 
+def csv_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """A metrics frame as a spreadsheet wants it: each layer's gradient norm in a column of its own
+    (not a dict's repr), without `wall_s` (the charts' copy of `time`)."""
+    frame = frame.drop(columns=["wall_s"], errors="ignore").reset_index(drop=True)
+    if "layer_grad_norms" not in frame:
+        return frame
+    norms = pd.DataFrame([n if isinstance(n, dict) else {} for n in frame["layer_grad_norms"]], index=frame.index)
+    norms.columns = [f"grad_norm {layer}" for layer in norms.columns]
+    return pd.concat([frame.drop(columns="layer_grad_norms"), norms], axis=1)
+
+
 def epochs_text(done: int, total: object) -> str:
     """'3 / 8', or '3 / ?' when the total is unknown."""
     return f"{done} / {'?' if total is None or pd.isna(total) else int(total)}"
