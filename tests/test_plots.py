@@ -275,6 +275,10 @@ def test_parallel_coordinates_placement_is_a_category():
     assert [d.label for d in dims] == ["placement", "dropout", "epochs done", "best valid ppl"]  # words, not columns
     assert list(dims[0].ticktext) == ["none", "zaremba"]
     assert len(dims[3].values) == 2  # the run without a valid perplexity is left out
+    runs["clip"], runs["seed"] = 5.0, [0, 0, 1]  # the same for both runs with a valid perplexity
+    fig = plots.parallel_coordinates_figure(runs, ["placement", "clip", "seed", "dropout"])
+    assert [d.label for d in fig.data[0].dimensions] == ["placement", "dropout", "best valid ppl"]
+    assert fig.layout.title.text.endswith("<sup>the same for every run: clip 5, seed 0</sup>")
 
 
 def test_config_diff_lists_only_differences():

@@ -41,6 +41,7 @@ def test_bands_are_mean_plus_minus_sd_over_the_runs_of_a_group():
     fig = plots.sweep_bands_figure(epochs, {"a": "#123456"}, log_y=False)
     band, mean = fig.data
     assert list(mean.y) == [12.0, 10.0] and mean.name == "a (n=2)"
+    assert fig.layout.title.text.endswith("mean ± sd over seeds")
     sd = pd.Series([10.0, 14.0]).std()
     assert band.y[0] == pytest.approx(12.0 + sd) and band.y[-1] == pytest.approx(12.0 - sd)
 
@@ -52,6 +53,7 @@ def test_bands_list_the_configs_by_the_numbers_in_their_labels():
     fig = plots.sweep_bands_figure(epochs, {}, log_y=False)
     assert [t.name for t in fig.data if t.showlegend is not False] == [
         "none · T=2 (n=1)", "none · T=10 (n=1)", "none · T=20 (n=1)", "zaremba 0.5 · T=5 (n=1)", "zaremba 0.5 · T=20 (n=1)"]
+    assert fig.layout.title.text.endswith("by config (one seed each)")  # no band: no "± sd" promised
 
 
 def test_configs_past_the_palettes_colours_still_look_different():

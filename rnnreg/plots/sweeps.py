@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Mapping, Sequence
 
 import pandas as pd
@@ -76,6 +77,8 @@ def sweep_bands_figure(epochs: pd.DataFrame, colors: Mapping[str, str], *, y: st
     title = f"{what.capitalize()} by config: mean ± sd over seeds"
     if not has_columns(epochs, "group", "run", "epoch", y) or epochs.empty:
         return empty_figure(title, "No epochs recorded in this sweep yet")
+    if epochs.groupby("group")["run"].nunique().max() == 1:  # no band to draw: say so, not "± sd"
+        title = f"{what.capitalize()} by config (one seed each)"
     fig = go.Figure()
     shared: dict[str, int] = {}  # colour -> configs drawn in it so far: past the palette, a dash tells them apart
     for group in sorted(epochs["group"].unique(), key=natural_key):  # "T=2" before "T=10"
@@ -114,11 +117,14 @@ def parallel_coordinates_figure(runs: pd.DataFrame, settings: Sequence[str]) -> 
     if not has_columns(runs, "best_valid_ppl") or runs["best_valid_ppl"].notna().sum() == 0:
         return empty_figure(title, "No run has a validation perplexity yet")
     data = runs[runs["best_valid_ppl"].notna()]
-    dimensions = []
+    dimensions, same = [], []
     for column in settings:
         if column not in data:
             continue
         values = data[column]
+        if len(data) > 1 and values.fillna("—").astype(str).nunique() == 1:  # an axis with one tick says nothing
+            same.append(f"{column.replace('_', ' ')} {_setting_text(values.iloc[0])}")
+            continue
         if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
             filled = values.astype(float).fillna(0.0)
             dimensions.append({"label": column.replace("_", " "), "values": filled})
@@ -137,6 +143,12 @@ def parallel_coordinates_figure(runs: pd.DataFrame, settings: Sequence[str]) -> 
               "colorbar": {"title": {"text": "valid ppl"}}},
         dimensions=dimensions, labelfont={"size": FONT_SIZE}, tickfont={"size": FONT_SIZE - 3},
     ))
-    styled(fig, title)
+    styled(fig, title + (f"<br><sup>the same for every run: {', '.join(same)}</sup>" if same else ""))
     fig.update_layout(margin={"l": 90, "r": 90, "t": 110, "b": 40})
     return fig
+
+
+def _setting_text(value: object) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    return f"{value:g}" if isinstance(value, float) else str(value)
