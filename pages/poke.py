@@ -9,6 +9,7 @@ from pages.shared import common
 
 common.require_app()
 
+MEMORY_EXAMPLE = "k3 d1 d4 d0 d6 d2 ="  # rnnreg.tasks.memory: key, distractors, query
 GATE_LABELS = {"i": "input gate i", "f": "forget gate f", "o": "output gate o", "g": "cell update g",
                "c": "cell state c", "h": "hidden state h"}
 
@@ -54,10 +55,19 @@ by_run = table.set_index("run")
 paths, states, labels = by_run["path"].to_dict(), by_run["state"].to_dict(), by_run["label"].to_dict()
 common.hold_pick("poke_run", candidates)  # a training run's state (in its label) changes under it
 run = st.selectbox("Run", candidates, key="poke_run", format_func=lambda r: f"{labels[r]} · {states.get(r, '?')}")
+weightless = by_run["read_only"].astype(bool) & ~by_run.index.isin(candidates)
+if weightless.any():
+    st.caption(f"{int(weightless.sum())} shipped runs are not listed: their weights are not in the repository, "
+               "to keep it small (a medium model's are 80 MB). Train one to poke it.")
 path = str(paths[run])
 c1, c2 = st.columns([4, 1])
-text = c1.text_input("A sentence", value="the company said it expects to report a loss", key="poke_text",
-                     help="lower-cased and split on spaces; words the model never saw become <unk>")
+if by_run.at[run, "task"] == "memory":  # its words are symbols: an English sentence is all <unk>
+    text = c1.text_input("A sequence", value=MEMORY_EXAMPLE, key="poke_text_memory",
+                         help="memory task: a key (k0, k1, ...), distractors (d0, d1, ...), then `=`: "
+                              "after `=` the model should name the key")
+else:
+    text = c1.text_input("A sentence", value="the company said it expects to report a loss", key="poke_text",
+                         help="lower-cased and split on spaces; words the model never saw become <unk>")
 top = c2.number_input("Top guesses", 1, 10, 5, key="poke_top")
 if not text.strip():
     st.warning("Type at least one word.")

@@ -99,6 +99,21 @@ def test_poke_page_shows_predictions_gates_and_samples(runs, monkeypatch):
     assert at.warning and "at least one word" in at.warning[0].value
 
 
+def test_poke_offers_a_memory_run_a_sequence_of_its_own_symbols_and_it_recalls_the_key(monkeypatch):
+    monkeypatch.setenv("RNNREG_RUNS_DIR", str(REPO / "runs"))  # the shipped runs
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=120).run()
+    at.switch_page("pages/poke.py").run()
+    shipped_without_weights = [c.value for c in at.caption if "shipped runs are not listed" in c.value]
+    assert shipped_without_weights and shipped_without_weights[0].split()[0].isdigit()
+    [memory_run] = [p.name for p in (REPO / "runs" / "reference").glob("*-memory-recall-none-delay10-*")]
+    at.selectbox(key="poke_run").set_value(memory_run).run()
+    assert not at.exception
+    assert at.text_input(key="poke_text_memory").value == "k3 d1 d4 d0 d6 d2 ="  # not an English sentence
+    assert not [c.value for c in at.caption if c.value.startswith("Not in the vocabulary")]  # nothing is <unk>
+    after_query = at.dataframe[0].value.iloc[-1]
+    assert after_query["word"] == "=" and after_query["#1"].startswith("k3 ")  # it names the key, 5 steps back
+
+
 def test_poke_page_without_checkpoints_points_to_launch(tmp_path, monkeypatch):
     monkeypatch.setenv("RNNREG_RUNS_DIR", str(tmp_path))
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60).run()
