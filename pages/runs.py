@@ -88,6 +88,8 @@ selection = st.dataframe(
     height=common.table_height(len(shown), most=VISIBLE_ROWS),
     placeholder="—",  # a memory run has no perplexity to speak of, a language model no recall
     column_config={
+        # in a narrow window the figures are a scroll away: the run's name stays in view beside them
+        "name": st.column_config.TextColumn(pinned=True),
         # two decimals, as the README's tables (83.35 would read 83.3 here)
         "best valid": st.column_config.NumberColumn(
             format="%.2f", help="the lowest validation perplexity over the epochs trained"),

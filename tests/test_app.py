@@ -285,9 +285,11 @@ def test_the_runs_table_shows_the_final_models_valid_beside_the_best_epochs(stor
     from rnnreg import runs
 
     run_dir = write_run(store, "20261206-000000-overfits", name="overfits")  # no dropout: valid turns upward
-    table = app("runs").dataframe[0].value.set_index("id")
+    at = app("runs")
+    table = at.dataframe[0].value.set_index("id")
     columns = list(table.columns)
     assert columns[columns.index("best valid"):columns.index("test") + 1] == ["best valid", "final valid", "test"]
+    assert json.loads(at.dataframe[0].proto.columns)["name"]["pinned"]  # in view while a narrow window scrolls
     overfit = runs.summarize_run(run_dir)
     assert overfit.last_valid_ppl > overfit.best_valid_ppl + 10  # best and final differ: both shown
     assert table.at[run_dir.name, "final valid"] == overfit.last_valid_ppl
