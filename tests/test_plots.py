@@ -146,6 +146,19 @@ def test_gap_is_valid_minus_train():
     fig = plots.gap_figure(df, COLORS)
     a = df[df.run == "a"]
     assert list(fig.data[0].y) == pytest.approx(list(a.valid_ppl - a.train_ppl))
+    assert "train: averaged over the epoch, with the run's dropout on" in fig.layout.title.text
+
+
+def test_the_gap_chart_scales_to_the_epochs_after_the_first():
+    # epoch 1's train perplexity averages a model still learning: a gap of -300 would squeeze the rest
+    df = pd.DataFrame({"run": "a", "label": "a", "epoch": [1, 2, 3, 4], "train_ppl": [700.0, 150.0, 120.0, 100.0],
+                       "valid_ppl": [400.0, 160.0, 140.0, 150.0]})
+    fig = plots.gap_figure(df, COLORS)
+    assert list(fig.layout.yaxis.range) == pytest.approx([-4.0, 54.0])  # 0..50, padded by 10% of that span
+    assert "epoch 1 (still learning) is off the scale" in fig.layout.title.text
+    df.loc[0, "valid_ppl"] = 720.0  # epoch 1 within the later gaps' range: Plotly's own range
+    fig = plots.gap_figure(df, COLORS)
+    assert fig.layout.yaxis.range is None and "off the scale" not in fig.layout.title.text
 
 
 def test_smooth_is_debiased_ema():

@@ -155,7 +155,19 @@ def gap_figure(epochs: pd.DataFrame, colors: Mapping[str, str], *, x: str = "epo
         "name": label, "line": {"color": color_of(colors, run), "width": LINE_WIDTH}, "marker": {"size": 7},
         "hovertemplate": f"{label}: %{{y:.1f}}<extra></extra>",
     } for run, label, rows in by_run(epochs, "epoch")]
-    layout = base_layout(title, X_AXES[xcol], "valid − train perplexity")
+    # train perplexity is the epoch's running average with dropout on: a regularised run can sit below 0
+    note = "train: averaged over the epoch, with the run's dropout on"
+    gaps = epochs["valid_ppl"] - epochs["train_ppl"]
+    later = gaps[epochs["epoch"] > 1].dropna()
+    low, high = (later.min(), later.max()) if len(later) else (0.0, 0.0)
+    pad = 0.1 * max(high - low, 1.0)
+    first = gaps[epochs["epoch"] == 1].dropna()
+    off_scale = len(later) > 0 and ((first < low - pad) | (first > high + pad)).any()
+    if off_scale:  # epoch 1, the model still learning, would squeeze the gaps that tell the story
+        note += "; epoch 1 (still learning) is off the scale"
+    layout = base_layout(f"{title}<br><sup>{note}</sup>", X_AXES[xcol], "valid − train perplexity")
+    if off_scale:
+        layout["yaxis"]["range"] = [min(low, 0.0) - pad, max(high, 0.0) + pad]  # the zero line in view
     if xcol == "epoch":
         layout["xaxis"].update(epoch_axis(epochs["epoch"]))
     layout["shapes"] = [{"type": "line", "xref": "x domain", "x0": 0, "x1": 1, "yref": "y", "y0": 0, "y1": 0,
