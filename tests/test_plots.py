@@ -93,8 +93,10 @@ def test_perplexity_figure_log_y_and_paper_reference_lines():
     assert set(labels) == {"paper small valid 120.7", "paper small test 114.5"}
     assert labels["paper small valid 120.7"].xref == "paper" and labels["paper small valid 120.7"].x == 1
     assert labels["paper small valid 120.7"].y == pytest.approx(math.log10(120.7))
-    assert labels["paper small valid 120.7"].yshift > 0 > labels["paper small test 114.5"].yshift
+    assert -labels["paper small valid 120.7"].ay > 0 > -labels["paper small test 114.5"].ay  # pixels up
+    assert labels["paper small valid 120.7"].showarrow and labels["paper small valid 120.7"].ax > 0  # a leader
     assert fig.layout.margin.r >= 8 * len("paper small valid 120.7")
+    assert traces(fig, "paper small valid")[0].line.dash != traces(fig, "paper small test")[0].line.dash
     linear = plots.perplexity_figure(epochs_frame(), COLORS, reference_presets=["small"])
     assert {a.y for a in linear.layout.annotations} == {120.7, 114.5}
     assert not plots.perplexity_figure(epochs_frame(), COLORS).layout.annotations
@@ -122,10 +124,10 @@ def test_table_1s_six_paper_lines_get_labels_that_do_not_overlap():
     every_y = [v for trace in fig.data for v in trace.y]
     assert low < math.log10(min(every_y)) and high > math.log10(max(every_y))  # every point shows
     px = plots.PERPLEXITY_PLOT_PX / (high - low)
-    at = sorted((y - low) * px + a.yshift for y, a in zip(ys, labels))
+    at = sorted((y - low) * px - a.ay for y, a in zip(ys, labels))  # ay: pixels down from the line's end
     assert all(b - a >= plots.FONT_SIZE + 2 - 1e-6 for a, b in zip(at, at[1:])), at
     by_text = {a.text: a for a in labels}  # far from the rest, a label keeps its own side of its line
-    assert by_text["paper small valid 120.7"].yshift > 0 > by_text["paper small test 114.5"].yshift
+    assert -by_text["paper small valid 120.7"].ay > 0 > -by_text["paper small test 114.5"].ay
 
 
 def test_the_perplexity_legend_sits_below_the_plot_clear_of_the_title():
@@ -191,7 +193,7 @@ def test_layer_grad_figure_one_panel_per_layer():
                        for s in range(5) for n in ("embedding", "lstm.0", "lstm.1", "decoder")])
     fig = plots.layer_grad_figure(df, COLORS)
     assert len(fig.data) == 4
-    assert [a.text for a in fig.layout.annotations][:4] == ["embedding", "lstm.0", "lstm.1", "decoder"]
+    assert [a.text for a in fig.layout.annotations][:4] == ["embedding", "LSTM layer 1", "LSTM layer 2", "decoder"]
 
 
 def test_clipped_fraction_bars():
@@ -207,7 +209,7 @@ def test_gate_histograms_side_by_side_and_normalised():
     assert not missing.data
     partial = gates_frame()
     partial = partial[(partial.run == "a") | (partial.epoch < 2)]  # b is still running: no epoch 2 yet
-    fig = plots.gate_histogram_figure(partial, COLORS, layer=0, epoch=2)
+    fig = plots.gate_histogram_figure(partial, COLORS, layer=0, epoch=2, states={"b": "running"})
     assert len(fig.data) == len(plots.GATES)
     assert "no epoch 2 yet" in [a.text for a in fig.layout.annotations]
 

@@ -21,6 +21,7 @@ PAPER_PERPLEXITY: Mapping[str, tuple[float, float]] = {
     "large": (82.2, 78.4),
 }
 
+LEADER_PX = 16  # a paper line's label sits this far right of the plot, joined to its line
 PERPLEXITY_PLOT_PX = 320  # the perplexity chart's plot area, whatever its legend takes
 LEGEND_ROW_PX, LEGEND_CHAR_PX, LEGEND_WIDTH_PX = 30, 9, 600  # legend rows counted for a narrow chart
 
@@ -60,7 +61,8 @@ def perplexity_figure(
             continue
         valid, test = PAPER_PERPLEXITY[preset]
         for value, what in ((valid, "valid"), (test, "test")):
-            line = hline(epochs[xcol], value, f"paper {preset} {what} {value}")
+            # valid dotted, test dash-dotted: told apart without hovering
+            line = hline(epochs[xcol], value, f"paper {preset} {what} {value}", dash="dot" if what == "valid" else "dashdot")
             line.update(mode="lines", text=None)  # labelled beside the plot (below): a run that
             data.append(line)                     # reproduces the paper ends on its line
             labels.append((value, f"paper {preset} {what} {value}", 7 if what == "valid" else -7))
@@ -87,12 +89,15 @@ def perplexity_figure(
         px_per_unit = PERPLEXITY_PLOT_PX / (high - low)
         wanted = [(y - low) * px_per_unit + shift for y, (_v, _t, shift) in zip(ys, labels)]
         placed = spread_apart(wanted, gap=FONT_SIZE + 2)  # lines a few pixels apart get labels that do not overlap
+        # each label where it has room, a thin leader from it to the end of its own line
         layout["annotations"] = [
-            {"text": text, "x": 1, "xref": "paper", "xanchor": "left", "y": y, "yref": "y",
-             "yshift": shift + (at - want), "yanchor": "middle", "showarrow": False,
+            {"text": text, "x": 1, "xref": "paper", "y": y, "yref": "y", "xanchor": "left", "yanchor": "middle",
+             "showarrow": True, "arrowhead": 0, "arrowwidth": 1, "arrowcolor": "#999999", "standoff": 0,
+             "ax": LEADER_PX, "ay": -(shift + (at - want)),  # pixels from the line's end; ay grows downwards
              "font": {"size": FONT_SIZE - 3, "color": "#555555"}}
             for (value, text, shift), y, want, at in zip(labels, ys, wanted, placed)]
-        layout["margin"]["r"] = max(layout["margin"].get("r", 0), 10 + 8 * max(len(text) for _, text, _ in labels))
+        layout["margin"]["r"] = max(layout["margin"].get("r", 0),
+                                    10 + LEADER_PX + 8 * max(len(text) for _, text, _ in labels))
     if xcol == "epoch":
         layout["xaxis"].update(epoch_axis(epochs["epoch"]))
     if log_y:
