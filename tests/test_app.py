@@ -801,6 +801,18 @@ def test_cancel_a_running_run_then_resume_it_from_either_page(store):
     assert _cancel(at, store, run_id) == "cancelled"  # not left training behind the test
 
 
+def test_the_url_names_the_picked_runs_so_a_reload_or_bookmark_shows_them_again(store, ids):
+    at = app()
+    at.sidebar.multiselect(key="picked_runs").set_value([ids["zaremba"], ids["overfit"]]).run()
+    assert at.query_params["run"] == [ids["zaremba"], ids["overfit"]]
+    reloaded = AppTest.from_file(str(REPO / "app.py"), default_timeout=60)  # a new session, from that URL
+    reloaded.query_params["run"] = [ids["overfit"], "20991231-000000-not-a-run", "../../etc"]
+    reloaded.run()
+    assert reloaded.sidebar.multiselect(key="picked_runs").value == [ids["overfit"]]  # only runs of this store
+    reloaded.sidebar.multiselect(key="picked_runs").set_value([]).run()
+    assert "run" not in reloaded.query_params
+
+
 def test_the_default_pick_is_your_newest_runs_else_table_1_else_the_shipped_contrast():
     import pandas as pd
 

@@ -44,6 +44,7 @@ def require_app() -> None:
 
 
 PICKED = "picked_runs"  # session_state: run ids shown on the chart pages
+PICK_PARAM = "run"  # the URL's query parameter for them, once per run: ?run=ID&run=ID
 COLORS = "run_colors"  # session_state: run id -> colour, kept for the whole session
 
 PAGE_FILES = {
@@ -295,8 +296,9 @@ def sidebar_picker() -> None:
     """Filter runs (preset, placement, state) and pick the ones every chart page shows."""
     table = run_table()
     ids = set(table["run"])
-    if PICKED not in st.session_state:
-        st.session_state[PICKED] = _default_pick(table)
+    if PICKED not in st.session_state:  # a new session: a bookmarked or reloaded URL says which runs
+        from_url = [r for r in dict.fromkeys(st.query_params.get_all(PICK_PARAM)) if r in ids]
+        st.session_state[PICKED] = from_url or _default_pick(table)
     else:  # a deleted run disappears from the pick instead of breaking the widget
         st.session_state[PICKED] = [r for r in st.session_state[PICKED] if r in ids]
     with st.sidebar:
@@ -326,6 +328,11 @@ def sidebar_picker() -> None:
                 unsafe_allow_html=True,
             )
         st.caption(f"{len(table)} runs in `{runs_root()}`")
+    if st.query_params.get_all(PICK_PARAM) != picked():  # the URL names the runs shown: reload, bookmark, share
+        if picked():
+            st.query_params[PICK_PARAM] = picked()
+        else:
+            del st.query_params[PICK_PARAM]
 
 
 # what makes markdown inside a line: emphasis, code, links and images (through the brackets),
