@@ -8,6 +8,8 @@ import streamlit as st
 
 from pages.shared import common
 from rnnreg import plots
+from rnnreg.plots.gates import MAX_HISTOGRAM_RUNS
+from rnnreg.plots.layout import last_common_epoch, layer_name
 
 common.require_app()
 
@@ -22,23 +24,29 @@ if gates.empty:
     st.stop()
 
 layers = sorted(int(v) for v in gates["layer"].dropna().unique())
-epochs = sorted(int(v) for v in gates["epoch"].dropna().unique())
-layer = st.selectbox("Layer", layers, key="gates_layer")
+layer = st.selectbox("Layer", layers, format_func=layer_name, key="gates_layer")  # records count from 0
 histograms, saturation, over_epochs = st.tabs(
     ["Histograms at an epoch", "Saturation over epochs", "One gate over epochs"], key="gates_view", on_change="rerun")
 
 with histograms:
     if histograms.open:
-        common_last = int(gates.groupby("run")["epoch"].max().min())  # the last epoch every picked run has reached
-        epoch = st.select_slider("Epoch (0 = before training)", epochs, value=common_last, key="gates_epoch") \
-            if len(epochs) > 1 else epochs[0]
-        common.show_figure(plots.gate_histogram_figure(gates, colors, layer=layer, epoch=epoch), key="gates_hist",
-                           file_stem=f"gates-layer{layer}-epoch{epoch}")
+        with_gates = list(dict.fromkeys(gates["run"]))  # in pick order
+        shown = gates[gates["run"].isin(with_gates[:MAX_HISTOGRAM_RUNS])]  # more columns are too narrow to read
+        if len(with_gates) > MAX_HISTOGRAM_RUNS:
+            st.info(f"Showing the first {MAX_HISTOGRAM_RUNS} of the {len(with_gates)} picked runs with gate "
+                    "statistics: more side by side are too narrow to read. Pick fewer in the sidebar to see the "
+                    "others.", icon=":material/view_column:")
+        shown_epochs = sorted(int(v) for v in shown["epoch"].dropna().unique())
+        epoch = st.select_slider("Epoch (0 = before training)", shown_epochs, value=last_common_epoch(shown),
+                                 key="gates_epoch") if len(shown_epochs) > 1 else shown_epochs[0]
+        states = common.run_table().set_index("run")["state"].to_dict()
+        common.show_figure(plots.gate_histogram_figure(shown, colors, layer=layer, epoch=epoch, states=states),
+                           key="gates_hist", file_stem=f"gates-{layer_name(layer).replace(' ', '')}-epoch{epoch}")
 
 with saturation:
     if saturation.open:
         common.show_figure(plots.saturation_figure(gates, colors, layer=layer), key="gates_saturation",
-                           file_stem=f"gate-saturation-layer{layer}")
+                           file_stem=f"gate-saturation-{layer_name(layer).replace(' ', '')}")
 
 with over_epochs:
     if over_epochs.open:

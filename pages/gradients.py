@@ -5,6 +5,8 @@ import streamlit as st
 
 from pages.shared import common
 from rnnreg import plots
+from rnnreg.plots.gradients import missing_probes_note, zero_norms_note
+from rnnreg.plots.layout import last_common_epoch
 
 common.require_app()
 
@@ -36,7 +38,13 @@ with through_time:
                     "every epoch; runs made before the probe existed have none).")
         else:
             epochs = sorted(int(e) for e in gtt["epoch"].dropna().unique())
-            epoch = st.select_slider("Epoch", epochs, value=epochs[-1], key="gtt_epoch") if len(epochs) > 1 \
-                else epochs[0]
+            # first the last epoch every probed run has: the newest would hide the shorter runs
+            epoch = st.select_slider("Epoch", epochs, value=last_common_epoch(gtt), key="gtt_epoch") \
+                if len(epochs) > 1 else epochs[0]
+            table = common.run_table().set_index("run")
+            for note in (missing_probes_note(gtt, {r: table.at[r, "label"] for r in picked if r in table.index}, epoch),
+                         zero_norms_note(gtt, epoch, table["placement"].to_dict())):
+                if note:  # what the chart leaves out, and why
+                    st.caption(common.escape_markdown(note))
             common.show_figure(plots.grad_through_time_figure(gtt, colors, epoch=epoch), key="grad_gtt",
-                               file_stem="grad-through-time")
+                               file_stem=f"grad-through-time-epoch{epoch}")

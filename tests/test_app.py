@@ -454,8 +454,8 @@ def test_gates_page_epoch_and_layer(store):
     at.select_slider(key="gates_epoch").set_value(0).run()
     assert_no_exception(at)
     assert "epoch 0" in figures(at)[0]["layout"]["title"]["text"]
-    at.selectbox(key="gates_layer").set_value(1).run()
-    assert "layer 1" in figures(at)[0]["layout"]["title"]["text"]
+    at.selectbox(key="gates_layer").set_value(1).run()  # the records' layer 1: the second, "layer 2" to a user
+    assert "layer 2" in figures(at)[0]["layout"]["title"]["text"]
 
 
 @pytest.mark.parametrize(("page", "tab_key", "views"), [

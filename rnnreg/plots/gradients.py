@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import Mapping
 
 import pandas as pd
@@ -11,8 +12,20 @@ import plotly.graph_objects as go
 from rnnreg.plots.colors import DASHES, color_of
 from rnnreg.plots.layout import (
     LINE_WIDTH, Grid, base_layout, build_figure, by_run, empty_figure, epoch_axis, grid_layout, has_columns, hline,
-    log_axis,
+    layer_name, log_axis, positive,
 )
+
+ZERO_AT_K0 = {  # placement -> why its probe is exactly 0 at k = 0 (the probe is right: only a log axis cannot show it)
+    "zoneout": "at k = 0 the loss does not depend on the zoned cell c_t (h_t is computed from the un-zoned "
+               "candidate cell), so that norm is exactly 0",
+}
+
+
+def parameter_group_name(name: str) -> str:
+    """What a user reads for a parameter group: 'LSTM layer 1' for the records' 'lstm.0' (the model's
+    module name, counted from 0); 'embedding' and 'decoder' as they are."""
+    match = re.fullmatch(r"lstm\.(\d+)", str(name))
+    return f"LSTM {layer_name(int(match[1]))}" if match else str(name)
 
 
 def grad_norm_figure(
@@ -23,7 +36,8 @@ def grad_norm_figure(
     if not has_columns(steps, "run", "step", "grad_norm"):
         return empty_figure(title, "No gradient norms logged yet")
     data = [{
-        "type": "scatter", "x": rows["step"], "y": rows["grad_norm"], "mode": "lines", "name": label,
+        "type": "scatter", "x": rows["step"], "y": positive(rows["grad_norm"]) if log_y else rows["grad_norm"],
+        "mode": "lines", "name": label,
         "legendgroup": run, "line": {"color": color_of(colors, run), "width": 2},
         "hovertemplate": f"{label}: %{{y:.2f}}<extra></extra>",
     } for run, label, rows in by_run(steps, "step")]
@@ -43,13 +57,15 @@ def layer_grad_figure(layers: pd.DataFrame, colors: Mapping[str, str], *, log_y:
     names = list(dict.fromkeys(layers["layer"]))
     cols = min(len(names), 2)
     nrows = math.ceil(len(names) / cols)
-    grid = Grid(nrows, cols, subplot_titles=names, shared_x=True, v_spacing=0.12 if nrows > 1 else 0.0)
+    grid = Grid(nrows, cols, subplot_titles=[parameter_group_name(n) for n in names], shared_x=True,
+                v_spacing=0.12 if nrows > 1 else 0.0)
     by_layer = dict(iter(layers.groupby("layer", sort=False)))
     data = []
     for i, name in enumerate(names):
         for run, label, rows in by_run(by_layer[name], "step"):
             data.append({
-                "type": "scatter", "x": rows["step"], "y": rows["norm"], "mode": "lines", "name": label,
+                "type": "scatter", "x": rows["step"], "y": positive(rows["norm"]) if log_y else rows["norm"],
+                "mode": "lines", "name": label,
                 "legendgroup": run, "showlegend": i == 0, "line": {"color": color_of(colors, run), "width": 2},
                 "hovertemplate": f"{label}: %{{y:.3f}}<extra></extra>", **grid.on(i // cols + 1, i % cols + 1),
             })
@@ -80,7 +96,11 @@ def clipped_fraction_figure(epochs: pd.DataFrame, colors: Mapping[str, str]) -> 
 
 
 def grad_through_time_figure(gtt: pd.DataFrame, colors: Mapping[str, str], *, epoch: int) -> go.Figure:
-    """‖∂loss_t / ∂state_{t-k}‖ against k at one epoch: how far back the gradient reaches."""
+    """‖∂loss_t / ∂state_{t-k}‖ against k at one epoch: how far back the gradient reaches.
+
+    The y axis is logarithmic: a norm of 0 (zoneout's cell at k = 0, see ZERO_AT_K0) is left out,
+    a gap in its line, rather than drawn as a plunge off the axis; `zero_norms_note` says which.
+    """
     title = f"Gradient through time at epoch {epoch}"
     if not has_columns(gtt, "run", "epoch", "k", "norm"):
         return empty_figure(title, "No gradient-through-time probes logged")
@@ -95,10 +115,41 @@ def grad_through_time_figure(gtt: pd.DataFrame, colors: Mapping[str, str], *, ep
             if sel.empty:
                 continue
             data.append({
-                "type": "scatter", "x": sel["k"], "y": sel["norm"], "mode": "lines+markers",
-                "name": f"{label} · layer {layer} {wrt}",
+                "type": "scatter", "x": sel["k"], "y": positive(sel["norm"]), "mode": "lines+markers",
+                "name": f"{label} · {layer_name(layer)} {wrt}",
                 "line": {"color": color_of(colors, run), "dash": DASHES[j % len(DASHES)], "width": LINE_WIDTH},
             })
     layout = base_layout(title, "steps back k", "gradient norm")
     layout["yaxis"].update(log_axis(*(trace["y"] for trace in data)))
     return build_figure(data, layout)
+
+
+def missing_probes_note(gtt: pd.DataFrame, labels: Mapping[str, str], epoch: int) -> str | None:
+    """Which of the runs `labels` (run -> label, in pick order) have no probe at `epoch`, and why."""
+    have = gtt if has_columns(gtt, "run", "epoch") else pd.DataFrame({"run": [], "epoch": []})
+    last = have.groupby("run")["epoch"].max()
+    at_epoch = set(have.loc[have["epoch"] == epoch, "run"])
+    missing = [f"{label} ({f'last probe at epoch {int(last[run])}' if run in last.index else 'no probes'})"
+               for run, label in labels.items() if run not in at_epoch]
+    return f"No probe at epoch {epoch}: {', '.join(missing)}." if missing else None
+
+
+def zero_norms_note(gtt: pd.DataFrame, epoch: int, placements: Mapping[str, str]) -> str | None:
+    """Which probes at `epoch` are 0 (not drawn on the log axis), and why where the placement says
+    (`placements`: run -> dropout placement)."""
+    if not has_columns(gtt, "run", "epoch", "k", "norm"):
+        return None
+    zero = gtt[(gtt["epoch"] == epoch) & (pd.to_numeric(gtt["norm"], errors="coerce") <= 0)]
+    if zero.empty:
+        return None
+    parts, reasons = [], {}
+    zero = zero.assign(layer=zero.get("layer", 0), wrt=zero.get("wrt", ""))
+    for run, label, rows in by_run(zero, "k"):
+        where = ", ".join(f"{layer_name(layer)} {wrt} at k = {', '.join(f'{k:g}' for k in group['k'])}"
+                          for (layer, wrt), group in rows.groupby(["layer", "wrt"], sort=False, dropna=False))
+        parts.append(f"{label} ({where})")
+        placement = placements.get(run)
+        if placement in ZERO_AT_K0:
+            reasons[placement] = ZERO_AT_K0[placement]
+    why = "".join(f" {placement}: {reason}." for placement, reason in reasons.items())
+    return f"Not drawn on the log axis, a gap in the line (a norm of exactly 0): {'; '.join(parts)}.{why}"

@@ -200,6 +200,12 @@ class Grid:
         x, y = self.axes(row, col)
         return {"xref": f"{x} domain", "yref": f"{y} domain"}
 
+    def paper_box(self, row: int, col: int) -> tuple[list[float], list[float]]:
+        """([x0, x1], [y0, y1]): the panel's box in paper coordinates (where an annotation can sit
+        even when the panel has no trace: plotly.js draws no axes there, so "x3 domain" means nothing)."""
+        x, y = self.axes(row, col)
+        return self.layout[axis_key(x)]["domain"], self.layout[axis_key(y)]["domain"]
+
 
 def axis_key(axis_id: str) -> str:
     """'x3' -> 'xaxis3', 'y' -> 'yaxis'."""
@@ -249,6 +255,60 @@ def by_run(df: pd.DataFrame, sort_by: str | None = None) -> list[tuple[str, str,
         label = str(rows["label"].iloc[0]) if "label" in rows else str(run)
         out.append((run, label, rows))
     return out
+
+
+def layer_name(layer: object) -> str:
+    """'layer 1' for the records' layer 0: the records count from 0, every label a user reads from 1."""
+    if layer is None or pd.isna(layer):
+        return "layer ?"
+    return f"layer {int(layer) + 1}"
+
+
+def wrap_label(text: str, width: int, max_lines: int | None = None) -> str:
+    """`text` broken into lines of about `width` characters ("<br>" between them), after a '-', '_',
+    '·' or space where it can, so that a long run name fits a narrow panel's title; past `max_lines`
+    the last line ends in '…'."""
+    if len(text) <= width:
+        return text
+    words, word = [], ""
+    for ch in text:  # pieces that each end with their break character
+        word += ch
+        if ch in "-_· ":
+            words.append(word)
+            word = ""
+    words.append(word)
+    lines, line = [], ""
+    for word in words:
+        while len(word) > width:  # one piece too long for any line: cut it
+            if line:
+                lines.append(line)
+                line = ""
+            lines.append(word[:width])
+            word = word[width:]
+        if line and len(line) + len(word.rstrip()) > width:
+            lines.append(line)
+            line = ""
+        line += word
+    lines.append(line)
+    lines = [piece.rstrip() for piece in lines if piece.strip()]
+    if max_lines is not None and len(lines) > max_lines:
+        lines = lines[:max_lines]
+        lines[-1] = lines[-1][:max(width - 1, 1)] + "…"
+    return "<br>".join(lines)
+
+
+def positive(values: pd.Series) -> pd.Series:
+    """`values` for a log axis: non-positive ones become NaN, a gap in the line (plotly.js would
+    otherwise draw a 0 as a plunge off the bottom of the axis)."""
+    values = pd.to_numeric(values, errors="coerce")
+    return values.where(values > 0)
+
+
+def last_common_epoch(frame: pd.DataFrame) -> int | None:
+    """The last epoch every run of `frame` has reached: the one to show first, where no run is missing."""
+    if not has_columns(frame, "run", "epoch") or frame["epoch"].isna().all():
+        return None
+    return int(frame.groupby("run")["epoch"].max().min())
 
 
 def has_columns(df: pd.DataFrame | None, *columns: str) -> bool:
