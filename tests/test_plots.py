@@ -148,7 +148,7 @@ def test_gap_is_valid_minus_train():
     fig = plots.gap_figure(df, COLORS)
     a = df[df.run == "a"]
     assert list(fig.data[0].y) == pytest.approx(list(a.valid_ppl - a.train_ppl))
-    assert "train: averaged over the epoch, with the run's dropout on" in fig.layout.title.text
+    assert "train: the epoch's average, dropout on" in fig.layout.title.text
 
 
 def test_the_gap_chart_scales_to_the_epochs_after_the_first():
@@ -157,7 +157,7 @@ def test_the_gap_chart_scales_to_the_epochs_after_the_first():
                        "valid_ppl": [400.0, 160.0, 140.0, 150.0]})
     fig = plots.gap_figure(df, COLORS)
     assert list(fig.layout.yaxis.range) == pytest.approx([-4.0, 54.0])  # 0..50, padded by 10% of that span
-    assert "epoch 1 (still learning) is off the scale" in fig.layout.title.text
+    assert "epoch 1 (still learning) off the scale" in fig.layout.title.text
     df.loc[0, "valid_ppl"] = 720.0  # epoch 1 within the later gaps' range: Plotly's own range
     fig = plots.gap_figure(df, COLORS)
     assert fig.layout.yaxis.range is None and "off the scale" not in fig.layout.title.text
@@ -401,3 +401,20 @@ def test_epoch_axes_tick_whole_epochs_never_halves():
     assert plots.perplexity_figure(few, COLORS, x="words").layout.xaxis.dtick is None  # words are not epochs
     long = pd.DataFrame({"run": "a", "label": "a", "epoch": range(1, 40), "train_ppl": 100.0, "valid_ppl": 120.0})
     assert plots.perplexity_figure(long, COLORS).layout.xaxis.dtick is None  # 39 epochs: Plotly's own 5, 10, ...
+
+
+def test_a_legend_above_the_plot_moves_below_it_in_a_margin_grown_for_its_rows():
+    # above the plot, a legend that wraps grows into the title (the gap chart's, under its subtitle)
+    many = epochs_frame().assign(label=lambda df: df["run"] + "-a-long-run-name-seed-0")
+    fig = plots.gap_figure(many, COLORS)
+    before_b, names = fig.layout.margin.b, [t.name for t in fig.data]
+    plots.legend_below(fig)
+    assert fig.layout.legend.yref == "container" and fig.layout.legend.y == 0  # the figure's bottom edge
+    grown = 30 * math.ceil(sum(9 * len(n) + 50 for n in names) / 600)
+    assert fig.layout.margin.b == before_b + grown and fig.layout.height == 450 + grown  # the plot keeps its size
+    assert plots.legend_below(fig).layout.margin.b == before_b + grown  # once only
+    own = plots.perplexity_figure(epochs_frame(), COLORS)  # placed its legend itself
+    placed = (own.layout.legend.to_plotly_json(), own.layout.margin.b)
+    assert (plots.legend_below(own).layout.legend.to_plotly_json(), own.layout.margin.b) == placed
+    single = plots.gap_figure(epochs_frame()[lambda df: df.run == "a"], COLORS)  # one trace: no legend drawn
+    assert plots.legend_below(single).layout.legend.yref is None

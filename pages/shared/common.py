@@ -218,6 +218,7 @@ def empty_store() -> None:
 
 def show_figure(fig: go.Figure, key: str, *, file_stem: str | None = None) -> None:
     """A chart with Plotly's PNG button (mode bar) and a standalone-HTML download under it."""
+    fig = plots.legend_below(fig)  # a legend above the plot wraps onto the title from a few runs on
     st.plotly_chart(fig, key=key, theme=None, config={
         "displaylogo": False,
         "toImageButtonOptions": {"format": "png", "filename": file_stem or key, "scale": 2},

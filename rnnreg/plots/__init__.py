@@ -32,7 +32,8 @@ from rnnreg.plots.gradients import (
     clipped_fraction_figure, grad_norm_figure, grad_through_time_figure, layer_grad_figure,
 )
 from rnnreg.plots.layout import (
-    FONT_SIZE, LINE_WIDTH, VALIDATE_ENV, X_AXES, empty_figure, epoch_axis, figure_html, log_axis, log_ticks,
+    FONT_SIZE, LINE_WIDTH, VALIDATE_ENV, X_AXES, empty_figure, epoch_axis, figure_html, legend_below, log_axis,
+    log_ticks,
 )
 from rnnreg.plots.sweeps import (
     SWEEP_COLUMNS, SWEEP_METRICS, parallel_coordinates_figure, sweep_bands_figure, sweep_matrix_figure,
@@ -44,7 +45,7 @@ __all__ = [
     "gap_figure", "loss_figure", "perplexity_figure", "recall_figure", "smooth", "spread_apart", "GATE_NAMES", "GATES",
     "gate_heatmap_figure", "gate_histogram_figure", "saturation_figure", "clipped_fraction_figure",
     "grad_norm_figure", "grad_through_time_figure", "layer_grad_figure", "FONT_SIZE", "LINE_WIDTH", "VALIDATE_ENV",
-    "X_AXES", "empty_figure", "epoch_axis", "figure_html", "log_axis", "log_ticks", "SWEEP_COLUMNS",
+    "legend_below", "X_AXES", "empty_figure", "epoch_axis", "figure_html", "log_axis", "log_ticks", "SWEEP_COLUMNS",
     "SWEEP_METRICS", "parallel_coordinates_figure", "sweep_bands_figure", "sweep_matrix_figure", "config_diff",
     "flatten_config", "results_latex", "results_markdown",
 ]

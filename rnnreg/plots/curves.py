@@ -10,8 +10,8 @@ import plotly.graph_objects as go
 
 from rnnreg.plots.colors import color_of
 from rnnreg.plots.layout import (
-    FONT_SIZE, LINE_WIDTH, X_AXES, base_layout, build_figure, by_run, empty_figure, epoch_axis, has_columns, hline,
-    log_axis, x_column,
+    FONT_SIZE, LEGEND_ROW_PX, LINE_WIDTH, X_AXES, base_layout, build_figure, by_run, empty_figure, epoch_axis,
+    has_columns, hline, legend_rows, log_axis, x_column,
 )
 
 # Zaremba et al. 2014, Table 1: (valid, test) perplexity of the single models on PTB.
@@ -23,7 +23,6 @@ PAPER_PERPLEXITY: Mapping[str, tuple[float, float]] = {
 
 LEADER_PX = 16  # a paper line's label sits this far right of the plot, joined to its line
 PERPLEXITY_PLOT_PX = 320  # the perplexity chart's plot area, whatever its legend takes
-LEGEND_ROW_PX, LEGEND_CHAR_PX, LEGEND_WIDTH_PX = 30, 9, 600  # legend rows counted for a narrow chart
 
 
 def perplexity_figure(
@@ -62,7 +61,8 @@ def perplexity_figure(
         valid, test = PAPER_PERPLEXITY[preset]
         for value, what in ((valid, "valid"), (test, "test")):
             # valid dotted, test dash-dotted: told apart without hovering
-            line = hline(epochs[xcol], value, f"paper {preset} {what} {value}", dash="dot" if what == "valid" else "dashdot")
+            line = hline(epochs[xcol], value, f"paper {preset} {what} {value}",
+                         dash="dot" if what == "valid" else "dashdot")
             line.update(mode="lines", text=None)  # labelled beside the plot (below): a run that
             data.append(line)                     # reproduces the paper ends on its line
             labels.append((value, f"paper {preset} {what} {value}", 7 if what == "valid" else -7))
@@ -71,7 +71,7 @@ def perplexity_figure(
     # they flow below the plot, in a bottom margin sized for them generously (a margin too small
     # would be widened by Plotly at the plot's expense, and the labels below need its height).
     names = [trace["name"] for trace in data if trace.get("showlegend", True)]
-    rows = math.ceil(sum(LEGEND_CHAR_PX * len(name) + 50 for name in names) / LEGEND_WIDTH_PX)
+    rows = legend_rows(names)
     layout["legend"] = {"orientation": "h", "yanchor": "top", "y": -70 / PERPLEXITY_PLOT_PX, "xanchor": "left",
                         "x": 0, "traceorder": "normal"}  # normal: a run's two entries side by side, not stacked
     layout["margin"]["b"] = 80 + LEGEND_ROW_PX * rows
@@ -161,7 +161,7 @@ def gap_figure(epochs: pd.DataFrame, colors: Mapping[str, str], *, x: str = "epo
         "hovertemplate": f"{label}: %{{y:.1f}}<extra></extra>",
     } for run, label, rows in by_run(epochs, "epoch")]
     # train perplexity is the epoch's running average with dropout on: a regularised run can sit below 0
-    note = "train: averaged over the epoch, with the run's dropout on"
+    note = "train: the epoch's average, dropout on"
     gaps = epochs["valid_ppl"] - epochs["train_ppl"]
     later = gaps[epochs["epoch"] > 1].dropna()
     low, high = (later.min(), later.max()) if len(later) else (0.0, 0.0)
@@ -169,7 +169,7 @@ def gap_figure(epochs: pd.DataFrame, colors: Mapping[str, str], *, x: str = "epo
     first = gaps[epochs["epoch"] == 1].dropna()
     off_scale = len(later) > 0 and ((first < low - pad) | (first > high + pad)).any()
     if off_scale:  # epoch 1, the model still learning, would squeeze the gaps that tell the story
-        note += "; epoch 1 (still learning) is off the scale"
+        note += "; epoch 1 (still learning) off the scale"
     layout = base_layout(f"{title}<br><sup>{note}</sup>", X_AXES[xcol], "valid − train perplexity")
     if off_scale:
         layout["yaxis"]["range"] = [min(low, 0.0) - pad, max(high, 0.0) + pad]  # the zero line in view

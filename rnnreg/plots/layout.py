@@ -46,6 +46,32 @@ def base_layout(title: str, x_title: str | None = None, y_title: str | None = No
     return layout
 
 
+LEGEND_ROW_PX, LEGEND_CHAR_PX, LEGEND_WIDTH_PX = 30, 9, 600  # legend rows counted for a narrow chart
+DEFAULT_HEIGHT_PX = 450  # what Streamlit gives a figure that sets no height
+
+
+def legend_rows(names: Sequence[str]) -> int:
+    """How many rows a horizontal legend of these entries takes in a narrow chart."""
+    return math.ceil(sum(LEGEND_CHAR_PX * len(name) + 50 for name in names) / LEGEND_WIDTH_PX)
+
+
+def legend_below(fig: go.Figure) -> go.Figure:
+    """Move `base_layout`'s legend from above the plot to the bottom of the figure, in a margin
+    grown for its rows.  Above, a legend that wraps onto a second row grows into the title (from
+    three runs on, or under a subtitle); a chart that placed its legend itself is left as it is."""
+    legend = fig.layout.legend
+    if legend.y != 1.02 or legend.yanchor != "bottom" or legend.yref == "container":
+        return fig
+    names = [t.name for t in fig.data if t.showlegend is not False and t.name]
+    if len(names) < 2 and fig.layout.showlegend is not True:  # Plotly draws no legend for one trace
+        return fig
+    extra = LEGEND_ROW_PX * legend_rows(names)
+    margin_b = fig.layout.margin.b if fig.layout.margin.b is not None else 60
+    return fig.update_layout(
+        legend={"yref": "container", "y": 0, "yanchor": "bottom", "xanchor": "left", "x": 0},
+        margin={"b": margin_b + extra}, height=(fig.layout.height or DEFAULT_HEIGHT_PX) + extra)
+
+
 def styled(fig: go.Figure, title: str, x_title: str | None = None, y_title: str | None = None) -> go.Figure:
     """`base_layout` applied to a figure built trace by trace (one x and one y axis)."""
     return fig.update_layout(base_layout(title, x_title, y_title))
