@@ -279,6 +279,10 @@ def test_saturation_and_heatmap():
     assert heat.data[0].type == "heatmap"
     assert list(heat.data[0].x) == [0, 1, 2]
     assert len(heat.data[0].z) == 4  # one row per bin
+    assert heat.data[0].zmax == pytest.approx(6 / 12)  # the trained epochs' largest share (epoch 2's last bin)
+    at_init = gates_frame()
+    at_init.loc[at_init["epoch"] == 0, "counts"] = pd.Series([[0, 0, 0, 90]] * (at_init["epoch"] == 0).sum()).values
+    assert plots.gate_heatmap_figure(at_init, run="a", layer=0, gate="f").data[0].zmax == pytest.approx(0.5)
 
 
 def test_parallel_coordinates_placement_is_a_category():

@@ -178,11 +178,16 @@ def gate_heatmap_figure(gates: pd.DataFrame, *, run: str, layer: int, gate: str)
     width = max(len(row) for row in z)
     z = [row + [0.0] * (width - len(row)) for row in z]
     transposed = [list(col) for col in zip(*z)]  # (bins, epochs)
+    # the colour scale by the trained epochs: at epoch 0 (uniform init) most units share one bin,
+    # and a scale up to that share would leave every later epoch near black; above it, the top colour
+    trained = [share for row, epoch in zip(z, part["epoch"]) if epoch > 0 for share in row]
+    zmax = max(trained) if trained and max(trained) > 0 else None
     layout = base_layout(title, "epoch (0 = before training)", "activation")
     layout["xaxis"].update(epoch_axis(part["epoch"]))
     layout["hovermode"] = "closest"
     return build_figure([{
         "type": "heatmap", "x": list(part["epoch"]), "y": _bin_centers(edges)[:width], "z": transposed,
         "colorscale": VIRIDIS, "colorbar": {"title": {"text": "share"}, "tickformat": ".0%"},
+        **({"zmin": 0.0, "zmax": zmax} if zmax is not None else {}),
         "hovertemplate": "epoch %{x}, value %{y:.2f}: %{z:.1%}<extra></extra>",
     }], layout)
