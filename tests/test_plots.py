@@ -422,3 +422,6 @@ def test_a_legend_above_the_plot_moves_below_it_in_a_margin_grown_for_its_rows()
     assert (plots.legend_below(own).layout.legend.to_plotly_json(), own.layout.margin.b) == placed
     single = plots.gap_figure(epochs_frame()[lambda df: df.run == "a"], COLORS)  # one trace: no legend drawn
     assert plots.legend_below(single).layout.legend.yref is None
+    runs = pd.DataFrame({"placement": ["none", "zaremba"], "best_valid_ppl": [120.0, 110.0]})
+    coords = plots.parallel_coordinates_figure(runs, ["placement"])  # a Parcoords trace has no `showlegend`
+    assert plots.legend_below(coords).layout.legend.yref is None

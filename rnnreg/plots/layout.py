@@ -62,7 +62,8 @@ def legend_below(fig: go.Figure) -> go.Figure:
     legend = fig.layout.legend
     if legend.y != 1.02 or legend.yanchor != "bottom" or legend.yref == "container":
         return fig
-    names = [t.name for t in fig.data if t.showlegend is not False and t.name]
+    # (a Parcoords or Heatmap trace has no legend entry, some not even a `showlegend`)
+    names = [t.name for t in fig.data if getattr(t, "showlegend", False) is not False and getattr(t, "name", None)]
     if len(names) < 2 and fig.layout.showlegend is not True:  # Plotly draws no legend for one trace
         return fig
     extra = LEGEND_ROW_PX * legend_rows(names)
