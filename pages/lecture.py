@@ -25,10 +25,13 @@ PRESENTATION_CSS = """
 [data-testid="stMainBlockContainer"] {max-width: 100% !important; padding: 0.5rem 3rem 1rem !important;}
 [data-testid="stMainBlockContainer"] h1 {font-size: 3.2rem !important;}
 [data-testid="stMainBlockContainer"] h2 {font-size: 2.6rem !important;}
+[data-testid="stMainBlockContainer"] h3 {font-size: 2rem !important;}
 [data-testid="stMainBlockContainer"] p, [data-testid="stMainBlockContainer"] li,
 [data-testid="stMainBlockContainer"] button p, [data-testid="stMainBlockContainer"] label p
   {font-size: 1.6rem !important;}
 [data-testid="stMainBlockContainer"] [data-baseweb="select"] div {font-size: 1.4rem !important;}
+[data-testid="stMainBlockContainer"] [data-testid="stSelectbox"] [role="group"] {height: 2.8rem !important;}
+[data-testid="stMainBlockContainer"] [data-testid="stSelectbox"] input {font-size: 1.6rem !important;}
 [data-testid="stCaptionContainer"] {display: none !important;}
 </style>
 """
@@ -118,33 +121,40 @@ def step_overfitting(font: int) -> None:
                                             for r, s in zip(live, states)))
 
 
-def step_masks(font: int) -> None:
+def step_masks(font: int) -> str:
+    """The schematic of one placement; returns the step's takeaway for that placement."""
     placement = st.selectbox("Placement", PLACEMENT_NAMES, index=PLACEMENT_NAMES.index("zaremba"),
                              key="lecture_placement")
     show(lecture_plots.schematic_figure(lecture.schematic(placement), placement, font_size=font), "lecture_masks")
     st.markdown(lecture.placement_caption(placement))
+    return lecture.masks_takeaway(placement)
 
 
 def step_memory(font: int) -> None:
     table = common.run_table()
-    c1, c2, c3 = st.columns(3)
-    wrt = c1.segmented_control("Gradient with respect to", ["c", "h"], default="c", required=True,
-                               key="lecture_wrt", format_func={"c": "cell c", "h": "hidden h"}.get)
-    layer = c2.segmented_control("Layer", [0, 1], default=0, required=True, key="lecture_layer",
-                                 format_func=lambda i: f"layer {i + 1}")
-    measure = c3.segmented_control("Measure", ["norm", "nonzero"], default="norm", required=True,
-                                   key="lecture_measure",
-                                   format_func={"norm": "gradient norm", "nonzero": "units reached"}.get)
-    ids = lecture.memory_runs(table)
-    gtt = common.frames(ids, "gtt") if ids else None
+    controls = st.container(horizontal=True, gap="medium")  # wraps where a screen is too narrow for all three
+    wrt = controls.segmented_control("Gradient with respect to", ["c", "h"], default="c", required=True,
+                                     key="lecture_wrt", format_func={"c": "cell c", "h": "hidden h"}.get)
+    layer = controls.segmented_control("Layer", [0, 1], default=0, required=True, key="lecture_layer",
+                                       format_func=lambda i: f"layer {i + 1}")
+    measure = controls.segmented_control("Measure", ["norm", "nonzero"], default="norm", required=True,
+                                         key="lecture_measure",
+                                         format_func={"norm": "gradient norm", "nonzero": "units reached"}.get)
+    pick = lecture.memory_runs(table)
+    gtt = common.frames(list(pick.runs), "gtt") if pick.runs else None
     memory = lecture.memory_frame(gtt, table, layer=layer, wrt=wrt, measure=measure)
-    rates = sorted({p for p in memory["carried_p"] if p > 0}) or [0.25, 0.5]
+    rates = lecture.survival_rates(memory) or [0.25, 0.5]  # no run with a per-step carried mask: an illustration
     show(lecture_plots.memory_figure(memory, measure=measure, rates=rates, font_size=font), "lecture_memory")
     if not memory.empty:
-        st.caption(f"At epoch {', '.join(str(int(e)) for e in sorted(set(memory['epoch'])))}; the probe takes the "
-                   "loss at the last steps of a validation window, averaged over several dropout draws. Dotted: "
-                   "(1-p)^k, the share of units that survive k fresh masks. 'Units reached' falls only where a mask "
-                   "cuts every road back (a per-step mask on c); through h there are always other roads.")
+        st.caption(f"Runs of the {pick.preset} preset, one per placement, at the preset's own settings and the "
+                   f"lowest seed, at epoch {', '.join(str(int(e)) for e in sorted(set(memory['epoch'])))}; the probe "
+                   "takes the loss at the last steps of a validation window, averaged over several dropout draws. "
+                   "Dotted: (1-p)^k, the share of units that survive k fresh masks of rate p, for the placements its "
+                   "legend names. In a trained model the gradient also fades through the forget gates and reaches "
+                   "back by other roads (a mask on h is routed around through c), so read each line against none's.")
+    left_out = list(pick.left_out) + lecture.memory_gaps(gtt, pick.runs, table, layer=layer, wrt=wrt, measure=measure)
+    if left_out:
+        st.caption("Not drawn: " + " ".join(common.escape_markdown(line) for line in left_out))
     memory_task(font)
 
 

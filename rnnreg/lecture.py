@@ -34,13 +34,16 @@ class Step:
 STEPS: tuple[Step, ...] = (
     Step("overfitting", "1 · Overfitting",
          "Without dropout the training perplexity keeps falling while the validation perplexity turns up; "
-         "dropout on the non-recurrent connections closes that gap."),
+         "dropout on the non-recurrent connections narrows that gap."),
     Step("masks", "2 · Where the masks go",
          "Zaremba et al. mask only the vertical (non-recurrent) connections, so the memory that runs "
          "left to right is never cut."),
     Step("memory", "3 · Memory",
-         "A fresh mask at every step on the recurrent path lets only a (1-p)^k share of what happened k steps "
-         "ago through; masks off that path, or one mask per sequence, do not add that decay."),
+         "A fresh mask at every step on the cell c, which carries the memory, lets only a (1-p)^k share of what "
+         "happened k steps ago through: recall collapses as the gap grows. Masks off that path (zaremba) keep "
+         "recall at every gap, and a per-step mask on h alone is routed around through c. One mask per sequence "
+         "(variational) adds no such decay, yet at gaps of 10 and 20 it had not learned the task within 30 "
+         "epochs: slow learning, not forgetting."),
     Step("evidence", "4 · Evidence",
          "On Penn Treebank, dropout on the non-recurrent connections (or one mask per sequence) is what lets "
          "larger models win: the paper's medium and large reach 82.7 and 78.4 test, where its best model without "
@@ -182,6 +185,45 @@ def placement_caption(placement: str) -> str:
     return f"**{placement}** ({spec.source}): " + "; ".join(parts) + "."
 
 
+# What a mask at a site off the vertical connections does to the memory that runs left to right,
+# by (site, sampling): step 2's takeaway for the placement shown.
+MEMORY_EFFECTS = {
+    ("hidden", PER_STEP): "a fresh mask on h at every step cuts the recurrent h connection anew at each step, "
+                          "though the cell c carries the memory past it",
+    ("hidden", PER_SEQUENCE): "one mask on h for the whole sequence cuts the same units at every step, so reaching "
+                              "further back cuts nothing new",
+    ("cell", PER_STEP): "a fresh mask on the cell c at every step lets only a (1-p)^k share of what happened k steps "
+                        "ago through",
+    ("cell", PER_SEQUENCE): "one mask on the cell c for the whole sequence: the dropped units hold no memory, the "
+                            "others are never cut",
+    ("cell_update", PER_STEP): "only the new content g_t is masked before it is added, so what the cell carries is "
+                               "never erased",
+    ("weight", PER_FORWARD): "the same recurrent weights W_hh are dropped at every step of a pass: no new cut per step",
+    ("zoneout_c", PER_STEP): "units keep their previous value instead of being zeroed: memory is held, not cut",
+    ("zoneout_h", PER_STEP): "units keep their previous value instead of being zeroed: memory is held, not cut",
+}
+VERTICAL_SITES = ("input", "output", "embedding")  # off the recurrent path: nothing carried is masked
+
+
+def masks_takeaway(placement: str) -> str:
+    """Step 2's takeaway for the placement on screen: what its masks do to the memory through time
+    (its sites at their default rates; an optional site at rate 0 masks nothing)."""
+    spec = PLACEMENTS[placement]
+    rates = resolve_rates(placement)
+    active = [site for site in spec.sites if rates.get(site.name, 0.0) > 0]
+    if not active:
+        return ("Without dropout nothing is masked, and nothing keeps the network from memorising its training "
+                "text (step 1).")
+    recurrent = [site for site in active if site.name not in VERTICAL_SITES]
+    if not recurrent:
+        return STEPS[1].takeaway if placement == "zaremba" else (
+            f"{placement} masks only the vertical (non-recurrent) connections, so the memory that runs left to "
+            "right is never cut.")
+    effects = list(dict.fromkeys(MEMORY_EFFECTS[(site.name, site.sampling)] for site in recurrent))
+    lead = "besides the vertical connections, " if len(recurrent) < len(active) else ""
+    return f"**{placement}**: {lead}" + "; ".join(effects) + "."
+
+
 # --------------------------------------------------------------------------- picking runs
 
 
@@ -272,14 +314,75 @@ def live_demo_configs(data_dir: str | None = None) -> list[tuple[str, dict]]:
     ]
 
 
-def memory_runs(table: pd.DataFrame, limit: int = 6) -> list[str]:
-    """One run per placement for step 3 (language-model runs, then reference runs first), at most `limit`."""
-    rows = _finished_first(table)
+# Step 3's lines, in this order: no dropout, Zaremba's placement, the naive per-step masks on h,
+# Gal's one mask per sequence and the per-step mask on c (the (1-p)^k case), then the others
+# as rnnreg.placements lists them.  A placement of the first five without a run is named on the page.
+MEMORY_ORDER = ("none", "zaremba", "recurrent", "variational", "recurrent-cell")
+MEMORY_LINES = 6  # runs on step 3's log chart: more than this is a tangle on a projector
+
+
+@dataclass(frozen=True)
+class MemoryPick:
+    """The runs step 3 compares: one language-model preset, one run per placement."""
+
+    preset: str | None  # one size, schedule and epoch count for all (None: no runs)
+    runs: tuple[str, ...]  # in MEMORY_ORDER, then rnnreg.placements order
+    left_out: tuple[str, ...]  # one sentence per reason a placement is not drawn
+
+
+def memory_order() -> list[str]:
+    return list(MEMORY_ORDER) + [name for name in PLACEMENTS if name not in MEMORY_ORDER]
+
+
+def _by_configuration(rows: pd.DataFrame) -> pd.DataFrame:
+    """Runs at their preset's own settings first (no variant, not in a sweep), then finished before
+    unfinished, shipped before your own, the lowest seed, the oldest."""
+    def column(name: str, default) -> pd.Series:
+        return rows[name].fillna(default) if name in rows else pd.Series(default, index=rows.index)
+
+    keys = pd.DataFrame({
+        "variant": (column("variant", "") != "") | (column("sweep", "") != ""),
+        "unfinished": rows["state"] != "finished",
+        "own": ~column("read_only", False).astype(bool),
+        "seed": column("seed", 0),
+        "created_at": column("created_at", ""),
+    }, index=rows.index)
+    return rows.loc[keys.sort_values(list(keys.columns), kind="stable").index]
+
+
+def memory_runs(table: pd.DataFrame, limit: int = MEMORY_LINES) -> MemoryPick:
+    """Step 3's runs, chosen by configuration, not by the table's order.
+
+    Language-model runs of one preset (the one with runs of the most placements; runs of other
+    sizes train for other epochs and are not compared), one run per placement in `memory_order()`,
+    at the preset's own settings and the lowest seed where there is one (`_by_configuration`),
+    at most `limit`.  `left_out` says which placements are not drawn and why.
+    """
+    rows = table[(table["epochs_done"] > 0) & (table["problems"] == "")] if not table.empty else table
+    if "task" in rows:  # a memory-task run has no language-model gradient profile to compare
+        memory_task = set(rows.loc[rows["task"] == "memory", "placement"])
+        rows = rows[rows["task"].fillna("lm") == "lm"]
+    else:
+        memory_task = set()
     if rows.empty:
-        return []
-    if "task" in rows:  # a placement's PTB run before its memory-task runs
-        rows = rows.iloc[(rows["task"].fillna("lm") != "lm").argsort(kind="stable")]
-    return list(rows.drop_duplicates("placement")["run"][:limit])
+        return MemoryPick(None, (), ())
+    order = memory_order()
+    coverage = rows.groupby("preset")["placement"].nunique()
+    preset_rank = {name: i for i, name in enumerate(cfg.PRESET_NAMES)}
+    preset = min(coverage.index, key=lambda name: (-coverage[name], preset_rank.get(name, len(preset_rank)), name))
+    ranked = _by_configuration(rows[rows["preset"] == preset]).drop_duplicates("placement")
+    by_placement = dict(zip(ranked["placement"], ranked["run"]))
+    present = [name for name in order if name in by_placement] + sorted(set(by_placement) - set(order))
+    drawn, beyond = present[:limit], present[limit:]
+    left_out = []
+    for name in MEMORY_ORDER:
+        if name not in by_placement:
+            where = ("its memory-task runs are in the recall chart below" if name in memory_task
+                     else "none in this run store")
+            left_out.append(f"{name}: no {preset} language-model run ({where}).")
+    if beyond:
+        left_out.append(f"{', '.join(beyond)}: not drawn, {limit} lines at most (the Gradients page draws any run).")
+    return MemoryPick(preset, tuple(by_placement[name] for name in drawn), tuple(left_out))
 
 
 def recall_frame(table: pd.DataFrame) -> pd.DataFrame:
@@ -323,13 +426,30 @@ def run_rates(table: pd.DataFrame, run: str) -> dict[str, float]:
     return {c[len("rate "):]: float(row[c]) for c in row.index if c.startswith("rate ") and pd.notna(row[c])}
 
 
+def _k0(rows: pd.DataFrame, measure: str) -> float:
+    """What a profile is read against: `norm` at k = 0 (the state at the loss's own step); `nonzero`
+    is a share already (1), unless nothing at k = 0 reaches the loss at all (0)."""
+    first = float(rows[measure].iloc[0])
+    return first if measure == "norm" or first == 0 else 1.0
+
+
+def _at_epoch(part: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """run -> its rows at the latest epoch every run has (runs at the same stage of training), else at its own last."""
+    epochs = [set(rows["epoch"]) for _run, rows in part.groupby("run", sort=False)]
+    common = set.intersection(*epochs) if epochs else set()
+    return {run: rows[rows["epoch"] == (max(common) if common else rows["epoch"].max())].sort_values("k")
+            for run, rows in part.groupby("run", sort=False)}
+
+
 def memory_frame(gtt: pd.DataFrame, table: pd.DataFrame, *, layer: int = 0, wrt: str = "c",
                  measure: str = "norm") -> pd.DataFrame:
     """Each run's profile of `measure` against k, at one epoch, for step 3.
 
     The epoch is the latest one every run has (runs compared at the same stage of training),
     else each run's last.  `norm` is divided by its k = 0 value (runs of different sizes
-    line up at 1); `nonzero` is already a share of units and is kept as it is.
+    line up at 1); `nonzero` is already a share of units and is kept as it is.  A run whose
+    k = 0 value is 0 or not finite has nothing to be read against and is left out
+    (`memory_gaps` says why).
     Columns: run, label, placement, epoch, k, value, carried_p (the largest per-step rate on
     the carried path of the run's placement, 0 if none).
     """
@@ -337,13 +457,10 @@ def memory_frame(gtt: pd.DataFrame, table: pd.DataFrame, *, layer: int = 0, wrt:
     if gtt is None or gtt.empty or measure not in gtt.columns:
         return pd.DataFrame(columns=columns)
     part = gtt[(gtt["layer"] == layer) & (gtt["wrt"] == wrt)].dropna(subset=["epoch", "k", measure])
-    epochs = [set(rows["epoch"]) for _run, rows in part.groupby("run", sort=False)]
-    common = set.intersection(*epochs) if epochs else set()
     placements = table.set_index("run")["placement"]
     frames = []
-    for run, rows in part.groupby("run", sort=False):
-        rows = rows[rows["epoch"] == (max(common) if common else rows["epoch"].max())].sort_values("k")
-        base = rows[measure].iloc[0] if measure == "norm" else 1.0
+    for run, rows in _at_epoch(part).items():
+        base = _k0(rows, measure)
         if not base or not math.isfinite(base):
             continue
         placement = str(placements.get(run, "?"))
@@ -356,14 +473,48 @@ def memory_frame(gtt: pd.DataFrame, table: pd.DataFrame, *, layer: int = 0, wrt:
     return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
 
 
+def survival_rates(memory: pd.DataFrame) -> dict[float, list[str]]:
+    """p -> the placements drawn in `memory` whose per-step masks on the carried path have rate p:
+    the (1-p)^k lines step 3 draws beside them (empty where no run has such a mask)."""
+    carried = memory[memory["carried_p"] > 0].drop_duplicates("placement")
+    return {float(p): list(rows["placement"]) for p, rows in carried.groupby("carried_p")}
+
+
+def memory_gaps(gtt: pd.DataFrame | None, runs: Sequence[str], table: pd.DataFrame, *, layer: int = 0,
+                wrt: str = "c", measure: str = "norm") -> list[str]:
+    """One sentence per run of `runs` that `memory_frame` draws no line for, saying why."""
+    placements = table.set_index("run")["placement"] if not table.empty else pd.Series(dtype=str)
+    part = (gtt[(gtt["layer"] == layer) & (gtt["wrt"] == wrt)].dropna(subset=["epoch", "k", measure])
+            if gtt is not None and not gtt.empty and measure in gtt.columns else pd.DataFrame(columns=["run"]))
+    profiles = _at_epoch(part) if not part.empty else {}
+    gaps = []
+    for run in runs:
+        placement = str(placements.get(run, run))
+        if gtt is None or gtt.empty or run not in set(gtt["run"]):
+            gaps.append(f"{placement}: its run recorded no gradient-through-time probe.")
+        elif run not in profiles:
+            gaps.append(f"{placement}: no probe of layer {layer + 1} ({wrt}) in its run.")
+        elif not _k0(profiles[run], measure) or not math.isfinite(_k0(profiles[run], measure)):
+            why = ""
+            if wrt == "c" and "zoneout_c" in PLACEMENTS.get(placement, PLACEMENTS["none"]).site_names:
+                why = (" (zoneout computes h_t from the cell before it is zoned out, so the loss at step t does "
+                       "not depend on the zoned c_t)")
+            gaps.append(f"{placement}: its gradient at k = 0 is 0{why}: nothing to read the steps back against.")
+    return gaps
+
+
 # --------------------------------------------------------------------------- step 4: evidence
 
 # Published single-model word-level PTB perplexities (../shared/REFERENCE.md sections 1-2).
+# rate: the paper's dropout rate ('' where there is none, or none published for that size).
 PUBLISHED = pd.DataFrame([
-    {"source": "Zaremba et al. 2014", "preset": "small", "placement": "none", "valid": 120.7, "test": 114.5},
-    {"source": "Zaremba et al. 2014", "preset": "medium", "placement": "zaremba", "valid": 86.2, "test": 82.7},
-    {"source": "Zaremba et al. 2014", "preset": "large", "placement": "zaremba", "valid": 82.2, "test": 78.4},
-    {"source": "Gal & Ghahramani 2016", "preset": "medium", "placement": "variational", "valid": 81.9,
+    {"source": "Zaremba et al. 2014", "preset": "small", "placement": "none", "rate": "", "valid": 120.7,
+     "test": 114.5},
+    {"source": "Zaremba et al. 2014", "preset": "medium", "placement": "zaremba", "rate": "0.5", "valid": 86.2,
+     "test": 82.7},
+    {"source": "Zaremba et al. 2014", "preset": "large", "placement": "zaremba", "rate": "0.65", "valid": 82.2,
+     "test": 78.4},
+    {"source": "Gal & Ghahramani 2016", "preset": "medium", "placement": "variational", "rate": "", "valid": 81.9,
      "test": 79.7},
 ])
 
@@ -384,12 +535,14 @@ def evidence_frame(table: pd.DataFrame, *, include_own: bool = False) -> pd.Data
     the mean of that over those runs, mc_seeds their number, mc_off_test the same runs' test with
     dropout off (the like-for-like comparison), mc_protocol how their masks were drawn and
     mc_samples how many passes each averaged.
-    variant is '' for the preset's own settings, else which differ ('decay_after=7').
-    Columns: preset, placement, variant, category, valid, test, best_valid, valid_sd, test_sd, seeds, run,
-    source, mc_test, mc_seeds, mc_off_test, mc_protocol, mc_samples.
+    variant is '' for the preset's own settings, else which differ ('decay_after=7'); rate the dropout
+    rate of the placement's primary sites ('0.5'; '' for none or where the table does not say), which
+    a chart adds to the category where it names the row (`evidence_row_labels`).
+    Columns: preset, placement, variant, category, rate, valid, test, best_valid, valid_sd, test_sd, seeds,
+    run, source, mc_test, mc_seeds, mc_off_test, mc_protocol, mc_samples.
     """
-    columns = ["preset", "placement", "variant", "category", "valid", "test", "best_valid", "valid_sd", "test_sd",
-               "seeds", "run", "source", *MC_COLUMNS]
+    columns = ["preset", "placement", "variant", "category", "rate", "valid", "test", "best_valid", "valid_sd",
+               "test_sd", "seeds", "run", "source", *MC_COLUMNS]
     if table.empty:
         return pd.DataFrame(columns=columns)
     rows = _candidates(table, include_own)
@@ -400,12 +553,13 @@ def evidence_frame(table: pd.DataFrame, *, include_own: bool = False) -> pd.Data
     rows = rows.assign(**{key: rows[key].fillna("") if key in rows else "" for key in ("rates", "variant")})
     # a finished run has a last epoch; the best stands in only where the table lacks it
     final_valid = rows["last_valid_ppl"] if "last_valid_ppl" in rows else rows["best_valid_ppl"]
-    rows = rows.assign(final_valid_ppl=final_valid.fillna(rows["best_valid_ppl"]))
+    rows = rows.assign(final_valid_ppl=final_valid.fillna(rows["best_valid_ppl"]), rate=primary_rates(rows))
     grouped = rows.groupby(["preset", "placement", "rates", "variant"], sort=False)
     out = grouped.agg(valid=("final_valid_ppl", "mean"), test=("test_ppl", "mean"),
                       best_valid=("best_valid_ppl", "mean"),
                       valid_sd=("final_valid_ppl", "std"), test_sd=("test_ppl", "std"),
-                      seeds=("run", "size"), run=("run", "first"), own=("read_only", "min")).reset_index()
+                      seeds=("run", "size"), run=("run", "first"), own=("read_only", "min"),
+                      rate=("rate", "first")).reset_index()
     out[["valid_sd", "test_sd"]] = out[["valid_sd", "test_sd"]].fillna(0.0)  # one run: no spread
     out["source"] = ["reference run" if reference else "own run" for reference in out.pop("own")]
     out["category"] = _configuration_labels(out)
@@ -451,6 +605,29 @@ def off_corpus(table: pd.DataFrame, *, include_own: bool = False) -> int:
     return int((_candidates(table, include_own)["corpus"] == "other").sum())
 
 
+def evidence_row_labels(runs: pd.DataFrame, published: pd.DataFrame = PUBLISHED) -> dict[str, str]:
+    """category -> how the evidence chart names its row: with the dropout rate after the placement
+    ('small · recurrent 0.5', 'medium · recurrent 0.25 (clip=2.5)'), the runs' where there are any,
+    else the paper's; where a published number shares a row with runs at another rate, the paper's
+    too ('medium · zaremba 0.3 (paper: 0.5)')."""
+    def with_rate(cat: str, preset: str, placement: str, rate: str) -> str:
+        head = category([preset], [placement])[0]
+        return f"{head} {rate}{cat[len(head):]}" if rate and cat.startswith(head) else cat
+
+    paper = {}
+    for preset, placement, rate in zip(published["preset"], published["placement"],
+                                       published["rate"] if "rate" in published else [""] * len(published)):
+        paper[category([preset], [placement])[0]] = rate
+    labels = {cat: with_rate(cat, *cat.split(" · "), rate) for cat, rate in paper.items()}
+    if runs.empty:
+        return labels
+    rates = runs["rate"] if "rate" in runs else pd.Series("", index=runs.index)
+    for cat, preset, placement, rate in zip(runs["category"], runs["preset"], runs["placement"], rates):
+        differs = paper.get(cat, "") not in ("", rate) and rate != ""
+        labels[cat] = with_rate(cat, preset, placement, rate) + (f" (paper: {paper[cat]})" if differs else "")
+    return labels
+
+
 PAPER_PRESETS = ("small", "medium", "large")
 
 
@@ -479,6 +656,21 @@ def _configuration_labels(groups: pd.DataFrame) -> list[str]:
     labels = labels.where(~several | (named == ""), labels + " (" + named + ")")
     several = labels.duplicated(keep=False)
     return list(labels.where(~several, labels + " [" + groups["rates"] + "]"))
+
+
+def primary_rates(rows: pd.DataFrame) -> list[str]:
+    """Per run, the rate of its placement's primary sites from the table's `rate <site>` columns
+    ('0.5', '0.5/0.3' where they differ), else its `dropout`; '' for none or where neither says."""
+    out = []
+    for _, row in rows.iterrows():
+        spec = PLACEMENTS.get(row["placement"])
+        sites = [site.name for site in spec.sites if site.primary] if spec else []
+        values = [row.get(f"rate {name}") for name in sites]
+        if sites and not any(pd.notna(v) for v in values):  # a table without the per-site columns
+            values = [row.get("dropout")]
+        out.append("/".join(f"{v:g}" for v in sorted({float(v) for v in values if pd.notna(v) and v > 0},
+                                                      reverse=True)))
+    return out
 
 
 def category(presets: Iterable[str], placements: Iterable[str]) -> list[str]:

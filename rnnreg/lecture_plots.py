@@ -29,19 +29,48 @@ FORWARD_COLOR = "#444444"
 
 
 def _style(fig: go.Figure, title: str, font_size: int, x_title: str | None = None,
-           y_title: str | None = None) -> go.Figure:
+           y_title: str | None = None, *, legend_below: bool = False) -> go.Figure:
     fig.update_layout(
         template="plotly_white", title={"text": title, "x": 0.01, "xanchor": "left"},
         font={"size": font_size}, margin={"l": 80, "r": 30, "t": 70, "b": 70}, height=540,
-        # right of the plot: above it collides with the title, below it with the axis title,
-        # once the type is projector-sized
-        legend={"orientation": "v", "yanchor": "top", "y": 1, "xanchor": "left", "x": 1.02},
+        # right of the plot: above it collides with the title; below it (`legend_below`, where long
+        # labels would leave the plot too narrow on a 1024-pixel projector) at the foot of the figure,
+        # under the axis title, in a smaller type
+        legend=({"orientation": "h", "yref": "container", "yanchor": "bottom", "y": 0, "xref": "container",
+                 "xanchor": "left", "x": 0,
+                 "font": {"size": legend_font(font_size)}} if legend_below else
+                {"orientation": "v", "yanchor": "top", "y": 1, "xanchor": "left", "x": 1.02}),
     )
     if x_title is not None:
         fig.update_xaxes(title_text=x_title)
     if y_title is not None:
         fig.update_yaxes(title_text=y_title)
     return fig
+
+
+def legend_font(font_size: int) -> int:
+    """A legend's type: a key to the chart, so a step below the chart's own (projector: 22 for 26)."""
+    return font_size - 4 if font_size > FONT else font_size - 2
+
+
+CHART_WIDTH = 900  # px: a chart's width on a 1024-pixel projector, the narrowest screen it is laid out for
+
+
+def _text_width(text: str, size: float) -> float:
+    """About how wide `text` is at `size` px: 0.55 em a character."""
+    return 0.55 * size * len(text)
+
+
+def _legend_height(fig: go.Figure, font_size: int, plot_width: float) -> int:
+    """Pixels a horizontal legend of `fig`'s entries takes under a plot `plot_width` wide: plotly
+    puts them on one row where they fit, else in columns as wide as the widest entry (one column
+    where that is wider than half the plot)."""
+    size = legend_font(font_size)
+    entries = [_text_width(t.name, size) + 50 for t in fig.data if t.showlegend is not False and t.name]
+    if not entries:
+        return 0
+    columns = len(entries) if sum(entries) <= plot_width else max(1, int(plot_width // max(entries)))
+    return -(-len(entries) // columns) * (size + 12)
 
 
 def _log_y(fig: go.Figure, values: Sequence[float]) -> None:
@@ -65,7 +94,9 @@ def overfitting_figure(epochs: pd.DataFrame, names: Mapping[str, str], *, font_s
         for column, dash, kind in (("train_ppl", TRAIN_DASH, "train"), ("valid_ppl", VALID_DASH, "valid")):
             fig.add_trace(go.Scatter(x=rows["epoch"], y=rows[column], mode="lines+markers", name=f"{name} · {kind}",
                                      line={"color": color, "dash": dash, "width": LINE + 1}))
-    _style(fig, title, font_size, "epoch", "perplexity (log)")
+    _style(fig, title, font_size, "epoch", "perplexity (log)", legend_below=True)  # the plot the width of the slide
+    legend = _legend_height(fig, font_size, plot_width=CHART_WIDTH - 110)
+    fig.update_layout(height=540 + legend, margin={"b": 80 + legend})
     shown = epochs[epochs["run"].isin(list(names))]
     _log_y(fig, list(shown["train_ppl"]) + list(shown["valid_ppl"]))
     first, last = shown["epoch"].min(), shown["epoch"].max()
@@ -104,15 +135,24 @@ def schematic_figure(elements: pd.DataFrame, placement: str, *, layers: int = 2,
         fig.add_trace(go.Scatter(
             x=[row.x0, row.x1], y=[row.y0, row.y1], mode="lines",
             line={"color": color, "width": 3 if row.optional else 8, "dash": "dot" if row.optional else "solid"},
-            name=legend + (" (optional site)" if row.optional else ""), legendgroup=legend,
-            showlegend=legend not in legend_seen and row.sampling != "step",
-            hovertemplate=f"{row.site}: {row.connection}, {legend}<br>draw {row.draw}<extra></extra>",
+            name=legend, legendgroup=legend,
+            showlegend=legend not in legend_seen and row.sampling != "step" and not row.optional,
+            hovertemplate=f"{row.site}: {row.connection}, {legend}"
+                          + (" (optional site: rate 0 unless set)" if row.optional else "")
+                          + f"<br>draw {row.draw}<extra></extra>",
         ))
-        if row.sampling != "step":
+        if row.sampling != "step" and not row.optional:
             legend_seen.add(legend)
     if (masked["sampling"] == "step").any():  # one legend entry for all the step colours
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", line={"color": STEP_COLORS[0], "width": 8},
                                  name="fresh mask each step (colour = step)"))
+    for sampling in masked.loc[masked["optional"] & (masked["sampling"] != "step"), "sampling"].unique():
+        if lecture.sampling_text(sampling) not in legend_seen:  # an optional site's colour, said once
+            fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=lecture.sampling_text(sampling),
+                                     line={"color": _mask_color(sampling, 0), "width": 8}))
+    if masked["optional"].any():  # what a dotted line means (its colour still says how the mask is drawn)
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", line={"color": "#555", "width": 3, "dash": "dot"},
+                                 name="dotted: optional site, rate 0 unless set"))
     nodes = elements[elements["element"] == "node"]
     steps = int(elements["step"].max()) + 1
     for kind, symbol, size, text in (("word", "circle", 34, "w"), ("lstm", "square", 52, "L"),
@@ -145,7 +185,9 @@ def schematic_figure(elements: pd.DataFrame, placement: str, *, layers: int = 2,
             {"x": 0.5, "y": layer + 1 - 0.17, "text": "c", "showarrow": False, "yshift": -14},
         ]
     fig.update_layout(annotations=[{**a, "font": {"size": font_size - 2, "color": "#555"}} for a in annotations])
-    _style(fig, f"Where <b>{placement}</b> puts its masks (unrolled {layers}-layer LSTM)", font_size)
+    _style(fig, f"Where <b>{placement}</b> puts its masks", font_size)  # short: one line on a small screen
+    fig.update_layout(title={"subtitle": {"text": f"an unrolled {layers}-layer LSTM, {steps} steps",
+                                          "font": {"size": legend_font(font_size)}}}, margin={"t": 100})
     fig.update_xaxes(visible=False, range=[-0.6, steps - 0.4])
     fig.update_yaxes(visible=False, range=[-0.6, layers + 1.6])
     fig.update_layout(height=520 if font_size <= FONT else 580, hovermode="closest",
@@ -157,24 +199,26 @@ def schematic_figure(elements: pd.DataFrame, placement: str, *, layers: int = 2,
 # --------------------------------------------------------------------------- 3 memory
 
 
-def memory_figure(memory: pd.DataFrame, *, measure: str = "norm", rates: Sequence[float] = (0.25, 0.5),
+def memory_figure(memory: pd.DataFrame, *, measure: str = "norm",
+                  rates: Mapping[float, Sequence[str]] | Sequence[float] = (0.25, 0.5),
                   font_size: int = FONT) -> go.Figure:
     """Relative gradient through time per run (log y), beside the (1-p)^k curves.
 
-    `memory` is `lecture.memory_frame(...)`; `rates` are the p's whose (1-p)^k is drawn (the
-    per-step carried-path rates of the runs shown, or illustrative ones).
+    `memory` is `lecture.memory_frame(...)`; `rates` maps each p whose (1-p)^k is drawn to the
+    placements drawn with a per-step mask of that rate on the carried path (`lecture.survival_rates`),
+    named in its legend entry; a plain list of p's (no such run) is labelled an illustration.
     """
     what = "gradient norm (k = 0 is 1)" if measure == "norm" else "share of units reached"
-    title = "How far back does the gradient reach?  ‖∂L<sub>t</sub> / ∂state<sub>t-k</sub>‖"
+    title = "How far back does the gradient reach?"
     fig = go.Figure()
     k_max = int(memory["k"].max()) if not memory.empty else 20
     ks = list(range(k_max + 1))
-    for p in sorted(set(float(r) for r in rates)):
-        fig.add_trace(go.Scatter(x=ks, y=lecture.survival(p, ks), mode="lines", name=f"(1-p)^k, p = {p:g}",
+    named = dict(rates) if isinstance(rates, Mapping) else {float(p): () for p in rates}
+    for p in sorted(named):
+        whose = ", ".join(named[p]) or "illustration"
+        fig.add_trace(go.Scatter(x=ks, y=lecture.survival(p, ks), mode="lines", name=f"(1-p)^k, p = {p:g} ({whose})",
                                  line={"color": "#777", "dash": "dot", "width": LINE}))
     epochs = sorted({int(e) for e in memory["epoch"]}) if not memory.empty else []
-    if len(epochs) == 1:  # one epoch for all (runs at the same stage): said once, legend entries stay short
-        title += f"  (epoch {epochs[0]})"
     for i, (run, rows) in enumerate(memory.groupby("run", sort=False)):
         placement = rows["placement"].iloc[0]
         at_epoch = "" if len(epochs) == 1 else f" (epoch {int(rows['epoch'].iloc[0])})"
@@ -183,13 +227,26 @@ def memory_figure(memory: pd.DataFrame, *, measure: str = "norm", rates: Sequenc
             name=f"{placement} · {rows['label'].iloc[0]}{at_epoch}",
             line={"color": PALETTE[i % len(PALETTE)], "width": LINE + 1},
         ))
-    _style(fig, title, font_size, "steps back k", what)
+    _style(fig, title, font_size, "steps back k", what, legend_below=True)
+    # the formula under a short title: one line of projector type is about 50 characters at 1024 pixels
+    gradient = "∂L<sub>t</sub> / ∂state<sub>t-k</sub>"
+    subtitle = (f"‖{gradient}‖ against k = 0" if measure == "norm"
+                else f"units of state<sub>t-k</sub> with {gradient} ≠ 0")
+    if len(epochs) == 1:  # one epoch for all (runs at the same stage): said once, legend entries stay short
+        subtitle += f", at epoch {epochs[0]}"
+    fig.update_layout(title={"subtitle": {"text": subtitle, "font": {"size": legend_font(font_size)}}},
+                      margin={"t": 110})
     _log_y(fig, [v for trace in fig.data for v in trace.y])
-    fig.update_xaxes(dtick=max(1, k_max // 10))
+    fig.update_xaxes(dtick=max(1, k_max // 10), range=[-0.5, k_max + 0.5])
+    legend = _legend_height(fig, font_size, plot_width=CHART_WIDTH - 110)  # the plot keeps its height
+    fig.update_layout(height=540 + legend, margin={"b": 80 + legend})
     if memory.empty:
         fig.add_annotation(text="No gradient-through-time probes in the store yet: the curves show (1-p)^k only",
                            showarrow=False, xref="paper", yref="paper", x=0.5, y=0.05, font={"size": font_size - 2})
     return fig
+
+
+RECALL_MARKER_MAX, RECALL_MARKER_MIN = 36, 12  # px: the first line's markers, the last line's
 
 
 def recall_figure(recall: pd.DataFrame, *, chance: float | None = None, font_size: int = FONT) -> go.Figure:
@@ -201,16 +258,23 @@ def recall_figure(recall: pd.DataFrame, *, chance: float | None = None, font_siz
     if chance is not None:
         fig.add_hline(y=100 * chance, line={"color": "#777", "dash": "dot", "width": LINE},
                       annotation_text="chance", annotation_position="bottom left")
-    dashes = ("solid", "dash", "dot", "dashdot", "longdash")  # lines that coincide at 100% stay visible
-    for i, ((placement, rate), rows) in enumerate(recall.groupby(["placement", "rate"], sort=False)):
+    # Lines that coincide (several placements at 100%) stay visible: each a dash, and an open marker
+    # of a shape and size of its own, the first drawn largest, so the outlines of points that coincide
+    # nest inside one another instead of covering each other.
+    dashes = ("solid", "dash", "dot", "dashdot", "longdash")
+    symbols = ("circle-open", "square-open", "diamond-open", "triangle-up-open", "circle-open-dot", "star-open",
+               "cross-open", "triangle-down-open")
+    groups = list(recall.groupby(["placement", "rate"], sort=False))
+    for i, ((placement, rate), rows) in enumerate(groups):
         label = placement if placement == "none" else f"{placement} {rate:g}"
         fig.add_trace(go.Scatter(
             x=rows["delay"], y=100 * rows["accuracy"], mode="lines+markers", name=label,
             line={"color": PALETTE[i % len(PALETTE)], "width": LINE + 1, "dash": dashes[i % len(dashes)]},
-            marker={"size": 10},
+            marker={"size": RECALL_MARKER_MAX - (RECALL_MARKER_MAX - RECALL_MARKER_MIN) * i // max(len(groups) - 1, 1),
+                    "symbol": symbols[i % len(symbols)], "line": {"width": 3}},
             customdata=list(zip(rows["label"], rows["source"])),
             hovertemplate="%{customdata[0]} (%{customdata[1]}): %{y:.1f}% at T = %{x}<extra></extra>"))
-    _style(fig, "Recall the key after a gap of up to T steps (memory task)", font_size,
+    _style(fig, "Recall after a gap of up to T steps (memory task)", font_size,
            "longest gap T (steps)", "test recall accuracy (%)")
     fig.update_yaxes(range=[0, 105])
     if not recall.empty:
@@ -247,6 +311,7 @@ def evidence_figure(runs: pd.DataFrame, published: pd.DataFrame = lecture.PUBLIS
         test.update({c: t for c, t in zip(runs["category"], runs["test"]) if pd.notna(t)})
     order = {"small": 0, "medium": 1, "large": 2}
     categories.sort(key=lambda c: (order.get(c.split(" · ")[0], 3), test.get(c, math.inf), c))
+    labels = lecture.evidence_row_labels(runs, published)  # the rows named with their dropout rates
     if not runs.empty:
         for column, color in (("valid", "#0072B2"), ("test", "#56B4E9")):
             sd = runs.get(f"{column}_sd", pd.Series(0.0, index=runs.index))
@@ -258,7 +323,8 @@ def evidence_figure(runs: pd.DataFrame, published: pd.DataFrame = lecture.PUBLIS
                                  textposition="auto", insidetextanchor="start", textangle=0, offsetgroup=column,
                                  textfont={"color": "white" if column == "valid" else "#08306b"},
                                  error_x={"type": "data", "array": list(sd), "visible": bool((seeds > 1).any())},
-                                 customdata=list(zip(seeds, sd, runs.get("best_valid", runs[column]))),
+                                 customdata=list(zip(seeds, sd, runs.get("best_valid", runs[column]),
+                                                     [labels[c] for c in runs["category"]])),
                                  hovertemplate=_evidence_hover(column)))
         _add_masks_on(fig, runs)
     cats = lecture.category(published["preset"], published["placement"])
@@ -284,17 +350,33 @@ def evidence_figure(runs: pd.DataFrame, published: pd.DataFrame = lecture.PUBLIS
                     mode="text", orientation="h", showlegend=False, hoverinfo="skip", offsetgroup=column,
                     text=[f"  {glyph} {v:.1f}" for v, c in zip(values, covered) if c], textposition="middle right",
                     textfont={"color": "#333"}, name=f"{source} · {column} (number)"))
-    _style(fig, "Penn Treebank perplexity per configuration (lower is better)", font_size, "perplexity", None)
-    fig.update_yaxes(categoryorder="array", categoryarray=categories, autorange="reversed")
+    # a short title and the legend under the plot: on a 1024-pixel projector a legend on the right
+    # left the bars 30 pixels wide and cut the title
+    _style(fig, "Penn Treebank perplexity (lower is better)", font_size, "perplexity", None, legend_below=True)
+    ticks = [_two_lines(labels.get(c, c)) for c in categories]  # "small · none<br>(main.lua's schedule)"
+    fig.update_yaxes(categoryorder="array", categoryarray=categories, autorange="reversed",
+                     tickvals=categories, ticktext=ticks)
     highest = max([*published["valid"], *published["test"], *(runs["valid"] if not runs.empty else []),
                    *(runs["test"].dropna() if not runs.empty else []),
                    *(runs["mc_test"].dropna() if "mc_test" in runs else [])])
     fig.update_xaxes(range=[0, highest * 1.12])  # room for a published number right of its marker
     # a row per configuration: two bars of the type's height and a gap, whatever their number
     row = 3 * font_size
-    fig.update_layout(barmode="group", scattermode="group", height=int(160 + row * len(categories)),
-                      margin={"l": 20}, yaxis={"automargin": True})
+    longest = max(_text_width(line, font_size) for tick in ticks for line in tick.split("<br>"))  # left of the plot
+    legend = _legend_height(fig, font_size, plot_width=CHART_WIDTH - longest - 50)  # under the axis title
+    fig.update_layout(barmode="group", scattermode="group", height=int(160 + row * len(categories) + legend),
+                      margin={"l": 20, "b": 80 + legend}, yaxis={"automargin": True})
     return fig
+
+
+def _two_lines(label: str, longest: int = 24) -> str:
+    """A row label longer than `longest` characters with what sets it apart ('(main.lua's schedule)',
+    '[hidden 0.3]') on a line of its own: the bars keep the width."""
+    for mark in (" (", " ["):
+        if len(label) > longest and mark in label:
+            head, tail = label.split(mark, 1)
+            return f"{head}<br>{mark[1:]}{tail}"
+    return label
 
 
 def _reach(runs: pd.DataFrame, category: str, column: str) -> float | None:
@@ -343,8 +425,8 @@ def _add_masks_on(fig: go.Figure, runs: pd.DataFrame) -> None:
 
 
 def _evidence_hover(column: str) -> str:
-    """'medium · recurrent valid: 161.5 ± 0.0 over 1 seed(s), final model; best epoch 118.6'."""
-    spread = f"%{{y}} {column}: %{{x:.1f}} ± %{{customdata[1]:.1f}} over %{{customdata[0]}} seed(s)"
+    """'medium · recurrent 0.25 valid: 161.5 ± 0.0 over 1 seed(s), final model; best epoch 118.6'."""
+    spread = f"%{{customdata[3]}} {column}: %{{x:.1f}} ± %{{customdata[1]:.1f}} over %{{customdata[0]}} seed(s)"
     if column == "valid":  # the model that was tested; a best epoch far below it means overfitting
         return spread + ", final model; best epoch %{customdata[2]:.1f}<extra></extra>"
     return spread + "<extra></extra>"

@@ -57,3 +57,65 @@ def test_lecture_steps_and_poke_in_chromium(runs_dir, tmp_path):
         check(page, "poke", 2)
         assert not errors, errors
     assert "Traceback" not in log_path.read_text()
+
+
+# The lecture on a projector: what a 1024 x 768 or 1280 x 720 screen must still show in presentation mode.
+FITS_JS = {
+    # the selected placement's name in the selectbox (Streamlit 1.67: a combobox input), in px
+    "select_font": "parseFloat(getComputedStyle(document.querySelector("
+                   "\"[data-testid='stSelectbox'] input\")).fontSize)",
+    # the selectbox's text taller than its box, which hides what sticks out ('weight-drop' without its descenders)
+    "select_clipped": """(() => { const i = document.querySelector("[data-testid='stSelectbox'] input");
+        return i.scrollHeight > i.parentElement.getBoundingClientRect().height + 0.5
+               || i.getBoundingClientRect().bottom > i.parentElement.getBoundingClientRect().bottom + 0.5; })()""",
+    # per chart: [svg width, right end of the title, plot area width]
+    "charts": """[...document.querySelectorAll('.js-plotly-plot')].map(p => {
+        const svg = p.querySelector('svg.main-svg'), title = p.querySelector('.gtitle'),
+              plot = p.querySelector('.nsewdrag');
+        return [svg.getBoundingClientRect().width, title ? title.getBoundingClientRect().right -
+                svg.getBoundingClientRect().left : 0, plot ? plot.getBoundingClientRect().width : 0]; })""",
+    # button labels cut short: an ellipsis, or a button past the edge of its column or of the page ('units rea')
+    "cut": """[...document.querySelectorAll("[data-testid='stMain'] button")].filter(b => {
+        const p = b.querySelector('p'), box = b.getBoundingClientRect(),
+              column = b.closest("[data-testid='stColumn']") || document.querySelector("[data-testid='stMain']");
+        return (p && p.scrollWidth > p.clientWidth + 1) || box.right > column.getBoundingClientRect().right + 1
+               || box.right > window.innerWidth; }).map(b => b.textContent)""",
+}
+
+
+@pytest.fixture(scope="module")
+def shipped_dir(tmp_path_factory) -> Path:
+    import shutil
+
+    root = tmp_path_factory.mktemp("shipped") / "runs"
+    shutil.copytree(Path(__file__).resolve().parent.parent / "runs" / "reference", root / "reference")
+    return root
+
+
+@pytest.mark.parametrize("width,height,present", [(1024, 768, True), (1280, 720, True), (1024, 768, False)])
+def test_the_lecture_fits_a_projector(shipped_dir, tmp_path, width, height, present):
+    """Presentation mode at projector resolutions, and the page with its sidebar on a small screen."""
+    with dashboard_in_chromium(shipped_dir, tmp_path / "streamlit.log") as (url, browser):
+        page = browser.new_page(viewport={"width": width, "height": height})
+        page.goto(f"{url}/lecture")
+        wait_until_settled(page, 1, 60_000)
+        if present:
+            page.get_by_text("Presentation mode").click()
+            wait_until_settled(page, 1)
+        for index, step in enumerate(lecture.STEPS):
+            page.get_by_role("heading", name=step.title).wait_for(timeout=60_000)  # a loaded 2-core CPU: slow reruns
+            charts = 2 if step.key == "memory" else 1
+            check(page, f"{'projector' if present else 'small'}-{width}x{height}-{index + 1}-{step.key}", charts)
+            assert not page.evaluate(FITS_JS["cut"]), f"{step.key}: labels cut"
+            for svg, title, plot in page.evaluate(FITS_JS["charts"]):
+                assert title <= svg, f"{step.key}: a chart title runs past its chart ({title} > {svg} px)"
+            if step.key == "masks" and present:
+                assert page.evaluate(FITS_JS["select_font"]) >= 24  # as large as the page's other text
+                assert not page.evaluate(FITS_JS["select_clipped"])
+            if step.key == "evidence":  # the bars, not the legend and labels, take the chart's width
+                svg, _title, plot = page.evaluate(FITS_JS["charts"])[0]
+                assert plot >= 0.4 * svg, f"evidence bars {plot} px of {svg}"
+            if index < len(lecture.STEPS) - 1:
+                page.get_by_role("button", name="Next").first.click()
+        page.close()
+    assert "Traceback" not in (tmp_path / "streamlit.log").read_text()

@@ -95,10 +95,10 @@ def test_the_memory_chart_names_the_epoch_once_when_all_runs_share_it():
                           "epoch": [3, 3, 3, 3], "k": [0, 1, 0, 1], "value": [1.0, 0.5, 1.0, 0.25],
                           "carried_p": 0.0})
     same = lecture_plots.memory_figure(frame)
-    assert same.layout.title.text.endswith("(epoch 3)")
+    assert same.layout.title.subtitle.text.endswith("at epoch 3")  # under a title short enough for a projector
     assert [t.name for t in same.data if not t.name.startswith("(1-p)")] == ["none · a", "none · b"]
     mixed = lecture_plots.memory_figure(frame.assign(epoch=[3, 3, 5, 5]))  # no epoch both have
-    assert "(epoch" not in mixed.layout.title.text
+    assert "epoch" not in mixed.layout.title.subtitle.text
     assert [t.name for t in mixed.data if not t.name.startswith("(1-p)")] == ["none · a (epoch 3)",
                                                                                "none · b (epoch 5)"]
 
@@ -164,15 +164,20 @@ def test_walk_with_real_runs_shows_their_curves(runs, monkeypatch):
     overfit = charts(at)[0]["data"]
     assert {t["name"].split(" · ")[-1] for t in overfit} == {"train", "valid"} and len(overfit) == 4
     at.button(key="lecture_next_top").click().run()
+    assert at.success[0].value == lecture.STEPS[1].takeaway  # zaremba, the default placement
     at.selectbox(key="lecture_placement").set_value("variational").run()
     assert "variational" in charts(at)[0]["layout"]["title"]["text"]
+    assert at.success[0].value == lecture.masks_takeaway("variational")  # the takeaway follows the placement
     at.button(key="lecture_next_top").click().run()
     memory = charts(at)[0]["data"]
     names = [t["name"] for t in memory]
-    assert re.search(r"\(epoch \d+\)$", charts(at)[0]["layout"]["title"]["text"])  # runs at one epoch: said once
+    assert re.search(r"at epoch \d+$", charts(at)[0]["layout"]["title"]["subtitle"]["text"])  # one epoch: said once
     assert not any("(epoch" in n for n in names)
-    assert "(1-p)^k, p = 0.5" in names  # the recurrent run's per-step rate on h_{t-1}
-    assert sum(n.split(" · ")[0] in ("none", "zaremba", "recurrent") for n in names) == 3
+    assert "(1-p)^k, p = 0.5 (recurrent)" in names  # the recurrent run's per-step rate on h_{t-1}, and whose it is
+    # in the lecture's order, not the table's
+    assert [n.split(" · ")[0] for n in names if not n.startswith("(1-p)")] == ["none", "zaremba", "recurrent"]
+    # the placements the step is about that this store has no run of are named, not silently missing
+    assert any("variational: no demo language-model run" in c.value for c in at.caption)
     at.segmented_control(key="lecture_measure").set_value("nonzero").run()
     assert not at.exception
     reached = [t for t in charts(at)[0]["data"] if not t["name"].startswith("(1-p)")]
@@ -206,6 +211,14 @@ def test_the_evidence_step_shows_the_shipped_penn_treebank_runs(tmp_path, monkey
     assert "small · moon" in masks_on["y"]  # the shipped moon run evaluated with its masks, and a caption says how
     assert any("Green circles" in c.value and "rnnreg evaluate" in c.value for c in at.caption)
     assert at.success[0].value == lecture.STEPS[-1].takeaway  # the runs it names are in the chart
+    # the rows say their dropout rate: small's recurrent runs at 0.5, medium's at 0.25
+    axis = charts(at)[0]["layout"]["yaxis"]
+    rows = dict(zip(axis["tickvals"], axis["ticktext"]))
+    assert rows["small · recurrent"] == "small · recurrent 0.5"
+    assert rows["medium · recurrent"] == "medium · recurrent 0.25"
+    assert rows["large · zaremba"] == "large · zaremba 0.65" and rows["small · none"] == "small · none"
+    # a long label breaks before what sets it apart: the bars keep the width
+    assert rows["small · none (main.lua's schedule)"] == "small · none<br>(main.lua's schedule)"
 
 
 def test_run_both_live_launches_the_pair_once(tmp_path, monkeypatch):
@@ -391,12 +404,15 @@ def test_memory_task_runs_are_not_penn_treebank_evidence():
     assert list(evidence["category"]) == ["small · none"]
 
 
-def test_gradient_probe_step_prefers_a_placements_language_model_run():
+def test_gradient_probe_step_compares_language_model_runs_and_names_the_placements_it_lacks():
     table = memory_table(placement=["recurrent-cell", "recurrent-cell", "none", "zaremba", "none",
                                     "zaremba", "zaremba"])
-    picked = lecture.memory_runs(table)
-    assert picked[:1] == ["ptb"] and "ref-zaremba-10" not in picked  # none from PTB, not the memory run
-    assert "ref-cell-2" in picked  # a placement with memory-task runs only still shows
+    pick = lecture.memory_runs(table)
+    assert pick.preset == "small" and pick.runs == ("ptb",)  # none from PTB, not a memory-task run beside it
+    # recurrent-cell has memory-task runs only: not mixed into a chart of language models, but said so
+    assert "recurrent-cell: no small language-model run (its memory-task runs are in the recall chart below)." \
+        in pick.left_out
+    assert "recurrent: no small language-model run (none in this run store)." in pick.left_out
 
 
 def test_steps_show_a_finished_run_before_a_newer_one_still_training():
@@ -407,7 +423,7 @@ def test_steps_show_a_finished_run_before_a_newer_one_still_training():
         "read_only": [False, False, False, True], "epochs_done": [3, 8, 8, 2], "task": ["lm"] * 4})
     assert lecture.overfitting_pair(table) == ("own-done-none", "own-done-z")
     assert lecture.overfitting_pair(table, prefer=["own-running-z"]) == ("own-done-none", "own-running-z")
-    assert lecture.memory_runs(table) == ["own-done-z", "own-done-none"]
+    assert lecture.memory_runs(table).runs == ("own-done-none", "own-done-z")  # none first, finished first
 
 
 def step_one_table() -> pd.DataFrame:
@@ -595,3 +611,174 @@ def test_a_published_number_our_bar_covers_moves_right_of_it_with_its_symbol():
     paper = next(t for t in fig.data if t.name == "Zaremba et al. 2014 · test")
     assert dict(zip(paper.y, paper.text))["small · none"] == "114.5"
     assert not any(t.name == "Zaremba et al. 2014 · test (number)" and "small · none" in t.y for t in fig.data)
+
+
+# --------------------------------------------------------------------------- dashboard findings: lecture
+
+
+SHIPPED = REPO / "runs"
+
+
+@pytest.fixture(scope="module")
+def shipped_table() -> pd.DataFrame:
+    from pages.shared import store
+
+    return store.run_table(SHIPPED)
+
+
+def test_step_one_says_dropout_narrows_the_gap_the_shipped_demo_pair_still_shows(shipped_table):
+    from rnnreg import runs
+
+    assert "narrows that gap" in lecture.STEPS[0].takeaway and "closes" not in lecture.STEPS[0].takeaway
+    without, with_dropout = lecture.overfitting_pair(shipped_table)  # the demo pair step 1 opens with
+    last = {run: runs.load_run(SHIPPED, run).epochs_frame().iloc[-1] for run in (without, with_dropout)}
+    gap = {run: row["valid_ppl"] - row["train_ppl"] for run, row in last.items()}
+    assert 0 < gap[with_dropout] < gap[without] and gap[with_dropout] > 100  # narrower, not closed
+
+
+def test_step_three_picks_its_runs_by_configuration_from_the_shipped_store(shipped_table):
+    pick = lecture.memory_runs(shipped_table)
+    rows = shipped_table.set_index("run").loc[list(pick.runs)]
+    # one size, the step's placements first, then others, up to six lines
+    assert pick.preset == "small" and set(rows["preset"]) == {"small"}
+    assert list(rows["placement"]) == ["none", "zaremba", "recurrent", "variational", "both", "semeniuta"]
+    # the preset's own settings (not main.lua's schedule, newer in the table) and the lowest seed
+    assert (rows["variant"] == "").all() and (rows["seed"] == 0).all()
+    assert "recurrent-cell: no small language-model run (its memory-task runs are in the recall chart below)." \
+        in pick.left_out
+    assert "moon, weight-drop, zoneout: not drawn, 6 lines at most (the Gradients page draws any run)." \
+        in pick.left_out
+
+
+def test_step_three_prefers_the_own_settings_and_the_lowest_seed_over_the_newest_run():
+    table = pd.DataFrame({
+        "run": ["none-mainlua-s0", "zaremba-s1", "none-s1", "none-s0", "zaremba-s0", "medium-none", "medium-zaremba"],
+        "preset": ["small"] * 5 + ["medium"] * 2,
+        "placement": ["none", "zaremba", "none", "none", "zaremba", "none", "zaremba"],
+        "variant": ["decay_after=5", "", "", "", "", "", ""], "seed": [0, 1, 1, 0, 0, 0, 0],
+        "state": "finished", "problems": "", "read_only": True, "epochs_done": 13, "task": "lm",
+    })  # newest first, as the run table lists them; small and medium tie on placements: the smaller first
+    pick = lecture.memory_runs(table)
+    assert pick.preset == "small" and pick.runs == ("none-s0", "zaremba-s0")
+    only_variant = table[table["run"] != "none-s0"][lambda t: t["run"] != "none-s1"]
+    assert lecture.memory_runs(only_variant).runs == ("none-mainlua-s0", "zaremba-s0")  # better than no line
+    assert lecture.memory_runs(pd.DataFrame()) == lecture.MemoryPick(None, (), ())
+
+
+def test_step_three_says_why_zoneout_has_no_line_for_the_cell():
+    # zoneout's h_t reads the cell before it is zoned out: the loss at t does not depend on the zoned c_t
+    gtt = pd.DataFrame({"run": ["z"] * 3 + ["n"] * 3, "label": ["z"] * 3 + ["n"] * 3, "epoch": 13, "layer": 0,
+                        "wrt": "c", "k": [0, 1, 2] * 2, "norm": [0.0, 2.0, 1.0, 4.0, 2.0, 1.0],
+                        "nonzero": [0.0, 1.0, 1.0, 1.0, 1.0, 1.0]})
+    table = pd.DataFrame({"run": ["z", "n"], "placement": ["zoneout", "none"]})
+    for measure in ("norm", "nonzero"):
+        assert set(lecture.memory_frame(gtt, table, measure=measure)["run"]) == {"n"}
+        gaps = lecture.memory_gaps(gtt, ["n", "z"], table, measure=measure)
+        assert len(gaps) == 1 and gaps[0].startswith("zoneout: its gradient at k = 0 is 0 (zoneout computes h_t")
+    assert lecture.memory_gaps(gtt, ["n", "gone"], table.assign(run=["gone", "n"])) == [
+        "zoneout: its run recorded no gradient-through-time probe."]
+    assert lecture.memory_gaps(gtt, ["n"], table, layer=1) == ["none: no probe of layer 2 (c) in its run."]
+
+
+def test_the_survival_line_names_the_placements_whose_rate_it_draws():
+    memory = pd.DataFrame({"run": ["a", "a", "b", "b", "c", "c"], "label": list("aabbcc"),
+                           "placement": ["none", "none", "recurrent", "recurrent", "both", "both"], "epoch": 13,
+                           "k": [0, 1] * 3, "value": [1.0, 0.5] * 3, "carried_p": [0, 0, 0.25, 0.25, 0.5, 0.5]})
+    rates = lecture.survival_rates(memory)
+    assert rates == {0.25: ["recurrent"], 0.5: ["both"]}
+    names = [t.name for t in lecture_plots.memory_figure(memory, rates=rates).data]
+    assert names[:2] == ["(1-p)^k, p = 0.25 (recurrent)", "(1-p)^k, p = 0.5 (both)"]
+    assert lecture.survival_rates(memory[memory["placement"] == "none"]) == {}
+    assert lecture_plots.memory_figure(memory, rates=[0.5]).data[0].name == "(1-p)^k, p = 0.5 (illustration)"
+
+
+def test_step_three_takeaway_says_what_its_recall_chart_shows(shipped_table):
+    recall = lecture.recall_frame(shipped_table).pivot_table(index="placement", columns="delay", values="accuracy")
+    takeaway = lecture.STEPS[2].takeaway
+    assert "on the cell c" in takeaway and "recall collapses as the gap grows" in takeaway
+    assert recall.loc["recurrent-cell", 20] < 0.2  # a fresh mask on c every step
+    assert "(zaremba) keep recall at every gap" in takeaway and recall.loc["zaremba"].min() > 0.99
+    assert "a per-step mask on h alone is routed around through c" in takeaway and recall.loc["recurrent"].min() > 0.99
+    # one mask per sequence collapses too, at 10 and 20, and the takeaway says why (presentation mode hides captions)
+    assert "(variational)" in takeaway and "slow learning, not forgetting" in takeaway
+    assert recall.loc["variational", 5] > 0.99 and recall.loc["variational", [10, 20]].max() < 0.3
+
+
+@pytest.mark.parametrize("placement", PLACEMENT_NAMES)
+def test_step_two_takeaway_follows_the_placement(placement):
+    takeaway = lecture.masks_takeaway(placement)
+    assert takeaway and takeaway.endswith(".")
+    if placement == "zaremba":
+        assert takeaway == lecture.STEPS[1].takeaway
+    else:
+        assert takeaway != lecture.STEPS[1].takeaway and (placement == "none" or f"**{placement}**" in takeaway)
+    says = {"recurrent-cell": "(1-p)^k", "recurrent": "fresh mask on h", "variational": "whole sequence",
+            "moon": "whole sequence", "semeniuta": "never erased", "zoneout": "previous value",
+            "weight-drop": "W_hh", "none": "nothing is masked", "both": "besides the vertical connections"}
+    assert says.get(placement, "") in takeaway
+
+
+def test_the_schematic_legend_explains_its_dotted_optional_sites():
+    moon = {t.name for t in lecture_plots.schematic_figure(lecture.schematic("moon"), "moon").data
+            if t.showlegend is not False and t.name}
+    assert "dotted: optional site, rate 0 unless set" in moon
+    zaremba = {t.name for t in lecture_plots.schematic_figure(lecture.schematic("zaremba"), "zaremba").data}
+    assert not any(name and name.startswith("dotted") for name in zaremba)
+
+
+def test_recall_lines_that_coincide_at_100_percent_each_keep_a_visible_marker(shipped_table):
+    fig = lecture_plots.recall_figure(lecture.recall_frame(shipped_table), chance=lecture.MEMORY_CHANCE)
+    on_top = [t for t in fig.data if min(t.y) == 100.0]  # none, zaremba at T = 2 and 5, recurrent: one point
+    assert {t.name for t in on_top} >= {"none", "recurrent 0.25"}
+    shapes = [(t.marker.symbol, t.marker.size) for t in fig.data]
+    assert len(set(s for s, _size in shapes)) == len(shapes)  # a shape each
+    sizes = [size for _symbol, size in shapes]
+    assert sizes == sorted(sizes, reverse=True) and len(set(sizes)) == len(sizes)  # drawn later, smaller: nested
+    assert all(t.marker.symbol.endswith("open") or "-open" in t.marker.symbol for t in fig.data)  # outlines
+
+
+def test_the_evidence_rows_say_their_dropout_rate():
+    table = pd.DataFrame({
+        "run": list("abcd"), "preset": ["small", "medium", "medium", "small"],
+        "placement": ["recurrent", "recurrent", "zaremba", "none"], "state": "finished", "problems": "",
+        "read_only": True, "best_valid_ppl": 100.0, "test_ppl": 95.0, "dropout": [0.5, 0.25, 0.3, 0.0],
+        "rate hidden": [0.5, 0.25, None, None], "rate input": [None, None, 0.3, None],
+        "rate output": [None, None, 0.3, None],
+    })
+    evidence = lecture.evidence_frame(table)
+    assert dict(zip(evidence["category"], evidence["rate"])) == {
+        "small · recurrent": "0.5", "medium · recurrent": "0.25", "medium · zaremba": "0.3", "small · none": ""}
+    axis = lecture_plots.evidence_figure(evidence).layout.yaxis
+    rows = {row: tick.replace("<br>", " ") for row, tick in zip(axis.tickvals, axis.ticktext)}
+    assert rows["small · recurrent"] == "small · recurrent 0.5"
+    assert rows["medium · recurrent"] == "medium · recurrent 0.25"
+    assert rows["medium · zaremba"] == "medium · zaremba 0.3 (paper: 0.5)"  # the paper's marker on this row is 0.5's
+    assert rows["large · zaremba"] == "large · zaremba 0.65"  # a published row alone: the paper's rate
+    assert rows["small · none"] == "small · none" and rows["medium · variational"] == "medium · variational"
+    # the bars keep the category as their y: published markers land on the same rows
+    assert "small · recurrent" in next(t for t in lecture_plots.evidence_figure(evidence).data if t.type == "bar").y
+    # the rate goes after the placement, before what else sets a configuration apart
+    variants = lecture.evidence_frame(pd.concat([table, table.iloc[[2]].assign(run="e", variant="clip=2.5")],
+                                                 ignore_index=True))
+    assert lecture.evidence_row_labels(variants)["medium · zaremba (clip=2.5)"] == "medium · zaremba 0.3 (clip=2.5)"
+
+
+def test_the_evidence_chart_keeps_its_legend_under_the_plot_and_a_title_a_projector_can_show(shipped_table):
+    evidence, _left_out = lecture.at_paper_sizes(lecture.evidence_frame(shipped_table))
+    font = lecture_plots.PRESENTATION_FONT
+    fig = lecture_plots.evidence_figure(evidence, font_size=font)
+    assert fig.layout.legend.orientation == "h" and fig.layout.legend.yref == "container"
+    assert len(fig.layout.title.text) <= 45  # about one line of projector type at 1024 pixels
+    entries = [t for t in fig.data if t.showlegend is not False]
+    # beside row labels as long as "small · none (main.lua's schedule)", one entry a row: room for all below
+    assert len(entries) == 7 and fig.layout.margin.b >= 80 + 7 * (lecture_plots.legend_font(font) + 12)
+    rows = len(fig.layout.yaxis.tickvals)
+    assert fig.layout.height >= 160 + 3 * font * rows + 7 * (lecture_plots.legend_font(font) + 12)
+
+
+def test_presentation_mode_enlarges_the_selectbox_value_too(tmp_path, monkeypatch):
+    at = open_lecture(tmp_path, monkeypatch)
+    at.toggle(key="lecture_present").set_value(True).run()
+    css = next(m.value for m in at.markdown if "stSidebar" in m.value)
+    # Streamlit 1.67's selectbox is a combobox input, no longer a baseweb select
+    assert re.search(r'\[data-testid="stSelectbox"\] input\s*\{font-size: 1.6rem', css)
