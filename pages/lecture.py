@@ -196,8 +196,10 @@ def memory_task(font: int) -> None:
 def step_evidence(font: int) -> str | None:
     """The evidence chart; returns the step's takeaway where it must say otherwise (no runs to show)."""
     table = common.run_table()
-    include_own = st.toggle("Also my finished runs", key="lecture_own",
-                            help="runs in the store besides the shipped reference runs")
+    own = not table.empty and bool((~table["read_only"].astype(bool) & (table["state"] == "finished")).any())
+    include_own = st.toggle("Also my finished runs", key="lecture_own", disabled=not own,
+                            help="runs in the store besides the shipped reference runs" if own
+                            else "no finished runs of your own yet: only the shipped reference runs are here")
     runs, left_out = lecture.at_paper_sizes(lecture.evidence_frame(table, include_own=include_own))
     if runs.empty:
         st.info("No reference runs yet (`runs/reference/`): the chart shows the published numbers only.")

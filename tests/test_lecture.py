@@ -219,6 +219,13 @@ def test_the_evidence_step_shows_the_shipped_penn_treebank_runs(tmp_path, monkey
     assert rows["large · zaremba"] == "large · zaremba 0.65" and rows["small · none"] == "small · none"
     # a long label breaks before what sets it apart: the bars keep the width
     assert rows["small · none (main.lua's schedule)"] == "small · none<br>(main.lua's schedule)"
+    own = at.toggle(key="lecture_own")  # shipped runs only: a toggle that would change nothing says so
+    assert own.disabled and own.help.startswith("no finished runs of your own yet")
+    from fixtures_runs import write_run
+
+    write_run(tmp_path / "runs", "20261206-000000-mine", name="mine")
+    at.run()
+    assert not at.toggle(key="lecture_own").disabled
 
 
 def test_run_both_live_launches_the_pair_once(tmp_path, monkeypatch):
