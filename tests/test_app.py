@@ -707,8 +707,11 @@ def _wait_for_state(at: AppTest, store: Path, run_id: str, states: set[str], tim
     deadline = time.monotonic() + timeout
     state = ""
     while time.monotonic() < deadline:
-        at.run()  # run_every fragments do not tick under AppTest: rerun the page instead
         state = json.loads((store / run_id / "status.json").read_text()).get("state", "")
+        # run_every fragments do not tick under AppTest: rerun the page instead, after the state is read,
+        # so the page drawn is at least as new as the state returned (else a Cancel button drawn while it
+        # was running can outlive a 'cancelled' read a moment later: seen once in CI)
+        at.run()
         if state in states:
             return state
         time.sleep(0.5)
