@@ -29,13 +29,17 @@ def _template(name: str) -> dict:
     return pio.templates[name].to_plotly_json()
 
 
+# base_layout's legend, just above the plot; `legend_below` moves it where a chart left it there
+LEGEND_ABOVE = {"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "right", "x": 1}
+
+
 def base_layout(title: str, x_title: str | None = None, y_title: str | None = None) -> dict:
     """The projector look as a layout dict (large fonts, white background, legend above the plot)."""
     layout = {
         "template": _template("plotly_white"),  # as data: plotly.js knows no template names
         "title": {"text": title, "x": 0.01, "xanchor": "left"},
         "font": {"size": FONT_SIZE},
-        "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "right", "x": 1},
+        "legend": dict(LEGEND_ABOVE),
         "margin": {"l": 70, "r": 20, "t": 90, "b": 60},
         "hovermode": "x unified",
     }
@@ -60,7 +64,7 @@ def legend_below(fig: go.Figure) -> go.Figure:
     grown for its rows.  Above, a legend that wraps onto a second row grows into the title (from
     three runs on, or under a subtitle); a chart that placed its legend itself is left as it is."""
     legend = fig.layout.legend
-    if legend.y != 1.02 or legend.yanchor != "bottom" or legend.yref == "container":
+    if (legend.y, legend.yanchor) != (LEGEND_ABOVE["y"], LEGEND_ABOVE["yanchor"]) or legend.yref == "container":
         return fig
     # (a Parcoords or Heatmap trace has no legend entry, some not even a `showlegend`)
     names = [t.name for t in fig.data if getattr(t, "showlegend", False) is not False and getattr(t, "name", None)]
