@@ -113,11 +113,26 @@ def test_wrap_label():
 def test_gradient_through_time_leaves_a_zero_norm_out_of_the_log_axis():
     fig = plots.grad_through_time_figure(gtt_frame(zero_at_k0=True), {}, epoch=2)
     assert fig.layout.yaxis.type == "log"
-    zoned = [t for t in fig.data if t.name == "zoneout run · layer 1 c"][0]
+    zoned = [t for t in fig.data if (t.name, t.meta) == ("zoneout run", "layer 1 c")][0]
     assert math.isnan(zoned.y[0]) and list(zoned.y[1:]) == [0.5, 0.25, 0.125]  # a gap, not a plunge to 0
     assert min(fig.layout.yaxis.tickvals) > 0
-    assert [t.name for t in fig.data][:4] == ["zoneout run · layer 1 c", "zoneout run · layer 1 h",
-                                             "zoneout run · layer 2 c", "zoneout run · layer 2 h"]
+    assert [t.meta for t in fig.data][:4] == ["layer 1 c", "layer 1 h", "layer 2 c", "layer 2 h"]
+
+
+def test_gradient_through_time_has_a_legend_entry_per_run_and_a_key_to_its_dashes():
+    # 9 runs x 2 layers x (c, h) made 36 legend entries; a run's colour and a state's dash say it all
+    gtt = pd.concat([gtt_frame().assign(run=f"r{i}", label=f"run {i}") for i in range(9)])
+    fig = plots.grad_through_time_figure(gtt, {}, epoch=2)
+    assert len(fig.data) == 36
+    assert [t.name for t in fig.data if t.showlegend is not False] == [f"run {i}" for i in range(9)]
+    assert all(t.legendgroup == t.name.replace("run ", "r") for t in fig.data)  # one click hides a run's lines
+    dashes = {t.meta: t.line.dash for t in fig.data}
+    assert len(set(dashes.values())) == 4
+    assert fig.layout.title.subtitle.text == ("solid: layer 1 c · dashed: layer 1 h · dotted: layer 2 c · "
+                                              "dash-dot: layer 2 h")
+    assert [dashes[s] for s in ("layer 1 c", "layer 1 h", "layer 2 c", "layer 2 h")] == ["solid", "dash", "dot",
+                                                                                       "dashdot"]
+    assert "run 3 · layer 2 h" in [t for t in fig.data if t.name == "run 3"][3].hovertemplate
 
 
 def test_zero_norm_note_names_the_probe_and_explains_zoneout():

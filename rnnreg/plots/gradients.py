@@ -15,6 +15,8 @@ from rnnreg.plots.layout import (
     layer_name, log_axis, positive,
 )
 
+DASH_WORDS = {"solid": "solid", "dash": "dashed", "dot": "dotted", "dashdot": "dash-dot"}  # for DASHES in a key
+
 ZERO_AT_K0 = {  # placement -> why its probe is exactly 0 at k = 0 (the probe is right: only a log axis cannot show it)
     "zoneout": "at k = 0 the loss does not depend on the zoned cell c_t (h_t is computed from the un-zoned "
                "candidate cell), so that norm is exactly 0",
@@ -108,18 +110,26 @@ def grad_through_time_figure(gtt: pd.DataFrame, colors: Mapping[str, str], *, ep
     if part.empty:
         return empty_figure(title, f"No probe at epoch {epoch}")
     keys = list(dict.fromkeys(zip(part.get("layer", 0), part.get("wrt", ""))))
+    states = [f"{layer_name(layer)} {wrt}" for layer, wrt in keys]
     data = []
     for run, label, rows in by_run(part, "k"):
+        lines = []
         for j, (layer, wrt) in enumerate(keys):
             sel = rows[(rows.get("layer", 0) == layer) & (rows.get("wrt", "") == wrt)]
-            if sel.empty:
-                continue
-            data.append({
-                "type": "scatter", "x": sel["k"], "y": positive(sel["norm"]), "mode": "lines+markers",
-                "name": f"{label} · {layer_name(layer)} {wrt}",
-                "line": {"color": color_of(colors, run), "dash": DASHES[j % len(DASHES)], "width": LINE_WIDTH},
-            })
+            if not sel.empty:
+                lines.append({
+                    "type": "scatter", "x": sel["k"], "y": positive(sel["norm"]), "mode": "lines+markers",
+                    "name": label, "meta": states[j], "legendgroup": run,  # one legend entry hides a run's lines
+                    "hovertemplate": f"{label} · {states[j]}: %{{y:.3g}}<extra></extra>",
+                    "line": {"color": color_of(colors, run), "dash": DASHES[j % len(DASHES)], "width": LINE_WIDTH},
+                })
+        for line in lines[1:]:  # a legend entry per run, not per run and state (9 runs made 36)
+            line["showlegend"] = False
+        data += lines
     layout = base_layout(title, "steps back k", "gradient norm")
+    # the line style says which state: a key under the title, as the perplexity chart's "dashed"
+    layout["title"]["subtitle"] = {"text": " · ".join(
+        f"{DASH_WORDS[DASHES[j % len(DASHES)]]}: {state}" for j, state in enumerate(states))}
     layout["yaxis"].update(log_axis(*(trace["y"] for trace in data)))
     return build_figure(data, layout)
 
