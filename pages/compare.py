@@ -36,8 +36,8 @@ def figure_metric(col, label: str, run: str, column: str, *, scale: float = 1.0,
     Perplexities with two decimals, as the README's tables; a difference of two shares is in
     percentage points (`delta_unit=" pp"`), not a relative change."""
     value, of_a = rows.at[run, column] * scale, rows.at[a, column] * scale
-    delta = (None if run == a or pd.isna(value) or pd.isna(of_a)
-             else f"{value - of_a:+.{decimals}f}{delta_unit or unit} vs A")
+    delta = (None if run == a or pd.isna(value) or pd.isna(of_a)  # "against run A" is said once, above
+             else f"{value - of_a:+.{decimals}f}{delta_unit or unit}")
     col.metric(label, "—" if pd.isna(value) else f"{value:.{decimals}f}{unit}", delta=delta,
                delta_color="inverse" if lower_is_better else "normal", help=help)
 
@@ -45,14 +45,23 @@ def figure_metric(col, label: str, run: str, column: str, *, scale: float = 1.0,
 # A memory-task run is judged by the keys it recalls (higher is better), a language model by perplexity.
 recall = rows.loc[[a, b], "test_accuracy"].notna().any()
 mc = rows.loc[[a, b], "mc_test_ppl"].notna().any()  # tested with dropout on (`rnnreg evaluate`)
+
+
+def metric_cells(col, n: int) -> list:
+    """`n` places for figures, two a row: at 1024 px three a row cut "114.52" to "11…"."""
+    cells = []
+    while len(cells) < n:
+        cells += col.columns(2)
+    return cells[:n]
+
+
 for col, run in ((c1, a), (c2, b)):
-    m1, m2, m3, *more = col.columns(3 + int(mc) + int(recall))
+    best, test, *more, epochs = metric_cells(col, 3 + int(mc) + int(recall))
     last_valid = rows.at[run, "last_valid_ppl"]
-    figure_metric(m1, "best valid", run, "best_valid_ppl",
+    figure_metric(best, "best valid", run, "best_valid_ppl",
                   help="the lowest validation perplexity over the epochs trained"
                        + ("" if pd.isna(last_valid) else f"; after the last epoch: {last_valid:.2f}"))
-    figure_metric(m2, "test", run, "test_ppl", help="test perplexity of the model after the last epoch")
-    m3.metric("epochs", store.epochs_text(rows.at[run, "epochs_done"], rows.at[run, "epochs_total"]))
+    figure_metric(test, "test", run, "test_ppl", help="test perplexity of the model after the last epoch")
     if mc:
         figure_metric(more.pop(0), "MC test", run, "mc_test_ppl",
                       help=store.mc_text(rows.at[run, "mc_samples"], rows.at[run, "mc_protocol"])
@@ -60,6 +69,9 @@ for col, run in ((c1, a), (c2, b)):
     if recall:
         figure_metric(more.pop(0), "test recall", run, "test_accuracy", scale=100, unit="%", delta_unit=" pp",
                       decimals=1, lower_is_better=False)
+    epochs.metric("epochs", store.epochs_text(rows.at[run, "epochs_done"], rows.at[run, "epochs_total"]))
+    if run != a:  # below the figures, so that A's and B's stand level
+        col.caption("Differences against run A; green where B is better.")
     if rows.at[run, "why_stopped"]:  # why its curve ends early
         col.caption(f"{rows.at[run, 'state']}: {common.escape_markdown(rows.at[run, 'why_stopped'])}")
 

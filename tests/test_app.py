@@ -504,8 +504,12 @@ def test_compare_gives_run_b_its_difference_from_run_a(store, ids):
     a, b = summaries[ids["overfit"]], summaries[ids["zaremba"]]
     assert not metrics[("best valid", 0)].delta  # A is what B is measured against
     assert metrics[("best valid", 1)].value == f"{b.best_valid_ppl:.2f}"  # as the README's tables
-    assert metrics[("best valid", 1)].delta == f"{b.best_valid_ppl - a.best_valid_ppl:+.2f} vs A"
-    assert metrics[("test", 1)].delta == f"{b.test_ppl - a.test_ppl:+.2f} vs A"
+    assert metrics[("best valid", 1)].delta == f"{b.best_valid_ppl - a.best_valid_ppl:+.2f}"
+    assert metrics[("test", 1)].delta == f"{b.test_ppl - a.test_ppl:+.2f}"
+    assert [c.value for c in at.caption if "against run A" in c.value] == [
+        "Differences against run A; green where B is better."]  # said once, not in every delta
+    # two figures a row in each run's half: three a row cut "114.52" to "11…" at 1024 px
+    assert {round(c.weight, 3) for c in at.columns} == {0.5}
     assert metrics[("best valid", 1)].help.endswith(f"after the last epoch: {b.last_valid_ppl:.2f}")
     assert not any(w.body.startswith("One run is a memory-task run") for w in at.warning)
     better = b.test_ppl < a.test_ppl  # lower perplexity: green
@@ -540,7 +544,7 @@ def test_compare_shows_the_recall_of_memory_task_runs(tmp_path, monkeypatch):
     assert_no_exception(at)
     recall = [m for m in at.metric if m.label == "test recall"]
     assert [m.value for m in recall] == ["95.0%", "25.0%"]
-    assert recall[1].delta == "-70.0 pp vs A"  # percentage points, not 70% fewer
+    assert recall[1].delta == "-70.0 pp"  # percentage points, not 70% fewer
     assert recall[1].proto.color == recall[1].proto.MetricColor.RED  # fewer keys recalled: worse
     [chart] = [f for f in figures(at) if f["layout"]["title"]["text"].startswith("Validation recall")]
     assert [values(trace["y"]) for trace in chart["data"]] == [[0.475, 0.95], [0.125, 0.25]]  # what they are judged by
