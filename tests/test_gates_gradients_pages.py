@@ -193,6 +193,26 @@ def test_gates_page_with_many_runs_shows_the_first_few_and_says_so(tmp_path, mon
     assert not at.exception and len({t["name"] for t in figures(at)[0]["data"]}) == 28
 
 
+def test_past_the_palette_the_sidebar_says_colours_repeat(tmp_path, monkeypatch):
+    ids = [write_run(tmp_path, f"20261203-{i:06d}-many", name=f"many {i}", seed=i, epochs_total=2,
+                     steps_per_epoch=2).name for i in range(len(plots.PALETTE) + 1)]
+    at = app(tmp_path, monkeypatch, ids[:-1], "perplexity")
+    assert not [c for c in at.sidebar.caption if "colours repeat" in c.value]  # 16 runs: 16 colours
+    at.sidebar.multiselect(key="picked_runs").set_value(ids).run()
+    assert [c.value for c in at.sidebar.caption if "colours repeat" in c.value] == [
+        "More than 16 runs: colours repeat. The perplexity charts give runs that share a colour other marker "
+        "shapes; hovering names every line."]
+    [curves] = [f for f in figures(at) if f["layout"]["title"]["text"].startswith("Perplexity")]
+    looks = {(t["line"]["color"], t["line"]["dash"], t["marker"]["symbol"]) for t in curves["data"]
+             if t["name"].startswith("many")}
+    assert len(looks) == 2 * len(ids)
+    symbol = {t["name"].split(" · ")[0]: t["marker"]["symbol"] for t in curves["data"] if t["name"].startswith("many")}
+    glyph = {m.value.split("</span> ")[1]: m.value.split(">")[1][0] for m in at.sidebar.markdown
+             if "</span> many" in m.value}
+    assert sorted(glyph.values()) == ["■"] + ["●"] * 16  # one run shares a colour ...
+    assert glyph == {run: plots.GLYPHS[shape] for run, shape in symbol.items()}  # ... and its list shape is its markers'
+
+
 def test_gates_page_notes_a_shorter_run_in_its_own_column(tmp_path, monkeypatch):
     long = write_run(tmp_path, "20261203-000000-long", name="long", epochs_total=6).name
     short = write_run(tmp_path, "20261203-000001-short", name="short", epochs_total=2).name

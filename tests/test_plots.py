@@ -65,6 +65,17 @@ def test_assign_colors_keeps_existing_and_never_repeats():
     assert set(Counter(twice.values()).values()) == {2}
 
 
+def test_runs_that_share_a_colour_get_other_marker_shapes_in_the_order_they_got_the_colour():
+    colors = plots.assign_colors([f"r{i}" for i in range(len(plots.PALETTE) + 2)])  # r16, r17 share r0's, r1's
+    symbols = plots.marker_symbols(colors, ["r17", "r1", "r16", "r0", "r5"])  # the figure's order does not matter
+    assert symbols == {"r0": "circle", "r1": "circle", "r5": "circle", "r16": "square", "r17": "square"}
+    assert plots.marker_symbols(colors, ["r17", "r16"]) == {"r16": "circle", "r17": "circle"}  # alone in a figure
+    frame = pd.concat([epochs_frame().assign(run=run, label=run) for run in colors])
+    fig = plots.perplexity_figure(frame, colors)
+    looks = {(t.line.color, t.line.dash, t.marker.symbol) for t in fig.data}
+    assert len(looks) == len(fig.data) == 2 * len(colors)  # no two lines alike
+
+
 def test_perplexity_figure_train_dashed_valid_solid_in_run_colour():
     fig = plots.perplexity_figure(epochs_frame(), COLORS)
     train = traces(fig, "no dropout · train")[0]

@@ -323,11 +323,17 @@ def sidebar_picker() -> None:
             help="Every chart page shows these runs; each keeps its colour on every page.",
         )
         chosen_colors = colors()
+        shapes = plots.marker_symbols(chosen_colors, picked())  # ● for all but runs that share a colour
         for run_id in picked():
+            glyph = plots.GLYPHS[shapes[run_id]]
             st.markdown(
-                f"<span style='color:{chosen_colors[run_id]};font-size:1.3em'>●</span> {escape_markdown(labels[run_id])}",
+                f"<span style='color:{chosen_colors[run_id]};font-size:1.3em'>{glyph}</span> "
+                f"{escape_markdown(labels[run_id])}",
                 unsafe_allow_html=True,
             )
+        if len(picked()) > len(plots.PALETTE):
+            st.caption(f"More than {len(plots.PALETTE)} runs: colours repeat. The perplexity charts give runs that "
+                       "share a colour other marker shapes; hovering names every line.")
         st.caption(f"{len(table)} runs in `{runs_root()}`")
     if st.query_params.get_all(PICK_PARAM) != picked():  # the URL names the runs shown: reload, bookmark, share
         if picked():

@@ -22,7 +22,7 @@ One module per kind of chart: `curves` (perplexity, gap, loss), `gradients`, `ga
 share.  Pages use the names re-exported here (`plots.perplexity_figure`).
 """
 
-from rnnreg.plots.colors import DASHES, PALETTE, VIRIDIS, assign_colors, natural_key
+from rnnreg.plots.colors import DASHES, GLYPHS, PALETTE, VIRIDIS, assign_colors, marker_symbols, natural_key
 from rnnreg.plots.curves import (
     PAPER_PERPLEXITY, PERPLEXITY_PLOT_PX, gap_figure, loss_figure, perplexity_figure, recall_figure, smooth,
     spread_apart,
@@ -41,7 +41,7 @@ from rnnreg.plots.sweeps import (
 from rnnreg.plots.tables import config_diff, flatten_config, results_latex, results_markdown
 
 __all__ = [
-    "DASHES", "PALETTE", "VIRIDIS", "assign_colors", "natural_key", "PAPER_PERPLEXITY", "PERPLEXITY_PLOT_PX",
+    "DASHES", "GLYPHS", "PALETTE", "VIRIDIS", "assign_colors", "marker_symbols", "natural_key", "PAPER_PERPLEXITY", "PERPLEXITY_PLOT_PX",
     "gap_figure", "loss_figure", "perplexity_figure", "recall_figure", "smooth", "spread_apart", "GATE_NAMES", "GATES",
     "gate_heatmap_figure", "gate_histogram_figure", "saturation_figure", "clipped_fraction_figure",
     "grad_norm_figure", "grad_through_time_figure", "layer_grad_figure", "FONT_SIZE", "LINE_WIDTH", "VALIDATE_ENV",

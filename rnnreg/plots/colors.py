@@ -19,6 +19,10 @@ VIRIDIS = plotly.colors.get_colorscale("Viridis")  # as a list: plotly.py and pl
 # line dashes for configs that share a colour (more configs than PALETTE has colours)
 DASHES: tuple[str, ...] = ("solid", "dash", "dot", "dashdot")
 
+# marker shapes for runs that share a colour, where the dash already says train or valid
+SYMBOLS: tuple[str, ...] = ("circle", "square", "diamond", "triangle-up", "x", "star", "cross", "triangle-down")
+GLYPHS: dict[str, str] = dict(zip(SYMBOLS, "●■◆▲✕★✚▼"))  # the same shapes in text (the sidebar's list)
+
 
 def natural_key(text: object) -> tuple:
     """Sort key that orders the numbers inside labels by value: "none · T=2" before "none · T=10"."""
@@ -39,7 +43,8 @@ def assign_colors(run_ids: Iterable[str], previous: Mapping[str, str] | None = N
     for run in wanted:
         if run in colors:
             continue
-        # a free colour first; past the palette, the least used one (figures tell sharers apart by dash)
+        # a free colour first; past the palette, the least used one (figures tell sharers apart:
+        # `marker_symbols` on the perplexity charts, dashes on the sweeps' curves)
         color = min(PALETTE, key=lambda c: uses[c])
         colors[run] = color
         uses[color] += 1
@@ -48,3 +53,19 @@ def assign_colors(run_ids: Iterable[str], previous: Mapping[str, str] | None = N
 
 def color_of(colors: Mapping[str, str], run: str) -> str:
     return colors.get(run) or PALETTE[sum(map(ord, run)) % len(PALETTE)]
+
+
+def marker_symbols(colors: Mapping[str, str], runs: Iterable[str]) -> dict[str, str]:
+    """A marker shape for each of `runs`: a circle for the first run of a colour, then a square, a
+    diamond, ... for the runs that share it (past PALETTE's 16 colours), so that no two lines in
+    one figure look alike.  "First" is the order the runs got their colours in, the same on every page."""
+    shown = list(dict.fromkeys(runs))
+    order = {run: i for i, run in enumerate(colors)}
+    shown.sort(key=lambda run: order.get(run, len(order)))
+    seen: Counter = Counter()
+    symbols = {}
+    for run in shown:
+        color = color_of(colors, run)
+        symbols[run] = SYMBOLS[seen[color] % len(SYMBOLS)]
+        seen[color] += 1
+    return symbols

@@ -8,7 +8,7 @@ from typing import Mapping, Sequence
 import pandas as pd
 import plotly.graph_objects as go
 
-from rnnreg.plots.colors import color_of
+from rnnreg.plots.colors import color_of, marker_symbols
 from rnnreg.plots.layout import (
     FONT_SIZE, LEGEND_ROW_PX, LINE_WIDTH, X_AXES, base_layout, build_figure, by_run, empty_figure, epoch_axis,
     has_columns, hline, legend_rows, log_axis, x_column,
@@ -43,7 +43,9 @@ def perplexity_figure(
         return empty_figure(title, "No finished epoch yet")
     xcol = x_column(epochs, x)
     data = []
-    for run, label, rows in by_run(epochs, "epoch"):
+    runs = by_run(epochs, "epoch")
+    symbols = marker_symbols(colors, [run for run, _label, _rows in runs])  # for runs sharing a colour
+    for run, label, rows in runs:
         color = color_of(colors, run)
         for column, dash, name in (("train_ppl", "dash", "train"), ("valid_ppl", "solid", "valid")):
             if column not in rows or rows[column].isna().all():
@@ -51,7 +53,8 @@ def perplexity_figure(
             data.append({
                 "type": "scatter", "x": rows[xcol], "y": rows[column], "mode": "lines+markers",
                 "name": f"{label} · {name}", "legendgroup": run,
-                "line": {"color": color, "dash": dash, "width": LINE_WIDTH}, "marker": {"size": 7},
+                "line": {"color": color, "dash": dash, "width": LINE_WIDTH},
+                "marker": {"size": 7, "symbol": symbols[run]},
                 "hovertemplate": f"{label} {name}: %{{y:.1f}}<extra></extra>",
             })
     labels: list[tuple[float, str, int]] = []  # (value, text, vertical shift in px)
