@@ -435,21 +435,44 @@ def _evidence_hover(column: str) -> str:
 # --------------------------------------------------------------------------- poke: gates per word
 
 
+SIGNED_STATES = ("g", "c", "h")  # tanh'd or unbounded, around 0; the gates i, f, o are sigmoids in (0, 1)
+
+
 def gate_means_figure(means: pd.DataFrame, *, layer: int, font_size: int = FONT) -> go.Figure:
-    """Heat map words x gates of the mean activation of each gate at each word (one layer)."""
+    """Heat maps words x gates of the mean activation of each gate at each word (one layer).
+
+    Two panels, each with its own colour scale: the gates i, f, o (0 to 1) above, the signed g, c, h
+    (red below 0, blue above, white at 0) below.  On one shared scale the signed rows, near 0 against
+    gates near 0.4, were a single dark band whatever the word."""
     part = means[means["layer"] == layer]
     title = f"Mean gate activation per word, layer {layer + 1}"
     if part.empty:
         return empty_figure(title, "No words")
     table = part.pivot_table(index="gate", columns="position", values="mean", sort=False)
     words = part.drop_duplicates("position").sort_values("position")["word"].tolist()
-    fig = go.Figure(go.Heatmap(
-        z=table.values, x=[f"{i + 1}. {w}" for i, w in enumerate(words)], y=list(table.index),
-        colorscale="Viridis", zmid=None, colorbar={"title": "mean"},
-        text=np.round(table.values, 2), texttemplate="%{text}", hovertemplate="%{y} at %{x}: %{z:.3f}<extra></extra>",
-    ))
+    x = [f"{i + 1}. {w}" for i, w in enumerate(words)]
+    panels = [(rows, signed) for rows, signed in (
+        (table.loc[[g for g in table.index if g not in SIGNED_STATES]], False),
+        (table.loc[[g for g in table.index if g in SIGNED_STATES]], True)) if not rows.empty]
+    fig = go.Figure()
+    gap = 0.08
+    height = (1 - gap * (len(panels) - 1)) / sum(len(rows) for rows, _signed in panels)  # a row's share
+    top = 1.0
+    for n, (rows, signed) in enumerate(panels, start=1):
+        bottom = max(0.0, top - height * len(rows))
+        fig.add_trace(go.Heatmap(
+            z=rows.values, x=x, y=list(rows.index), yaxis="y" if n == 1 else f"y{n}",
+            colorscale="RdBu" if signed else "Viridis", zmid=0 if signed else None,
+            colorbar={"title": {"text": "g, c, h" if signed else "i, f, o"}, "y": bottom, "yanchor": "bottom",
+                      "len": 0.75 * (top - bottom)},  # the rest of the panel's height for the bar's title
+            text=np.round(rows.values, 2), texttemplate="%{text}",
+            hovertemplate="%{y} at %{x}: %{z:.3f}<extra></extra>",
+        ))
+        fig.update_layout({f"yaxis{n if n > 1 else ''}": {"domain": [bottom, top], "autorange": "reversed",
+                                                          "anchor": "x"}})
+        top = bottom - gap
+    fig.update_layout(xaxis={"anchor": "y" if len(panels) == 1 else f"y{len(panels)}"})  # the words at the foot
     _style(fig, title, font_size)
-    fig.update_yaxes(autorange="reversed")
     return fig
 
 

@@ -44,6 +44,22 @@ def test_every_word_gets_top_predictions_and_gates(loaded):
     assert list(table["word"]) == ["the", "cat", "sat", "on", "zebra → <unk>"]
 
 
+def test_the_gate_heat_map_gives_the_gates_and_the_signed_states_each_their_own_scale(loaded):
+    from rnnreg import lecture_plots
+
+    inspection = inspect_model.inspect_text(loaded, "the cat sat on a mat", top=1)
+    fig = lecture_plots.gate_means_figure(inspection.gate_means, layer=1)
+    gates, states = fig.data  # one shared scale made g, c, h (near 0) one dark band against gates near 0.4
+    assert list(gates.y) == ["i", "f", "o"] and gates.zmid is None and gates.colorscale[0][1] == "#440154"
+    assert list(states.y) == ["g", "c", "h"] and states.zmid == 0  # diverging: white at 0, red below, blue above
+    assert states.colorscale != gates.colorscale
+    assert (gates.yaxis, states.yaxis, fig.layout.xaxis.anchor) == ("y", "y2", "y2")  # the words under both
+    assert fig.layout.yaxis2.domain[1] < fig.layout.yaxis.domain[0]  # apart, gates above
+    means = inspection.gate_means[inspection.gate_means["layer"] == 1]
+    assert gates.z[0][2] == pytest.approx(means[(means["gate"] == "i") & (means["position"] == 2)]["mean"].item())
+    assert len(gates.x) == 6 and gates.x[0] == "1. the"
+
+
 def test_generate_is_seeded_and_checks_its_options(loaded, runs):
     a = inspect_model.generate(loaded, "the dog", 0.8, 12, seed=3)
     assert a == inspect_model.generate(runs["zaremba"], "the dog", 0.8, 12, seed=3)  # a path works too
