@@ -236,7 +236,10 @@ def memory_figure(memory: pd.DataFrame, *, measure: str = "norm",
         subtitle += f", at epoch {epochs[0]}"
     fig.update_layout(title={"subtitle": {"text": subtitle, "font": {"size": legend_font(font_size)}}},
                       margin={"t": 110})
-    _log_y(fig, [v for trace in fig.data for v in trace.y])
+    if measure == "norm":  # norms fall by decades
+        _log_y(fig, [v for trace in fig.data for v in trace.y])
+    else:  # a share: on a log axis the (1-p)^k curves stretched it to 0.0001 while the runs sat at 50-100%
+        fig.update_yaxes(range=[0, 1.05], tickformat=".0%")
     fig.update_xaxes(dtick=max(1, k_max // 10), range=[-0.5, k_max + 0.5])
     legend = _legend_height(fig, font_size, plot_width=CHART_WIDTH - 110)  # the plot keeps its height
     fig.update_layout(height=540 + legend, margin={"b": 80 + legend})

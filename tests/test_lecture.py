@@ -103,6 +103,16 @@ def test_the_memory_chart_names_the_epoch_once_when_all_runs_share_it():
                                                                                "none · b (epoch 5)"]
 
 
+def test_the_memory_chart_shows_units_reached_as_a_share_and_norms_on_a_log_axis():
+    frame = pd.DataFrame({"run": "a", "label": "a", "placement": "recurrent", "epoch": 3, "k": [0, 1, 2],
+                          "value": [1.0, 0.9, 0.8], "carried_p": 0.5})
+    share = lecture_plots.memory_figure(frame, measure="nonzero", rates={0.5: ["recurrent"]})
+    assert share.layout.yaxis.type != "log" and list(share.layout.yaxis.range) == [0, 1.05]
+    assert share.layout.yaxis.tickformat == ".0%"  # (1-p)^k at 0.25 no longer stretches the axis to 0.0001
+    norm = lecture_plots.memory_figure(frame, measure="norm", rates={0.5: ["recurrent"]})
+    assert norm.layout.yaxis.type == "log"
+
+
 def test_live_demo_configs_are_valid_and_small():
     pairs = lecture.live_demo_configs()
     assert [c["dropout"]["placement"] for _name, c in pairs] == ["none", "zaremba"]
