@@ -75,12 +75,9 @@ for col, run in ((c1, a), (c2, b)):
     if rows.at[run, "why_stopped"]:  # why its curve ends early
         col.caption(f"{rows.at[run, 'state']}: {common.escape_markdown(rows.at[run, 'why_stopped'])}")
 
-memory = rows.loc[[a, b], "task"] == "memory"
-if memory.any() and not memory.all():
-    st.warning("One run is a memory-task run, the other a language model: their perplexities are over different "
-               "vocabularies and do not compare.", icon=":material/compare_arrows:")
+common.warn_if_tasks_mix([a, b])
 epochs = common.frames([a, b], "epochs")
-if memory.all():  # judged by the keys it recalls
+if (rows.loc[[a, b], "task"] == "memory").all():  # judged by the keys it recalls
     common.show_figure(plots.recall_figure(epochs, colors), key="cmp_recall", file_stem="compare-recall")
 log_y = st.toggle("log y", value=True, key="cmp_log")
 common.show_figure(plots.perplexity_figure(epochs, colors, log_y=log_y,

@@ -29,6 +29,7 @@ paper = c3.toggle("paper Table 1 lines", value=True, key="ppl_paper",
                        "of its size all the same. "
                        "Its main.lua prints valid about 1-1.5% low (it divides by a fraction of a window more than "
                        "it reads; README, 'How the paper's own code counts'); test is exact.")
+common.warn_if_tasks_mix(picked)
 presets = list(common.run_table().set_index("run").loc[picked, "preset"]) if paper else []
 common.show_figure(plots.perplexity_figure(epochs, colors, x=x, log_y=log_y, reference_presets=presets),
                    key="ppl_curves", file_stem="perplexity")

@@ -556,6 +556,22 @@ def test_compare_shows_the_recall_of_memory_task_runs(tmp_path, monkeypatch):
     assert not [f for f in figures(at) if f["layout"]["title"]["text"].startswith("Validation recall")]
 
 
+def test_the_perplexity_page_says_when_memory_task_runs_share_it_with_language_models(tmp_path, monkeypatch):
+    root = tmp_path / "runs"
+    memory = [write_run(root, f"20261211-00000{i}-gap", preset="memory", epochs_total=2, name=f"gap {i}").name
+              for i in range(2)]
+    lm = write_run(root, "20261211-000009-lm", name="language model").name
+    monkeypatch.setenv("RNNREG_RUNS_DIR", str(root))
+    at = app()
+    at.sidebar.multiselect(key="picked_runs").set_value(memory).run()
+    at.switch_page("pages/perplexity.py").run()
+    assert_no_exception(at)
+    assert not at.warning  # memory runs alone compare with each other
+    at.sidebar.multiselect(key="picked_runs").set_value([*memory, lm]).run()
+    assert [w.body for w in at.warning] == ["2 of the 3 runs are memory-task runs, the others language models: "
+                                            "their perplexities are over different vocabularies and do not compare."]
+
+
 def test_compare_shows_the_test_with_dropout_on_where_either_run_has_one(tmp_path, monkeypatch):
     one_run_tested_with_dropout_on(tmp_path, monkeypatch)
     at = app()

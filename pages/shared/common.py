@@ -191,6 +191,18 @@ def labels() -> dict[str, str]:
     return run_table().set_index("run")["label"].astype(str).to_dict()
 
 
+def warn_if_tasks_mix(run_ids: list[str]) -> None:
+    """Say so where memory-task runs and language models share a perplexity chart: a few symbols
+    against 10,000 words, so their perplexities (2-25 against 80-1000) do not compare."""
+    tasks = run_table().set_index("run")["task"].reindex(list(dict.fromkeys(run_ids)))
+    memory = tasks == "memory"
+    if memory.any() and not memory.all():
+        who = ("One run is a memory-task run, the other a language model" if len(tasks) == 2 else
+               f"{int(memory.sum())} of the {len(tasks)} runs are memory-task runs, the others language models")
+        st.warning(f"{who}: their perplexities are over different vocabularies and do not compare.",
+                   icon=":material/compare_arrows:")
+
+
 def require_picked(minimum: int = 1) -> list[str] | None:
     """The picked runs, or None after telling the user how to pick (and where to start runs)."""
     ids = picked()
