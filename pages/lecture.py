@@ -152,6 +152,8 @@ def step_memory(font: int) -> None:
                    "Dotted: (1-p)^k, the share of units that survive k fresh masks of rate p, for the placements its "
                    "legend names. In a trained model the gradient also fades through the forget gates and reaches "
                    "back by other roads (a mask on h is routed around through c), so read each line against none's.")
+    if pick.other_settings:  # where no run at the preset's own settings was there to draw
+        st.caption("Drawn at other settings: " + " ".join(common.escape_markdown(line) for line in pick.other_settings))
     left_out = list(pick.left_out) + lecture.memory_gaps(gtt, pick.runs, table, layer=layer, wrt=wrt, measure=measure)
     if left_out:
         st.caption("Not drawn: " + " ".join(common.escape_markdown(line) for line in left_out))

@@ -328,24 +328,32 @@ class MemoryPick:
     preset: str | None  # one size, schedule and epoch count for all (None: no runs)
     runs: tuple[str, ...]  # in MEMORY_ORDER, then rnnreg.placements order
     left_out: tuple[str, ...]  # one sentence per reason a placement is not drawn
+    other_settings: tuple[str, ...] = ()  # one sentence per drawn run not at the preset's own settings
 
 
 def memory_order() -> list[str]:
     return list(MEMORY_ORDER) + [name for name in PLACEMENTS if name not in MEMORY_ORDER]
 
 
+def _column(rows: pd.DataFrame, name: str, default) -> pd.Series:
+    return rows[name].fillna(default) if name in rows else pd.Series(default, index=rows.index)
+
+
+def _at_other_settings(rows: pd.DataFrame) -> pd.Series:
+    """True for runs not at their preset's own settings: a variant (`--epochs 5`, main.lua's
+    schedule) or a sweep's point."""
+    return (_column(rows, "variant", "") != "") | (_column(rows, "sweep", "") != "")
+
+
 def _by_configuration(rows: pd.DataFrame) -> pd.DataFrame:
     """Runs at their preset's own settings first (no variant, not in a sweep), then finished before
     unfinished, shipped before your own, the lowest seed, the oldest."""
-    def column(name: str, default) -> pd.Series:
-        return rows[name].fillna(default) if name in rows else pd.Series(default, index=rows.index)
-
     keys = pd.DataFrame({
-        "variant": (column("variant", "") != "") | (column("sweep", "") != ""),
+        "variant": _at_other_settings(rows),
         "unfinished": rows["state"] != "finished",
-        "own": ~column("read_only", False).astype(bool),
-        "seed": column("seed", 0),
-        "created_at": column("created_at", ""),
+        "own": ~_column(rows, "read_only", False).astype(bool),
+        "seed": _column(rows, "seed", 0),
+        "created_at": _column(rows, "created_at", ""),
     }, index=rows.index)
     return rows.loc[keys.sort_values(list(keys.columns), kind="stable").index]
 
@@ -382,7 +390,12 @@ def memory_runs(table: pd.DataFrame, limit: int = MEMORY_LINES) -> MemoryPick:
             left_out.append(f"{name}: no {preset} language-model run ({where}).")
     if beyond:
         left_out.append(f"{', '.join(beyond)}: not drawn, {limit} lines at most (the Gradients page draws any run).")
-    return MemoryPick(preset, tuple(by_placement[name] for name in drawn), tuple(left_out))
+    other = ranked[_at_other_settings(ranked) & ranked["placement"].isin(drawn)]
+    labels = _column(other, "label", "")
+    other_settings = tuple(  # drawn all the same: a line at other settings is better than none
+        f"{name}: {label or run} ({variant or 'a sweep point'}), no run at the preset's own."
+        for name, label, run, variant in zip(other["placement"], labels, other["run"], _column(other, "variant", "")))
+    return MemoryPick(preset, tuple(by_placement[name] for name in drawn), tuple(left_out), other_settings)
 
 
 def recall_frame(table: pd.DataFrame) -> pd.DataFrame:

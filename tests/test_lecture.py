@@ -188,6 +188,9 @@ def test_walk_with_real_runs_shows_their_curves(runs, monkeypatch):
     assert [n.split(" · ")[0] for n in names if not n.startswith("(1-p)")] == ["none", "zaremba", "recurrent"]
     # the placements the step is about that this store has no run of are named, not silently missing
     assert any("variational: no demo language-model run" in c.value for c in at.caption)
+    # these tiny runs are not at the demo preset's own settings: drawn all the same, and said so
+    [other] = [c.value for c in at.caption if c.value.startswith("Drawn at other settings: ")]
+    assert all(f"{name}: " in other for name in ("none", "zaremba", "recurrent")), other
     at.segmented_control(key="lecture_measure").set_value("nonzero").run()
     assert not at.exception
     reached = [t for t in charts(at)[0]["data"] if not t["name"].startswith("(1-p)")]
@@ -678,7 +681,10 @@ def test_step_three_prefers_the_own_settings_and_the_lowest_seed_over_the_newest
     pick = lecture.memory_runs(table)
     assert pick.preset == "small" and pick.runs == ("none-s0", "zaremba-s0")
     only_variant = table[table["run"] != "none-s0"][lambda t: t["run"] != "none-s1"]
-    assert lecture.memory_runs(only_variant).runs == ("none-mainlua-s0", "zaremba-s0")  # better than no line
+    fallback = lecture.memory_runs(only_variant)
+    assert fallback.runs == ("none-mainlua-s0", "zaremba-s0")  # better than no line, and it says so
+    assert fallback.other_settings == ("none: none-mainlua-s0 (decay_after=5), no run at the preset's own.",)
+    assert pick.other_settings == ()
     assert lecture.memory_runs(pd.DataFrame()) == lecture.MemoryPick(None, (), ())
 
 
