@@ -27,8 +27,8 @@ def show_sweep(name: str) -> None:
     columns = st.columns(5)
     for column, state in zip(columns, ("finished", "running", "queued", "interrupted", "failed")):
         extra = counts.get("diverged", 0) + counts.get("cancelled", 0) if state == "failed" else 0
-        column.metric(state if state != "failed" else "failed / diverged / cancelled",
-                      int(counts.get(state, 0)) + int(extra))
+        column.metric(state, int(counts.get(state, 0)) + int(extra),  # a short label: five in a row at 1024 px
+                      help="failed, diverged or cancelled" if state == "failed" else None)
     st.progress(int(counts.get("finished", 0)) / max(len(members), 1), text=f"{len(members)} runs")
     # A memory-task sweep is judged by recall, and its runs differ by delay as well as placement:
     # runs at different delays are different configs, never seeds of one.

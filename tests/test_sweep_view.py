@@ -23,6 +23,10 @@ def test_matrix_is_mean_over_seeds_per_placement_and_rate():
     assert list(heat.y) == ["none", "zaremba"] and list(heat.x) == ["0", "0.3", "0.5"]
     assert heat.z[1][2] == 105.0 and heat.z[0][1] is None and heat.z[1][1] == 120.0
     assert "± 7.1" in heat.text[1][2] and "n=2" in heat.text[1][2]
+    assert fig.layout.title.text == "Best validation perplexity: placement x rate"  # not cut at 1024 px
+    assert fig.layout.title.subtitle.text == "mean ± sd over the seeds of a cell; n: its runs"
+    one_each = plots.sweep_matrix_figure(results.drop_duplicates(["placement", "dropout"]))
+    assert one_each.layout.title.subtitle.text == "one run a cell (n=1): no seeds to pool"
 
 
 def test_matrix_counts_finished_runs_only():
@@ -148,6 +152,8 @@ def test_the_shipped_memory_sweep_shows_recall_per_placement_and_delay(tmp_path,
     at.switch_page("pages/sweeps.py").run()
     assert not at.exception
     matrix, bands = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    assert [m.label for m in at.metric] == ["finished", "running", "queued", "interrupted", "failed"]  # fit 1024 px
+    assert at.metric[-1].help == "failed, diverged or cancelled" and at.metric[0].value == str(len(shipped))
     heat = matrix["data"][0]
     assert matrix["layout"]["title"]["text"].startswith("Test recall")
     assert heat["x"] == ["2", "5", "10", "20"] and "recurrent-cell" in heat["y"]

@@ -31,7 +31,7 @@ def sweep_matrix_figure(results: pd.DataFrame, *, column: str = "dropout", value
     """
     name, bar_title, higher_is_better, scale = SWEEP_METRICS[value]
     short, axis_title = SWEEP_COLUMNS.get(column, (column, column))
-    title = f"{name}: placement x {short} (mean over seeds)"
+    title = f"{name}: placement x {short}"  # short enough for 1024 px; how cells pool, in the subtitle
     if "state" in results:
         results = results[results["state"] == "finished"]
     if not has_columns(results, "placement", column, value) or results[value].dropna().empty:
@@ -60,6 +60,8 @@ def sweep_matrix_figure(results: pd.DataFrame, *, column: str = "dropout", value
         colorbar={"title": {"text": bar_title}}, hovertemplate="%{y} at %{x}: %{text}<extra></extra>",
     ))
     styled(fig, title, axis_title, "placement")
+    fig.update_layout(title={"subtitle": {"text": "mean ± sd over the seeds of a cell; n: its runs"
+                                          if stats["count"].max() > 1 else "one run a cell (n=1): no seeds to pool"}})
     fig.update_xaxes(type="category")
     fig.update_layout(height=max(320, 70 * len(placements) + 160), hovermode="closest")
     return fig
