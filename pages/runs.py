@@ -56,11 +56,12 @@ if search:  # what the table shows is what a search finds
     found = text.str.contains(search, case=False, regex=False)
     view, state_text = view[found], state_text[found]
 
+# the figures right after what a run is: at 1024 px the rates pushed them out of view
 shown = pd.DataFrame({
-    "name": view["label"], "preset": view["preset"], "placement": view["placement"], "dropout": view["rates"],
-    "state": state_text,
-    "epochs": [store.epochs_text(d, t) for d, t in zip(view["epochs_done"], view["epochs_total"])],
+    "name": view["label"], "preset": view["preset"], "placement": view["placement"],
     "best valid": view["best_valid_ppl"], "final valid": view["last_valid_ppl"], "test": view["test_ppl"],
+    "dropout": view["rates"], "state": state_text,
+    "epochs": [store.epochs_text(d, t) for d, t in zip(view["epochs_done"], view["epochs_total"])],
     "wall (min)": view["wall_seconds"] / 60,
     "device": view["device"], "problems": view["problems"], "id": view["run"],
 })
@@ -90,6 +91,7 @@ selection = st.dataframe(
     column_config={
         # in a narrow window the figures are a scroll away: the run's name stays in view beside them
         "name": st.column_config.TextColumn(pinned=True),
+        "preset": st.column_config.TextColumn(width="small"),
         # two decimals, as the README's tables (83.35 would read 83.3 here)
         "best valid": st.column_config.NumberColumn(
             format="%.2f", help="the lowest validation perplexity over the epochs trained"),

@@ -289,6 +289,8 @@ def test_the_runs_table_shows_the_final_models_valid_beside_the_best_epochs(stor
     table = at.dataframe[0].value.set_index("id")
     columns = list(table.columns)
     assert columns[columns.index("best valid"):columns.index("test") + 1] == ["best valid", "final valid", "test"]
+    # the figures before the long columns (rates, other settings): in view at 1024 px without a scroll
+    assert columns[:6] == ["name", "preset", "placement", "best valid", "final valid", "test"]
     assert json.loads(at.dataframe[0].proto.columns)["name"]["pinned"]  # in view while a narrow window scrolls
     overfit = runs.summarize_run(run_dir)
     assert overfit.last_valid_ppl > overfit.best_valid_ppl + 10  # best and final differ: both shown
