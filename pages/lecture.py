@@ -54,7 +54,10 @@ def navigation(where: str) -> None:
 
 
 def show(fig, key: str) -> None:
-    st.plotly_chart(fig, key=key, theme=None, config={"displaylogo": False})
+    """A lecture chart, with the other pages' PNG and HTML downloads (for slides); on a projector
+    (presentation mode) without the HTML button, which would take a line of the screen."""
+    common.show_figure(fig, key, file_stem=key.replace("_", "-"),
+                       download=not st.session_state.get("lecture_present", False))
 
 
 def launch_in_turn(configs: list, request_key: str, ids_key: str) -> None:

@@ -200,11 +200,14 @@ def test_walk_with_real_runs_shows_their_curves(runs, monkeypatch):
     # these runs trained on a tiny corpus, not the vendored Penn Treebank: no bars, and a caption says why
     assert not [t for t in evidence if t["type"] == "bar"]
     assert any("3 run(s) trained on another corpus" in c.value for c in at.caption)
+    assert [b.label for b in at.get("download_button")] == ["Download chart (HTML)"]  # for slides, as elsewhere
+    assert json.loads(at.get("plotly_chart")[0].proto.config)["toImageButtonOptions"]["filename"] == "lecture-evidence"
     at.toggle(key="lecture_present").set_value(True).run()
     assert not at.exception
     assert any("stSidebar" in m.value for m in at.markdown)  # the sidebar is hidden for the projector
     assert not at.title  # and the page title: the step's heading is the slide's
     assert charts(at)[0]["layout"]["font"]["size"] == lecture_plots.PRESENTATION_FONT
+    assert not at.get("download_button")  # a projector's screen is for the chart
 
 
 def test_the_evidence_step_shows_the_shipped_penn_treebank_runs(tmp_path, monkeypatch):

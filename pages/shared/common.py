@@ -228,13 +228,15 @@ def empty_store() -> None:
     st.page_link(PAGE_FILES["launch"], label="Go to Launch", icon=":material/rocket_launch:")
 
 
-def show_figure(fig: go.Figure, key: str, *, file_stem: str | None = None) -> None:
-    """A chart with Plotly's PNG button (mode bar) and a standalone-HTML download under it."""
+def show_figure(fig: go.Figure, key: str, *, file_stem: str | None = None, download: bool = True) -> None:
+    """A chart with Plotly's PNG button (mode bar) and, with `download`, a standalone-HTML download under it."""
     fig = plots.legend_below(fig)  # a legend above the plot wraps onto the title from a few runs on
     st.plotly_chart(fig, key=key, theme=None, config={
         "displaylogo": False,
         "toImageButtonOptions": {"format": "png", "filename": file_stem or key, "scale": 2},
     })
+    if not download:
+        return
     st.download_button(
         "Download chart (HTML)", data=_html_maker(fig), file_name=f"{file_stem or key}.html", mime="text/html",
         key=f"{key}-html", on_click="ignore", icon=":material/download:", type="tertiary",
