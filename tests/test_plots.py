@@ -101,15 +101,18 @@ def test_perplexity_figure_log_y_and_paper_reference_lines():
     assert list(traces(fig, "paper small valid")[0].x) == [1, 4]  # across the data, not off the log axis
     # labelled right of the plot, where no curve runs (on a log axis an annotation's y is log10)
     labels = {a.text: a for a in fig.layout.annotations}
-    assert set(labels) == {"paper small valid 120.7", "paper small test 114.5"}
-    assert labels["paper small valid 120.7"].xref == "paper" and labels["paper small valid 120.7"].x == 1
-    assert labels["paper small valid 120.7"].y == pytest.approx(math.log10(120.7))
-    assert -labels["paper small valid 120.7"].ay > 0 > -labels["paper small test 114.5"].ay  # pixels up
-    assert labels["paper small valid 120.7"].showarrow and labels["paper small valid 120.7"].ax > 0  # a leader
-    assert fig.layout.margin.r >= 8 * len("paper small valid 120.7")
+    # "paper" once, as the labels' heading: at 1024 px each label's characters are taken from the plot
+    assert set(labels) == {"small valid 120.7", "small test 114.5", "paper, Table 1"}
+    heading = labels.pop("paper, Table 1")
+    assert (heading.xref, heading.x, heading.yref, heading.y, heading.showarrow) == ("paper", 1, "paper", 1, False)
+    assert labels["small valid 120.7"].xref == "paper" and labels["small valid 120.7"].x == 1
+    assert labels["small valid 120.7"].y == pytest.approx(math.log10(120.7))
+    assert -labels["small valid 120.7"].ay > 0 > -labels["small test 114.5"].ay  # pixels up
+    assert labels["small valid 120.7"].showarrow and labels["small valid 120.7"].ax == heading.xshift  # aligned
+    assert 8 * len("small valid 120.7") <= fig.layout.margin.r < 8 * len("paper small valid 120.7") + 40
     assert traces(fig, "paper small valid")[0].line.dash != traces(fig, "paper small test")[0].line.dash
     linear = plots.perplexity_figure(epochs_frame(), COLORS, reference_presets=["small"])
-    assert {a.y for a in linear.layout.annotations} == {120.7, 114.5}
+    assert {a.y for a in linear.layout.annotations if a.yref == "y"} == {120.7, 114.5}
     assert not plots.perplexity_figure(epochs_frame(), COLORS).layout.annotations
 
 
@@ -128,7 +131,7 @@ def test_spread_apart_moves_crowded_positions_apart_as_little_as_needed_and_keep
 def test_table_1s_six_paper_lines_get_labels_that_do_not_overlap():
     """medium valid 86.2, large valid 82.2 and medium test 82.7 lie a few pixels apart on a log axis."""
     fig = plots.perplexity_figure(epochs_frame(), COLORS, log_y=True, reference_presets=["small", "medium", "large"])
-    labels = list(fig.layout.annotations)
+    labels = [a for a in fig.layout.annotations if a.yref == "y"]  # the heading aside
     assert len(labels) == 6
     ys = [a.y for a in labels]
     low, high = fig.layout.yaxis.range  # set (log10 units), so that each label's pixel is known
@@ -138,7 +141,7 @@ def test_table_1s_six_paper_lines_get_labels_that_do_not_overlap():
     at = sorted((y - low) * px - a.ay for y, a in zip(ys, labels))  # ay: pixels down from the line's end
     assert all(b - a >= plots.FONT_SIZE + 2 - 1e-6 for a, b in zip(at, at[1:])), at
     by_text = {a.text: a for a in labels}  # far from the rest, a label keeps its own side of its line
-    assert -by_text["paper small valid 120.7"].ay > 0 > -by_text["paper small test 114.5"].ay
+    assert -by_text["small valid 120.7"].ay > 0 > -by_text["small test 114.5"].ay
 
 
 def test_the_perplexity_legend_sits_below_the_plot_clear_of_the_title():

@@ -22,6 +22,7 @@ PAPER_PERPLEXITY: Mapping[str, tuple[float, float]] = {
 }
 
 LEADER_PX = 16  # a paper line's label sits this far right of the plot, joined to its line
+PAPER_LINES_HEADING = "paper, Table 1"  # above the paper lines' labels, which leave out "paper"
 PERPLEXITY_PLOT_PX = 320  # the perplexity chart's plot area, whatever its legend takes
 
 
@@ -68,7 +69,8 @@ def perplexity_figure(
                          dash="dot" if what == "valid" else "dashdot")
             line.update(mode="lines", text=None)  # labelled beside the plot (below): a run that
             data.append(line)                     # reproduces the paper ends on its line
-            labels.append((value, f"paper {preset} {what} {value}", 7 if what == "valid" else -7))
+            # "paper" said once, in the labels' heading: at 1024 px every character is taken from the plot
+            labels.append((value, f"{preset} {what} {value}", 7 if what == "valid" else -7))
     layout = base_layout(title, X_AXES[xcol], "perplexity" + (" (log scale)" if log_y else ""))
     # Two legend entries per run: beside the title they would wrap onto it from three runs on, so
     # they flow below the plot, in a bottom margin sized for them generously (a margin too small
@@ -99,8 +101,12 @@ def perplexity_figure(
              "ax": LEADER_PX, "ay": -(shift + (at - want)),  # pixels from the line's end; ay grows downwards
              "font": {"size": FONT_SIZE - 3, "color": "#555555"}}
             for (value, text, shift), y, want, at in zip(labels, ys, wanted, placed)]
-        layout["margin"]["r"] = max(layout["margin"].get("r", 0),
-                                    10 + LEADER_PX + 8 * max(len(text) for _, text, _ in labels))
+        layout["annotations"].append({  # whose lines: the heading of the labels' column
+            "text": PAPER_LINES_HEADING, "x": 1, "xref": "paper", "xshift": LEADER_PX, "y": 1, "yref": "paper",
+            "xanchor": "left", "yanchor": "bottom", "showarrow": False,
+            "font": {"size": FONT_SIZE - 3, "color": "#555555"}})
+        layout["margin"]["r"] = max(layout["margin"].get("r", 0), 10 + LEADER_PX + 8 * max(
+            len(text) for text in [PAPER_LINES_HEADING, *(text for _, text, _ in labels)]))
     if xcol == "epoch":
         layout["xaxis"].update(epoch_axis(epochs["epoch"]))
     if log_y:
