@@ -393,7 +393,7 @@ def memory_runs(table: pd.DataFrame, limit: int = MEMORY_LINES) -> MemoryPick:
     other = ranked[_at_other_settings(ranked) & ranked["placement"].isin(drawn)]
     labels = _column(other, "label", "")
     other_settings = tuple(  # drawn all the same: a line at other settings is better than none
-        f"{name}: {label or run} ({variant or 'a sweep point'}), no run at the preset's own."
+        f"{name}: {label or run} ({cfg.variant_label(preset, variant) or 'a sweep point'}), no run at the preset's own."
         for name, label, run, variant in zip(other["placement"], labels, other["run"], _column(other, "variant", "")))
     return MemoryPick(preset, tuple(by_placement[name] for name in drawn), tuple(left_out), other_settings)
 

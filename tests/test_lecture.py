@@ -686,7 +686,7 @@ def test_step_three_prefers_the_own_settings_and_the_lowest_seed_over_the_newest
     only_variant = table[table["run"] != "none-s0"][lambda t: t["run"] != "none-s1"]
     fallback = lecture.memory_runs(only_variant)
     assert fallback.runs == ("none-mainlua-s0", "zaremba-s0")  # better than no line, and it says so
-    assert fallback.other_settings == ("none: none-mainlua-s0 (decay_after=5), no run at the preset's own.",)
+    assert fallback.other_settings == ("none: none-mainlua-s0 (main.lua's schedule), no run at the preset's own.",)
     assert pick.other_settings == ()
     assert lecture.memory_runs(pd.DataFrame()) == lecture.MemoryPick(None, (), ())
 
