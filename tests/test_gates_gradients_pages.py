@@ -252,6 +252,6 @@ def test_gradients_page_explains_zoneouts_zero_norm(tmp_path, monkeypatch):
     [caption] = [c.value for c in at.caption if "log axis" in c.value]
     assert "zoned (layer 1 c at k = 0)" in caption and "does not depend on the zoned cell" in caption
     [trace] = figures(at)[-1]["data"]
-    assert trace["name"] == "zoned · layer 1 c"
+    assert (trace["name"], trace["meta"]) == ("zoned", "layer 1 c")  # the run in the legend, the state in hover
     y = np.frombuffer(base64.b64decode(trace["y"]["bdata"]), dtype=trace["y"]["dtype"])
     assert np.isnan(y[0]) and (y[1:] > 0).all()  # k = 0 left out of the log axis: a gap, not a plunge
