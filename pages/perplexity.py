@@ -24,7 +24,8 @@ x = c1.segmented_control("x axis", list(plots.X_AXES), format_func=plots.X_AXES.
                          required=True, key="ppl_x")
 log_y = c2.toggle("log y", value=True, key="ppl_log")
 paper = c3.toggle("paper lines", value=True, key="ppl_paper",  # short: a third of the page at 1024 px
-                  help="Zaremba et al. 2014, Table 1: valid/test perplexity for runs of the small, medium and large presets: "
+                  help="Zaremba et al. 2014, Table 1: valid/test perplexity for runs of the small, medium and large "
+                       "presets: "
                        f"its models, {paper_models}; a run with other dropout is drawn against the paper's model "
                        "of its size all the same. "
                        "Its main.lua prints valid about 1-1.5% low (it divides by a fraction of a window more than "

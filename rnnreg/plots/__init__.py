@@ -41,7 +41,8 @@ from rnnreg.plots.sweeps import (
 from rnnreg.plots.tables import config_diff, flatten_config, results_latex, results_markdown
 
 __all__ = [
-    "DASHES", "GLYPHS", "PALETTE", "VIRIDIS", "assign_colors", "marker_symbols", "natural_key", "PAPER_PERPLEXITY", "PERPLEXITY_PLOT_PX",
+    "DASHES", "GLYPHS", "PALETTE", "VIRIDIS", "assign_colors", "marker_symbols", "natural_key", "PAPER_PERPLEXITY",
+    "PERPLEXITY_PLOT_PX",
     "gap_figure", "loss_figure", "perplexity_figure", "recall_figure", "smooth", "spread_apart", "GATE_NAMES", "GATES",
     "gate_heatmap_figure", "gate_histogram_figure", "saturation_figure", "clipped_fraction_figure",
     "grad_norm_figure", "grad_through_time_figure", "layer_grad_figure", "FONT_SIZE", "LINE_WIDTH", "VALIDATE_ENV",
