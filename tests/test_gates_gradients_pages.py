@@ -210,7 +210,7 @@ def test_past_the_palette_the_sidebar_says_colours_repeat(tmp_path, monkeypatch)
     glyph = {m.value.split("</span> ")[1]: m.value.split(">")[1][0] for m in at.sidebar.markdown
              if "</span> many" in m.value}
     assert sorted(glyph.values()) == ["■"] + ["●"] * 16  # one run shares a colour ...
-    assert glyph == {run: plots.GLYPHS[shape] for run, shape in symbol.items()}  # ... and its list shape is its markers'
+    assert glyph == {run: plots.GLYPHS[shape] for run, shape in symbol.items()}  # ... the list shows its markers
 
 
 def test_gates_page_notes_a_shorter_run_in_its_own_column(tmp_path, monkeypatch):
