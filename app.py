@@ -1,10 +1,15 @@
 """rnnreg dashboard: `streamlit run app.py` (runs from $RNNREG_RUNS_DIR, else runs/)."""
 
+from pathlib import Path
+
 import streamlit as st
 
 from pages.shared.warmup import prefetch_plotly
 
-st.set_page_config(page_title="rnnreg: dropout in LSTMs", page_icon=":material/monitoring:", layout="wide")
+# A file served by the app itself: a ":material/...:" favicon is fetched from fonts.gstatic.com,
+# which a lecture hall without internet does not reach.
+FAVICON = Path(__file__).parent / "pages" / "shared" / "favicon.png"
+st.set_page_config(page_title="rnnreg: dropout in LSTMs", page_icon=str(FAVICON), layout="wide")
 prefetch = prefetch_plotly()  # before the heavy imports below: the browser compiles Plotly meanwhile
 
 from pages.shared import common  # noqa: E402  (pandas, the run store)

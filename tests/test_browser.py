@@ -183,6 +183,8 @@ def test_a_deep_link_on_a_fresh_server_gets_the_whole_app(runs_dir, tmp_path):
     """Streamlit's legacy pages/ discovery would run pages/gates.py without app.py here."""
     with dashboard_in_chromium(runs_dir, tmp_path / "streamlit.log") as (url, browser):
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        elsewhere: list[str] = []  # a lecture hall may have no internet: the app asks nothing of it
+        page.on("request", lambda r: elsewhere.append(r.url) if not r.url.startswith((url, "data:", "blob:")) else None)
         page.goto(f"{url}/gates")  # the very first request this server sees
         wait_until_settled(page, charts=0)
         page.get_by_role("heading", name="Gates").first.wait_for(timeout=30_000)
@@ -191,6 +193,9 @@ def test_a_deep_link_on_a_fresh_server_gets_the_whole_app(runs_dir, tmp_path):
         nav = page.locator("[data-testid='stSidebarNav']").inner_text()
         assert "Compare two runs" in nav and "shared" not in nav, nav
         assert page.locator("[data-testid='stException']").count() == 0
+        icons = page.eval_on_selector_all("link[rel~='icon']", "links => links.map(l => l.href)")
+        assert icons and all(href.startswith(url) for href in icons), icons  # the app's own favicon.png
+        assert not elsewhere, elsewhere
 
 
 def test_the_run_picked_to_delete_is_the_run_deleted_after_its_state_changes(tmp_path):
