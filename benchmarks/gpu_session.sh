@@ -118,7 +118,7 @@ $PY benchmarks/gpu_runs.py --runs-dir "$runs" --deadline $(( $(left) - 25 )) --c
   --mc medium-variational-s0=100,1000 --mc medium-variational-s1=1000 \
   --mc medium-variational-gal-0.3-0.5-s0=100 --mc medium-variational-gal-0.2-0.4-s0=100 \
   --mc medium-variational-untied-gal-0.3-0.5-s0=100 --mc medium-moon-s0=20 \
-  ${RUNS:-medium-none-s0:medium:none:-:0 medium-both-s0:medium:both:-:0 \
+  ${RUNS:-medium-both-s0:medium:both:-:0 \
     medium-zoneout-s0:medium:zoneout:-:0 medium-weight-drop-s0:medium:weight-drop:-:0 \
     medium-semeniuta-s0:medium:semeniuta:-:0 medium-moon-s0:medium:moon:-:0 \
     medium-variational-gal-0.3-0.5-s0:medium:variational:0.5:0:$GAL_03 \
