@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
 import random
 from pathlib import Path
@@ -17,6 +18,17 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 # Every figure the suite builds, here and in the dashboard servers it starts, is validated by
 # Plotly (the dashboard itself skips that for speed: rnnreg.plots.layout.build_figure).
 os.environ["RNNREG_VALIDATE_FIGURES"] = "1"
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def load_benchmark(name: str):
+    """benchmarks/<name>.py as a module (the scripts are not a package)."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
 
 TINY_WORDS = "the cat sat on a mat while the dog ran to the red ball and a bird sang".split()
 

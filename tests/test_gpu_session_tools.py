@@ -4,7 +4,6 @@ A lent GPU gives a session about ten minutes of one command; these are checked h
 none of it is spent finding a bug in them there.
 """
 
-import importlib.util
 import json
 import os
 import re
@@ -18,15 +17,13 @@ import pytest
 import torch
 
 from rnnreg.bench_share import parse_levels, run_share_bench
+from tests.conftest import load_benchmark
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def load_gpu_runs():
-    spec = importlib.util.spec_from_file_location("gpu_runs", REPO / "benchmarks" / "gpu_runs.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("gpu_runs")
 
 
 def rnnreg(*args: str) -> subprocess.CompletedProcess:
