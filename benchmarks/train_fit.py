@@ -1,7 +1,7 @@
 """How well do a run's final weights fit the training text?  (A measurement, not a test.)
 
-    python benchmarks/train_fit.py RUN [--runs-dir DIR] [--split train] [--online-windows N]
-        [--lr LR ...] [--threads 1]
+    python benchmarks/train_fit.py RUN [--runs-dir DIR] [--data DIR] [--split train]
+        [--online-windows N] [--lr LR ...] [--threads 1]
 
 The training perplexity a run records for an epoch is measured on the fly: each window is scored
 by the weights of that moment, just after SGD steps on the windows before it, and the scores are
@@ -39,8 +39,8 @@ sys.path.insert(0, str(REPO))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from rnnreg.data import batchify, load_corpus, windows  # noqa: E402
-from rnnreg.inspect_model import InspectError, load_run_model  # noqa: E402
+from rnnreg.data import DataError, batchify, windows  # noqa: E402
+from rnnreg.inspect_model import InspectError, load_run_corpus, load_run_model  # noqa: E402
 from rnnreg.model import LanguageModel  # noqa: E402
 from rnnreg.runs import RunStoreError, find_run_dir, read_jsonl, runs_root  # noqa: E402
 from rnnreg.steps import train_on_window  # noqa: E402
@@ -112,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run", metavar="RUN", help="run id (or a run directory) with a checkpoint")
     parser.add_argument("--runs-dir", default=None, help="runs root (default: $RNNREG_RUNS_DIR, else runs/)")
+    parser.add_argument("--data", default=None, metavar="DIR",
+                        help="the corpus (default: the run's own data directory, or the vendored PTB for a run made elsewhere)")
     parser.add_argument("--split", choices=SPLITS, default="train")
     parser.add_argument("--online-windows", type=int, default=0, metavar="N",
                         help="also score the first N training windows with online SGD steps (default 0: skip)")
@@ -121,15 +123,23 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.online_windows < 0:
         parser.error(f"--online-windows: must be >= 0, got {args.online_windows}")
+    if args.threads < 1:
+        parser.error(f"--threads: must be >= 1, got {args.threads}")
+    if any(lr < 0 for lr in args.lr or []):
+        parser.error(f"--lr: must be >= 0, got {min(args.lr)}")
     torch.set_num_threads(args.threads)
     try:
         run_dir = Path(args.run) if Path(args.run).is_dir() else find_run_dir(runs_root(args.runs_dir), args.run)
         run = load_run_model(run_dir)
-    except (RunStoreError, InspectError) as err:
+        corpus = load_run_corpus(run, args.data)
+    except (RunStoreError, InspectError, DataError) as err:
         print(f"train_fit: {err}", file=sys.stderr)
         return 2
+    if tuple(corpus.vocab.words) != tuple(run.vocab.words):
+        print(f"train_fit: run {run_dir.name}: the corpus's vocabulary is not the one the run was trained on",
+              file=sys.stderr)
+        return 2
     t = run.config.train
-    corpus = load_corpus(run.config.data_dir)
     record = recorded_epoch(run_dir, run.epoch)
     print(f"{run_dir.name}: {run.config.dropout.placement}, weights after epoch {run.epoch} "
           f"({run.weights_dtype}), batch {t.batch_size}, bptt {t.bptt}")

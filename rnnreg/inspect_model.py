@@ -1,6 +1,7 @@
 """Poke a trained model: run text through a finished run's checkpoint.
 
     load_run_model(run_dir)  config.json + vocab.json + checkpoint.safetensors -> a model in eval mode
+    load_run_corpus(...)     the corpus the run was trained on, here or where it was made
     inspect_text(...)        per word: the top next-word predictions and the gates of every layer
     generate(...)            sample a continuation of a prompt
 
@@ -21,11 +22,11 @@ import pandas as pd
 import torch
 
 from rnnreg.checkpoint import CheckpointError, load_checkpoint
-from rnnreg.config import ConfigError, RunConfig, from_dict
-from rnnreg.data import EOS, UNK, Vocabulary
+from rnnreg.config import DEFAULT_DATA_DIR, ConfigError, RunConfig, from_dict
+from rnnreg.data import EOS, UNK, Corpus, Vocabulary, load_corpus
 from rnnreg.lstm import GATES
 from rnnreg.model import LanguageModel
-from rnnreg.runs import CHECKPOINT_FILE, CONFIG_FILE, VOCAB_FILE, read_json
+from rnnreg.runs import CHECKPOINT_FILE, CONFIG_FILE, VOCAB_FILE, corpus_of, read_json
 
 MODEL_PREFIX = "model."  # checkpoint tensor names: model.<state_dict key>, rng.*
 
@@ -80,6 +81,27 @@ def load_run_model(run_dir: str | os.PathLike[str]) -> RunModel:
         raise InspectError(f"run {run_dir.name}: checkpoint does not fit its config ({str(err)[:200]})") from None
     model.eval()
     return RunModel(run_dir, config, vocab, model, int(state.get("epoch", 0)), str(state.get("weights_dtype", "float32")))
+
+
+def load_run_corpus(run: RunModel, data_dir: str | os.PathLike[str] | None = None) -> Corpus:
+    """The corpus `run` was trained on: `data_dir` if given, else the directory its config names.
+
+    A run made on another machine (the shipped reference runs, a run copied from a GPU box)
+    names a directory that is not here; if its recorded checksums are the vendored Penn
+    Treebank's, that copy serves.  Otherwise InspectError names the missing directory.
+    DataError if the directory is there but holds no corpus.
+    """
+    if data_dir is not None:
+        return load_corpus(data_dir)
+    recorded = Path(run.config.data_dir)
+    if recorded.is_dir():
+        return load_corpus(recorded)
+    doc, _problem = read_json(run.run_dir / CONFIG_FILE)
+    checksums = ((doc or {}).get("environment") or {}).get("data_sha256")
+    if corpus_of(checksums) == "penn-treebank":
+        return load_corpus(DEFAULT_DATA_DIR)
+    raise InspectError(f"run {run.run_dir.name} was trained on {recorded}, which is not on this machine "
+                       "(and its checksums are not the vendored Penn Treebank's); pass --data DIR")
 
 
 def tokenize(text: str) -> list[str]:

@@ -35,9 +35,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from rnnreg.data import batchify, load_corpus, windows
+from rnnreg.data import batchify, windows
 from rnnreg.dropout.masks import FrozenMasks, frozen_masks
-from rnnreg.inspect_model import InspectError, load_run_model
+from rnnreg.inspect_model import InspectError, load_run_corpus, load_run_model
 from rnnreg.model import LanguageModel
 from rnnreg.runs import RunWriter, read_json, utc_now
 
@@ -131,8 +131,9 @@ def evaluate_run(run_dir: str | os.PathLike[str], samples: int, device: torch.de
                  masks: str = "stream", word_dropout: bool = False) -> MCResult:
     """MC and deterministic test perplexity of a finished run's final weights (not recorded).
 
-    The corpus is the run's own data directory unless `data_dir` is given; its vocabulary
-    must be the one the run was trained on.
+    The corpus is the run's own data directory unless `data_dir` is given (or, for a run made
+    elsewhere on the Penn Treebank, the vendored copy); its vocabulary must be the one the run
+    was trained on.
     """
     run_dir = Path(run_dir)
     status, _problem = read_json(run_dir / "status.json")
@@ -141,12 +142,12 @@ def evaluate_run(run_dir: str | os.PathLike[str], samples: int, device: torch.de
         raise EvaluateError(f"run {run_dir.name} is {state}; only a finished run's checkpoint holds its final weights")
     try:
         run = load_run_model(run_dir)
+        if run.config.task != "lm":
+            raise EvaluateError(f"run {run_dir.name} is a {run.config.task!r} task run; evaluate measures "
+                                "language-model perplexity (task lm)")
+        corpus = load_run_corpus(run, data_dir)
     except InspectError as err:
         raise EvaluateError(str(err)) from None
-    if run.config.task != "lm":
-        raise EvaluateError(f"run {run_dir.name} is a {run.config.task!r} task run; evaluate measures "
-                            "language-model perplexity (task lm)")
-    corpus = load_corpus(data_dir or run.config.data_dir)
     if tuple(run.vocab.words) != tuple(corpus.vocab.words):
         raise EvaluateError(f"run {run_dir.name}: the corpus's vocabulary is not the one the run was trained on")
     t = run.config.train

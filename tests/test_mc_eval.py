@@ -16,8 +16,8 @@ from rnnreg.config import to_dict
 from rnnreg.data import batchify, load_corpus
 from rnnreg.dropout.embedding import column_word_masks
 from rnnreg.dropout.masks import FrozenMasks
-from rnnreg.inspect_model import load_run_model
-from rnnreg.runs import RunWriter, load_run, read_jsonl
+from rnnreg.inspect_model import load_run_corpus, load_run_model
+from rnnreg.runs import RunWriter, load_run, penn_treebank_checksums, read_jsonl
 from tests.conftest import tiny_config, write_tiny_corpus
 
 
@@ -264,3 +264,32 @@ def test_cli_evaluate_refuses_a_corpus_with_another_vocabulary(runs, tmp_path, c
                  "--data", str(other)]) == 2
     assert "not the one the run was trained on" in capsys.readouterr().err
     assert json.loads((runs["none"] / "status.json").read_text())["state"] == "finished"
+
+
+def _made_elsewhere(run_dir, tmp_path, checksums=None):
+    """A copy of a run whose recorded corpus directory is not on this machine, as a shipped run's is not."""
+    moved = tmp_path / "elsewhere" / run_dir.name
+    shutil.copytree(run_dir, moved)
+    doc = json.loads((moved / "config.json").read_text())
+    doc["config"]["data_dir"] = str(tmp_path / "the-gpu-box" / "data" / "ptb")
+    if checksums is not None:
+        doc["environment"]["data_sha256"] = checksums
+    (moved / "config.json").write_text(json.dumps(doc))
+    return moved
+
+
+def test_a_run_made_elsewhere_on_another_corpus_names_the_missing_directory(runs, tmp_path, capsys):
+    moved = _made_elsewhere(runs["none"], tmp_path)
+    assert main(["evaluate", str(moved), "--mc-samples", "1", "--no-record"]) == 2
+    err = capsys.readouterr().err
+    assert "the-gpu-box" in err and "not on this machine" in err and "--data DIR" in err
+    recorded = load_run(runs["root"], runs["none"].name).summary.test_ppl
+    given = mc_eval.evaluate_run(moved, 1, torch.device("cpu"), data_dir=runs["corpus"])  # --data still serves
+    assert given.test_ppl == pytest.approx(recorded, rel=1e-5)
+
+
+def test_a_run_made_elsewhere_on_the_penn_treebank_reads_the_vendored_copy(runs, tmp_path):
+    ptb = penn_treebank_checksums()
+    assert set(ptb) == {"train", "valid", "test"}  # the vendored copy is there to fall back on
+    corpus = load_run_corpus(load_run_model(_made_elsewhere(runs["none"], tmp_path, checksums=ptb)))
+    assert corpus.checksums == ptb and len(corpus.vocab.words) == 10_000

@@ -85,6 +85,10 @@ def test_command_names_what_is_wrong(run_dir, tmp_path, capsys):
     with pytest.raises(SystemExit) as bad:
         train_fit.main([str(run_dir), "--online-windows", "-1"])
     assert bad.value.code == 2 and "--online-windows" in capsys.readouterr().err
+    for argv, name in ((["--threads", "0"], "--threads"), (["--lr", "-0.1"], "--lr")):
+        with pytest.raises(SystemExit) as bad:
+            train_fit.main([str(run_dir), *argv])
+        assert bad.value.code == 2 and name in capsys.readouterr().err
     with pytest.raises(SystemExit) as bad:
         train_fit.main([str(run_dir), "--split", "test"])
     assert bad.value.code == 2 and "invalid choice" in capsys.readouterr().err
