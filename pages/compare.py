@@ -81,7 +81,7 @@ if (rows.loc[[a, b], "task"] == "memory").all():  # judged by the keys it recall
     common.show_figure(plots.recall_figure(epochs, colors), key="cmp_recall", file_stem="compare-recall")
 log_y = st.toggle("log y", value=True, key="cmp_log")
 common.show_figure(plots.perplexity_figure(epochs, colors, log_y=log_y,
-                                           title="Train (dashed) and valid (solid) perplexity"),
+                                           title=f"Train (dashed) and valid (solid) perplexity<br><sup>{plots.TRAIN_NOTE}</sup>"),
                    key="cmp_curves", file_stem="compare-perplexity")
 
 st.subheader("Settings that differ")

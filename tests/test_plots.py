@@ -157,6 +157,12 @@ def test_perplexity_figure_rejects_unknown_axis_and_handles_empty():
     assert not empty.data and "No finished epoch" in empty.layout.annotations[0].text
 
 
+def test_the_perplexity_chart_says_what_its_train_curve_is():
+    # an epoch's average as it trained, not the final weights' fit (README: medium none, 6.05 vs 11.96)
+    fig = plots.perplexity_figure(epochs_frame(), COLORS)
+    assert "train: the epoch's average, dropout on" in fig.layout.title.text
+
+
 def test_gap_is_valid_minus_train():
     df = epochs_frame()
     fig = plots.gap_figure(df, COLORS)

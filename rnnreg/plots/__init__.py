@@ -24,7 +24,7 @@ share.  Pages use the names re-exported here (`plots.perplexity_figure`).
 
 from rnnreg.plots.colors import DASHES, GLYPHS, PALETTE, VIRIDIS, assign_colors, marker_symbols, natural_key
 from rnnreg.plots.curves import (
-    PAPER_PERPLEXITY, PERPLEXITY_PLOT_PX, gap_figure, loss_figure, perplexity_figure, recall_figure, smooth,
+    PAPER_PERPLEXITY, PERPLEXITY_PLOT_PX, TRAIN_NOTE, gap_figure, loss_figure, perplexity_figure, recall_figure, smooth,
     spread_apart,
 )
 from rnnreg.plots.gates import GATE_NAMES, GATES, gate_heatmap_figure, gate_histogram_figure, saturation_figure
@@ -42,7 +42,7 @@ from rnnreg.plots.tables import config_diff, flatten_config, results_latex, resu
 
 __all__ = [
     "DASHES", "GLYPHS", "PALETTE", "VIRIDIS", "assign_colors", "marker_symbols", "natural_key", "PAPER_PERPLEXITY",
-    "PERPLEXITY_PLOT_PX",
+    "PERPLEXITY_PLOT_PX", "TRAIN_NOTE",
     "gap_figure", "loss_figure", "perplexity_figure", "recall_figure", "smooth", "spread_apart", "GATE_NAMES", "GATES",
     "gate_heatmap_figure", "gate_histogram_figure", "saturation_figure", "clipped_fraction_figure",
     "grad_norm_figure", "grad_through_time_figure", "layer_grad_figure", "FONT_SIZE", "LINE_WIDTH", "VALIDATE_ENV",

@@ -26,6 +26,10 @@ PAPER_LINES_HEADING = "paper, Table 1"  # above the paper lines' labels, which l
 PERPLEXITY_PLOT_PX = 320  # the perplexity chart's plot area, whatever its legend takes
 
 
+# What a run's train perplexity is: the average over an epoch of each window's loss as it trained
+# (the weights moving, dropout on), not the fit of the final weights (README, Results: medium `none`).
+TRAIN_NOTE = "train: the epoch's average, dropout on"
+
 def perplexity_figure(
     epochs: pd.DataFrame,
     colors: Mapping[str, str],
@@ -33,7 +37,7 @@ def perplexity_figure(
     x: str = "epoch",
     log_y: bool = False,
     reference_presets: Sequence[str] = (),
-    title: str = "Perplexity: train (dashed) and validation (solid)",
+    title: str = f"Perplexity: train (dashed) and validation (solid)<br><sup>{TRAIN_NOTE}</sup>",
 ) -> go.Figure:
     """Train (dashed) and valid (solid) perplexity per epoch, one colour per run.
 
@@ -170,7 +174,7 @@ def gap_figure(epochs: pd.DataFrame, colors: Mapping[str, str], *, x: str = "epo
         "hovertemplate": f"{label}: %{{y:.1f}}<extra></extra>",
     } for run, label, rows in by_run(epochs, "epoch")]
     # train perplexity is the epoch's running average with dropout on: a regularised run can sit below 0
-    note = "train: the epoch's average, dropout on"
+    note = TRAIN_NOTE
     gaps = epochs["valid_ppl"] - epochs["train_ppl"]
     later = gaps[epochs["epoch"] > 1].dropna()
     low, high = (later.min(), later.max()) if len(later) else (0.0, 0.0)
