@@ -113,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run", metavar="RUN", help="run id (or a run directory) with a checkpoint")
     parser.add_argument("--runs-dir", default=None, help="runs root (default: $RNNREG_RUNS_DIR, else runs/)")
     parser.add_argument("--data", default=None, metavar="DIR",
-                        help="the corpus (default: the run's own data directory, or the vendored PTB for a run made elsewhere)")
+                        help="the corpus (default: the run's own data directory, or for a run made "
+                             "elsewhere the vendored PTB)")
     parser.add_argument("--split", choices=SPLITS, default="train")
     parser.add_argument("--online-windows", type=int, default=0, metavar="N",
                         help="also score the first N training windows with online SGD steps (default 0: skip)")

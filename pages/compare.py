@@ -80,8 +80,8 @@ epochs = common.frames([a, b], "epochs")
 if (rows.loc[[a, b], "task"] == "memory").all():  # judged by the keys it recalls
     common.show_figure(plots.recall_figure(epochs, colors), key="cmp_recall", file_stem="compare-recall")
 log_y = st.toggle("log y", value=True, key="cmp_log")
-common.show_figure(plots.perplexity_figure(epochs, colors, log_y=log_y,
-                                           title=f"Train (dashed) and valid (solid) perplexity<br><sup>{plots.TRAIN_NOTE}</sup>"),
+title = f"Train (dashed) and valid (solid) perplexity<br><sup>{plots.TRAIN_NOTE}</sup>"
+common.show_figure(plots.perplexity_figure(epochs, colors, log_y=log_y, title=title),
                    key="cmp_curves", file_stem="compare-perplexity")
 
 st.subheader("Settings that differ")

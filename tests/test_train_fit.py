@@ -75,7 +75,8 @@ def test_command_prints_the_fit_beside_the_recorded_figures(run_dir, capsys):
     out = capsys.readouterr().out
     epochs = read_jsonl(run_dir / "metrics.jsonl", kind="epoch")
     assert f"weights after epoch {len(epochs)}" in out
-    assert f"recorded training perplexity of epoch {len(epochs)} (scored on the fly): {epochs[-1]['train_ppl']:.2f}" in out
+    recorded = f"recorded training perplexity of epoch {len(epochs)} (scored on the fly): {epochs[-1]['train_ppl']:.2f}"
+    assert recorded in out
     assert f"fixed weights on valid: ppl {epochs[-1]['valid_ppl']:.2f}" in out
     assert "first 3 training windows, online steps at lr 0:" in out
     assert "first 3 training windows, online steps at lr 0.5:" in out

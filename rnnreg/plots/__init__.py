@@ -24,8 +24,8 @@ share.  Pages use the names re-exported here (`plots.perplexity_figure`).
 
 from rnnreg.plots.colors import DASHES, GLYPHS, PALETTE, VIRIDIS, assign_colors, marker_symbols, natural_key
 from rnnreg.plots.curves import (
-    PAPER_PERPLEXITY, PERPLEXITY_PLOT_PX, TRAIN_NOTE, gap_figure, loss_figure, perplexity_figure, recall_figure, smooth,
-    spread_apart,
+    PAPER_PERPLEXITY, PERPLEXITY_PLOT_PX, TRAIN_NOTE, gap_figure, loss_figure, perplexity_figure, recall_figure,
+    smooth, spread_apart,
 )
 from rnnreg.plots.gates import GATE_NAMES, GATES, gate_heatmap_figure, gate_histogram_figure, saturation_figure
 from rnnreg.plots.gradients import (

@@ -24,11 +24,10 @@ PAPER_PERPLEXITY: Mapping[str, tuple[float, float]] = {
 LEADER_PX = 16  # a paper line's label sits this far right of the plot, joined to its line
 PAPER_LINES_HEADING = "paper, Table 1"  # above the paper lines' labels, which leave out "paper"
 PERPLEXITY_PLOT_PX = 320  # the perplexity chart's plot area, whatever its legend takes
-
-
 # What a run's train perplexity is: the average over an epoch of each window's loss as it trained
 # (the weights moving, dropout on), not the fit of the final weights (README, Results: medium `none`).
 TRAIN_NOTE = "train: the epoch's average, dropout on"
+
 
 def perplexity_figure(
     epochs: pd.DataFrame,
