@@ -22,11 +22,11 @@ import pandas as pd
 import torch
 
 from rnnreg.checkpoint import CheckpointError, load_checkpoint
-from rnnreg.config import DEFAULT_DATA_DIR, ConfigError, RunConfig, from_dict
+from rnnreg.config import ConfigError, RunConfig, from_dict
 from rnnreg.data import EOS, UNK, Corpus, Vocabulary, load_corpus
 from rnnreg.lstm import GATES
 from rnnreg.model import LanguageModel
-from rnnreg.runs import CHECKPOINT_FILE, CONFIG_FILE, VOCAB_FILE, corpus_of, read_json
+from rnnreg.runs import CHECKPOINT_FILE, CONFIG_FILE, VOCAB_FILE, corpus_dir, read_json
 
 MODEL_PREFIX = "model."  # checkpoint tensor names: model.<state_dict key>, rng.*
 
@@ -93,15 +93,12 @@ def load_run_corpus(run: RunModel, data_dir: str | os.PathLike[str] | None = Non
     """
     if data_dir is not None:
         return load_corpus(data_dir)
-    recorded = Path(run.config.data_dir)
-    if recorded.is_dir():
-        return load_corpus(recorded)
     doc, _problem = read_json(run.run_dir / CONFIG_FILE)
-    checksums = ((doc or {}).get("environment") or {}).get("data_sha256")
-    if corpus_of(checksums) == "penn-treebank":
-        return load_corpus(DEFAULT_DATA_DIR)
-    raise InspectError(f"run {run.run_dir.name} was trained on {recorded}, which is not on this machine "
-                       "(and its checksums are not the vendored Penn Treebank's); pass --data DIR")
+    found = corpus_dir(run.config.data_dir, ((doc or {}).get("environment") or {}).get("data_sha256"))
+    if found is None:
+        raise InspectError(f"run {run.run_dir.name} was trained on {run.config.data_dir}, which is not on this "
+                           "machine (and its checksums are not the vendored Penn Treebank's); pass --data DIR")
+    return load_corpus(found)
 
 
 def tokenize(text: str) -> list[str]:

@@ -43,6 +43,7 @@ from rnnreg.runs import (
     RESUMABLE_STATES,
     RunStoreError,
     RunWriter,
+    corpus_dir,
     effective_state,
     find_run_dir,
     resume_refusal,
@@ -285,16 +286,26 @@ def resume_from_cli(args: argparse.Namespace, stop: StopFlag) -> int:
     if refusal:
         raise RunStoreError(f"cannot resume {args.resume}: {refusal}")
     writer = RunWriter.open(run_dir)
+    recorded = writer.read_config()
+    environment = recorded.get("environment") if isinstance(recorded.get("environment"), dict) else {}
     try:
-        config = from_dict(writer.read_config().get("config") or {})
+        config = from_dict(recorded.get("config") or {})
     except ConfigError as err:
         raise RunStoreError(f"cannot resume {writer.id}: invalid config.json: {err}") from None
+    if config.task == "lm":
+        # A run copied from another machine names a directory that is not here; the vendored PTB
+        # serves if the run recorded its checksums (and the check below compares them again).
+        found = corpus_dir(config.data_dir, environment.get("data_sha256"))
+        if found is None:
+            raise RunStoreError(f"cannot resume {writer.id}: its corpus {config.data_dir} is not on this machine; "
+                                "put it back there (config.json's data_dir)")
+        config = dataclasses.replace(config, data_dir=str(found))
     try:
         trainer = prepare(config, stop)
     except ValueError as err:
         raise RunStoreError(f"cannot resume {writer.id}: {err}") from None
     if os.path.lexists(writer.checkpoint_path):
-        changed = _changed_splits(writer.read_config().get("environment"), trainer.corpus.checksums)
+        changed = _changed_splits(environment, trainer.corpus.checksums)
         if changed:  # its trained epochs saw other text: going on would mix two corpora in one run
             raise RunStoreError(f"cannot resume {writer.id}: its corpus is not the one its epochs trained on "
                                 f"(the sha256 of {', '.join(changed)} differs from config.json's record); "

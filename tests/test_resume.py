@@ -311,3 +311,39 @@ def test_rewind_keeps_completed_epochs_only(tmp_path, corpus):
     assert read_jsonl(writer.metrics_path) == [{"kind": "note"}]
     assert list_runs(tmp_path)[0].problems == ()
     assert read_json(writer.status_path)[0]["state"] == "queued"
+
+
+def _copied_from_elsewhere(writer: RunWriter, checksums: dict[str, str] | None) -> None:
+    """As if the run had been made on a machine whose corpus directory this one does not have."""
+    doc = writer.read_config()
+    doc["config"]["data_dir"] = "/the-gpu-box/rnnreg/data/ptb"
+    if checksums is not None:
+        doc.setdefault("environment", {})["data_sha256"] = checksums
+    writer.config_path.write_text(json.dumps(doc))
+    writer.set_status("running", pid=2 ** 22 + 12345)  # its process is gone: interrupted
+    assert state(writer) == "interrupted"
+
+
+def test_a_run_copied_from_another_machine_resumes_on_the_vendored_penn_treebank(tmp_path):
+    from rnnreg.config import DEFAULT_DATA_DIR
+    from rnnreg.runs import penn_treebank_checksums
+
+    root = tmp_path / "runs"
+    # died in its first epoch (no checkpoint yet); a few hundred tokens of PTB keep it quick
+    writer = RunWriter.create(root, to_dict(tiny_config(DEFAULT_DATA_DIR, epochs=1, max_train_tokens=400,
+                                                        max_eval_tokens=400)))
+    _copied_from_elsewhere(writer, penn_treebank_checksums())
+    assert cli.main(["train", "--resume", writer.id, "--runs-dir", str(root)]) == 0
+    assert state(writer) == "finished"
+    assert writer.read_config()["environment"]["data_sha256"] == penn_treebank_checksums()
+    assert writer.read_config()["config"]["data_dir"] == "/the-gpu-box/rnnreg/data/ptb"  # its record stays
+
+
+def test_a_run_copied_from_another_machine_on_another_corpus_says_where_its_corpus_was(corpus, tmp_path, capsys):
+    root = tmp_path / "runs"
+    writer = new_run(root, corpus)
+    _copied_from_elsewhere(writer, None)
+    before = digest(writer.dir)
+    err = resume_error(root, writer.id, capsys)
+    assert "its corpus /the-gpu-box/rnnreg/data/ptb is not on this machine" in err
+    assert digest(writer.dir) == before and state(writer) == "interrupted"
