@@ -88,17 +88,19 @@ def load_run_corpus(run: RunModel, data_dir: str | os.PathLike[str] | None = Non
 
     A run made on another machine (the shipped reference runs, a run copied from a GPU box)
     names a directory that is not here; if its recorded checksums are the vendored Penn
-    Treebank's, that copy serves.  Otherwise InspectError names the missing directory.
-    DataError if the directory is there but holds no corpus.
+    Treebank's, that copy serves.  Otherwise InspectError names the missing directory; also
+    where the corpus's vocabulary is not the run's.  DataError if the directory holds no corpus.
     """
-    if data_dir is not None:
-        return load_corpus(data_dir)
-    doc, _problem = read_json(run.run_dir / CONFIG_FILE)
-    found = corpus_dir(run.config.data_dir, ((doc or {}).get("environment") or {}).get("data_sha256"))
-    if found is None:
-        raise InspectError(f"run {run.run_dir.name} was trained on {run.config.data_dir}, which is not on this "
-                           "machine (and its checksums are not the vendored Penn Treebank's); pass --data DIR")
-    return load_corpus(found)
+    if data_dir is None:
+        doc, _problem = read_json(run.run_dir / CONFIG_FILE)
+        data_dir = corpus_dir(run.config.data_dir, (doc or {}).get("environment"))
+        if data_dir is None:
+            raise InspectError(f"run {run.run_dir.name} was trained on {run.config.data_dir}, which is not on this "
+                               "machine (and its checksums are not the vendored Penn Treebank's); pass --data DIR")
+    corpus = load_corpus(data_dir)
+    if tuple(corpus.vocab.words) != tuple(run.vocab.words):
+        raise InspectError(f"run {run.run_dir.name}: the corpus's vocabulary is not the one the run was trained on")
+    return corpus
 
 
 def tokenize(text: str) -> list[str]:

@@ -295,7 +295,7 @@ def resume_from_cli(args: argparse.Namespace, stop: StopFlag) -> int:
     if config.task == "lm":
         # A run copied from another machine names a directory that is not here; the vendored PTB
         # serves if the run recorded its checksums (and the check below compares them again).
-        found = corpus_dir(config.data_dir, environment.get("data_sha256"))
+        found = corpus_dir(config.data_dir, environment)
         if found is None:
             raise RunStoreError(f"cannot resume {writer.id}: its corpus {config.data_dir} is not on this machine; "
                                 "put it back there (config.json's data_dir)")

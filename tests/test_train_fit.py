@@ -93,6 +93,10 @@ def test_command_names_what_is_wrong(run_dir, tmp_path, capsys):
     with pytest.raises(SystemExit) as bad:
         train_fit.main([str(run_dir), "--split", "test"])
     assert bad.value.code == 2 and "invalid choice" in capsys.readouterr().err
+    other = write_tiny_corpus(tmp_path / "other", lines=40, seed=5)
+    (other / "train.txt").write_text("completely different words here\n" * 20)
+    assert train_fit.main([str(run_dir), "--data", str(other)]) == 2
+    assert "vocabulary is not the one the run was trained on" in capsys.readouterr().err
     empty = tmp_path / "no-checkpoint"
     empty.mkdir()
     assert train_fit.main([str(empty)]) == 2

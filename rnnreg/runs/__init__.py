@@ -49,8 +49,8 @@ from rnnreg.runs.writer import (
     RunWriter,
 )
 from rnnreg.runs.summary import (
-    RunSummary, summarize_run, penn_treebank_checksums, corpus_of, corpus_dir, list_runs, run_signature, root_signature,
-    mc_protocol, mc_passes_text,
+    RunSummary, summarize_run, penn_treebank_checksums, corpus_of, corpus_dir, list_runs, run_signature,
+    root_signature, mc_protocol, mc_passes_text,
 )
 from rnnreg.runs.loading import (
     Run, load_run,
@@ -71,6 +71,6 @@ __all__ = [
     "is_read_only", "utc_now", "atomic_write_bytes", "atomic_write_json", "read_json", "read_log_tail",
     "JsonlReport", "scan_jsonl", "read_jsonl", "process_start_time", "pid_alive", "effective_state", "last_words",
     "ERROR_PREFIX", "RunWriter", "RunSummary", "summarize_run",
-    "penn_treebank_checksums", "corpus_of", "corpus_dir", "list_runs", "run_signature", "root_signature", "mc_protocol",
-    "mc_passes_text", "Run", "load_run", "rename_run", "delete_run", "resume_refusal", "format_table",
+    "penn_treebank_checksums", "corpus_of", "corpus_dir", "list_runs", "run_signature", "root_signature",
+    "mc_protocol", "mc_passes_text", "Run", "load_run", "rename_run", "delete_run", "resume_refusal", "format_table",
 ]

@@ -214,13 +214,14 @@ def corpus_of(recorded: object) -> str | None:
     return "penn-treebank" if recorded == reference else "other"
 
 
-def corpus_dir(recorded_dir: str | os.PathLike[str], recorded_checksums: object) -> Path | None:
+def corpus_dir(recorded_dir: str | os.PathLike[str], environment: object) -> Path | None:
     """Where a run's corpus is on this machine: the directory its config names if it is here,
-    else the vendored Penn Treebank if the run recorded that corpus's checksums (a run made on
-    another machine, as every shipped run was); None if neither."""
+    else the vendored Penn Treebank if the run's config.json `environment` recorded that
+    corpus's checksums (a run made on another machine, as every shipped run was); None if neither."""
     if Path(recorded_dir).is_dir():
         return Path(recorded_dir)
-    return DEFAULT_DATA_DIR if corpus_of(recorded_checksums) == "penn-treebank" else None
+    checksums = environment.get("data_sha256") if isinstance(environment, dict) else None
+    return DEFAULT_DATA_DIR if corpus_of(checksums) == "penn-treebank" else None
 
 
 def _variant(cfg: Mapping[str, Any]) -> str | None:
