@@ -1,10 +1,13 @@
-"""Ship the finished runs of a GPU session's archive as reference runs, safely.
+"""Ship the finished runs of a GPU session's archive, or one run folder, as reference runs, safely.
 
-    python benchmarks/ship_runs.py ARCHIVE [--into runs/reference] [--dry-run] [--any-corpus]
+    python benchmarks/ship_runs.py SOURCE [--into runs/reference] [--dry-run] [--any-corpus]
 
-ARCHIVE is what benchmarks/gpu_session.sh returns (reference-runs-<device>-<date>.tar.gz).
-Only `runs/<run id>/<file>` members are taken (logs and session files stay in the archive);
-a run is shipped only if it is finished, its id is not in the store already, and none of its
+SOURCE is what benchmarks/gpu_session.sh returns (reference-runs-<device>-<date>.tar.gz), or
+the folder of one run trained elsewhere (a long CPU run: `cpu-runs/<run id>`).
+From an archive only `runs/<run id>/<file>` members are taken (logs and session files stay in
+it); from a folder only the run files (rnnreg.runs.RUN_FILES, no links), and its resume
+checkpoint stays behind, both of its files, where the weights are over the limit below.
+A run is shipped only if it is finished, its id is not in the store already, and none of its
 files is over the size a repository takes (checkpoints above 10 MB stay out, as #6 asks),
 it trained on the vendored Penn Treebank byte for byte (its recorded checksums; a CPU dry
 run's tiny corpus is no reference run: `--any-corpus` takes it all the same), and its config.json
@@ -24,10 +27,13 @@ import sys
 import tarfile
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rnnreg.runs import CONFIG_FILE, read_json, summarize_run  # noqa: E402
+from rnnreg.runs import (  # noqa: E402
+    CHECKPOINT_FILE, CHECKPOINT_STATE_FILE, CONFIG_FILE, RUN_FILES, RUN_MARKERS, read_json, summarize_run,
+)
 
 MAX_FILE_BYTES = 10 * 1024 * 1024  # no checkpoint above ~10 MB in the repository (issue 6)
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # as the trainer names run folders
@@ -52,21 +58,68 @@ def run_members(archive: tarfile.TarFile) -> dict[str, list[tarfile.TarInfo]]:
     return runs
 
 
-def ship(archive_path: Path, into: Path, dry_run: bool = False, any_corpus: bool = False) -> list[str]:
-    """Extract the archive's finished runs into `into`; returns one line per run (shipped or why not)."""
-    lines = []
-    with tarfile.open(archive_path) as archive, tempfile.TemporaryDirectory() as scratch:
+class Staged(NamedTuple):
+    """One run of the source: its files copied into scratch, or why it cannot be shipped."""
+
+    run_id: str
+    folder: Path | None  # None: left out, for `why`
+    why: str = ""
+    note: str = ""  # what the shipped line adds (a checkpoint left behind)
+
+
+def stage_archive(archive_path: Path, scratch: Path) -> list[Staged]:
+    """Each run of a session archive, its members extracted under scratch."""
+    staged: list[Staged] = []
+    with tarfile.open(archive_path) as archive:
         for run_id, members in sorted(run_members(archive).items()):
             too_big = [m.name for m in members if m.size > MAX_FILE_BYTES]
-            if (into / run_id).exists():
-                lines.append(f"{run_id}: left out, already in {into}")
-                continue
             if too_big:
-                lines.append(f"{run_id}: left out, over {MAX_FILE_BYTES // 2**20} MB: {', '.join(too_big)}")
+                staged.append(Staged(run_id, None, f"over {MAX_FILE_BYTES // 2**20} MB: {', '.join(too_big)}"))
                 continue
             for member in members:
                 archive.extract(member, scratch, filter="data")
-            staged = Path(scratch) / "runs" / run_id
+            staged.append(Staged(run_id, scratch / "runs" / run_id))
+    return staged
+
+
+def stage_folder(run_dir: Path, scratch: Path) -> list[Staged]:
+    """One run's folder, its run files copied under scratch; a resume checkpoint over
+    the limit stays behind (weights and state together, so no checkpoint.json points at nothing)."""
+    run_id = run_dir.resolve().name
+    if not RUN_ID.fullmatch(run_id):
+        return [Staged(ascii(run_id), None, "not a run folder's name")]
+    files = {name: run_dir / name for name in RUN_FILES
+             if (run_dir / name).is_file() and not (run_dir / name).is_symlink()}
+    if not any(name in files for name in RUN_MARKERS):
+        return [Staged(run_id, None, f"not a run folder (none of {', '.join(RUN_MARKERS)})")]
+    note = ""
+    weights = files.get(CHECKPOINT_FILE)
+    if weights is not None and weights.stat().st_size > MAX_FILE_BYTES:
+        note = f"; left behind: its checkpoint ({weights.stat().st_size / 2**20:.0f} MB)"
+        files.pop(CHECKPOINT_FILE)
+        files.pop(CHECKPOINT_STATE_FILE, None)
+    too_big = [name for name, path in files.items() if path.stat().st_size > MAX_FILE_BYTES]
+    if too_big:
+        return [Staged(run_id, None, f"over {MAX_FILE_BYTES // 2**20} MB: {', '.join(too_big)}")]
+    staged = scratch / "runs" / run_id
+    staged.mkdir(parents=True)
+    for name, path in files.items():
+        shutil.copyfile(path, staged / name)
+    return [Staged(run_id, staged, note=note)]
+
+
+def ship(source: Path, into: Path, dry_run: bool = False, any_corpus: bool = False) -> list[str]:
+    """Copy the source's finished runs into `into`; returns one line per run (shipped or why not)."""
+    lines = []
+    with tempfile.TemporaryDirectory() as scratch:
+        stage = stage_folder if source.is_dir() else stage_archive
+        for run_id, staged, why, note in stage(source, Path(scratch)):
+            if (into / run_id).exists():
+                lines.append(f"{run_id}: left out, already in {into}")
+                continue
+            if staged is None:
+                lines.append(f"{run_id}: left out, {why}")
+                continue
             summary = summarize_run(staged)
             if summary.state != "finished" or summary.problems:
                 problems = "".join(f"; {problem}" for problem in summary.problems)
@@ -89,25 +142,25 @@ def ship(archive_path: Path, into: Path, dry_run: bool = False, any_corpus: bool
             if not dry_run:
                 into.mkdir(parents=True, exist_ok=True)
                 shutil.copytree(staged, into / run_id)
-            lines.append(f"{run_id}: {'would ship' if dry_run else 'shipped'} ({summary.name}): {figures}")
+            lines.append(f"{run_id}: {'would ship' if dry_run else 'shipped'} ({summary.name}): {figures}{note}")
     return lines
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("archive", type=Path)
+    parser.add_argument("source", type=Path, help="a session archive, or one run's folder")
     parser.add_argument("--into", type=Path, default=Path(__file__).resolve().parent.parent / "runs" / "reference")
     parser.add_argument("--dry-run", action="store_true", help="say what would be shipped, copy nothing")
     parser.add_argument("--any-corpus", action="store_true",
                         help="take runs on another corpus than the vendored PTB too (a CPU dry run's)")
     args = parser.parse_args(argv)
-    if not args.archive.is_file():
-        parser.error(f"{args.archive}: no such file")
+    if not args.source.exists():
+        parser.error(f"{args.source}: no such file or folder")
     try:
-        lines = ship(args.archive, args.into, args.dry_run, args.any_corpus)
+        lines = ship(args.source, args.into, args.dry_run, args.any_corpus)
     except (tarfile.TarError, OSError) as err:
-        parser.error(f"{args.archive}: not a readable archive ({err})")
-    print("\n".join(lines) or "no runs in the archive")
+        parser.error(f"{args.source}: not a readable archive or run folder ({err})")
+    print("\n".join(lines) or f"no runs in {args.source}")
     return 0
 
 

@@ -442,6 +442,48 @@ def test_ship_runs_leaves_out_a_run_that_does_not_say_what_made_it(tmp_path):
     assert [d.name for d in (tmp_path / "reference").iterdir()] == [f"{shipped.name}-recorded"]
 
 
+def test_ship_runs_takes_a_run_folder_trained_elsewhere_and_leaves_its_big_checkpoint_behind(tmp_path):
+    """A long CPU run ships from its own folder: its run files, not the lock, a stray file or a
+    link, and not the resume checkpoint of a model too big for the repository."""
+    import shutil
+
+    shipped = REPO / "runs" / "reference" / "20261126-161557-small-none-s0-c516fa"  # ships its fp16 weights
+    run = tmp_path / "cpu-runs" / shipped.name
+    shutil.copytree(shipped, run)
+    (run / "checkpoint.safetensors").write_bytes(bytes(11 * 1024 * 1024))  # a medium model's are 80 MB
+    (run / ".lock").write_bytes(b"")
+    (run / "notes.txt").write_text("mine")
+    (run / "train.log").unlink()
+    (run / "train.log").symlink_to("/etc/hostname")
+    ship = [sys.executable, str(REPO / "benchmarks" / "ship_runs.py"), str(run), "--into", str(tmp_path / "ref")]
+    done = subprocess.run(ship, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert f"{shipped.name}: shipped (" in done.stdout, done.stdout
+    assert done.stdout.rstrip().endswith("; left behind: its checkpoint (11 MB)"), done.stdout
+    copied = tmp_path / "ref" / shipped.name
+    assert sorted(p.name for p in copied.iterdir()) == ["config.json", "metrics.jsonl", "probes.jsonl",
+                                                        "status.json", "vocab.json"]
+    assert all((copied / name).read_bytes() == (shipped / name).read_bytes() for name in ("config.json",
+                                                                                          "metrics.jsonl"))
+    again = subprocess.run(ship, capture_output=True, text=True, timeout=60)
+    assert again.stdout.strip() == f"{shipped.name}: left out, already in {tmp_path / 'ref'}"
+
+    ship_runs = load_benchmark("ship_runs")
+    (run / "checkpoint.safetensors").write_bytes((shipped / "checkpoint.safetensors").read_bytes())
+    [line] = ship_runs.ship(run, tmp_path / "ref2")  # a checkpoint under the limit ships, with its state
+    assert "left behind" not in line and (tmp_path / "ref2" / shipped.name / "checkpoint.json").is_file()
+    (run / "metrics.jsonl").write_bytes(bytes(11 * 1024 * 1024))
+    [line] = ship_runs.ship(run, tmp_path / "ref3")
+    assert line == f"{shipped.name}: left out, over 10 MB: metrics.jsonl" and not (tmp_path / "ref3").exists()
+    status = json.loads((run / "status.json").read_text())
+    (run / "metrics.jsonl").write_bytes((shipped / "metrics.jsonl").read_bytes())
+    (run / "status.json").write_text(json.dumps({**status, "state": "running"}))
+    [line] = ship_runs.ship(run, tmp_path / "ref4")  # still training (or killed mid-run): not a reference
+    assert line.startswith(f"{shipped.name}: left out, ") and not (tmp_path / "ref4").exists(), line
+    [line] = ship_runs.ship(run.parent, tmp_path / "ref4")  # the store, not a run: say so
+    assert line == "cpu-runs: left out, not a run folder (none of config.json, status.json, metrics.jsonl)"
+
+
 def test_the_session_scripts_queue_holds_no_run_already_shipped():
     """Lent GPU minutes are few: the default queue must not train again what runs/reference has."""
     from rnnreg import runs
