@@ -612,6 +612,8 @@ def test_the_evidence_takeaway_quotes_the_published_figures_and_the_small_runs_b
     assert masked and max(masked) < small["none"]
     medium = own_settings[own_settings["preset"] == "medium"].set_index("placement")
     assert "lets the model overfit" in takeaway and medium.at["recurrent", "test"] > medium.at["zaremba", "test"]
+    assert "added to zaremba's sites it tests better than they do alone" in takeaway
+    assert medium.at["both", "test"] < medium.at["zaremba", "test"]
     curves = runs.load_run(shipped, medium.at["recurrent", "run"]).epochs_frame()
     last = curves.iloc[-1]
     assert last["train_ppl"] < last["valid_ppl"] / 5 and last["valid_ppl"] > curves["valid_ppl"].min() * 1.2  # overfit
