@@ -17,6 +17,10 @@ from rnnreg import lecture
 from rnnreg.plots import PALETTE, empty_figure, log_axis
 
 FONT = 18
+# The evidence chart's scale is the paper's: a bar past this many times the highest published number
+# (medium without dropout, 639) runs off the right edge with its number in it, instead of squeezing
+# every other bar into a fifth of the width where its labels collide with the published markers.
+OFF_SCALE = 2.0
 PRESENTATION_FONT = 26
 LINE = 3
 GREY = "#c7c7c7"
@@ -298,7 +302,8 @@ def evidence_figure(runs: pd.DataFrame, published: pd.DataFrame = lecture.PUBLIS
     seeds, ± sd where there are several; the best epoch's valid in the hover); published numbers
     as markers on their configuration's bars, each number right of its marker, or, where this
     project's bar or MC circle reaches past the marker and would cover it, right of that with the
-    marker's symbol ('★ 79.7').
+    marker's symbol ('★ 79.7').  The scale is set by the published numbers and the runs near them: a
+    bar past OFF_SCALE times the highest published number runs off the right edge, labelled so.
 
     One row per configuration, small then medium then large, the best test first within each, so
     long labels ('medium · zaremba (main.lua's schedule)') read level and the chart grows with the runs
@@ -315,12 +320,13 @@ def evidence_figure(runs: pd.DataFrame, published: pd.DataFrame = lecture.PUBLIS
     order = {"small": 0, "medium": 1, "large": 2}
     categories.sort(key=lambda c: (order.get(c.split(" · ")[0], 3), test.get(c, math.inf), c))
     labels = lecture.evidence_row_labels(runs, published)  # the rows named with their dropout rates
+    top = _evidence_top(runs, published)
     if not runs.empty:
         for column, color in (("valid", "#0072B2"), ("test", "#56B4E9")):
             sd = runs.get(f"{column}_sd", pd.Series(0.0, index=runs.index))
             seeds = runs.get("seeds", pd.Series(1, index=runs.index))
             fig.add_trace(go.Bar(y=runs["category"], x=runs[column], orientation="h", name=f"this project · {column}",
-                                 marker_color=color, text=_bar_labels(runs, column),
+                                 marker_color=color, text=_bar_labels(runs, column, top),
                                  # at the bar's base (its end is where a published marker sits);
                                  # right of a bar too short to hold it, never turned on its side
                                  textposition="auto", insidetextanchor="start", textangle=0, offsetgroup=column,
@@ -359,10 +365,7 @@ def evidence_figure(runs: pd.DataFrame, published: pd.DataFrame = lecture.PUBLIS
     ticks = [_two_lines(labels.get(c, c)) for c in categories]  # "small · none<br>(main.lua's schedule)"
     fig.update_yaxes(categoryorder="array", categoryarray=categories, autorange="reversed",
                      tickvals=categories, ticktext=ticks)
-    highest = max([*published["valid"], *published["test"], *(runs["valid"] if not runs.empty else []),
-                   *(runs["test"].dropna() if not runs.empty else []),
-                   *(runs["mc_test"].dropna() if "mc_test" in runs else [])])
-    fig.update_xaxes(range=[0, highest * 1.12])  # room for a published number right of its marker
+    fig.update_xaxes(range=[0, top])
     # a row per configuration: two bars of the type's height and a gap, whatever their number
     row = 3 * font_size
     longest = max(_text_width(line, font_size) for tick in ticks for line in tick.split("<br>"))  # left of the plot
@@ -370,6 +373,16 @@ def evidence_figure(runs: pd.DataFrame, published: pd.DataFrame = lecture.PUBLIS
     fig.update_layout(barmode="group", scattermode="group", height=int(160 + row * len(categories) + legend),
                       margin={"l": 20, "b": 80 + legend}, yaxis={"automargin": True})
     return fig
+
+
+def _evidence_top(runs: pd.DataFrame, published: pd.DataFrame) -> float:
+    """The evidence chart's right edge: 12% past its highest number (room for a published number right
+    of its marker), not counting this project's numbers above OFF_SCALE x the highest published one."""
+    paper = [*published["valid"], *published["test"]]
+    ours = [*(runs["valid"] if not runs.empty else []), *(runs["test"].dropna() if not runs.empty else []),
+            *(runs["mc_test"].dropna() if "mc_test" in runs else [])]
+    limit = OFF_SCALE * max(paper) if paper else math.inf
+    return 1.12 * max([*paper, *(v for v in ours if v <= limit)] or [1.0])
 
 
 def _two_lines(label: str, longest: int = 24) -> str:
@@ -397,14 +410,14 @@ def _reach(runs: pd.DataFrame, category: str, column: str) -> float | None:
     return max(ends)
 
 
-def _bar_labels(runs: pd.DataFrame, column: str) -> list[str]:
+def _bar_labels(runs: pd.DataFrame, column: str, top: float = math.inf) -> list[str]:
     """'140.2', and on a test bar whose runs were also tested with dropout on, '140.2 · MC 101.5': in the
     bar, where no published marker's number can cover it, and short enough to end before the green
-    circle does at a projector's type size."""
+    circle does at a projector's type size; '639.0 · off the scale ▸' on a bar past the chart's edge."""
     labels = [f"{v:.1f}" for v in runs[column]]
-    if column != "test" or "mc_test" not in runs:
-        return labels
-    return [label + (f" · MC {mc:.1f}" if pd.notna(mc) else "") for label, mc in zip(labels, runs["mc_test"])]
+    if column == "test" and "mc_test" in runs:
+        labels = [label + (f" · MC {mc:.1f}" if pd.notna(mc) else "") for label, mc in zip(labels, runs["mc_test"])]
+    return [label + (" · off the scale ▸" if v > top else "") for label, v in zip(labels, runs[column])]
 
 
 def _add_masks_on(fig: go.Figure, runs: pd.DataFrame) -> None:

@@ -638,6 +638,27 @@ def test_a_published_number_our_bar_covers_moves_right_of_it_with_its_symbol():
     assert not any(t.name == "Zaremba et al. 2014 · test (number)" and "small · none" in t.y for t in fig.data)
 
 
+def test_a_run_far_past_the_published_numbers_runs_off_the_evidence_chart_labelled_so():
+    # medium without dropout (639 valid) would squeeze every other bar into a fifth of the width
+    table = pd.DataFrame({
+        "run": ["n", "z", "r"], "preset": "medium", "placement": ["none", "zaremba", "recurrent"],
+        "state": "finished", "problems": "", "read_only": True, "best_valid_ppl": [639.0, 86.8, 161.5],
+        "test_ppl": [617.6, 83.3, 157.6], "mc_test_ppl": [math.nan, math.nan, 240.0], "mc_protocol": "",
+        "mc_samples": None,
+    })
+    fig = lecture_plots.evidence_figure(lecture.evidence_frame(table))
+    highest_published = max(lecture.PUBLISHED["valid"].max(), lecture.PUBLISHED["test"].max())
+    assert 240.0 <= 2 * highest_published  # an MC circle within the limit still sets the scale ...
+    assert list(fig.layout.xaxis.range) == pytest.approx([0, 1.12 * 240.0])
+    for column, off in (("valid", "639.0"), ("test", "617.6")):
+        bar = next(t for t in fig.data if t.name == f"this project · {column}")
+        texts = dict(zip(bar.y, bar.text))
+        assert texts["medium · none"] == f"{off} · off the scale ▸"  # ... the run past it does not
+        assert not [t for c, t in texts.items() if c != "medium · none" and "off the scale" in t]
+    within = lecture_plots.evidence_figure(lecture.evidence_frame(table[table["run"] != "n"]))
+    assert within.layout.xaxis.range == fig.layout.xaxis.range  # nothing off the scale: the same edge
+
+
 # --------------------------------------------------------------------------- dashboard findings: lecture
 
 
