@@ -343,8 +343,9 @@ def evidence_figure(runs: pd.DataFrame, published: pd.DataFrame = lecture.PUBLIS
             rows, values = [c for c, m in zip(cats, mask) if m], list(published.loc[mask, column])
             reach = [_reach(runs, row, column) for row in rows]
             # our bar, error bar or MC circle ends past the marker (or within 0.5 short of it, where the
-            # marker's number would still start on the bar's end)
-            covered = [r is not None and r > v - 0.5 for r, v in zip(reach, values)]
+            # marker's number would still start on the bar's end), but not off the scale, where the
+            # moved number could not be seen: it stays by its marker, over the bar
+            covered = [r is not None and v - 0.5 < r <= top for r, v in zip(reach, values)]
             fig.add_trace(go.Scatter(
                 y=rows, x=values, mode="markers+text", orientation="h", name=f"{source} · {column}",
                 marker={"symbol": symbol, "size": 18, "color": color, "line": {"color": "#333", "width": 1}},

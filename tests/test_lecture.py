@@ -657,6 +657,10 @@ def test_a_run_far_past_the_published_numbers_runs_off_the_evidence_chart_labell
         assert not [t for c, t in texts.items() if c != "medium · none" and "off the scale" in t]
     within = lecture_plots.evidence_figure(lecture.evidence_frame(table[table["run"] != "n"]))
     assert within.layout.xaxis.range == fig.layout.xaxis.range  # nothing off the scale: the same edge
+    table.loc[table["run"] == "z", "best_valid_ppl"] = 300.0  # off the scale where the paper has a number
+    fig = lecture_plots.evidence_figure(lecture.evidence_frame(table))
+    paper = next(t for t in fig.data if t.name == "Zaremba et al. 2014 · valid")
+    assert dict(zip(paper.y, paper.text))["medium · zaremba"] == "86.2"  # by its marker, not moved past the edge
 
 
 # --------------------------------------------------------------------------- dashboard findings: lecture
