@@ -83,6 +83,21 @@ FITS_JS = {
 }
 
 
+# Bar labels (at each bar's base) against published markers, their numbers and MC circles: the
+# pairs whose drawn boxes overlap by more than a pixel.
+LABEL_COLLISIONS_JS = """() => {
+  const plot = document.querySelector('.js-plotly-plot');
+  const box = e => e.getBoundingClientRect();
+  const overlap = (a, b) => a.left < b.right - 1 && b.left < a.right - 1
+                          && a.top < b.bottom - 1 && b.top < a.bottom - 1;
+  const labels = [...plot.querySelectorAll('text.bartext')].filter(t => t.textContent.trim());
+  const marks = [...plot.querySelectorAll('.scatterlayer .point, .scatterlayer .textpoint text')]
+    .filter(m => box(m).width > 0);
+  return labels.flatMap(l => marks.filter(m => overlap(box(l), box(m)))
+    .map(m => `${l.textContent} / ${m.textContent || 'marker'}`));
+}"""
+
+
 @pytest.fixture(scope="module")
 def shipped_dir(tmp_path_factory) -> Path:
     import shutil
@@ -115,7 +130,27 @@ def test_the_lecture_fits_a_projector(shipped_dir, tmp_path, width, height, pres
             if step.key == "evidence":  # the bars, not the legend and labels, take the chart's width
                 svg, _title, plot = page.evaluate(FITS_JS["charts"])[0]
                 assert plot >= 0.4 * svg, f"evidence bars {plot} px of {svg}"
+                assert page.evaluate(LABEL_COLLISIONS_JS) == []  # the rows below the fold too
             if index < len(lecture.STEPS) - 1:
                 page.get_by_role("button", name="Next").first.click()
+        page.close()
+    assert "Traceback" not in (tmp_path / "streamlit.log").read_text()
+
+
+
+def test_the_whole_evidence_chart_of_the_shipped_runs_reads_without_collisions(shipped_dir, tmp_path):
+    """The evidence step at its full height (the projector test's screenshots stop at the top rows):
+    no bar's number under a published marker, its number or an MC circle."""
+    with dashboard_in_chromium(shipped_dir, tmp_path / "streamlit.log") as (url, browser):
+        page = browser.new_page(viewport={"width": 1400, "height": 2600})
+        page.goto(f"{url}/lecture")
+        wait_until_settled(page, 1, 60_000)
+        for step in lecture.STEPS[1:]:
+            page.get_by_role("button", name="Next").first.click()
+            page.get_by_role("heading", name=step.title).wait_for(timeout=60_000)
+        check(page, "evidence-whole", 1)
+        chart = page.locator(".js-plotly-plot").first.bounding_box()
+        assert chart["y"] + chart["height"] <= 2600, "the screenshot does not hold the whole chart"
+        assert page.evaluate(LABEL_COLLISIONS_JS) == []
         page.close()
     assert "Traceback" not in (tmp_path / "streamlit.log").read_text()
