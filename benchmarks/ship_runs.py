@@ -58,6 +58,12 @@ def run_members(archive: tarfile.TarFile) -> dict[str, list[tarfile.TarInfo]]:
     return runs
 
 
+def over_the_limit(sizes: dict[str, int]) -> str:
+    """'over 10 MB: a, b' for the names whose size is over MAX_FILE_BYTES, '' where none is."""
+    too_big = [name for name, size in sizes.items() if size > MAX_FILE_BYTES]
+    return f"over {MAX_FILE_BYTES // 2**20} MB: {', '.join(too_big)}" if too_big else ""
+
+
 class Staged(NamedTuple):
     """One run of the source: its files copied into scratch, or why it cannot be shipped."""
 
@@ -72,9 +78,9 @@ def stage_archive(archive_path: Path, scratch: Path) -> list[Staged]:
     staged: list[Staged] = []
     with tarfile.open(archive_path) as archive:
         for run_id, members in sorted(run_members(archive).items()):
-            too_big = [m.name for m in members if m.size > MAX_FILE_BYTES]
+            too_big = over_the_limit({m.name: m.size for m in members})
             if too_big:
-                staged.append(Staged(run_id, None, f"over {MAX_FILE_BYTES // 2**20} MB: {', '.join(too_big)}"))
+                staged.append(Staged(run_id, None, too_big))
                 continue
             for member in members:
                 archive.extract(member, scratch, filter="data")
@@ -98,9 +104,9 @@ def stage_folder(run_dir: Path, scratch: Path) -> list[Staged]:
         note = f"; left behind: its checkpoint ({weights.stat().st_size / 2**20:.0f} MB)"
         files.pop(CHECKPOINT_FILE)
         files.pop(CHECKPOINT_STATE_FILE, None)
-    too_big = [name for name, path in files.items() if path.stat().st_size > MAX_FILE_BYTES]
+    too_big = over_the_limit({name: path.stat().st_size for name, path in files.items()})
     if too_big:
-        return [Staged(run_id, None, f"over {MAX_FILE_BYTES // 2**20} MB: {', '.join(too_big)}")]
+        return [Staged(run_id, None, too_big)]
     staged = scratch / "runs" / run_id
     staged.mkdir(parents=True)
     for name, path in files.items():
