@@ -371,6 +371,20 @@ def test_medium_placements_table_lists_every_shipped_medium_run_as_recorded():
             assert f"masks per {runs.mc_protocol(r)}" in cells[4], cells[0]
 
 
+def test_the_medium_both_finding_quotes_its_mc_test_beside_small_boths():
+    """Medium `both` tested with its masks on (`rnnreg evaluate --mc-masks window`, recorded in the shipped
+    run): the finding and the table quote its figure and ratio, beside small `both`'s mean ratio."""
+    _summary, run = lm_run("medium", "both")
+    (r,) = [r for r in runs.read_jsonl(run.dir / runs.METRICS_FILE, "mc_test") if runs.mc_protocol(r) == "window"]
+    ratio = r["mc_test_ppl"] / r["test_ppl"]
+    small = statistics.mean(m["mc_test_ppl"] / m["test_ppl"] for _, _, m in small_mc("window", "both", 0.5))
+    assert (f"({r['samples']} passes, masks per window), it reads {r['mc_test_ppl']:.2f}, {ratio:.2f}x its figure "
+            f"with dropout off, where small `both` reads {small:.2f}x") in readme_text()
+    command = f"--mc-samples {r['samples']} --mc-masks window --device {r['device']}`, {r['seconds']:.0f} s"
+    assert command in readme_text()
+    assert row(table("| run | best valid (epoch) |"), "`both`")[4].endswith(f"({ratio:.2f}x)")
+
+
 @pytest.mark.parametrize("first_cell, placement", [("`demo`, no dropout", "none"), ("`demo`, zaremba 0.5", "zaremba")])
 def test_demo_table(first_cell, placement):
     summary, run = lm_run("demo", placement)
