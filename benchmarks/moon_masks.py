@@ -33,7 +33,7 @@ import torch  # noqa: E402
 
 from rnnreg.mc_eval import evaluate_run  # noqa: E402
 from rnnreg.runs import read_jsonl  # noqa: E402
-from rnnreg.training_run import git_commit  # noqa: E402
+from rnnreg.provenance import git_commit  # noqa: E402
 
 
 def train(root: Path, preset: str, placement: str, seed: int) -> Path:

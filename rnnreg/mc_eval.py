@@ -39,6 +39,7 @@ from rnnreg.data import batchify, windows
 from rnnreg.dropout.masks import FrozenMasks, frozen_masks
 from rnnreg.inspect_model import InspectError, load_run_corpus, load_run_model
 from rnnreg.model import LanguageModel
+from rnnreg.provenance import git_commit
 from rnnreg.runs import RunWriter, read_json, utc_now
 
 MC_KIND = "mc_test"  # the metrics.jsonl record `rnnreg evaluate --mc-samples` appends
@@ -63,6 +64,8 @@ class MCResult:
     weights_dtype: str = "float32"  # of the checkpoint evaluated: float16 after `rnnreg compact`
     masks: str = "stream"  # the protocol (module docstring); records without these keys used
     word_dropout: bool = False  # ... masks "window" with word dropout on
+    torch_version: str | None = None  # which code computed the figures (records before 2026-12-07: not said)
+    git_commit: str | None = None
 
 
 def samples_per_pass(samples: int, bptt: int, batch: int, vocab: int, device: torch.device,
@@ -158,7 +161,7 @@ def evaluate_run(run_dir: str | os.PathLike[str], samples: int, device: torch.de
         torch.cuda.synchronize(device)
     return MCResult(samples, mc_ppl, det_ppl, tokens, per_pass, time.perf_counter() - began, seed,
                     torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu", run.weights_dtype,
-                    masks, word_dropout)
+                    masks, word_dropout, torch.__version__, git_commit())
 
 
 def record(run_dir: str | os.PathLike[str], result: MCResult) -> dict:

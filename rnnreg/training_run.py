@@ -20,7 +20,6 @@ import logging
 import os
 import platform
 import signal
-import subprocess
 import sys
 import traceback
 from pathlib import Path
@@ -29,12 +28,13 @@ from typing import Iterator
 import torch
 
 from rnnreg.config import (
-    PACKAGE_ROOT, TRAIN_SCHEDULE_OPTIONS, ConfigError, RunConfig, build_run_config, from_dict, to_dict,
+    TRAIN_SCHEDULE_OPTIONS, ConfigError, RunConfig, build_run_config, from_dict, to_dict,
 )
 from rnnreg.data import Corpus, DataError
 from rnnreg.fused_cell import cell_kernel
 from rnnreg.launch import Slot, acquire_slot
 from rnnreg.placements import PLACEMENTS
+from rnnreg.provenance import git_commit
 from rnnreg.probes import GateProbe, GradThroughTime, probe_batch, probe_window
 from rnnreg.checkpoint import CheckpointError
 from rnnreg.recording import RunRecorder, restore_trainer
@@ -102,25 +102,6 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         raise ConfigError(f"--dropout {args.dropout:g}: placement {placement!r}{default} has no dropout sites; "
                           "choose one with --placement, e.g. --placement zaremba")
     return config
-
-
-def git_commit() -> str | None:
-    """The commit of the checkout rnnreg runs from (+ "-dirty" when it has local changes).
-
-    $RNNREG_GIT_COMMIT names it where the code is a copy whose .git is missing or stale (the
-    copy a lent GPU machine gets).
-    """
-    if os.environ.get("RNNREG_GIT_COMMIT"):
-        return os.environ["RNNREG_GIT_COMMIT"]
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PACKAGE_ROOT, capture_output=True, text=True, timeout=5)
-        if commit.returncode != 0:
-            return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=PACKAGE_ROOT,
-                               capture_output=True, text=True, timeout=5)
-        return commit.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 def environment(device: torch.device, trainer: Trainer, corpus: Corpus) -> dict[str, object]:

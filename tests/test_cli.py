@@ -122,7 +122,7 @@ def test_train_writes_the_run_directory_contract_and_list_reads_it(tmp_path, tin
 
 
 def test_the_commit_can_be_named_where_the_code_is_a_copy_without_git(monkeypatch):
-    from rnnreg.training_run import git_commit
+    from rnnreg.provenance import git_commit
 
     monkeypatch.setenv("RNNREG_GIT_COMMIT", "abc123")
     assert git_commit() == "abc123"

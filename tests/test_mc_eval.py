@@ -192,14 +192,16 @@ def test_weight_drop_runs_one_sample_per_pass(runs):
     assert per_pass == 1
 
 
-def test_cli_evaluate_records_the_result(runs, capsys):
+def test_cli_evaluate_records_the_result(runs, capsys, monkeypatch):
     run_dir = runs["variational"]
+    monkeypatch.setenv("RNNREG_GIT_COMMIT", "0123abc")  # the code that computed it, as a run's config records it
     assert main(["evaluate", run_dir.name, "--mc-samples", "8", "--runs-dir", str(runs["root"]), "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert "with MC dropout over 8 samples" in out and "recorded" in out
     records = read_jsonl(run_dir / "metrics.jsonl", mc_eval.MC_KIND)
     assert records[-1]["samples"] == 8 and records[-1]["mc_test_ppl"] > 1 and records[-1]["device"] == "cpu"
     assert (records[-1]["masks"], records[-1]["word_dropout"]) == ("stream", False)  # Gal's protocol, recorded
+    assert (records[-1]["git_commit"], records[-1]["torch_version"]) == ("0123abc", torch.__version__)
     assert "masks per stream, word dropout off" in out
     assert main(["evaluate", run_dir.name, "--mc-samples", "2", "--runs-dir", str(runs["root"]), "--device", "cpu",
                  "--mc-masks", "window", "--mc-word-dropout"]) == 0
