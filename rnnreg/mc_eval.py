@@ -154,14 +154,16 @@ def evaluate_run(run_dir: str | os.PathLike[str], samples: int, device: torch.de
     t = run.config.train
     data = batchify(corpus.test[: t.max_eval_tokens] if t.max_eval_tokens else corpus.test, t.test_batch_size)
     model = run.model.to(device)
+    code = {"torch_version": torch.__version__, "git_commit": git_commit()}  # now: the checkout may move on meanwhile
     began = time.perf_counter()
     mc_ppl, det_ppl, tokens, per_pass = mc_evaluate(model, data.to(device), t.bptt, samples, seed=seed,
                                                     per_pass=per_pass, masks=masks, word_dropout=word_dropout)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    return MCResult(samples, mc_ppl, det_ppl, tokens, per_pass, time.perf_counter() - began, seed,
-                    torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu", run.weights_dtype,
-                    masks, word_dropout, torch.__version__, git_commit())
+    return MCResult(samples=samples, mc_test_ppl=mc_ppl, test_ppl=det_ppl, tokens=tokens, samples_per_pass=per_pass,
+                    seconds=time.perf_counter() - began, seed=seed,
+                    device=torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+                    weights_dtype=run.weights_dtype, masks=masks, word_dropout=word_dropout, **code)
 
 
 def record(run_dir: str | os.PathLike[str], result: MCResult) -> dict:

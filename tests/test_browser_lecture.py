@@ -137,7 +137,6 @@ def test_the_lecture_fits_a_projector(shipped_dir, tmp_path, width, height, pres
     assert "Traceback" not in (tmp_path / "streamlit.log").read_text()
 
 
-
 def test_the_whole_evidence_chart_of_the_shipped_runs_reads_without_collisions(shipped_dir, tmp_path):
     """The evidence step at its full height (the projector test's screenshots stop at the top rows):
     no bar's number under a published marker, its number or an MC circle."""
