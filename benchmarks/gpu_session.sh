@@ -105,10 +105,13 @@ fi
 #    runs train, and the admission of runs does not count its GPU time.
 #    Moon's run gets an MC evaluation too: does its model need the masks it trained with?
 #    (At demo size benchmarks/moon_masks.py measures it, at small size the seed-1 runs: 0.55x, 0.72x.)
+#    Zoneout's published 77.4 test is z_c 0.25, z_h 0.025 on top of large zaremba; medium zoneout
+#    alone (run on the CPU) overfits by epoch 5, so one medium run adds zaremba's 0.5 sites under it.
 #    Last of the medium runs, zaremba seed 0 on main.lua's own schedule (the rate cut one epoch
 #    later than the paper's text reads, README "How the paper's own code counts").
 GAL_03=--dropout-site=hidden=0.3,--dropout-site=embedding=0.3,--weight-decay=1e-7
 GAL_02=--dropout-site=hidden=0.2,--dropout-site=embedding=0.2,--weight-decay=1e-7
+ZAREMBA_05=--dropout-site=input=0.5,--dropout-site=output=0.5
 runs="$OUT/work/runs"
 mkdir -p "$runs"
 $PY benchmarks/gpu_runs.py --runs-dir "$runs" --deadline $(( $(left) - 25 )) --concurrent "$concurrent" ${sharing[@]+"${sharing[@]}"} --step "$step" \
@@ -123,6 +126,7 @@ $PY benchmarks/gpu_runs.py --runs-dir "$runs" --deadline $(( $(left) - 25 )) --c
     medium-variational-gal-0.3-0.5-s0:medium:variational:0.5:0:$GAL_03 \
     medium-variational-gal-0.2-0.4-s0:medium:variational:0.4:0:$GAL_02 \
     medium-variational-untied-gal-0.3-0.5-s0:medium:variational-untied:0.5:0:$GAL_03 \
+    medium-zoneout-zaremba-0.5-s0:medium:zoneout:-:0:$ZAREMBA_05 \
     medium-zaremba-0.5-s1:medium:zaremba:0.5:1 medium-zaremba-0.5-s2:medium:zaremba:0.5:2 \
     medium-zaremba-0.5-mainlua-s0:medium:zaremba:0.5:0:--decay-after=7} \
   2>&1 | tee "$OUT/runs.jsonl"
