@@ -4,7 +4,7 @@ import uuid
 
 import streamlit as st
 
-from rnnreg import launch, lecture, lecture_plots
+from rnnreg import launch, lecture, lecture_evidence, lecture_memory, lecture_plots
 from rnnreg.placements import PLACEMENT_NAMES
 from rnnreg.runs import RunStoreError
 from pages.shared import common
@@ -143,10 +143,10 @@ def step_memory(font: int) -> None:
     measure = controls.segmented_control("Measure", ["norm", "nonzero"], default="norm", required=True,
                                          key="lecture_measure",
                                          format_func={"norm": "gradient norm", "nonzero": "units reached"}.get)
-    pick = lecture.memory_runs(table)
+    pick = lecture_memory.memory_runs(table)
     gtt = common.frames(list(pick.runs), "gtt") if pick.runs else None
-    memory = lecture.memory_frame(gtt, table, layer=layer, wrt=wrt, measure=measure)
-    rates = lecture.survival_rates(memory) or [0.25, 0.5]  # no run with a per-step carried mask: an illustration
+    memory = lecture_memory.memory_frame(gtt, table, layer=layer, wrt=wrt, measure=measure)
+    rates = lecture_memory.survival_rates(memory) or [0.25, 0.5]  # no run with a per-step carried mask: an illustration
     show(lecture_plots.memory_figure(memory, measure=measure, rates=rates, font_size=font), "lecture_memory")
     if not memory.empty:
         st.caption(f"Runs of the {pick.preset} preset, one per placement, at the preset's own settings and the "
@@ -157,14 +157,15 @@ def step_memory(font: int) -> None:
                    "back by other roads (a mask on h is routed around through c), so read each line against none's.")
     if pick.other_settings:  # where no run at the preset's own settings was there to draw
         st.caption("Drawn at other settings: " + " ".join(common.escape_markdown(line) for line in pick.other_settings))
-    left_out = list(pick.left_out) + lecture.memory_gaps(gtt, pick.runs, table, layer=layer, wrt=wrt, measure=measure)
+    gaps = lecture_memory.memory_gaps(gtt, pick.runs, table, layer=layer, wrt=wrt, measure=measure)
+    left_out = list(pick.left_out) + gaps
     if left_out:
         st.caption("Not drawn: " + " ".join(common.escape_markdown(line) for line in left_out))
     memory_task(font)
 
 
 def launch_memory_runs() -> None:
-    launch_in_turn(lecture.live_memory_configs(), MEMORY_REQUEST, MEMORY_LIVE)
+    launch_in_turn(lecture_memory.live_memory_configs(), MEMORY_REQUEST, MEMORY_LIVE)
 
 
 def memory_task(font: int) -> None:
@@ -177,8 +178,8 @@ def memory_task(font: int) -> None:
 
     @st.fragment(run_every=3 if active else None)
     def figure() -> None:
-        recall = lecture.recall_frame(common.run_table())
-        show(lecture_plots.recall_figure(recall, chance=lecture.MEMORY_CHANCE, font_size=font), "lecture_recall")
+        recall = lecture_memory.recall_frame(common.run_table())
+        show(lecture_plots.recall_figure(recall, chance=lecture_memory.MEMORY_CHANCE, font_size=font), "lecture_recall")
 
     figure()
     c1, c2 = st.columns([2, 3], vertical_alignment="center")
@@ -205,13 +206,13 @@ def step_evidence(font: int) -> str | None:
     include_own = st.toggle("Also my finished runs", key="lecture_own", disabled=not own,
                             help="runs in the store besides the shipped reference runs" if own
                             else "no finished runs of your own yet: only the shipped reference runs are here")
-    runs, left_out = lecture.at_paper_sizes(lecture.evidence_frame(table, include_own=include_own))
+    runs, left_out = lecture_evidence.at_paper_sizes(lecture_evidence.evidence_frame(table, include_own=include_own))
     if runs.empty:
         st.info("No reference runs yet (`runs/reference/`): the chart shows the published numbers only.")
     if left_out:
         st.caption(f"Runs at the paper's sizes only: {left_out} configuration(s) of the CPU `demo` preset (a "
                    "30,000-token subset, perplexities in the hundreds) are left out of this chart.")
-    if elsewhere := lecture.off_corpus(table, include_own=include_own):
+    if elsewhere := lecture_evidence.off_corpus(table, include_own=include_own):
         st.caption(f"{elsewhere} run(s) trained on another corpus than the vendored Penn Treebank are left out "
                    "of this chart.")
     show(lecture_plots.evidence_figure(runs, font_size=font), "lecture_evidence")

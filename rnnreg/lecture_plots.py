@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from rnnreg import lecture
+from rnnreg import lecture, lecture_evidence, lecture_memory
 from rnnreg.plots import PALETTE, empty_figure, log_axis
 
 FONT = 18
@@ -208,8 +208,8 @@ def memory_figure(memory: pd.DataFrame, *, measure: str = "norm",
                   font_size: int = FONT) -> go.Figure:
     """Relative gradient through time per run (log y), beside the (1-p)^k curves.
 
-    `memory` is `lecture.memory_frame(...)`; `rates` maps each p whose (1-p)^k is drawn to the
-    placements drawn with a per-step mask of that rate on the carried path (`lecture.survival_rates`),
+    `memory` is `lecture_memory.memory_frame(...)`; `rates` maps each p whose (1-p)^k is drawn to the
+    placements drawn with a per-step mask of that rate on the carried path (`lecture_memory.survival_rates`),
     named in its legend entry; a plain list of p's (no such run) is labelled an illustration.
     """
     what = "gradient norm (k = 0 is 1)" if measure == "norm" else "share of units reached"
@@ -220,7 +220,8 @@ def memory_figure(memory: pd.DataFrame, *, measure: str = "norm",
     named = dict(rates) if isinstance(rates, Mapping) else {float(p): () for p in rates}
     for p in sorted(named):
         whose = ", ".join(named[p]) or "illustration"
-        fig.add_trace(go.Scatter(x=ks, y=lecture.survival(p, ks), mode="lines", name=f"(1-p)^k, p = {p:g} ({whose})",
+        fig.add_trace(go.Scatter(x=ks, y=lecture_memory.survival(p, ks), mode="lines",
+                                 name=f"(1-p)^k, p = {p:g} ({whose})",
                                  line={"color": "#777", "dash": "dot", "width": LINE}))
     epochs = sorted({int(e) for e in memory["epoch"]}) if not memory.empty else []
     for i, (run, rows) in enumerate(memory.groupby("run", sort=False)):
@@ -259,7 +260,7 @@ RECALL_MARKER_MAX, RECALL_MARKER_MIN = 36, 12  # px: the first line's markers, t
 def recall_figure(recall: pd.DataFrame, *, chance: float | None = None, font_size: int = FONT) -> go.Figure:
     """Memory-task recall accuracy (%) against the delay T, one line per placement and rate.
 
-    `recall` is `lecture.recall_frame(...)`; `chance` (1 / number of keys) is drawn as a floor.
+    `recall` is `lecture_memory.recall_frame(...)`; `chance` (1 / number of keys) is drawn as a floor.
     """
     fig = go.Figure()
     if chance is not None:
@@ -296,7 +297,7 @@ def recall_figure(recall: pd.DataFrame, *, chance: float | None = None, font_siz
 # --------------------------------------------------------------------------- 4 evidence
 
 
-def evidence_figure(runs: pd.DataFrame, published: pd.DataFrame = lecture.PUBLISHED, *,
+def evidence_figure(runs: pd.DataFrame, published: pd.DataFrame = lecture_evidence.PUBLISHED, *,
                     font_size: int = FONT) -> go.Figure:
     """Valid / test perplexity of the final model per configuration as horizontal bars (mean over
     seeds, ± sd where there are several; the best epoch's valid in the hover); published numbers
@@ -311,15 +312,15 @@ def evidence_figure(runs: pd.DataFrame, published: pd.DataFrame = lecture.PUBLIS
     """
     fig = go.Figure()
     categories = list(dict.fromkeys(
-        lecture.category(published["preset"], published["placement"])
+        lecture_evidence.category(published["preset"], published["placement"])
         + (list(runs["category"]) if not runs.empty else [])))
     # by size, then best test first within a size: the ranking reads top to bottom
-    test = dict(zip(lecture.category(published["preset"], published["placement"]), published["test"]))
+    test = dict(zip(lecture_evidence.category(published["preset"], published["placement"]), published["test"]))
     if not runs.empty:
         test.update({c: t for c, t in zip(runs["category"], runs["test"]) if pd.notna(t)})
     order = {"small": 0, "medium": 1, "large": 2}
     categories.sort(key=lambda c: (order.get(c.split(" · ")[0], 3), test.get(c, math.inf), c))
-    labels = lecture.evidence_row_labels(runs, published)  # the rows named with their dropout rates
+    labels = lecture_evidence.evidence_row_labels(runs, published)  # the rows named with their dropout rates
     top = _evidence_top(runs, published)
     if not runs.empty:
         for column, color in (("valid", "#0072B2"), ("test", "#56B4E9")):
@@ -336,7 +337,7 @@ def evidence_figure(runs: pd.DataFrame, published: pd.DataFrame = lecture.PUBLIS
                                                      [labels[c] for c in runs["category"]])),
                                  hovertemplate=_evidence_hover(column)))
         _add_masks_on(fig, runs)
-    cats = lecture.category(published["preset"], published["placement"])
+    cats = lecture_evidence.category(published["preset"], published["placement"])
     for source, symbol in (("Zaremba et al. 2014", "diamond"), ("Gal & Ghahramani 2016", "star")):
         mask = published["source"] == source
         for column, color in (("valid", "#D55E00"), ("test", "#E69F00")):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -12,9 +14,17 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from rnnreg import config as cfg
-from rnnreg import lecture, lecture_plots
+from rnnreg import lecture, lecture_evidence, lecture_memory, lecture_plots
 from rnnreg.placements import PER_SEQUENCE, PER_STEP, PLACEMENT_NAMES, PLACEMENTS
 from tests.fixtures_lecture import REPO, lecture_runs
+
+
+def test_the_lecture_modules_import_neither_streamlit_nor_torch():
+    """The lecture's data and figures come from the run store alone: their modules load without the trainer."""
+    modules = "rnnreg.lecture, rnnreg.lecture_memory, rnnreg.lecture_evidence, rnnreg.lecture_plots"
+    code = f"import sys, {modules}; print('streamlit' in sys.modules, 'torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
 
 
 def masked(placement: str) -> pd.DataFrame:
@@ -23,13 +33,14 @@ def masked(placement: str) -> pd.DataFrame:
 
 
 def test_survival_and_the_per_step_carried_rates():
-    assert lecture.survival(0.5, range(4)) == [1.0, 0.5, 0.25, 0.125]
-    assert lecture.per_step_carried_rates("both", {"input": 0.5, "output": 0.5, "hidden": 0.3}) == {"hidden": 0.3}
-    assert lecture.per_step_carried_rates("recurrent", {"hidden": 0.25}) == {"hidden": 0.25}
-    assert lecture.per_step_carried_rates("zaremba", {"input": 0.5, "output": 0.5}) == {}
-    assert lecture.per_step_carried_rates("variational", {"hidden": 0.5, "input": 0.5}) == {}  # one mask per sequence
-    assert lecture.per_step_carried_rates("semeniuta", {"cell_update": 0.5}) == {}  # memory is never erased
-    assert lecture.per_step_carried_rates("no-such", {}) == {}
+    carried = lecture_memory.per_step_carried_rates
+    assert lecture_memory.survival(0.5, range(4)) == [1.0, 0.5, 0.25, 0.125]
+    assert carried("both", {"input": 0.5, "output": 0.5, "hidden": 0.3}) == {"hidden": 0.3}
+    assert carried("recurrent", {"hidden": 0.25}) == {"hidden": 0.25}
+    assert carried("zaremba", {"input": 0.5, "output": 0.5}) == {}
+    assert carried("variational", {"hidden": 0.5, "input": 0.5}) == {}  # one mask per sequence
+    assert carried("semeniuta", {"cell_update": 0.5}) == {}  # memory is never erased
+    assert lecture_memory.per_step_carried_rates("no-such", {}) == {}
 
 
 def test_zaremba_masks_only_vertical_connections_with_a_fresh_draw_each_step():
@@ -70,7 +81,7 @@ def test_the_caption_says_when_each_gate_gets_its_own_mask():
 
 
 def test_evidence_without_reference_runs_still_marks_the_published_numbers():
-    empty = lecture.evidence_frame(pd.DataFrame())
+    empty = lecture_evidence.evidence_frame(pd.DataFrame())
     assert empty.empty
     fig = lecture_plots.evidence_figure(empty)
     points = [(t.name, list(t.x)) for t in fig.data]  # horizontal: perplexity along x
@@ -82,12 +93,12 @@ def test_memory_frame_is_relative_to_k0_at_the_last_epoch():
     gtt = pd.DataFrame({"run": "r", "label": "r", "epoch": [1, 1, 1, 2, 2, 2], "layer": 0, "wrt": "c",
                         "k": [0, 1, 2] * 2, "norm": [2.0, 1.0, 0.5, 4.0, 1.0, 0.25]})
     table = pd.DataFrame({"run": ["r"], "placement": ["both"], "rate hidden": [0.5]})
-    memory = lecture.memory_frame(gtt, table)
+    memory = lecture_memory.memory_frame(gtt, table)
     assert memory["value"].tolist() == [1.0, 0.25, 0.0625] and memory["epoch"].eq(2).all()
     two = pd.concat([gtt, gtt.assign(run="s", label="s")[gtt["epoch"] == 1]])
-    assert lecture.memory_frame(two, table)["epoch"].eq(1).all()  # compared at the epoch both have
+    assert lecture_memory.memory_frame(two, table)["epoch"].eq(1).all()  # compared at the epoch both have
     assert memory["carried_p"].eq(0.5).all()
-    assert lecture.memory_frame(None, table).empty
+    assert lecture_memory.memory_frame(None, table).empty
 
 
 def test_the_memory_chart_names_the_epoch_once_when_all_runs_share_it():
@@ -267,12 +278,12 @@ def test_evidence_averages_the_seeds_of_a_configuration_instead_of_picking_the_b
         "state": "finished", "problems": "", "best_valid_ppl": [110.0, 120.0, 130.0, 90.0],
         "test_ppl": [100.0, 104.0, 125.0, 85.0], "read_only": [True, True, True, False],
     })
-    evidence = lecture.evidence_frame(table).set_index("placement")
+    evidence = lecture_evidence.evidence_frame(table).set_index("placement")
     assert evidence.loc["none", "valid"] == 115.0 and evidence.loc["none", "test"] == 102.0
     assert evidence.loc["none", "seeds"] == 2 and round(evidence.loc["none", "test_sd"], 3) == 2.828
     assert evidence.loc["zaremba", "seeds"] == 1 and evidence.loc["zaremba", "test_sd"] == 0.0
-    assert lecture.evidence_frame(table, include_own=True).set_index("placement").loc["none", "seeds"] == 3
-    bars = [t for t in lecture_plots.evidence_figure(lecture.evidence_frame(table)).data if t.type == "bar"]
+    assert lecture_evidence.evidence_frame(table, include_own=True).set_index("placement").loc["none", "seeds"] == 3
+    bars = [t for t in lecture_plots.evidence_figure(lecture_evidence.evidence_frame(table)).data if t.type == "bar"]
     assert bars[0].error_x.visible and list(bars[0].error_x.array) == list(evidence.reset_index()["valid_sd"])
 
 
@@ -283,7 +294,7 @@ def test_evidence_sets_the_test_with_dropout_on_beside_the_same_seeds_test_with_
         "problems": "", "read_only": True, "best_valid_ppl": [148.0, 147.0, 117.0], "test_ppl": [140.2, 140.0, 112.6],
         "mc_test_ppl": [math.nan, 101.5, math.nan], "mc_protocol": ["", "window", ""], "mc_samples": [None, 20, None],
     })
-    evidence = lecture.evidence_frame(table).set_index("placement")
+    evidence = lecture_evidence.evidence_frame(table).set_index("placement")
     assert evidence.loc["moon", "test"] == 140.1 and evidence.loc["moon", "seeds"] == 2
     assert evidence.loc["moon", "mc_test"] == 101.5 and evidence.loc["moon", "mc_seeds"] == 1
     assert evidence.loc["moon", "mc_off_test"] == 140.0  # like for like: the evaluated seed's own test
@@ -296,7 +307,8 @@ def test_evidence_sets_the_test_with_dropout_on_beside_the_same_seeds_test_with_
     assert "over %{customdata[2]} of %{customdata[3]} seed(s)" in masks_on.hovertemplate
     test_bar = next(t for t in fig.data if t.type == "bar" and t.name.endswith("test"))
     assert list(test_bar.text) == ["112.6", "140.1 · MC 101.5"]  # the number, where no marker covers it
-    assert not [t for t in lecture_plots.evidence_figure(lecture.evidence_frame(table.drop(columns="mc_test_ppl"))).data
+    before_mc = lecture_evidence.evidence_frame(table.drop(columns="mc_test_ppl"))
+    assert not [t for t in lecture_plots.evidence_figure(before_mc).data
                 if t.name.endswith("(MC)")]  # a table from before MC was recorded: no marker, no error
 
 
@@ -307,7 +319,7 @@ def test_evidence_puts_the_tested_models_valid_beside_its_test_and_the_best_epoc
         "problems": "", "read_only": True, "best_valid_ppl": [118.6, 86.8], "last_valid_ppl": [161.5, 86.9],
         "test_ppl": [157.6, 83.4],
     })
-    evidence = lecture.evidence_frame(table).set_index("placement")
+    evidence = lecture_evidence.evidence_frame(table).set_index("placement")
     assert evidence.loc["recurrent", "valid"] == 161.5 and evidence.loc["recurrent", "best_valid"] == 118.6
     assert evidence.loc["zaremba", "valid"] == 86.9
     valid_bar = next(t for t in lecture_plots.evidence_figure(evidence.reset_index()).data
@@ -323,7 +335,7 @@ def test_the_evidence_rows_rank_each_size_by_test_with_unrun_published_rows_by_t
         "state": "finished", "problems": "", "read_only": True, "best_valid_ppl": [148.0, 105.0, 118.6],
         "last_valid_ppl": [148.0, 105.0, 161.5], "test_ppl": [140.2, 100.3, 157.6],
     })
-    order = list(lecture_plots.evidence_figure(lecture.evidence_frame(table)).layout.yaxis.categoryarray)
+    order = list(lecture_plots.evidence_figure(lecture_evidence.evidence_frame(table)).layout.yaxis.categoryarray)
     # a published row without a run ranks by the paper's test: small none 114.5, medium variational 79.7
     assert order == ["small · zoneout", "small · none", "small · moon", "medium · variational", "medium · zaremba",
                      "medium · recurrent", "large · zaremba"]
@@ -331,15 +343,15 @@ def test_the_evidence_rows_rank_each_size_by_test_with_unrun_published_rows_by_t
 
 def test_the_evidence_is_at_the_papers_sizes_once_there_are_runs_of_them():
     evidence = pd.DataFrame({"preset": ["demo", "small", "medium", "demo"], "category": list("abcd")})
-    shown, left_out = lecture.at_paper_sizes(evidence)
+    shown, left_out = lecture_evidence.at_paper_sizes(evidence)
     assert list(shown["category"]) == ["b", "c"] and left_out == 2
     demo_only = evidence[evidence["preset"] == "demo"]
-    shown, left_out = lecture.at_paper_sizes(demo_only)
+    shown, left_out = lecture_evidence.at_paper_sizes(demo_only)
     assert list(shown["category"]) == ["a", "d"] and left_out == 0
 
 
 def test_the_evidence_chart_has_a_row_per_configuration_and_grows_with_them():
-    few = lecture.evidence_frame(pd.DataFrame({
+    few = lecture_evidence.evidence_frame(pd.DataFrame({
         "run": ["a"], "preset": "medium", "placement": "zaremba", "state": "finished", "problems": "",
         "read_only": True, "best_valid_ppl": [86.0], "test_ppl": [83.0]}))
     many = pd.concat([few.assign(category=f"medium · placement {i}") for i in range(12)], ignore_index=True)
@@ -358,8 +370,8 @@ def test_evidence_is_penn_treebank_runs_and_runs_that_did_not_record_their_corpu
         "problems": "", "read_only": True, "best_valid_ppl": 120.0, "test_ppl": 115.0,
         "corpus": ["penn-treebank", "other", ""],
     })
-    assert sorted(lecture.evidence_frame(table)["placement"]) == ["both", "none"]
-    assert lecture.off_corpus(table) == 1 and lecture.off_corpus(table.drop(columns="corpus")) == 0
+    assert sorted(lecture_evidence.evidence_frame(table)["placement"]) == ["both", "none"]
+    assert lecture_evidence.off_corpus(table) == 1 and lecture_evidence.off_corpus(table.drop(columns="corpus")) == 0
 
 
 def test_evidence_keeps_configurations_apart_that_differ_in_more_than_the_seed():
@@ -372,14 +384,14 @@ def test_evidence_keeps_configurations_apart_that_differ_in_more_than_the_seed()
         "variant": ["", "", "decay_after=7", "", "", "clip=2.5"],
         "best_valid_ppl": [86.0, 88.0, 80.0, 87.0, 84.0, 90.0], "test_ppl": [83.0, 85.0, 77.0, 84.0, 81.0, 88.0],
     })
-    evidence = lecture.evidence_frame(table).set_index("category")
+    evidence = lecture_evidence.evidence_frame(table).set_index("category")
     assert evidence.loc["medium · zaremba", "seeds"] == 2 and evidence.loc["medium · zaremba", "test"] == 84.0
     # not averaged in as further seeds; main.lua's one-epoch-later cut (medium: 6 + 1) named as such
     assert evidence.loc["medium · zaremba (main.lua's schedule)", "test"] == 77.0
     assert evidence.loc["medium · zaremba (clip=2.5)", "test"] == 88.0
     assert evidence.loc["medium · variational [hidden 0.3]", "test"] == 81.0
     assert evidence.loc["medium · variational [hidden 0.5]", "seeds"] == 1
-    alone = lecture.evidence_frame(table[table["run"].isin(["a", "d"])])
+    alone = lecture_evidence.evidence_frame(table[table["run"].isin(["a", "d"])])
     assert sorted(alone["category"]) == ["medium · variational", "medium · zaremba"]  # nothing to tell apart
 
 
@@ -404,33 +416,33 @@ def memory_table(**columns) -> pd.DataFrame:
 
 
 def test_recall_frame_takes_finished_memory_runs_and_lets_own_runs_replace_shipped_points():
-    recall = lecture.recall_frame(memory_table())
+    recall = lecture_memory.recall_frame(memory_table())
     assert list(zip(recall["placement"], recall["delay"], recall["accuracy"], recall["source"])) == [
         ("zaremba", 10, 0.99, "reference run"),  # placements in rnnreg.placements order, then by delay
         ("recurrent-cell", 2, 1.0, "reference run"),
         ("recurrent-cell", 10, 0.2, "own run"),  # the live run, not the shipped 0.16
     ]
-    assert lecture.recall_frame(pd.DataFrame(columns=["run"])).empty
+    assert lecture_memory.recall_frame(pd.DataFrame(columns=["run"])).empty
 
 
 def test_recall_figure_draws_a_line_per_placement_in_percent_over_chance():
-    fig = lecture_plots.recall_figure(lecture.recall_frame(memory_table()), chance=lecture.MEMORY_CHANCE)
+    fig = lecture_plots.recall_figure(lecture_memory.recall_frame(memory_table()), chance=lecture_memory.MEMORY_CHANCE)
     assert [t.name for t in fig.data] == ["zaremba 0.25", "recurrent-cell 0.25"]
     assert list(fig.data[1].x) == [2, 10] and list(fig.data[1].y) == [100.0, 20.0]
     assert fig.layout.shapes[0].y0 == 100 / 8  # chance among 8 keys
-    empty = lecture_plots.recall_figure(lecture.recall_frame(pd.DataFrame()))
+    empty = lecture_plots.recall_figure(lecture_memory.recall_frame(pd.DataFrame()))
     assert not empty.data and "memory-sweep.json" in empty.layout.annotations[0].text
 
 
 def test_memory_task_runs_are_not_penn_treebank_evidence():
-    evidence = lecture.evidence_frame(memory_table(), include_own=True)
+    evidence = lecture_evidence.evidence_frame(memory_table(), include_own=True)
     assert list(evidence["category"]) == ["small · none"]
 
 
 def test_gradient_probe_step_compares_language_model_runs_and_names_the_placements_it_lacks():
     table = memory_table(placement=["recurrent-cell", "recurrent-cell", "none", "zaremba", "none",
                                     "zaremba", "zaremba"])
-    pick = lecture.memory_runs(table)
+    pick = lecture_memory.memory_runs(table)
     assert pick.preset == "small" and pick.runs == ("ptb",)  # none from PTB, not a memory-task run beside it
     # recurrent-cell has memory-task runs only: not mixed into a chart of language models, but said so
     assert "recurrent-cell: no small language-model run (its memory-task runs are in the recall chart below)." \
@@ -446,7 +458,7 @@ def test_steps_show_a_finished_run_before_a_newer_one_still_training():
         "read_only": [False, False, False, True], "epochs_done": [3, 8, 8, 2], "task": ["lm"] * 4})
     assert lecture.overfitting_pair(table) == ("own-done-none", "own-done-z")
     assert lecture.overfitting_pair(table, prefer=["own-running-z"]) == ("own-done-none", "own-running-z")
-    assert lecture.memory_runs(table).runs == ("own-done-none", "own-done-z")  # none first, finished first
+    assert lecture_memory.memory_runs(table).runs == ("own-done-none", "own-done-z")  # none first, finished first
 
 
 def step_one_table() -> pd.DataFrame:
@@ -523,7 +535,7 @@ def test_step_one_has_no_size_choice_without_a_pair_at_the_papers_sizes(runs, mo
 
 
 def test_live_memory_configs_are_valid_cpu_runs_of_both_placements_at_each_delay():
-    configs = lecture.live_memory_configs()
+    configs = lecture_memory.live_memory_configs()
     parsed = [cfg.from_dict(doc) for _name, doc in configs]
     assert {(c.dropout.placement, c.memory.delay) for c in parsed} == {
         (p, d) for p in ("recurrent-cell", "zaremba") for d in (2, 5, 10, 20)}
@@ -589,11 +601,12 @@ def test_poke_offers_a_language_model_first_not_the_newest_memory_run(tmp_path):
 
 def test_the_evidence_takeaway_quotes_the_published_figures_and_the_small_runs_bear_it_out():
     takeaway = next(step.takeaway for step in lecture.STEPS if step.key == "evidence")
-    paper = lecture.PUBLISHED[lecture.PUBLISHED["source"] == "Zaremba et al. 2014"].set_index("preset")["test"]
+    published = lecture_evidence.PUBLISHED
+    paper = published[published["source"] == "Zaremba et al. 2014"].set_index("preset")["test"]
     assert f"reach {paper['medium']} and {paper['large']} test" in takeaway and f"stays at {paper['small']}" in takeaway
     from pages.shared import store  # the shipped small runs: 0.5 at zaremba's sites scores worse than none
 
-    evidence = lecture.evidence_frame(store.run_table(Path(__file__).resolve().parent.parent / "runs"))
+    evidence = lecture_evidence.evidence_frame(store.run_table(Path(__file__).resolve().parent.parent / "runs"))
     own_settings = evidence[evidence["variant"] == ""]  # not the runs on main.lua's schedule (`--decay-after`)
     small = own_settings[own_settings["preset"] == "small"].set_index("placement")["test"]
     assert "underfits" in takeaway and small["zaremba"] > small["none"]
@@ -626,7 +639,7 @@ def test_a_published_number_our_bar_covers_moves_right_of_it_with_its_symbol():
         "problems": "", "read_only": True, "best_valid_ppl": [87.4, 117.0], "test_ppl": [83.6, 112.6],
         "mc_test_ppl": [88.4, math.nan], "mc_protocol": ["window", ""], "mc_samples": [20, None],
     })
-    fig = lecture_plots.evidence_figure(lecture.evidence_frame(table))
+    fig = lecture_plots.evidence_figure(lecture_evidence.evidence_frame(table))
     gal_test = next(t for t in fig.data if t.name == "Gal & Ghahramani 2016 · test")
     assert list(gal_test.x) == [79.7] and list(gal_test.text) == [""]  # the marker stays on its value
     moved = next(t for t in fig.data if t.name == "Gal & Ghahramani 2016 · test (number)")
@@ -646,8 +659,8 @@ def test_a_run_far_past_the_published_numbers_runs_off_the_evidence_chart_labell
         "test_ppl": [617.6, 83.3, 157.6], "mc_test_ppl": [math.nan, math.nan, 240.0], "mc_protocol": "",
         "mc_samples": None,
     })
-    fig = lecture_plots.evidence_figure(lecture.evidence_frame(table))
-    highest_published = max(lecture.PUBLISHED["valid"].max(), lecture.PUBLISHED["test"].max())
+    fig = lecture_plots.evidence_figure(lecture_evidence.evidence_frame(table))
+    highest_published = max(lecture_evidence.PUBLISHED["valid"].max(), lecture_evidence.PUBLISHED["test"].max())
     assert 240.0 <= 2 * highest_published  # an MC circle within the limit still sets the scale ...
     assert list(fig.layout.xaxis.range) == pytest.approx([0, 1.12 * 240.0])
     for column, off in (("valid", "639.0"), ("test", "617.6")):
@@ -655,10 +668,10 @@ def test_a_run_far_past_the_published_numbers_runs_off_the_evidence_chart_labell
         texts = dict(zip(bar.y, bar.text))
         assert texts["medium · none"] == f"{off} · off the scale ▸"  # ... the run past it does not
         assert not [t for c, t in texts.items() if c != "medium · none" and "off the scale" in t]
-    within = lecture_plots.evidence_figure(lecture.evidence_frame(table[table["run"] != "n"]))
+    within = lecture_plots.evidence_figure(lecture_evidence.evidence_frame(table[table["run"] != "n"]))
     assert within.layout.xaxis.range == fig.layout.xaxis.range  # nothing off the scale: the same edge
     table.loc[table["run"] == "z", "best_valid_ppl"] = 300.0  # off the scale where the paper has a number
-    fig = lecture_plots.evidence_figure(lecture.evidence_frame(table))
+    fig = lecture_plots.evidence_figure(lecture_evidence.evidence_frame(table))
     paper = next(t for t in fig.data if t.name == "Zaremba et al. 2014 · valid")
     assert dict(zip(paper.y, paper.text))["medium · zaremba"] == "86.2"  # by its marker, not moved past the edge
 
@@ -687,7 +700,7 @@ def test_step_one_says_dropout_narrows_the_gap_the_shipped_demo_pair_still_shows
 
 
 def test_step_three_picks_its_runs_by_configuration_from_the_shipped_store(shipped_table):
-    pick = lecture.memory_runs(shipped_table)
+    pick = lecture_memory.memory_runs(shipped_table)
     rows = shipped_table.set_index("run").loc[list(pick.runs)]
     # one size, the step's placements first, then others, up to six lines
     assert pick.preset == "small" and set(rows["preset"]) == {"small"}
@@ -708,14 +721,14 @@ def test_step_three_prefers_the_own_settings_and_the_lowest_seed_over_the_newest
         "variant": ["decay_after=5", "", "", "", "", "", ""], "seed": [0, 1, 1, 0, 0, 0, 0],
         "state": "finished", "problems": "", "read_only": True, "epochs_done": 13, "task": "lm",
     })  # newest first, as the run table lists them; small and medium tie on placements: the smaller first
-    pick = lecture.memory_runs(table)
+    pick = lecture_memory.memory_runs(table)
     assert pick.preset == "small" and pick.runs == ("none-s0", "zaremba-s0")
     only_variant = table[table["run"] != "none-s0"][lambda t: t["run"] != "none-s1"]
-    fallback = lecture.memory_runs(only_variant)
+    fallback = lecture_memory.memory_runs(only_variant)
     assert fallback.runs == ("none-mainlua-s0", "zaremba-s0")  # better than no line, and it says so
     assert fallback.other_settings == ("none: none-mainlua-s0 (main.lua's schedule), no run at the preset's own.",)
     assert pick.other_settings == ()
-    assert lecture.memory_runs(pd.DataFrame()) == lecture.MemoryPick(None, (), ())
+    assert lecture_memory.memory_runs(pd.DataFrame()) == lecture_memory.MemoryPick(None, (), ())
 
 
 def test_step_three_says_why_zoneout_has_no_line_for_the_cell():
@@ -725,28 +738,29 @@ def test_step_three_says_why_zoneout_has_no_line_for_the_cell():
                         "nonzero": [0.0, 1.0, 1.0, 1.0, 1.0, 1.0]})
     table = pd.DataFrame({"run": ["z", "n"], "placement": ["zoneout", "none"]})
     for measure in ("norm", "nonzero"):
-        assert set(lecture.memory_frame(gtt, table, measure=measure)["run"]) == {"n"}
-        gaps = lecture.memory_gaps(gtt, ["n", "z"], table, measure=measure)
+        assert set(lecture_memory.memory_frame(gtt, table, measure=measure)["run"]) == {"n"}
+        gaps = lecture_memory.memory_gaps(gtt, ["n", "z"], table, measure=measure)
         assert len(gaps) == 1 and gaps[0].startswith("zoneout: its gradient at k = 0 is 0 (zoneout computes h_t")
-    assert lecture.memory_gaps(gtt, ["n", "gone"], table.assign(run=["gone", "n"])) == [
+    assert lecture_memory.memory_gaps(gtt, ["n", "gone"], table.assign(run=["gone", "n"])) == [
         "zoneout: its run recorded no gradient-through-time probe."]
-    assert lecture.memory_gaps(gtt, ["n"], table, layer=1) == ["none: no probe of layer 2 (c) in its run."]
+    assert lecture_memory.memory_gaps(gtt, ["n"], table, layer=1) == ["none: no probe of layer 2 (c) in its run."]
 
 
 def test_the_survival_line_names_the_placements_whose_rate_it_draws():
     memory = pd.DataFrame({"run": ["a", "a", "b", "b", "c", "c"], "label": list("aabbcc"),
                            "placement": ["none", "none", "recurrent", "recurrent", "both", "both"], "epoch": 13,
                            "k": [0, 1] * 3, "value": [1.0, 0.5] * 3, "carried_p": [0, 0, 0.25, 0.25, 0.5, 0.5]})
-    rates = lecture.survival_rates(memory)
+    rates = lecture_memory.survival_rates(memory)
     assert rates == {0.25: ["recurrent"], 0.5: ["both"]}
     names = [t.name for t in lecture_plots.memory_figure(memory, rates=rates).data]
     assert names[:2] == ["(1-p)^k, p = 0.25 (recurrent)", "(1-p)^k, p = 0.5 (both)"]
-    assert lecture.survival_rates(memory[memory["placement"] == "none"]) == {}
+    assert lecture_memory.survival_rates(memory[memory["placement"] == "none"]) == {}
     assert lecture_plots.memory_figure(memory, rates=[0.5]).data[0].name == "(1-p)^k, p = 0.5 (illustration)"
 
 
 def test_step_three_takeaway_says_what_its_recall_chart_shows(shipped_table):
-    recall = lecture.recall_frame(shipped_table).pivot_table(index="placement", columns="delay", values="accuracy")
+    recall = lecture_memory.recall_frame(shipped_table)
+    recall = recall.pivot_table(index="placement", columns="delay", values="accuracy")
     takeaway = lecture.STEPS[2].takeaway
     assert "on the cell c" in takeaway and "recall collapses as the gap grows" in takeaway
     assert recall.loc["recurrent-cell", 20] < 0.2  # a fresh mask on c every step
@@ -780,7 +794,7 @@ def test_the_schematic_legend_explains_its_dotted_optional_sites():
 
 
 def test_recall_lines_that_coincide_at_100_percent_each_keep_a_visible_marker(shipped_table):
-    fig = lecture_plots.recall_figure(lecture.recall_frame(shipped_table), chance=lecture.MEMORY_CHANCE)
+    fig = lecture_plots.recall_figure(lecture_memory.recall_frame(shipped_table), chance=lecture_memory.MEMORY_CHANCE)
     on_top = [t for t in fig.data if min(t.y) == 100.0]  # none, zaremba at T = 2 and 5, recurrent: one point
     assert {t.name for t in on_top} >= {"none", "recurrent 0.25"}
     shapes = [(t.marker.symbol, t.marker.size) for t in fig.data]
@@ -798,7 +812,7 @@ def test_the_evidence_rows_say_their_dropout_rate():
         "rate hidden": [0.5, 0.25, None, None], "rate input": [None, None, 0.3, None],
         "rate output": [None, None, 0.3, None],
     })
-    evidence = lecture.evidence_frame(table)
+    evidence = lecture_evidence.evidence_frame(table)
     assert dict(zip(evidence["category"], evidence["rate"])) == {
         "small · recurrent": "0.5", "medium · recurrent": "0.25", "medium · zaremba": "0.3", "small · none": ""}
     axis = lecture_plots.evidence_figure(evidence).layout.yaxis
@@ -811,13 +825,14 @@ def test_the_evidence_rows_say_their_dropout_rate():
     # the bars keep the category as their y: published markers land on the same rows
     assert "small · recurrent" in next(t for t in lecture_plots.evidence_figure(evidence).data if t.type == "bar").y
     # the rate goes after the placement, before what else sets a configuration apart
-    variants = lecture.evidence_frame(pd.concat([table, table.iloc[[2]].assign(run="e", variant="clip=2.5")],
-                                                 ignore_index=True))
-    assert lecture.evidence_row_labels(variants)["medium · zaremba (clip=2.5)"] == "medium · zaremba 0.3 (clip=2.5)"
+    clipped = table.iloc[[2]].assign(run="e", variant="clip=2.5")
+    variants = lecture_evidence.evidence_frame(pd.concat([table, clipped], ignore_index=True))
+    labels = lecture_evidence.evidence_row_labels(variants)
+    assert labels["medium · zaremba (clip=2.5)"] == "medium · zaremba 0.3 (clip=2.5)"
 
 
 def test_the_evidence_chart_keeps_its_legend_under_the_plot_and_a_title_a_projector_can_show(shipped_table):
-    evidence, _left_out = lecture.at_paper_sizes(lecture.evidence_frame(shipped_table))
+    evidence, _left_out = lecture_evidence.at_paper_sizes(lecture_evidence.evidence_frame(shipped_table))
     font = lecture_plots.PRESENTATION_FONT
     fig = lecture_plots.evidence_figure(evidence, font_size=font)
     assert fig.layout.legend.orientation == "h" and fig.layout.legend.yref == "container"

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from rnnreg import lecture, runs
+from rnnreg import lecture_evidence, runs
 from rnnreg.config import build_run_config, lr_at_epoch
 from rnnreg.data import read_tokens
 
@@ -362,7 +362,7 @@ def test_medium_placements_table_lists_every_shipped_medium_run_as_recorded():
         mc = runs.read_jsonl(run.dir / runs.METRICS_FILE, "mc_test")
         written = re.findall(r"([\d.]+) \(N=(\d+)\)", cells[4])
         assert sorted(written) == sorted((f"{r['mc_test_ppl']:.2f}", str(r["samples"])) for r in mc), cells[0]
-        from rnnreg.lecture import PUBLISHED
+        from rnnreg.lecture_evidence import PUBLISHED
 
         published = PUBLISHED[(PUBLISHED["preset"] == "medium") & (PUBLISHED["placement"] == placement_of(cells[0]))]
         for _, paper in published.iterrows():  # the lecture's published figures, the same in the README
@@ -502,7 +502,7 @@ def test_the_small_runs_on_main_luas_schedule_are_quoted_beside_the_texts():
             f"{mean_sd(text_schedule)} on the text's schedule") in section
     gap = statistics.mean(test) - statistics.mean(text_schedule)
     assert f"{abs(gap):.1f} {'higher' if gap > 0 else 'lower'}" in section
-    paper = lecture.PUBLISHED.set_index(["source", "preset"]).at[("Zaremba et al. 2014", "small"), "test"]
+    paper = lecture_evidence.PUBLISHED.set_index(["source", "preset"]).at[("Zaremba et al. 2014", "small"), "test"]
     assert f"closer to the paper's {paper}" in section
     assert abs(statistics.mean(test) - paper) < abs(statistics.mean(text_schedule) - paper)
     code_run, text_run = runs.load_run(SHIPPED, code[0].id), lm_run("small", "none")[1]
