@@ -90,8 +90,8 @@ fi
 
 # 4. Reference runs (issue 6), most important first; the rest fill what time is left.  Done so far
 #    (runs/reference/): every small placement x3 (some on this project's 2-core CPU, an hour each),
-#    medium zaremba, variational, recurrent, large zaremba seed 0; medium none and both on the
-#    2-core CPU (6-7 h each, resumed across sessions).  Large (55 epochs, 537 s alone on an H200, the
+#    medium zaremba, variational, recurrent, large zaremba seed 0; medium none, both and zoneout on
+#    the 2-core CPU (6-8.5 h each, resumed across sessions).  Large (55 epochs, 537 s alone on an H200, the
 #    GPU tests left out) needs a command of its own, e.g. for a further seed:
 #    RUNS="large-zaremba-0.65-s1:large:zaremba:0.65:1" MPS=0 GPU_TESTS=0 BENCH=0 BUDGET=585 bash benchmarks/gpu_session.sh
 #    The variational goal (<= 79.7) was missed by 3.9 with 0.5 at every site and 0.1 word dropout.
@@ -121,7 +121,7 @@ $PY benchmarks/gpu_runs.py --runs-dir "$runs" --deadline $(( $(left) - 25 )) --c
   --mc medium-variational-s0=100,1000 --mc medium-variational-s1=1000 \
   --mc medium-variational-gal-0.3-0.5-s0=100 --mc medium-variational-gal-0.2-0.4-s0=100 \
   --mc medium-variational-untied-gal-0.3-0.5-s0=100 --mc medium-moon-s0=20 \
-  ${RUNS:-medium-zoneout-s0:medium:zoneout:-:0 medium-weight-drop-s0:medium:weight-drop:-:0 \
+  ${RUNS:-medium-weight-drop-s0:medium:weight-drop:-:0 \
     medium-semeniuta-s0:medium:semeniuta:-:0 medium-moon-s0:medium:moon:-:0 \
     medium-variational-gal-0.3-0.5-s0:medium:variational:0.5:0:$GAL_03 \
     medium-variational-gal-0.2-0.4-s0:medium:variational:0.4:0:$GAL_02 \

@@ -385,6 +385,27 @@ def test_the_medium_both_finding_quotes_its_mc_test_beside_small_boths():
     assert row(table("| run | best valid (epoch) |"), "`both`")[4].endswith(f"({ratio:.2f}x)")
 
 
+def test_the_medium_zoneout_finding_quotes_its_curve_its_mc_test_and_small_zoneouts():
+    """Medium `zoneout` alone overfits like `recurrent`; the finding quotes its best and final validation
+    figures, its last training figure, its masks-on test (recorded by `rnnreg evaluate`) and its ratio
+    beside small `zoneout`'s, and zaremba's test it stays behind."""
+    summary, run = lm_run("medium", "zoneout")
+    text = readme_text()
+    ep = epochs(run)
+    i = ep["valid_ppl"].idxmin()
+    assert (f"best at {ep.at[i, 'valid_ppl']:.2f} in epoch {int(ep.at[i, 'epoch'])} and climbs to "
+            f"{summary.last_valid_ppl:.2f} while training perplexity falls to {last_train(run)}") in text
+    (r,) = [r for r in runs.read_jsonl(run.dir / runs.METRICS_FILE, "mc_test") if runs.mc_protocol(r) == "window"]
+    ratio = r["mc_test_ppl"] / r["test_ppl"]
+    small = statistics.mean(m["mc_test_ppl"] / m["test_ppl"] for _, _, m in small_mc("window", "zoneout"))
+    zaremba = lm_run("medium", "zaremba")[0].test_ppl
+    assert (f"({r['samples']} passes, masks per window), it reads {r['mc_test_ppl']:.2f}, {ratio:.2f}x") in text
+    assert (f"small `zoneout` reads {small:.2f}x; still {r['mc_test_ppl'] - zaremba:.0f} points behind "
+            f"zaremba's {zaremba:.2f}") in text
+    assert f"--mc-masks window --device {r['device']}`, {r['seconds']:.0f} s" in text
+    assert row(table("| run | best valid (epoch) |"), "`zoneout`")[4].endswith(f"({ratio:.2f}x)")
+
+
 @pytest.mark.parametrize("first_cell, placement", [("`demo`, no dropout", "none"), ("`demo`, zaremba 0.5", "zaremba")])
 def test_demo_table(first_cell, placement):
     summary, run = lm_run("demo", placement)
