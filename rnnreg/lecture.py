@@ -52,9 +52,9 @@ STEPS: tuple[Step, ...] = (
          "the layer inputs only underfits, while mild regularisers of the recurrent path (per-step dropout on h, "
          "zoneout, weight drop, dropout on the cell update) help; a mask on the memory c itself, one per window, "
          "scores worst with dropout off at test, yet ahead of no dropout when tested with its masks on (train and "
-         "test see different memories); at the medium size, per-step dropout on h alone lets the model overfit, "
-         "but added to zaremba's sites it tests better than they do alone (a mask on h never touches the memory "
-         "in c): this project's reference runs show all three."),
+         "test see different memories); at the medium size, per-step dropout on h alone, or zoneout alone, lets the "
+         "model overfit, but added to zaremba's sites the dropout on h tests better than they do alone (a mask on h "
+         "never touches the memory in c): this project's reference runs show all three."),
 )
 # The evidence step's last words, and what it says instead where its chart has no reference runs.
 OWN_RUNS_CLAIM = "this project's reference runs show all three."
