@@ -270,7 +270,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     print(f"{run_dir.name}: test perplexity {result.test_ppl:.2f} (dropout off), "
           f"{result.mc_test_ppl:.2f} with MC dropout over {result.samples} samples "
           f"({result.tokens} tokens, {result.samples_per_pass} samples per pass, {result.seconds:.1f} s on {result.device}; "
-          f"masks per {result.masks}, word dropout {'on' if result.word_dropout else 'off'})")
+          f"masks per {result.masks}, word dropout {'on' if result.word_dropout else 'off'}); "
+          f"one pass alone: {result.single_pass_ppl:.2f} (geometric mean over the samples)")
     if result.weights_dtype != "float32":  # `rnnreg compact` halved them: close to the trainer's figure, not equal
         from rnnreg.runs import summarize_run
 

@@ -15,6 +15,11 @@ masks="window" with word_dropout=True, redraws the masks at every window as trai
 and drops word types too; this project's first MC figures (before 2026-11-27) used it.
 Per-step masks are fresh at every step either way.  Each record says which it used.
 
+Beside the average, each record holds the perplexity of one stochastic pass alone (the
+geometric mean over the samples, `single_pass_ppl`).  Against the figure with dropout off it
+says whether the model scores better with its masks on at all; the MC figure against it is
+what averaging the passes, an ensemble, adds.
+
 Samples run side by side as columns of one wide batch: the test stream (rows, B) repeated S
 times is (rows, S*B), column k*B + b being sample k of stream b.  Each column draws its own
 masks and carries its own state, so S samples cost one pass.  Word dropout (when asked
@@ -31,6 +36,7 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -66,6 +72,7 @@ class MCResult:
     word_dropout: bool = False  # ... masks "window" with word dropout on
     torch_version: str | None = None  # which code computed the figures (records before 2026-12-07: not said)
     git_commit: str | None = None
+    single_pass_ppl: float | None = None  # one stochastic pass alone (records before 2026-12-07: not measured)
 
 
 def samples_per_pass(samples: int, bptt: int, batch: int, vocab: int, device: torch.device,
@@ -77,18 +84,26 @@ def samples_per_pass(samples: int, bptt: int, batch: int, vocab: int, device: to
     return max(1, min(samples, int(LOGITS_BUDGET.get(device.type, 2e8) // per_sample)))
 
 
-@torch.no_grad()
 def _token_log_probs(model: LanguageModel, data: torch.Tensor, bptt: int, copies: int, stochastic: bool,
                      masks: str = "stream", word_dropout: bool = False) -> torch.Tensor:
     """log p of every test token (in stream order), log-sum-exp'd over `copies` sample columns.
 
     data (rows, B); returns (tokens,) float64 = log sum_k p_k(w_t).
     """
+    return _token_log_prob_sums(model, data, bptt, copies, stochastic, masks, word_dropout)[0]
+
+
+@torch.no_grad()
+def _token_log_prob_sums(model: LanguageModel, data: torch.Tensor, bptt: int, copies: int, stochastic: bool,
+                         masks: str = "stream", word_dropout: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log sum_k p_k(w_t), sum_k log p_k(w_t)) of every test token, over `copies` sample columns:
+    the first makes the MC average, the second each pass's own perplexity. Both (tokens,) float64.
+    """
     model.train(stochastic)
     batch = data.size(1)
     wide = data.repeat(1, copies)  # (rows, copies * B), column k * B + b = sample k of stream b
     state = model.init_state(wide.size(1))
-    pieces = []
+    pieces, sums = [], []
     held = FrozenMasks()  # masks="stream": the first window's masks serve the whole stream
     with frozen_masks(held) if masks == "stream" else contextlib.nullcontext():
         for inputs, targets in windows(wide, bptt, full_only=False):
@@ -97,16 +112,28 @@ def _token_log_probs(model: LanguageModel, data: torch.Tensor, bptt: int, copies
             state = out.state
             steps, vocab = inputs.size(0), out.logits.size(-1)
             log_p = -F.cross_entropy(out.logits.reshape(-1, vocab), targets.reshape(-1), reduction="none")
-            log_p = log_p.view(steps, copies, batch).double().logsumexp(1)  # (T, B)
-            pieces.append(log_p.reshape(-1))
+            log_p = log_p.view(steps, copies, batch).double()  # (T, copies, B)
+            pieces.append(log_p.logsumexp(1).reshape(-1))  # (T * B,), stream order
+            sums.append(log_p.sum(1).reshape(-1))
     model.eval()
-    return torch.cat(pieces)
+    return torch.cat(pieces), torch.cat(sums)
+
+
+class MCFigures(NamedTuple):
+    mc_test_ppl: float  # of the averaged probabilities
+    test_ppl: float  # dropout off
+    tokens: int
+    samples_per_pass: int
+    single_pass_ppl: float  # one stochastic pass alone: exp(-mean over samples and tokens of log p_k)
 
 
 def mc_evaluate(model: LanguageModel, data: torch.Tensor, bptt: int, samples: int, *, seed: int = 0,
-                per_pass: int | None = None, masks: str = "stream", word_dropout: bool = False,
-                ) -> tuple[float, float, int, int]:
-    """(MC perplexity, deterministic perplexity, tokens, samples per pass) of `data` (rows, B)."""
+                per_pass: int | None = None, masks: str = "stream", word_dropout: bool = False) -> MCFigures:
+    """MC, deterministic and single-pass perplexity of `data` (rows, B).
+
+    Single-pass against deterministic says whether the model scores better with its masks on at all;
+    MC against single-pass is what averaging the samples (an ensemble) adds on top.
+    """
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
         raise EvaluateError(f"--mc-samples: must be a whole number >= 1, got {samples!r}")
     if masks not in MC_MASKS:
@@ -118,15 +145,19 @@ def mc_evaluate(model: LanguageModel, data: torch.Tensor, bptt: int, samples: in
     deterministic = _token_log_probs(model, data, bptt, 1, stochastic=False)
     torch.manual_seed(seed)
     total = None  # log sum over the samples so far of p(w_t), per token
+    log_p_sum = 0.0  # sum over samples and tokens of log p_k(w_t)
     done = 0
     while done < samples:
         copies = min(per_pass, samples - done)
-        chunk = _token_log_probs(model, data, bptt, copies, stochastic=True, masks=masks, word_dropout=word_dropout)
+        chunk, chunk_sums = _token_log_prob_sums(model, data, bptt, copies, stochastic=True, masks=masks,
+                                                 word_dropout=word_dropout)
         total = chunk if total is None else torch.logaddexp(total, chunk)
+        log_p_sum += chunk_sums.sum().item()
         done += copies
     mc_mean_log_p = (total - math.log(samples)).mean().item()
     tokens = deterministic.numel()
-    return math.exp(-mc_mean_log_p), math.exp(-deterministic.mean().item()), tokens, per_pass
+    return MCFigures(math.exp(-mc_mean_log_p), math.exp(-deterministic.mean().item()), tokens, per_pass,
+                     math.exp(-log_p_sum / (samples * tokens)))
 
 
 def evaluate_run(run_dir: str | os.PathLike[str], samples: int, device: torch.device, *, seed: int = 0,
@@ -156,12 +187,13 @@ def evaluate_run(run_dir: str | os.PathLike[str], samples: int, device: torch.de
     model = run.model.to(device)
     code = {"torch_version": torch.__version__, "git_commit": git_commit()}  # now: the checkout may move on meanwhile
     began = time.perf_counter()
-    mc_ppl, det_ppl, tokens, per_pass = mc_evaluate(model, data.to(device), t.bptt, samples, seed=seed,
-                                                    per_pass=per_pass, masks=masks, word_dropout=word_dropout)
+    figures = mc_evaluate(model, data.to(device), t.bptt, samples, seed=seed, per_pass=per_pass, masks=masks,
+                          word_dropout=word_dropout)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    return MCResult(samples=samples, mc_test_ppl=mc_ppl, test_ppl=det_ppl, tokens=tokens, samples_per_pass=per_pass,
-                    seconds=time.perf_counter() - began, seed=seed,
+    return MCResult(samples=samples, mc_test_ppl=figures.mc_test_ppl, test_ppl=figures.test_ppl,
+                    tokens=figures.tokens, samples_per_pass=figures.samples_per_pass,
+                    single_pass_ppl=figures.single_pass_ppl, seconds=time.perf_counter() - began, seed=seed,
                     device=torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
                     weights_dtype=run.weights_dtype, masks=masks, word_dropout=word_dropout, **code)
 

@@ -62,21 +62,22 @@ def test_without_dropout_every_sample_is_the_deterministic_model(runs):
     """Samples are columns of one wide batch: a sample paired with the wrong stream would change the figure."""
     model, data, bptt = _model_and_test(runs["none"])
     assert data.size(1) == 4
-    mc, det, _tokens, per_pass = mc_eval.mc_evaluate(model, data, bptt, 5)
-    assert per_pass == 5 and mc == pytest.approx(det, rel=1e-9)
+    mc, det, _tokens, per_pass, single = mc_eval.mc_evaluate(model, data, bptt, 5)
+    assert per_pass == 5 and mc == pytest.approx(det, rel=1e-9) and single == pytest.approx(det, rel=1e-9)
 
 
 def test_mc_averages_probabilities_not_log_probabilities(runs):
     """log of the mean probability >= mean log probability (Jensen): MC perplexity <= the samples' geometric mean."""
     model, data, bptt = _model_and_test(runs["variational"])
     samples = 6
-    mc, det, _tokens, _ = mc_eval.mc_evaluate(model, data, bptt, samples, seed=3, per_pass=1)
+    mc, det, _tokens, _, single = mc_eval.mc_evaluate(model, data, bptt, samples, seed=3, per_pass=1)
     torch.manual_seed(3)  # the same masks, one sample at a time
     singles = [mc_eval._token_log_probs(model, data, bptt, 1, stochastic=True) for _ in range(samples)]
     expected = torch.stack(singles).logsumexp(0) - math.log(samples)
     assert mc == pytest.approx(math.exp(-expected.mean().item()), rel=1e-9)
     geometric = math.exp(-torch.stack(singles).mean().item())
     assert mc < geometric
+    assert single == pytest.approx(geometric, rel=1e-9)  # the single-pass figure: one pass alone, on average
     assert len({round(s.sum().item(), 6) for s in singles}) == samples  # each pass drew its own masks
     assert mc != pytest.approx(det, rel=1e-3)
 
@@ -91,7 +92,7 @@ def test_with_a_tiny_rate_mc_approaches_the_deterministic_model(runs):
         embedding=1e-4)
     model.placement = nearly_off
     try:
-        mc, det, _tokens, _ = mc_eval.mc_evaluate(model, data, bptt, 4)
+        mc, det, _tokens, _, _single = mc_eval.mc_evaluate(model, data, bptt, 4)
     finally:
         model.placement = placement
     assert mc == pytest.approx(det, rel=2e-3)
@@ -121,10 +122,10 @@ def test_wide_passes_and_one_sample_passes_estimate_the_same_figure(runs):
     Two 200-sample figures of this model differ from seed to seed by about 0.8% (measured
     2026-11-27: 4.99-5.08 over eight seeds), so 3% is some 3.5 standard deviations."""
     model, data, bptt = _model_and_test(runs["variational"])
-    wide, _det, _tokens, per_pass = mc_eval.mc_evaluate(model, data, bptt, 200, seed=1)
-    single, _det, _tokens, _ = mc_eval.mc_evaluate(model, data, bptt, 200, seed=2, per_pass=1)
+    wide, _det, _tokens, per_pass, _single = mc_eval.mc_evaluate(model, data, bptt, 200, seed=1)
+    one_by_one, _det, _tokens, _, _single = mc_eval.mc_evaluate(model, data, bptt, 200, seed=2, per_pass=1)
     assert per_pass == 200
-    assert wide == pytest.approx(single, rel=0.03)
+    assert wide == pytest.approx(one_by_one, rel=0.03)
 
 
 def test_stream_masks_hold_for_the_whole_test_stream(runs):
@@ -132,27 +133,27 @@ def test_stream_masks_hold_for_the_whole_test_stream(runs):
     so how the stream is cut into windows cannot matter; redrawn per window, it does."""
     model, data, bptt = _model_and_test(runs["variational"])
     rows = data.size(0)
-    short, _det, _t, _p = mc_eval.mc_evaluate(model, data, bptt, 3, seed=5)
-    whole, _det, _t, _p = mc_eval.mc_evaluate(model, data, rows, 3, seed=5)  # one window: one draw
+    short, _det, _t, _p, _single = mc_eval.mc_evaluate(model, data, bptt, 3, seed=5)
+    whole, _det, _t, _p, _single = mc_eval.mc_evaluate(model, data, rows, 3, seed=5)  # one window: one draw
     assert short == pytest.approx(whole, rel=1e-9)
-    per_window, _det, _t, _p = mc_eval.mc_evaluate(model, data, bptt, 3, seed=5, masks="window")
+    per_window, _det, _t, _p, _single = mc_eval.mc_evaluate(model, data, bptt, 3, seed=5, masks="window")
     assert per_window != pytest.approx(whole, rel=1e-6)
-    whole_window, _det, _t, _p = mc_eval.mc_evaluate(model, data, rows, 3, seed=5, masks="window")
+    whole_window, _det, _t, _p, _single = mc_eval.mc_evaluate(model, data, rows, 3, seed=5, masks="window")
     assert whole_window == pytest.approx(whole, rel=1e-9)  # one window is one draw either way
 
 
 def test_word_dropout_is_off_in_the_stochastic_passes_unless_asked_for(runs):
     model, data, bptt = _model_and_test(runs["variational"])
     assert model.placement.embedding > 0
-    default, _det, _t, _p = mc_eval.mc_evaluate(model, data, bptt, 3, seed=7)
+    default, _det, _t, _p, _single = mc_eval.mc_evaluate(model, data, bptt, 3, seed=7)
     placement = model.placement
     model.placement = dataclasses.replace(placement, embedding=0.0)
     try:
-        without, _det, _t, _p = mc_eval.mc_evaluate(model, data, bptt, 3, seed=7)
+        without, _det, _t, _p, _single = mc_eval.mc_evaluate(model, data, bptt, 3, seed=7)
     finally:
         model.placement = placement
     assert default == pytest.approx(without, rel=1e-12)
-    with_words, _det, _t, _p = mc_eval.mc_evaluate(model, data, bptt, 3, seed=7, word_dropout=True)
+    with_words, _det, _t, _p, _single = mc_eval.mc_evaluate(model, data, bptt, 3, seed=7, word_dropout=True)
     assert with_words != pytest.approx(default, rel=1e-6)
 
 
@@ -188,7 +189,7 @@ def test_word_masks_per_column_are_per_word_type_and_independent_across_columns(
 def test_weight_drop_runs_one_sample_per_pass(runs):
     """One W_hh mask serves a whole batch, so weight-drop samples cannot share a pass."""
     model, data, bptt = _model_and_test(runs["weight-drop"])
-    _mc, _det, _tokens, per_pass = mc_eval.mc_evaluate(model, data, bptt, 3)
+    _mc, _det, _tokens, per_pass, _single = mc_eval.mc_evaluate(model, data, bptt, 3)
     assert per_pass == 1
 
 
@@ -203,6 +204,8 @@ def test_cli_evaluate_records_the_result(runs, capsys, monkeypatch):
     assert (records[-1]["masks"], records[-1]["word_dropout"]) == ("stream", False)  # Gal's protocol, recorded
     assert (records[-1]["git_commit"], records[-1]["torch_version"]) == ("0123abc", torch.__version__)
     assert "masks per stream, word dropout off" in out
+    single = records[-1]["single_pass_ppl"]  # one pass alone scores worse than the average of 8
+    assert single > records[-1]["mc_test_ppl"] and f"one pass alone: {single:.2f}" in out
     assert main(["evaluate", run_dir.name, "--mc-samples", "2", "--runs-dir", str(runs["root"]), "--device", "cpu",
                  "--mc-masks", "window", "--mc-word-dropout"]) == 0
     capsys.readouterr()
@@ -300,3 +303,13 @@ def test_a_run_made_elsewhere_on_the_penn_treebank_reads_the_vendored_copy(tmp_p
     assert load_run_corpus(load_run_model(moved)).checksums == penn_treebank_checksums()
     recorded = load_run(tmp_path / "runs", writer.dir.name).summary.test_ppl
     assert mc_eval.evaluate_run(moved, 1, torch.device("cpu")).test_ppl == pytest.approx(recorded, rel=1e-5)
+
+
+def test_the_readme_names_every_key_of_an_mc_test_record():
+    """The run format section documents the record `rnnreg evaluate` appends, key by key."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split('- `kind: "mc_test"`', 1)[1].split("\n- ", 1)[0]
+    keys = [field.name for field in dataclasses.fields(mc_eval.MCResult)] + ["evaluated_at"]
+    assert [key for key in keys if f"`{key}`" not in section] == []
