@@ -129,6 +129,15 @@ class _Step:
         self.state[1].zero_()
         self.totals.reset(step)
 
+    @torch.no_grad()
+    def restore_progress(self, state: State, nats: float, clipped: int) -> None:
+        """After `start_epoch`, for a run resumed mid-epoch: the state its last window carried out
+        and the totals so far, copied in place (a captured graph reads these very tensors)."""
+        self.state[0].copy_(state[0])
+        self.state[1].copy_(state[1])
+        self.totals.nats.fill_(nats)
+        self.totals.clipped.fill_(clipped)
+
     def layer_grad_norms(self, output: StepOutput) -> dict[str, float]:
         """Gradient norm per parameter group (embedding, lstm.0, ..., decoder), before clipping."""
         norms = torch.stack(output.param_norms).double().tolist()

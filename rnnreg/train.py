@@ -11,6 +11,7 @@ Listeners (rnnreg.recording, rnnreg.probes, the CLI's progress bar) subscribe to
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from dataclasses import dataclass
@@ -85,11 +86,28 @@ class Scores:
     accuracy_by_delay: dict[str, float] | None = None  # query at window row d + 1 -> gap d
 
 
+@dataclass(frozen=True)
+class EpochProgress:
+    """How far training got into an epoch it has not finished: what a mid-epoch checkpoint holds,
+    besides the weights and the RNG states, for `Trainer.restore` to go on from the next window."""
+
+    windows: int  # minibatches of this epoch already trained
+    seconds: float  # this epoch's training time so far
+    nats: float  # their summed training cross-entropy (the epoch's train ppl needs it)
+    clipped: int  # how many of them were clipped
+    state: State  # the (h, c) carried out of the last of them, each (layers, B, H), on the CPU
+
+
 class Listener(Protocol):
+    """Every method is optional.  A listener must not draw from the global RNG in `on_step`
+    (dropout masks draw from it, and a mid-epoch checkpoint saves it as it is then)."""
+
     def on_train_start(self, trainer: "Trainer") -> None: ...
     def on_step(self, trainer: "Trainer", event: StepEvent) -> None: ...
     def on_epoch_end(self, trainer: "Trainer", event: EpochEvent) -> None: ...
     def on_test(self, trainer: "Trainer", event: TestEvent) -> None: ...
+    # asked to stop between two minibatches; `trainer.epoch_progress()` is where it stopped
+    def on_cancel(self, trainer: "Trainer") -> None: ...
 
 
 def resolve_device(requested: str) -> torch.device:
@@ -153,6 +171,8 @@ class Trainer:
         # epoch starts from exactly these, so listeners that draw random numbers between epochs
         # change nothing, and a checkpoint holding them resumes bit for bit.
         self.rng_state: dict[str, torch.Tensor] | None = None
+        self._progress: EpochProgress | None = None  # restored from a mid-epoch checkpoint, until used
+        self._epoch_start = (time.perf_counter(), 0)  # (clock, global step) where the current epoch began
 
     def _forward(self, tokens: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         out = self.model(tokens, state)
@@ -172,17 +192,33 @@ class Trainer:
 
     def restore(
         self, weights: dict[str, torch.Tensor], *, epoch: int, step: int, words: int, elapsed: float,
-        rng: dict[str, torch.Tensor],
+        rng: dict[str, torch.Tensor], progress: EpochProgress | None = None,
     ) -> None:
-        """Continue after completed `epoch` (from a checkpoint): `run()` then trains epoch + 1 on.
+        """Continue after completed `epoch` (from a checkpoint): `run()` then trains epoch + 1 on,
+        from its first window, or with `progress` (a mid-epoch checkpoint) from the window after
+        `progress.windows`, with the state those carried out.
 
-        No hidden state is needed: every epoch starts from a zero state.  The lr follows from
-        the epoch (`lr_at_epoch`); plain SGD keeps no optimizer state.
+        Between epochs no hidden state is needed: every epoch starts from a zero state.  The lr
+        follows from the epoch (`lr_at_epoch`); plain SGD keeps no optimizer state.
         """
+        if progress is not None and not 0 <= progress.windows <= min(step, self.batches_per_epoch):
+            raise ValueError(f"a mid-epoch checkpoint after {progress.windows} windows of an epoch of "
+                             f"{self.batches_per_epoch} (step {step})")
         self.model.load_state_dict(weights, strict=True)
         self.epoch, self.step, self.words = epoch, step, words
         self.started = time.perf_counter() - elapsed  # the `time` of records continues
         self.rng_state = {name: state.clone() for name, state in rng.items()}
+        self._progress = progress
+
+    def epoch_progress(self) -> EpochProgress:
+        """Where the epoch being trained stands, after its last minibatch (for a mid-epoch checkpoint)."""
+        totals = self.training_step.totals
+        clock, first_step = self._epoch_start
+        h, c = self.training_step.state
+        return EpochProgress(
+            windows=self.step - first_step, seconds=time.perf_counter() - clock, nats=totals.nats.item(),
+            clipped=int(totals.clipped.item()), state=(h.detach().to("cpu", copy=True), c.detach().to("cpu", copy=True)),
+        )
 
     def _emit(self, name: str, *args: object) -> None:
         for listener in self.listeners:
@@ -215,10 +251,18 @@ class Trainer:
         step_fn = self.training_step
         step_fn.start_epoch(lr, self.step)  # zero state at the start of every epoch
         totals = step_fn.totals  # accumulated on the device: the loop never waits for the GPU between logs
-        tokens = 0
+        done, self._progress = self._progress, None
+        if done is not None:  # resumed mid-epoch: its first `done.windows` windows are trained already
+            step_fn.restore_progress(done.state, done.nats, done.clipped)
+            epoch_start -= done.seconds
+        skip = done.windows if done is not None else 0
+        self._epoch_start = (epoch_start, self.step - skip)
+        tokens = skip * t.bptt * t.batch_size  # full windows only
         last_log_time, last_log_words = time.perf_counter(), self.words
-        for inputs, targets in windows(self.train_data, t.bptt, full_only=True):
+        for inputs, targets in itertools.islice(windows(self.train_data, t.bptt, full_only=True), skip, None):
             if self.should_stop():
+                self._check_finite(totals.first_bad, epoch, lr)  # a diverged run ends diverged, not resumable
+                self._emit("on_cancel")
                 raise Cancelled(f"cancelled during epoch {epoch} at step {self.step}")
             self.step += 1
             steps, batch = inputs.shape
