@@ -155,7 +155,7 @@ def live_runs() -> None:
             c5.button("Resume", key=f"resume_{row['run']}", on_click=resume, args=(row["run"],),
                       icon=":material/play_circle:", disabled=refusal is not None,
                       help=f"Cannot resume: {refusal}" if refusal else
-                      "train it on from its last completed epoch (from the start if it stopped in its first)")
+                      "train it on from its last checkpoint (from the start if it stopped before its first)")
         if row["message"]:
             st.caption(f"{common.escape_markdown(row['label'])}: {common.escape_markdown(row['message'])}")
     over = [r for r, state in zip(shown["run"], shown["state"]) if state not in runs.ACTIVE_STATES]

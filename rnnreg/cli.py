@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import sys
 from typing import Sequence
 
@@ -80,8 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--max-concurrent", type=int, default=None, metavar="N",
                        help="wait until fewer than N queued runs of this runs root are training")
     train.add_argument("--resume", metavar="RUN",
-                       help="continue an interrupted, cancelled or failed run from its last completed epoch "
-                            "(with --runs-dir; takes no other training option)")
+                       help="continue an interrupted, cancelled or failed run from its last checkpoint "
+                            "(with --runs-dir; takes no other training option but --checkpoint-minutes)")
+    train.add_argument("--checkpoint-minutes", type=float, default=None, metavar="M",
+                       help="also checkpoint within an epoch, at the first logged step M minutes after the last "
+                            "checkpoint, so a killed run loses at most about M minutes (default 10; 0: only "
+                            "after each epoch and on a cancel)")
 
     listing = commands.add_parser("list", help="one row per run")
     _add_runs_dir(listing)
@@ -181,6 +186,9 @@ def _train(args: argparse.Namespace) -> int:
 
     if args.max_concurrent is not None and args.max_concurrent < 1:
         raise UsageError(f"rnnreg train: --max-concurrent: must be >= 1, got {args.max_concurrent}")
+    minutes = args.checkpoint_minutes
+    if minutes is not None and not (math.isfinite(minutes) and minutes >= 0):
+        raise UsageError(f"rnnreg train: --checkpoint-minutes: must be a number of minutes >= 0, got {minutes:g}")
     if args.resume is not None:
         given = [f"--{o.replace('_', '-')}" for o in _RUN_OPTIONS if getattr(args, o) not in (None, [])]
         if given:

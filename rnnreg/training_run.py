@@ -37,7 +37,7 @@ from rnnreg.placements import PLACEMENTS
 from rnnreg.provenance import git_commit
 from rnnreg.probes import GateProbe, GradThroughTime, probe_batch, probe_window
 from rnnreg.checkpoint import CheckpointError
-from rnnreg.recording import RunRecorder, restore_trainer
+from rnnreg.recording import DEFAULT_CHECKPOINT_MINUTES, ResumePoint, RunRecorder, restore_trainer
 from rnnreg.tasks import load_task_data
 from rnnreg.runs import (
     RESUMABLE_STATES,
@@ -182,7 +182,7 @@ def train_from_cli(args: argparse.Namespace) -> int:
                 return EXIT_CANCELLED
         try:
             writer.set_status("running", epochs_total=config.train.epochs, message="starting")
-            return _train_run(writer, trainer)
+            return _train_run(writer, trainer, checkpoint_seconds=checkpoint_seconds(args))
         finally:
             if slot is not None:
                 slot.release()
@@ -242,7 +242,7 @@ def _train_queued(args: argparse.Namespace, stop: StopFlag) -> int:
             writer.set_status("failed", message=str(err))
             log.error("%s", err)
             return _error(err)
-        return _train_run(writer, trainer)
+        return _train_run(writer, trainer, checkpoint_seconds=checkpoint_seconds(args))
     finally:
         if slot is not None:
             slot.release()
@@ -252,14 +252,15 @@ QUEUED = frozenset({"queued"})  # a resume's own claim while it waits for a slot
 
 
 def resume_from_cli(args: argparse.Namespace, stop: StopFlag) -> int:
-    """`rnnreg train --resume RUN`: continue from the last completed epoch's checkpoint.
+    """`rnnreg train --resume RUN`: continue from the run's checkpoint (after its last completed
+    epoch, or within an epoch: `--checkpoint-minutes`, a cancel).
 
     Everything is checked before the run is touched (its state, config, corpus, checkpoint);
-    then the run is claimed (`running`, under its lock: of two resumes one wins), records of
-    epochs after the checkpoint's are dropped from metrics.jsonl / probes.jsonl (so no epoch
-    is ever recorded twice), and training goes on.  With the same device and seed the result
-    equals an uninterrupted run's, record for record.  No checkpoint (the run died in its
-    first epoch): it starts over from epoch 0.
+    then the run is claimed (`running`, under its lock: of two resumes one wins), records
+    written after the checkpoint are dropped from metrics.jsonl / probes.jsonl (so no step or
+    epoch is ever recorded twice), and training goes on.  With the same device and seed the
+    result equals an uninterrupted run's, record for record.  No checkpoint (the run died in
+    its first epoch before any): it starts over from epoch 0.
     """
     root = runs_root(args.runs_dir)
     run_dir = find_run_dir(root, args.resume)
@@ -292,18 +293,21 @@ def resume_from_cli(args: argparse.Namespace, stop: StopFlag) -> int:
                                 f"(the sha256 of {', '.join(changed)} differs from config.json's record); "
                                 "restore those files or start a new run")
         try:
-            epoch = restore_trainer(trainer, writer.checkpoint_path)
+            point = restore_trainer(trainer, writer.checkpoint_path)
         except CheckpointError as err:
             raise RunStoreError(f"cannot resume {writer.id}: {err}") from None
     else:
-        epoch = 0
+        point = ResumePoint(0, 0, None, 0.0)
+    epoch = point.epoch
+    where = f"epoch {epoch}" if point.windows is None else \
+        f"step {point.step} (window {point.windows} of epoch {epoch + 1})"
     slot, claimable = None, RESUMABLE_STATES
     if args.max_concurrent:
         # Claimed before the wait, with this pid: `rnnreg cancel` then stops this process (and the
         # run ends cancelled), where before it marked the run and the resume trained it anyway.
         try:
             writer.set_status_if(RESUMABLE_STATES, "queued", pid=os.getpid(), ended_at=None, cancel_requested_at=None,
-                                 message=f"waiting for a slot to resume after epoch {epoch}")
+                                 message=f"waiting for a slot to resume after {where}")
         except RunStoreError as err:
             raise RunStoreError(f"cannot resume: {err}") from None
         slot, claimable = _wait_for_slot(writer, root, args.max_concurrent, stop, waiting="waiting to resume"), QUEUED
@@ -313,15 +317,20 @@ def resume_from_cli(args: argparse.Namespace, stop: StopFlag) -> int:
         try:
             writer.set_status_if(
                 claimable, "running", pid=os.getpid(), epoch=epoch, ended_at=None, cancel_requested_at=None,
-                resumed_from_epoch=epoch, resumed_at=utc_now(), message=f"resuming after epoch {epoch}",
+                resumed_from_epoch=epoch, resumed_from_step=point.step, resumed_from_time=point.seconds,
+                resumed_at=utc_now(),
+                message=f"resuming after {where}",
             )
         except RunStoreError as err:
             raise RunStoreError(f"cannot resume: {err}") from None
-        dropped = writer.rewind(epoch if epoch > 0 else -1)
+        if point.windows is None:
+            dropped = writer.rewind(epoch if epoch > 0 else -1)
+        else:
+            dropped = writer.rewind(epoch, step=point.step)
         _log_to(writer.log_path)
         print(writer.dir, flush=True)
-        log.info("run %s: resuming after epoch %d (%d records of later epochs dropped)", writer.id, epoch, dropped)
-        return _train_run(writer, trainer, resumed_after=epoch)
+        log.info("run %s: resuming after %s (%d later records dropped)", writer.id, where, dropped)
+        return _train_run(writer, trainer, resumed_after=point, checkpoint_seconds=checkpoint_seconds(args))
     finally:
         if slot is not None:
             slot.release()
@@ -340,19 +349,29 @@ def _changed_splits(environment: object, checksums: dict[str, str]) -> list[str]
 SEGMENT_FIELDS = ("git_commit", "torch", "device", "device_name", "cpu_threads", "train_step", "platform")
 
 
-def _earlier_segments(writer: RunWriter, resumed_after: int) -> dict[str, object]:
-    """config.json's `earlier_segments` for a run resumed after epoch `resumed_after`: the recorded
-    environment of the epochs before (`until_epoch`), added to the list earlier resumes wrote."""
+def _earlier_segments(writer: RunWriter, resumed_after: ResumePoint) -> dict[str, object]:
+    """config.json's `earlier_segments` for a run resumed at `resumed_after`: the recorded
+    environment of the epochs before (`until_epoch`; `until_step` too, where it stopped within
+    an epoch), added to the list earlier resumes wrote."""
     env = writer.read_config().get("environment")
     env = env if isinstance(env, dict) else {}
     earlier = env.get("earlier_segments") if isinstance(env.get("earlier_segments"), list) else []
-    if resumed_after <= 0:  # started over: no epoch of an earlier segment is left
+    if resumed_after.step <= 0:  # started over: nothing of an earlier segment is left
         return {"earlier_segments": []} if earlier else {}
-    return {"earlier_segments": [*earlier, {"until_epoch": resumed_after,
+    within = {} if resumed_after.windows is None else {"until_step": resumed_after.step}
+    return {"earlier_segments": [*earlier, {"until_epoch": resumed_after.epoch, **within,
                                             **{key: env[key] for key in SEGMENT_FIELDS if key in env}}]}
 
 
-def _train_run(writer: RunWriter, trainer: Trainer, *, resumed_after: int | None = None) -> int:
+def checkpoint_seconds(args: argparse.Namespace) -> float | None:
+    """`--checkpoint-minutes` in seconds; None (0 minutes): no checkpoints within an epoch."""
+    minutes = getattr(args, "checkpoint_minutes", None)
+    minutes = DEFAULT_CHECKPOINT_MINUTES if minutes is None else minutes
+    return 60.0 * minutes if minutes > 0 else None
+
+
+def _train_run(writer: RunWriter, trainer: Trainer, *, resumed_after: ResumePoint | None = None,
+               checkpoint_seconds: float | None = None) -> int:
     """Train, test and record `trainer`'s run into `writer`'s directory (status already `running`).
 
     config.json's environment is this process's; a resumed run keeps the one its earlier epochs
@@ -360,7 +379,7 @@ def _train_run(writer: RunWriter, trainer: Trainer, *, resumed_after: int | None
     config, device, corpus = trainer.config, trainer.device, trainer.corpus
     try:
         writer.vocab_path.write_text(json.dumps(list(corpus.vocab.words)), encoding="utf-8")
-        trainer.listeners.append(RunRecorder(writer))
+        trainer.listeners.append(RunRecorder(writer, checkpoint_seconds))
         if config.train.gate_probe:
             tokens = probe_batch(corpus.valid, config.train.batch_size, config.train.bptt)
             trainer.listeners.append(GateProbe(tokens, writer.append_probe))
@@ -382,7 +401,7 @@ def _train_run(writer: RunWriter, trainer: Trainer, *, resumed_after: int | None
         log.error("%s", err)
         return EXIT_DIVERGED
     except Cancelled as err:
-        writer.set_status("cancelled", message=f"{err}; the last checkpoint is from the last completed epoch")
+        writer.set_status("cancelled", message=f"{err}; its checkpoint is from there")
         log.warning("%s", err)
         return EXIT_CANCELLED
     except (DataError, ConfigError, ValueError) as err:

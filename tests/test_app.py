@@ -690,6 +690,9 @@ def test_resume_is_offered_for_a_run_cut_short_and_refused_with_the_reason_other
     (cut / "checkpoint.safetensors").write_bytes(b"weights")
     at.run()
     assert "from its last completed epoch (3 / 8)" in at.button(key="resume_button").help
+    (cut / "checkpoint.json").write_text(json.dumps({"format": 2, "epoch": 3, "within_epoch": {"windows": 1200}}))
+    at.run()  # a checkpoint written within an epoch (--checkpoint-minutes, or a cancel)
+    assert "from its checkpoint partway into epoch 4, after 1200 of its minibatches" in at.button(key="resume_button").help
     at.button(key="resume_button").click().run()
     assert_no_exception(at)
     assert calls == [(root, "20261206-000000-cut", {"wait": 60})]
@@ -815,7 +818,7 @@ def test_cancel_a_running_run_then_resume_it_from_either_page(store):
     assert _cancel(at, store, run_id) == "cancelled"
     # this session's run stays listed on the Launch page, now with Resume where Cancel was
     assert not [b for b in at.button if b.key == f"cancel_{run_id}"]
-    assert at.button(key=f"resume_{run_id}").help.startswith("train it on from its last completed epoch")
+    assert at.button(key=f"resume_{run_id}").help.startswith("train it on from its last checkpoint")
     at.button(key=f"resume_{run_id}").click().run()
     _assert_resumed(at, store, run_id)
     assert _cancel(at, store, run_id) == "cancelled"

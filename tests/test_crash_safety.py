@@ -15,6 +15,8 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
+
 from crash_trainer import REPO, ForkServer, alive, tiny_config, wait_exit, wait_until
 from rnnreg import cli
 from rnnreg.config import to_dict
@@ -30,11 +32,15 @@ TRIALS = (
     + ["probes:1", "probes:5"]
     + ["random"] * 8
 )  # 28 trials
+# With a checkpoint at every logged step (`--checkpoint-minutes` ~0) most checkpoint writes are
+# within an epoch: kills inside those, and at random moments, must leave the same guarantees.
+WITHIN_EPOCH = ["--checkpoint-minutes", "1e-9"]
+TRIALS_WITHIN_EPOCH = [f"checkpoint:{n}" for n in (2, 5, 9, 14)] + ["random"] * 6
 
 
-def start(server: ForkServer, writer: RunWriter, hook: str | None = None):
+def start(server: ForkServer, writer: RunWriter, hook: str | None = None, extra: tuple[str, ...] = ()):
     """Start the run's trainer as `launch` does: fork it, then record its pid."""
-    pid, marker = server.start(["train", "--run-dir", str(writer.dir)], hook=hook)
+    pid, marker = server.start(["train", "--run-dir", str(writer.dir), *extra], hook=hook)
     writer.update_status(pid=pid)
     return pid, marker
 
@@ -43,7 +49,9 @@ def strip(records: list[dict]) -> list[dict]:
     return [{k: v for k, v in r.items() if k not in TIMING} for r in records]
 
 
-def test_sigkill_at_random_moments_never_tears_a_run(server, corpus, tmp_path, monkeypatch):
+@pytest.mark.parametrize("hooks, extra", [(TRIALS, ()), (TRIALS_WITHIN_EPOCH, WITHIN_EPOCH)],
+                         ids=["epoch checkpoints", "checkpoints within epochs"])
+def test_sigkill_at_random_moments_never_tears_a_run(server, corpus, tmp_path, monkeypatch, hooks, extra):
     from rnnreg.checkpoint import load_checkpoint
 
     started = time.monotonic()
@@ -63,11 +71,11 @@ def test_sigkill_at_random_moments_never_tears_a_run(server, corpus, tmp_path, m
 
     rng = random.Random(7)
     trials = []  # (writer, hook)
-    for batch in range(0, len(TRIALS), 7):
+    for batch in range(0, len(hooks), 7):
         running = []
-        for hook in TRIALS[batch:batch + 7]:
+        for hook in hooks[batch:batch + 7]:
             writer = RunWriter.create(root, config)
-            pid, marker = start(server, writer, None if hook == "random" else hook)
+            pid, marker = start(server, writer, None if hook == "random" else hook, tuple(extra))
             running.append((writer, hook, pid, marker, rng.randint(1, reference_lines - 3)))
         for writer, hook, pid, marker, kill_at in running:  # kill_at: metric lines (random)
             if hook == "random":
@@ -103,7 +111,10 @@ def test_sigkill_at_random_moments_never_tears_a_run(server, corpus, tmp_path, m
         assert strip(epochs) == reference_epochs[:len(done)], hook  # the completed epochs are intact
         if writer.checkpoint_path.exists():
             _tensors, state = load_checkpoint(writer.checkpoint_path)  # loads: never torn
-            assert state["epoch"] in done and state["epoch"] >= len(done) - 1, (hook, state["epoch"], done)
+            # after a completed epoch (format 1), or within the epoch after one (format 2, from 0)
+            assert state["epoch"] in [*([0] if state["format"] == 2 else []), *done], (hook, state, done)
+            assert state["epoch"] >= len(done) - 1, (hook, state["epoch"], done)
+            assert state["format"] == 1 or extra, (hook, state)
         else:
             assert len(done) <= 1, (hook, done)  # only a kill within the first checkpoint write
     # every hooked kill interrupts its run; a random one may rarely land after the last write
@@ -137,7 +148,7 @@ def test_sigkill_at_random_moments_never_tears_a_run(server, corpus, tmp_path, m
 
 def test_cancel_a_real_trainer_from_the_cli(corpus, tmp_path, capsys):
     """`rnnreg cancel RUN` -> SIGTERM -> the trainer stops between minibatches, ends `cancelled`,
-    and its checkpoint is the last completed epoch's."""
+    and its checkpoint is from the step where it stopped."""
     from rnnreg.checkpoint import load_checkpoint
     from rnnreg.launch import active_runs, launch
 
@@ -157,7 +168,8 @@ def test_cancel_a_real_trainer_from_the_cli(corpus, tmp_path, capsys):
     done = [r["epoch"] for r in run.metrics("epoch")]
     assert done == list(range(1, len(done) + 1)) and 2 <= len(done) < 500
     _tensors, state = load_checkpoint(run_dir / "checkpoint.safetensors")
-    assert state["epoch"] == done[-1]  # the checkpoint of the last completed epoch stays
+    assert state["epoch"] == done[-1] and state["format"] == 2  # within the epoch after the last completed one
+    assert f"during epoch {done[-1] + 1} at step {state['step']};" in run.status["message"]  # where it stopped
 
 
 def test_divergence_ends_the_run_diverged_with_step_lr_and_hint(corpus, tmp_path, capsys):

@@ -17,6 +17,7 @@ import pytest
 
 from crash_trainer import ForkServer, tiny_config, wait_exit, wait_until
 from rnnreg import cli
+from rnnreg.checkpoint import load_checkpoint
 from rnnreg.config import to_dict
 from rnnreg.runs import RunStoreError, RunWriter, effective_state, list_runs, pid_alive, read_json, read_jsonl
 
@@ -152,9 +153,71 @@ def test_resume_after_cancel(server, corpus, reference, tmp_path):
     wait_exit(pid)
     status = writer.read_status()
     assert status["state"] == "cancelled" and status["epoch"] == 2, status
+    _, saved = load_checkpoint(writer.checkpoint_path)  # written where it stopped, within epoch 3
+    assert saved["format"] == 2 and saved["epoch"] == 2 and f"at step {saved['step']};" in status["message"]
+    assert saved["within_epoch"]["windows"] > 0
     resume(server, root, writer.id)
-    assert writer.read_status()["state"] == "finished"
+    status = writer.read_status()
+    assert status["state"] == "finished" and status["resumed_from_step"] == saved["step"], status
     assert records(writer.metrics_path) == records(reference.metrics_path)
+
+
+def killed_after_a_checkpoint_within_epoch_3(server, corpus, reference, root: Path) -> tuple[RunWriter, int]:
+    """A run checkpointing at every logged step (`--checkpoint-minutes` ~0), SIGKILLed while it
+    writes its 3rd step record of epoch 3; returns it and the step of its last checkpoint."""
+    writer = new_run(root, corpus)
+    pid, marker = server.start(["train", "--run-dir", str(writer.dir), "--checkpoint-minutes", "1e-9"],
+                               hook=mid_epoch(reference, 3))
+    writer.update_status(pid=pid)
+    wait_until(marker.exists, what="the trainer to reach epoch 3")
+    kill(pid)
+    logged = [r["step"] for r in read_jsonl(reference.metrics_path, "step") if r["epoch"] == 3]
+    return writer, logged[1]  # the 2nd logged step of epoch 3: the 3rd was being written
+
+
+def test_a_run_killed_within_an_epoch_resumes_from_its_checkpoint_there(server, corpus, reference, tmp_path):
+    """Killed mid-epoch 3, it loses only the steps after its last checkpoint, and still ends with
+    exactly the numbers of the run never killed (the state carried into the next window, the
+    epoch's totals and the RNG are in the checkpoint)."""
+    root = tmp_path / "runs"
+    writer, step = killed_after_a_checkpoint_within_epoch_3(server, corpus, reference, root)
+    _, saved = load_checkpoint(writer.checkpoint_path)
+    assert (saved["format"], saved["epoch"], saved["step"]) == (2, 2, step)
+    assert state(writer) == "interrupted"
+
+    resume(server, root, writer.id)
+
+    status = writer.read_status()
+    assert status["state"] == "finished" and (status["resumed_from_epoch"], status["resumed_from_step"]) == (2, step)
+    assert f"resuming after step {step} (window " in writer.log_path.read_text()
+    assert records(writer.metrics_path) == records(reference.metrics_path)  # none twice, none missing
+    assert records(writer.probes_path) == records(reference.probes_path)
+    (segment,) = writer.read_config()["environment"]["earlier_segments"]
+    assert (segment["until_epoch"], segment["until_step"]) == (2, step)
+
+
+def test_resume_refuses_a_mid_epoch_checkpoint_that_does_not_add_up(server, corpus, reference, tmp_path, capsys):
+    from rnnreg.checkpoint import save_checkpoint
+
+    root = tmp_path / "runs"
+    writer, _ = killed_after_a_checkpoint_within_epoch_3(server, corpus, reference, root)
+    tensors, saved = load_checkpoint(writer.checkpoint_path)
+    within = saved["within_epoch"]
+    cases = [
+        ({**saved, "within_epoch": {**within, "windows": 10**6}}, tensors, "windows of an epoch of"),
+        ({**saved, "within_epoch": {**within, "clipped": within["windows"] + 1}}, tensors, "within_epoch must hold"),
+        ({**saved, "within_epoch": {**within, "nats": float("nan")}}, tensors, "within_epoch must hold"),
+        ({key: v for key, v in saved.items() if key != "within_epoch"}, tensors, "within_epoch must hold"),
+        (saved, {k: v for k, v in tensors.items() if k != "carry.h"}, "without its carried state"),
+        (saved, {**tensors, "carry.h": tensors["carry.h"][:, :1], "carry.c": tensors["carry.c"][:, :1]},
+         "its carried state is"),
+        ({**saved, "epoch": EPOCHS}, tensors, f"within epoch {EPOCHS + 1} of a run of {EPOCHS} epochs"),
+    ]
+    for bad_state, bad_tensors, reason in cases:
+        save_checkpoint(writer.checkpoint_path, bad_tensors, bad_state)
+        before = digest(writer.dir)
+        assert reason in resume_error(root, writer.id, capsys)
+        assert digest(writer.dir) == before and state(writer) == "interrupted"
 
 
 def digest(run_dir: Path) -> dict[str, str]:
@@ -295,6 +358,18 @@ def test_two_resumes_of_one_run_one_wins(tmp_path, corpus):
     with pytest.raises(RunStoreError, match="is running"):
         writer.set_status_if({"interrupted"}, "running")
     assert writer.read_status()["pid"] == os.getpid()
+
+
+def test_rewind_to_a_step_keeps_that_epochs_steps_up_to_it(tmp_path, corpus):
+    writer = new_run(tmp_path, corpus)
+    lines = [{"kind": "step", "epoch": 1, "step": 3}, {"kind": "epoch", "epoch": 1},
+             {"kind": "step", "epoch": 2, "step": 6}, {"kind": "step", "epoch": 2, "step": 9},
+             {"kind": "epoch", "epoch": 2}, {"kind": "step", "epoch": 3, "step": 12}, {"kind": "test", "epoch": 3}]
+    writer.metrics_path.write_bytes(b"".join(json.dumps(r).encode() + b"\n" for r in lines))
+    writer.probes_path.write_text('{"kind": "gates", "epoch": 1}\n{"kind": "gates", "epoch": 2}\n')
+    assert writer.rewind(1, step=6) == 5
+    assert read_jsonl(writer.metrics_path) == lines[:3]
+    assert read_jsonl(writer.probes_path) == [{"kind": "gates", "epoch": 1}]
 
 
 def test_rewind_keeps_completed_epochs_only(tmp_path, corpus):

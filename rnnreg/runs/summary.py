@@ -358,17 +358,20 @@ def _wall_seconds(status: dict, state: str, epochs: list[dict], records: list[di
     """How long the run took, its pauses left out: status.json's start to end (or to now, while it runs).
 
     A resumed run (`rnnreg train --resume`) counts from its last resume instead, plus the training
-    time its checkpoint had recorded by then (the `time` of the epoch it resumed after, which
-    carries on across resumes): the hours it lay interrupted are not its wall, and neither is the
-    work after its last checkpoint that was lost and done again.
+    time its checkpoint had recorded by then (status.json's `resumed_from_time`; from runs resumed
+    before it was recorded, the `time` of the epoch it resumed after; it carries on across resumes):
+    the hours it lay interrupted are not its wall, and neither is the work after its last
+    checkpoint that was lost and done again.
     """
     started, ended = _parse_time(status.get("started_at")), _parse_time(status.get("ended_at"))
+    resumed = _parse_time(status.get("resumed_at"))
+    carried = _num(status.get("resumed_from_time"))
     resumed_after = _int(status.get("resumed_from_epoch"))
-    if resumed_after:  # 0: started over from scratch, nothing carried
+    if carried is None and resumed_after:  # 0: started over from scratch, nothing carried
         before = [_num(r.get("time")) for r in epochs if _int(r.get("epoch")) == resumed_after]
-        resumed = _parse_time(status.get("resumed_at"))
-        if before and before[-1] is not None and resumed is not None:
-            started = resumed - before[-1]
+        carried = before[-1] if before else None
+    if carried is not None and carried > 0 and resumed is not None:
+        started = resumed - carried
     if started is not None and ended is not None:
         return max(ended - started, 0.0)
     if started is not None and state in ACTIVE_STATES:

@@ -40,6 +40,17 @@ def _new_status(epochs_total: int | None) -> dict[str, Any]:
     }
 
 
+
+def _before(record: dict, epoch: int, step: int | None) -> bool:
+    """Whether `record` was written before the checkpoint `rewind` goes back to."""
+    rec_epoch = _num(record.get("epoch"))
+    if rec_epoch is None or rec_epoch <= epoch:
+        return True
+    rec_step = _num(record.get("step"))
+    return (step is not None and record.get("kind") == "step" and rec_epoch == epoch + 1
+            and rec_step is not None and rec_step <= step)
+
+
 class RunWriter:
     """Writes one run directory; the training process (and `launch`) hold one each.
 
@@ -245,13 +256,15 @@ class RunWriter:
             os.write(fd, b"\n")
         return fd
 
-    def rewind(self, epoch: int) -> int:
-        """Forget every record written after completed `epoch` (to resume from its checkpoint).
+    def rewind(self, epoch: int, step: int | None = None) -> int:
+        """Forget every record written after completed `epoch` (to resume from its checkpoint), or
+        with `step`, after global step `step` within epoch + 1 (a mid-epoch checkpoint).
 
         metrics.jsonl and probes.jsonl are rewritten atomically, keeping each record whose
-        "epoch" is at most `epoch` (or has none) and is not a "test" record; torn and unreadable
-        lines go too.  `epoch` -1 drops every record that has an epoch.  Returns the number of
-        lines dropped.  Call it before appending anything with this writer.
+        "epoch" is at most `epoch` (or has none), and with `step` the "step" records of epoch + 1
+        up to that step; never a "test" record; torn and unreadable lines go too.  `epoch` -1
+        drops every record that has an epoch.  Returns the number of lines dropped.  Call it
+        before appending anything with this writer.
         """
         if self._fds:
             raise RuntimeError("RunWriter.rewind: call it before appending")
@@ -269,8 +282,7 @@ class RunWriter:
                     rec = json.loads(line) if line.endswith(b"\n") else None
                 except (ValueError, RecursionError):
                     rec = None
-                rec_epoch = _num(rec.get("epoch")) if isinstance(rec, dict) else None
-                if isinstance(rec, dict) and rec.get("kind") != "test" and (rec_epoch is None or rec_epoch <= epoch):
+                if isinstance(rec, dict) and rec.get("kind") != "test" and _before(rec, epoch, step):
                     kept.append(line)
             dropped += len(lines) - len(kept)
             if len(kept) != len(lines):
