@@ -7,7 +7,7 @@ from rnnreg.config import build_run_config
 from rnnreg.data import load_corpus
 from rnnreg.dropout.masks import SiteDropout
 from rnnreg.model import LanguageModel
-from rnnreg.train import Trainer
+from rnnreg.train import Cancelled, Trainer
 from tests.conftest import tiny_config
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here")
@@ -180,6 +180,33 @@ def test_graph_replays_follow_the_restored_rng_so_resume_is_exact(tiny_corpus):
     weights = {k: v.clone() for k, v in half.model.state_dict().items()}
     resumed, collect_resumed = _train(tiny_corpus, "recurrent", "graph", epochs=2)
     resumed.restore(weights, epoch=1, step=half.step, words=half.words, elapsed=0.0, rng=half.rng_state)
+    resumed.train_epoch(2)
+    assert collect_resumed.epochs[-1].valid_ppl == pytest.approx(collect_whole.epochs[1].valid_ppl, rel=1e-5)
+    assert collect_resumed.epochs[-1].train_ppl == pytest.approx(collect_whole.epochs[1].train_ppl, rel=1e-5)
+
+
+def test_a_graphed_run_resumed_within_an_epoch_follows_the_uninterrupted_one(tiny_corpus):
+    """Mid-epoch checkpoints on the GPU: the carried state and the totals are copied into the
+    graph's static buffers, the CUDA RNG state goes on from where the replays left it."""
+    whole, collect_whole = _train(tiny_corpus, "recurrent", "graph", epochs=2)
+    whole.run()
+    saved = {}
+
+    class AtCancel:
+        def on_cancel(self, trainer):
+            saved.update(weights={k: v.clone() for k, v in trainer.model.state_dict().items()},
+                         rng=trainer.rng_states(), progress=trainer.epoch_progress(), step=trainer.step,
+                         words=trainer.words)
+
+    stopped, _ = _train(tiny_corpus, "recurrent", "graph", epochs=2)
+    stopped.listeners.append(AtCancel())
+    stop_at = stopped.batches_per_epoch + stopped.batches_per_epoch // 2
+    stopped.should_stop = lambda: stopped.step >= stop_at
+    with pytest.raises(Cancelled):
+        stopped.run()
+    resumed, collect_resumed = _train(tiny_corpus, "recurrent", "graph", epochs=2)
+    resumed.restore(saved["weights"], epoch=1, step=saved["step"], words=saved["words"], elapsed=0.0,
+                    rng=saved["rng"], progress=saved["progress"])
     resumed.train_epoch(2)
     assert collect_resumed.epochs[-1].valid_ppl == pytest.approx(collect_whole.epochs[1].valid_ppl, rel=1e-5)
     assert collect_resumed.epochs[-1].train_ppl == pytest.approx(collect_whole.epochs[1].train_ppl, rel=1e-5)
