@@ -24,7 +24,6 @@ from streamlit.testing.v1 import AppTest
 
 from fixtures_runs import (STANDARD_IDS, train_tiny_runs, write_corrupt_run, write_half_written_run,
                            write_run)
-from pages.shared import store as store_helpers
 
 REPO = Path(__file__).resolve().parent.parent
 APP = str(REPO / "app.py")

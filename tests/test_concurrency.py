@@ -10,8 +10,6 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-import pytest
-
 from crash_trainer import REPO, tiny_config, wait_until, write_corpus
 from rnnreg.config import to_dict
 from rnnreg.launch import active_runs, launch
