@@ -40,7 +40,6 @@ def _new_status(epochs_total: int | None) -> dict[str, Any]:
     }
 
 
-
 def _before(record: dict, epoch: int, step: int | None) -> bool:
     """Whether `record` was written before the checkpoint `rewind` goes back to."""
     rec_epoch = _num(record.get("epoch"))
