@@ -70,6 +70,19 @@ def test_the_optimisation_options_reach_the_run_config_and_resume_refuses_them(c
     assert "drop --lr, --bptt" in capsys.readouterr().err
 
 
+def test_checkpoint_minutes_reach_the_recorder_and_a_resume_takes_them():
+    from rnnreg.cli import build_parser
+    from rnnreg.training_run import checkpoint_seconds
+
+    def seconds(*argv: str) -> float | None:
+        return checkpoint_seconds(build_parser().parse_args(["train", *argv]))
+
+    assert seconds() == 600.0  # within an epoch every 10 minutes unless told otherwise
+    assert seconds("--checkpoint-minutes", "2.5") == 150.0
+    assert seconds("--checkpoint-minutes", "0") is None  # after each epoch and at a cancel only
+    assert seconds("--resume", "some-run", "--checkpoint-minutes", "1") == 60.0  # not a new run's option
+
+
 def test_placements_lists_every_placement_with_sites_and_sampling():
     result = rnnreg("placements")
     assert result.returncode == 0
