@@ -379,13 +379,16 @@ def _train_run(writer: RunWriter, trainer: Trainer, *, resumed_after: ResumePoin
     config, device, corpus = trainer.config, trainer.device, trainer.corpus
     try:
         writer.vocab_path.write_text(json.dumps(list(corpus.vocab.words)), encoding="utf-8")
-        trainer.listeners.append(RunRecorder(writer, checkpoint_seconds))
         if config.train.gate_probe:
             tokens = probe_batch(corpus.valid, config.train.batch_size, config.train.bptt)
             trainer.listeners.append(GateProbe(tokens, writer.append_probe))
             # gradient-through-time profiles (how far back dL_t reaches) on the same window
             inputs, targets = probe_window(corpus.valid, config.train.batch_size, config.train.bptt)
             trainer.listeners.append(GradThroughTime(inputs, targets, writer.append_probe))
+        # After every listener that writes records: an epoch's checkpoint then comes after all of
+        # that epoch's records, so a run killed in between resumes from the epoch before and
+        # writes them again (first, a kill amid the probe records lost that epoch's for good).
+        trainer.listeners.append(RunRecorder(writer, checkpoint_seconds))
         if sys.stderr.isatty():
             from rnnreg.progress import ProgressBar
 

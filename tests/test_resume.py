@@ -73,13 +73,21 @@ def mid_epoch(reference: RunWriter, epoch: int) -> str:
     return f"metrics:{kinds.index(('step', epoch)) + 3}"
 
 
+def probes_of_epoch(reference: RunWriter, epoch: int) -> str:
+    """The hook that holds a trainer writing its first probe record of `epoch` (a torn line)."""
+    epochs = [r["epoch"] for r in read_jsonl(reference.probes_path)]
+    return f"probes:{epochs.index(epoch) + 1}"
+
+
 # Where the first trainer dies: mid-epoch 3 with a torn metrics line; inside the third
-# checkpoint write; in the first epoch (no checkpoint yet: resume starts over).
-@pytest.mark.parametrize("where", ["epoch 3", "checkpoint:3", "epoch 1"])
+# checkpoint write; amid epoch 3's probe records; in the first epoch (no checkpoint yet:
+# resume starts over).
+@pytest.mark.parametrize("where", ["epoch 3", "checkpoint:3", "probes of epoch 3", "epoch 1"])
 def test_resumed_run_equals_uninterrupted_run(server, corpus, reference, tmp_path, where):
     root = tmp_path / "runs"
     writer = new_run(root, corpus)
-    hook = mid_epoch(reference, int(where[-1])) if where.startswith("epoch") else where
+    hook = (mid_epoch(reference, int(where[-1])) if where.startswith("epoch")
+            else probes_of_epoch(reference, 3) if where.startswith("probes") else where)
     kill(train(server, writer, hook=hook))
     assert state(writer) == "interrupted"
     before = records(writer.metrics_path)
@@ -89,7 +97,8 @@ def test_resumed_run_equals_uninterrupted_run(server, corpus, reference, tmp_pat
 
     status = writer.read_status()
     assert status["state"] == "finished", status
-    assert status["ended_at"] and status["resumed_from_epoch"] == {"epoch 3": 2, "checkpoint:3": 2, "epoch 1": 0}[where]
+    assert status["ended_at"] and status["resumed_from_epoch"] == {"epoch 3": 2, "checkpoint:3": 2, "epoch 1": 0,
+                                                                   "probes of epoch 3": 2}[where]
     got, want = records(writer.metrics_path), records(reference.metrics_path)
     assert [r["epoch"] for r in got if r["kind"] == "epoch"] == list(range(1, EPOCHS + 1))  # none twice
     assert got == want  # every step, epoch and test record: losses, ppl, grad norms, lr, counters
