@@ -85,7 +85,7 @@ class EpochProbe:
             self.sink({**record, "seconds": seconds})
 
     def on_train_start(self, trainer) -> None:
-        if trainer.epoch == 0:
+        if trainer.epoch == 0 and trainer.step == 0:  # before any training (not a resume within epoch 1)
             self._probe(trainer, 0)
 
     def on_epoch_end(self, trainer, event) -> None:

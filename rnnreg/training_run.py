@@ -323,7 +323,7 @@ def resume_from_cli(args: argparse.Namespace, stop: StopFlag) -> int:
             )
         except RunStoreError as err:
             raise RunStoreError(f"cannot resume: {err}") from None
-        if point.windows is None:
+        if point.windows is None or point.step == 0:  # (a checkpoint before the first step: starting over)
             dropped = writer.rewind(epoch if epoch > 0 else -1)
         else:
             dropped = writer.rewind(epoch, step=point.step)

@@ -139,10 +139,12 @@ def test_sigkill_at_random_moments_never_tears_a_run(server, corpus, tmp_path, m
     for pid in pids:
         wait_exit(pid)
     want = strip(read_jsonl(reference.metrics_path))
+    want_probes = strip(read_jsonl(reference.probes_path))
     for rid in interrupted:
         run = load_run(root, rid)
         assert run.status["state"] == "finished", (rid, run.status)
         assert strip(run.metrics()) == want, rid
+        assert strip(read_jsonl(root / rid / "probes.jsonl")) == want_probes, rid  # gates, gradient through time
     print(f"resumed {len(interrupted)} runs: {time.monotonic() - started:.1f} s")
 
 

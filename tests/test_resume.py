@@ -171,45 +171,74 @@ def test_resume_after_cancel(server, corpus, reference, tmp_path):
     assert records(writer.metrics_path) == records(reference.metrics_path)
 
 
-def killed_after_a_checkpoint_within_epoch_3(server, corpus, reference, root: Path) -> tuple[RunWriter, int]:
+def test_a_run_cancelled_before_its_first_step_resumes_as_a_fresh_start(server, corpus, reference, tmp_path):
+    """SIGTERM while it writes its "training" status, before any minibatch: its checkpoint is of
+    step 0; the resume starts over, and the probes taken before training are not kept twice."""
+    import os
+
+    root = tmp_path / "runs"
+    writer = new_run(root, corpus)
+    pid, marker = server.start(["train", "--run-dir", str(writer.dir)], hook="status:2")
+    writer.update_status(pid=pid)
+    wait_until(marker.exists, what="the trainer to write its training status")
+    os.kill(pid, signal.SIGTERM)
+    marker.unlink()
+    wait_exit(pid)
+    _, saved = load_checkpoint(writer.checkpoint_path)
+    assert (saved["format"], saved["epoch"], saved["step"]) == (2, 0, 0), saved
+    assert read_jsonl(writer.probes_path)  # the probes before training were written
+
+    resume(server, root, writer.id)
+
+    assert writer.read_status()["state"] == "finished"
+    assert records(writer.metrics_path) == records(reference.metrics_path)
+    assert records(writer.probes_path) == records(reference.probes_path)
+    assert "earlier_segments" not in writer.read_config()["environment"]  # nothing trained before
+
+
+def killed_after_a_checkpoint_within(server, corpus, reference, root: Path, epoch: int = 3) -> tuple[RunWriter, int]:
     """A run checkpointing at every logged step (`--checkpoint-minutes` ~0), SIGKILLed while it
-    writes its 3rd step record of epoch 3; returns it and the step of its last checkpoint."""
+    writes its 3rd step record of `epoch`; returns it and the step of its last checkpoint."""
     writer = new_run(root, corpus)
     pid, marker = server.start(["train", "--run-dir", str(writer.dir), "--checkpoint-minutes", "1e-9"],
-                               hook=mid_epoch(reference, 3))
+                               hook=mid_epoch(reference, epoch))
     writer.update_status(pid=pid)
-    wait_until(marker.exists, what="the trainer to reach epoch 3")
+    wait_until(marker.exists, what=f"the trainer to reach epoch {epoch}")
     kill(pid)
-    logged = [r["step"] for r in read_jsonl(reference.metrics_path, "step") if r["epoch"] == 3]
-    return writer, logged[1]  # the 2nd logged step of epoch 3: the 3rd was being written
+    logged = [r["step"] for r in read_jsonl(reference.metrics_path, "step") if r["epoch"] == epoch]
+    return writer, logged[1]  # the 2nd logged step of the epoch: the 3rd was being written
 
 
-def test_a_run_killed_within_an_epoch_resumes_from_its_checkpoint_there(server, corpus, reference, tmp_path):
-    """Killed mid-epoch 3, it loses only the steps after its last checkpoint, and still ends with
+# Within epoch 1 too: its checkpoint follows no completed epoch, and the probes taken before
+# training must not be taken again.
+@pytest.mark.parametrize("epoch", [3, 1])
+def test_a_run_killed_within_an_epoch_resumes_from_its_checkpoint_there(server, corpus, reference, tmp_path, epoch):
+    """Killed mid-epoch, it loses only the steps after its last checkpoint, and still ends with
     exactly the numbers of the run never killed (the state carried into the next window, the
     epoch's totals and the RNG are in the checkpoint)."""
     root = tmp_path / "runs"
-    writer, step = killed_after_a_checkpoint_within_epoch_3(server, corpus, reference, root)
+    writer, step = killed_after_a_checkpoint_within(server, corpus, reference, root, epoch)
     _, saved = load_checkpoint(writer.checkpoint_path)
-    assert (saved["format"], saved["epoch"], saved["step"]) == (2, 2, step)
+    assert (saved["format"], saved["epoch"], saved["step"]) == (2, epoch - 1, step)
     assert state(writer) == "interrupted"
 
     resume(server, root, writer.id)
 
     status = writer.read_status()
-    assert status["state"] == "finished" and (status["resumed_from_epoch"], status["resumed_from_step"]) == (2, step)
+    assert status["state"] == "finished"
+    assert (status["resumed_from_epoch"], status["resumed_from_step"]) == (epoch - 1, step)
     assert f"resuming after step {step} (window " in writer.log_path.read_text()
     assert records(writer.metrics_path) == records(reference.metrics_path)  # none twice, none missing
     assert records(writer.probes_path) == records(reference.probes_path)
     (segment,) = writer.read_config()["environment"]["earlier_segments"]
-    assert (segment["until_epoch"], segment["until_step"]) == (2, step)
+    assert (segment["until_epoch"], segment["until_step"]) == (epoch - 1, step)
 
 
 def test_resume_refuses_a_mid_epoch_checkpoint_that_does_not_add_up(server, corpus, reference, tmp_path, capsys):
     from rnnreg.checkpoint import save_checkpoint
 
     root = tmp_path / "runs"
-    writer, _ = killed_after_a_checkpoint_within_epoch_3(server, corpus, reference, root)
+    writer, _ = killed_after_a_checkpoint_within(server, corpus, reference, root)
     tensors, saved = load_checkpoint(writer.checkpoint_path)
     within = saved["within_epoch"]
     cases = [
