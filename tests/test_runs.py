@@ -717,3 +717,21 @@ def test_a_run_knows_whether_it_trained_on_the_vendored_penn_treebank():
     shipped = {s.preset: s.corpus for s in runs.list_runs(Path(__file__).resolve().parent.parent / "runs")}
     assert shipped["small"] == shipped["medium"] == shipped["demo"] == "penn-treebank"
     assert shipped["memory"] == "other"  # the synthetic recall task
+
+
+def test_a_resumed_runs_wall_is_its_last_resume_to_its_end_plus_what_its_checkpoint_carried():
+    from rnnreg.runs.summary import _wall_seconds
+
+    times = {"started_at": "2026-12-07T10:00:00+00:00", "resumed_at": "2026-12-07T12:00:00+00:00",
+             "ended_at": "2026-12-07T12:30:00+00:00"}
+    epochs = [{"epoch": 1, "time": 600.0}, {"epoch": 2, "time": 1200.0}]
+
+    def wall(**status) -> float | None:
+        return _wall_seconds({**times, **status}, "finished", epochs, epochs)
+
+    assert wall() == 9000.0  # never resumed: start to end
+    assert wall(resumed_from_epoch=2, resumed_from_step=40, resumed_from_time=1234.5) == 1800.0 + 1234.5
+    assert wall(resumed_from_epoch=0, resumed_from_step=0, resumed_from_time=0.0) == 1800.0  # started over
+    # runs resumed before resumed_from_time was recorded: the epoch's own time, or nothing when started over
+    assert wall(resumed_from_epoch=2) == 1800.0 + 1200.0
+    assert wall(resumed_from_epoch=0) == 1800.0

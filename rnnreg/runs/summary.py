@@ -367,10 +367,12 @@ def _wall_seconds(status: dict, state: str, epochs: list[dict], records: list[di
     resumed = _parse_time(status.get("resumed_at"))
     carried = _num(status.get("resumed_from_time"))
     resumed_after = _int(status.get("resumed_from_epoch"))
-    if carried is None and resumed_after:  # 0: started over from scratch, nothing carried
+    if carried is None and resumed_after == 0:  # started over from scratch: nothing carried
+        carried = 0.0
+    elif carried is None and resumed_after:
         before = [_num(r.get("time")) for r in epochs if _int(r.get("epoch")) == resumed_after]
         carried = before[-1] if before else None
-    if carried is not None and carried > 0 and resumed is not None:
+    if carried is not None and carried >= 0 and resumed is not None:
         started = resumed - carried
     if started is not None and ended is not None:
         return max(ended - started, 0.0)
