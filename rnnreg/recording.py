@@ -41,7 +41,6 @@ class RunRecorder:
 
     def __init__(self, writer: RunWriter, checkpoint_seconds: float | None = None) -> None:
         self.writer = writer
-        self.best_valid_ppl = math.inf
         self.checkpoint_seconds = checkpoint_seconds
         self.last_checkpoint = time.monotonic()
 
@@ -66,7 +65,6 @@ class RunRecorder:
                  trainer.batches_per_epoch)
 
     def on_epoch_end(self, trainer, event) -> None:
-        self.best_valid_ppl = min(self.best_valid_ppl, event.valid_ppl)
         self.writer.append_metric({"kind": "epoch", **dataclasses.asdict(event)})
         self.writer.sync()
         save_checkpoint(self.writer.checkpoint_path, checkpoint_tensors(trainer), checkpoint_state(trainer))
