@@ -47,7 +47,8 @@ st.title("Poke a trained model")
 table = common.run_table()
 candidates = lecture.checkpoint_runs(table)
 if not candidates:
-    st.info("No run with a checkpoint yet: a run writes `checkpoint.safetensors` after its first epoch.")
+    st.info("No run with a checkpoint yet: a run writes `checkpoint.safetensors` after its first epoch "
+            "(or 10 minutes into it, or where it is cancelled).")
     st.page_link(common.PAGE_FILES["launch"], label="Go to Launch", icon=":material/rocket_launch:")
     st.stop()
 

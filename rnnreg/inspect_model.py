@@ -72,7 +72,8 @@ def load_run_model(run_dir: str | os.PathLike[str]) -> RunModel:
     try:
         tensors, state = load_checkpoint(run_dir / CHECKPOINT_FILE)
     except CheckpointError as err:
-        raise InspectError(f"run {run_dir.name}: {err}; only runs that finished an epoch have one") from None
+        raise InspectError(f"run {run_dir.name}: {err}; a run writes one after its first epoch, 10 minutes "
+                           "into it, or where it is cancelled") from None
     weights = {k[len(MODEL_PREFIX):]: v for k, v in tensors.items() if k.startswith(MODEL_PREFIX)}
     model = LanguageModel(len(words), config.model, config.dropout)
     try:
