@@ -82,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="wait until fewer than N queued runs of this runs root are training")
     train.add_argument("--resume", metavar="RUN",
                        help="continue an interrupted, cancelled or failed run from its last checkpoint "
-                            "(with --runs-dir; takes no other training option but --checkpoint-minutes)")
+                            "(with --runs-dir; it keeps its own config: no option that defines a run, such as "
+                            "--epochs, only --max-concurrent and --checkpoint-minutes)")
     train.add_argument("--checkpoint-minutes", type=float, default=None, metavar="M",
                        help="also checkpoint within an epoch, at the first logged step M minutes after the last "
                             "checkpoint, so a killed run loses at most about M minutes (default 10; 0: only "
