@@ -214,10 +214,10 @@ class Trainer:
         """Where the epoch being trained stands, after its last minibatch (for a mid-epoch checkpoint)."""
         totals = self.training_step.totals
         clock, first_step = self._epoch_start
-        h, c = self.training_step.state
+        h, c = (part.detach().to("cpu", copy=True) for part in self.training_step.state)
         return EpochProgress(
             windows=self.step - first_step, seconds=time.perf_counter() - clock, nats=totals.nats.item(),
-            clipped=int(totals.clipped.item()), state=(h.detach().to("cpu", copy=True), c.detach().to("cpu", copy=True)),
+            clipped=int(totals.clipped.item()), state=(h, c),
         )
 
     def _emit(self, name: str, *args: object) -> None:

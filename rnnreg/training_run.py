@@ -182,7 +182,7 @@ def train_from_cli(args: argparse.Namespace) -> int:
                 return EXIT_CANCELLED
         try:
             writer.set_status("running", epochs_total=config.train.epochs, message="starting")
-            return _train_run(writer, trainer, checkpoint_seconds=checkpoint_seconds(args))
+            return _train_run(writer, trainer, checkpoint_seconds=checkpoint_interval(args))
         finally:
             if slot is not None:
                 slot.release()
@@ -242,7 +242,7 @@ def _train_queued(args: argparse.Namespace, stop: StopFlag) -> int:
             writer.set_status("failed", message=str(err))
             log.error("%s", err)
             return _error(err)
-        return _train_run(writer, trainer, checkpoint_seconds=checkpoint_seconds(args))
+        return _train_run(writer, trainer, checkpoint_seconds=checkpoint_interval(args))
     finally:
         if slot is not None:
             slot.release()
@@ -330,7 +330,7 @@ def resume_from_cli(args: argparse.Namespace, stop: StopFlag) -> int:
         _log_to(writer.log_path)
         print(writer.dir, flush=True)
         log.info("run %s: resuming after %s (%d later records dropped)", writer.id, where, dropped)
-        return _train_run(writer, trainer, resumed_after=point, checkpoint_seconds=checkpoint_seconds(args))
+        return _train_run(writer, trainer, resumed_after=point, checkpoint_seconds=checkpoint_interval(args))
     finally:
         if slot is not None:
             slot.release()
@@ -363,7 +363,7 @@ def _earlier_segments(writer: RunWriter, resumed_after: ResumePoint) -> dict[str
                                             **{key: env[key] for key in SEGMENT_FIELDS if key in env}}]}
 
 
-def checkpoint_seconds(args: argparse.Namespace) -> float | None:
+def checkpoint_interval(args: argparse.Namespace) -> float | None:
     """`--checkpoint-minutes` in seconds; None (0 minutes): no checkpoints within an epoch."""
     minutes = getattr(args, "checkpoint_minutes", None)
     minutes = DEFAULT_CHECKPOINT_MINUTES if minutes is None else minutes
@@ -387,7 +387,8 @@ def _train_run(writer: RunWriter, trainer: Trainer, *, resumed_after: ResumePoin
             trainer.listeners.append(GradThroughTime(inputs, targets, writer.append_probe))
         # After every listener that writes records: an epoch's checkpoint then comes after all of
         # that epoch's records, so a run killed in between resumes from the epoch before and
-        # writes them again (first, a kill amid the probe records lost that epoch's for good).
+        # writes them again (with the recorder first, a kill amid an epoch's probe records lost
+        # them for good).
         trainer.listeners.append(RunRecorder(writer, checkpoint_seconds))
         if sys.stderr.isatty():
             from rnnreg.progress import ProgressBar

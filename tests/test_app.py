@@ -691,7 +691,8 @@ def test_resume_is_offered_for_a_run_cut_short_and_refused_with_the_reason_other
     assert "from its last completed epoch (3 / 8)" in at.button(key="resume_button").help
     (cut / "checkpoint.json").write_text(json.dumps({"format": 2, "epoch": 3, "within_epoch": {"windows": 1200}}))
     at.run()  # a checkpoint written within an epoch (--checkpoint-minutes, or a cancel)
-    assert "from its checkpoint partway into epoch 4, after 1200 of its minibatches" in at.button(key="resume_button").help
+    offer = at.button(key="resume_button").help
+    assert "from its checkpoint partway into epoch 4, after 1200 of its minibatches" in offer
     for junk in ("{not json", json.dumps({"format": 2, "epoch": "3", "within_epoch": [1200]})):
         (cut / "checkpoint.json").write_text(junk)  # its readable copy unreadable: the plainer offer
         at.run()

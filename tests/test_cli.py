@@ -72,10 +72,10 @@ def test_the_optimisation_options_reach_the_run_config_and_resume_refuses_them(c
 
 def test_checkpoint_minutes_reach_the_recorder_and_a_resume_takes_them():
     from rnnreg.cli import build_parser
-    from rnnreg.training_run import checkpoint_seconds
+    from rnnreg.training_run import checkpoint_interval
 
     def seconds(*argv: str) -> float | None:
-        return checkpoint_seconds(build_parser().parse_args(["train", *argv]))
+        return checkpoint_interval(build_parser().parse_args(["train", *argv]))
 
     assert seconds() == 600.0  # within an epoch every 10 minutes unless told otherwise
     assert seconds("--checkpoint-minutes", "2.5") == 150.0
