@@ -111,13 +111,18 @@ def checkpoint_state(trainer, progress: EpochProgress | None = None) -> dict[str
     return state
 
 
+def _is_count(value: object) -> bool:
+    """A whole number >= 0 as JSON gives it (not a bool)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 def _progress(path: Path, state: dict, tensors: dict[str, torch.Tensor]) -> EpochProgress:
     """The `within_epoch` part of a format-2 checkpoint, checked."""
     within = state.get("within_epoch")
     within = within if isinstance(within, dict) else {}
     counts = [within.get(key) for key in ("windows", "clipped")]
     numbers = [within.get(key) for key in ("seconds", "nats")]
-    if (any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in counts) or counts[1] > counts[0]
+    if (not all(map(_is_count, counts)) or counts[1] > counts[0]
             or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0
                    for v in numbers)):
         raise CheckpointError(f"checkpoint {path}: within_epoch must hold windows >= clipped >= 0 and finite "
@@ -144,7 +149,7 @@ def restore_trainer(trainer, path: Path) -> ResumePoint:
         raise CheckpointError(f"checkpoint {path}: weights were compacted to {state['weights_dtype']} for viewing; "
                               "a run cannot resume from them exactly")
     counters = {key: state.get(key) for key in ("epoch", "step", "words")}
-    if any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in counters.values()):
+    if not all(map(_is_count, counters.values())):
         raise CheckpointError(f"checkpoint {path}: epoch/step/words must be whole numbers >= 0, got {counters}")
     if counters["epoch"] > trainer.config.train.epochs:
         raise CheckpointError(f"checkpoint {path}: epoch {counters['epoch']} is beyond the run's "
