@@ -79,6 +79,7 @@ except ValueError as err:  # rnnreg.inspect_model.InspectError: a run that canno
     st.error(str(err))
     st.stop()
 
+st.caption(f"The weights of its checkpoint: {model_for(path).trained()}.")  # a running run's move on
 unknown = [w for w, k in zip(inspection.words, inspection.known) if not k]
 if unknown:
     st.caption(f"Not in the vocabulary (read as <unk>): {', '.join(unknown)}")

@@ -41,8 +41,16 @@ class RunModel:
     config: RunConfig
     vocab: Vocabulary
     model: LanguageModel
-    epoch: int  # the epoch the checkpoint was written after
+    epoch: int  # the epochs completed when the checkpoint was written
     weights_dtype: str = "float32"  # float16 once `rnnreg compact` has halved them for shipping
+    minibatches_into_next: int = 0  # a checkpoint written within epoch `epoch` + 1: its minibatches done
+
+    def trained(self) -> str:
+        """How far these weights are trained, in the run's own epochs ("after epoch 7 of 39")."""
+        planned = self.config.train.epochs
+        if self.minibatches_into_next:
+            return f"{self.minibatches_into_next} minibatches into epoch {self.epoch + 1} of {planned}"
+        return f"after epoch {self.epoch} of {planned}"
 
 
 def has_checkpoint(run_dir: str | os.PathLike[str]) -> bool:
@@ -81,7 +89,15 @@ def load_run_model(run_dir: str | os.PathLike[str]) -> RunModel:
     except RuntimeError as err:
         raise InspectError(f"run {run_dir.name}: checkpoint does not fit its config ({str(err)[:200]})") from None
     model.eval()
-    return RunModel(run_dir, config, vocab, model, int(state.get("epoch", 0)), str(state.get("weights_dtype", "float32")))
+    within = state.get("within_epoch")
+    windows = within.get("windows") if isinstance(within, dict) else 0
+    return RunModel(run_dir, config, vocab, model, _count(state.get("epoch")),
+                    str(state.get("weights_dtype", "float32")), minibatches_into_next=_count(windows))
+
+
+def _count(value: object) -> int:
+    """A whole number >= 0 from a checkpoint's state, else 0 (it only labels the weights here)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
 
 def load_run_corpus(run: RunModel, data_dir: str | os.PathLike[str] | None = None) -> Corpus:

@@ -83,6 +83,21 @@ def test_a_run_without_checkpoint_is_a_clear_error(runs, tmp_path):
         inspect_model.load_run_model(broken)
 
 
+def test_the_weights_say_how_far_they_are_trained_even_from_within_an_epoch(runs, tmp_path):
+    from rnnreg.checkpoint import load_checkpoint, save_checkpoint
+
+    assert inspect_model.load_run_model(runs["none"]).trained() == "after epoch 2 of 2"
+    partway = tmp_path / "partway"
+    shutil.copytree(runs["none"], partway)
+    path = partway / "checkpoint.safetensors"
+    tensors, state = load_checkpoint(path)
+    save_checkpoint(path, tensors, {**state, "epoch": 1, "within_epoch": {"windows": 7}})  # as the recorder writes it
+    assert inspect_model.load_run_model(partway).trained() == "7 minibatches into epoch 2 of 2"
+    for epoch, within in (("1", {"windows": "7"}), (-3, {"windows": True}), (None, [7])):  # labels only: no crash
+        save_checkpoint(path, tensors, {**state, "epoch": epoch, "within_epoch": within})
+        assert inspect_model.load_run_model(partway).trained() == "after epoch 0 of 2"
+
+
 def test_cli_generate(runs):
     root = runs["none"].parent.parent
     run_id = runs["none"].name
@@ -101,6 +116,8 @@ def test_poke_page_shows_predictions_gates_and_samples(runs, monkeypatch):
     assert not at.exception, [e.value for e in at.exception]
     at.text_input(key="poke_text").set_value("the red ball and").run()
     assert not at.exception
+    shown = at.selectbox(key="poke_run").value
+    assert "The weights of its checkpoint: after epoch 2 of 2." in [c.value for c in at.caption], shown
     assert at.dataframe[0].value["word"].tolist() == ["the", "red", "ball", "and"]
     assert len(at.get("plotly_chart")) == 2  # gate means and units heat maps
     at.selectbox(key="poke_gate").set_value("o").run()
