@@ -171,7 +171,10 @@ def lr_at_epoch(train: TrainConfig, epoch: int) -> float:
     Zaremba et al. 2014, sec 4.1: lr stays at its initial value for `decay_after` epochs,
     then is divided by `lr_decay` once per epoch.
     """
-    return train.lr / train.lr_decay ** max(epoch - train.decay_after, 0)
+    try:
+        return train.lr / train.lr_decay ** max(epoch - train.decay_after, 0)
+    except OverflowError:  # a schedule decayed past the largest float (2.0 ** 1024): nothing is left of it
+        return 0.0
 
 
 # How a run executes, not what it learns: runs that differ only in these are seeds of one configuration.
@@ -259,11 +262,8 @@ def build_run_config(
             raise ConfigError(f"--delay: only the memory task has a delay; use --preset memory (not {preset!r})")
         _check_int("--delay", delay, 1)
         memory = dataclasses.replace(memory, delay=delay)
-    if base.task == "memory":  # one window per sequence, so the recall's gradient reaches the key
-        if train_changes.get("bptt", memory.sequence_length) != memory.sequence_length:
-            raise ConfigError(f"--bptt: the memory task's window is one whole sequence ({memory.sequence_length} "
-                              f"steps with --delay {memory.delay}), got {train_changes['bptt']!r}; leave --bptt out")
-        train_changes["bptt"] = memory.sequence_length
+    if base.task == "memory":  # one window per sequence (validate refuses any other --bptt)
+        train_changes.setdefault("bptt", memory.sequence_length)
     config = dataclasses.replace(
         base,
         data_dir=str(Path(data_dir).expanduser().resolve()) if data_dir is not None else base.data_dir,
@@ -295,9 +295,9 @@ def _check_float(option: str, value: Any, minimum: float, inclusive: bool = Fals
 
 def validate(config: RunConfig) -> None:
     """Raise ConfigError (one line, naming the option) if any field is out of range."""
-    if config.preset not in PRESETS:
+    if not _is_one_of(config.preset, PRESETS):
         raise ConfigError(f"preset: unknown preset {config.preset!r}; allowed: {', '.join(PRESET_NAMES)}")
-    if config.task not in TASKS:
+    if not _is_one_of(config.task, TASKS):
         raise ConfigError(f"task: unknown task {config.task!r}; allowed: {', '.join(TASKS)}")
     if config.name is not None and not valid_name(config.name):
         raise ConfigError(f"--name: must be text of at most {MAX_NAME} characters, without control characters")
@@ -307,7 +307,7 @@ def validate(config: RunConfig) -> None:
     _check_float("init_scale", m.init_scale, 0.0)
     if isinstance(m.forget_bias, bool) or not isinstance(m.forget_bias, (int, float)) or not math.isfinite(m.forget_bias):
         raise ConfigError(f"forget_bias: must be a finite number, got {m.forget_bias!r}")
-    if config.dropout.placement not in PLACEMENTS:
+    if not _is_one_of(config.dropout.placement, PLACEMENTS):
         raise ConfigError(
             f"--placement: unknown placement {config.dropout.placement!r}; allowed: {', '.join(PLACEMENT_NAMES)}"
         )
@@ -338,22 +338,56 @@ def validate(config: RunConfig) -> None:
     _check_int("--seed", t.seed, 0)
     if t.seed >= 2**63:  # torch.manual_seed takes a signed 64-bit integer
         raise ConfigError(f"--seed: must be below 2**63, got {t.seed}")
-    if t.device not in DEVICES:
+    if not _is_one_of(t.device, DEVICES):
         raise ConfigError(f"--device: unknown device {t.device!r}; allowed: {', '.join(DEVICES)}")
     _check_int("log_every", t.log_every, 1)
-    if t.step not in STEP_MODES:
+    if not _is_one_of(t.step, STEP_MODES):
         raise ConfigError(f"--step: unknown step mode {t.step!r}; allowed: {', '.join(STEP_MODES)}")
     if t.threads is not None:
         _check_int("threads", t.threads, 1)
-    mem = config.memory
+    if config.task == "memory":  # a language model ignores these (and may use batches above 500)
+        _validate_memory_task(config)
+    if not isinstance(t.gate_probe, bool):
+        raise ConfigError(f"gate_probe: must be true or false, got {t.gate_probe!r}")
+
+
+def _is_one_of(value: Any, allowed: Any) -> bool:
+    """`value in allowed` for a name read from JSON, which may be a list (unhashable) or a number."""
+    return isinstance(value, str) and value in allowed
+
+
+def _validate_memory_task(config: RunConfig) -> None:
+    """The memory task reads one whole sequence per window, so every batch column must start at a key.
+
+    batchify cuts a stream of N sequences into B columns of N * L // B tokens each; unless that
+    is a whole number of L-token sequences, the columns (and so every window) start mid-sequence,
+    a key and its recall fall into different windows, and the per-delay scores read wrong rows.
+    """
+    mem, t = config.memory, config.train
     for option, value, minimum in (("--delay", mem.delay, 1), ("memory.keys", mem.keys, 2),
                                    ("memory.distractors", mem.distractors, 1),
                                    ("memory.train_sequences", mem.train_sequences, t.batch_size * 2),
                                    ("memory.eval_sequences", mem.eval_sequences, t.batch_size * 2),
                                    ("memory.data_seed", mem.data_seed, 0)):
         _check_int(option, value, minimum)
-    if not isinstance(t.gate_probe, bool):
-        raise ConfigError(f"gate_probe: must be true or false, got {t.gate_probe!r}")
+    length = mem.sequence_length
+    if t.bptt != length:
+        raise ConfigError(f"--bptt: the memory task's window is one whole sequence ({length} steps with "
+                          f"--delay {mem.delay}), got {t.bptt!r}; leave --bptt out")
+    for split, sequences, limit_option, limit, batch_option, batch in (
+        ("train", mem.train_sequences, "--max-train-tokens", t.max_train_tokens, "--batch-size", t.batch_size),
+        ("valid", mem.eval_sequences, "max_eval_tokens", t.max_eval_tokens, "--batch-size", t.batch_size),
+        ("test", mem.eval_sequences, "max_eval_tokens", t.max_eval_tokens, "test_batch_size", t.test_batch_size),
+    ):
+        cut = limit is not None and limit < sequences * length
+        tokens = limit if cut else sequences * length
+        if (tokens // batch) % length:
+            fix = (f"make {limit_option} a multiple of {batch * length}" if cut
+                   else f"choose a {batch_option} that divides {sequences}")
+            raise ConfigError(f"{limit_option if cut else batch_option}: the memory task's {split} stream of "
+                              f"{sequences} sequences of {length} tokens{f', cut to {tokens},' if cut else ''} "
+                              f"gives {batch} batch columns of {tokens // batch} tokens, not whole sequences, so "
+                              f"its windows would start mid-sequence; {fix}")
 
 
 def to_dict(config: RunConfig) -> dict[str, Any]:

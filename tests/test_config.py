@@ -104,3 +104,54 @@ def test_a_variant_that_only_cuts_the_rate_one_epoch_later_is_named_main_luas_sc
     both = training_variant(build_run_config("medium", decay_after=7, clip=2.5))
     assert variant_label("medium", both) == "decay_after=7 clip=2.5"  # more than the schedule departs
     assert variant_label("small", "") == "" and variant_label("no-such-preset", "decay_after=5") == "decay_after=5"
+
+
+def test_a_language_model_may_train_on_batches_the_memory_tasks_sequence_counts_would_refuse():
+    # the memory task's 1000 evaluation sequences need a batch <= 500; a language model reads none of them
+    assert build_run_config("medium", batch_size=512).train.batch_size == 512
+    with pytest.raises(ConfigError, match=r"^memory\.eval_sequences"):
+        build_run_config("memory", batch_size=512)
+
+
+@pytest.mark.parametrize("changes, option, split", [
+    ({"batch_size": 30}, "--batch-size", "train"),  # 2000 sequences do not split into 30 columns
+    ({"batch_size": 16}, "--batch-size", "valid"),  # 2000 do into 16, 1000 not
+    ({"test_batch_size": 3}, "test_batch_size", "test"),
+    ({"max_train_tokens": 24 * 20 * 10 + 100}, "--max-train-tokens", "train"),  # cut: columns of 245 tokens
+])
+def test_a_memory_run_whose_batch_columns_would_start_mid_sequence_is_refused(changes, option, split):
+    with pytest.raises(ConfigError) as err:
+        build_run_config("memory", **changes)
+    message = str(err.value)
+    assert message.startswith(f"{option}: the memory task's {split} stream") and "mid-sequence" in message
+
+
+def test_the_memory_tasks_one_window_per_sequence_is_checked_for_a_recorded_config_too():
+    recorded = to_dict(build_run_config("memory", delay=5))
+    assert from_dict(recorded).train.bptt == 9
+    recorded["train"]["bptt"] = 7  # a queued or resumed run is rebuilt from config.json, not from options
+    with pytest.raises(ConfigError, match=r"^--bptt: the memory task's window is one whole sequence \(9 steps"):
+        from_dict(recorded)
+    recorded["train"].update(bptt=9, batch_size=30)
+    with pytest.raises(ConfigError, match="^--batch-size: .* mid-sequence"):
+        from_dict(recorded)
+
+
+@pytest.mark.parametrize("where, value", [("preset", ["small"]), ("task", {"lm": 1}), ("placement", ["none"]),
+                                          ("device", ["cpu"]), ("step", 3)])
+def test_a_recorded_config_with_a_list_or_number_for_a_name_is_a_config_error_not_a_crash(where, value):
+    recorded = to_dict(build_run_config("small"))
+    if where == "placement":
+        recorded["dropout"]["placement"] = value
+    elif where in ("device", "step"):
+        recorded["train"][where] = value
+    else:
+        recorded[where] = value
+    with pytest.raises(ConfigError, match="unknown"):
+        from_dict(recorded)
+
+
+def test_a_schedule_decayed_past_the_largest_float_reaches_zero_not_an_overflow():
+    train = build_run_config("small", epochs=2000).train  # /2 per epoch after 4: 2 ** 1996 overflows a float
+    assert lr_at_epoch(train, 1000) == 1.0 / 2.0 ** 996
+    assert lr_at_epoch(train, 2000) == 0.0
