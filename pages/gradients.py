@@ -17,7 +17,7 @@ if picked is None:
 colors = common.colors()
 steps = common.frames(picked, "steps")
 log_y = st.toggle("log y", value=True, key="grad_log")
-clips = {r: common.run_config(r).get("train", {}).get("clip") for r in picked}
+clips = {r: common.run_setting(r, "train", "clip") for r in picked}
 common.show_figure(plots.grad_norm_figure(steps, colors, clips, log_y=log_y), key="grad_norm", file_stem="grad-norm")
 
 per_layer, clipped, through_time = st.tabs(

@@ -343,6 +343,59 @@ def test_broken_runs_picked_never_raise(store, ids):
         assert_no_exception(at)
 
 
+def _edit_json(path: Path, change) -> None:
+    doc = json.loads(path.read_text())
+    change(doc)
+    path.write_text(json.dumps(doc))
+
+
+def _edit_lines(path: Path, change) -> None:
+    docs = [json.loads(line) for line in path.read_text().splitlines()]
+    for doc in docs:
+        change(doc)
+    path.write_text("".join(json.dumps(doc) + "\n" for doc in docs))
+
+
+# Valid JSON with values no trainer writes: each must show as the run's problem or be ignored, never crash a page.
+OUT_OF_RANGE = {
+    "epochs_total of 10**20": ("status.json", lambda d: d.update(epochs_total=10**20)),
+    "epoch of 10**20": ("status.json", lambda d: d.update(epoch=10**20)),
+    "train section null": ("config.json", lambda d: d["config"].update(train=None)),
+    "clip as text": ("config.json", lambda d: d["config"]["train"].update(clip="five")),
+    "an epoch record of 10**400": ("metrics.jsonl", lambda d: d.update(epoch=10**400) if d["kind"] == "epoch" else 0),
+    "probes at epoch 1e999": ("probes.jsonl", lambda d: d.update(epoch=float("inf"))),
+    "probes in layer 1e999": ("probes.jsonl", lambda d: d.update(layer=float("inf"))),
+    "probes without an epoch": ("probes.jsonl", lambda d: d.pop("epoch", None)),
+}
+
+
+@pytest.mark.parametrize("case", OUT_OF_RANGE)
+def test_a_run_with_out_of_range_values_breaks_no_page(store, ids, case):
+    name, change = OUT_OF_RANGE[case]
+    odd = store / "20261208-000000-odd-values"
+    shutil.copytree(store / ids["overfit"], odd)
+    path = odd / name
+    (_edit_lines if name.endswith(".jsonl") else _edit_json)(path, change)
+    at = app()
+    at.sidebar.multiselect(key="picked_runs").set_value([odd.name, ids["zaremba"]]).run()
+    for page in [*PAGES, "lecture", "poke"]:
+        at.switch_page(f"pages/{page}.py").run()
+        assert_no_exception(at)
+    for page, key, views in (("gates", "gates_view", GATES_VIEWS), ("gradients", "grad_view", GRADIENT_VIEWS)):
+        at.switch_page(f"pages/{page}.py").run()
+        for view in views:  # the lazy tabs: each computed only when open
+            at.session_state[key] = view
+            at.run()
+            assert_no_exception(at)
+    if case == "clip as text":  # a config the trainer would refuse is the run's problem, on the Runs page too
+        at.switch_page("pages/runs.py").run()
+        assert "config.json: not a valid run config (--clip (train.clip)" in " ".join(w.body for w in at.warning)
+
+
+GATES_VIEWS = ("Histograms at an epoch", "Saturation over epochs", "One gate over epochs")
+GRADIENT_VIEWS = ("Per layer", "Steps clipped per epoch", "Gradient through time")
+
+
 def test_a_run_copied_beside_its_shipped_original_breaks_no_page(store):
     shipped = "20261101-000000-ref-small"
     shutil.copytree(store / "reference" / shipped, store / shipped)  # one id, two directories

@@ -210,14 +210,22 @@ def read_jsonl(
 # Tolerant reading of one value: the type it should have, or None
 
 
+# JSON's whole numbers have no bound; one past 2**53 in a hand-edited or corrupt run would
+# overflow the int64 and float columns every page builds from these (and crash them all).
+_LARGEST_COUNT = 2**53
+
+
 def _num(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, int) and abs(value) > _LARGEST_COUNT:
         return None
     return float(value) if math.isfinite(value) else None
 
 
 def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    ok = isinstance(value, int) and not isinstance(value, bool) and abs(value) <= _LARGEST_COUNT
+    return value if ok else None
 
 
 def _str(value: Any) -> str | None:

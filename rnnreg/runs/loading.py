@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 from rnnreg.runs.layout import CONFIG_FILE, LOG_FILE, METRICS_FILE, PROBES_FILE, STATUS_FILE, find_run_dir, is_read_only
 from rnnreg.runs.files import read_json, read_jsonl, _Unreadable, _dict, _open_regular
@@ -72,15 +72,16 @@ class Run:
     def epochs_frame(self, metrics: list[dict] | None = None):
         """One row per epoch (the last record wins if a resumed run repeated one)."""
         cols = ["epoch", "train_ppl", "valid_ppl", "lr", "seconds", "clipped_fraction", "words", "time"]
-        frame = _frame(self._records("epoch", metrics, self.metrics), cols, numeric=cols)
+        frame = _frame(self._records("epoch", metrics, self.metrics), cols, numeric=cols, keys=["epoch"])
         if not frame.empty:
-            frame = frame.dropna(subset=["epoch"]).drop_duplicates("epoch", keep="last").sort_values("epoch")
+            frame = frame.drop_duplicates("epoch", keep="last").sort_values("epoch")
         return frame.reset_index(drop=True)
 
     def steps_frame(self, metrics: list[dict] | None = None):
         cols = ["step", "epoch", "loss", "grad_norm", "clipped", "lr", "words_per_s", "words", "time"]
-        frame = _frame(self._records("step", metrics, self.metrics), cols, numeric=[c for c in cols if c != "clipped"])
-        return frame.dropna(subset=["step"]).reset_index(drop=True)
+        frame = _frame(self._records("step", metrics, self.metrics), cols, numeric=[c for c in cols if c != "clipped"],
+                       keys=["step"])
+        return frame.reset_index(drop=True)
 
     def layer_grad_norms_frame(self, metrics: list[dict] | None = None):
         """Long format: step, epoch, layer, grad_norm (from each step's layer_grad_norms)."""
@@ -101,7 +102,8 @@ class Run:
         cols = ["epoch", "layer", "gate", "mean", "saturation", "saturation_low", "saturation_high",
                 "bin_edges", "counts"]
         return _frame(self._records("gates", probes, self.probes), cols,
-                      numeric=["epoch", "layer", "mean", "saturation", "saturation_low", "saturation_high"])
+                      numeric=["epoch", "layer", "mean", "saturation", "saturation_low", "saturation_high"],
+                      keys=["epoch", "layer"])
 
     def grad_through_time_frame(self, probes: list[dict] | None = None):
         """Long format: epoch, layer, wrt, k, norm, nonzero (one row per distance k).
@@ -116,14 +118,18 @@ class Run:
                 rows += [{"epoch": r.get("epoch"), "layer": r.get("layer"), "wrt": r.get("wrt"), "k": k, "norm": n,
                           "nonzero": z} for k, n, z in zip(ks, norms, shares)]
         columns = ["epoch", "layer", "wrt", "k", "norm", "nonzero"]
-        return _frame(rows, columns, numeric=["epoch", "layer", "k", "norm", "nonzero"])
+        return _frame(rows, columns, numeric=["epoch", "layer", "k", "norm", "nonzero"], keys=["epoch", "layer", "k"])
 
 
-def _frame(records: list[dict] | dict[str, list], columns: list[str], *, numeric: Iterable[str] = ()):
+def _frame(records: list[dict] | dict[str, list], columns: list[str], *, numeric: Iterable[str] = (),
+           keys: Iterable[str] = ()):
     """A DataFrame with at least `columns`; `numeric` ones coerced (bad values become NaN).
 
-    `records`: one dict per row, or one list per column.
+    `records`: one dict per row, or one list per column.  `keys` (numeric too) place a row (its
+    epoch, layer, step): a row without a finite number in each is dropped, since the pages
+    index and label by them (an `Infinity` or 1e999 is valid JSON, and int() of it raises).
     """
+    import numpy as np
     import pandas as pd  # lazy: `rnnreg list` and the run store itself never need pandas
 
     if isinstance(records, dict):
@@ -134,8 +140,21 @@ def _frame(records: list[dict] | dict[str, list], columns: list[str], *, numeric
         if col not in frame.columns:
             frame[col] = pd.Series(dtype="float64" if col in numeric else "object", index=frame.index)
     for col in numeric:
-        frame[col] = pd.to_numeric(frame[col], errors="coerce")
+        try:
+            frame[col] = pd.to_numeric(frame[col], errors="coerce")
+        except OverflowError:  # a whole number beyond any float (JSON allows 10**400): coerce is not enough
+            frame[col] = pd.to_numeric(frame[col].map(_float_or_none), errors="coerce")
+    keys = list(keys)
+    if keys and not frame.empty:
+        frame = frame[np.isfinite(frame[keys]).all(axis=1)]
     return frame[columns + [c for c in frame.columns if c not in columns and c != "kind"]]
+
+
+def _float_or_none(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (OverflowError, TypeError, ValueError):
+        return None
 
 
 def load_run(root: str | os.PathLike[str], run_id: str) -> Run:

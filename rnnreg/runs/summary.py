@@ -139,6 +139,9 @@ def summarize_run(run_dir: str | os.PathLike[str], *, read_only: bool = False, g
             problems.append(f"{STATUS_FILE}: unknown state {status.get('state')!r}")
 
     epochs_done = max([_int(status.get("epoch")) or 0] + [_int(r["epoch"]) for r in epochs])
+    variant, problem = _variant(cfg) if cfg else (None, None)
+    if problem:
+        problems.append(problem)
     return RunSummary(
         id=run_dir.name,
         path=str(run_dir),
@@ -158,7 +161,7 @@ def summarize_run(run_dir: str | os.PathLike[str], *, read_only: bool = False, g
         mc_protocol=mc_protocol(mc_tests[-1]) if mc_tests else None,
         test_accuracy=_num(accuracies[-1]) if accuracies else None,
         delay=_int(memory.get("delay")),
-        variant=_variant(cfg) if cfg else None,
+        variant=variant,
         corpus=corpus_of(env.get("data_sha256")),
         wall_seconds=_wall_seconds(status, state, epochs, report.records),
         device=_str(env.get("device_name")) or _str(env.get("device")) or _str(train.get("device")),
@@ -224,11 +227,14 @@ def corpus_dir(recorded_dir: str | os.PathLike[str], environment: object) -> Pat
     return DEFAULT_DATA_DIR if corpus_of(checksums) == "penn-treebank" else None
 
 
-def _variant(cfg: Mapping[str, Any]) -> str | None:
+def _variant(cfg: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """(what the run's training departs from its preset in, None) or (None, why its config is invalid)."""
     try:
-        return training_variant(from_dict(cfg))
-    except (ConfigError, TypeError, ValueError):  # unreadable or invalid: the summary's problems say why
-        return None
+        return training_variant(from_dict(cfg)), None
+    except ConfigError as err:  # e.g. edited by hand: it can neither resume nor be poked
+        return None, f"{CONFIG_FILE}: not a valid run config ({err})"
+    except (TypeError, ValueError) as err:
+        return None, f"{CONFIG_FILE}: not a valid run config ({type(err).__name__})"
 
 
 def _run_dirs(root: Path) -> Iterator[tuple[Path, str | None, str | None]]:
