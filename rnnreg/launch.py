@@ -334,7 +334,12 @@ def cancel(root: str | os.PathLike[str], run_id: str) -> str:
         else:
             _reap_children()
             return f"asked run {run_id} (pid {pid}) to stop; it saves a checkpoint and ends as cancelled"
-    writer.set_status("cancelled", message="cancelled; its process was no longer running")
+    try:  # only if nothing wrote an end meanwhile: a trainer that finished just now keeps its `finished`
+        writer.set_status_if(ACTIVE_STATES, "cancelled", recorded=True,
+                             message="cancelled; its process was no longer running")
+    except RunStoreError:
+        ended, _problem = read_json(run_dir / STATUS_FILE)
+        return f"run {run_id} is already {(ended or {}).get('state')} (it ended just now); nothing to cancel"
     return f"marked run {run_id} cancelled (its process was no longer running)"
 
 

@@ -265,6 +265,25 @@ def test_cancel_marks_a_dead_active_run(tmp_path):
     assert status_of(tmp_path, queued.id)["state"] == "cancelled"
 
 
+def test_a_trainer_that_finishes_as_it_is_cancelled_stays_finished(tmp_path, monkeypatch):
+    writer = RunWriter.create(tmp_path, CONFIG)
+    sleeper = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        writer.set_status("running", pid=sleeper.pid)
+
+        def finishes_first(pid):  # between cancel's read of status.json and its signal, the trainer ends
+            writer.set_status("finished", message="test ppl 100.00")
+            raise ProcessLookupError(pid)
+
+        monkeypatch.setattr(launch_mod, "_terminate", finishes_first)
+        assert cancel(tmp_path, writer.id) == f"run {writer.id} is already finished (it ended just now); nothing to cancel"
+        status = status_of(tmp_path, writer.id)
+        assert (status["state"], status["message"]) == ("finished", "test ppl 100.00")
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
 def test_cancel_refusals(tmp_path):
     ref = RunWriter.create(tmp_path / "reference", CONFIG)
     ref.set_status("running", pid=os.getpid())

@@ -194,23 +194,27 @@ class RunWriter:
             raise TypeError("update_status: use set_status to change the state")
         return self._merge_status(fields)
 
-    def set_status_if(self, allowed: Iterable[str], state: str, **fields: Any) -> dict[str, Any]:
+    def set_status_if(self, allowed: Iterable[str], state: str, *, recorded: bool = False,
+                      **fields: Any) -> dict[str, Any]:
         """`set_status`, only if the run's effective state is one of `allowed`, else RunStoreError.
 
-        Checked and set under the run's lock, so of two processes racing (two `--resume` of
-        one run) exactly one wins.
+        `recorded`: compare the state as status.json has it instead (a `running` whose process
+        died is then still `running`).  Checked and set under the run's lock, so of two
+        processes racing (two `--resume` of one run) exactly one wins.
         """
         if state not in RUN_STATES:
             raise RunStoreError(f"status: unknown state {state!r}; allowed: {', '.join(RUN_STATES)}")
         if state == "running" and "pid" not in fields:
             fields["pid"] = os.getpid()
-        return self._merge_status({**fields, "state": state}, allowed=frozenset(allowed))
+        return self._merge_status({**fields, "state": state}, allowed=frozenset(allowed), recorded=recorded)
 
-    def _merge_status(self, fields: dict[str, Any], allowed: frozenset[str] | None = None) -> dict[str, Any]:
+    def _merge_status(self, fields: dict[str, Any], allowed: frozenset[str] | None = None,
+                      recorded: bool = False) -> dict[str, Any]:
         with _dir_lock(self.dir):
             status = self.read_status()
-            if allowed is not None and effective_state(status) not in allowed:
-                raise RunStoreError(f"run {self.id} is {effective_state(status)}, not {' or '.join(sorted(allowed))}")
+            now_in = status.get("state") if recorded else effective_state(status)
+            if allowed is not None and now_in not in allowed:
+                raise RunStoreError(f"run {self.id} is {now_in}, not {' or '.join(sorted(allowed))}")
             if "pid" in fields:
                 pid = fields["pid"]
                 fields.setdefault("pid_start", process_start_time(pid) if isinstance(pid, int) else None)
