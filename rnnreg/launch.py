@@ -40,6 +40,7 @@ from rnnreg.runs import (
     is_read_only,
     last_words,
     list_runs,
+    open_in_run,
     pid_alive,
     process_start_time,
     read_json,
@@ -140,7 +141,7 @@ def _spawn(argv: list[str], log_path: Path) -> subprocess.Popen:
     """Start `argv` in the background as its own session, its output appended to `log_path`."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
-    with open(log_path, "ab") as log:
+    with open(open_in_run(log_path), "ab") as log:  # a symlink planted as train.log is refused
         proc = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,

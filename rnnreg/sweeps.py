@@ -190,7 +190,9 @@ def _ray_train(argv: list[str], log_path: str, repo_root: str) -> int:
 
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (repo_root, env.get("PYTHONPATH")) if p)
-    with open(log_path, "ab") as log:
+    # stdlib only (a Ray worker may not import rnnreg): rnnreg.runs.open_in_run's flags, no symlink followed
+    fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    with open(fd, "ab") as log:
         return subprocess.run([sys.executable, "-m", "rnnreg", "train", *argv], stdin=subprocess.DEVNULL,
                               stdout=log, stderr=subprocess.STDOUT, env=env, cwd=repo_root).returncode
 

@@ -43,9 +43,11 @@ from rnnreg.runs import (
     RESUMABLE_STATES,
     RunStoreError,
     RunWriter,
+    atomic_write_bytes,
     corpus_dir,
     effective_state,
     find_run_dir,
+    open_in_run,
     resume_refusal,
     runs_root,
     utc_now,
@@ -126,13 +128,36 @@ def environment(device: torch.device, trainer: Trainer, corpus: Corpus) -> dict[
     }
 
 
+class _RunLogHandler(logging.StreamHandler):
+    """logging.FileHandler's appending, without following a symlink planted as train.log."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(open(open_in_run(path), "a", encoding="utf-8"))
+
+    def close(self) -> None:
+        try:
+            self.stream.close()
+        finally:
+            super().close()
+
+
+def _stderr_is(path: Path) -> bool:
+    try:
+        ours, theirs = os.fstat(sys.stderr.fileno()), os.stat(path, follow_symlinks=False)
+    except (OSError, ValueError, AttributeError):  # no stderr descriptor (pytest's capture), no file yet
+        return False
+    return (ours.st_dev, ours.st_ino) == (theirs.st_dev, theirs.st_ino)
+
+
 def _log_to(path: Path | None) -> None:
+    """Log to stderr and to `path` (the run's train.log), unless stderr already goes to that file:
+    a run the dashboard launched or resumed has its output appended there, and would log each line twice."""
     for handler in [h for h in log.handlers if getattr(h, "_rnnreg_run", False)]:  # a previous run's
         log.removeHandler(handler)
         handler.close()
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if path is not None:
-        handlers.append(logging.FileHandler(path, encoding="utf-8"))
+    if path is not None and not _stderr_is(path):
+        handlers.append(_RunLogHandler(path))
     for handler in handlers:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         handler._rnnreg_run = True  # type: ignore[attr-defined]
@@ -378,7 +403,7 @@ def _train_run(writer: RunWriter, trainer: Trainer, *, resumed_after: ResumePoin
     trained in under `earlier_segments`."""
     config, device, corpus = trainer.config, trainer.device, trainer.corpus
     try:
-        writer.vocab_path.write_text(json.dumps(list(corpus.vocab.words)), encoding="utf-8")
+        atomic_write_bytes(writer.vocab_path, json.dumps(list(corpus.vocab.words)).encode("utf-8"))
         if config.train.gate_probe:
             tokens = probe_batch(corpus.valid, config.train.batch_size, config.train.bptt)
             trainer.listeners.append(GateProbe(tokens, writer.append_probe))

@@ -357,6 +357,43 @@ def test_launch_resume_waits_for_the_trainer_and_says_its_error(corpus, tmp_path
     assert fine.read_status()["pid"] == pid
     wait_until(lambda: not pid_alive(pid), 120, "the resumed trainer to end")  # (a zombie child counts as ended)
     assert state(fine) == "finished"
+    lines = fine.log_path.read_text().splitlines()  # its stderr already goes there: no second copy of each line
+    assert sum("resuming after epoch 0" in line for line in lines) == 1, lines
+    assert len([line for line in lines if " INFO epoch 1/" in line]) == 1, lines
+
+
+def test_a_run_whose_files_are_symlinks_out_of_the_store_is_not_resumed_through_them(corpus, tmp_path, capsys):
+    from rnnreg import launch
+
+    root = tmp_path / "runs"
+    run = interrupted_run(root, corpus)
+    outside = tmp_path / "precious.txt"
+    outside.write_text("precious\n")
+    (run.dir / "train.log").unlink(missing_ok=True)
+    (run.dir / "train.log").symlink_to(outside)
+    before = digest(run.dir)
+    with pytest.raises(RunStoreError, match="its train.log is a symlink; rnnreg writes a run's files only in"):
+        launch.resume(root, run.id, wait=30)
+    assert "symlink" in resume_error(root, run.id, capsys)  # the command line says the same
+    assert outside.read_text() == "precious\n" and digest(run.dir) == before and state(run) == "interrupted"
+
+
+def test_the_writers_refuse_a_symlink_planted_after_the_checks(corpus, tmp_path):
+    from rnnreg.training_run import _log_to
+
+    run = interrupted_run(tmp_path / "runs", corpus)
+    outside = tmp_path / "precious.txt"
+    outside.write_text("precious\n")
+    for name in ("metrics.jsonl", "train.log", ".lock"):
+        (run.dir / name).unlink(missing_ok=True)
+        (run.dir / name).symlink_to(outside)
+    with pytest.raises(RunStoreError, match="metrics.jsonl in .* is a symlink"):
+        run.append_metric({"kind": "epoch", "epoch": 9})
+    with pytest.raises(RunStoreError, match="train.log in .* is a symlink"):
+        _log_to(run.log_path)
+    with pytest.raises(RunStoreError, match=".lock in .* is a symlink"):
+        run.update_status(message="x")
+    assert outside.read_text() == "precious\n"
 
 
 def test_resume_refuses_a_checkpoint_of_another_model(server, corpus, reference, tmp_path, capsys):

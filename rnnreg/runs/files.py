@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
-from rnnreg.runs.layout import LOCK_FILE, MAX_JSON_BYTES, MAX_LINE_BYTES
+from rnnreg.runs.layout import LOCK_FILE, MAX_JSON_BYTES, MAX_LINE_BYTES, RunStoreError
 
 
 def utc_now() -> str:
@@ -73,10 +73,26 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def open_in_run(path: str | os.PathLike[str], flags: int = os.O_WRONLY | os.O_APPEND) -> int:
+    """A descriptor for writing `path` in a run directory (created 0o644 if missing).
+
+    A symlink in its place is refused (RunStoreError), never followed: a run copied into the
+    store with `metrics.jsonl -> ~/notes` must not make a resumed trainer write there.  (The
+    atomic writes above replace a link instead of following it.)
+    """
+    try:
+        return os.open(path, flags | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0), 0o644)
+    except OSError:
+        if os.path.islink(path):
+            raise RunStoreError(f"{Path(path).name} in {Path(path).parent.name} is a symlink; "
+                                "rnnreg never writes a run's files through one") from None
+        raise
+
+
 @contextlib.contextmanager
 def _dir_lock(run_dir: Path) -> Iterator[None]:
     """Serialise read-modify-write of a run's JSON documents across processes."""
-    fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+    fd = open_in_run(run_dir / LOCK_FILE, os.O_RDWR)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

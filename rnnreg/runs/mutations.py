@@ -8,8 +8,8 @@ import shutil
 from pathlib import Path
 
 from rnnreg.config import MAX_NAME, valid_name
-from rnnreg.runs.layout import (ACTIVE_STATES, CONFIG_FILE, RESUMABLE_STATES, RunStoreError, STATUS_FILE, find_run_dir,
-                                is_read_only)
+from rnnreg.runs.layout import (ACTIVE_STATES, CONFIG_FILE, LOCK_FILE, RESUMABLE_STATES, RUN_FILES, RunStoreError,
+                                STATUS_FILE, find_run_dir, is_read_only)
 from rnnreg.runs.files import atomic_write_json, read_json, _dir_lock
 from rnnreg.runs.liveness import effective_state
 
@@ -64,6 +64,10 @@ def resume_refusal(run_dir: str | os.PathLike[str]) -> str | None:
     run_dir = Path(run_dir)
     if is_read_only(run_dir):
         return "reference runs are read-only"
+    linked = [name for name in (*RUN_FILES, LOCK_FILE) if (run_dir / name).is_symlink()]
+    if linked:  # a trainer would write through them, outside the store (the writers refuse them too)
+        return (f"its {', '.join(linked)} {'is a symlink' if len(linked) == 1 else 'are symlinks'}; rnnreg writes "
+                "a run's files only in its own directory (copy the files in instead of linking them)")
     status, problem = read_json(run_dir / STATUS_FILE)
     if status is None:
         return problem

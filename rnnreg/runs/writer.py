@@ -16,8 +16,8 @@ from rnnreg.runs.layout import (
     RunStoreError, STATUS_FILE, TERMINAL_STATES, VOCAB_FILE, new_run_id, validate_run_id,
 )
 from rnnreg.runs.files import (
-    atomic_write_bytes, atomic_write_json, read_json, utc_now, _Unreadable, _dir_lock, _finite, _fsync_dir, _num,
-    _open_regular, _str,
+    atomic_write_bytes, atomic_write_json, open_in_run, read_json, utc_now, _Unreadable, _dir_lock, _finite,
+    _fsync_dir, _num, _open_regular, _str,
 )
 from rnnreg.runs.liveness import effective_state, process_start_time
 
@@ -251,7 +251,7 @@ class RunWriter:
 
     @staticmethod
     def _open_append(path: Path) -> int:
-        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        fd = open_in_run(path, os.O_RDWR | os.O_APPEND)
         # A process that died mid-write left a torn last line: end it, so that our first
         # record is not glued onto it (readers then skip just the torn one).
         size = os.fstat(fd).st_size
