@@ -331,7 +331,11 @@ def resume_from_cli(args: argparse.Namespace, stop: StopFlag) -> int:
         # Claimed before the wait, with this pid: `rnnreg cancel` then stops this process (and the
         # run ends cancelled), where before it marked the run and the resume trained it anyway.
         try:
+            # the resume's start and what its checkpoint carried, now: the days it lay interrupted are no
+            # part of its wall, also if it is cancelled while it waits
             writer.set_status_if(RESUMABLE_STATES, "queued", pid=os.getpid(), ended_at=None, cancel_requested_at=None,
+                                 resumed_from_epoch=epoch, resumed_from_step=point.step,
+                                 resumed_from_time=point.seconds, resumed_at=utc_now(),
                                  message=f"waiting for a slot to resume after {where}")
         except RunStoreError as err:
             raise RunStoreError(f"cannot resume: {err}") from None

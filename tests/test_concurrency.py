@@ -151,6 +151,7 @@ def test_cancel_stops_a_resume_waiting_for_a_slot(tmp_path):
     root = tmp_path / "runs"
     writer = RunWriter.create(root, to_dict(tiny_config(write_corpus(tmp_path / "corpus"), epochs=2)))
     writer.set_status("cancelled", message="cancelled by the user")  # resumable; no checkpoint: from epoch 0
+    writer.update_status(started_at="2026-01-01T00:00:00+00:00")  # it stopped long ago
     held = acquire_slot(root, 1)
     try:
         resumer = _waiting_trainer(root, "--resume", writer.id)
@@ -163,3 +164,4 @@ def test_cancel_stops_a_resume_waiting_for_a_slot(tmp_path):
     finally:
         held.release()
     assert not load_run(root, writer.id).epochs_frame().shape[0]  # it never trained
+    assert load_run(root, writer.id).summary.wall_seconds < 60  # and the months since it stopped are no wall

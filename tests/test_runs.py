@@ -735,3 +735,9 @@ def test_a_resumed_runs_wall_is_its_last_resume_to_its_end_plus_what_its_checkpo
     # runs resumed before resumed_from_time was recorded: the epoch's own time, or nothing when started over
     assert wall(resumed_from_epoch=2) == 1800.0 + 1200.0
     assert wall(resumed_from_epoch=0) == 1800.0
+    # claimed by a resume that waits for a slot (days after it stopped): what it trained, not the days
+    claimed = {"started_at": "2026-12-01T10:00:00+00:00", "resumed_at": "2026-12-07T12:00:00+00:00",
+               "resumed_from_epoch": 2, "resumed_from_time": 1234.5}
+    assert _wall_seconds({**claimed, "ended_at": None}, "queued", epochs, epochs) == 1234.5
+    cancelled = {**claimed, "ended_at": "2026-12-07T12:01:00+00:00"}  # while it waited
+    assert _wall_seconds(cancelled, "cancelled", epochs, epochs) == 1234.5 + 60.0

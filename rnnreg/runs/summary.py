@@ -367,7 +367,8 @@ def _wall_seconds(status: dict, state: str, epochs: list[dict], records: list[di
     time its checkpoint had recorded by then (status.json's `resumed_from_time`; from runs resumed
     before it was recorded, the `time` of the epoch it resumed after; it carries on across resumes):
     the hours it lay interrupted are not its wall, and neither is the work after its last
-    checkpoint that was lost and done again.
+    checkpoint that was lost and done again.  While it waits for a slot to resume, its wall is
+    what its checkpoint carried; cancelled there, that plus the wait.
     """
     started, ended = _parse_time(status.get("started_at")), _parse_time(status.get("ended_at"))
     resumed = _parse_time(status.get("resumed_at"))
@@ -378,6 +379,8 @@ def _wall_seconds(status: dict, state: str, epochs: list[dict], records: list[di
     elif carried is None and resumed_after:
         before = [_num(r.get("time")) for r in epochs if _int(r.get("epoch")) == resumed_after]
         carried = before[-1] if before else None
+    if state == "queued" and resumed is not None and carried is not None:
+        return carried  # waiting for a slot to resume: only what it trained so far
     if carried is not None and carried >= 0 and resumed is not None:
         started = resumed - carried
     if started is not None and ended is not None:
