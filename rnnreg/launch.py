@@ -332,6 +332,10 @@ def cancel(root: str | os.PathLike[str], run_id: str) -> str:
             _terminate(pid)
         except ProcessLookupError:
             pass  # it ended just now: fall through and mark it
+        except PermissionError:  # another user's trainer: no cancel is under way after all
+            writer.update_status(cancel_requested_at=None)
+            raise RunStoreError(f"cannot cancel {run_id}: not permitted to signal its process (pid {pid}); "
+                                "stop it as the user who started it") from None
         else:
             _reap_children()
             return f"asked run {run_id} (pid {pid}) to stop; it saves a checkpoint and ends as cancelled"

@@ -284,6 +284,20 @@ def test_a_trainer_that_finishes_as_it_is_cancelled_stays_finished(tmp_path, mon
         sleeper.wait()
 
 
+def test_cancel_of_another_users_trainer_says_so_and_requests_nothing(tmp_path, monkeypatch):
+    writer = RunWriter.create(tmp_path, CONFIG)
+    writer.set_status("running")  # this process: alive
+
+    def not_ours(pid):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(launch_mod, "_terminate", not_ours)
+    with pytest.raises(RunStoreError, match=f"cannot cancel {writer.id}: not permitted to signal its process"):
+        cancel(tmp_path, writer.id)
+    status = status_of(tmp_path, writer.id)
+    assert status["state"] == "running" and status["cancel_requested_at"] is None
+
+
 def test_cancel_refusals(tmp_path):
     ref = RunWriter.create(tmp_path / "reference", CONFIG)
     ref.set_status("running", pid=os.getpid())

@@ -644,6 +644,25 @@ def test_delete_symlinked_run_removes_only_the_link(tmp_path):
     assert not os.path.lexists(root / "alias") and target.dir.exists()
 
 
+def test_a_disk_or_permission_error_in_rename_or_delete_is_a_one_line_store_error(tmp_path, monkeypatch):
+    import errno
+
+    from rnnreg.runs import mutations
+
+    run = finished_run(tmp_path)
+
+    def refused(*_args, **_kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(run.config_path))
+
+    monkeypatch.setattr(mutations, "atomic_write_json", refused)
+    with pytest.raises(RunStoreError, match=rf"^cannot rename {run.id}: Read-only file system \(.*config.json\)$"):
+        runs.rename_run(tmp_path, run.id, "x")
+    monkeypatch.setattr(mutations.shutil, "rmtree", lambda path: (_ for _ in ()).throw(PermissionError(
+        errno.EACCES, os.strerror(errno.EACCES), str(path))))
+    with pytest.raises(RunStoreError, match=rf"^cannot delete {run.id}: Permission denied"):
+        runs.delete_run(tmp_path, run.id)
+
+
 def test_format_table(tmp_path):
     finished_run(tmp_path, name="alpha")
     make_run(tmp_path, name="beta")

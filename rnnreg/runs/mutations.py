@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
 from pathlib import Path
+from typing import Iterator
 
 from rnnreg.config import MAX_NAME, valid_name
 from rnnreg.runs.layout import (ACTIVE_STATES, CONFIG_FILE, LOCK_FILE, RESUMABLE_STATES, RUN_FILES, RunStoreError,
@@ -21,6 +23,16 @@ def _writable_run(root: str | os.PathLike[str], run_id: str, verb: str) -> Path:
     return run_dir
 
 
+@contextlib.contextmanager
+def _said_as_store_error(verb: str, run_id: str) -> Iterator[None]:
+    """An OSError (a read-only disk, a directory owned by another user) as the page's one-line RunStoreError."""
+    try:
+        yield
+    except OSError as err:
+        raise RunStoreError(f"cannot {verb} {run_id}: {err.strerror or type(err).__name__}"
+                            f"{f' ({err.filename})' if err.filename else ''}") from None
+
+
 def rename_run(root: str | os.PathLike[str], run_id: str, new_name: str) -> None:
     """Change a run's display name (config.json's config.name); the id and directory stay."""
     if not isinstance(new_name, str) or not new_name.strip():
@@ -29,7 +41,7 @@ def rename_run(root: str | os.PathLike[str], run_id: str, new_name: str) -> None
     if not valid_name(new_name):
         raise RunStoreError(f"name: at most {MAX_NAME} characters, no control characters")
     run_dir = _writable_run(root, run_id, "rename")
-    with _dir_lock(run_dir):
+    with _said_as_store_error("rename", run_id), _dir_lock(run_dir):
         doc, problem = read_json(run_dir / CONFIG_FILE)
         if doc is None or not isinstance(doc.get("config"), dict):
             raise RunStoreError(f"cannot rename {run_id}: {problem or 'config.json has no config object'}")
@@ -45,13 +57,14 @@ def delete_run(root: str | os.PathLike[str], run_id: str) -> None:
         state = effective_state(status)
         if state in ACTIVE_STATES:
             raise RunStoreError(f"cannot delete {run_id}: it is {state}; cancel it first")
-    if run_dir.is_symlink():
-        run_dir.unlink()  # remove the link, never what it points to
-        return
-    # Move it out of sight first, so that no reader ever sees a half-deleted run.
-    trash = Path(root) / f".trash-{run_id}-{secrets.token_hex(3)}"
-    os.rename(run_dir, trash)
-    shutil.rmtree(trash)
+    with _said_as_store_error("delete", run_id):
+        if run_dir.is_symlink():
+            run_dir.unlink()  # remove the link, never what it points to
+            return
+        # Move it out of sight first, so that no reader ever sees a half-deleted run.
+        trash = Path(root) / f".trash-{run_id}-{secrets.token_hex(3)}"
+        os.rename(run_dir, trash)
+        shutil.rmtree(trash)
 
 
 def resume_refusal(run_dir: str | os.PathLike[str]) -> str | None:
