@@ -100,6 +100,8 @@ if submitted:
                                        request_id=st.session_state[REQUEST], max_concurrent=int(max_concurrent))
             except (runs.RunStoreError, OSError) as err:
                 st.error(f"Could not start the run: {err}")
+                # the next click is a new request: with this one's id it would get back the run that failed
+                st.session_state[REQUEST] = uuid.uuid4().hex
             else:
                 st.session_state[LAST] = {"settings": settings, "at": time.time(), "run": run_id}
                 st.session_state[REQUEST] = uuid.uuid4().hex  # the next click is a new request

@@ -129,7 +129,7 @@ def launch(
     argv = command(writer.dir, max_concurrent=max_concurrent, python=python)
     try:
         proc = _spawn(argv, writer.log_path)
-    except OSError as err:
+    except (OSError, RunStoreError) as err:
         writer.set_status("failed", message=f"could not start the trainer: {err}")
         raise RunStoreError(f"could not start the trainer for run {writer.id}: {err}") from None
     writer.update_status(pid=proc.pid)  # keeps the state: the trainer may already be running

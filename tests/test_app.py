@@ -823,6 +823,33 @@ def test_launch_a_tiny_cpu_run_and_watch_it_finish(store):
     assert (store / run_id / "config.json").exists()
 
 
+def test_a_click_after_a_launch_that_failed_to_spawn_starts_a_new_run(store, monkeypatch):
+    import subprocess as sp
+
+    from rnnreg import launch as launch_mod
+
+    attempts = []
+
+    def spawn_fails_once(argv, log_path):  # e.g. no such interpreter, too many processes
+        attempts.append(argv)
+        if len(attempts) == 1:
+            raise OSError(11, "Resource temporarily unavailable")
+        return sp.Popen(["true"])
+
+    monkeypatch.setattr(launch_mod, "_spawn", spawn_fails_once)
+    at = app("launch")
+    at.text_input(key="launch_name").set_value("second try")
+    at.form_submit_button[0].click().run()
+    assert "Could not start the run" in at.error[0].value and not at.success
+    at.form_submit_button[0].click().run()
+    assert_no_exception(at)
+    [started] = [s.body for s in at.success]
+    states = {p.name: json.loads((p / "status.json").read_text())["state"] for p in store.iterdir()
+              if (p / "config.json").is_file() and "second try" in (p / "config.json").read_text()}
+    assert len(attempts) == 2 and sorted(states.values()) == ["failed", "queued"], states
+    assert started == f"Started run {next(r for r, s in states.items() if s == 'queued')}."
+
+
 def test_launch_picks_the_device_by_itself_unless_told(store):
     at = app("launch")
     assert_no_exception(at)
