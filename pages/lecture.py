@@ -75,6 +75,17 @@ def launch_in_turn(configs: list, request_key: str, ids_key: str) -> None:
     st.session_state[request_key] = uuid.uuid4().hex  # the next click starts a new set
 
 
+def rerun_once_they_end(live: list[str], was_active: bool) -> None:
+    """From a fragment refreshing a chart of live runs: once none is queued or running any more,
+    rerun the whole page.  The fragment redraws only its chart; the live runs' caption and the
+    disabled Run button beside it would otherwise say 'running' until the next click."""
+    if not was_active:  # (a full run that found them ended already: no loop)
+        return
+    states = common.run_table().set_index("run")["state"].reindex(live)
+    if not states.isin(["queued", "running"]).any():
+        st.rerun()
+
+
 def launch_live_pair() -> None:
     launch_in_turn(lecture.live_demo_configs(), REQUEST, LIVE)
     if SIZE in st.session_state:
@@ -105,6 +116,7 @@ def step_overfitting(font: int) -> None:
     def figure() -> None:
         show(lecture_plots.overfitting_figure(common.frames(list(names), "epochs"), names, font_size=font),
              "lecture_overfitting")
+        rerun_once_they_end(live, active)
 
     figure()
     if names:
@@ -180,6 +192,7 @@ def memory_task(font: int) -> None:
     def figure() -> None:
         recall = lecture_memory.recall_frame(common.run_table())
         show(lecture_plots.recall_figure(recall, chance=lecture_memory.MEMORY_CHANCE, font_size=font), "lecture_recall")
+        rerun_once_they_end(live, active)
 
     figure()
     c1, c2 = st.columns([2, 3], vertical_alignment="center")

@@ -153,3 +153,23 @@ def test_the_whole_evidence_chart_of_the_shipped_runs_reads_without_collisions(s
         assert page.evaluate(LABEL_COLLISIONS_JS) == []
         page.close()
     assert "Traceback" not in (tmp_path / "streamlit.log").read_text()
+
+
+def test_the_live_pair_says_it_finished_without_a_click(tmp_path):
+    """Step 1's chart refreshes in a fragment while the live pair trains; once both have ended,
+    the whole page reruns by itself: the caption says finished and the Run button is offered again."""
+    runs_dir = tmp_path / "runs"
+    runs_dir.mkdir()
+    with dashboard_in_chromium(runs_dir, tmp_path / "streamlit.log") as (url, browser):
+        page = browser.new_page(viewport={"width": 1600, "height": 1300})
+        page.goto(f"{url}/lecture")
+        wait_until_settled(page, 1)
+        button = page.get_by_role("button", name="Run both live on this CPU")
+        button.click()
+        page.get_by_text("Live runs:").wait_for(timeout=30_000)
+        assert button.is_disabled()
+        # two trainers in turn, 20-30 s each on 2 free cores; nothing is clicked meanwhile
+        page.get_by_text("lecture demo, dropout 0.5: finished").wait_for(timeout=300_000)
+        assert "running" not in page.get_by_text("Live runs:").inner_text()
+        assert button.is_enabled()
+        page.screenshot(path=str(SCREENSHOTS / "lecture-live-pair-finished.png"))
