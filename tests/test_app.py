@@ -742,6 +742,9 @@ def test_resume_is_offered_for_a_run_cut_short_and_refused_with_the_reason_other
     (cut / "checkpoint.safetensors").write_bytes(b"weights")
     at.run()
     assert "from its last completed epoch (3 / 8)" in at.button(key="resume_button").help
+    (cut / "checkpoint.json").write_text(json.dumps({"format": 1, "epoch": 2}))  # killed before epoch 3's
+    at.run()
+    assert "from its checkpoint after epoch 2 / 8" in at.button(key="resume_button").help
     (cut / "checkpoint.json").write_text(json.dumps({"format": 2, "epoch": 3, "within_epoch": {"windows": 1200}}))
     at.run()  # a checkpoint written within an epoch (--checkpoint-minutes, or a cancel)
     offer = at.button(key="resume_button").help

@@ -124,10 +124,12 @@ def resume_offer(run_id: str, row: pd.Series) -> tuple[str | None, str]:
     if (run_dir / runs.CHECKPOINT_FILE).is_file():
         where = f"from its last completed epoch ({store.epochs_text(row['epochs_done'], row['epochs_total'])})"
         saved, _ = runs.read_json(run_dir / runs.CHECKPOINT_STATE_FILE)  # the checkpoint's readable copy
-        within = (saved or {}).get("within_epoch")
-        if isinstance(within, dict) and isinstance(within.get("windows"), int) and isinstance(saved.get("epoch"), int):
-            where = (f"from its checkpoint partway into epoch {saved['epoch'] + 1}, after "
-                     f"{within['windows']} of its minibatches")
+        epoch, within = (saved or {}).get("epoch"), (saved or {}).get("within_epoch")
+        if isinstance(epoch, int) and isinstance(within, dict) and isinstance(within.get("windows"), int):
+            where = f"from its checkpoint partway into epoch {epoch + 1}, after {within['windows']} of its minibatches"
+        elif isinstance(epoch, int) and not isinstance(epoch, bool):  # killed after an epoch's record, before its
+            # checkpoint: the records say one epoch more than the checkpoint holds, and the resume goes by the latter
+            where = f"from its checkpoint after epoch {store.epochs_text(epoch, row['epochs_total'])}"
     else:
         where = "from the start: it stopped before its first epoch's checkpoint"
     return None, (f"Train it on in the background {where}, with its own settings; it waits its turn in "
