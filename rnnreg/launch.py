@@ -292,10 +292,12 @@ def acquire_slot(
 
 
 def _terminate(pid: int) -> None:
-    """SIGTERM the run's process group when it leads one (launched runs do), else the process."""
-    if os.getpgid(pid) == pid:
+    """SIGTERM the run's process group when it leads a session of its own (launched runs do:
+    start_new_session), else only the process: started from a shell, its group is the shell's,
+    or (a job-control shell) its pipeline's, and `| tee` must not be signalled with it."""
+    if os.getsid(pid) == pid:
         os.killpg(pid, signal.SIGTERM)
-    else:  # started from a shell: signalling its group would hit the shell too
+    else:
         os.kill(pid, signal.SIGTERM)
 
 

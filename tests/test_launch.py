@@ -252,6 +252,24 @@ def test_cancel_signals_only_the_process_when_it_leads_no_group(tmp_path):
             proc.wait()
 
 
+def test_cancel_spares_the_pipeline_of_a_trainer_started_from_a_job_control_shell(tmp_path):
+    # `rnnreg train ... | tee log` in an interactive shell: the trainer leads the pipeline's group, not a session
+    writer = RunWriter.create(tmp_path, CONFIG)
+    trainer = subprocess.Popen(["sleep", "60"], process_group=0)
+    tee = subprocess.Popen(["sleep", "60"], process_group=trainer.pid)
+    try:
+        writer.set_status("running", pid=trainer.pid)
+        cancel(tmp_path, writer.id)
+        assert trainer.wait(timeout=5) == -signal.SIGTERM
+        time.sleep(0.2)
+        assert tee.poll() is None
+    finally:
+        for proc in (trainer, tee):
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+
+
 def test_cancel_marks_a_dead_active_run(tmp_path):
     writer = RunWriter.create(tmp_path, CONFIG)
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
