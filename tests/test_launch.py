@@ -234,37 +234,23 @@ def test_cancel_a_process_without_a_handler(tmp_path):
             sleeper.wait()
 
 
-def test_cancel_signals_only_the_process_when_it_leads_no_group(tmp_path):
-    # a trainer started from a shell shares the shell's group: that group must not be signalled
+@pytest.mark.parametrize("trainer_leads", [
+    False,  # started from a plain shell: the trainer shares the shell's group, which must not be signalled
+    True,  # `rnnreg train ... | tee log` in a job-control shell: it leads the pipeline's group, not a session
+])
+def test_cancel_signals_only_the_trainer_when_it_leads_no_session(tmp_path, trainer_leads):
     writer = RunWriter.create(tmp_path, CONFIG)
-    group = subprocess.Popen(["sleep", "60"], process_group=0)
-    member = subprocess.Popen(["sleep", "60"], process_group=group.pid)
-    try:
-        writer.set_status("running", pid=member.pid)
-        cancel(tmp_path, writer.id)
-        assert member.wait(timeout=5) == -signal.SIGTERM
-        time.sleep(0.2)
-        assert group.poll() is None
-    finally:
-        for proc in (group, member):
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
-
-
-def test_cancel_spares_the_pipeline_of_a_trainer_started_from_a_job_control_shell(tmp_path):
-    # `rnnreg train ... | tee log` in an interactive shell: the trainer leads the pipeline's group, not a session
-    writer = RunWriter.create(tmp_path, CONFIG)
-    trainer = subprocess.Popen(["sleep", "60"], process_group=0)
-    tee = subprocess.Popen(["sleep", "60"], process_group=trainer.pid)
+    leader = subprocess.Popen(["sleep", "60"], process_group=0)
+    other = subprocess.Popen(["sleep", "60"], process_group=leader.pid)
+    trainer, bystander = (leader, other) if trainer_leads else (other, leader)
     try:
         writer.set_status("running", pid=trainer.pid)
         cancel(tmp_path, writer.id)
         assert trainer.wait(timeout=5) == -signal.SIGTERM
         time.sleep(0.2)
-        assert tee.poll() is None
+        assert bystander.poll() is None
     finally:
-        for proc in (trainer, tee):
+        for proc in (leader, other):
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
