@@ -280,7 +280,8 @@ def test_a_trainer_that_finishes_as_it_is_cancelled_stays_finished(tmp_path, mon
             raise ProcessLookupError(pid)
 
         monkeypatch.setattr(launch_mod, "_terminate", finishes_first)
-        assert cancel(tmp_path, writer.id) == f"run {writer.id} is already finished (it ended just now); nothing to cancel"
+        said = cancel(tmp_path, writer.id)
+        assert said == f"run {writer.id} is already finished (it ended just now); nothing to cancel"
         status = status_of(tmp_path, writer.id)
         assert (status["state"], status["message"]) == ("finished", "test ppl 100.00")
     finally:
