@@ -33,7 +33,7 @@ from typing import NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rnnreg.runs import METRICS_FILE, read_jsonl  # noqa: E402  (torch-free: the scheduler imports no torch)
+from rnnreg.runs import CONFIG_FILE, METRICS_FILE, read_json, read_jsonl  # noqa: E402  (torch-free: the scheduler imports no torch)
 
 # Minibatches per epoch (full windows) on PTB (929,589 tokens, batch 20): unroll 20 (small) / 35 (others).
 # (demo: 30,000 tokens at batch 20, unroll 20, for a dry run on a CPU with --device cpu.)
@@ -125,12 +125,24 @@ def admits(new_seconds: float, running_left: list[float], seconds_left: float, s
     return all(min(serial, need * slow) <= seconds_left for need in [new_seconds, *running_left])
 
 
+def run_dir(runs_dir: Path, name: str) -> Path | None:
+    """The run whose config.json names it `name` (each job's run is named after the job).
+
+    Not by its id (<time>-<slug of name>-<hex>): the slug is cut to 40 characters, and a job's name
+    can sit inside another's (`...-s1` in `...-s10`), so a glob on the id finds none or the wrong run.
+    """
+    for config in sorted(runs_dir.glob(f"*/{CONFIG_FILE}")):
+        doc, _problem = read_json(config)
+        if isinstance(doc, dict) and isinstance(doc.get("config"), dict) and doc["config"].get("name") == name:
+            return config.parent
+    return None
+
+
 def epoch_records(runs_dir: Path, name: str) -> list[dict]:
-    """The epoch records so far in the run named `name` (run ids are <time>-<name>-<hex>); a line
-    still being written is skipped, as the run store reads it."""
-    for metrics in runs_dir.glob(f"*-{name}-*/{METRICS_FILE}"):
-        return read_jsonl(metrics, "epoch")
-    return []
+    """The epoch records so far in the run named `name`; a line still being written is skipped,
+    as the run store reads it."""
+    found = run_dir(runs_dir, name)
+    return read_jsonl(found / METRICS_FILE, "epoch") if found is not None and (found / METRICS_FILE).is_file() else []
 
 
 def epochs_done(runs_dir: Path, name: str) -> int:
@@ -153,8 +165,8 @@ def seconds_to_finish(seconds: list[float], epochs_total: int, slow: float) -> f
 
 
 def run_id(runs_dir: Path, name: str) -> str | None:
-    found = sorted(runs_dir.glob(f"*-{name}-*/config.json"))
-    return found[0].parent.name if found else None
+    found = run_dir(runs_dir, name)
+    return found.name if found is not None else None
 
 
 class Evaluations:

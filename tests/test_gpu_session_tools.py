@@ -150,6 +150,24 @@ def test_gpu_runs_trains_jobs_side_by_side_on_a_cpu(tmp_path, tiny_corpus):
     assert [r["samples"] for r in records if r["kind"] == "mc_test"] == [2]
 
 
+def test_each_job_finds_its_own_run_by_name_not_by_a_glob_on_run_ids(tmp_path):
+    from rnnreg.config import build_run_config, to_dict
+    from rnnreg.runs import RunWriter
+
+    gpu_runs = load_gpu_runs()
+    long_name = "medium-variational-untied-gal-0.3-0.5-s10"  # 41 characters: its id's slug is cut to 40
+    made = {}
+    for name in ("medium-zaremba-0.5-s1", "medium-zaremba-0.5-s10", long_name):
+        writer = RunWriter.create(tmp_path, to_dict(build_run_config("demo", name=name)))
+        writer.append_metric({"kind": "epoch", "epoch": 1, "seconds": float(len(name))})
+        made[name] = writer.id
+    assert long_name not in made[long_name]
+    for name, run in made.items():  # `-s1` is inside `-s10`'s id: each finds its own
+        assert gpu_runs.run_id(tmp_path, name) == run
+        assert gpu_runs.epoch_seconds(tmp_path, name) == [float(len(name))]
+    assert gpu_runs.run_id(tmp_path, "medium-zaremba-0.5") is None and gpu_runs.epochs_done(tmp_path, "x") == 0
+
+
 def test_a_job_is_doomed_by_its_own_pace_not_by_its_first_epoch():
     gpu_runs = load_gpu_runs()
     assert gpu_runs.seconds_to_finish([30.0], 10, 1.0) is None  # the first epoch holds the warm-up
