@@ -139,6 +139,12 @@ def ship(source: Path, into: Path, dry_run: bool = False, any_corpus: bool = Fal
             if unrecorded:
                 lines.append(f"{run_id}: left out, its config.json does not record {', '.join(unrecorded)}")
                 continue
+            missing = [label for label, value in (("final validation perplexity", summary.last_valid_ppl),
+                                                  ("test perplexity", summary.test_ppl),
+                                                  ("wall time", summary.wall_seconds)) if value is None]
+            if missing:  # (a non-finite figure reads as none): a reference run must say what it reached
+                lines.append(f"{run_id}: left out, finished but records no {' or '.join(missing)}")
+                continue
             figures = (f"best valid {summary.best_valid_ppl:.2f}, final valid {summary.last_valid_ppl:.2f}, "
                        f"test {summary.test_ppl:.2f}, wall {summary.wall_seconds:.0f} s on {summary.device}")
             if summary.mc_test_ppl is not None:

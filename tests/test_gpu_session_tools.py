@@ -442,13 +442,17 @@ def test_ship_runs_leaves_out_a_run_that_does_not_say_what_made_it(tmp_path):
     import tarfile
 
     shipped = next(d for d in (REPO / "runs" / "reference").iterdir() if "small-none-s1" in d.name)
-    for name, drop in (("anonymous", "git_commit"), ("recorded", None)):
+    for name, drop in (("anonymous", "git_commit"), ("recorded", None), ("untested", None)):
         run = tmp_path / "runs" / f"{shipped.name}-{name}"
         shutil.copytree(shipped, run)
         doc = json.loads((run / "config.json").read_text())
         if drop:
             del doc["environment"][drop]
         (run / "config.json").write_text(json.dumps(doc))
+        if name == "untested":  # its test figure not finite (or not there): no figure to ship it with
+            metrics = (run / "metrics.jsonl").read_text().splitlines()
+            (run / "metrics.jsonl").write_text("".join(
+                line.replace('"test_ppl":', '"test_ppl":Infinity,"was":') + "\n" for line in metrics))
     archive = tmp_path / "session.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(tmp_path / "runs", arcname="runs")
@@ -457,6 +461,7 @@ def test_ship_runs_leaves_out_a_run_that_does_not_say_what_made_it(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "-anonymous: left out, its config.json does not record git_commit" in done.stdout, done.stdout
     assert "-recorded: shipped" in done.stdout, done.stdout
+    assert "-untested: left out, finished but records no test perplexity" in done.stdout, done.stdout
     assert [d.name for d in (tmp_path / "reference").iterdir()] == [f"{shipped.name}-recorded"]
 
 
