@@ -37,11 +37,7 @@ def show_sweep(name: str) -> None:
     common.show_figure(plots.sweep_matrix_figure(members, column="delay" if by_delay else "dropout",
                                                  value="test_accuracy" if memory else "best_valid_ppl"),
                        key=f"sweep_matrix_{name}", file_stem=f"sweep-{name}-matrix")
-    no_rates = members["rates"].isin(["", "—"])  # `none`: its name says it all
-    groups = members["placement"].where(no_rates, members["placement"] + " " + members["rates"])
-    if by_delay:
-        groups = groups + " · T=" + members["delay"].astype("Int64").astype(str)
-    groups = groups.rename("group")
+    groups = plots.sweep_configs(members).rename("group")  # the seeds of one configuration share a band
     epochs = common.frames(list(members["run"]), "epochs")
     if not epochs.empty:
         epochs = epochs.merge(pd.DataFrame({"run": members["run"], "group": groups}), on="run")

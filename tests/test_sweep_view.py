@@ -29,6 +29,34 @@ def test_matrix_is_mean_over_seeds_per_placement_and_rate():
     assert one_each.layout.title.subtitle.text == "one run a cell (n=1): no seeds to pool"
 
 
+def test_runs_that_differ_in_more_than_the_seed_never_share_a_cell_or_a_band():
+    results = pd.DataFrame({  # an lr axis, and a site axis under the same highest rate
+        "placement": ["zaremba"] * 6, "dropout": [0.5] * 6, "best_valid_ppl": [100.0, 102.0, 160.0, 150.0, 120.0, 90.0],
+        "variant": ["", "", "lr=2", "lr=2", "", ""],
+        "rates": ["input 0.5, output 0.5"] * 4 + ["input 0.5, output 0.2", "input 0.5, output 0.5"],
+    })
+    heat = plots.sweep_matrix_figure(results.iloc[:4]).data[0]
+    assert list(heat.y) == ["zaremba", "zaremba · lr=2"]  # the rate is the column: rows need not repeat it
+    assert [row[0] for row in heat.text] == ["101.0 ± 1.4<br>n=2", "155.0 ± 7.1<br>n=2"]
+    heat = plots.sweep_matrix_figure(results).data[0]  # two configs at highest rate 0.5: the rates tell them apart
+    assert list(heat.y) == ["zaremba input 0.5, output 0.2", "zaremba input 0.5, output 0.5",
+                            "zaremba input 0.5, output 0.5 · lr=2"]
+    assert [row[0].split("<br>")[1] for row in heat.text] == ["n=1", "n=3", "n=2"]
+    memory = pd.DataFrame({"placement": ["zaremba"] * 3, "delay": [10, 10, 20], "rates": ["input 0.1", "input 0.5",
+                                                                                          "input 0.1"]})
+    assert list(plots.sweep_configs(memory, column="delay")) == ["zaremba input 0.1", "zaremba input 0.5",
+                                                                 "zaremba input 0.1"]
+    assert list(plots.sweep_configs(memory)) == ["zaremba input 0.1 · T=10", "zaremba input 0.5 · T=10",
+                                                 "zaremba input 0.1 · T=20"]
+
+
+def test_a_log_band_stops_a_decade_under_its_mean_not_at_1e_9():
+    epochs = pd.DataFrame({"group": "a", "run": ["r1", "r2", "r3"], "epoch": 1, "valid_ppl": [10.0, 20.0, 300.0]})
+    band, mean = plots.sweep_bands_figure(epochs, {"a": "#123456"}, log_y=True).data
+    assert min(band.y) == pytest.approx(110.0 / 10) and mean.customdata[0] == 3
+    assert plots.sweep_bands_figure(epochs, {}, log_y=False).data[0].y[-1] < 0  # a linear axis keeps it
+
+
 def test_matrix_counts_finished_runs_only():
     # a run still training (or one that failed) has a best validation perplexity so far: no result yet
     results = pd.DataFrame({"placement": ["zaremba"] * 4, "dropout": [0.5] * 4,

@@ -36,7 +36,7 @@ from rnnreg.plots.layout import (
     log_ticks,
 )
 from rnnreg.plots.sweeps import (
-    SWEEP_COLUMNS, SWEEP_METRICS, parallel_coordinates_figure, sweep_bands_figure, sweep_matrix_figure,
+    SWEEP_COLUMNS, SWEEP_METRICS, parallel_coordinates_figure, sweep_bands_figure, sweep_configs, sweep_matrix_figure,
 )
 from rnnreg.plots.tables import config_diff, flatten_config, results_latex, results_markdown
 
@@ -47,6 +47,6 @@ __all__ = [
     "gate_heatmap_figure", "gate_histogram_figure", "saturation_figure", "clipped_fraction_figure",
     "grad_norm_figure", "grad_through_time_figure", "layer_grad_figure", "FONT_SIZE", "LINE_WIDTH", "VALIDATE_ENV",
     "legend_below", "X_AXES", "empty_figure", "epoch_axis", "figure_html", "log_axis", "log_ticks", "SWEEP_COLUMNS",
-    "SWEEP_METRICS", "parallel_coordinates_figure", "sweep_bands_figure", "sweep_matrix_figure", "config_diff",
-    "flatten_config", "results_latex", "results_markdown",
+    "SWEEP_METRICS", "parallel_coordinates_figure", "sweep_bands_figure", "sweep_configs", "sweep_matrix_figure",
+    "config_diff", "flatten_config", "results_latex", "results_markdown",
 ]

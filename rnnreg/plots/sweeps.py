@@ -18,16 +18,49 @@ SWEEP_METRICS: Mapping[str, tuple[str, str, bool, float]] = {
     "test_accuracy": ("Test recall (memory task)", "recall %", True, 100.0),
 }
 # A sweep's second axis: (name in the title, axis title).
-SWEEP_COLUMNS: Mapping[str, tuple[str, str]] = {"dropout": ("rate", "dropout rate (primary sites)"),
+SWEEP_COLUMNS: Mapping[str, tuple[str, str]] = {"dropout": ("rate", "dropout rate (the highest of its sites)"),
                                                 "delay": ("delay T", "delay T (memory task)")}
 
 
-def sweep_matrix_figure(results: pd.DataFrame, *, column: str = "dropout", value: str = "best_valid_ppl") -> go.Figure:
-    """Placement x `column` (dropout rate, or the memory task's delay) heat map of `value`, mean
-    (and sd) over the runs of a cell - the seeds, when the sweep varies nothing else.
+def sweep_configs(members: pd.DataFrame, *, column: str | None = None) -> pd.Series:
+    """Each run's configuration, as a label: runs with the same label differ in their seed only.
 
-    `results`: one row per run with placement, `column` and `value`; with a `state` column,
-    only finished runs count (a running run's best validation perplexity so far is no result).
+    `members`: a sweep's runs (placement, rates, variant; delay for memory-task runs).  With
+    `column` (the matrix's other axis: `dropout` or `delay`), what that axis shows is left out of
+    the label where it is all that tells two configurations apart, so that a cell holds the
+    seeds of one configuration and its rows read "zaremba", not "zaremba input 0.5, output 0.5".
+    """
+    def text(name: str) -> pd.Series:
+        values = members[name] if name in members else pd.Series("", index=members.index)
+        return values.fillna("").astype(str).replace("—", "")
+
+    placement, rates, variant = text("placement"), text("rates"), text("variant")
+    delay = members["delay"].astype("Int64").astype(str).where(members["delay"].notna(), "") \
+        if "delay" in members else pd.Series("", index=members.index)
+
+    def label(with_rates: bool) -> pd.Series:
+        out = placement + rates.where(rates == "", " " + rates) if with_rates else placement
+        out = out + variant.where(variant == "", " · " + variant)
+        if column == "delay" or delay.nunique() < 2:  # on the other axis, or the same for all
+            return out
+        return out + delay.where(delay == "", " · T=" + delay)
+
+    if column is None:
+        return label(True).rename("config")
+    cell = members[column] if column in members else pd.Series(0, index=members.index)
+    rows = label(False)  # a site:NAME axis under the highest rate: only the rates tell those configs apart
+    pooled = pd.DataFrame({"row": rows, "cell": cell, "rates": rates}).groupby(["row", "cell"])["rates"].nunique()
+    return (label(True) if (pooled > 1).any() else rows).rename("config")
+
+
+def sweep_matrix_figure(results: pd.DataFrame, *, column: str = "dropout", value: str = "best_valid_ppl") -> go.Figure:
+    """Configuration x `column` (dropout rate, or the memory task's delay) heat map of `value`,
+    mean (and sd) over the runs of a cell: the seeds of one configuration.
+
+    `results`: one row per run with placement, `column` and `value` (and rates, variant, delay:
+    rows are `sweep_configs`, so runs that differ in more than the seed never share a cell);
+    with a `state` column, only finished runs count (a running run's best validation
+    perplexity so far is no result).
     """
     name, bar_title, higher_is_better, scale = SWEEP_METRICS[value]
     short, axis_title = SWEEP_COLUMNS.get(column, (column, column))
@@ -37,14 +70,15 @@ def sweep_matrix_figure(results: pd.DataFrame, *, column: str = "dropout", value
     if not has_columns(results, "placement", column, value) or results[value].dropna().empty:
         return empty_figure(title, "No finished runs in this sweep yet")
     done = results.dropna(subset=[value]).assign(_value=lambda d: d[value] * scale)
-    stats = done.groupby(["placement", column])["_value"].agg(["mean", "std", "count"]).reset_index()
-    placements = sorted(stats["placement"].unique())
+    done = done.assign(_config=sweep_configs(done, column=column))
+    stats = done.groupby(["_config", column])["_value"].agg(["mean", "std", "count"]).reset_index()
+    placements = sorted(stats["_config"].unique(), key=natural_key)
     columns = sorted(stats[column].unique())
     z, text = [], []
     for placement in placements:
         row_z, row_text = [], []
         for col in columns:
-            cell = stats[(stats["placement"] == placement) & (stats[column] == col)]
+            cell = stats[(stats["_config"] == placement) & (stats[column] == col)]
             if cell.empty:
                 row_z.append(None)
                 row_text.append("")
@@ -59,7 +93,7 @@ def sweep_matrix_figure(results: pd.DataFrame, *, column: str = "dropout", value
         colorscale="Viridis", reversescale=not higher_is_better,  # the better cells always light
         colorbar={"title": {"text": bar_title}}, hovertemplate="%{y} at %{x}: %{text}<extra></extra>",
     ))
-    styled(fig, title, axis_title, "placement")
+    styled(fig, title, axis_title, "configuration")
     fig.update_layout(title={"subtitle": {"text": "mean ± sd over the seeds of a cell; n: its runs"
                                           if stats["count"].max() > 1 else "one run a cell (n=1): no seeds to pool"}})
     fig.update_xaxes(type="category")
@@ -92,13 +126,18 @@ def sweep_bands_figure(epochs: pd.DataFrame, colors: Mapping[str, str], *, y: st
         shared[color] = shared.get(color, 0) + 1
         x = list(stats["epoch"])
         upper = list(stats["mean"] + stats["std"])
-        lower = list((stats["mean"] - stats["std"]).clip(lower=1e-9))
+        # on a log axis a band below 0 has no place: it stops a decade under the mean (a spread that
+        # wide says enough), else its edge at 1e-9 would stretch the axis over nine empty decades
+        lower = stats["mean"] - stats["std"]
+        lower = list(lower.clip(lower=stats["mean"] / 10) if log_y else lower)
         fig.add_trace(go.Scatter(x=x + x[::-1], y=upper + lower[::-1], fill="toself", fillcolor=color,
                                  opacity=0.18, line={"width": 0}, hoverinfo="skip", showlegend=False,
                                  legendgroup=str(group)))
         seeds = int(part["run"].nunique())
         fig.add_trace(go.Scatter(x=x, y=list(stats["mean"]), mode="lines+markers",
-                                 line={"color": color, "dash": dash},
+                                 line={"color": color, "dash": dash}, customdata=list(stats["count"]),
+                                 hovertemplate=f"{group}<br>epoch %{{x}}: %{{y:.4g}} (mean of %{{customdata}} "
+                                               "runs)<extra></extra>",
                                  name=f"{group} (n={seeds})", legendgroup=str(group)))
     styled(fig, title, "epoch", what + (" (log scale)" if log_y else ""))
     if y == "valid_accuracy":
