@@ -110,7 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--address", help="ray: the cluster to join (e.g. ray://head:10001); default a local instance")
     sweep.add_argument("--gpus-per-run", type=float, default=0.0, metavar="F",
                        help="ray: GPUs per run, fractional to share a GPU (e.g. 0.25)")
-    sweep.add_argument("--max-concurrent", type=int, default=1, metavar="N", help="runs training at once (default 1)")
+    sweep.add_argument("--max-concurrent", type=int, metavar="N",
+                       help="runs training at once (default: 1 on the local backend; on ray, as many as the "
+                            "cluster's CPUs and GPUs take at --gpus-per-run)")
     sweep.add_argument("--dry-run", action="store_true", help="list the runs the spec expands to, start nothing")
     _add_runs_dir(sweep)
 
@@ -405,7 +407,7 @@ def _sweep(args: argparse.Namespace) -> int:
         sweep = expand(load_spec(args.spec))
     except SweepError as err:
         raise UsageError(f"rnnreg sweep: {err}") from None
-    if args.max_concurrent < 1:
+    if args.max_concurrent is not None and args.max_concurrent < 1:
         raise UsageError("rnnreg sweep: --max-concurrent must be >= 1")
     print(f"sweep {sweep.name}: {len(sweep.runs)} runs of preset {sweep.preset}")
     if args.dry_run:
@@ -421,7 +423,7 @@ def _sweep(args: argparse.Namespace) -> int:
             done = run_ray(sweep, runs_root(args.runs_dir), address=args.address,
                            max_concurrent=args.max_concurrent, gpus_per_run=args.gpus_per_run)
         else:
-            done = run_local(sweep, runs_root(args.runs_dir), max_concurrent=args.max_concurrent)
+            done = run_local(sweep, runs_root(args.runs_dir), max_concurrent=args.max_concurrent or 1)
     except SweepError as err:
         raise UsageError(f"rnnreg sweep: {err}") from None
     print(f"started {len(done.started)}, resumed {len(done.resumed)}, already there {len(done.kept)}, "

@@ -123,3 +123,23 @@ def test_ray_options_need_the_ray_backend(tmp_path):
     result = rnnreg("sweep", str(path), "--gpus-per-run", "0.5", "--runs-dir", str(tmp_path / "runs"))
     assert result.returncode == 2 and "--backend ray" in result.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_without_max_concurrent_local_runs_one_at_a_time_and_ray_as_many_as_its_resources_take(tmp_path,
+                                                                                               monkeypatch):
+    from rnnreg import cli, sweeps
+    from rnnreg.sweeps import SweepLaunch
+
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps(spec()))
+    asked = []
+    nothing = SweepLaunch((), (), (), ())
+    monkeypatch.setattr(sweeps, "run_local", lambda sweep, root, max_concurrent: asked.append(max_concurrent)
+                        or nothing)
+    monkeypatch.setattr(sweeps, "run_ray", lambda sweep, root, **kw: asked.append(kw["max_concurrent"]) or nothing)
+    for backend in ("local", "ray"):
+        assert cli.main(["sweep", str(path), "--backend", backend, "--runs-dir", str(tmp_path / "runs")]) == 0
+    assert cli.main(["sweep", str(path), "--backend", "ray", "--max-concurrent", "3",
+                     "--runs-dir", str(tmp_path / "runs")]) == 0
+    # ray: None, so run_ray keeps every run in flight and Ray's CPUs / --gpus-per-run decide
+    assert asked == [1, None, 3]
