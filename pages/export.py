@@ -11,7 +11,8 @@ st.title("Export")
 picked = common.require_picked()
 if picked is None:
     st.stop()
-st.caption("Every chart has Plotly's camera button (PNG) and a *Download chart (HTML)* link under it.")
+st.caption("Every chart of the Curves and Results pages has Plotly's camera button (PNG) and a "
+           "*Download chart (HTML)* link under it.")
 
 st.subheader("Metrics as CSV")
 c1, c2 = st.columns(2)

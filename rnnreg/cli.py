@@ -147,8 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--data", metavar="DIR", help="the corpus (default: the run's own data directory)")
     evaluate.add_argument("--mc-masks", default="stream", choices=["stream", "window"],
-                          help="stream (default, Gal & Ghahramani's test): each sample's masks drawn once for the "
-                               "whole test stream; window: redrawn every window, as in training")
+                          help="stream (default, Gal & Ghahramani's test): each sample's masks held over a window "
+                               "or sequence are drawn once for the whole test stream; window: redrawn every window, "
+                               "as in training. Per-step masks are fresh at every step either way")
     evaluate.add_argument("--mc-word-dropout", action="store_true",
                           help="keep word dropout on in the stochastic passes (off in Gal & Ghahramani's test)")
     evaluate.add_argument("--no-record", action="store_true", help="print only; do not append to metrics.jsonl")
