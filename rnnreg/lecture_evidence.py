@@ -101,8 +101,12 @@ def _distinct(values: pd.Series) -> str:
 
 
 def _candidates(table: pd.DataFrame, include_own: bool) -> pd.DataFrame:
-    """Finished language-model runs without problems (the reference runs only, unless `include_own`)."""
-    rows = table[(table["state"] == "finished") & (table["problems"] == "") & table["best_valid_ppl"].notna()]
+    """Finished language-model runs without problems that reached a validation and a test figure
+    (the reference runs only, unless `include_own`): each configuration's valid, test and seed
+    count then come from the same runs."""
+    tested = table["test_ppl"].notna() if "test_ppl" in table else True
+    rows = table[(table["state"] == "finished") & (table["problems"] == "") & table["best_valid_ppl"].notna()
+                 & tested]
     if "task" in rows:  # perplexities of the synthetic memory task are not Penn Treebank evidence
         rows = rows[rows["task"].fillna("lm") == "lm"]
     return rows if include_own else rows[rows["read_only"]]

@@ -287,6 +287,15 @@ def test_evidence_averages_the_seeds_of_a_configuration_instead_of_picking_the_b
     assert bars[0].error_x.visible and list(bars[0].error_x.array) == list(evidence.reset_index()["valid_sd"])
 
 
+def test_a_finished_run_without_a_test_figure_is_no_seed_of_its_configuration():
+    table = pd.DataFrame({  # three seeds finished; one's test is not finite (the store reads it as none)
+        "run": ["a", "b", "c"], "preset": "small", "placement": "none", "state": "finished", "problems": "",
+        "best_valid_ppl": [120.0, 122.0, 124.0], "test_ppl": [115.0, math.nan, math.nan], "read_only": True,
+    })
+    row = lecture_evidence.evidence_frame(table).iloc[0]
+    assert (row["seeds"], row["valid"], row["test"], row["test_sd"]) == (1, 120.0, 115.0, 0.0)  # not "± 0 over 3"
+
+
 def test_evidence_sets_the_test_with_dropout_on_beside_the_same_seeds_test_with_it_off():
     # two seeds of moon, one of them also tested with its masks on; none has no such evaluation
     table = pd.DataFrame({
