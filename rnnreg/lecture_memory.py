@@ -172,8 +172,11 @@ def run_rates(table: pd.DataFrame, run: str) -> dict[str, float]:
 def _k0(rows: pd.DataFrame, measure: str) -> float:
     """What a profile is read against: `norm` at k = 0 (the state at the loss's own step); `nonzero`
     is a share already (1), unless nothing at k = 0 reaches the loss at all (0)."""
-    first = float(rows[measure].iloc[0])
-    return first if measure == "norm" or first == 0 else 1.0
+    at_zero = rows.loc[rows["k"] == 0, measure]
+    if at_zero.empty:  # no k = 0 row (dropped as not finite): nothing to read the profile against
+        return math.nan
+    first = float(at_zero.iloc[0])
+    return first if measure == "norm" or first == 0 or not math.isfinite(first) else 1.0
 
 
 def _at_epoch(part: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -237,7 +240,10 @@ def memory_gaps(gtt: pd.DataFrame | None, runs: Sequence[str], table: pd.DataFra
             gaps.append(f"{placement}: its run recorded no gradient-through-time probe.")
         elif run not in profiles:
             gaps.append(f"{placement}: no probe of layer {layer + 1} ({wrt}) in its run.")
-        elif not _k0(profiles[run], measure) or not math.isfinite(_k0(profiles[run], measure)):
+        elif not math.isfinite(base := _k0(profiles[run], measure)):
+            gaps.append(f"{placement}: its gradient at k = 0 is not a finite number (or was not recorded): "
+                        "nothing to read the steps back against.")
+        elif not base:
             why = ""
             if wrt == "c" and "zoneout_c" in PLACEMENTS.get(placement, PLACEMENTS["none"]).site_names:
                 why = (" (zoneout computes h_t from the cell before it is zoned out, so the loss at step t does "

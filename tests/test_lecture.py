@@ -757,6 +757,18 @@ def test_step_three_says_why_zoneout_has_no_line_for_the_cell():
     assert lecture_memory.memory_gaps(gtt, ["n"], table, layer=1) == ["none: no probe of layer 2 (c) in its run."]
 
 
+def test_a_profile_without_a_finite_k0_is_left_out_with_its_reason_not_shifted_a_step():
+    gtt = pd.DataFrame({"run": ["v"] * 4 + ["n"] * 4, "label": ["v"] * 4 + ["n"] * 4, "epoch": 13, "layer": 0,
+                        "wrt": "c", "k": [0, 1, 2, 3] * 2,
+                        "norm": [math.nan, 0.5, 0.25, 0.125, 4.0, 2.0, 1.0, 0.5]})
+    table = pd.DataFrame({"run": ["v", "n"], "placement": ["variational", "none"]})
+    drawn = lecture_memory.memory_frame(gtt, table)
+    assert set(drawn["run"]) == {"n"}  # before: k = 1's 0.5 taken as its k = 0, every point one step early
+    assert lecture_memory.memory_gaps(gtt, ["n", "v"], table) == [
+        "variational: its gradient at k = 0 is not a finite number (or was not recorded): nothing to read the "
+        "steps back against."]
+
+
 def test_the_survival_line_names_the_placements_whose_rate_it_draws():
     memory = pd.DataFrame({"run": ["a", "a", "b", "b", "c", "c"], "label": list("aabbcc"),
                            "placement": ["none", "none", "recurrent", "recurrent", "both", "both"], "epoch": 13,
