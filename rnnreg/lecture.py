@@ -22,7 +22,8 @@ from typing import Sequence
 import pandas as pd
 
 from rnnreg import config as cfg
-from rnnreg.placements import PER_FORWARD, PER_SEQUENCE, PER_STEP, PLACEMENTS, RECURRENT_SITES, resolve_rates
+from rnnreg.placements import (PER_FORWARD, PER_SEQUENCE, PER_STEP, PLACEMENTS, RECURRENT_SITES, rates_text,
+                               resolve_rates)
 
 
 @dataclass(frozen=True)
@@ -243,9 +244,10 @@ def overfitting_pair(table: pd.DataFrame, prefer: Sequence[str] = (),
         return None, None
     if preset == "demo":  # the live demo pair departs from its preset (a 10k-word prefix): allowed there
         rows = table[table["preset"] == preset]
-    else:
+    else:  # without dropout, and zaremba at the preset's own rates (medium 0.5, large 0.65), not another
         rows = at_own_settings(table, preset)
-        rows = rows[rows["placement"].isin(["none", "zaremba"])]
+        own = rows["rates"] == rates_text(cfg.PRESETS[preset].dropout.rates) if "rates" in rows else True
+        rows = rows[(rows["placement"] == "none") | ((rows["placement"] == "zaremba") & own)]
     rows = _finished_first(rows)
     preferred = rows[rows["run"].isin(list(prefer))]
     ordered = pd.concat([preferred, rows])

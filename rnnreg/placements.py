@@ -221,6 +221,11 @@ def resolve_rates(
     return rates
 
 
+def rates_text(rates: Mapping[str, float]) -> str:
+    """A run's rates as the run table shows them: 'input 0.5, output 0.5' ('—' for none)."""
+    return ", ".join(f"{site} {float(p):g}" for site, p in rates.items()) if rates else "—"
+
+
 def check_rate(option: str, rate: object) -> None:
     """Every dropout rate must be a number with 0 <= p < 1 (p = 1 would drop everything)."""
     if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not (0.0 <= float(rate) < 1.0):

@@ -500,6 +500,11 @@ def test_step_one_offers_the_papers_sizes_where_it_trains_with_dropout():
     assert lecture.overfitting_pair(no_zaremba, preset="medium") == ("medium-none-s0", None)
     assert lecture.overfitting_presets(no_zaremba) == ["demo"]  # variational is not the story of step 1
     assert lecture.overfitting_presets(pd.DataFrame()) == ["demo"]
+    other_rate = pd.concat([table.iloc[:4], pd.DataFrame([{**table.iloc[5].to_dict(), "run": "medium-zaremba0.3-s0",
+                                                             "dropout": 0.3}]), table.iloc[4:]], ignore_index=True)
+    other_rate["rates"] = [f"input {p:g}, output {p:g}" if p else "—" for p in other_rate["dropout"]]
+    # the lowest seed at the preset's own rate (0.5), not a seed-0 run at another
+    assert lecture.overfitting_pair(other_rate, preset="medium") == ("medium-none-s0", "medium-zaremba-s0")
     assert lecture.size_label("medium") == "medium · 2 × 650, 39 epochs"
     assert lecture.size_label("demo") == "demo · 2 × 200, 10 epochs on 30,000 words"
 

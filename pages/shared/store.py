@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from rnnreg import runs
+from rnnreg.placements import rates_text
 
 TABLE_COLUMNS = ["run", "label", "name", "preset", "placement", "rates", "variant", "state", "epochs_done",
                  "epochs_total", "best_valid_ppl", "last_valid_ppl", "test_ppl", "wall_seconds", "device", "created_at",
@@ -46,10 +47,6 @@ def settled_states(table: pd.DataFrame) -> tuple[tuple[str, str], ...]:
         if status is not None and (now := runs.effective_state(status)) != shown:
             settled.append((run_id, now))
     return tuple(settled)
-
-
-def rates_text(rates: dict) -> str:
-    return ", ".join(f"{site} {float(p):g}" for site, p in rates.items()) if rates else "—"
 
 
 def _nan(value: float | None) -> float:
