@@ -124,8 +124,7 @@ def expand(spec: Any) -> Sweep:
             raise SweepError("sweep spec: 'name' cannot be an axis (run names are made from the axes)")
 
     keys = list(axes)
-    runs: list[SweepRun] = []
-    seen: set[str] = set()
+    found: dict[str, tuple[RunConfig, list[dict]]] = {}  # digest -> its config and every point giving it
     for combo in itertools.product(*(axes[k] for k in keys)):
         point = dict(zip(keys, combo))
         where = "sweep spec: " + ", ".join(f"{k}={v}" for k, v in point.items())
@@ -138,10 +137,13 @@ def expand(spec: Any) -> Sweep:
         doc = to_dict(config)
         doc.pop("name", None)
         digest = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:12]
-        if digest in seen:
-            continue  # e.g. placement none at every dropout rate
-        seen.add(digest)
-        label = "-".join([name, *(_label_part(k, v) for k, v in point.items())])
+        found.setdefault(digest, (config, []))[1].append(point)  # e.g. placement none at every dropout rate
+    runs = []
+    for digest, (config, points) in found.items():
+        # an axis whose values all give this config changes nothing here: it is no part of its name
+        # ('rates-none-seed0', not 'rates-none-dropout0.3-seed0' for a run without dropout)
+        named = [k for k in keys if all(point[k] == points[0][k] for point in points)]
+        label = "-".join([name, *(_label_part(k, points[0][k]) for k in named)])
         runs.append(SweepRun(f"sweep:{name}:{digest}", label[:200], config))
     return Sweep(name, preset, tuple(runs))
 

@@ -27,6 +27,10 @@ def test_axes_expand_to_every_combination_and_identical_configs_collapse():
         (0.25, 0), (0.25, 1), (0.5, 0), (0.5, 1)}
     assert all(r.config.train.epochs == 2 for r in sweep.runs)
     assert expand(spec()).runs == sweep.runs  # the same spec gives the same grid (ids included)
+    # a name says what sets the run: no dropout rate for placement none, whose rate axis changed nothing
+    assert sorted(r.name for r in sweep.runs if r.config.dropout.placement == "none") == ["grid-none-seed0",
+                                                                                         "grid-none-seed1"]
+    assert "grid-zaremba-dropout0.25-seed1" in {r.name for r in sweep.runs}
 
 
 def test_site_axes_set_one_dropout_site():
