@@ -348,6 +348,10 @@ def test_results_tables():
     assert "| a_b | demo | none |  | — | 8 |" in md and "| c | demo | none |  | decay_after=7 | 8 |" in md
     tex = plots.results_latex(varied)
     assert r"\begin{tabular}{lllllrrrr}" in tex and r"decay\_after=7" in tex
+    broken = runs.assign(label="two\nlines\r\x1b[31m")  # a name from a hand-edited config.json
+    for render in (plots.results_markdown, plots.results_latex):  # one line a run, as for any other name
+        assert len(render(broken).splitlines()) == len(render(runs).splitlines())
+        assert "two lines [31m" in render(broken)
 
 
 def test_figure_html_is_standalone():

@@ -72,9 +72,10 @@ def _fmt(value: object) -> str:
 
 
 def _result_cell(row: pd.Series, column: str) -> str:
-    if column == "variant":  # '' is the preset's own settings
-        return row.get(column) or "—"
-    return _fmt(row.get(column))
+    """One cell's text, on one line: a name from a hand-edited config.json may hold a line break,
+    which would end a Markdown table row (or a LaTeX one) in the middle."""
+    text = (row.get(column) or "—") if column == "variant" else _fmt(row.get(column))  # variant '': the preset's
+    return re.sub(r"[\x00-\x1f\x7f]+", " ", str(text))
 
 
 def results_markdown(runs: pd.DataFrame) -> str:
