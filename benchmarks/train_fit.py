@@ -72,7 +72,7 @@ def fixed_nats(model: LanguageModel, data: torch.Tensor, bptt: int) -> torch.Ten
 
 
 def online_nats(model: LanguageModel, data: torch.Tensor, bptt: int, clip: float, lr: float,
-                n_windows: int) -> torch.Tensor:
+                n_windows: int, weight_decay: float = 0.0) -> torch.Tensor:
     """Mean nats per token of each of the first `n_windows` full windows, as the trainer scores them.
 
     A copy of `model` is trained on them in order (state carried, zero at the start, as every
@@ -91,7 +91,7 @@ def online_nats(model: LanguageModel, data: torch.Tensor, bptt: int, clip: float
     for index, (inputs, targets) in enumerate(windows(data, bptt, full_only=True)):
         if index == n_windows:
             break
-        out, state = train_on_window(forward, parameters, inputs, targets, state, neg_lr, clip)
+        out, state = train_on_window(forward, parameters, inputs, targets, state, neg_lr, clip, weight_decay)
         state = (state[0].detach(), state[1].detach())  # truncated BPTT, as in training
         per_window.append(out.nats / targets.numel())
     return torch.stack(per_window)
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         rates = [0.0] + (args.lr or ([record["lr"]] if "lr" in record else []))
         for lr in rates:
             began = time.perf_counter()
-            nats = online_nats(run.model, train, t.bptt, t.clip, lr, args.online_windows)
+            nats = online_nats(run.model, train, t.bptt, t.clip, lr, args.online_windows, t.weight_decay)
             print(_row(f"first {nats.numel()} training windows, online steps at lr {lr:g}", nats)
                   + f"  ({time.perf_counter() - began:.0f} s)")
     return 0

@@ -65,6 +65,15 @@ def test_online_steps_score_each_window_before_its_own_update_and_leave_the_mode
         assert torch.equal(value, before[name]), name  # a copy was trained, not the run's model
 
 
+def test_online_steps_decay_the_weights_as_the_trainer_does_when_the_run_did(run_dir):
+    run, train, _valid = _model_and_splits(run_dir)
+    t = run.config.train
+    plain = train_fit.online_nats(run.model, train, t.bptt, t.clip, 1.0, 3)
+    decayed = train_fit.online_nats(run.model, train, t.bptt, t.clip, 1.0, 3, weight_decay=0.5)
+    assert decayed[0].item() == pytest.approx(plain[0].item(), rel=1e-6)  # scored before its own update
+    assert (decayed[1:] - plain[1:]).abs().min().item() > 1e-3  # every later window: half of each weight gone
+
+
 def test_quarters_split_positions_into_four_in_order():
     nats = torch.log(torch.tensor([[1.0], [2.0], [3.0], [4.0], [5.0], [6.0], [7.0], [8.0]]))
     assert train_fit.quarters(nats) == pytest.approx([math.sqrt(2), math.sqrt(12), math.sqrt(30), math.sqrt(56)])
