@@ -122,6 +122,45 @@ def test_zoneout_keeps_previous_values_in_training_and_mixes_in_expectation_at_e
     assert torch.allclose(Zoneout.mix(previous, candidate, zone.p), torch.full((3,), 0.75))
 
 
+def _zoneout_layer(z_c: float, z_h: float):
+    from rnnreg.lstm import LSTMStack
+
+    torch.manual_seed(0)
+    lstm = LSTMStack(5, 6, 1).double()
+    placement = build_placement("zoneout", resolve_rates("zoneout", None, {"zoneout_c": z_c, "zoneout_h": z_h}))
+    x = torch.randn(4, 3, 5, dtype=torch.float64)
+    return lstm, placement, x, lstm.init_state(3, x)
+
+
+def test_zoneout_at_evaluation_mixes_each_step_with_the_previous_state_by_its_rate():
+    lstm, placement, x, (h0, c0) = _zoneout_layer(0.25, 0.1)
+    lstm.eval()
+    out, (h_last, c_last), _ = lstm(x, (h0, c0), placement, path="explicit")
+    layer = lstm.layers[0]
+    h, c = h0[0], c0[0]
+    expected = []
+    for x_t in x:  # Krueger et al. 2016, at test time: the expectation of the zoneout masks
+        gates = x_t @ layer.weight_ih_l0.t() + layer.bias_ih_l0 + h @ layer.weight_hh_l0.t() + layer.bias_hh_l0
+        i, f, g, o = gates.chunk(4, dim=1)
+        c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h_new = torch.sigmoid(o) * torch.tanh(c_new)
+        c, h = 0.25 * c + 0.75 * c_new, 0.1 * h + 0.9 * h_new
+        expected.append(h)
+    torch.testing.assert_close(out, torch.stack(expected))
+    torch.testing.assert_close((h_last[0], c_last[0]), (h, c))
+
+
+def test_zoneout_in_training_keeps_the_previous_value_of_a_zoned_unit():
+    lstm, placement, x, state = _zoneout_layer(0.9, 0.9)
+    lstm.train()
+    with torch.no_grad():  # the explicit loop (the fused training kernel is compared with it in test_fused_cell)
+        out, _, _ = lstm(x, state, placement, path="explicit")
+    kept = (out[0] == 0).double().mean().item()  # h_0 is zero: a unit that keeps it reads exactly 0
+    assert 0.8 < kept < 0.98, kept  # about z_h of them; at evaluation none is exactly 0
+    lstm.eval()
+    assert (lstm(x, state, placement, path="explicit")[0][0] != 0).all()
+
+
 def test_zaremba_touches_only_non_recurrent_sites():
     assert not set(PLACEMENTS["zaremba"].site_names) & RECURRENT_SITES
     assert not build_placement("zaremba", resolve_rates("zaremba", 0.5)).touches_recurrence
@@ -154,7 +193,7 @@ def test_moon_cell_mask_does_not_compound_its_scaling_over_steps():
             layer.bias_ih_l0[0:200] = -50.0  # input gate = 0
     c0 = torch.ones(2, 3, 200, dtype=torch.float64)
     out = model(torch.zeros(20, 3, dtype=torch.long), (torch.zeros_like(c0), c0))
-    assert set(out.state[1].unique().tolist()) <= {0.0, 1.0}
+    assert set(out.state[1].unique().tolist()) == {0.0, 1.0}  # masked units lose it, kept ones keep exactly 1
 
 
 # --- variational-untied: a mask per gate (Gal & Ghahramani's "untied weights") ---------------------

@@ -60,7 +60,7 @@ def test_the_fused_layer_is_the_loop_forward_and_backward(placement):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
 
 
-def test_the_fused_layer_is_used_only_to_train():
+def test_the_fused_layer_is_used_only_to_train(monkeypatch):
     config = build_run_config("small", placement="recurrent")
     model = LanguageModel(40, config.model, config.dropout).train()
     tokens = torch.randint(0, 40, (5, 2))
@@ -77,10 +77,20 @@ def test_the_fused_layer_is_used_only_to_train():
 
     walk(out.logits.grad_fn)
     assert any("FusedLSTMLayer" in name for name in names)
+    from rnnreg import lstm
+
+    calls, fused = [], lstm.fused_layer
+    monkeypatch.setattr(lstm, "fused_layer", lambda *args: calls.append(1) or fused(*args))
+    model(tokens, model.init_state(2))
+    assert len(calls) == 2  # training with gradients: one fused call per layer
+    calls.clear()
     with torch.no_grad():
-        model(tokens, model.init_state(2))  # evaluation / no grad: the loop, no error
+        model(tokens, model.init_state(2))  # no gradients wanted: the loop
     traced = model(tokens, model.init_state(2), trace=True)
     assert traced.trace is not None and len(traced.trace[0].i) == 5  # traces come from the loop
+    model.eval()
+    model(tokens, model.init_state(2))  # evaluation: the loop (or cuDNN), never the training kernel
+    assert calls == []
 
 
 @pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="Triton is not installed (CPU install)")

@@ -809,8 +809,9 @@ def test_step_two_takeaway_follows_the_placement(placement):
         assert takeaway != lecture.STEPS[1].takeaway and (placement == "none" or f"**{placement}**" in takeaway)
     says = {"recurrent-cell": "(1-p)^k", "recurrent": "fresh mask on h", "variational": "whole sequence",
             "moon": "whole sequence", "semeniuta": "never erased", "zoneout": "previous value",
-            "weight-drop": "W_hh", "none": "nothing is masked", "both": "besides the vertical connections"}
-    assert says.get(placement, "") in takeaway
+            "weight-drop": "W_hh", "none": "nothing is masked", "both": "besides the vertical connections",
+            "variational-untied": "whole sequence", "zaremba": "non-recurrent"}
+    assert says[placement] in takeaway  # every placement has its words: a new one must add them here
 
 
 def test_the_schematic_legend_explains_its_dotted_optional_sites():

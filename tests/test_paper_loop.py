@@ -206,6 +206,7 @@ def test_the_variational_placement_equals_gal_and_ghahramanis_model_written_out(
 
     torch.set_rng_state(random_stream)
     expected_epochs, expected_test = paper_loop(oracle, corpus, config)
+    assert len(record.epochs) == len(expected_epochs) == config.train.epochs
     for epoch, (event, theirs) in enumerate(zip(record.epochs, expected_epochs), 1):
         assert (event.train_ppl, event.valid_ppl, event.lr) == pytest.approx(theirs, rel=1e-9), f"epoch {epoch}"
     assert record.tests[0].test_ppl == pytest.approx(expected_test, rel=1e-9)

@@ -671,9 +671,9 @@ def test_format_table(tmp_path):
     assert lines[0].split()[:3] == ["ID", "NAME", "PRESET"] and len(lines) == 3
     assert "zaremba(input=0.5, output=0.5)" in table and "200.00" in table and "240.00" in table
     assert "3/13" in table and "0/13" in table
-    assert len({line.index("STATE") if "STATE" in line else None for line in lines[:1]}) == 1
     state_col = lines[0].index("STATE")
     assert all(line[state_col - 2: state_col] == "  " for line in lines)  # columns aligned
+    assert [line[state_col:].split()[0] for line in lines] == ["STATE", "queued", "finished"]  # newest first
     assert runs.format_table([]) == "no runs"
     assert "OTHER SETTINGS" not in table  # only where some run has settings other than its preset's
 
