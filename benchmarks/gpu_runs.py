@@ -33,7 +33,8 @@ from typing import NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rnnreg.runs import CONFIG_FILE, METRICS_FILE, read_json, read_jsonl  # noqa: E402  (torch-free: the scheduler imports no torch)
+# torch-free: the scheduler imports no torch
+from rnnreg.runs import CONFIG_FILE, METRICS_FILE, read_json, read_jsonl  # noqa: E402
 
 # Minibatches per epoch (full windows) on PTB (929,589 tokens, batch 20): unroll 20 (small) / 35 (others).
 # (demo: 30,000 tokens at batch 20, unroll 20, for a dry run on a CPU with --device cpu.)
@@ -42,6 +43,10 @@ EPOCHS = {"small": 13, "medium": 39, "large": 55, "demo": 10}
 # When the bench has no figure: measured graphed steps (this project's H200 runs; large: zaremba
 # 0.65 seed 0 took 536.5 s in all for 55 x 1327 steps: 6.23 ms a step with OVERHEAD below), rounded up.
 FALLBACK_MS = {"small": 1.5, "medium": 4.5, "large": 6.3, "demo": 60.0}
+# Eager steps where a graphed one has no figure: the H200 bench of 2026-11-26 at medium took 7-8 ms
+# eager for the fused placements against 3.9 graphed, 19-25 ms for the recurrent ones (per-step
+# loop) against 4.0-4.3: the recurrent ratio, erring long, stands for all.
+EAGER_FACTOR = 6.0
 # Placements not yet benched on a GPU, against that figure: a guess, erring long (a run that
 # overruns the deadline is cancelled and its time lost).  variational-untied adds a batched
 # matmul, a mask product and a copy per step and layer where the others have one addmm.
@@ -74,9 +79,12 @@ def parse_job(text: str) -> Job:
     return Job(*parts[:5], options)
 
 
-def estimate_seconds(preset: str, placement: str, bench: dict, epochs: int | None = None) -> float:
-    """GPU seconds the run needs alone (on full PTB; `epochs` overrides the preset's)."""
-    ms = bench.get((preset, placement), FALLBACK_MS[preset] * UNBENCHED_FACTOR.get(placement, 1.0))
+def estimate_seconds(preset: str, placement: str, bench: dict, epochs: int | None = None,
+                     step: str = "graph") -> float:
+    """GPU seconds the run needs alone (on full PTB; `epochs` overrides the preset's), at `step`:
+    `bench` holds the figures of that step (load_bench), the fallbacks are graphed steps'."""
+    fallback = FALLBACK_MS[preset] * UNBENCHED_FACTOR.get(placement, 1.0) * (EAGER_FACTOR if step == "eager" else 1.0)
+    ms = bench.get((preset, placement), fallback)
     return BATCHES[preset] * (epochs or EPOCHS[preset]) * ms / 1000 * OVERHEAD
 
 
@@ -222,7 +230,10 @@ class Evaluations:
         self.waiting.clear()
 
 
-def load_bench(paths: list[str]) -> dict:
+def load_bench(paths: list[str], step: str = "graph") -> dict:
+    """{(preset, placement): ms per batch} of `rnnreg bench --json` files, at the step the runs
+    take: a job sent eager (its graph tests failed) must not be fitted by graphed figures, 5x less."""
+    wanted = "eager" if step == "eager" else "cuda-graph"
     figures = {}
     for path in paths:
         try:
@@ -230,9 +241,24 @@ def load_bench(paths: list[str]) -> dict:
         except (OSError, ValueError):
             continue
         for result in doc.get("results", []):
-            if result.get("step") == "cuda-graph":
+            if result.get("step") == wanted:
                 figures[(doc["preset"], result["name"])] = result["ms_per_batch"]
     return figures
+
+
+def stop_all(processes: list[subprocess.Popen], grace: float = 20.0) -> None:
+    """SIGTERM each (a trainer's handler checkpoints and marks its run cancelled), then one shared
+    `grace` for all of them, not one each: six trainers must not take two minutes of the command."""
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    until = time.monotonic() + grace
+    for process in processes:
+        try:
+            process.wait(timeout=max(0.0, until - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def main() -> int:
@@ -255,7 +281,7 @@ def main() -> int:
     args = parser.parse_args()
     start = time.monotonic()
     deadline = start + args.deadline
-    bench = load_bench(args.bench)
+    bench = load_bench(args.bench, args.step)
     sharing = load_sharing(args.sharing)
     concurrent = best_concurrency(sharing, args.concurrent) if args.sharing else args.concurrent
     try:
@@ -275,7 +301,7 @@ def main() -> int:
     scale: dict[str, float] = {}
 
     def estimate(job) -> float:
-        return estimate_seconds(job.preset, job.placement, bench, args.epochs) * scale.get(job.preset, 1.0)
+        return estimate_seconds(job.preset, job.placement, bench, args.epochs, args.step) * scale.get(job.preset, 1.0)
 
     def report(name: str, **fields):
         print(json.dumps({"job": name, "t": round(time.monotonic() - start, 1), **fields}), flush=True)
@@ -288,76 +314,76 @@ def main() -> int:
 
     doomed: set[str] = set()  # jobs stopped early: they could not end before the deadline
 
-    while pending or running or evaluations.busy:
-        for job, process, _began, _estimated in running:
-            # A job that cannot end in time even alone is stopped now, not at the deadline: its
-            # share of the GPU goes to jobs that can (the estimates are guesses; its pace is not).
-            sharing_now = len(running) + (evaluations.current is not None)  # a running MC evaluation shares it too
-            need = seconds_to_finish(epoch_seconds(runs_dir, job.name), args.epochs or EPOCHS[job.preset],
-                                     slowdown(sharing, sharing_now))
-            if job.name not in doomed and need is not None and need > deadline - time.monotonic():
-                process.terminate()  # the trainer's SIGTERM handler marks the run cancelled
-                doomed.add(job.name)
-                report(job.name, event="doomed", needs=round(need), left=round(deadline - time.monotonic()))
-        for entry in list(running):
-            job, process, began, estimated = entry
-            if process.poll() is not None:
-                running.remove(entry)
-                seconds = time.monotonic() - began
-                if process.returncode == 0 and peers[job.name] == 1:  # it ran alone: a clean measurement
-                    scale[job.preset] = seconds / estimate_seconds(job.preset, job.placement, bench, args.epochs)
-                report(job.name, event="ended", rc=process.returncode, seconds=round(seconds, 1),
-                       estimated=round(estimated), shared_with=peers[job.name] - 1)
-                if process.returncode == 0 and job.name in mc:
-                    evaluations.add(job.name, mc[job.name])
-        evaluations.step(deadline - time.monotonic())
-        while pending and len(running) < concurrent:
-            # Start the first job that ends before the deadline without pushing a running job past
-            # it: the GPU still owes the running jobs their remaining share of work.
-            left = [est * (1 - epochs_done(runs_dir, j.name) / (args.epochs or EPOCHS[j.preset]))
-                    for j, _p, _b, est in running]
-            owed = sum(left)
-            fits = [job for job in pending
-                    if admits(estimate(job), left, deadline - time.monotonic(), sharing)]
-            if not fits:
-                if not running:  # nothing will free up: what is left cannot be done in time
-                    for job in pending:
-                        report(job.name, event="skipped", estimate=round(estimate(job)),
-                               left=round(deadline - time.monotonic()))
-                    pending.clear()
-                break
-            job = fits[0]
-            pending.remove(job)
-            name, preset, placement, dropout, seed, options = job
-            estimated = estimate(job)
-            command = [sys.executable, "-m", "rnnreg", "train", "--preset", preset, "--placement", placement,
-                       "--device", args.device, "--step", args.step, "--seed", seed, "--name", name,
-                       "--runs-dir", args.runs_dir]
-            if dropout != "-":
-                command += ["--dropout", dropout]
-            if args.data:
-                command += ["--data", args.data]
-            if args.epochs:
-                command += ["--epochs", str(args.epochs)]
-            command += list(options)
-            with open(logs / f"{name}.log", "w") as log:
-                process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-            running.append((job, process, time.monotonic(), estimated))
-            for other, _p, _b, _e in running:
-                peers[other.name] = max(peers.get(other.name, 0), len(running))
-            report(job.name, event="started", estimate=round(estimated), owed=round(owed))
-        if time.monotonic() > deadline:
-            evaluations.stop()
-            for job, process, _began, _estimate in running:
-                process.terminate()  # the trainer's SIGTERM handler marks the run cancelled
-                report(job.name, event="deadline")
-            for _job, process, _began, _estimate in running:
-                try:
-                    process.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-            running.clear()
-        time.sleep(1.0)
+    try:
+        while pending or running or evaluations.busy:
+            for job, process, _began, _estimated in running:
+                # A job that cannot end in time even alone is stopped now, not at the deadline: its
+                # share of the GPU goes to jobs that can (the estimates are guesses; its pace is not).
+                sharing_now = len(running) + (evaluations.current is not None)  # a running MC evaluation shares it too
+                need = seconds_to_finish(epoch_seconds(runs_dir, job.name), args.epochs or EPOCHS[job.preset],
+                                         slowdown(sharing, sharing_now))
+                if job.name not in doomed and need is not None and need > deadline - time.monotonic():
+                    process.terminate()  # the trainer's SIGTERM handler marks the run cancelled
+                    doomed.add(job.name)
+                    report(job.name, event="doomed", needs=round(need), left=round(deadline - time.monotonic()))
+            for entry in list(running):
+                job, process, began, estimated = entry
+                if process.poll() is not None:
+                    running.remove(entry)
+                    seconds = time.monotonic() - began
+                    if process.returncode == 0 and peers[job.name] == 1:  # it ran alone: a clean measurement
+                        scale[job.preset] = seconds / estimate_seconds(job.preset, job.placement, bench, args.epochs,
+                                                                       args.step)
+                    report(job.name, event="ended", rc=process.returncode, seconds=round(seconds, 1),
+                           estimated=round(estimated), shared_with=peers[job.name] - 1)
+                    if process.returncode == 0 and job.name in mc:
+                        evaluations.add(job.name, mc[job.name])
+            evaluations.step(deadline - time.monotonic())
+            while pending and len(running) < concurrent:
+                # Start the first job that ends before the deadline without pushing a running job past
+                # it: the GPU still owes the running jobs their remaining share of work.
+                left = [est * (1 - epochs_done(runs_dir, j.name) / (args.epochs or EPOCHS[j.preset]))
+                        for j, _p, _b, est in running]
+                owed = sum(left)
+                fits = [job for job in pending
+                        if admits(estimate(job), left, deadline - time.monotonic(), sharing)]
+                if not fits:
+                    if not running:  # nothing will free up: what is left cannot be done in time
+                        for job in pending:
+                            report(job.name, event="skipped", estimate=round(estimate(job)),
+                                   left=round(deadline - time.monotonic()))
+                        pending.clear()
+                    break
+                job = fits[0]
+                pending.remove(job)
+                name, preset, placement, dropout, seed, options = job
+                estimated = estimate(job)
+                command = [sys.executable, "-m", "rnnreg", "train", "--preset", preset, "--placement", placement,
+                           "--device", args.device, "--step", args.step, "--seed", seed, "--name", name,
+                           "--runs-dir", args.runs_dir]
+                if dropout != "-":
+                    command += ["--dropout", dropout]
+                if args.data:
+                    command += ["--data", args.data]
+                if args.epochs:
+                    command += ["--epochs", str(args.epochs)]
+                command += list(options)
+                with open(logs / f"{name}.log", "w") as log:
+                    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+                running.append((job, process, time.monotonic(), estimated))
+                for other, _p, _b, _e in running:
+                    peers[other.name] = max(peers.get(other.name, 0), len(running))
+                report(job.name, event="started", estimate=round(estimated), owed=round(owed))
+            if time.monotonic() > deadline:
+                evaluations.stop()
+                for job, _process, _began, _estimate in running:
+                    report(job.name, event="deadline")
+                stop_all([process for _job, process, _began, _estimate in running])
+                running.clear()
+            time.sleep(1.0)
+    finally:  # an exception here must not leave trainers running while the session packs
+        evaluations.stop()
+        stop_all([process for _job, process, _began, _estimate in running])
     return 0
 
 

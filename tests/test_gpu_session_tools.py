@@ -168,6 +168,28 @@ def test_each_job_finds_its_own_run_by_name_not_by_a_glob_on_run_ids(tmp_path):
     assert gpu_runs.run_id(tmp_path, "medium-zaremba-0.5") is None and gpu_runs.epochs_done(tmp_path, "x") == 0
 
 
+def test_jobs_sent_eager_are_fitted_by_eager_figures_not_graphed_ones():
+    gpu_runs = load_gpu_runs()
+    bench = str(REPO / "benchmarks" / "bench-medium-NVIDIA-H200-2026-11-26.json")
+    graphed, eager = gpu_runs.load_bench([bench], "graph"), gpu_runs.load_bench([bench], "eager")
+    assert graphed[("medium", "variational")] < 5 < 20 < eager[("medium", "variational")]  # ms per batch
+    alone = gpu_runs.estimate_seconds("medium", "variational", eager, step="eager")
+    assert alone > 4 * gpu_runs.estimate_seconds("medium", "variational", graphed)  # over 1000 s: never admitted
+    # a placement the bench lacks: the graphed fallback, times the eager factor
+    assert gpu_runs.estimate_seconds("large", "zaremba", {}, step="eager") == pytest.approx(
+        gpu_runs.EAGER_FACTOR * gpu_runs.estimate_seconds("large", "zaremba", {}))
+
+
+def test_trainers_that_ignore_sigterm_share_one_grace_period(tmp_path):
+    gpu_runs = load_gpu_runs()
+    stubborn = [subprocess.Popen([sys.executable, "-c", "import signal, time; "
+                                  "signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"]) for _ in range(3)]
+    time.sleep(0.5)  # their handlers in place
+    began = time.monotonic()
+    gpu_runs.stop_all(stubborn, grace=1.0)
+    assert time.monotonic() - began < 2.5 and all(p.returncode == -9 for p in stubborn)  # not 3 x 1 s, then killed
+
+
 def test_a_job_is_doomed_by_its_own_pace_not_by_its_first_epoch():
     gpu_runs = load_gpu_runs()
     assert gpu_runs.seconds_to_finish([30.0], 10, 1.0) is None  # the first epoch holds the warm-up
@@ -180,7 +202,7 @@ def test_gpu_runs_stops_a_job_that_cannot_end_in_time_instead_of_at_the_deadline
     # a bench that makes the job look quick: admitted; its first epochs then tell it cannot end in time
     bench = tmp_path / "bench.json"
     bench.write_text(json.dumps({"preset": "demo", "results": [
-        {"step": "cuda-graph", "name": "none", "ms_per_batch": 0.001}]}))
+        {"step": "eager", "name": "none", "ms_per_batch": 0.001}]}))  # the step the job takes (--step eager)
     began = time.monotonic()
     done = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "gpu_runs.py"), "--runs-dir", str(tmp_path / "runs"),
