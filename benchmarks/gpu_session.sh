@@ -24,6 +24,9 @@
 #
 #   The next session (the training code changed since the GPU tests last ran, so run them):
 #   OUT=$OUT BUDGET=560 RNNREG_GIT_COMMIT=<sha> bash benchmarks/gpu_session.sh   (timeout_s 600)
+#   (<sha>: here, `git rev-parse HEAD`, with -dirty appended if `git diff --quiet HEAD` fails; the
+#   script stops at once without it, since the copy sent has no .git.  Before the call, the tree
+#   that travels must be under 64 MiB: `bash benchmarks/gpu_tree.sh check`.)
 #   Then, here: python benchmarks/ship_runs.py <files_at>/reference-runs-*.tar.gz  (finished runs
 #   into runs/reference/, with the figures for the README rows)
 set -uo pipefail
@@ -37,6 +40,12 @@ stamp=$(date -u +%Y-%m-%d)
 # DEVICE=cpu (with DATA=<corpus> EPOCHS=<n> RUNS=<demo jobs> GPU_TESTS=0 MPS=0) is a dry run of the
 # whole script on a CPU: tests/test_gpu_session_tools.py runs it so that no lent minute finds a bug.
 DEVICE=${DEVICE:-cuda}
+# The lent machine gets no .git: without RNNREG_GIT_COMMIT no run records its commit, and ship_runs
+# refuses every one of them.  Stop before any minute is spent.
+if [ -z "${RNNREG_GIT_COMMIT:-}" ] && ! git rev-parse HEAD >/dev/null 2>&1; then
+  echo "set RNNREG_GIT_COMMIT=\$(git rev-parse HEAD) (no .git here to read it from)" | tee "$OUT/session.log" >&2
+  exit 2
+fi
 if [ "$DEVICE" = cuda ]; then
   device=$($PY -c 'import torch; print(torch.cuda.get_device_name().replace(" ", "-"))')
 else
@@ -56,10 +65,13 @@ if [ "${GPU_TESTS:-1}" != 0 ]; then
   # A placement whose graphed run or Triton cell fails is left out; the rest keep the graph.  A
   # failure of the graph itself, or of three placements or more, sends every run eager.  (The
   # resume-exactness test does not decide: an uninterrupted run does not need it.)
-  broken=$(grep -oE "FAILED [^ ]*(test_a_graphed_run_learns_like_an_eager_one|test_the_triton_cell_is_the_loop_on_the_gpu)\[[a-z-]+\]" \
+  # (ERROR too: a test that could not even set up, e.g. an import the bare machine lacks, proves nothing;
+  # and a log without a "passed" count ran nothing)
+  broken=$(grep -oE "(FAILED|ERROR) [^ ]*(test_a_graphed_run_learns_like_an_eager_one|test_the_triton_cell_is_the_loop_on_the_gpu)\[[a-z-]+\]" \
     "$OUT/gpu-tests.log" | sed -E 's/.*\[([a-z-]+)\]$/\1/' | sort -u)
-  if grep -E "FAILED.*(test_graph_replay_matches|under_graph_replay|test_a_graphed_run_without)" "$OUT/gpu-tests.log" \
-      >/dev/null || [ $tests_rc -gt 1 ] || [ "$(echo "$broken" | grep -c .)" -ge 3 ]; then
+  if grep -E "(FAILED|ERROR).*(test_graph_replay_matches|under_graph_replay|test_a_graphed_run_without)" "$OUT/gpu-tests.log" \
+      >/dev/null || [ $tests_rc -gt 1 ] || ! grep -qE "[0-9]+ passed" "$OUT/gpu-tests.log" \
+      || [ "$(echo "$broken" | grep -c .)" -ge 3 ]; then
     step=eager
   else
     for placement in $broken; do skips+=(--skip-placement "$placement"); done
@@ -85,7 +97,11 @@ if [ "${MPS:-1}" != 0 ] && mps_start /tmp/rnnreg-mps "$PY" >> "$OUT/session.log"
     --share "${SHARE_LEVELS:-1,2,4,6}" --share-seconds 4 --rounds 2 --json > "$share" 2> "$OUT/share.err"
   share_rc=$?
   echo "share bench rc=$share_rc; $(left) s left" | tee -a "$OUT/session.log"
-  [ $share_rc = 0 ] && sharing=(--sharing "$share") && concurrent=${CONCURRENT:-6}
+  if [ $share_rc = 0 ]; then
+    sharing=(--sharing "$share") && concurrent=${CONCURRENT:-6}
+  else  # MPS untested with several clients: the runs go one at a time without it
+    mps_stop >> "$OUT/session.log" 2>&1
+  fi
 fi
 
 # 4. Reference runs (issue 6), most important first; the rest fill what time is left.  Done so far
@@ -112,7 +128,10 @@ fi
 GAL_03=--dropout-site=hidden=0.3,--dropout-site=embedding=0.3,--weight-decay=1e-7
 GAL_02=--dropout-site=hidden=0.2,--dropout-site=embedding=0.2,--weight-decay=1e-7
 ZAREMBA_05=--dropout-site=input=0.5,--dropout-site=output=0.5
-runs="$OUT/work/runs"
+# The run store lives outside $OUT: a medium run's checkpoint is 80 MB, and if the command were
+# killed before packing, that much under $OUT could keep anything from coming back (the tool's limits).
+WORK=$(mktemp -d /tmp/rnnreg-work.XXXXXX)
+runs="$WORK/runs"
 mkdir -p "$runs"
 $PY benchmarks/gpu_runs.py --runs-dir "$runs" --deadline $(( $(left) - 25 )) --concurrent "$concurrent" ${sharing[@]+"${sharing[@]}"} --step "$step" \
   ${skips[@]+"${skips[@]}"} \
@@ -135,9 +154,9 @@ mps_stop
 
 # 5. Pack the finished runs, the trainers' logs and the session's lesser files into one archive:
 #    the tool returns at most 8 files, no more than 2 folders down.
-mkdir -p "$OUT/work/session"
-mv "$OUT/env.txt" "$OUT"/*.err "$OUT/work/session/" 2>/dev/null
-cp -r /tmp/rnnreg-mps/log "$OUT/work/session/mps-log" 2>/dev/null
+mkdir -p "$WORK/session"
+mv "$OUT/env.txt" "$OUT"/*.err "$WORK/session/" 2>/dev/null
+cp -r /tmp/rnnreg-mps/log "$WORK/session/mps-log" 2>/dev/null
 [ -s "$bench" ] && [ "$(cat "$bench")" = '{}' ] && rm -f "$bench"  # BENCH=0's placeholder
 finished=()
 for dir in "$runs"/*/; do
@@ -152,7 +171,7 @@ for dir in "$runs"/*/; do
   fi
 done
 echo "finished: ${finished[*]:-none}; $(left) s left" | tee -a "$OUT/session.log"
-tar -C "$OUT/work" -czf "$OUT/reference-runs-$device-$stamp.tar.gz" --exclude='.lock' --exclude='.slots' \
+tar -C "$WORK" -czf "$OUT/reference-runs-$device-$stamp.tar.gz" --exclude='.lock' --exclude='.slots' \
   logs session \
   $(for name in "${finished[@]}"; do echo "runs/$name"; done)
-rm -rf "$OUT/work"
+rm -rf "$WORK"
