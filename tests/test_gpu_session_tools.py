@@ -584,3 +584,34 @@ def test_the_trainers_tests_run_where_streamlit_is_not_installed(tmp_path):
                           cwd=REPO, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "PYTHONPATH": str(tmp_path / "site"), "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0 and " passed" in done.stdout and "error" not in done.stdout.lower(), done.stdout[-2000:]
+
+
+def test_a_device_call_can_send_the_tree_under_its_64_mib_from_a_slim_branch(tmp_path):
+    """The device tool refuses a working tree over 64 MiB; the shipped runs alone are more.  `slim`
+    commits a branch without runs/reference, `restore` goes back; the code stays what it was."""
+    import shutil
+
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
+    shutil.copy(REPO / "benchmarks" / "gpu_tree.sh", clone / "benchmarks" / "gpu_tree.sh")  # as in this checkout
+    git = lambda *args: subprocess.run(["git", "-C", str(clone), *args], capture_output=True, text=True,  # noqa: E731
+                                       check=True).stdout.strip()
+    tree = lambda verb: subprocess.run(["bash", "benchmarks/gpu_tree.sh", verb], cwd=clone,  # noqa: E731
+                                       capture_output=True, text=True, timeout=120)
+    branch, head = git("rev-parse", "--abbrev-ref", "HEAD"), git("rev-parse", "HEAD")
+    slim = tree("slim")
+    assert slim.returncode == 0, slim.stdout + slim.stderr  # under the limit
+    assert git("rev-parse", "--abbrev-ref", "HEAD") == "gpu-call" and not (clone / "runs" / "reference").exists()
+    assert git("diff", "--stat", head, "HEAD", "--", ".", ":(exclude)runs/reference") == ""  # same code
+    restore = tree("restore")
+    assert restore.returncode == 0 and "travels:" in restore.stdout, restore.stderr
+    assert git("rev-parse", "--abbrev-ref", "HEAD") == branch and git("rev-parse", "HEAD") == head
+    assert (clone / "runs" / "reference").is_dir() and "gpu-call" not in git("branch", "--list")
+
+
+def test_the_tree_a_device_call_sends_has_room_to_grow():
+    """Everything but the shipped runs (which slim leaves behind) well under the 64 MiB limit."""
+    listed = subprocess.run(["git", "-C", str(REPO), "ls-files", "-z"], capture_output=True, check=True).stdout
+    paths = [p for p in listed.decode().split("\0") if p and not p.startswith("runs/reference/")]
+    total = sum((REPO / p).stat().st_size for p in paths if (REPO / p).is_file())
+    assert total < 48 * 2**20, f"{total / 2**20:.1f} MiB"
