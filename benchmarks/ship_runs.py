@@ -114,6 +114,22 @@ def stage_folder(run_dir: Path, scratch: Path) -> list[Staged]:
     return [Staged(run_id, staged, note=note)]
 
 
+def _name(run_dir: Path) -> str | None:
+    doc, _problem = read_json(run_dir / CONFIG_FILE)
+    config = doc.get("config") if isinstance(doc, dict) else None
+    return config.get("name") if isinstance(config, dict) and isinstance(config.get("name"), str) else None
+
+
+def shipped_names(into: Path) -> dict[str, str]:
+    """name -> run id of the runs `into` holds (each job names its run; seeds differ in name)."""
+    names = {}
+    for run_dir in sorted(into.iterdir()) if into.is_dir() else []:
+        name = _name(run_dir)
+        if name is not None:
+            names.setdefault(name, run_dir.name)
+    return names
+
+
 def ship(source: Path, into: Path, dry_run: bool = False, any_corpus: bool = False) -> list[str]:
     """Copy the source's finished runs into `into`; returns one line per run (shipped or why not)."""
     lines = []
@@ -144,6 +160,10 @@ def ship(source: Path, into: Path, dry_run: bool = False, any_corpus: bool = Fal
                                                   ("wall time", summary.wall_seconds)) if value is None]
             if missing:  # (a non-finite figure reads as none): a reference run must say what it reached
                 lines.append(f"{run_id}: left out, finished but records no {' or '.join(missing)}")
+                continue
+            twin = shipped_names(into).get(_name(staged))
+            if twin is not None:  # the same job run twice (on the CPU and on a lent GPU): one ships
+                lines.append(f"{run_id}: left out, a run named {_name(staged)!r} is shipped already ({twin})")
                 continue
             figures = (f"best valid {summary.best_valid_ppl:.2f}, final valid {summary.last_valid_ppl:.2f}, "
                        f"test {summary.test_ppl:.2f}, wall {summary.wall_seconds:.0f} s on {summary.device}")

@@ -615,3 +615,20 @@ def test_the_tree_a_device_call_sends_has_room_to_grow():
     paths = [p for p in listed.decode().split("\0") if p and not p.startswith("runs/reference/")]
     total = sum((REPO / p).stat().st_size for p in paths if (REPO / p).is_file())
     assert total < 48 * 2**20, f"{total / 2**20:.1f} MiB"
+
+
+def test_ship_runs_leaves_out_a_second_run_of_a_job_already_shipped(tmp_path):
+    """A job can run twice (on this CPU, and in a lent GPU's queue): one run of it ships, not two."""
+    import shutil
+
+    shipped = REPO / "runs" / "reference" / "20261126-161557-small-none-s0-c516fa"
+    into = tmp_path / "reference"
+    shutil.copytree(shipped, into / shipped.name)
+    again = tmp_path / "gpu" / "20261208-000000-small-none-s0-abcdef"  # the same name, another id
+    shutil.copytree(shipped, again)
+    ship = [sys.executable, str(REPO / "benchmarks" / "ship_runs.py"), str(again), "--into", str(into)]
+    done = subprocess.run(ship, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == (f"{again.name}: left out, a run named 'small-none-s0' is shipped already "
+                                   f"({shipped.name})")
+    assert sorted(p.name for p in into.iterdir()) == [shipped.name]
