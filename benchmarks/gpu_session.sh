@@ -110,6 +110,7 @@ fi
 #    the 2-core CPU (6-8.5 h each, resumed across sessions).  Large (55 epochs, 537 s alone on an H200, the
 #    GPU tests left out) needs a command of its own, e.g. for a further seed:
 #    RUNS="large-zaremba-0.65-s1:large:zaremba:0.65:1" MPS=0 GPU_TESTS=0 BENCH=0 BUDGET=585 bash benchmarks/gpu_session.sh
+#    (device kind nvidia-h200: 537 s was measured there; on the slower memory of an H100 it may not fit)
 #    The variational goal (<= 79.7) was missed by 3.9 with 0.5 at every site and 0.1 word dropout.
 #    Gal & Ghahramani's own code (yaringal/BayesianRNN, LM_code, large model) used 0.5 on the
 #    layer inputs and softmax input, 0.3 on h_{t-1} and 0.3 word dropout, weight decay 1e-7, found
