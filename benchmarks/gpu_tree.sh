@@ -37,7 +37,9 @@ case "${1:-check}" in
     git checkout -q -B "$SLIM_BRANCH"
     git rm -r -q runs/reference
     # (a machine with no git identity still makes this throw-away commit)
-    git -c user.name="$(git config user.name || echo rnnreg)" -c user.email="$(git config user.email || echo rnnreg@localhost)" \
+    name=$(git config user.name || echo rnnreg)
+    email=$(git config user.email || echo rnnreg@localhost)
+    git -c user.name="$name" -c user.email="$email" \
       commit -q -m "gpu call: the tree without runs/reference (the device tool's 64 MiB limit)"
     check
     ;;

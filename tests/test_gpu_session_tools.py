@@ -593,10 +593,10 @@ def test_a_device_call_can_send_the_tree_under_its_64_mib_from_a_slim_branch(tmp
 
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
-    shutil.copy(REPO / "benchmarks" / "gpu_tree.sh", clone / "benchmarks" / "gpu_tree.sh")  # as in this checkout
+    script = shutil.copy(REPO / "benchmarks" / "gpu_tree.sh", tmp_path)  # as in this checkout, outside the clone
     git = lambda *args: subprocess.run(["git", "-C", str(clone), *args], capture_output=True, text=True,  # noqa: E731
                                        check=True).stdout.strip()
-    tree = lambda verb: subprocess.run(["bash", "benchmarks/gpu_tree.sh", verb], cwd=clone,  # noqa: E731
+    tree = lambda verb: subprocess.run(["bash", str(script), verb], cwd=clone,  # noqa: E731
                                        capture_output=True, text=True, timeout=120)
     branch, head = git("rev-parse", "--abbrev-ref", "HEAD"), git("rev-parse", "HEAD")
     slim = tree("slim")
