@@ -214,20 +214,19 @@ class Evaluations:
                                            stdout=out, stderr=subprocess.STDOUT, env=self.env)
             self.current = (name, n, process, log)
 
-    def stop(self) -> None:
-        """At the deadline: end the evaluation under way (it records nothing then)."""
+    def stop(self) -> subprocess.Popen | None:
+        """At the deadline: end the evaluation under way (it records nothing then); returns its
+        process, for the caller to wait for with the trainers' (stop_all), or None."""
+        stopped = None
         if self.current is not None:
-            name, n, process, _log = self.current
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            name, n, stopped, _log = self.current
+            stopped.terminate()
             self.report(name, event="mc-deadline", samples=n)
             self.current = None
         for name, n in self.waiting:
             self.report(name, event="mc-skipped", samples=n, left=0)
         self.waiting.clear()
+        return stopped
 
 
 def load_bench(paths: list[str], step: str = "graph") -> dict:
@@ -375,15 +374,16 @@ def main() -> int:
                     peers[other.name] = max(peers.get(other.name, 0), len(running))
                 report(job.name, event="started", estimate=round(estimated), owed=round(owed))
             if time.monotonic() > deadline:
-                evaluations.stop()
+                evaluation = evaluations.stop()
                 for job, _process, _began, _estimate in running:
                     report(job.name, event="deadline")
-                stop_all([process for _job, process, _began, _estimate in running])
+                # one grace period for the evaluation and every trainer together
+                stop_all([p for p in (*(process for _j, process, _b, _e in running), evaluation) if p is not None])
                 running.clear()
             time.sleep(1.0)
     finally:  # an exception here must not leave trainers running while the session packs
-        evaluations.stop()
-        stop_all([process for _job, process, _began, _estimate in running])
+        evaluation = evaluations.stop()
+        stop_all([p for p in (*(process for _j, process, _b, _e in running), evaluation) if p is not None])
     return 0
 
 

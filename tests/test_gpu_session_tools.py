@@ -190,6 +190,21 @@ def test_trainers_that_ignore_sigterm_share_one_grace_period(tmp_path):
     assert time.monotonic() - began < 2.5 and all(p.returncode == -9 for p in stubborn)  # not 3 x 1 s, then killed
 
 
+def test_an_evaluation_stopped_at_the_deadline_shares_the_trainers_grace_instead_of_its_own(tmp_path):
+    gpu_runs = load_gpu_runs()
+    said = []
+    evaluations = gpu_runs.Evaluations(tmp_path, tmp_path, "cpu", dict(os.environ), lambda name, **f: said.append(f))
+    stubborn = subprocess.Popen([sys.executable, "-c", "import signal, time; "
+                                 "signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"])
+    time.sleep(0.5)
+    evaluations.current = ("medium-moon-s0", 20, stubborn, tmp_path / "mc.log")
+    began = time.monotonic()
+    assert evaluations.stop() is stubborn and time.monotonic() - began < 1.0  # signalled, not waited for
+    assert said == [{"event": "mc-deadline", "samples": 20}] and evaluations.current is None
+    gpu_runs.stop_all([stubborn], grace=0.5)
+    assert stubborn.returncode == -9
+
+
 def test_a_job_is_doomed_by_its_own_pace_not_by_its_first_epoch():
     gpu_runs = load_gpu_runs()
     assert gpu_runs.seconds_to_finish([30.0], 10, 1.0) is None  # the first epoch holds the warm-up
