@@ -151,8 +151,6 @@ $PY benchmarks/gpu_runs.py --runs-dir "$runs" --deadline $(( $(left) - 25 )) --c
     medium-zaremba-0.5-mainlua-s0:medium:zaremba:0.5:0:--decay-after=7} \
   2>&1 | tee "$OUT/runs.jsonl"
 
-mps_stop
-
 # 5. Pack the finished runs, the trainers' logs and the session's lesser files into one archive:
 #    the tool returns at most 8 files, no more than 2 folders down.
 mkdir -p "$WORK/session"
@@ -176,3 +174,4 @@ tar -C "$WORK" -czf "$OUT/reference-runs-$device-$stamp.tar.gz" --exclude='.lock
   logs session \
   $(for name in "${finished[@]}"; do echo "runs/$name"; done)
 rm -rf "$WORK"
+mps_stop  # after the packing: its quit may take up to 30 s, and the archive must not wait for it
