@@ -61,13 +61,21 @@ def split_path(data_dir: Path, split: str) -> Path:
 
 
 def read_tokens(path: Path) -> list[str]:
-    """All tokens of a split: each line's words followed by one <eos>."""
+    """All tokens of a split: each line's words followed by one <eos>.
+
+    As the paper's data.lua reads PTB: a line ends at a newline only (CRLF and CR read as one; a
+    form feed or U+2028 inside a line is white space, not a line end), and a byte-order mark
+    opening the file is no part of its first word.
+    """
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # (text mode: CRLF and CR arrive as \n)
     except UnicodeDecodeError as err:
         raise DataError(f"--data: {path} is not UTF-8 text (byte {err.start})") from None
+    lines = text.split("\n")
+    if lines[-1] == "":  # the newline that ends the last line starts no line of its own
+        lines.pop()
     tokens: list[str] = []
-    for line in text.splitlines():
+    for line in lines:
         tokens.extend(line.split())
         tokens.append(EOS)
     if not any(t != EOS for t in tokens):

@@ -36,6 +36,28 @@ def test_unseen_words_map_to_unk_and_each_line_ends_with_eos(tmp_path: Path):
     assert [corpus.vocab.words[i] for i in corpus.train] == ["a", "b", EOS, "b", "c", EOS]
 
 
+@pytest.mark.parametrize("raw, tokens", [
+    (b"\xef\xbb\xbfthe cat\nthe dog\n", "the cat <eos> the dog <eos>"),  # a byte-order mark is no part of a word
+    (b"the cat\x0cthe dog\n", "the cat the dog <eos>"),  # data.lua: only a newline ends a line
+    ("the cat\u2028the dog\n".encode(), "the cat the dog <eos>"),
+    (b"a b\r\nc\r\n", "a b <eos> c <eos>"),  # CRLF is one line end
+    (b"a\n\nb", "a <eos> <eos> b <eos>"),  # a blank line is an <eos>; the last line needs no newline
+])
+def test_a_split_is_read_as_the_papers_data_lua_reads_it(tmp_path: Path, raw, tokens):
+    from rnnreg.data import read_tokens
+
+    (tmp_path / "train.txt").write_bytes(raw)
+    assert read_tokens(tmp_path / "train.txt") == tokens.split()
+
+
+def test_a_file_holding_only_a_byte_order_mark_holds_no_words(tmp_path: Path):
+    from rnnreg.data import read_tokens
+
+    (tmp_path / "train.txt").write_bytes(b"\xef\xbb\xbf\n")
+    with pytest.raises(DataError, match="holds no words"):
+        read_tokens(tmp_path / "train.txt")
+
+
 def test_ptb_style_names_are_found(tmp_path: Path):
     for split in ("train", "valid", "test"):
         (tmp_path / f"ptb.{split}.txt").write_text("x y z\n")
