@@ -217,9 +217,12 @@ def _list(args: argparse.Namespace) -> int:
 
 def _show(args: argparse.Namespace) -> int:
     from rnnreg.runs import load_run, runs_root
+    from rnnreg.runs.files import _finite
 
     run = load_run(runs_root(args.runs_dir), args.run)
-    print(json.dumps({"summary": run.summary.to_json(), "config": run.config_doc, "status": run.status}, indent=2))
+    shown = {"summary": run.summary.to_json(), "config": run.config_doc, "status": run.status}
+    # strict JSON, as the store writes it: a hand-edited file's NaN or 1e999 is shown as null
+    print(json.dumps(_finite(shown), indent=2, allow_nan=False))
     return 0
 
 
@@ -363,8 +366,8 @@ def _bench_share(args: argparse.Namespace, placements: list[str], steps: tuple[s
         raise UsageError(f"rnnreg bench: --share times one placement; --placements names {len(placements)}")
     if args.step == "both" or args.profile:
         raise UsageError("rnnreg bench: --share takes one step kind (--step auto, eager or graph) and no --profile")
-    if not args.share_seconds > 0:
-        raise UsageError(f"rnnreg bench: --share-seconds: must be > 0, got {args.share_seconds:g}")
+    if not 0 < args.share_seconds <= 3600:  # (inf passed '> 0' and then overflowed a select() timeout)
+        raise UsageError(f"rnnreg bench: --share-seconds: must be > 0 and at most 3600, got {args.share_seconds:g}")
     step = steps[-1]  # the one kind --step names; auto: graph on CUDA, eager on a CPU
     results = run_share_bench(args.preset, placements[0], args.device, step, levels, args.share_seconds,
                               args.rounds, threads=args.threads)

@@ -13,6 +13,7 @@ rnnreg.checkpoint (safetensors only).
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -183,8 +184,8 @@ def prediction_table(inspection: Inspection) -> pd.DataFrame:
 def generate(run: RunModel | str | os.PathLike[str], prompt: str, temperature: float = 1.0, n_words: int = 30,
              seed: int = 0) -> str:
     """The prompt followed by `n_words` sampled words (softmax at `temperature`); `<eos>` ends a line."""
-    if not (isinstance(temperature, (int, float)) and temperature > 0):
-        raise InspectError(f"--temperature: must be a number > 0, got {temperature!r}")
+    if not (isinstance(temperature, (int, float)) and 0 < temperature < math.inf):
+        raise InspectError(f"--temperature: must be a finite number > 0, got {temperature!r}")
     if isinstance(n_words, bool) or not isinstance(n_words, int) or n_words < 1:
         raise InspectError(f"--words: must be a whole number >= 1, got {n_words!r}")
     if not isinstance(run, RunModel):
@@ -196,8 +197,11 @@ def generate(run: RunModel | str | os.PathLike[str], prompt: str, temperature: f
     out = model(torch.tensor(ids, dtype=torch.long).view(-1, 1), model.init_state(1))
     sampled: list[str] = []
     for _ in range(n_words):
-        logits = out.logits[-1, 0].float() / temperature
-        next_id = int(torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=generator))
+        probs = torch.softmax(out.logits[-1, 0].float() / temperature, dim=-1)
+        if torch.isfinite(probs).all():
+            next_id = int(torch.multinomial(probs, 1, generator=generator))
+        else:  # a temperature so low the logits overflow: its limit, the likeliest word
+            next_id = int(out.logits[-1, 0].argmax())
         sampled.append(run.vocab.words[next_id])
         out = model(torch.tensor([[next_id]]), out.state)
     shown = [run.vocab.words[i] if not k else w for w, i, k in zip(words, ids, known)] + sampled

@@ -35,6 +35,8 @@ def rnnreg(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
         (["train", "--lr-decay", "0.5"], ["--lr-decay", ">= 1"]),
         (["train", "--preset", "memory", "--bptt", "5"], ["--bptt", "one whole sequence", "leave --bptt out"]),
         (["show", "../etc"], ["run id"]),
+        (["bench", "--share", "1,2", "--placements", "none", "--share-seconds", "inf"],
+         ["--share-seconds", "at most 3600"]),
         (["frobnicate"], ["invalid choice"]),
     ],
 )
@@ -160,3 +162,18 @@ def test_list_puts_your_runs_first_then_the_papers_models_and_shows_memory_recal
     assert [line.split()[1] for line in lines[1:]] == ["mine", "medium-a", "small-a", "memory-a"]
     recall = lines[0].index("TEST RECALL")
     assert lines[-1][recall:].strip() == "45.4%" and lines[1][recall:].strip() == "-"
+
+
+def test_show_prints_strict_json_even_for_a_hand_edited_run(tmp_path, capsys):
+    import json as strict
+
+    from rnnreg import cli
+
+    run = tmp_path / "runs" / "20261208-000000-edited"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text('{"format": 1, "config": {"preset": "small", '
+                                     '"train": {"lr": NaN, "epochs": 1e999}}}')
+    (run / "status.json").write_text('{"state": "finished", "valid_ppl": Infinity}')
+    assert cli.main(["show", run.name, "--runs-dir", str(tmp_path / "runs")]) == 0
+    shown = strict.loads(capsys.readouterr().out, parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))
+    assert shown["config"]["config"]["train"] == {"lr": None, "epochs": None} and shown["status"]["valid_ppl"] is None

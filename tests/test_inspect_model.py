@@ -68,6 +68,11 @@ def test_generate_is_seeded_and_checks_its_options(loaded, runs):
         inspect_model.generate(loaded, "   ")
     with pytest.raises(InspectError, match="temperature"):
         inspect_model.generate(loaded, "the", temperature=0)
+    with pytest.raises(InspectError, match="temperature"):
+        inspect_model.generate(loaded, "the", temperature=float("inf"))
+    # so low the logits overflow float32: its limit, the likeliest word each time (no NaN into multinomial)
+    greedy = inspect_model.generate(loaded, "the dog", 1e-40, 6, seed=1)
+    assert greedy == inspect_model.generate(loaded, "the dog", 1e-40, 6, seed=2) and len(greedy.split()) >= 2
     with pytest.raises(InspectError, match="words"):
         inspect_model.generate(loaded, "the", n_words=0)
 
