@@ -68,7 +68,8 @@ if by_run.at[run, "task"] == "memory":  # its words are symbols: an English sent
                               "after `=` the model should name the key")
 else:
     text = c1.text_input("A sentence", value="the company said it expects to report a loss", key="poke_text",
-                         help="lower-cased and split on spaces; words the model never saw become <unk>")
+                         help="split on spaces, each word lower-cased unless the model knows it as typed; "
+                              "words the model never saw become <unk>")
 top = c2.number_input("Top guesses", 1, 10, 5, key="poke_top")
 if not text.strip():
     st.warning("Type at least one word.")

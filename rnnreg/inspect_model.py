@@ -121,14 +121,16 @@ def load_run_corpus(run: RunModel, data_dir: str | os.PathLike[str] | None = Non
     return corpus
 
 
-def tokenize(text: str) -> list[str]:
-    """PTB-style tokens: lower case, split on white space; `<eos>`/`<unk>` kept as they are."""
-    return [w if w in (EOS, UNK) else w.lower() for w in text.split()]
+def tokenize(text: str, vocab: Vocabulary | None = None) -> list[str]:
+    """Tokens split on white space, each as `vocab` has it: as typed if it knows that, else lower-cased
+    (PTB's words are all lower case; a corpus of your own may keep capitals); `<eos>`/`<unk>` as they are."""
+    known = set(vocab.words) if vocab is not None else set()
+    return [w if w in (EOS, UNK) or w in known else w.lower() for w in text.split()]
 
 
 def encode(vocab: Vocabulary, text: str) -> tuple[list[str], list[int], list[bool]]:
     """(words, ids, known) for `text`; InspectError if it holds no words."""
-    words = tokenize(text)
+    words = tokenize(text, vocab)
     if not words:
         raise InspectError("the prompt is empty: type at least one word")
     ids = vocab.encode(words)

@@ -60,6 +60,14 @@ def test_the_gate_heat_map_gives_the_gates_and_the_signed_states_each_their_own_
     assert len(gates.x) == 6 and gates.x[0] == "1. the"
 
 
+def test_a_word_is_looked_up_as_typed_then_lower_cased():
+    from rnnreg.data import Vocabulary
+
+    vocab = Vocabulary(("Alice", "met", "bob", "<eos>", "<unk>"))  # a corpus of your own may keep capitals
+    words, ids, known = inspect_model.encode(vocab, "Alice Met Bob Carol <eos>")
+    assert words == ["Alice", "met", "bob", "carol", "<eos>"] and known == [True, True, True, False, True]
+
+
 def test_generate_is_seeded_and_checks_its_options(loaded, runs):
     a = inspect_model.generate(loaded, "the dog", 0.8, 12, seed=3)
     assert a == inspect_model.generate(runs["zaremba"], "the dog", 0.8, 12, seed=3)  # a path works too
