@@ -104,7 +104,7 @@ def load_corpus(data_dir: str | Path) -> Corpus:
     return Corpus(vocab, ids["train"], ids["valid"], ids["test"], checksums)
 
 
-def batchify(ids: torch.Tensor, batch_size: int) -> torch.Tensor:
+def batchify(ids: torch.Tensor, batch_size: int, what: str = "a split") -> torch.Tensor:
     """Cut a token stream into `batch_size` contiguous columns, dropping the remainder.
 
     ids = a b c d e f g h i j k l m n o p q r s t u v w x y z, batch_size = 4 ->
@@ -119,7 +119,8 @@ def batchify(ids: torch.Tensor, batch_size: int) -> torch.Tensor:
     """
     rows = ids.numel() // batch_size
     if rows < 2:
-        raise DataError(f"a split of {ids.numel()} tokens is too short for batch size {batch_size}")
+        raise DataError(f"{what} of {ids.numel()} tokens is too short for batch size {batch_size} "
+                        "(at least 2 tokens a column)")
     return ids[: rows * batch_size].view(batch_size, rows).t().contiguous()
 
 

@@ -143,9 +143,9 @@ class Trainer:
         train_ids = corpus.train[: t.max_train_tokens] if t.max_train_tokens else corpus.train
         valid_ids = corpus.valid[: t.max_eval_tokens] if t.max_eval_tokens else corpus.valid
         test_ids = corpus.test[: t.max_eval_tokens] if t.max_eval_tokens else corpus.test
-        self.train_data = batchify(train_ids, t.batch_size).to(device)  # (N/B, B)
-        self.valid_data = batchify(valid_ids, t.batch_size).to(device)
-        self.test_data = batchify(test_ids, t.test_batch_size).to(device)
+        self.train_data = batchify(train_ids, t.batch_size, "--batch-size: the train split").to(device)  # (N/B, B)
+        self.valid_data = batchify(valid_ids, t.batch_size, "--batch-size: the valid split").to(device)
+        self.test_data = batchify(test_ids, t.test_batch_size, "test_batch_size: the test split").to(device)
         self.batches_per_epoch = count_windows(self.train_data, t.bptt, full_only=True)
         if self.batches_per_epoch == 0:
             raise ValueError(

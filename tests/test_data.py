@@ -102,3 +102,16 @@ def test_windows_shift_targets_by_one_and_full_only_drops_the_short_tail():
     assert count_windows(batched, 6, full_only=True) == 3 and count_windows(batched, 6, full_only=False) == 4
     x, y = full[0]
     assert torch.equal(y, batched[1:7]) and torch.equal(x, batched[0:6])
+
+
+def test_a_split_too_short_for_its_batch_names_the_split_and_the_option(tmp_path: Path, capsys):
+    from rnnreg import cli
+
+    words = " ".join(f"w{i % 50}" for i in range(20)) + "\n"
+    for split, text in (("train", words * 60), ("valid", "a b\n"), ("test", words * 5)):
+        (tmp_path / f"{split}.txt").write_text(text)
+    assert cli.main(["train", "--preset", "demo", "--data", str(tmp_path), "--runs-dir", str(tmp_path / "runs"),
+                     "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("--batch-size: the valid split of 3 tokens is too short for batch size 20 "
+                        "(at least 2 tokens a column)") and len(err.splitlines()) == 1, err
