@@ -134,6 +134,29 @@ ZAREMBA_05=--dropout-site=input=0.5,--dropout-site=output=0.5
 WORK=$(mktemp -d /tmp/rnnreg-work.XXXXXX)
 runs="$WORK/runs"
 mkdir -p "$runs"
+partial="$OUT/reference-runs-partial-$device-$stamp.tar.gz"
+# While the runs train, every PACK_EVERY seconds: the runs finished so far (no checkpoints) and the
+# logs, into $partial, so that a command killed at its limit before step 5 still brings them back.
+pack_partial() {
+  local packed="" nap
+  trap 'kill "$nap" 2>/dev/null; exit 0' TERM  # (wait is interrupted by the signal; sleep would not be)
+  while :; do
+    sleep "${PACK_EVERY:-20}" &
+    nap=$!
+    wait "$nap"
+    local finished_now
+    finished_now=$(grep -l '"state": *"finished"' "$runs"/*/status.json 2>/dev/null | xargs -r -n1 dirname \
+      | xargs -r -n1 basename | sort | tr '\n' ' ')
+    [ -n "$finished_now" ] && [ "$finished_now" != "$packed" ] || continue
+    # shellcheck disable=SC2046
+    tar -C "$WORK" -czf "$OUT/partial.tmp" --exclude='.lock' --exclude='.slots' --exclude='checkpoint.*' \
+      logs $(for name in $finished_now; do echo "runs/$name"; done) 2>/dev/null \
+      && mv "$OUT/partial.tmp" "$partial" && packed=$finished_now \
+      && echo "partial archive: $(echo $finished_now | wc -w) finished run(s); $(left) s left" >> "$OUT/session.log"
+  done
+}
+pack_partial < /dev/null > /dev/null 2>&1 &  # (its sleep must not hold the pipe open after a kill)
+packer=$!
 $PY benchmarks/gpu_runs.py --runs-dir "$runs" --deadline $(( $(left) - 25 )) --concurrent "$concurrent" ${sharing[@]+"${sharing[@]}"} --step "$step" \
   ${skips[@]+"${skips[@]}"} \
   --device "$DEVICE" ${DATA:+--data "$DATA"} ${EPOCHS:+--epochs "$EPOCHS"} \
@@ -150,6 +173,9 @@ $PY benchmarks/gpu_runs.py --runs-dir "$runs" --deadline $(( $(left) - 25 )) --c
     medium-zaremba-0.5-s1:medium:zaremba:0.5:1 medium-zaremba-0.5-s2:medium:zaremba:0.5:2 \
     medium-zaremba-0.5-mainlua-s0:medium:zaremba:0.5:0:--decay-after=7} \
   2>&1 | tee "$OUT/runs.jsonl"
+kill "$packer" 2>/dev/null
+wait "$packer" 2>/dev/null
+rm -f "$OUT/partial.tmp"
 
 # 5. Pack the finished runs, the trainers' logs and the session's lesser files into one archive:
 #    the tool returns at most 8 files, no more than 2 folders down.
@@ -173,5 +199,6 @@ echo "finished: ${finished[*]:-none}; $(left) s left" | tee -a "$OUT/session.log
 tar -C "$WORK" -czf "$OUT/reference-runs-$device-$stamp.tar.gz" --exclude='.lock' --exclude='.slots' \
   logs session \
   $(for name in "${finished[@]}"; do echo "runs/$name"; done)
+[ -s "$OUT/reference-runs-$device-$stamp.tar.gz" ] && rm -f "$partial"  # the whole archive replaces it
 rm -rf "$WORK"
 mps_stop  # after the packing: its quit may take up to 30 s, and the archive must not wait for it
