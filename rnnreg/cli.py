@@ -216,13 +216,12 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from rnnreg.runs import load_run, runs_root
-    from rnnreg.runs.files import _finite
+    from rnnreg.runs import load_run, runs_root, strict_json
 
     run = load_run(runs_root(args.runs_dir), args.run)
     shown = {"summary": run.summary.to_json(), "config": run.config_doc, "status": run.status}
     # strict JSON, as the store writes it: a hand-edited file's NaN or 1e999 is shown as null
-    print(json.dumps(_finite(shown), indent=2, allow_nan=False))
+    print(json.dumps(strict_json(shown), indent=2, allow_nan=False))
     return 0
 
 

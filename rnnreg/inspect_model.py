@@ -27,7 +27,7 @@ from rnnreg.config import ConfigError, RunConfig, from_dict
 from rnnreg.data import EOS, UNK, Corpus, Vocabulary, load_corpus
 from rnnreg.lstm import GATES
 from rnnreg.model import LanguageModel
-from rnnreg.runs import CHECKPOINT_FILE, CONFIG_FILE, VOCAB_FILE, corpus_dir, read_json
+from rnnreg.runs import CHECKPOINT_FILE, CONFIG_FILE, VOCAB_FILE, corpus_dir, count_or_none, read_json
 
 MODEL_PREFIX = "model."  # checkpoint tensor names: model.<state_dict key>, rng.*
 
@@ -92,13 +92,9 @@ def load_run_model(run_dir: str | os.PathLike[str]) -> RunModel:
     model.eval()
     within = state.get("within_epoch")
     windows = within.get("windows") if isinstance(within, dict) else 0
-    return RunModel(run_dir, config, vocab, model, _count(state.get("epoch")),
-                    str(state.get("weights_dtype", "float32")), minibatches_into_next=_count(windows))
-
-
-def _count(value: object) -> int:
-    """A whole number >= 0 from a checkpoint's state, else 0 (it only labels the weights here)."""
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+    # the counts only label the weights here: one that is not a count reads as 0
+    return RunModel(run_dir, config, vocab, model, count_or_none(state.get("epoch")) or 0,
+                    str(state.get("weights_dtype", "float32")), minibatches_into_next=count_or_none(windows) or 0)
 
 
 def load_run_corpus(run: RunModel, data_dir: str | os.PathLike[str] | None = None) -> Corpus:

@@ -15,7 +15,7 @@ from typing import NamedTuple
 import torch
 
 from rnnreg.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from rnnreg.runs import RunWriter
+from rnnreg.runs import RunWriter, count_or_none, finite_number
 from rnnreg.train import EpochProgress
 
 log = logging.getLogger(__name__)
@@ -111,20 +111,14 @@ def checkpoint_state(trainer, progress: EpochProgress | None = None) -> dict[str
     return state
 
 
-def _is_count(value: object) -> bool:
-    """A whole number >= 0 as JSON gives it (not a bool)."""
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
 def _progress(path: Path, state: dict, tensors: dict[str, torch.Tensor]) -> EpochProgress:
     """The `within_epoch` part of a format-2 checkpoint, checked."""
     within = state.get("within_epoch")
     within = within if isinstance(within, dict) else {}
     counts = [within.get(key) for key in ("windows", "clipped")]
     numbers = [within.get(key) for key in ("seconds", "nats")]
-    if (not all(map(_is_count, counts)) or counts[1] > counts[0]
-            or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0
-                   for v in numbers)):
+    if (any(count_or_none(v) is None for v in counts) or counts[1] > counts[0]
+            or any(finite_number(v) is None or v < 0 for v in numbers)):
         raise CheckpointError(f"checkpoint {path}: within_epoch must hold windows >= clipped >= 0 and finite "
                               f"seconds, nats >= 0; got {within}")
     carry = (tensors.get("carry.h"), tensors.get("carry.c"))
@@ -149,7 +143,7 @@ def restore_trainer(trainer, path: Path) -> ResumePoint:
         raise CheckpointError(f"checkpoint {path}: weights were compacted to {state['weights_dtype']} for viewing; "
                               "a run cannot resume from them exactly")
     counters = {key: state.get(key) for key in ("epoch", "step", "words")}
-    if not all(map(_is_count, counters.values())):
+    if any(count_or_none(v) is None for v in counters.values()):
         raise CheckpointError(f"checkpoint {path}: epoch/step/words must be whole numbers >= 0, got {counters}")
     if counters["epoch"] > trainer.config.train.epochs:
         raise CheckpointError(f"checkpoint {path}: epoch {counters['epoch']} is beyond the run's "

@@ -137,6 +137,22 @@ def test_nan_written_as_null(tmp_path):
     assert json.loads((tmp_path / "a.json").read_text()) == {"x": None}
 
 
+@pytest.mark.parametrize("value, number, count", [
+    (3, 3.0, 3), (0, 0.0, 0), (2.5, 2.5, None), (-1, -1.0, None), (2**53, float(2**53), 2**53),
+    (2**53 + 1, None, None), (10**400, None, None), (float("nan"), None, None), (float("inf"), None, None),
+    (True, None, None), ("3", None, None), (None, None, None), ([3], None, None),
+])
+def test_values_read_from_a_run_are_checked_for_type_and_range(value, number, count):
+    # what every page and checkpoint reader relies on: a hand-edited value is None, never an exception
+    assert runs.finite_number(value) == number
+    assert runs.count_or_none(value) == count
+
+
+def test_strict_json_writes_non_finite_floats_as_null_and_tuples_as_lists():
+    shown = {"a": [1.5, (float("nan"), 2)], "b": {"c": float("-inf"), "d": "x"}}
+    assert runs.strict_json(shown) == {"a": [1.5, [None, 2]], "b": {"c": None, "d": "x"}}
+
+
 def test_create_writes_config_and_queued_status(tmp_path):
     w = make_run(tmp_path, name="base", request_id="req-1", sweep="s1")
     assert w.dir == tmp_path / w.id and "-base-" in w.id

@@ -9,7 +9,6 @@ next rerun while finished runs are read once.
 from __future__ import annotations
 
 import hashlib
-import math
 import re
 import runpy
 from pathlib import Path
@@ -168,14 +167,7 @@ def run_setting(run_id: str, section: str, key: str) -> float | None:
     """One number of a run's config.json (`train`, `clip`), None where a hand-edited or corrupt
     file has no such section or no finite number there."""
     part = run_config(run_id).get(section)
-    value = part.get(key) if isinstance(part, dict) else None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    try:
-        number = float(value)
-    except OverflowError:  # a whole number beyond any float: JSON has no bound
-        return None
-    return number if math.isfinite(number) else None
+    return runs.finite_number(part.get(key) if isinstance(part, dict) else None)
 
 
 # --- picked runs and their colours ---------------------------------------------------------

@@ -41,7 +41,7 @@ from rnnreg.runs.layout import (
 )
 from rnnreg.runs.files import (
     utc_now, atomic_write_bytes, atomic_write_json, read_json, read_log_tail, JsonlReport, scan_jsonl, read_jsonl,
-    open_in_run,
+    open_in_run, strict_json, finite_number, count_or_none,
 )
 from rnnreg.runs.liveness import (
     process_start_time, pid_alive, effective_state, last_words, ERROR_PREFIX,
@@ -70,8 +70,8 @@ __all__ = [
     "CHECKPOINT_STATE_FILE", "VOCAB_FILE", "LOCK_FILE", "RUN_FILES", "RUN_MARKERS", "MAX_JSON_BYTES",
     "MAX_LINE_BYTES", "MAX_RUN_ID", "RunStoreError", "runs_root", "new_run_id", "validate_run_id", "find_run_dir",
     "is_read_only", "utc_now", "atomic_write_bytes", "atomic_write_json", "read_json", "read_log_tail",
-    "JsonlReport", "scan_jsonl", "read_jsonl", "open_in_run", "process_start_time", "pid_alive", "effective_state",
-    "last_words",
+    "JsonlReport", "scan_jsonl", "read_jsonl", "open_in_run", "strict_json", "finite_number", "count_or_none",
+    "process_start_time", "pid_alive", "effective_state", "last_words",
     "ERROR_PREFIX", "RunWriter", "RunSummary", "summarize_run",
     "penn_treebank_checksums", "corpus_of", "corpus_dir", "list_runs", "run_signature", "root_signature",
     "mc_protocol", "mc_passes_text", "Run", "load_run", "rename_run", "delete_run", "resume_refusal", "format_table",

@@ -25,14 +25,14 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
-def _finite(obj: Any) -> Any:
+def strict_json(obj: Any) -> Any:
     """A copy of `obj` with NaN/inf floats as None and tuples as lists (strict JSON)."""
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, Mapping):
-        return {k: _finite(v) for k, v in obj.items()}
+        return {k: strict_json(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
+        return [strict_json(v) for v in obj]
     return obj
 
 
@@ -69,7 +69,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
 
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
     """`atomic_write_bytes` of strict JSON (non-finite floats written as null)."""
-    text = json.dumps(_finite(obj), allow_nan=False, indent=2, ensure_ascii=False) + "\n"
+    text = json.dumps(strict_json(obj), allow_nan=False, indent=2, ensure_ascii=False) + "\n"
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
@@ -231,7 +231,8 @@ def read_jsonl(
 _LARGEST_COUNT = 2**53
 
 
-def _num(value: Any) -> float | None:
+def finite_number(value: Any) -> float | None:
+    """`value` as a float if it is a finite JSON number (not a bool, not a whole number past 2**53), else None."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     if isinstance(value, int) and abs(value) > _LARGEST_COUNT:
@@ -242,6 +243,12 @@ def _num(value: Any) -> float | None:
 def _int(value: Any) -> int | None:
     ok = isinstance(value, int) and not isinstance(value, bool) and abs(value) <= _LARGEST_COUNT
     return value if ok else None
+
+
+def count_or_none(value: Any) -> int | None:
+    """`value` if it is a whole JSON number from 0 to 2**53 (not a bool), else None."""
+    number = _int(value)
+    return number if number is not None and number >= 0 else None
 
 
 def _str(value: Any) -> str | None:

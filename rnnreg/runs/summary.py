@@ -19,7 +19,7 @@ from rnnreg.runs.layout import (
     STATUS_FILE, UNKNOWN_STATE,
     is_read_only, _inside, _is_run_dir, _valid_segment,
 )
-from rnnreg.runs.files import read_json, read_log_tail, scan_jsonl, _dict, _int, _num, _parse_time, _str
+from rnnreg.runs.files import read_json, read_log_tail, scan_jsonl, _dict, _int, finite_number, _parse_time, _str
 from rnnreg.runs.liveness import effective_state, last_words
 
 logger = logging.getLogger(__name__)
@@ -116,7 +116,7 @@ def summarize_run(run_dir: str | os.PathLike[str], *, read_only: bool = False, g
         problems.append(f"{CONFIG_FILE}: no 'config' object")
     cfg = _dict(doc.get("config"))
     dropout, train, env = _dict(cfg.get("dropout")), _dict(cfg.get("train")), _dict(doc.get("environment"))
-    rates = {k: float(v) for k, v in _dict(dropout.get("rates")).items() if _num(v) is not None}
+    rates = {k: float(v) for k, v in _dict(dropout.get("rates")).items() if finite_number(v) is not None}
 
     report = scan_jsonl(run_dir / METRICS_FILE, ("epoch", "test", "mc_test"))
     if report.problem and not report.problem.endswith(": missing"):
@@ -124,9 +124,9 @@ def summarize_run(run_dir: str | os.PathLike[str], *, read_only: bool = False, g
     if report.skipped:
         problems.append(f"{METRICS_FILE}: {report.skipped} unreadable line(s) skipped")
     epochs = [r for r in report.records if r.get("kind") == "epoch" and _int(r.get("epoch")) is not None]
-    valids = [v for v in (_num(r.get("valid_ppl")) for r in epochs) if v is not None]
-    tests = [v for v in (_num(r.get("test_ppl")) for r in report.records if r.get("kind") == "test") if v is not None]
-    mc_tests = [r for r in report.records if r.get("kind") == "mc_test" and _num(r.get("mc_test_ppl")) is not None]
+    valids = [v for v in (finite_number(r.get("valid_ppl")) for r in epochs) if v is not None]
+    tests = [v for v in (finite_number(r.get("test_ppl")) for r in report.records if r.get("kind") == "test") if v is not None]
+    mc_tests = [r for r in report.records if r.get("kind") == "mc_test" and finite_number(r.get("mc_test_ppl")) is not None]
     accuracies = [r.get("test_accuracy") for r in report.records if r.get("kind") == "test"]
     memory = _dict(cfg.get("memory")) if cfg.get("task") == "memory" else {}
 
@@ -154,12 +154,12 @@ def summarize_run(run_dir: str | os.PathLike[str], *, read_only: bool = False, g
         epochs_done=epochs_done,
         epochs_total=_int(status.get("epochs_total")) or _int(train.get("epochs")),
         best_valid_ppl=min(valids) if valids else None,
-        last_valid_ppl=_num(epochs[-1].get("valid_ppl")) if epochs else None,
+        last_valid_ppl=finite_number(epochs[-1].get("valid_ppl")) if epochs else None,
         test_ppl=tests[-1] if tests else None,
-        mc_test_ppl=_num(mc_tests[-1]["mc_test_ppl"]) if mc_tests else None,
+        mc_test_ppl=finite_number(mc_tests[-1]["mc_test_ppl"]) if mc_tests else None,
         mc_samples=_int(mc_tests[-1].get("samples")) if mc_tests else None,
         mc_protocol=mc_protocol(mc_tests[-1]) if mc_tests else None,
-        test_accuracy=_num(accuracies[-1]) if accuracies else None,
+        test_accuracy=finite_number(accuracies[-1]) if accuracies else None,
         delay=_int(memory.get("delay")),
         variant=variant,
         corpus=corpus_of(env.get("data_sha256")),
@@ -372,12 +372,12 @@ def _wall_seconds(status: dict, state: str, epochs: list[dict], records: list[di
     """
     started, ended = _parse_time(status.get("started_at")), _parse_time(status.get("ended_at"))
     resumed = _parse_time(status.get("resumed_at"))
-    carried = _num(status.get("resumed_from_time"))
+    carried = finite_number(status.get("resumed_from_time"))
     resumed_after = _int(status.get("resumed_from_epoch"))
     if carried is None and resumed_after == 0:  # started over from scratch: nothing carried
         carried = 0.0
     elif carried is None and resumed_after:
-        before = [_num(r.get("time")) for r in epochs if _int(r.get("epoch")) == resumed_after]
+        before = [finite_number(r.get("time")) for r in epochs if _int(r.get("epoch")) == resumed_after]
         carried = before[-1] if before else None
     if state == "queued" and resumed is not None and carried is not None:
         return carried  # waiting for a slot to resume: only what it trained so far
@@ -387,5 +387,5 @@ def _wall_seconds(status: dict, state: str, epochs: list[dict], records: list[di
         return max(ended - started, 0.0)
     if started is not None and state in ACTIVE_STATES:
         return max(time.time() - started, 0.0)
-    times = [t for t in (_num(r.get("time")) for r in records) if t is not None]
+    times = [t for t in (finite_number(r.get("time")) for r in records) if t is not None]
     return max(times) if times else None

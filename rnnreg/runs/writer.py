@@ -16,8 +16,8 @@ from rnnreg.runs.layout import (
     RunStoreError, STATUS_FILE, TERMINAL_STATES, VOCAB_FILE, new_run_id, validate_run_id,
 )
 from rnnreg.runs.files import (
-    atomic_write_bytes, atomic_write_json, open_in_run, read_json, utc_now, _Unreadable, _dir_lock, _finite,
-    _fsync_dir, _num, _open_regular, _str,
+    atomic_write_bytes, atomic_write_json, open_in_run, read_json, utc_now, _Unreadable, _dir_lock, strict_json,
+    _fsync_dir, finite_number, _open_regular, _str,
 )
 from rnnreg.runs.liveness import effective_state, process_start_time
 
@@ -42,10 +42,10 @@ def _new_status(epochs_total: int | None) -> dict[str, Any]:
 
 def _before(record: dict, epoch: int, step: int | None) -> bool:
     """Whether `record` was written before the checkpoint `rewind` goes back to."""
-    rec_epoch = _num(record.get("epoch"))
+    rec_epoch = finite_number(record.get("epoch"))
     if rec_epoch is None or rec_epoch <= epoch:
         return True
-    rec_step = _num(record.get("step"))
+    rec_step = finite_number(record.get("step"))
     return (step is not None and record.get("kind") == "step" and rec_epoch == epoch + 1
             and rec_step is not None and rec_step <= step)
 
@@ -241,7 +241,7 @@ class RunWriter:
     def _append(self, filename: str, record: Mapping[str, Any]) -> None:
         if not isinstance(record, Mapping) or not isinstance(record.get("kind"), str):
             raise ValueError(f"{filename}: a record must be a mapping with a 'kind' string")
-        line = (json.dumps(_finite(record), allow_nan=False, separators=(",", ":")) + "\n").encode("utf-8")
+        line = (json.dumps(strict_json(record), allow_nan=False, separators=(",", ":")) + "\n").encode("utf-8")
         fd = self._fds.get(filename)
         if fd is None:
             fd = self._fds[filename] = self._open_append(self.dir / filename)
