@@ -301,6 +301,48 @@ def _terminate(pid: int) -> None:
         os.kill(pid, signal.SIGTERM)
 
 
+def trainer_doubt(pid: int, status: Mapping[str, Any]) -> str | None:
+    """Why live process `pid` may not be the trainer of the run whose status.json names it, else None.
+
+    Anyone who can write the runs root can edit a status.json, and a run copied in brings its own:
+    its pid must never let Cancel signal another process.  A trainer records its host and its
+    start time (`pid_start`, against pid reuse) with its pid, and runs `rnnreg train`; /proc must
+    show both.  Without /proc (macOS) the host and a live pid are all there is to go by.
+    """
+    if status.get("host") is None:
+        return "without the host that tells its trainer from another process"
+    if pid in (1, os.getpid(), os.getpgrp()):
+        return "which is this dashboard's own process or init, never a trainer"
+    started = process_start_time(pid)
+    if started is None:
+        return None  # no /proc here, or it ended just now (then the signal finds nothing)
+    recorded = status.get("pid_start")
+    if isinstance(recorded, bool) or recorded != started:
+        return "without the start time of the process now using that pid" if recorded is None else \
+            "but that process started at another time (its pid was reused)"
+    if not is_trainer_command(_command_line(pid)):
+        return "which is not an rnnreg trainer (`rnnreg train`)"
+    return None
+
+
+def is_trainer_command(argv: list[str]) -> bool:
+    """Whether `argv` runs the trainer: `python -m rnnreg train ...` or the `rnnreg train ...` script."""
+    for i, arg in enumerate(argv[:-1]):
+        if ((arg == "rnnreg" and i > 0 and argv[i - 1] == "-m") or os.path.basename(arg) == "rnnreg") \
+                and argv[i + 1] == "train":
+            return True
+    return False
+
+
+def _command_line(pid: int) -> list[str]:
+    """The arguments of process `pid` (Linux /proc), [] if unreadable."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [part.decode("utf-8", "replace") for part in raw.split(b"\0") if part]
+
+
 def cancel(root: str | os.PathLike[str], run_id: str) -> str:
     """Stop a queued or running run; returns what happened, in a sentence for the user.
 
@@ -324,11 +366,9 @@ def cancel(root: str | os.PathLike[str], run_id: str) -> str:
     writer = RunWriter(run_dir)
     pid = status.get("pid")
     if pid_alive(pid, status.get("pid_start")):
-        # rnnreg records the host and the process's start time with its pid; without them a
-        # recycled (or planted) pid cannot be told from the trainer, and is never signalled
-        if host is None or (status.get("pid_start") is None and process_start_time(pid) is not None):
-            raise RunStoreError(f"cannot cancel {run_id}: its status.json names pid {pid} without the host and "
-                                "start time that tell its trainer from another process; stop it yourself")
+        doubt = trainer_doubt(pid, status)
+        if doubt is not None:
+            raise RunStoreError(f"cannot cancel {run_id}: its status.json names pid {pid}, {doubt}; stop it yourself")
         writer.update_status(cancel_requested_at=utc_now())
         try:
             _terminate(pid)

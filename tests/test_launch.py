@@ -32,7 +32,7 @@ FAKE_TRAINER = textwrap.dedent(
     from rnnreg.launch import acquire_slot
     from rnnreg.runs import RunWriter
 
-    run_dir, limit, hold = Path(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+    run_dir, limit, hold = Path(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])  # argv[1]: "train"
     stop = []
     signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
     writer = RunWriter.open(run_dir)
@@ -53,14 +53,15 @@ FAKE_TRAINER = textwrap.dedent(
 
 
 @pytest.fixture
-def fake(tmp_path):
+def fake(tmp_path_factory):
     """A command factory for launch() that runs FAKE_TRAINER holding for `hold` seconds."""
-    script = tmp_path / "fake_trainer.py"
+    # `python .../rnnreg train ...`: what Cancel takes for a trainer; not in tmp_path, the tests' runs root
+    script = tmp_path_factory.mktemp("fake") / "rnnreg"
     script.write_text(FAKE_TRAINER)
 
     def factory(hold: float = 0.0):
         def command(run_dir, *, max_concurrent, python):
-            return [python, str(script), str(run_dir), str(max_concurrent), str(hold)]
+            return [python, str(script), "train", str(run_dir), str(max_concurrent), str(hold)]
 
         return command
 
@@ -70,6 +71,10 @@ def fake(tmp_path):
             proc.kill()
         proc.wait()
     launch_mod._children.clear()
+
+
+# A process that sleeps and whose command line reads as a trainer's (python -c ... -m rnnreg train)
+STAND_IN = [sys.executable, "-c", "import time; time.sleep(60)", "-m", "rnnreg", "train"]
 
 
 def wait_for(predicate, timeout=10.0, what="condition"):
@@ -221,7 +226,7 @@ def test_cancel_a_running_trainer_that_handles_sigterm(tmp_path, fake):
 
 def test_cancel_a_process_without_a_handler(tmp_path):
     writer = RunWriter.create(tmp_path, CONFIG)
-    sleeper = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    sleeper = subprocess.Popen(STAND_IN, start_new_session=True)
     try:
         writer.set_status("running", pid=sleeper.pid)
         assert "asked" in cancel(tmp_path, writer.id)
@@ -240,8 +245,8 @@ def test_cancel_a_process_without_a_handler(tmp_path):
 ])
 def test_cancel_signals_only_the_trainer_when_it_leads_no_session(tmp_path, trainer_leads):
     writer = RunWriter.create(tmp_path, CONFIG)
-    leader = subprocess.Popen(["sleep", "60"], process_group=0)
-    other = subprocess.Popen(["sleep", "60"], process_group=leader.pid)
+    leader = subprocess.Popen(STAND_IN, process_group=0)
+    other = subprocess.Popen(STAND_IN, process_group=leader.pid)
     trainer, bystander = (leader, other) if trainer_leads else (other, leader)
     try:
         writer.set_status("running", pid=trainer.pid)
@@ -271,7 +276,7 @@ def test_cancel_marks_a_dead_active_run(tmp_path):
 
 def test_a_trainer_that_finishes_as_it_is_cancelled_stays_finished(tmp_path, monkeypatch):
     writer = RunWriter.create(tmp_path, CONFIG)
-    sleeper = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    sleeper = subprocess.Popen(STAND_IN, start_new_session=True)
     try:
         writer.set_status("running", pid=sleeper.pid)
 
@@ -291,16 +296,65 @@ def test_a_trainer_that_finishes_as_it_is_cancelled_stays_finished(tmp_path, mon
 
 def test_cancel_of_another_users_trainer_says_so_and_requests_nothing(tmp_path, monkeypatch):
     writer = RunWriter.create(tmp_path, CONFIG)
-    writer.set_status("running")  # this process: alive
+    trainer = subprocess.Popen(STAND_IN)
+    try:
+        writer.set_status("running", pid=trainer.pid)
 
-    def not_ours(pid):
-        raise PermissionError(1, "Operation not permitted")
+        def not_ours(pid):
+            raise PermissionError(1, "Operation not permitted")
 
-    monkeypatch.setattr(launch_mod, "_terminate", not_ours)
-    with pytest.raises(RunStoreError, match=f"cannot cancel {writer.id}: not permitted to signal its process"):
-        cancel(tmp_path, writer.id)
-    status = status_of(tmp_path, writer.id)
-    assert status["state"] == "running" and status["cancel_requested_at"] is None
+        monkeypatch.setattr(launch_mod, "_terminate", not_ours)
+        with pytest.raises(RunStoreError, match=f"cannot cancel {writer.id}: not permitted to signal its process"):
+            cancel(tmp_path, writer.id)
+        status = status_of(tmp_path, writer.id)
+        assert status["state"] == "running" and status["cancel_requested_at"] is None
+    finally:
+        trainer.kill()
+        trainer.wait()
+
+
+@pytest.mark.parametrize("command, forged", [
+    (["sleep", "60"], {}),  # the host and true start time of a process that is no trainer
+    (STAND_IN, {"pid_start": "x"}),  # a start time that is no number (it used to count as alive and pass)
+    (STAND_IN, {"pid_start": None}),
+    (STAND_IN, {"host": None}),
+])
+def test_cancel_never_signals_a_process_that_a_status_json_names_but_is_not_its_trainer(tmp_path, command, forged):
+    writer = RunWriter.create(tmp_path, CONFIG)
+    bystander = subprocess.Popen(command, start_new_session=True)
+    try:
+        writer.set_status("running", pid=bystander.pid)  # records the host and the sleep's own start time
+        status = json.loads((writer.dir / "status.json").read_text())
+        (writer.dir / "status.json").write_text(json.dumps({**status, **forged}))
+        with pytest.raises(RunStoreError, match=f"cannot cancel {writer.id}: its status.json names pid "
+                                                f"{bystander.pid}, .*; stop it yourself"):
+            cancel(tmp_path, writer.id)
+        time.sleep(0.2)
+        assert bystander.poll() is None
+        assert status_of(tmp_path, writer.id).get("cancel_requested_at") is None
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+
+def test_cancel_never_signals_the_dashboard_itself():
+    status = {"host": socket.gethostname(), "pid_start": launch_mod.process_start_time(os.getpid())}
+    assert "dashboard's own process" in launch_mod.trainer_doubt(os.getpid(), status)
+    assert "dashboard's own process or init" in launch_mod.trainer_doubt(1, {**status, "pid_start": None})
+
+
+@pytest.mark.parametrize("argv, trainer", [
+    (["/usr/bin/python3", "-m", "rnnreg", "train", "--run-dir", "x"], True),
+    (["/usr/bin/python3", "-X", "dev", "-m", "rnnreg", "train"], True),
+    (["/usr/bin/python3", "/home/u/.local/bin/rnnreg", "train", "--preset", "demo"], True),  # the console script
+    (["/usr/bin/python3", "-m", "rnnreg", "evaluate", "x"], False),
+    (["sleep", "60"], False),
+    (["/usr/bin/python3", "-m", "streamlit", "run", "app.py"], False),
+    (["vim", "rnnreg"], False),
+    ([], False),
+])
+def test_what_cancel_takes_for_a_trainer(argv, trainer):
+    assert launch_mod.is_trainer_command(argv) is trainer
 
 
 def test_cancel_refusals(tmp_path):
