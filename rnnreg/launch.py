@@ -71,7 +71,7 @@ def trainer_command(run_dir: Path, *, max_concurrent: int = 1, python: str = sys
 
 @contextlib.contextmanager
 def _root_lock(root: Path) -> Iterator[None]:
-    fd = os.open(root / LAUNCH_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    fd = open_in_run(root / LAUNCH_LOCK, os.O_RDWR)  # never through a symlink planted in the root
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -248,7 +248,7 @@ class Slot:
 
 
 def _try_slot(path: Path, index: int) -> Slot | None:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    fd = open_in_run(path, os.O_RDWR)  # a symlink planted as a slot would have its target truncated
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -278,6 +278,8 @@ def acquire_slot(
         raise ValueError(f"acquire_slot: limit must be a whole number >= 1, got {limit!r}")
     slots = Path(root) / SLOTS_DIR
     slots.mkdir(parents=True, exist_ok=True)
+    if slots.is_symlink():  # its slot files would be made (and truncated) wherever it points
+        raise RunStoreError(f"{slots} is a symlink; rnnreg keeps its queue's slots only in a directory of its own")
     while True:
         for index in range(limit):
             slot = _try_slot(slots / f"slot-{index}.lock", index)
@@ -350,6 +352,13 @@ def cancel(root: str | os.PathLike[str], run_id: str) -> str:
     process is gone is marked `cancelled` here.  Refuses reference runs and runs whose
     process lives on another host.
     """
+    try:
+        return _cancel(root, run_id)
+    except OSError as err:  # a read-only disk, a directory of another user's: the page's one-line error
+        raise RunStoreError(f"cannot cancel {run_id}: {err.strerror or type(err).__name__}") from None
+
+
+def _cancel(root: str | os.PathLike[str], run_id: str) -> str:
     validate_run_id(run_id)
     run_dir = find_run_dir(root, run_id)
     if is_read_only(run_dir):

@@ -420,3 +420,49 @@ def test_a_new_run_is_as_readable_as_any_folder_the_user_makes(tmp_path):
     finally:
         os.umask(old)
     assert writer.dir.stat().st_mode & 0o777 == 0o755  # mkdtemp's 0700 kept other readers (a shared Ray root) out
+
+
+# --------------------------------------------------------------------------- the queue's files
+
+
+@pytest.mark.parametrize("planted", [".launch.lock", ".slots/slot-0.lock", ".slots"])
+def test_the_queue_never_writes_through_a_symlink_planted_in_the_runs_root(tmp_path, planted):
+    root, victim = tmp_path / "runs", tmp_path / "notes.txt"
+    victim.write_text("important notes\n")
+    (root / ".slots").mkdir(parents=True)
+    link = root / planted
+    if planted == ".slots":  # the slots would be made, and truncated, in the folder it points to
+        link.rmdir()
+        link.symlink_to(tmp_path)
+        victim = tmp_path / "slot-0.lock"
+        victim.write_text("important notes\n")
+    else:
+        link.symlink_to(victim)
+    with pytest.raises(RunStoreError, match="symlink"):
+        if planted == ".launch.lock":
+            launch(root, CONFIG, command=lambda run_dir, **_: ["true"])
+        else:
+            acquire_slot(root, 1, should_stop=lambda: True)
+    assert victim.read_text() == "important notes\n"
+
+
+def test_a_fifo_or_directory_in_a_runs_place_is_refused_and_hangs_nothing(tmp_path):
+    writer = RunWriter.create(tmp_path, CONFIG)
+    writer.set_status("cancelled", message="cancelled by the user")
+    os.mkfifo(writer.dir / "train.log")
+    assert runs.resume_refusal(writer.dir) == "its train.log is not a regular file"
+    with pytest.raises(RunStoreError, match="train.log in .* is not a regular file"):
+        runs.open_in_run(writer.dir / "train.log")  # before, it blocked until something read the FIFO
+    with pytest.raises(RunStoreError, match="train.log in .* is not a regular file"):
+        runs.open_in_run(writer.dir / "train.log", os.O_RDWR)
+    running = RunWriter.create(tmp_path, CONFIG)
+    trainer = subprocess.Popen(STAND_IN)
+    try:
+        running.set_status("running", pid=trainer.pid)
+        (running.dir / ".lock").unlink(missing_ok=True)
+        (running.dir / ".lock").mkdir()
+        with pytest.raises(RunStoreError, match=f".lock in {running.id} is not a regular file"):  # was IsADirectoryError
+            cancel(tmp_path, running.id)
+    finally:
+        trainer.kill()
+        trainer.wait()

@@ -5,6 +5,7 @@ A missing file, a torn line, a wrong type, a huge line or a symlink gives a prob
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import math
@@ -74,19 +75,28 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
 
 
 def open_in_run(path: str | os.PathLike[str], flags: int = os.O_WRONLY | os.O_APPEND) -> int:
-    """A descriptor for writing `path` in a run directory (created 0o644 if missing).
+    """A descriptor for writing `path` in a run directory or the runs root (created 0o644 if missing).
 
-    A symlink in its place is refused (RunStoreError), never followed: a run copied into the
-    store with `metrics.jsonl -> ~/notes` must not make a resumed trainer write there.  (The
-    atomic writes above replace a link instead of following it.)
+    Anything but a regular file in its place is refused (RunStoreError), a symlink never followed:
+    a run copied into the store with `metrics.jsonl -> ~/notes` must not make a resumed trainer
+    write there, nor a FIFO planted as train.log hang it.  (The atomic writes above replace a
+    link instead of following it.)
     """
+    path = Path(path)
+    no_follow = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
-        return os.open(path, flags | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0), 0o644)
-    except OSError:
+        fd = os.open(path, flags | os.O_CREAT | no_follow, 0o644)
+    except OSError as err:
         if os.path.islink(path):
-            raise RunStoreError(f"{Path(path).name} in {Path(path).parent.name} is a symlink; "
+            raise RunStoreError(f"{path.name} in {path.parent.name} is a symlink; "
                                 "rnnreg never writes a run's files through one") from None
+        if err.errno in (errno.EISDIR, errno.ENXIO):  # a directory; a FIFO nothing reads
+            raise RunStoreError(f"{path.name} in {path.parent.name} is not a regular file") from None
         raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO opened read-write, a device
+        os.close(fd)
+        raise RunStoreError(f"{path.name} in {path.parent.name} is not a regular file")
+    return fd
 
 
 @contextlib.contextmanager

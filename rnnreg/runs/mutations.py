@@ -6,6 +6,7 @@ import contextlib
 import os
 import secrets
 import shutil
+import stat
 from pathlib import Path
 from typing import Iterator
 
@@ -67,6 +68,13 @@ def delete_run(root: str | os.PathLike[str], run_id: str) -> None:
         shutil.rmtree(trash)
 
 
+def _exists_but_not_a_file(path: Path) -> bool:
+    try:
+        return not stat.S_ISREG(path.lstat().st_mode)
+    except OSError:  # missing: the trainer makes it
+        return False
+
+
 def resume_refusal(run_dir: str | os.PathLike[str]) -> str | None:
     """Why `rnnreg train --resume` refuses this run, from its status and whether its config.json is
     there to read; None if it may try.
@@ -81,6 +89,9 @@ def resume_refusal(run_dir: str | os.PathLike[str]) -> str | None:
     if linked:  # a trainer would write through them, outside the store (the writers refuse them too)
         return (f"its {', '.join(linked)} {'is a symlink' if len(linked) == 1 else 'are symlinks'}; rnnreg writes "
                 "a run's files only in its own directory (copy the files in instead of linking them)")
+    odd = [name for name in (*RUN_FILES, LOCK_FILE) if _exists_but_not_a_file(run_dir / name)]
+    if odd:  # a FIFO would hang the writer, a directory fail it
+        return f"its {', '.join(odd)} {'is' if len(odd) == 1 else 'are'} not a regular file"
     status, problem = read_json(run_dir / STATUS_FILE)
     if status is None:
         return problem
