@@ -461,7 +461,8 @@ def test_a_fifo_or_directory_in_a_runs_place_is_refused_and_hangs_nothing(tmp_pa
         running.set_status("running", pid=trainer.pid)
         (running.dir / ".lock").unlink(missing_ok=True)
         (running.dir / ".lock").mkdir()
-        with pytest.raises(RunStoreError, match=f".lock in {running.id} is not a regular file"):  # was IsADirectoryError
+        # before: an IsADirectoryError that crashed the page
+        with pytest.raises(RunStoreError, match=f".lock in {running.id} is not a regular file"):
             cancel(tmp_path, running.id)
     finally:
         trainer.kill()

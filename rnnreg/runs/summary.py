@@ -125,8 +125,10 @@ def summarize_run(run_dir: str | os.PathLike[str], *, read_only: bool = False, g
         problems.append(f"{METRICS_FILE}: {report.skipped} unreadable line(s) skipped")
     epochs = [r for r in report.records if r.get("kind") == "epoch" and _int(r.get("epoch")) is not None]
     valids = [v for v in (finite_number(r.get("valid_ppl")) for r in epochs) if v is not None]
-    tests = [v for v in (finite_number(r.get("test_ppl")) for r in report.records if r.get("kind") == "test") if v is not None]
-    mc_tests = [r for r in report.records if r.get("kind") == "mc_test" and finite_number(r.get("mc_test_ppl")) is not None]
+    tests = [v for v in (finite_number(r.get("test_ppl")) for r in report.records if r.get("kind") == "test")
+             if v is not None]
+    mc_tests = [r for r in report.records
+                if r.get("kind") == "mc_test" and finite_number(r.get("mc_test_ppl")) is not None]
     accuracies = [r.get("test_accuracy") for r in report.records if r.get("kind") == "test"]
     memory = _dict(cfg.get("memory")) if cfg.get("task") == "memory" else {}
 
