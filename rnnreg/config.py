@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from rnnreg.placements import PLACEMENT_NAMES, PLACEMENTS, resolve_rates
+from rnnreg.placements import PLACEMENT_NAMES, PLACEMENTS, resolve_rates, short_repr
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA_DIR = PACKAGE_ROOT / "data" / "ptb"  # the vendored Penn Treebank
@@ -23,6 +23,10 @@ DEVICES = ("auto", "cpu", "cuda")
 STEP_MODES = ("auto", "graph", "eager")  # as rnnreg.steps (kept here so config stays torch-free)
 TASKS = ("lm", "memory")
 MAX_NAME = 200  # characters in a run's name
+# Far beyond the paper's largest model (2 x 1500): a config.json asking for more is a mistake or
+# hostile, and merely opening it (the Poke page builds its model) would allocate tens of GB.
+MAX_LAYERS = 16
+MAX_HIDDEN = 8192
 
 
 def valid_name(name: object) -> bool:
@@ -281,16 +285,28 @@ def _flag(field: str) -> str:
     return f"--{field.replace('_', '-')} (train.{field})"
 
 
-def _check_int(option: str, value: Any, minimum: int) -> None:
+def _check_int(option: str, value: Any, minimum: int, maximum: int | None = None) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{option}: must be a whole number >= {minimum}, got {value!r}")
+        raise ConfigError(f"{option}: must be a whole number >= {minimum}, got {short_repr(value)}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{option}: at most {maximum}, got {short_repr(value)}")
+
+
+def _is_finite_number(value: Any) -> bool:
+    """A number (not a bool) that is finite as a float; JSON's whole numbers past 1e308 are not."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def _check_float(option: str, value: Any, minimum: float, inclusive: bool = False) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = _is_finite_number(value)
     if not ok or value < minimum or (value == minimum and not inclusive):
         relation = ">=" if inclusive else ">"
-        raise ConfigError(f"{option}: must be a finite number {relation} {minimum}, got {value!r}")
+        raise ConfigError(f"{option}: must be a finite number {relation} {minimum}, got {short_repr(value)}")
 
 
 def validate(config: RunConfig) -> None:
@@ -302,11 +318,11 @@ def validate(config: RunConfig) -> None:
     if config.name is not None and not valid_name(config.name):
         raise ConfigError(f"--name: must be text of at most {MAX_NAME} characters, without control characters")
     m, t = config.model, config.train
-    _check_int("layers", m.layers, 1)
-    _check_int("hidden", m.hidden, 1)
+    _check_int("layers", m.layers, 1, MAX_LAYERS)
+    _check_int("hidden", m.hidden, 1, MAX_HIDDEN)
     _check_float("init_scale", m.init_scale, 0.0)
-    if isinstance(m.forget_bias, bool) or not isinstance(m.forget_bias, (int, float)) or not math.isfinite(m.forget_bias):
-        raise ConfigError(f"forget_bias: must be a finite number, got {m.forget_bias!r}")
+    if not _is_finite_number(m.forget_bias):
+        raise ConfigError(f"forget_bias: must be a finite number, got {short_repr(m.forget_bias)}")
     if not _is_one_of(config.dropout.placement, PLACEMENTS):
         raise ConfigError(
             f"--placement: unknown placement {config.dropout.placement!r}; allowed: {', '.join(PLACEMENT_NAMES)}"

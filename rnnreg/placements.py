@@ -228,5 +228,12 @@ def rates_text(rates: Mapping[str, float]) -> str:
 
 def check_rate(option: str, rate: object) -> None:
     """Every dropout rate must be a number with 0 <= p < 1 (p = 1 would drop everything)."""
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not (0.0 <= float(rate) < 1.0):
-        raise ValueError(f"{option}: rate must be a number with 0 <= p < 1, got {rate!r}")
+    # (a whole number is compared as itself: float() of one past 1e308 would overflow)
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not (0.0 <= rate < 1.0):
+        raise ValueError(f"{option}: rate must be a number with 0 <= p < 1, got {short_repr(rate)}")
+
+
+def short_repr(value: object) -> str:
+    """`value` as an error quotes it: its repr, cut short (a hand-edited config can hold 400 digits)."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

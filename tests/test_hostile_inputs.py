@@ -428,6 +428,13 @@ def catalogue() -> list[Case]:
         C("config", "lr NaN", bad_config(setter("train.lr", float("nan"))), "lr"),
         C("config", "lr infinite", bad_config(setter("train.lr", float("inf"))), "lr"),
         C("config", "lr not a number", bad_config(setter("train.lr", "fast")), "lr"),
+        # whole numbers past a float's range: math.isfinite raised OverflowError, crashing every chart page
+        C("config", "lr of 400 digits", bad_config(setter("train.lr", 10**400)), "lr"),
+        C("config", "forget bias of 400 digits", bad_config(setter("model.forget_bias", 10**400)), "forget_bias"),
+        C("config", "rate of 400 digits",
+          bad_config(setter("dropout.rates", {"input": 10**400, "output": 0.2})), "input"),
+        C("config", "hidden 10**6 (tens of GB to build)", bad_config(setter("model.hidden", 10**6)), "hidden: at most"),
+        C("config", "17 layers", bad_config(setter("model.layers", 17)), "layers: at most"),
         C("config", "epochs as text", bad_config(setter("train.epochs", "3")), "--epochs"),
         C("config", "negative clip", bad_config(setter("train.clip", -1)), "clip"),
         C("config", "weight decay NaN", bad_config(setter("train.weight_decay", float("nan"))), "--weight-decay"),
@@ -486,7 +493,7 @@ def catalogue() -> list[Case]:
         C("store", "train.log ends in a planted escape sequence", died_with_log(
             b"Traceback (most recent call last):\n  File x\n\x1b[2J\x1b[31mError: \xff<b>gone</b>\n"),
           "its trainer died: \x1b[2J\x1b[31mError: \ufffd<b>gone</b>"),
-        C("store", "cancel a pid with no start time", cancel_unidentified_pid, "without the host and start time"),
+        C("store", "cancel a pid with no start time", cancel_unidentified_pid, "without the host that tells its trainer"),
         C("store", "evaluate a reference run by its path", reference_by_path("absolute path"), "read-only"),
         C("store", "runs root is the reference folder", reference_by_path("root"), "read-only"),
         C("store", "compact an interrupted run", compact("running"), "is interrupted, not finished"),
