@@ -34,7 +34,7 @@ spec = PLACEMENTS[placement]
 st.caption(f"**{placement}**: {spec.summary} — *{spec.source}*")
 walls = store.shipped_walls(common.run_table(), preset)
 if walls:
-    st.caption(f"How long: the shipped `{preset}` runs took {walls}, at the preset's own settings.")
+    st.caption(f"How long: the shipped `{preset}` runs took {common.escape_markdown(walls)}, at the preset's own settings.")
 defaults = cfg.build_run_config(preset, placement=placement)
 
 with st.form("launch_form", border=True):
@@ -88,7 +88,7 @@ if submitted:
             weight_decay=float(weight_decay), lr=float(lr), lr_decay=float(lr_decay), decay_after=int(decay_after),
             clip=float(clip)))
     except cfg.ConfigError as err:
-        st.error(f"Not started: {err}")
+        st.error(f"Not started: {common.escape_markdown(err)}")
     else:
         settings = json.dumps(config, sort_keys=True)
         last = st.session_state.get(LAST)
@@ -99,7 +99,7 @@ if submitted:
                 run_id = launch.launch(common.runs_root(), config, name=config["name"],
                                        request_id=st.session_state[REQUEST], max_concurrent=int(max_concurrent))
             except (runs.RunStoreError, OSError) as err:
-                st.error(f"Could not start the run: {err}")
+                st.error(f"Could not start the run: {common.escape_markdown(err)}")
                 # the next click is a new request: with this one's id it would get back the run that failed
                 st.session_state[REQUEST] = uuid.uuid4().hex
             else:
@@ -111,9 +111,9 @@ if submitted:
 
 def cancel(run_id: str) -> None:
     try:
-        st.toast(launch.cancel(common.runs_root(), run_id))
+        st.toast(common.escape_markdown(launch.cancel(common.runs_root(), run_id)))
     except runs.RunStoreError as err:
-        st.toast(f"Could not cancel: {err}", icon=":material/error:")
+        st.toast(f"Could not cancel: {common.escape_markdown(err)}", icon=":material/error:")
 
 
 def resume(run_id: str) -> None:
@@ -121,7 +121,7 @@ def resume(run_id: str) -> None:
         launch.resume(common.runs_root(), run_id, wait=common.RESUME_WAIT_S)
         st.toast("Resuming: it trains on from where it stopped.", icon=":material/play_circle:")
     except runs.RunStoreError as err:
-        st.toast(f"Could not resume: {err}", icon=":material/error:")
+        st.toast(f"Could not resume: {common.escape_markdown(err)}", icon=":material/error:")
 
 
 def dismiss(run_ids: list[str]) -> None:
@@ -156,7 +156,7 @@ def live_runs() -> None:
             refusal, _ = common.resume_offer(row["run"], row)  # its config.json gone, say: the library's reason
             c5.button("Resume", key=f"resume_{row['run']}", on_click=resume, args=(row["run"],),
                       icon=":material/play_circle:", disabled=refusal is not None,
-                      help=f"Cannot resume: {refusal}" if refusal else
+                      help=f"Cannot resume: {common.escape_markdown(refusal)}" if refusal else
                       "train it on from its last checkpoint (from the start if it stopped before its first)")
         if row["message"]:
             st.caption(f"{common.escape_markdown(row['label'])}: {common.escape_markdown(row['message'])}")

@@ -77,13 +77,13 @@ if not text.strip():
 try:
     inspection = inspect(path, text, int(top))
 except ValueError as err:  # rnnreg.inspect_model.InspectError: a run that cannot be loaded, an empty text
-    st.error(str(err))
+    st.error(common.escape_markdown(err))
     st.stop()
 
 st.caption(f"The weights of its checkpoint: {model_for(path).trained()}.")  # a running run's move on
 unknown = [w for w, k in zip(inspection.words, inspection.known) if not k]
 if unknown:
-    st.caption(f"Not in the vocabulary (read as <unk>): {', '.join(unknown)}")
+    st.caption(f"Not in the vocabulary (read as <unk>): {common.escape_markdown(', '.join(unknown))}")
 st.subheader("What the model expects next, after each word")
 st.dataframe(predictions(inspection), hide_index=True, width="stretch")
 
@@ -109,7 +109,8 @@ if st.button("Generate", key="poke_generate", icon=":material/edit_note:"):
     try:
         st.session_state["poke_sample"] = (asked, sample(path, text, *asked[2:]))
     except ValueError as err:
-        st.error(str(err))
+        st.error(common.escape_markdown(err))
 made_for, written = st.session_state.get("poke_sample") or (None, "")
 if made_for == asked and written:
-    st.markdown(f"> {written}".replace("\n", "\n>\n> "))
+    # its words are the run's vocab.json: shown as written, never as links or images
+    st.markdown(f"> {common.escape_markdown(written)}".replace("\n", "\n>\n> "))

@@ -138,7 +138,8 @@ with remove.popover(f"Delete the {len(doomed)} selected…", icon=":material/del
                 runs.delete_run(common.runs_root(), run_id)
             except runs.RunStoreError as err:
                 refused.append(str(err))
-        st.toast(f"Deleted {len(doomed) - len(refused)} run(s)" + (f"; {'; '.join(refused)}" if refused else ""))
+        st.toast(f"Deleted {len(doomed) - len(refused)} run(s)"
+                 + (f"; {common.escape_markdown('; '.join(refused))}" if refused else ""))
         st.rerun()
 
 broken = view[view["problems"] != ""]
@@ -170,10 +171,10 @@ if left.button("Rename", key="rename_button", icon=":material/edit:"):
         st.toast(f"Renamed to {common.escape_markdown(new_name.strip())}")
         st.rerun()
     except runs.RunStoreError as err:
-        st.error(str(err))
+        st.error(common.escape_markdown(err))
 refusal, how = common.resume_offer(target, mine.loc[target])
 if middle.button("Resume", key="resume_button", icon=":material/play_circle:", disabled=refusal is not None,
-                 help=f"Cannot resume: {refusal}" if refusal else how):
+                 help=f"Cannot resume: {common.escape_markdown(refusal)}" if refusal else how):
     try:
         with st.spinner("Starting its trainer…"):
             launch.resume(common.runs_root(), target, wait=common.RESUME_WAIT_S)
@@ -181,7 +182,7 @@ if middle.button("Resume", key="resume_button", icon=":material/play_circle:", d
                  icon=":material/play_circle:")
         st.rerun()
     except runs.RunStoreError as err:
-        st.error(str(err))
+        st.error(common.escape_markdown(err))
 # The confirmation lives in a popover: it closes when one clicks elsewhere, leaves the page or deletes.
 with right.popover("Delete…", icon=":material/delete:", key=DELETE_POPOVER, on_change=delete_popover_toggled):
     if DELETED in st.session_state:

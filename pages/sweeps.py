@@ -66,9 +66,9 @@ if submitted:
         sweep = sweeps.expand(json.loads(spec_text))
         done = sweeps.run_local(sweep, common.runs_root(), max_concurrent=int(limit))
     except json.JSONDecodeError as err:
-        st.error(f"The spec is not valid JSON (line {err.lineno}: {err.msg}).")
+        st.error(f"The spec is not valid JSON (line {err.lineno}: {common.escape_markdown(err.msg)}).")
     except (sweeps.SweepError, ValueError) as err:
-        st.error(str(err))
+        st.error(common.escape_markdown(err))
     else:
         st.success(f"Sweep {sweep.name}: started {len(done.started)}, resumed {len(done.resumed)}, "
                    f"already there {len(done.kept)} (launching it again never duplicates a run).")

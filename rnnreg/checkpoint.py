@@ -36,8 +36,10 @@ def save_checkpoint(path: Path, tensors: dict[str, torch.Tensor], state: dict[st
     atomic_write_json(path.with_suffix(".json"), state)  # a readable copy; the metadata is the truth
 
 
-def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """(tensors on the CPU, trainer state). Raises CheckpointError for anything unexpected."""
+def load_checkpoint(path: Path, *, max_bytes: int | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """(tensors on the CPU, trainer state). Raises CheckpointError for anything unexpected,
+    a file larger than `max_bytes` (if given) among it: a reader that knows the model's size
+    need not read a planted 4 GB file into memory."""
     try:  # a symlink is not followed (a run directory must not read files from elsewhere), nor
         # anything but a regular file: opening a FIFO planted in its place would block for ever
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
@@ -45,6 +47,9 @@ def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
         with os.fdopen(fd, "rb") as handle:
             if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
                 raise CheckpointError(f"checkpoint {path}: not a regular file")
+            if max_bytes is not None and os.fstat(handle.fileno()).st_size > max_bytes:
+                raise CheckpointError(f"checkpoint {path}: larger than its model's {max_bytes} bytes "
+                                      "could make; not this run's")
             data = handle.read()
     except OSError as err:
         reason = "a symlink, not followed" if os.path.islink(path) else err.strerror
@@ -54,7 +59,7 @@ def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
         header_len = int.from_bytes(data[:8], "little")
         metadata = json.loads(data[8 : 8 + header_len]).get("__metadata__") or {}
         state = json.loads(metadata[STATE_KEY])
-    except (SafetensorError, ValueError, KeyError, TypeError, json.JSONDecodeError) as err:
+    except (SafetensorError, ValueError, KeyError, TypeError, RecursionError) as err:
         raise CheckpointError(f"checkpoint {path}: not an rnnreg safetensors checkpoint ({type(err).__name__})") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"checkpoint {path}: trainer state is not a JSON object")

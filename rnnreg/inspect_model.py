@@ -12,7 +12,6 @@ rnnreg.checkpoint (safetensors only).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass
@@ -27,9 +26,11 @@ from rnnreg.config import ConfigError, RunConfig, from_dict
 from rnnreg.data import EOS, UNK, Corpus, Vocabulary, load_corpus
 from rnnreg.lstm import GATES
 from rnnreg.model import LanguageModel
-from rnnreg.runs import CHECKPOINT_FILE, CONFIG_FILE, VOCAB_FILE, corpus_dir, count_or_none, read_json
+from rnnreg.runs import CHECKPOINT_FILE, CONFIG_FILE, VOCAB_FILE, corpus_dir, count_or_none, read_json, read_json_value
 
 MODEL_PREFIX = "model."  # checkpoint tensor names: model.<state_dict key>, rng.*
+MAX_VOCAB_BYTES = 64 << 20  # a vocab.json larger than this is refused (10,000 PTB words: 80 kB)
+MAX_WEIGHT_BYTES = 16 * 10**9  # a model larger than this is not built (the paper's large one: 0.26 GB)
 
 
 class InspectError(ValueError):
@@ -69,22 +70,27 @@ def load_run_model(run_dir: str | os.PathLike[str]) -> RunModel:
         config = from_dict(doc.get("config") or {})
     except ConfigError as err:
         raise InspectError(f"run {run_dir.name}: config.json is not a valid run config ({err})") from None
-    try:
-        words = json.loads((run_dir / VOCAB_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise InspectError(f"run {run_dir.name}: no readable vocab.json ({type(err).__name__})") from None
+    words, problem = read_json_value(run_dir / VOCAB_FILE, max_bytes=MAX_VOCAB_BYTES)  # no symlink, no FIFO
+    if problem is not None:
+        raise InspectError(f"run {run_dir.name}: no readable vocab.json ({problem})")
     if not isinstance(words, list) or not words or not all(isinstance(w, str) for w in words):
         raise InspectError(f"run {run_dir.name}: vocab.json is not a list of words")
     if UNK not in words:  # unknown words would have no id to map to
         raise InspectError(f"run {run_dir.name}: vocab.json has no {UNK}")
     vocab = Vocabulary(tuple(words))
-    try:
-        tensors, state = load_checkpoint(run_dir / CHECKPOINT_FILE)
+    needed = _weight_bytes(len(words), config.model.layers, config.model.hidden)
+    if needed > MAX_WEIGHT_BYTES:  # a hand-made vocab.json of millions of words: refuse, not allocate
+        raise InspectError(f"run {run_dir.name}: its model ({len(words):,} words, {config.model.layers} x "
+                           f"{config.model.hidden}) would take {needed / 1e9:.0f} GB; this viewer stops at "
+                           f"{MAX_WEIGHT_BYTES / 1e9:.0f} GB")
+    model = LanguageModel(len(words), config.model, config.dropout)
+    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    try:  # its float32 weights, the state carried within an epoch, the header: never twice the weights
+        tensors, state = load_checkpoint(run_dir / CHECKPOINT_FILE, max_bytes=2 * weight_bytes + (64 << 20))
     except CheckpointError as err:
         raise InspectError(f"run {run_dir.name}: {err}; a run writes one after its first epoch, 10 minutes "
                            "into it, or where it is cancelled") from None
     weights = {k[len(MODEL_PREFIX):]: v for k, v in tensors.items() if k.startswith(MODEL_PREFIX)}
-    model = LanguageModel(len(words), config.model, config.dropout)
     try:
         model.load_state_dict(weights)
     except RuntimeError as err:
@@ -95,6 +101,12 @@ def load_run_model(run_dir: str | os.PathLike[str]) -> RunModel:
     # the counts only label the weights here: one that is not a count reads as 0
     return RunModel(run_dir, config, vocab, model, count_or_none(state.get("epoch")) or 0,
                     str(state.get("weights_dtype", "float32")), minibatches_into_next=count_or_none(windows) or 0)
+
+
+def _weight_bytes(vocab_size: int, layers: int, hidden: int) -> int:
+    """About the float32 bytes of such a model's weights: an embedding and a softmax of vocab x hidden,
+    and per layer four gates' input and recurrent matrices with their biases."""
+    return 4 * (2 * vocab_size * hidden + layers * 4 * hidden * (2 * hidden + 2))
 
 
 def load_run_corpus(run: RunModel, data_dir: str | os.PathLike[str] | None = None) -> Corpus:

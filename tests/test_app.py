@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -240,6 +241,20 @@ def test_run_names_show_as_typed_never_as_markdown(store, ids):
     at.switch_page("pages/runs.py").run()
     at.selectbox(key="manage_run").set_value("20261207-000000-odd-name").run()
     assert any(f"Delete **{escape_markdown(name)}**" in m.value for m in at.markdown)
+
+
+def test_what_a_run_s_files_say_shows_as_text_in_errors_and_tooltips(store):
+    # status.json's message reaches the Resume button's help through the refusal; a copied-in run's
+    # markdown there loaded remote images (a beacon) before
+    beacon = "![x](https://evil.example/beacon.png)"
+    write_run(store, "20261207-000000-beacon", seed=9, state="finished")
+    status = store / "20261207-000000-beacon" / "status.json"
+    status.write_text(json.dumps({**json.loads(status.read_text()), "message": beacon}))
+    at = app("runs")
+    at.selectbox(key="manage_run").set_value("20261207-000000-beacon").run()
+    help_text = at.button(key="resume_button").help
+    assert help_text.startswith("Cannot resume: it already finished") and "evil.example" in help_text
+    assert r"!\[x\](https" in help_text and not re.search(r"(?<!\\)[\[\]]", help_text), help_text
 
 
 def test_broken_runs_are_listed_with_their_reason(store, ids):
@@ -765,7 +780,7 @@ def test_resume_is_offered_for_a_run_cut_short_and_refused_with_the_reason_other
 
     monkeypatch.setattr(launch, "resume", refused)
     at.button(key="resume_button").click().run()
-    said = "cannot resume 20261206-000000-cut: invalid config.json: hidden: must be >= 1"
+    said = "cannot resume 20261206-000000-cut: invalid config.json: hidden: must be &gt;= 1"  # shown as text
     assert [e.value for e in at.error] == [said]
     # the Launch page's Resume, beside runs of this session, asks the same library check
     at.session_state["launched_runs"] = ["20261206-000000-cut", "20261204-000000-half"]

@@ -434,7 +434,7 @@ def catalogue() -> list[Case]:
         C("config", "rate of 400 digits",
           bad_config(setter("dropout.rates", {"input": 10**400, "output": 0.2})), "input"),
         C("config", "hidden 10**6 (tens of GB to build)", bad_config(setter("model.hidden", 10**6)), "hidden: at most"),
-        C("config", "17 layers", bad_config(setter("model.layers", 17)), "layers: at most"),
+        C("config", "9 layers", bad_config(setter("model.layers", 9)), "layers: at most"),
         C("config", "epochs as text", bad_config(setter("train.epochs", "3")), "--epochs"),
         C("config", "negative clip", bad_config(setter("train.clip", -1)), "clip"),
         C("config", "weight decay NaN", bad_config(setter("train.weight_decay", float("nan"))), "--weight-decay"),

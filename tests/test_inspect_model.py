@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -143,6 +145,53 @@ def test_poke_page_shows_predictions_gates_and_samples(runs, monkeypatch):
     assert any("the red ball and" in m.value for m in at.markdown)
     at.text_input(key="poke_text").set_value("   ").run()
     assert at.warning and "at least one word" in at.warning[0].value
+
+
+def test_poke_shows_a_hostile_vocabulary_as_words_never_as_markdown(runs, tmp_path, monkeypatch):
+    # a run copied in whose vocab.json holds markdown: its words must not load images or make links
+    root = tmp_path / "runs"
+    copied = root / runs["none"].name
+    shutil.copytree(runs["none"], copied)
+    words = json.loads((copied / "vocab.json").read_text())
+    beacon = "![x](https://evil.example/beacon.png)"
+    words = [beacon if w not in ("<unk>", "the") else w for w in words]  # every sample word is the beacon
+    (copied / "vocab.json").write_text(json.dumps(words))
+    monkeypatch.setenv("RNNREG_RUNS_DIR", str(root))
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60).run()
+    at.switch_page("pages/poke.py").run()
+    at.text_input(key="poke_text").set_value("the").run()
+    at.button(key="poke_generate").click().run()
+    assert not at.exception
+    [sample] = [m.value for m in at.markdown if m.value.startswith("> the")]
+    assert "evil.example" in sample and "!\\[x\\](" in sample, sample
+    assert not re.search(r"(?<!\\)[\[\]]", sample), sample  # every bracket escaped: no image, no link
+
+
+@pytest.mark.parametrize("spoil, said", [
+    (lambda d: (d / "vocab.json").unlink() or os.mkfifo(d / "vocab.json"), "not a regular file"),
+    # millions of words (the limit lowered here from 16 GB to 1 GB: 3 M words x 32 units x 2 x 4 bytes)
+    (lambda d: (d / "vocab.json").write_text(json.dumps(["<unk>", *map(str, range(3_000_000))])),
+     "would take 1 GB; this viewer stops at 0 GB"),
+    (lambda d: os.truncate(d / "checkpoint.safetensors", 4 << 30), "larger than its model's"),  # sparse: no disk
+    (lambda d: _checkpoint_with_state(d, "[" * 100_000 + "]" * 100_000), "not an rnnreg safetensors checkpoint"),
+])
+def test_a_run_whose_files_would_hang_or_exhaust_the_viewer_is_refused(runs, tmp_path, monkeypatch, spoil, said):
+    monkeypatch.setattr(inspect_model, "MAX_WEIGHT_BYTES", 10**8)
+    copied = tmp_path / runs["none"].name
+    shutil.copytree(runs["none"], copied)
+    spoil(copied)
+    with pytest.raises(InspectError, match=said):  # before: a blocked read, a RecursionError, a MemoryError
+        inspect_model.load_run_model(copied)
+
+
+def _checkpoint_with_state(run_dir: Path, state_text: str) -> None:
+    from safetensors.torch import save as save_safetensors
+
+    from rnnreg.checkpoint import STATE_KEY, load_checkpoint
+
+    tensors, _state = load_checkpoint(run_dir / "checkpoint.safetensors")
+    data = save_safetensors(tensors, metadata={STATE_KEY: state_text})
+    (run_dir / "checkpoint.safetensors").write_bytes(data)
 
 
 def test_poke_offers_a_memory_run_a_sequence_of_its_own_symbols_and_it_recalls_the_key(monkeypatch):

@@ -40,7 +40,8 @@ from rnnreg.runs.layout import (
     runs_root, new_run_id, validate_run_id, find_run_dir, is_read_only,
 )
 from rnnreg.runs.files import (
-    utc_now, atomic_write_bytes, atomic_write_json, read_json, read_log_tail, JsonlReport, scan_jsonl, read_jsonl,
+    utc_now, atomic_write_bytes, atomic_write_json, read_json, read_json_value, read_log_tail, JsonlReport, scan_jsonl,
+    read_jsonl,
     open_in_run, strict_json, finite_number, count_or_none,
 )
 from rnnreg.runs.liveness import (
@@ -69,7 +70,8 @@ __all__ = [
     "REFERENCE_GROUP", "CONFIG_FILE", "STATUS_FILE", "METRICS_FILE", "PROBES_FILE", "LOG_FILE", "CHECKPOINT_FILE",
     "CHECKPOINT_STATE_FILE", "VOCAB_FILE", "LOCK_FILE", "RUN_FILES", "RUN_MARKERS", "MAX_JSON_BYTES",
     "MAX_LINE_BYTES", "MAX_RUN_ID", "RunStoreError", "runs_root", "new_run_id", "validate_run_id", "find_run_dir",
-    "is_read_only", "utc_now", "atomic_write_bytes", "atomic_write_json", "read_json", "read_log_tail",
+    "is_read_only", "utc_now", "atomic_write_bytes", "atomic_write_json", "read_json", "read_json_value",
+    "read_log_tail",
     "JsonlReport", "scan_jsonl", "read_jsonl", "open_in_run", "strict_json", "finite_number", "count_or_none",
     "process_start_time", "pid_alive", "effective_state", "last_words",
     "ERROR_PREFIX", "RunWriter", "RunSummary", "summarize_run",

@@ -133,6 +133,15 @@ def _open_regular(path: Path):
 
 def read_json(path: str | os.PathLike[str], *, max_bytes: int = MAX_JSON_BYTES) -> tuple[dict | None, str | None]:
     """(the JSON object in `path`, None) or (None, a one-line problem); never raises on content."""
+    obj, problem = read_json_value(path, max_bytes=max_bytes)
+    if problem is None and not isinstance(obj, dict):
+        return None, f"{Path(path).name}: not a JSON object"
+    return obj, problem
+
+
+def read_json_value(path: str | os.PathLike[str], *, max_bytes: int = MAX_JSON_BYTES) -> tuple[Any, str | None]:
+    """(the JSON value in `path`, None) or (None, a one-line problem): a regular file, never a
+    symlink or a FIFO, of at most `max_bytes`; never raises on content."""
     path = Path(path)
     try:
         with _open_regular(path) as handle:
@@ -147,8 +156,6 @@ def read_json(path: str | os.PathLike[str], *, max_bytes: int = MAX_JSON_BYTES) 
         obj = json.loads(data)
     except (ValueError, RecursionError):
         return None, f"{path.name}: not valid JSON (torn or corrupt)"
-    if not isinstance(obj, dict):
-        return None, f"{path.name}: not a JSON object"
     return obj, None
 
 
