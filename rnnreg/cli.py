@@ -11,7 +11,9 @@ import argparse
 import dataclasses
 import json
 import math
+import os
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from rnnreg.config import PRESET_NAMES, TRAIN_SCHEDULE_OPTIONS, ConfigError
@@ -140,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser(
         "evaluate", help="a finished run's test perplexity, deterministic and Monte-Carlo dropout (recorded)")
-    evaluate.add_argument("run", metavar="RUN", help="run id (or a run directory)")
+    evaluate.add_argument("run", metavar="RUN", help="run id (or a run directory, written with a '/')")
     evaluate.add_argument("--mc-samples", type=int, required=True, metavar="N",
                           help="stochastic passes to average (Gal & Ghahramani 2016)")
     evaluate.add_argument("--device", default="auto", help="auto (default: CUDA if present), cpu or cuda")
@@ -156,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_runs_dir(evaluate)
 
     generate = commands.add_parser("generate", help="sample text from a run's checkpoint")
-    generate.add_argument("run", metavar="RUN", help="run id (or a run directory)")
+    generate.add_argument("run", metavar="RUN", help="run id (or a run directory, written with a '/')")
     generate.add_argument("--prompt", required=True, help="the words to continue (unknown words become <unk>)")
     generate.add_argument("--temperature", type=float, default=1.0, metavar="T", help="softmax temperature > 0 (default 1)")
     generate.add_argument("--words", type=int, default=30, metavar="N", help="words to sample (default 30)")
@@ -244,13 +246,24 @@ def _placements(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_dir(run: str, root: Path) -> Path:
+    """RUN of `evaluate` and `generate`: a run id in the runs root, or a directory written as a path
+    (with a '/'); a bare name is never looked up in the current directory, where a folder of that
+    name would stand in for the run."""
+    from rnnreg.runs import RunStoreError, find_run_dir
+
+    if "/" in run or os.sep in run:
+        if not Path(run).is_dir():
+            raise RunStoreError(f"RUN: no run directory {run}")
+        return Path(run)
+    return find_run_dir(root, run)
+
+
 def _generate(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from rnnreg.inspect_model import InspectError, generate
-    from rnnreg.runs import find_run_dir, runs_root
+    from rnnreg.runs import runs_root
 
-    run_dir = Path(args.run) if Path(args.run).is_dir() else find_run_dir(runs_root(args.runs_dir), args.run)
+    run_dir = _run_dir(args.run, runs_root(args.runs_dir))
     try:
         print(generate(run_dir, args.prompt, args.temperature, args.words, args.seed))
     except InspectError as err:
@@ -259,15 +272,13 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from rnnreg.data import DataError
     from rnnreg.mc_eval import EvaluateError, evaluate_run, record
-    from rnnreg.runs import find_run_dir, is_read_only, runs_root
+    from rnnreg.runs import is_read_only, runs_root
     from rnnreg.train import resolve_device
 
     root = runs_root(args.runs_dir)
-    run_dir = Path(args.run) if Path(args.run).is_dir() else find_run_dir(root, args.run)
+    run_dir = _run_dir(args.run, root)
     if args.mc_samples < 1:
         raise UsageError(f"rnnreg evaluate: --mc-samples: must be >= 1, got {args.mc_samples}")
     if args.device not in ("auto", "cpu", "cuda"):

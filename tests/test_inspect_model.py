@@ -124,6 +124,22 @@ def test_cli_generate(runs):
     assert empty.returncode == 2 and "prompt is empty" in empty.stderr and "Traceback" not in empty.stderr
 
 
+def test_a_run_id_is_looked_up_in_the_runs_root_never_in_the_current_directory(runs, tmp_path, monkeypatch, capsys):
+    from rnnreg.cli import main
+
+    root, run_id = runs["none"].parent.parent, runs["none"].name
+    shadow = tmp_path / run_id  # a folder of the run's name where the command is typed
+    shutil.copytree(runs["none"], shadow)
+    (shadow / "vocab.json").write_text("not json")
+    monkeypatch.chdir(tmp_path)
+    assert main(["generate", run_id, "--runs-dir", str(root), "--words", "2", "--prompt", "the"]) == 0
+    assert capsys.readouterr().out.startswith("the")  # the store's run, not the folder here
+    assert main(["generate", f"./{run_id}", "--words", "2", "--prompt", "the"]) == 2  # a path: that folder
+    assert "vocab.json" in capsys.readouterr().err
+    assert main(["generate", "./no-such-folder", "--words", "2", "--prompt", "the"]) == 2
+    assert "no run directory ./no-such-folder" in capsys.readouterr().err
+
+
 def test_poke_page_shows_predictions_gates_and_samples(runs, monkeypatch):
     monkeypatch.setenv("RNNREG_RUNS_DIR", str(runs["none"].parent.parent))
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60).run()

@@ -82,6 +82,21 @@ def test_find_run_dir_top_level_and_group(tmp_path):
         runs.find_run_dir(tmp_path, "reference")
 
 
+def test_a_folder_without_a_run_s_files_is_no_run_to_find_or_delete(tmp_path):
+    root = tmp_path / "runs"
+    (root / "my-notes").mkdir(parents=True)  # a user's own folder beside the runs
+    (root / "my-notes" / "todo.txt").write_text("keep me\n")
+    (root / "reference" / "figures").mkdir(parents=True)  # a reference folder with no run in it (yet)
+    (root / "reference" / "README.md").write_text("shipped runs\n")
+    for name in ("my-notes", "reference"):
+        with pytest.raises(RunStoreError, match=f"no run '{name}'"):
+            runs.find_run_dir(root, name)
+        with pytest.raises(RunStoreError, match=f"no run '{name}'"):
+            runs.delete_run(root, name)  # it used to remove the whole folder
+    assert (root / "my-notes" / "todo.txt").exists() and (root / "reference" / "README.md").exists()
+    assert runs.list_runs(root) == []
+
+
 def test_symlink_outside_root_is_refused(tmp_path):
     root, outside = tmp_path / "runs", tmp_path / "outside"
     make_run(root)

@@ -111,16 +111,6 @@ def _is_run_dir(path: Path) -> bool:
     return os.path.isdir(base) and any(os.path.lexists(os.path.join(base, marker)) for marker in RUN_MARKERS)
 
 
-def _is_group_dir(path: Path) -> bool:
-    """A directory that is not a run itself but holds at least one run."""
-    if not path.is_dir() or _is_run_dir(path):
-        return False
-    try:
-        return any(_valid_segment(c.name) and _is_run_dir(c) for c in path.iterdir())
-    except OSError:
-        return False
-
-
 def find_run_dir(root: str | os.PathLike[str], run_id: str) -> Path:
     """The directory of `run_id` (`<root>/<id>` or `<root>/<group>/<id>`), confined to the root.
 
@@ -137,7 +127,7 @@ def find_run_dir(root: str | os.PathLike[str], run_id: str) -> Path:
     if os.path.lexists(top):
         if not _inside(root_resolved, top):
             raise RunStoreError(f"run {run_id!r}: its path leaves the runs directory {root}; refused")
-        if top.is_dir() and not _is_group_dir(top):
+        if _is_run_dir(top):  # what list_runs lists: a folder without a run's files is no run to delete
             return top
     try:
         groups = sorted(p for p in root.iterdir() if _valid_segment(p.name))
