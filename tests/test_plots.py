@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -352,6 +353,10 @@ def test_results_tables():
     for render in (plots.results_markdown, plots.results_latex):  # one line a run, as for any other name
         assert len(render(broken).splitlines()) == len(render(runs).splitlines())
         assert "two lines [31m" in render(broken)
+    piped = plots.results_markdown(runs.assign(label=r"a\|b|c"))  # the name's own backslash, then two pipes
+    row = piped.splitlines()[2]
+    assert row.startswith(r"| a\\\|b\|c | demo |"), row
+    assert len(re.findall(r"(?<!\\)\|", row)) == len(re.findall(r"(?<!\\)\|", plots.results_markdown(runs).splitlines()[2]))
 
 
 def test_figure_html_is_standalone():

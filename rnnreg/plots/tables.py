@@ -85,7 +85,8 @@ def results_markdown(runs: pd.DataFrame) -> str:
     align = ["---"] * (len(columns) - NUMBER_COLUMNS) + ["---:"] * NUMBER_COLUMNS
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
     for _, row in runs.iterrows():
-        cells = [_result_cell(row, col).replace("|", "\\|") for col, _ in columns]
+        # a backslash first: a name's own `\|` must not turn the escape of its `|` into `\\` + a new column
+        cells = [_result_cell(row, col).replace("\\", "\\\\").replace("|", "\\|") for col, _ in columns]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
