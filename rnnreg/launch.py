@@ -172,7 +172,7 @@ def resume(root: str | os.PathLike[str], run_id: str, *, max_concurrent: int = 1
     if refusal:
         raise RunStoreError(f"cannot resume {run_id}: {refusal}")
     # the runs root, not the run's folder: a run in a group (<root>/<group>/<id>) waits in the same queue
-    argv = [python, "-m", "rnnreg", "train", "--resume", run_id, "--runs-dir", str(root),
+    argv = [python, "-m", "rnnreg", "train", f"--resume={run_id}", "--runs-dir", str(root),
             "--max-concurrent", str(max_concurrent)]
     log_path = run_dir / LOG_FILE
     log_start = log_path.stat().st_size if log_path.is_file() else 0

@@ -234,7 +234,7 @@ def run_ray(sweep: Sweep, root: str | Path, *, address: str | None = None, max_c
         state = summarize_run(find_run_dir(root, existing)).state
         if state == "interrupted":
             run_dir = find_run_dir(root, existing)
-            jobs.append((["--resume", existing, "--runs-dir", str(root)], run_dir / LOG_FILE))
+            jobs.append(([f"--resume={existing}", "--runs-dir", str(root)], run_dir / LOG_FILE))
             resumed.append(existing)
         elif state in ("failed", "diverged", "cancelled"):
             ended.append(existing)
