@@ -20,6 +20,7 @@ from rnnreg.config import PRESET_NAMES, TRAIN_SCHEDULE_OPTIONS, ConfigError
 from rnnreg.placements import PLACEMENTS, SITE_DESCRIPTIONS
 
 EXIT_USAGE = 2
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a tool whose reader went away
 
 
 class UsageError(Exception):
@@ -180,6 +181,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, ConfigError, DataError, RunStoreError) as err:
         print(f"{ERROR_PREFIX}{err}" if not str(err).startswith("rnnreg") else str(err), file=sys.stderr)
         return EXIT_USAGE
+    except BrokenPipeError:  # `rnnreg list | head`: the reader left; stop quietly, as other tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (Python's own flush at exit fails too)
+        return EXIT_BROKEN_PIPE
 
 
 # Options that define a new run; `--resume` takes the run's own config.json instead.
@@ -240,9 +244,9 @@ def _placements(args: argparse.Namespace) -> int:
     for spec in PLACEMENTS.values():
         print(f"{spec.name:<{width}} {spec.summary}  [{spec.source}]")
         for site in spec.sites:
-            role = "primary (--dropout)" if site.primary else f"default {site.default_rate:g}"
+            role = f"{'primary (--dropout), ' if site.primary else ''}default {site.default_rate:g}"
             sampling = f"{site.sampling}{', per gate' if site.per_gate else ''}"
-            print(f"    {site.name:<12} mask per {sampling:<18} {role:<20} {SITE_DESCRIPTIONS[site.name]}")
+            print(f"    {site.name:<12} mask per {sampling:<18} {role:<34} {SITE_DESCRIPTIONS[site.name]}")
     return 0
 
 

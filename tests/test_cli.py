@@ -91,6 +91,20 @@ def test_placements_lists_every_placement_with_sites_and_sampling():
     for name in ("none", "zaremba", "recurrent", "both", "variational", "semeniuta", "moon", "weight-drop", "zoneout"):
         assert f"\n{name} " in "\n" + result.stdout
     assert "mask per sequence" in result.stdout and "mask per step" in result.stdout
+    # each primary site says the rate it gets without --dropout (the README sends you here for them)
+    assert "    hidden       mask per step               primary (--dropout), default 0.25 " in result.stdout
+    assert "primary (--dropout), default 0.5 " in result.stdout
+
+
+def test_output_into_a_pipe_that_closes_early_ends_quietly():
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # `| head -1` that has had its line: every write now fails (no race with the writer)
+    try:
+        done = subprocess.run([sys.executable, "-m", "rnnreg", "placements"], cwd=REPO, stdout=write_end,
+                              stderr=subprocess.PIPE, text=True, timeout=60)
+    finally:
+        os.close(write_end)
+    assert done.returncode == 141 and "Traceback" not in done.stderr, done.stderr  # was a BrokenPipeError traceback
 
 
 def test_train_writes_the_run_directory_contract_and_list_reads_it(tmp_path, tiny_corpus):
