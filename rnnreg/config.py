@@ -28,6 +28,7 @@ MAX_NAME = 200  # characters in a run's name
 # its model) would allocate tens of GB.
 MAX_LAYERS = 8
 MAX_HIDDEN = 4096
+FLOAT32_MAX = 3.4028234663852886e38  # no rate, clip or scale of a float32 model may exceed it
 
 
 def valid_name(name: object) -> bool:
@@ -308,6 +309,8 @@ def _check_float(option: str, value: Any, minimum: float, inclusive: bool = Fals
     if not ok or value < minimum or (value == minimum and not inclusive):
         relation = ">=" if inclusive else ">"
         raise ConfigError(f"{option}: must be a finite number {relation} {minimum}, got {short_repr(value)}")
+    if value > FLOAT32_MAX:  # the training tensors are float32: filling one with it raised mid-run
+        raise ConfigError(f"{option}: at most {FLOAT32_MAX:.4g} (the largest float32), got {short_repr(value)}")
 
 
 def validate(config: RunConfig) -> None:
@@ -322,7 +325,7 @@ def validate(config: RunConfig) -> None:
     _check_int("layers", m.layers, 1, MAX_LAYERS)
     _check_int("hidden", m.hidden, 1, MAX_HIDDEN)
     _check_float("init_scale", m.init_scale, 0.0)
-    if not _is_finite_number(m.forget_bias):
+    if not _is_finite_number(m.forget_bias) or abs(m.forget_bias) > FLOAT32_MAX:
         raise ConfigError(f"forget_bias: must be a finite number, got {short_repr(m.forget_bias)}")
     if not _is_one_of(config.dropout.placement, PLACEMENTS):
         raise ConfigError(
@@ -357,7 +360,7 @@ def validate(config: RunConfig) -> None:
         raise ConfigError(f"--seed: must be below 2**63, got {t.seed}")
     if not _is_one_of(t.device, DEVICES):
         raise ConfigError(f"--device: unknown device {t.device!r}; allowed: {', '.join(DEVICES)}")
-    _check_int("log_every", t.log_every, 1)
+    _check_int(_flag("log_every"), t.log_every, 1)
     if not _is_one_of(t.step, STEP_MODES):
         raise ConfigError(f"--step: unknown step mode {t.step!r}; allowed: {', '.join(STEP_MODES)}")
     if t.threads is not None:

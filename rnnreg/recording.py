@@ -15,7 +15,7 @@ from typing import NamedTuple
 import torch
 
 from rnnreg.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from rnnreg.runs import RunWriter, count_or_none, finite_number
+from rnnreg.runs import RunWriter, count_or_none, finite_number, ppl_text
 from rnnreg.train import EpochProgress
 
 log = logging.getLogger(__name__)
@@ -69,17 +69,18 @@ class RunRecorder:
         self.writer.sync()
         save_checkpoint(self.writer.checkpoint_path, checkpoint_tensors(trainer), checkpoint_state(trainer))
         self.last_checkpoint = time.monotonic()
-        self.writer.update_status(epoch=event.epoch, message=f"epoch {event.epoch}: valid ppl {event.valid_ppl:.1f}")
+        self.writer.update_status(epoch=event.epoch,
+                                  message=f"epoch {event.epoch}: valid ppl {ppl_text(event.valid_ppl, 1)}")
         log.info(
-            "epoch %d/%d: train ppl %.2f, valid ppl %.2f, lr %.4g, %.1f s, %.0f%% of steps clipped",
-            event.epoch, trainer.config.train.epochs, event.train_ppl, event.valid_ppl, event.lr,
+            "epoch %d/%d: train ppl %s, valid ppl %s, lr %.4g, %.1f s, %.0f%% of steps clipped",
+            event.epoch, trainer.config.train.epochs, ppl_text(event.train_ppl), ppl_text(event.valid_ppl), event.lr,
             event.seconds, 100 * event.clipped_fraction,
         )
 
     def on_test(self, trainer, event) -> None:
         self.writer.append_metric({"kind": "test", **dataclasses.asdict(event)})
         self.writer.sync()
-        log.info("test ppl %.2f (final valid ppl %.2f)%s", event.test_ppl, event.valid_ppl,
+        log.info("test ppl %s (final valid ppl %s)%s", ppl_text(event.test_ppl), ppl_text(event.valid_ppl),
                  "" if event.test_accuracy is None else f", test recall {event.test_accuracy:.1%}")
 
 

@@ -48,6 +48,7 @@ from rnnreg.runs import (
     effective_state,
     find_run_dir,
     open_in_run,
+    ppl_text,
     resume_refusal,
     runs_root,
     utc_now,
@@ -251,8 +252,11 @@ def _train_queued(args: argparse.Namespace, stop: StopFlag) -> int:
     if state != "queued" or status.get("pid") not in (None, os.getpid()):
         # only the queued run launch made for this process: anything else would train over its records
         owner = f" (pid {status['pid']})" if state == "queued" else ""
+        refusal = resume_refusal(writer.dir)  # the advice only where a resume would be taken
+        advice = (f"continue it with rnnreg train --resume {writer.id}" if refusal is None
+                  else f"and it cannot be resumed either: {refusal}")
         return _error(f"--run-dir: run {writer.id} is {state}{owner}, not a queued run waiting for this process; "
-                      f"continue a run with rnnreg train --resume {writer.id}")
+                      f"{advice}")
     slot = None
     if args.max_concurrent:
         config = share_cores(config, args.max_concurrent, os.cpu_count() or 1)
@@ -454,4 +458,4 @@ def _train_run(writer: RunWriter, trainer: Trainer, *, resumed_after: ResumePoin
 def finished_message(result) -> str:
     """A finished run's status line: its test perplexity, and first its recall on a recall task."""
     recall = f"test recall {result.test_accuracy:.1%}, " if result.test_accuracy is not None else ""
-    return f"{recall}test ppl {result.test_ppl:.2f}"
+    return f"{recall}test ppl {ppl_text(result.test_ppl)}"

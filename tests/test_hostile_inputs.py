@@ -402,7 +402,7 @@ def catalogue() -> list[Case]:
         C("config", "negative seed", train_cli("--seed", "-1"), "--seed"),
         C("config", "unknown device", train_cli("--device", "tpu"), "unknown device 'tpu'"),
         C("config", "no CUDA here", train_cli("--device", "cuda"), "no CUDA GPU"),
-        C("config", "log every 0", train_cli("--log-every", "0"), "log_every"),
+        C("config", "log every 0", train_cli("--log-every", "0"), "--log-every (train.log_every)"),  # the flag, not only the key
         C("config", "name of 300 characters", train_cli("--name", "n" * 300), "--name"),
         C("config", "resume with new options", lambda ctx: run_cli("train", "--resume", "x", "--epochs", "3"),
           "drop --epochs"),
@@ -430,6 +430,7 @@ def catalogue() -> list[Case]:
         C("config", "lr not a number", bad_config(setter("train.lr", "fast")), "lr"),
         # whole numbers past a float's range: math.isfinite raised OverflowError, crashing every chart page
         C("config", "lr of 400 digits", bad_config(setter("train.lr", 10**400)), "lr"),
+        C("config", "lr beyond float32 (a traceback mid-run)", train_cli("--lr", "1e300"), "largest float32"),
         C("config", "forget bias of 400 digits", bad_config(setter("model.forget_bias", 10**400)), "forget_bias"),
         C("config", "rate of 400 digits",
           bad_config(setter("dropout.rates", {"input": 10**400, "output": 0.2})), "input"),
@@ -501,7 +502,8 @@ def catalogue() -> list[Case]:
         C("store", "compact without a checkpoint", compact("finished", checkpoint=None), "cannot read"),
         C("store", "checkpoint is a FIFO", fifo_checkpoint, "not a regular file"),
         C("store", "train --run-dir over an interrupted run", train_over("running"), "rnnreg train --resume"),
-        C("store", "train --run-dir over a finished run", train_over("finished"), "is finished"),
+        C("store", "train --run-dir over a finished run", train_over("finished"),
+          "cannot be resumed either: it already finished"),  # it no longer advises a --resume that is refused
         C("store", "run id with ..", run_id_refused("../../etc"), "'/'"),
         C("store", "run id with .. only", run_id_refused(".."), "'..'"),
         C("store", "run id with /", run_id_refused("a/b"), "'/'"),

@@ -791,3 +791,17 @@ def test_a_resumed_runs_wall_is_its_last_resume_to_its_end_plus_what_its_checkpo
     assert _wall_seconds({**claimed, "ended_at": None}, "queued", epochs, epochs) == 1234.5
     cancelled = {**claimed, "ended_at": "2026-12-07T12:01:00+00:00"}  # while it waited
     assert _wall_seconds(cancelled, "cancelled", epochs, epochs) == 1234.5 + 60.0
+
+
+def test_a_perplexity_that_blew_up_reads_in_a_few_characters():
+    # `--lr 1e30` finishes with a finite loss of ~700 nats: e^700, which %.2f printed as 300 digits
+    # in `rnnreg list`, train.log and the status message every page shows
+    from rnnreg.training_run import finished_message
+
+    assert runs.ppl_text(112.7234) == "112.72" and runs.ppl_text(101.39, 1) == "101.4"
+    assert runs.ppl_text(1.0142e304) == "1.01e+304" and runs.ppl_text(None) == "-"
+
+    class Result:
+        test_ppl, test_accuracy = 1.0142e304, None
+
+    assert finished_message(Result()) == "test ppl 1.01e+304"

@@ -61,7 +61,7 @@ from rnnreg.runs.mutations import (
     rename_run, delete_run, resume_refusal,
 )
 from rnnreg.runs.table import (
-    format_table,
+    format_table, ppl_text,
 )
 
 __all__ = [
@@ -76,5 +76,5 @@ __all__ = [
     "process_start_time", "pid_alive", "effective_state", "last_words",
     "ERROR_PREFIX", "RunWriter", "RunSummary", "summarize_run",
     "penn_treebank_checksums", "corpus_of", "corpus_dir", "list_runs", "run_signature", "root_signature",
-    "mc_protocol", "mc_passes_text", "Run", "load_run", "rename_run", "delete_run", "resume_refusal", "format_table",
+    "mc_protocol", "mc_passes_text", "Run", "load_run", "rename_run", "delete_run", "resume_refusal", "format_table", "ppl_text",
 ]

@@ -7,8 +7,15 @@ from typing import Iterable
 from rnnreg.runs.summary import RunSummary, mc_passes_text
 
 
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
+def ppl_text(value: float | None, decimals: int = 2) -> str:
+    """A perplexity as text: 112.72; one that blew up (a finite loss of hundreds of nats gives
+    e^700) as 1.01e+304, not as 300 digits."""
+    if value is None:
+        return "-"
+    return f"{value:.{decimals}f}" if abs(value) < 1e7 else f"{value:.3g}"
+
+
+_fmt = ppl_text
 
 
 def _printable(text: str | None) -> str:
