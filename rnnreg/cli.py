@@ -43,7 +43,8 @@ def _site_rate(text: str) -> tuple[str, float]:
 
 
 def _add_runs_dir(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--runs-dir", help="runs root (default: $RNNREG_RUNS_DIR, else runs/)")
+    parser.add_argument("--runs-dir", help="runs root (default: $RNNREG_RUNS_DIR, else runs/ in the current "
+                                           "directory)")
 
 
 def build_parser() -> argparse.ArgumentParser:

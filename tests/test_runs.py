@@ -707,6 +707,7 @@ def test_format_table(tmp_path):
     assert [line[state_col:].split()[0] for line in lines] == ["STATE", "queued", "finished"]  # newest first
     assert runs.format_table([]) == "no runs"
     assert "OTHER SETTINGS" not in table  # only where some run has settings other than its preset's
+    assert "DELAY" not in table  # only where some run is a memory-task run
 
 
 def test_the_mc_column_reads_left_to_right_under_its_header(tmp_path):

@@ -37,13 +37,16 @@ def format_table(summaries: Iterable[RunSummary]) -> str:
     with_mc = any(s.mc_test_ppl is not None for s in summaries)
     with_recall = any(s.test_accuracy is not None for s in summaries)  # memory-task runs
     with_variant = any(s.variant for s in summaries)  # settings other than the preset's
-    header = ("ID", "NAME", "PRESET", "DROPOUT") + (("OTHER SETTINGS",) if with_variant else ()) \
+    with_delay = any(s.delay is not None for s in summaries)  # memory-task runs: the gap they recall over
+    header = ("ID", "NAME", "PRESET", "DROPOUT") + (("DELAY",) if with_delay else ()) \
+        + (("OTHER SETTINGS",) if with_variant else ()) \
         + ("STATE", "EPOCHS", "BEST VALID", "TEST") \
         + (("MC TEST",) if with_mc else ()) + (("TEST RECALL",) if with_recall else ())
     rows = [
         (
             s.id, _printable(s.name) or "-", _printable(s.preset) or "-", _printable(s.dropout_label),
-        ) + ((_printable(s.variant) or "-",) if with_variant else ()) + (
+        ) + ((str(s.delay) if s.delay is not None else "-",) if with_delay else ()) \
+        + ((_printable(s.variant) or "-",) if with_variant else ()) + (
             s.state + (" (read-only)" if s.read_only else "") + (" !" if s.problems else ""),
             f"{s.epochs_done}/{s.epochs_total if s.epochs_total is not None else '?'}",
             _fmt(s.best_valid_ppl), _fmt(s.test_ppl),
