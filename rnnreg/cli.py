@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--preset", default="medium", help="shapes to time (default: medium)")
     bench.add_argument("--placements", default=",".join(PLACEMENTS), help="comma-separated (default: all)")
     bench.add_argument("--batches", type=int, default=20, metavar="N", help="timed batches per round (default 20)")
-    bench.add_argument("--rounds", type=int, default=3, metavar="R", help="interleaved rounds; the median counts")
+    bench.add_argument("--rounds", type=int, default=3, metavar="R", help="interleaved rounds; the median counts (default 3)")
     bench.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     bench.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: torch's choice)")
     bench.add_argument("--step", default="auto", choices=["auto", "eager", "graph", "both"],

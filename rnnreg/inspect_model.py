@@ -26,7 +26,8 @@ from rnnreg.config import ConfigError, RunConfig, from_dict
 from rnnreg.data import EOS, UNK, Corpus, Vocabulary, load_corpus
 from rnnreg.lstm import GATES
 from rnnreg.model import LanguageModel
-from rnnreg.runs import CHECKPOINT_FILE, CONFIG_FILE, VOCAB_FILE, corpus_dir, count_or_none, read_json, read_json_value
+from rnnreg.runs import (CHECKPOINT_FILE, CONFIG_FILE, VOCAB_FILE, corpus_dir, count_or_none, is_read_only, read_json,
+                         read_json_value)
 
 MODEL_PREFIX = "model."  # checkpoint tensor names: model.<state_dict key>, rng.*
 MAX_VOCAB_BYTES = 64 << 20  # a vocab.json larger than this is refused (10,000 PTB words: 80 kB)
@@ -88,6 +89,9 @@ def load_run_model(run_dir: str | os.PathLike[str]) -> RunModel:
     try:  # its float32 weights, the state carried within an epoch, the header: never twice the weights
         tensors, state = load_checkpoint(run_dir / CHECKPOINT_FILE, max_bytes=2 * weight_bytes + (64 << 20))
     except CheckpointError as err:
+        if is_read_only(run_dir) and not (run_dir / CHECKPOINT_FILE).exists():
+            raise InspectError(f"run {run_dir.name}: a shipped run without its weights (they are left out of the "
+                               "repository to keep it small); train one like it to poke it") from None
         raise InspectError(f"run {run_dir.name}: {err}; a run writes one after its first epoch, 10 minutes "
                            "into it, or where it is cancelled") from None
     weights = {k[len(MODEL_PREFIX):]: v for k, v in tensors.items() if k.startswith(MODEL_PREFIX)}

@@ -270,3 +270,10 @@ def test_a_compacted_checkpoint_still_pokes_but_refuses_to_resume(tmp_path, tiny
     trainer = Trainer(config, load_task_data(config), torch.device("cpu"))
     with pytest.raises(CheckpointError, match="compacted"):
         restore_trainer(trainer, runs / run_id / "checkpoint.safetensors")
+
+
+def test_a_shipped_run_without_weights_says_so_not_that_it_has_yet_to_train():
+    shipped = sorted(p for p in (REPO / "runs" / "reference").iterdir()
+                     if (p / "vocab.json").exists() and not (p / "checkpoint.safetensors").exists())
+    with pytest.raises(InspectError, match="a shipped run without its weights"):
+        inspect_model.load_run_model(shipped[0])
