@@ -14,7 +14,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from rnnreg import lecture, lecture_evidence, lecture_memory
-from rnnreg.plots import PALETTE, empty_figure, log_axis
+from rnnreg.plots import PALETTE, empty_figure, log_axis, plot_text
 
 FONT = 18
 PRESENTATION_FONT = 26
@@ -229,7 +229,7 @@ def memory_figure(memory: pd.DataFrame, *, measure: str = "norm",
         at_epoch = "" if len(epochs) == 1 else f" (epoch {int(rows['epoch'].iloc[0])})"
         fig.add_trace(go.Scatter(
             x=rows["k"], y=rows["value"].clip(lower=1e-12), mode="lines+markers",
-            name=f"{placement} · {rows['label'].iloc[0]}{at_epoch}",
+            name=f"{placement} · {plot_text(rows['label'].iloc[0])}{at_epoch}",
             line={"color": PALETTE[i % len(PALETTE)], "width": LINE + 1},
         ))
     _style(fig, title, font_size, "steps back k", what, legend_below=True)
@@ -280,7 +280,7 @@ def recall_figure(recall: pd.DataFrame, *, chance: float | None = None, font_siz
             line={"color": PALETTE[i % len(PALETTE)], "width": LINE + 1, "dash": dashes[i % len(dashes)]},
             marker={"size": RECALL_MARKER_MAX - (RECALL_MARKER_MAX - RECALL_MARKER_MIN) * i // max(len(groups) - 1, 1),
                     "symbol": symbols[i % len(symbols)], "line": {"width": 3}},
-            customdata=list(zip(rows["label"], rows["source"])),
+            customdata=list(zip(rows["label"].map(plot_text), rows["source"])),
             hovertemplate="%{customdata[0]} (%{customdata[1]}): %{y:.1f}% at T = %{x}<extra></extra>"))
     _style(fig, "Recall after a gap of up to T steps (memory task)", font_size,
            "longest gap T (steps)", "test recall accuracy (%)")

@@ -454,3 +454,12 @@ def test_a_legend_above_the_plot_moves_below_it_in_a_margin_grown_for_its_rows()
     runs = pd.DataFrame({"placement": ["none", "zaremba"], "best_valid_ppl": [120.0, 110.0]})
     coords = plots.parallel_coordinates_figure(runs, ["placement"])  # a Parcoords trace has no `showlegend`
     assert plots.legend_below(coords).layout.legend.yref is None
+
+
+def test_a_run_name_is_shown_as_typed_never_as_plotly_markup():
+    # Plotly reads <a href>, <b> and <br> in trace names and hover text: a copied-in run named so
+    # put a link in the legend.  Escaped, Plotly shows the characters themselves.
+    named = epochs_frame().assign(label=lambda df: df["label"].where(df["run"] != "a", "<a href='http://e'>x</a>"))
+    for fig in (plots.perplexity_figure(named, COLORS), plots.gap_figure(named, COLORS)):
+        shown = " ".join(f"{t.name} {t.hovertemplate}" for t in fig.data)
+        assert "&lt;a href='http://e'&gt;x&lt;/a&gt;" in shown and "<a href" not in shown, shown

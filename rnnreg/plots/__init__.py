@@ -33,7 +33,7 @@ from rnnreg.plots.gradients import (
 )
 from rnnreg.plots.layout import (
     FONT_SIZE, LINE_WIDTH, VALIDATE_ENV, X_AXES, empty_figure, epoch_axis, figure_html, legend_below, log_axis,
-    log_ticks,
+    log_ticks, plot_text,
 )
 from rnnreg.plots.sweeps import (
     SWEEP_COLUMNS, SWEEP_METRICS, parallel_coordinates_figure, sweep_bands_figure, sweep_configs, sweep_matrix_figure,
@@ -46,7 +46,7 @@ __all__ = [
     "gap_figure", "loss_figure", "perplexity_figure", "recall_figure", "smooth", "spread_apart", "GATE_NAMES", "GATES",
     "gate_heatmap_figure", "gate_histogram_figure", "saturation_figure", "clipped_fraction_figure",
     "grad_norm_figure", "grad_through_time_figure", "layer_grad_figure", "FONT_SIZE", "LINE_WIDTH", "VALIDATE_ENV",
-    "legend_below", "X_AXES", "empty_figure", "epoch_axis", "figure_html", "log_axis", "log_ticks", "SWEEP_COLUMNS",
+    "legend_below", "X_AXES", "empty_figure", "epoch_axis", "figure_html", "log_axis", "log_ticks", "plot_text", "SWEEP_COLUMNS",
     "SWEEP_METRICS", "parallel_coordinates_figure", "sweep_bands_figure", "sweep_configs", "sweep_matrix_figure",
     "config_diff", "flatten_config", "results_latex", "results_markdown",
 ]

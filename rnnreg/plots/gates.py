@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 from rnnreg.plots.colors import VIRIDIS, color_of
 from rnnreg.plots.layout import (
     FONT_SIZE, LINE_WIDTH, Grid, base_layout, build_figure, by_run, empty_figure, epoch_axis, grid_layout, has_columns,
-    layer_name, wrap_label,
+    layer_name, plot_text, wrap_label,
 )
 
 GATES: tuple[str, ...] = ("i", "f", "o", "g", "c", "h")
@@ -168,7 +168,7 @@ def gate_heatmap_figure(gates: pd.DataFrame, *, run: str, layer: int, gate: str)
     """One run's histogram of one gate over epochs: epoch on x, activation on y, share as colour."""
     part = gates[(gates["run"] == run) & (gates["layer"] == layer) & (gates["gate"] == gate)] \
         if has_columns(gates, "run", "layer", "gate", "bin_edges", "counts") else pd.DataFrame()
-    label = str(part["label"].iloc[0]) if not part.empty and "label" in part else run
+    label = plot_text(part["label"].iloc[0] if not part.empty and "label" in part else run)
     title = f"{GATE_NAMES.get(gate, gate)} over epochs, {layer_name(layer)}: {label}"
     if part.empty:
         return empty_figure(title, "No gate statistics for this run")

@@ -9,6 +9,7 @@ redraws these on every page switch.
 from __future__ import annotations
 
 import functools
+import html
 import math
 import os
 from typing import Iterable, Mapping, Sequence
@@ -283,9 +284,16 @@ def by_run(df: pd.DataFrame, sort_by: str | None = None) -> list[tuple[str, str,
     for run, rows in df.groupby("run", sort=False):
         if sort_by is not None:
             rows = rows.sort_values(sort_by, kind="stable")
-        label = str(rows["label"].iloc[0]) if "label" in rows else str(run)
+        label = plot_text(rows["label"].iloc[0]) if "label" in rows else plot_text(run)
         out.append((run, label, rows))
     return out
+
+
+def plot_text(text: object) -> str:
+    """A run's name as Plotly shows it: as typed.  Plotly reads <a href>, <b>, <br> in trace names,
+    hover text and titles as markup, so a copied-in run named `<a href=...>` would put a link in
+    the legend; its entities (&lt;) it shows as the characters."""
+    return html.escape(str(text), quote=False)
 
 
 def layer_name(layer: object) -> str:
