@@ -147,10 +147,11 @@ class Trainer:
         self.valid_data = batchify(valid_ids, t.batch_size, "--batch-size: the valid split").to(device)
         self.test_data = batchify(test_ids, t.test_batch_size, "test_batch_size: the test split").to(device)
         self.batches_per_epoch = count_windows(self.train_data, t.bptt, full_only=True)
-        if self.batches_per_epoch == 0:
+        if self.batches_per_epoch == 0:  # name what the user can change: the window, or the tokens they cut
+            longest = self.train_data.shape[0] - 1  # each of the B columns: inputs and their next-word targets
             raise ValueError(
-                f"--max-train-tokens: {train_ids.numel()} training tokens give no full window of "
-                f"{t.bptt} steps at batch size {t.batch_size}"
+                f"--bptt / --max-train-tokens / --batch-size: {train_ids.numel()} training tokens in {t.batch_size} "
+                f"columns give no full window of {t.bptt} steps (at most --bptt {longest} here)"
             )
         if count_windows(self.valid_data, t.bptt, full_only=True) == 0:  # validation reads full windows only
             raise ValueError(

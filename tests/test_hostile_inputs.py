@@ -399,6 +399,10 @@ def catalogue() -> list[Case]:
         C("config", "negative epochs", train_cli("--epochs", "-3"), "--epochs: must be a whole number >= 1"),
         C("config", "epochs not a number", train_cli("--epochs", "ten"), "invalid int value"),
         C("config", "max train tokens 0", train_cli("--max-train-tokens", "0"), "--max-train-tokens"),
+        # the test corpus's 1026 tokens in 20 columns of 51: 50 steps of (input, next word) each; it
+        # blamed only --max-train-tokens, which this run does not even set
+        C("config", "unroll longer than the tokens allow", train_cli("--bptt", "200", "--batch-size", "20"),
+          "at most --bptt 50 here"),
         C("config", "negative seed", train_cli("--seed", "-1"), "--seed"),
         C("config", "unknown device", train_cli("--device", "tpu"), "unknown device 'tpu'"),
         C("config", "no CUDA here", train_cli("--device", "cuda"), "no CUDA GPU"),
