@@ -42,6 +42,14 @@ def _site_rate(text: str) -> tuple[str, float]:
         raise argparse.ArgumentTypeError(f"rate for site {site!r} is not a number: {rate!r}") from None
 
 
+def _rate(text: str) -> float:
+    """--dropout's P: a number (its range, 0 <= P < 1, is checked with the rest of the config)."""
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}; a rate is a number with 0 <= P < 1") from None
+
+
 def _add_runs_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs-dir", help="runs root (default: $RNNREG_RUNS_DIR, else runs/ in the current "
                                            "directory)")
@@ -54,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a run (prints its directory)")
     train.add_argument("--preset", help=f"one of {', '.join(PRESET_NAMES)} (default: demo)")
     train.add_argument("--placement", help=f"dropout placement: {', '.join(PLACEMENTS)} (default: the preset's)")
-    train.add_argument("--dropout", type=float, metavar="P", help="rate of the placement's primary sites, 0 <= P < 1")
+    train.add_argument("--dropout", type=_rate, metavar="P", help="rate of the placement's primary sites, 0 <= P < 1")
     train.add_argument("--dropout-site", type=_site_rate, action="append", default=[], metavar="SITE=P",
                        help="rate of one site (repeatable), e.g. --dropout-site embedding=0.1")
     train.add_argument("--epochs", type=int, metavar="N")

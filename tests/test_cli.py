@@ -25,7 +25,7 @@ def rnnreg(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
         (["train", "--placement", "zaremba", "--dropout-site", "hidden=0.1"], ["--dropout-site", "input, output"]),
         (["train", "--placement", "zaremba", "--dropout", "1"], ["--dropout", "0 <= p < 1"]),
         (["train", "--placement", "zaremba", "--dropout", "-0.5"], ["--dropout", "0 <= p < 1"]),
-        (["train", "--dropout", "abc"], ["--dropout", "invalid float"]),
+        (["train", "--dropout", "abc"], ["--dropout", "0 <= P < 1"]),
         (["train", "--dropout-site", "hidden"], ["--dropout-site", "SITE=P"]),
         (["train", "--epochs", "0"], ["--epochs", ">= 1"]),
         (["train", "--device", "tpu"], ["--device", "auto, cpu, cuda"]),

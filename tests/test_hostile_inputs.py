@@ -388,7 +388,7 @@ def catalogue() -> list[Case]:
         C("config", "dropout above 1", train_cli("--placement", "zaremba", "--dropout", "1.5"), "0 <= p < 1"),
         C("config", "dropout NaN", train_cli("--placement", "zaremba", "--dropout", "nan"), "nan"),
         C("config", "dropout inf", train_cli("--placement", "zaremba", "--dropout", "inf"), "inf"),
-        C("config", "dropout not a number", train_cli("--dropout", "half"), "invalid float value"),
+        C("config", "dropout not a number", train_cli("--dropout", "half"), "a rate is a number with 0 <= P < 1"),
         C("config", "site rate >= 1", train_cli("--placement", "zaremba", "--dropout-site", "input=1"), "0 <= p < 1"),
         C("config", "site rate not a number", train_cli("--dropout-site", "input=lots"), "not a number"),
         C("config", "site without a rate", train_cli("--dropout-site", "input"), "expected SITE=P"),
