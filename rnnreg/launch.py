@@ -303,18 +303,19 @@ def _terminate(pid: int) -> None:
         os.kill(pid, signal.SIGTERM)
 
 
-def trainer_doubt(pid: int, status: Mapping[str, Any]) -> str | None:
-    """Why live process `pid` may not be the trainer of the run whose status.json names it, else None.
+def trainer_doubt(pid: int, status: Mapping[str, Any], run_id: str) -> str | None:
+    """Why live process `pid` may not be the trainer of run `run_id`, whose status.json names it, else None.
 
     Anyone who can write the runs root can edit a status.json, and a run copied in brings its own:
     its pid must never let Cancel signal another process.  A trainer records its host and its
-    start time (`pid_start`, against pid reuse) with its pid, and runs `rnnreg train`; /proc must
-    show both.  Without /proc (macOS) the host and a live pid are all there is to go by.
+    start time (`pid_start`, against pid reuse) with its pid, and runs `rnnreg train`, naming the
+    run where it was started for one (`--run-dir`, `--resume`); /proc must show all of it.
+    Without /proc (macOS) the host and a live pid are all there is to go by.
     """
     if status.get("host") is None:
         return "without the host that tells its trainer from another process"
-    if pid in (1, os.getpid(), os.getpgrp()):
-        return "which is this dashboard's own process or init, never a trainer"
+    if pid == os.getpid():
+        return "which is this dashboard's own process, never a trainer"
     started = process_start_time(pid)
     if started is None:
         return None  # no /proc here, or it ended just now (then the signal finds nothing)
@@ -322,18 +323,65 @@ def trainer_doubt(pid: int, status: Mapping[str, Any]) -> str | None:
     if isinstance(recorded, bool) or recorded != started:
         return "without the start time of the process now using that pid" if recorded is None else \
             "but that process started at another time (its pid was reused)"
-    if not is_trainer_command(_command_line(pid)):
-        return "which is not an rnnreg trainer (`rnnreg train`)"
+    argv = _command_line(pid)
+    if not argv:  # ended between the two reads (a kernel thread has none either)
+        return None if not pid_alive(pid, started) else "whose command line cannot be read"
+    trainer = trainer_arguments(argv)
+    if trainer is None:
+        return "which is not an rnnreg trainer (rnnreg train)"
+    named = _run_named(trainer)
+    if named is not None and named != run_id:
+        return f"which trains run {named}"
     return None
 
 
+def trainer_arguments(argv: list[str]) -> list[str] | None:
+    """The arguments after `train` where `argv` runs the trainer, else None: `python [options] -m
+    rnnreg train ...` (also -mrnnreg, rnnreg.__main__) or the console script, `python .../rnnreg train ...`."""
+    if argv and os.path.basename(argv[0]) == "rnnreg":  # the script itself, run by its #! line
+        rest = argv[1:]
+    else:
+        i, target = 1, None
+        while i < len(argv):
+            arg = argv[i]
+            if arg == "-m":
+                target = argv[i + 1] if i + 1 < len(argv) else None
+                i += 2
+                break
+            if arg.startswith("-m"):
+                target, i = arg[2:], i + 1
+                break
+            if arg in ("-X", "-W"):  # interpreter options that take a value
+                i += 2
+            elif arg.startswith("-") and arg != "-" and not arg.startswith("-c"):
+                i += 1
+            else:  # a script (or -c CODE, or - for stdin: no trainer)
+                target = "rnnreg" if os.path.basename(arg) == "rnnreg" else None
+                i += 1
+                break
+        if target not in ("rnnreg", "rnnreg.__main__"):
+            return None
+        rest = argv[i:]
+    return rest[1:] if rest[:1] == ["train"] else None
+
+
 def is_trainer_command(argv: list[str]) -> bool:
-    """Whether `argv` runs the trainer: `python -m rnnreg train ...` or the `rnnreg train ...` script."""
-    for i, arg in enumerate(argv[:-1]):
-        if ((arg == "rnnreg" and i > 0 and argv[i - 1] == "-m") or os.path.basename(arg) == "rnnreg") \
-                and argv[i + 1] == "train":
-            return True
-    return False
+    """Whether `argv` runs the trainer (see trainer_arguments)."""
+    return trainer_arguments(argv) is not None
+
+
+def _run_named(arguments: list[str]) -> str | None:
+    """The run a trainer's arguments name (`--run-dir DIR`: its last part, `--resume ID`), None for a new run."""
+    for i, arg in enumerate(arguments):
+        for option in ("--run-dir", "--resume"):
+            if arg == option and i + 1 < len(arguments):
+                value = arguments[i + 1]
+            elif arg.startswith(option + "="):
+                value = arg[len(option) + 1:]
+            else:
+                continue
+            return Path(value).name if option == "--run-dir" else value
+    return None
 
 
 def _command_line(pid: int) -> list[str]:
@@ -375,7 +423,7 @@ def _cancel(root: str | os.PathLike[str], run_id: str) -> str:
     writer = RunWriter(run_dir)
     pid = status.get("pid")
     if pid_alive(pid, status.get("pid_start")):
-        doubt = trainer_doubt(pid, status)
+        doubt = trainer_doubt(pid, status, run_id)
         if doubt is not None:
             raise RunStoreError(f"cannot cancel {run_id}: its status.json names pid {pid}, {doubt}; stop it yourself")
         writer.update_status(cancel_requested_at=utc_now())

@@ -74,7 +74,7 @@ def fake(tmp_path_factory):
 
 
 # A process that sleeps and whose command line reads as a trainer's (python -c ... -m rnnreg train)
-STAND_IN = [sys.executable, "-c", "import time; time.sleep(60)", "-m", "rnnreg", "train"]
+STAND_IN = [sys.executable, str(REPO / "tests" / "stand_in" / "rnnreg"), "train"]
 
 
 def wait_for(predicate, timeout=10.0, what="condition"):
@@ -337,17 +337,44 @@ def test_cancel_never_signals_a_process_that_a_status_json_names_but_is_not_its_
         bystander.wait()
 
 
+def test_cancel_never_signals_the_trainer_of_another_run(tmp_path):
+    writer = RunWriter.create(tmp_path, CONFIG)
+    other = subprocess.Popen([*STAND_IN, "--resume=20261101-000000-another-run"])  # a live trainer, not this run's
+    try:
+        writer.set_status("running", pid=other.pid)
+        with pytest.raises(RunStoreError, match="which trains run 20261101-000000-another-run"):
+            cancel(tmp_path, writer.id)
+        time.sleep(0.2)
+        assert other.poll() is None
+    finally:
+        other.kill()
+        other.wait()
+    mine = subprocess.Popen([*STAND_IN, "--run-dir", str(writer.dir)], start_new_session=True)
+    try:
+        writer.set_status("running", pid=mine.pid)
+        assert "asked" in cancel(tmp_path, writer.id)
+        assert mine.wait(timeout=5) == -signal.SIGTERM
+    finally:
+        if mine.poll() is None:
+            mine.kill()
+            mine.wait()
+
+
 def test_cancel_never_signals_the_dashboard_itself():
     status = {"host": socket.gethostname(), "pid_start": launch_mod.process_start_time(os.getpid())}
-    assert "dashboard's own process" in launch_mod.trainer_doubt(os.getpid(), status)
-    assert "dashboard's own process or init" in launch_mod.trainer_doubt(1, {**status, "pid_start": None})
+    assert "dashboard's own process" in launch_mod.trainer_doubt(os.getpid(), status, "some-run")
 
 
 @pytest.mark.parametrize("argv, trainer", [
     (["/usr/bin/python3", "-m", "rnnreg", "train", "--run-dir", "x"], True),
-    (["/usr/bin/python3", "-X", "dev", "-m", "rnnreg", "train"], True),
+    (["/usr/bin/python3", "-X", "dev", "-u", "-m", "rnnreg", "train"], True),
+    (["/usr/bin/python3", "-mrnnreg", "train"], True),
+    (["/usr/bin/python3", "-m", "rnnreg.__main__", "train"], True),
     (["/usr/bin/python3", "/home/u/.local/bin/rnnreg", "train", "--preset", "demo"], True),  # the console script
+    (["/home/u/.local/bin/rnnreg", "train"], True),  # the same, as /proc may show a #! script
     (["/usr/bin/python3", "-m", "rnnreg", "evaluate", "x"], False),
+    (["/usr/bin/python3", "-c", "import time", "-m", "rnnreg", "train"], False),  # -c: the rest is its argv
+    (["/usr/bin/python3", "notes.py", "-m", "rnnreg", "train"], False),
     (["sleep", "60"], False),
     (["/usr/bin/python3", "-m", "streamlit", "run", "app.py"], False),
     (["vim", "rnnreg"], False),

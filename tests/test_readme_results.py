@@ -574,3 +574,17 @@ def test_the_placements_table_is_the_library_s_placements_with_their_default_rat
         for site in spec.sites:
             if site.default_rate:  # a site off by default reads "others 0"
                 assert f"{site.default_rate:g}" in defaults, (name, site.name, rows[name][2])
+
+
+def test_every_readme_table_row_is_one_line():
+    # a table row wrapped onto a second line becomes a row of its own, its text in the first column
+    lines = README.read_text(encoding="utf-8").splitlines()
+    in_table, broken = False, []
+    for number, line in enumerate(lines, start=1):
+        if line.startswith("|"):
+            in_table = True
+        elif not line.strip():
+            in_table = False
+        elif in_table:
+            broken.append(number)
+    assert not broken, f"README lines {broken} continue a table row on a line of their own"

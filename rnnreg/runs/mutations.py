@@ -101,7 +101,7 @@ def resume_refusal(run_dir: str | os.PathLike[str]) -> str | None:
         return f"it already finished{said}; start a new run to train longer"
     if state in ACTIVE_STATES:
         return (f"it is {state} (pid {status.get('pid')}); wait for it or stop it first with "
-                f"`rnnreg cancel {run_dir.name}`")
+                f"rnnreg cancel {run_dir.name}")
     if state == "diverged":
         return f"it diverged{said}; resuming would repeat the same steps, so start a new run with a lower learning rate"
     if state not in RESUMABLE_STATES:
