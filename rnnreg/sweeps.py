@@ -186,14 +186,25 @@ def run_local(sweep: Sweep, root: str | Path, *, max_concurrent: int = 1) -> Swe
 
 def _ray_train(argv: list[str], log_path: str, repo_root: str) -> int:
     """One trial on a Ray worker: the ordinary trainer as a subprocess, output to the run's train.log."""
+    import errno
     import os
+    import stat
     import subprocess
     import sys
 
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (repo_root, env.get("PYTHONPATH")) if p)
-    # stdlib only (a Ray worker may not import rnnreg): rnnreg.runs.open_in_run's flags, no symlink followed
-    fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    # stdlib only (a Ray worker may not import rnnreg): rnnreg.runs.open_in_run's checks, no symlink
+    # followed, and nothing but a regular file (a FIFO would block this task for ever)
+    no_follow = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    refusal = f"{log_path}: not a regular file; rnnreg writes a run's log only to one"
+    try:
+        fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | no_follow, 0o644)
+    except OSError as err:
+        raise OSError(refusal) if err.errno == errno.ENXIO else err from None  # ENXIO: a FIFO nothing reads
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(refusal)
     with open(fd, "ab") as log:
         return subprocess.run([sys.executable, "-m", "rnnreg", "train", *argv], stdin=subprocess.DEVNULL,
                               stdout=log, stderr=subprocess.STDOUT, env=env, cwd=repo_root).returncode
@@ -214,7 +225,7 @@ def run_ray(sweep: Sweep, root: str | Path, *, address: str | None = None, max_c
         raise SweepError("the ray backend needs Ray: pip install 'ray==2.60.0' (or pip install .[ray])") from None
     from rnnreg.config import PACKAGE_ROOT
     from rnnreg.launch import find_request
-    from rnnreg.runs import LOG_FILE, RunWriter, find_run_dir, process_start_time, summarize_run
+    from rnnreg.runs import LOG_FILE, RunWriter, find_run_dir, process_start_time, resume_refusal, summarize_run
 
     root = Path(root).absolute()
     root.mkdir(parents=True, exist_ok=True)
@@ -232,7 +243,9 @@ def run_ray(sweep: Sweep, root: str | Path, *, address: str | None = None, max_c
             started.append(writer.id)
             continue
         state = summarize_run(find_run_dir(root, existing)).state
-        if state == "interrupted":
+        if state == "interrupted" and resume_refusal(find_run_dir(root, existing)) is not None:
+            ended.append(existing)  # its files would make the trainer refuse it (a symlink, a FIFO, ...)
+        elif state == "interrupted":
             run_dir = find_run_dir(root, existing)
             jobs.append(([f"--resume={existing}", "--runs-dir", str(root)], run_dir / LOG_FILE))
             resumed.append(existing)

@@ -147,3 +147,19 @@ def test_without_max_concurrent_local_runs_one_at_a_time_and_ray_as_many_as_its_
                      "--runs-dir", str(tmp_path / "runs")]) == 0
     # ray: None, so run_ray keeps every run in flight and Ray's CPUs / --gpus-per-run decide
     assert asked == [1, None, 3]
+
+
+def test_a_ray_trial_refuses_a_fifo_as_its_log_instead_of_blocking_for_ever(tmp_path):
+    import os
+
+    from rnnreg.sweeps import _ray_train
+
+    fifo = tmp_path / "train.log"
+    os.mkfifo(fifo)
+    with pytest.raises(OSError, match="not a regular file"):  # before: os.open blocked until a reader came
+        _ray_train(["--help"], str(fifo), str(tmp_path))
+    link = tmp_path / "linked.log"
+    link.symlink_to(tmp_path / "elsewhere.log")
+    with pytest.raises(OSError):
+        _ray_train(["--help"], str(link), str(tmp_path))
+    assert not (tmp_path / "elsewhere.log").exists()
