@@ -66,8 +66,11 @@ class _Worker:
 
     def send(self, message: dict) -> None:
         assert self.process.stdin is not None
-        self.process.stdin.write(json.dumps(message) + "\n")
-        self.process.stdin.flush()
+        try:
+            self.process.stdin.write(json.dumps(message) + "\n")
+            self.process.stdin.flush()
+        except BrokenPipeError:  # it died after its last answer (out of memory, a CUDA error): say what it said
+            raise RuntimeError(f"bench worker {self.index}: exited ({self.process.poll()}){self._tail()}") from None
 
     def receive(self, timeout: float) -> dict:
         """The worker's next JSON line, or a RuntimeError naming what went wrong (exit, silence)."""
@@ -92,7 +95,7 @@ class _Worker:
             try:
                 self.send({"quit": True})
                 self.process.wait(timeout=10)
-            except (OSError, subprocess.TimeoutExpired):
+            except (OSError, RuntimeError, subprocess.TimeoutExpired):  # (a dead worker: RuntimeError)
                 self.process.kill()
                 self.process.wait()
         self.stderr.close()

@@ -190,9 +190,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, ConfigError, DataError, RunStoreError) as err:
         print(f"{ERROR_PREFIX}{err}" if not str(err).startswith("rnnreg") else str(err), file=sys.stderr)
         return EXIT_USAGE
-    except BrokenPipeError:  # `rnnreg list | head`: the reader left; stop quietly, as other tools do
+    except BrokenPipeError:
+        if not _stdout_reader_gone():  # another pipe (a bench worker's, say): a real error, shown
+            raise
+        # `rnnreg list | head`: the reader left; stop quietly, as other tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (Python's own flush at exit fails too)
         return EXIT_BROKEN_PIPE
+
+
+def _stdout_reader_gone() -> bool:
+    """Whether stdout is a pipe whose reading end is closed (poll reports an error on its writing end)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _fd, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll (Windows), no descriptor
+        return False
 
 
 # Options that define a new run; `--resume` takes the run's own config.json instead.

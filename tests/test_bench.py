@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import torch
 
 from rnnreg.bench import BASELINE, PlainLSTM, baseline_dropout, build_steps, run_bench
@@ -81,3 +82,17 @@ def test_bench_cli_profile_json():
     assert result.returncode == 0, result.stderr
     profiles = json.loads(result.stdout)["profiles"]
     assert [p["name"] for p in profiles] == [BASELINE, "none"] and all(p["by_kind"] for p in profiles)
+
+
+def test_a_share_bench_worker_that_died_is_named_with_its_last_words():
+    import sys
+
+    from rnnreg.bench_share import _Worker
+
+    worker = _Worker(0, [sys.executable, "-c", "import sys; sys.stderr.write('CUDA error: out of memory')"], {})
+    worker.process.wait()
+    with pytest.raises(RuntimeError, match="(?s)bench worker 0: exited .*CUDA error: out of memory"):
+        for _ in range(100):  # the first writes may still fit the dead pipe's buffer on some systems
+            worker.send({"batches": 1})
+    worker.close()  # and closing it is no second error
+    assert worker.process.returncode == 0

@@ -193,3 +193,21 @@ def test_show_prints_strict_json_even_for_a_hand_edited_run(tmp_path, capsys):
     assert cli.main(["show", run.name, "--runs-dir", str(tmp_path / "runs")]) == 0
     shown = strict.loads(capsys.readouterr().out, parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))
     assert shown["config"]["config"]["train"] == {"lr": None, "epochs": None} and shown["status"]["valid_ppl"] is None
+
+
+def test_a_broken_pipe_other_than_stdout_is_an_error_not_a_quiet_exit(monkeypatch):
+    # `rnnreg bench --share` writes to its workers' pipes: a worker that died must not end the bench silently
+    from rnnreg import cli
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+
+    def writes_to_a_dead_worker(args):
+        os.write(write_end, b"{}\n")
+
+    monkeypatch.setattr(cli, "_placements", writes_to_a_dead_worker)
+    try:
+        with pytest.raises(BrokenPipeError):
+            cli.main(["placements"])
+    finally:
+        os.close(write_end)
