@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import math
 import re
@@ -463,3 +464,13 @@ def test_a_run_name_is_shown_as_typed_never_as_plotly_markup():
     for fig in (plots.perplexity_figure(named, COLORS), plots.gap_figure(named, COLORS)):
         shown = " ".join(f"{t.name} {t.hovertemplate}" for t in fig.data)
         assert "&lt;a href='http://e'&gt;x&lt;/a&gt;" in shown and "<a href" not in shown, shown
+
+
+def test_a_wrapped_name_breaks_between_the_characters_it_shows_never_inside_an_escape():
+    from rnnreg.plots.layout import plot_text, wrap_label
+
+    wrapped = wrap_label(plot_text("R&D<test>-" + "x" * 20), 6, max_lines=4)
+    lines = wrapped.split("<br>")
+    assert all(re.fullmatch(r"([^&<>]|&amp;|&lt;|&gt;)*", line) for line in lines), wrapped  # whole entities only
+    assert html.unescape(lines[0]).startswith("R&D") and max(len(html.unescape(l)) for l in lines) <= 6
+    assert wrap_label("plain-name", 20) == "plain-name"

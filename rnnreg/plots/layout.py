@@ -306,9 +306,11 @@ def layer_name(layer: object) -> str:
 def wrap_label(text: str, width: int, max_lines: int | None = None) -> str:
     """`text` broken into lines of about `width` characters ("<br>" between them), after a '-', '_',
     '·' or space where it can, so that a long run name fits a narrow panel's title; past `max_lines`
-    the last line ends in '…'."""
+    the last line ends in '…'.  `text` may be escaped for Plotly (`plot_text`): it is wrapped as the
+    characters it shows, each line escaped again, so that no line break cuts an `&lt;` in two."""
+    text = html.unescape(text)
     if len(text) <= width:
-        return text
+        return plot_text(text)
     words, word = [], ""
     for ch in text:  # pieces that each end with their break character
         word += ch
@@ -333,7 +335,7 @@ def wrap_label(text: str, width: int, max_lines: int | None = None) -> str:
     if max_lines is not None and len(lines) > max_lines:
         lines = lines[:max_lines]
         lines[-1] = lines[-1][:max(width - 1, 1)] + "…"
-    return "<br>".join(lines)
+    return "<br>".join(plot_text(piece) for piece in lines)
 
 
 def positive(values: pd.Series) -> pd.Series:
