@@ -42,7 +42,7 @@ import torch.nn.functional as F  # noqa: E402
 from rnnreg.data import DataError, batchify, windows  # noqa: E402
 from rnnreg.inspect_model import InspectError, load_run_corpus, load_run_model  # noqa: E402
 from rnnreg.model import LanguageModel  # noqa: E402
-from rnnreg.runs import RunStoreError, find_run_dir, read_jsonl, runs_root  # noqa: E402
+from rnnreg.runs import RunStoreError, find_run_arg, read_jsonl, runs_root  # noqa: E402
 from rnnreg.steps import train_on_window  # noqa: E402
 
 SPLITS = ("train", "valid")  # as the trainer reads them: batch_size streams, full windows only
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--lr: must be >= 0, got {min(args.lr)}")
     torch.set_num_threads(args.threads)
     try:
-        run_dir = Path(args.run) if Path(args.run).is_dir() else find_run_dir(runs_root(args.runs_dir), args.run)
+        run_dir = find_run_arg(runs_root(args.runs_dir), args.run)
         run = load_run_model(run_dir)
         corpus = load_run_corpus(run, args.data)
     except (RunStoreError, InspectError, DataError) as err:

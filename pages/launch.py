@@ -34,7 +34,8 @@ spec = PLACEMENTS[placement]
 st.caption(f"**{placement}**: {spec.summary} — *{spec.source}*")
 walls = store.shipped_walls(common.run_table(), preset)
 if walls:
-    st.caption(f"How long: the shipped `{preset}` runs took {common.escape_markdown(walls)}, at the preset's own settings.")
+    st.caption(f"How long: the shipped `{preset}` runs took {common.escape_markdown(walls)}, "
+               "at the preset's own settings.")
 defaults = cfg.build_run_config(preset, placement=placement)
 
 with st.form("launch_form", border=True):

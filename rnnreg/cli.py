@@ -13,7 +13,6 @@ import json
 import math
 import os
 import sys
-from pathlib import Path
 from typing import Sequence
 
 from rnnreg.config import PRESET_NAMES, TRAIN_SCHEDULE_OPTIONS, ConfigError
@@ -136,7 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--preset", default="medium", help="shapes to time (default: medium)")
     bench.add_argument("--placements", default=",".join(PLACEMENTS), help="comma-separated (default: all)")
     bench.add_argument("--batches", type=int, default=20, metavar="N", help="timed batches per round (default 20)")
-    bench.add_argument("--rounds", type=int, default=3, metavar="R", help="interleaved rounds; the median counts (default 3)")
+    bench.add_argument("--rounds", type=int, default=3, metavar="R",
+                       help="interleaved rounds; the median counts (default 3)")
     bench.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     bench.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: torch's choice)")
     bench.add_argument("--step", default="auto", choices=["auto", "eager", "graph", "both"],
@@ -274,24 +274,11 @@ def _placements(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_dir(run: str, root: Path) -> Path:
-    """RUN of `evaluate` and `generate`: a run id in the runs root, or a directory written as a path
-    (with a '/'); a bare name is never looked up in the current directory, where a folder of that
-    name would stand in for the run."""
-    from rnnreg.runs import RunStoreError, find_run_dir
-
-    if "/" in run or os.sep in run:
-        if not Path(run).is_dir():
-            raise RunStoreError(f"RUN: no run directory {run}")
-        return Path(run)
-    return find_run_dir(root, run)
-
-
 def _generate(args: argparse.Namespace) -> int:
     from rnnreg.inspect_model import InspectError, generate
-    from rnnreg.runs import runs_root
+    from rnnreg.runs import find_run_arg, runs_root
 
-    run_dir = _run_dir(args.run, runs_root(args.runs_dir))
+    run_dir = find_run_arg(runs_root(args.runs_dir), args.run)
     try:
         print(generate(run_dir, args.prompt, args.temperature, args.words, args.seed))
     except InspectError as err:
@@ -302,11 +289,11 @@ def _generate(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from rnnreg.data import DataError
     from rnnreg.mc_eval import EvaluateError, evaluate_run, record
-    from rnnreg.runs import is_read_only, runs_root
+    from rnnreg.runs import find_run_arg, is_read_only, runs_root
     from rnnreg.train import resolve_device
 
     root = runs_root(args.runs_dir)
-    run_dir = _run_dir(args.run, root)
+    run_dir = find_run_arg(root, args.run)
     if args.mc_samples < 1:
         raise UsageError(f"rnnreg evaluate: --mc-samples: must be >= 1, got {args.mc_samples}")
     if args.device not in ("auto", "cpu", "cuda"):

@@ -84,10 +84,8 @@ def load_run_model(run_dir: str | os.PathLike[str]) -> RunModel:
         raise InspectError(f"run {run_dir.name}: its model ({len(words):,} words, {config.model.layers} x "
                            f"{config.model.hidden}) would take {needed / 1e9:.0f} GB; this viewer stops at "
                            f"{MAX_WEIGHT_BYTES / 1e9:.0f} GB")
-    model = LanguageModel(len(words), config.model, config.dropout)
-    weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     try:  # its float32 weights, the state carried within an epoch, the header: never twice the weights
-        tensors, state = load_checkpoint(run_dir / CHECKPOINT_FILE, max_bytes=2 * weight_bytes + (64 << 20))
+        tensors, state = load_checkpoint(run_dir / CHECKPOINT_FILE, max_bytes=2 * needed + (64 << 20))
     except CheckpointError as err:
         if is_read_only(run_dir) and not (run_dir / CHECKPOINT_FILE).exists():
             raise InspectError(f"run {run_dir.name}: a shipped run without its weights (they are left out of the "
@@ -95,6 +93,7 @@ def load_run_model(run_dir: str | os.PathLike[str]) -> RunModel:
         raise InspectError(f"run {run_dir.name}: {err}; a run writes one after its first epoch, 10 minutes "
                            "into it, or where it is cancelled") from None
     weights = {k[len(MODEL_PREFIX):]: v for k, v in tensors.items() if k.startswith(MODEL_PREFIX)}
+    model = LanguageModel(len(words), config.model, config.dropout)  # built once its checkpoint is there
     try:
         model.load_state_dict(weights)
     except RuntimeError as err:

@@ -406,7 +406,8 @@ def catalogue() -> list[Case]:
         C("config", "negative seed", train_cli("--seed", "-1"), "--seed"),
         C("config", "unknown device", train_cli("--device", "tpu"), "unknown device 'tpu'"),
         C("config", "no CUDA here", train_cli("--device", "cuda"), "no CUDA GPU"),
-        C("config", "log every 0", train_cli("--log-every", "0"), "--log-every (train.log_every)"),  # the flag, not only the key
+        # the flag, not only the key
+        C("config", "log every 0", train_cli("--log-every", "0"), "--log-every (train.log_every)"),
         C("config", "name of 300 characters", train_cli("--name", "n" * 300), "--name"),
         C("config", "resume with new options", lambda ctx: run_cli("train", "--resume", "x", "--epochs", "3"),
           "drop --epochs"),
@@ -498,7 +499,8 @@ def catalogue() -> list[Case]:
         C("store", "train.log ends in a planted escape sequence", died_with_log(
             b"Traceback (most recent call last):\n  File x\n\x1b[2J\x1b[31mError: \xff<b>gone</b>\n"),
           "its trainer died: \x1b[2J\x1b[31mError: \ufffd<b>gone</b>"),
-        C("store", "cancel a pid with no start time", cancel_unidentified_pid, "without the host that tells its trainer"),
+        C("store", "cancel a pid with no start time", cancel_unidentified_pid,
+          "without the host that tells its trainer"),
         C("store", "evaluate a reference run by its path", reference_by_path("absolute path"), "read-only"),
         C("store", "runs root is the reference folder", reference_by_path("root"), "read-only"),
         C("store", "compact an interrupted run", compact("running"), "is interrupted, not finished"),

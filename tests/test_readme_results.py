@@ -121,7 +121,8 @@ def test_table_1_rows_are_their_runs_one_seed_as_is_several_as_mean_and_sd(first
     else:
         assert cells[2:4] == [mean_sd(valid), mean_sd(test)]
         assert cells[5].startswith(f"{walls[0]}-{walls[-1]} s ")
-        per_run = f"{preset} test {', '.join(f'{t:.2f}' for t in test)} (best valid {', '.join(f'{v:.2f}' for v in valid)})"
+        per_run = (f"{preset} test {', '.join(f'{t:.2f}' for t in test)} "
+                   f"(best valid {', '.join(f'{v:.2f}' for v in valid)})")
         assert per_run in README.read_text(encoding="utf-8"), per_run
 
 

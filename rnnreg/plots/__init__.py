@@ -42,11 +42,10 @@ from rnnreg.plots.tables import config_diff, flatten_config, results_latex, resu
 
 __all__ = [
     "DASHES", "GLYPHS", "PALETTE", "VIRIDIS", "assign_colors", "marker_symbols", "natural_key", "PAPER_PERPLEXITY",
-    "PERPLEXITY_PLOT_PX", "TRAIN_NOTE",
-    "gap_figure", "loss_figure", "perplexity_figure", "recall_figure", "smooth", "spread_apart", "GATE_NAMES", "GATES",
-    "gate_heatmap_figure", "gate_histogram_figure", "saturation_figure", "clipped_fraction_figure",
-    "grad_norm_figure", "grad_through_time_figure", "layer_grad_figure", "FONT_SIZE", "LINE_WIDTH", "VALIDATE_ENV",
-    "legend_below", "X_AXES", "empty_figure", "epoch_axis", "figure_html", "log_axis", "log_ticks", "plot_text", "SWEEP_COLUMNS",
-    "SWEEP_METRICS", "parallel_coordinates_figure", "sweep_bands_figure", "sweep_configs", "sweep_matrix_figure",
-    "config_diff", "flatten_config", "results_latex", "results_markdown",
+    "PERPLEXITY_PLOT_PX", "TRAIN_NOTE", "gap_figure", "loss_figure", "perplexity_figure", "recall_figure", "smooth",
+    "spread_apart", "GATE_NAMES", "GATES", "gate_heatmap_figure", "gate_histogram_figure", "saturation_figure",
+    "clipped_fraction_figure", "grad_norm_figure", "grad_through_time_figure", "layer_grad_figure", "FONT_SIZE",
+    "LINE_WIDTH", "VALIDATE_ENV", "legend_below", "X_AXES", "empty_figure", "epoch_axis", "figure_html", "log_axis",
+    "log_ticks", "plot_text", "SWEEP_COLUMNS", "SWEEP_METRICS", "parallel_coordinates_figure", "sweep_bands_figure",
+    "sweep_configs", "sweep_matrix_figure", "config_diff", "flatten_config", "results_latex", "results_markdown",
 ]
