@@ -35,6 +35,9 @@ class Vocabulary:
     def __len__(self) -> int:
         return len(self.words)
 
+    def __contains__(self, word: object) -> bool:
+        return word in self._index  # type: ignore[attr-defined]
+
     def id(self, word: str) -> int:
         index: dict[str, int] = self._index  # type: ignore[attr-defined]
         return index.get(word, index[UNK])

@@ -135,8 +135,7 @@ def load_run_corpus(run: RunModel, data_dir: str | os.PathLike[str] | None = Non
 def tokenize(text: str, vocab: Vocabulary | None = None) -> list[str]:
     """Tokens split on white space, each as `vocab` has it: as typed if it knows that, else lower-cased
     (PTB's words are all lower case; a corpus of your own may keep capitals); `<eos>`/`<unk>` as they are."""
-    known = set(vocab.words) if vocab is not None else set()
-    return [w if w in (EOS, UNK) or w in known else w.lower() for w in text.split()]
+    return [w if w in (EOS, UNK) or (vocab is not None and w in vocab) else w.lower() for w in text.split()]
 
 
 def encode(vocab: Vocabulary, text: str) -> tuple[list[str], list[int], list[bool]]:

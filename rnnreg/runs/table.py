@@ -15,8 +15,6 @@ def ppl_text(value: float | None, decimals: int = 2) -> str:
     return f"{value:.{decimals}f}" if abs(value) < 1e7 else f"{value:.3g}"
 
 
-_fmt = ppl_text
-
 
 def _printable(text: str | None) -> str:
     """`text` for a terminal: a control character (a newline, an escape sequence planted in a
@@ -49,8 +47,8 @@ def format_table(summaries: Iterable[RunSummary]) -> str:
         + ((_printable(s.variant) or "-",) if with_variant else ()) + (
             s.state + (" (read-only)" if s.read_only else "") + (" !" if s.problems else ""),
             f"{s.epochs_done}/{s.epochs_total if s.epochs_total is not None else '?'}",
-            _fmt(s.best_valid_ppl), _fmt(s.test_ppl),
-        ) + ((_fmt(s.mc_test_ppl) + _mc_note(s),) if with_mc else ())
+            ppl_text(s.best_valid_ppl), ppl_text(s.test_ppl),
+        ) + ((ppl_text(s.mc_test_ppl) + _mc_note(s),) if with_mc else ())
         + ((f"{s.test_accuracy:.1%}" if s.test_accuracy is not None else "-",) if with_recall else ())
         for s in summaries
     ]
