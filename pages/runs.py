@@ -150,8 +150,12 @@ for _, row in broken.iterrows():
 # Off until asked for: its WebGL drawing is most of this page's time in a browser.
 if st.toggle("Settings against best validation perplexity (parallel coordinates)", key="runs_parcoords_on"):
     settings = ["preset", "placement", *sorted(c for c in table.columns if c.startswith("rate ")), "epochs_done"]
-    common.show_figure(plots.parallel_coordinates_figure(view.fillna({c: 0.0 for c in settings[2:]}), settings),
+    known = view[view["settings_known"]]  # a site a run has no rate for is a site it does not drop: 0
+    common.show_figure(plots.parallel_coordinates_figure(known.fillna({c: 0.0 for c in settings[2:]}), settings),
                        key="runs_parcoords", file_stem="settings-vs-valid-ppl")
+    unknown = view.loc[~view["settings_known"] & view["best_valid_ppl"].notna(), "label"]
+    if len(unknown):
+        st.caption(f"Not drawn, their settings unreadable: {common.escape_markdown(', '.join(unknown))}.")
 
 st.subheader("Rename, resume or delete a run")
 user_runs = table[~table["read_only"]]

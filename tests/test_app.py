@@ -147,8 +147,13 @@ def test_parallel_coordinates_on_request(store):
     assert_no_exception(at)
     figure = figures(at)[0]
     assert figure["data"][0]["type"] == "parcoords"
-    labels = [d["label"] for d in figure["data"][0]["dimensions"]]
-    assert "placement" in labels and any("valid" in label for label in labels)
+    dimensions = {d["label"]: d for d in figure["data"][0]["dimensions"]}
+    assert "placement" in dimensions and "best valid ppl" in dimensions
+    # the corrupt run has a valid perplexity (480) but no readable config: its rates are unknown, not 0
+    corrupt = STANDARD_IDS["corrupt"]
+    assert 480.0 not in dimensions["best valid ppl"]["values"]
+    assert "?" not in dimensions["placement"]["ticktext"]
+    assert any(corrupt in c.value and "settings unreadable" in c.value for c in at.caption)
 
 
 def test_runs_table_puts_own_runs_first_then_the_papers_models_and_shows_recall(tmp_path, monkeypatch):

@@ -71,6 +71,8 @@ def summary_row(s: runs.RunSummary, config: dict) -> dict[str, Any]:
         "path": s.path, "sweep": s.sweep or "",
         "task": s.task or "lm", "delay": s.delay, "test_accuracy": _nan(s.test_accuracy),
         "mc_test_ppl": _nan(s.mc_test_ppl), "mc_protocol": s.mc_protocol or "", "mc_samples": s.mc_samples,
+        # without a readable config.json its placement and rates are unknown, not "no dropout"
+        "settings_known": bool(config) and s.placement is not None,
     }
     for site, p in s.rates.items():
         row[f"rate {site}"] = float(p)
