@@ -465,6 +465,11 @@ def test_a_run_name_is_shown_as_typed_never_as_plotly_markup():
     for fig in (plots.perplexity_figure(named, COLORS), plots.gap_figure(named, COLORS)):
         shown = " ".join(f"{t.name} {t.hovertemplate}" for t in fig.data)
         assert "&lt;a href='http://e'&gt;x&lt;/a&gt;" in shown and "<a href" not in shown, shown
+    # hover templates read %{y} as the point's value: a name "50%{y}" would show "50152.2"
+    percent = epochs_frame().assign(label=lambda df: df["label"].where(df["run"] != "a", "lr 50%{y}"))
+    for fig in (plots.perplexity_figure(percent, COLORS), plots.gap_figure(percent, COLORS)):
+        templates = [t.hovertemplate for t in fig.data if t.name and t.name.startswith("lr 50")]
+        assert templates and all("lr 50&#37;{y}" in t and "50%{y}" not in t for t in templates), templates
 
 
 def test_a_wrapped_name_breaks_between_the_characters_it_shows_never_inside_an_escape():

@@ -292,8 +292,9 @@ def by_run(df: pd.DataFrame, sort_by: str | None = None) -> list[tuple[str, str,
 def plot_text(text: object) -> str:
     """A run's name as Plotly shows it: as typed.  Plotly reads <a href>, <b>, <br> in trace names,
     hover text and titles as markup, so a copied-in run named `<a href=...>` would put a link in
-    the legend; its entities (&lt;) it shows as the characters."""
-    return html.escape(str(text), quote=False)
+    the legend; its entities (&lt;) it shows as the characters.  A '%' becomes `&#37;`: a name is
+    written into hover templates, where `%{y}` would be read as the point's value."""
+    return html.escape(str(text), quote=False).replace("%", "&#37;")
 
 
 def layer_name(layer: object) -> str:
