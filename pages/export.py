@@ -1,9 +1,10 @@
-"""Export: the picked runs' metrics as CSV and their results as a Markdown or LaTeX table."""
+"""Export: the picked runs' metrics as CSV, their results as a Markdown or LaTeX table, and the
+`rnnreg train` commands that train them again."""
 
 import streamlit as st
 
 from pages.shared import common, store
-from rnnreg import plots
+from rnnreg import plots, reproduce
 
 common.require_app()
 
@@ -30,3 +31,17 @@ for tab, text, ext in ((markdown_tab, plots.results_markdown(rows), "md"),
     tab.code(text, language="markdown" if ext == "md" else "latex")
     tab.download_button(f"Download .{ext}", text, file_name=f"rnnreg-results.{ext}", key=f"table_{ext}",
                         on_click="ignore", icon=":material/download:")
+
+st.subheader("Commands that train them again")
+st.caption("Each run's preset and the options its config.json departs from it in (the seed always); "
+           "`rnnreg show RUN` prints the same.")
+labels = common.labels()
+commands = []
+for run_id in picked:
+    label, frames = labels.get(run_id, run_id), common.run_frames(run_id)
+    commands.append((label if label == run_id else f"{label} ({run_id})",
+                     reproduce.run_command(frames["config"], frames["environment"])))
+commands_text = reproduce.script(commands)
+st.code(commands_text, language="bash")
+st.download_button("Download .sh", commands_text, file_name="rnnreg-train-again.sh", key="commands_sh",
+                   on_click="ignore", icon=":material/download:")

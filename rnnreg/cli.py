@@ -66,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="rate of one site (repeatable), e.g. --dropout-site embedding=0.1")
     train.add_argument("--epochs", type=int, metavar="N")
     train.add_argument("--max-train-tokens", type=int, metavar="N", help="train on the first N tokens only")
+    train.add_argument("--max-eval-tokens", type=int, metavar="N",
+                       help="validate and test on the first N tokens of each split only (CPU demos)")
     train.add_argument("--data", metavar="DIR", help="corpus directory (default: the vendored PTB in data/ptb)")
     train.add_argument("--device", help="auto (default: CUDA when present), cpu or cuda")
     train.add_argument("--seed", type=int)
@@ -104,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_runs_dir(listing)
     listing.add_argument("--json", action="store_true", help="a JSON array of run summaries")
 
-    show = commands.add_parser("show", help="a run's config, status and results")
+    show = commands.add_parser("show", help="a run's config, status, results and the command that trains it again")
     show.add_argument("run", metavar="RUN", help="run id")
     _add_runs_dir(show)
 
@@ -211,8 +213,9 @@ def _stdout_reader_gone() -> bool:
 
 
 # Options that define a new run; `--resume` takes the run's own config.json instead.
-_RUN_OPTIONS = ("preset", "placement", "dropout", "dropout_site", "epochs", "max_train_tokens", "data", "device",
-                "seed", "log_every", "step", "weight_decay", "delay", "name", "run_dir") + TRAIN_SCHEDULE_OPTIONS
+_RUN_OPTIONS = ("preset", "placement", "dropout", "dropout_site", "epochs", "max_train_tokens", "max_eval_tokens",
+                "data", "device", "seed", "log_every", "step", "weight_decay", "delay", "name",
+                "run_dir") + TRAIN_SCHEDULE_OPTIONS
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -248,8 +251,12 @@ def _list(args: argparse.Namespace) -> int:
 def _show(args: argparse.Namespace) -> int:
     from rnnreg.runs import load_run, runs_root, strict_json
 
+    from rnnreg.reproduce import run_command
+
     run = load_run(runs_root(args.runs_dir), args.run)
-    shown = {"summary": run.summary.to_json(), "config": run.config_doc, "status": run.status}
+    command = run_command(run.config, run.environment)
+    shown = {"summary": run.summary.to_json(), "config": run.config_doc, "status": run.status,
+             "reproduce": command.to_json() if command else None}  # the train command that makes it again
     # strict JSON, as the store writes it: a hand-edited file's NaN or 1e999 is shown as null
     print(json.dumps(strict_json(shown), indent=2, allow_nan=False))
     return 0

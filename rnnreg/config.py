@@ -353,7 +353,7 @@ def validate(config: RunConfig) -> None:
     if t.max_train_tokens is not None:
         _check_int("--max-train-tokens", t.max_train_tokens, 2)
     if t.max_eval_tokens is not None:
-        _check_int("max_eval_tokens", t.max_eval_tokens, 2)
+        _check_int("--max-eval-tokens", t.max_eval_tokens, 2)
     _check_int("test_batch_size", t.test_batch_size, 1)
     _check_int("--seed", t.seed, 0)
     if t.seed >= 2**63:  # torch.manual_seed takes a signed 64-bit integer
@@ -396,8 +396,8 @@ def _validate_memory_task(config: RunConfig) -> None:
                           f"--delay {mem.delay}), got {t.bptt!r}; leave --bptt out")
     for split, sequences, limit_option, limit, batch_option, batch in (
         ("train", mem.train_sequences, "--max-train-tokens", t.max_train_tokens, "--batch-size", t.batch_size),
-        ("valid", mem.eval_sequences, "max_eval_tokens", t.max_eval_tokens, "--batch-size", t.batch_size),
-        ("test", mem.eval_sequences, "max_eval_tokens", t.max_eval_tokens, "test_batch_size", t.test_batch_size),
+        ("valid", mem.eval_sequences, "--max-eval-tokens", t.max_eval_tokens, "--batch-size", t.batch_size),
+        ("test", mem.eval_sequences, "--max-eval-tokens", t.max_eval_tokens, "test_batch_size", t.test_batch_size),
     ):
         cut = limit is not None and limit < sequences * length
         tokens = limit if cut else sequences * length

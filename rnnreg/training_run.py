@@ -90,7 +90,8 @@ class StopFlag:
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
-    overrides = {key: getattr(args, key) for key in ("log_every", "step", "weight_decay", *TRAIN_SCHEDULE_OPTIONS)
+    overrides = {key: getattr(args, key) for key in ("log_every", "step", "weight_decay", "max_eval_tokens",
+                                                     *TRAIN_SCHEDULE_OPTIONS)
                  if getattr(args, key, None) is not None}
     preset = args.preset or DEFAULT_PRESET
     config = build_run_config(

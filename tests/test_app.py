@@ -665,7 +665,16 @@ def test_export_tables_and_csv(store, ids):
     code = [c.value for c in at.code]
     assert any("| no dropout | demo | none |" in c for c in code)
     assert any(r"\begin{tabular}" in c for c in code)
-    assert len(at.get("download_button")) == 4
+    assert len(at.get("download_button")) == 5
+    # the commands that train the picked runs again: the trained runs' tiny settings all come back
+    [commands] = [c for c in code if c.startswith("#!/bin/sh")]
+    assert f"# no dropout ({ids['overfit']})" in commands and f"# zaremba 0.5 ({ids['zaremba']})" in commands
+    assert ("python -m rnnreg train --preset demo --placement zaremba --epochs 2 --max-train-tokens "
+            "4000 --max-eval-tokens 2000 --log-every 2 --device cpu --seed 2") in commands
+    assert "no option sets" not in commands
+    at.sidebar.multiselect(key="picked_runs").set_value([ids["corrupt"]]).run()
+    assert_no_exception(at)
+    assert any(f"# {ids['corrupt']}: its config.json holds no readable run config" in c.value for c in at.code)
 
 
 def select_rows(at: AppTest, names: list[str]) -> None:
