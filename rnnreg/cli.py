@@ -49,6 +49,9 @@ def _rate(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}; a rate is a number with 0 <= P < 1") from None
 
 
+_RUN_HELP = "run id, or the name of one run (rnnreg list shows both)"
+
+
 def _add_runs_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs-dir", help="runs root (default: $RNNREG_RUNS_DIR, else runs/ in the current "
                                            "directory)")
@@ -94,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--max-concurrent", type=int, default=None, metavar="N",
                        help="wait until fewer than N queued runs of this runs root are training")
     train.add_argument("--resume", metavar="RUN",
-                       help="continue an interrupted, cancelled or failed run from its last checkpoint "
+                       help="continue an interrupted, cancelled or failed run (its id) from its last checkpoint "
                             "(with --runs-dir; it keeps its own config: no option that defines a run, such as "
                             "--epochs, only --max-concurrent and --checkpoint-minutes)")
     train.add_argument("--checkpoint-minutes", type=float, default=None, metavar="M",
@@ -107,11 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--json", action="store_true", help="a JSON array of run summaries")
 
     show = commands.add_parser("show", help="a run's config, status, results and the command that trains it again")
-    show.add_argument("run", metavar="RUN", help="run id")
+    show.add_argument("run", metavar="RUN", help=_RUN_HELP)
     _add_runs_dir(show)
 
     cancel = commands.add_parser("cancel", help="stop a queued or running run (it ends 'cancelled')")
-    cancel.add_argument("run", metavar="RUN", help="run id")
+    cancel.add_argument("run", metavar="RUN", help=_RUN_HELP)
     _add_runs_dir(cancel)
 
     commands.add_parser("placements", help="every dropout placement with its sites and sampling")
@@ -130,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_runs_dir(sweep)
 
     compact = commands.add_parser("compact", help="store a finished run's checkpoint weights as float16 (to ship it)")
-    compact.add_argument("run", metavar="RUN", help="run id")
+    compact.add_argument("run", metavar="RUN", help=_RUN_HELP)
     _add_runs_dir(compact)
 
     bench = commands.add_parser("bench", help="training-step speed per placement beside a plain nn.LSTM")
@@ -154,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser(
         "evaluate", help="a finished run's test perplexity, deterministic and Monte-Carlo dropout (recorded)")
-    evaluate.add_argument("run", metavar="RUN", help="run id (or a run directory, written with a '/')")
+    evaluate.add_argument("run", metavar="RUN", help=_RUN_HELP + " (or a run directory, written with a '/')")
     evaluate.add_argument("--mc-samples", type=int, required=True, metavar="N",
                           help="stochastic passes to average (Gal & Ghahramani 2016)")
     evaluate.add_argument("--device", default="auto", help="auto (default: CUDA if present), cpu or cuda")
@@ -170,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_runs_dir(evaluate)
 
     generate = commands.add_parser("generate", help="sample text from a run's checkpoint")
-    generate.add_argument("run", metavar="RUN", help="run id (or a run directory, written with a '/')")
+    generate.add_argument("run", metavar="RUN", help=_RUN_HELP + " (or a run directory, written with a '/')")
     generate.add_argument("--prompt", required=True, help="the words to continue (unknown words become <unk>)")
     generate.add_argument("--temperature", type=float, default=1.0, metavar="T", help="softmax temperature > 0 (default 1)")
     generate.add_argument("--words", type=int, default=30, metavar="N", help="words to sample (default 30)")
@@ -249,11 +252,11 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from rnnreg.runs import load_run, runs_root, strict_json
-
     from rnnreg.reproduce import run_command
+    from rnnreg.runs import find_run_arg, load_run, runs_root, strict_json
 
-    run = load_run(runs_root(args.runs_dir), args.run)
+    root = runs_root(args.runs_dir)
+    run = load_run(root, find_run_arg(root, args.run, paths=False).name)
     command = run_command(run.config, run.environment)
     shown = {"summary": run.summary.to_json(), "config": run.config_doc, "status": run.status,
              "reproduce": command.to_json() if command else None}  # the train command that makes it again
@@ -264,9 +267,10 @@ def _show(args: argparse.Namespace) -> int:
 
 def _cancel(args: argparse.Namespace) -> int:
     from rnnreg.launch import cancel
-    from rnnreg.runs import runs_root
+    from rnnreg.runs import find_run_arg, runs_root
 
-    print(cancel(runs_root(args.runs_dir), args.run))
+    root = runs_root(args.runs_dir)
+    print(cancel(root, find_run_arg(root, args.run, paths=False).name))  # a store's own run only
     return 0
 
 
@@ -418,9 +422,9 @@ def _bench_share(args: argparse.Namespace, placements: list[str], steps: tuple[s
 
 def _compact(args: argparse.Namespace) -> int:
     from rnnreg.checkpoint import CheckpointError, compact_checkpoint
-    from rnnreg.runs import CHECKPOINT_FILE, find_run_dir, is_read_only, runs_root, summarize_run
+    from rnnreg.runs import CHECKPOINT_FILE, find_run_arg, is_read_only, runs_root, summarize_run
 
-    run_dir = find_run_dir(runs_root(args.runs_dir), args.run)
+    run_dir = find_run_arg(runs_root(args.runs_dir), args.run, paths=False)
     if is_read_only(run_dir):
         raise UsageError(f"rnnreg compact: {run_dir.name} is a shipped reference run (read-only)")
     state = summarize_run(run_dir).state

@@ -211,3 +211,29 @@ def test_a_broken_pipe_other_than_stdout_is_an_error_not_a_quiet_exit(monkeypatc
             cli.main(["placements"])
     finally:
         os.close(write_end)
+
+
+def test_a_command_takes_a_run_by_the_name_only_it_has(tmp_path, capsys):
+    from fixtures_runs import write_run
+
+    from rnnreg import cli
+    from rnnreg.runs import RunStoreError, find_run_arg
+
+    root = tmp_path / "runs"
+    write_run(root, "20261208-000000-a", name="lr 1/2", seed=1)
+    write_run(root, "20261208-000001-b", name="twin", seed=2)
+    write_run(root, "20261208-000002-c", name="twin", seed=3)
+    write_run(root / "reference", "20261208-000003-d", name="20261208-000000-a", seed=4)  # an id wins over a name
+    assert find_run_arg(root, "lr 1/2", paths=False).name == "20261208-000000-a"  # a name may hold a '/'
+    assert find_run_arg(root, "20261208-000000-a").name == "20261208-000000-a"
+    with pytest.raises(RunStoreError, match=r"2 runs are named 'twin'; give one's id: 20261208-000002-c, "
+                                            r"20261208-000001-b"):
+        find_run_arg(root, "twin")
+    with pytest.raises(RunStoreError, match=r"no run 'ghost' in .*; no run is named 'ghost' either"):
+        find_run_arg(root, "ghost")
+    with pytest.raises(RunStoreError, match="no run directory lr 1/2"):  # with paths, a '/' makes it a path
+        find_run_arg(root, "lr 1/2")
+    assert cli.main(["show", "lr 1/2", "--runs-dir", str(root)]) == 0
+    assert json.loads(capsys.readouterr().out)["summary"]["id"] == "20261208-000000-a"
+    assert cli.main(["cancel", "lr 1/2", "--runs-dir", str(root)]) == 0
+    assert capsys.readouterr().out == "run 20261208-000000-a is already finished; nothing to cancel\n"

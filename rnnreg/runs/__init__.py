@@ -37,7 +37,7 @@ from rnnreg.runs.layout import (
     CORRUPT_STATE, RUNS_DIR_ENV, REFERENCE_GROUP,
     CONFIG_FILE, STATUS_FILE, METRICS_FILE, PROBES_FILE, LOG_FILE, CHECKPOINT_FILE, CHECKPOINT_STATE_FILE,
     VOCAB_FILE, LOCK_FILE, RUN_FILES, RUN_MARKERS, MAX_JSON_BYTES, MAX_LINE_BYTES, MAX_RUN_ID, RunStoreError,
-    runs_root, new_run_id, validate_run_id, find_run_dir, find_run_arg, is_read_only,
+    runs_root, new_run_id, validate_run_id, find_run_dir, is_read_only,
 )
 from rnnreg.runs.files import (
     utc_now, atomic_write_bytes, atomic_write_json, read_json, read_json_value, read_log_tail, JsonlReport, scan_jsonl,
@@ -51,8 +51,8 @@ from rnnreg.runs.writer import (
     RunWriter,
 )
 from rnnreg.runs.summary import (
-    RunSummary, summarize_run, penn_treebank_checksums, corpus_of, corpus_dir, list_runs, run_signature,
-    root_signature, mc_protocol, mc_passes_text,
+    RunSummary, summarize_run, penn_treebank_checksums, corpus_of, corpus_dir, list_runs, find_run_arg,
+    run_signature, root_signature, mc_protocol, mc_passes_text,
 )
 from rnnreg.runs.loading import (
     Run, load_run,

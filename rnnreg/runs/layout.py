@@ -144,17 +144,6 @@ def find_run_dir(root: str | os.PathLike[str], run_id: str) -> Path:
     raise RunStoreError(f"no run {run_id!r} in {root}")
 
 
-def find_run_arg(root: str | os.PathLike[str], run: str) -> Path:
-    """RUN as a command takes it: a run id in the runs root (`find_run_dir`), or a run's directory
-    written as a path (with a '/'); a bare name is never looked up in the current directory, where
-    a folder of that name would stand in for the run."""
-    if "/" in run or os.sep in run:
-        if not Path(run).is_dir():
-            raise RunStoreError(f"RUN: no run directory {run}")
-        return Path(run)
-    return find_run_dir(root, run)
-
-
 def is_read_only(run_dir: str | os.PathLike[str]) -> bool:
     """Runs in a `reference/` folder are shipped with rnnreg and never changed.
 
