@@ -8,7 +8,7 @@ import streamlit as st
 
 from pages.shared import common, store
 from rnnreg import config as cfg
-from rnnreg import launch, plots, runs
+from rnnreg import launch, plots, reproduce, runs
 from rnnreg.placements import PLACEMENTS, SITE_DESCRIPTIONS
 
 common.require_app()
@@ -83,11 +83,12 @@ with st.form("launch_form", border=True):
 
 if submitted:
     try:
-        config = cfg.to_dict(cfg.build_run_config(
+        run_config = cfg.build_run_config(
             preset, placement=placement, site_rates=rates, epochs=int(epochs), max_train_tokens=int(tokens) or None,
             max_eval_tokens=int(eval_tokens) or None, device=device, seed=int(seed), name=name.strip() or None,
             weight_decay=float(weight_decay), lr=float(lr), lr_decay=float(lr_decay), decay_after=int(decay_after),
-            clip=float(clip)))
+            clip=float(clip))
+        config = cfg.to_dict(run_config)
     except cfg.ConfigError as err:
         st.error(f"Not started: {common.escape_markdown(err)}")
     else:
@@ -108,6 +109,8 @@ if submitted:
                 st.session_state[REQUEST] = uuid.uuid4().hex  # the next click is a new request
                 st.session_state[MINE] = [run_id, *st.session_state.get(MINE, [])]
                 st.success(f"Started run {run_id}.")
+                st.caption("The same run from a terminal:")
+                st.code(reproduce.train_command(run_config, named=True).text, language="bash")
 
 
 def cancel(run_id: str) -> None:

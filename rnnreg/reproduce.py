@@ -55,9 +55,10 @@ def _build(argv: list[str]) -> RunConfig:
         raise ConfigError(str(err)) from None
 
 
-def train_command(config: RunConfig, environment: object = None) -> TrainCommand:
+def train_command(config: RunConfig, environment: object = None, *, named: bool = False) -> TrainCommand:
     """The options that make `config` from its preset; `environment` (config.json's) says by its
-    recorded checksums whether the run's corpus was the vendored Penn Treebank."""
+    recorded checksums whether the run's corpus was the vendored Penn Treebank.  `named`: with
+    `--name` (a run of the same name, as the Launch page's terminal equivalent)."""
     preset = PRESETS[config.preset]
     argv = ["--preset", config.preset]
     if config.dropout.placement != preset.dropout.placement:
@@ -81,6 +82,8 @@ def train_command(config: RunConfig, environment: object = None) -> TrainCommand
             argv += [option, _value(value)]
     if config.data_dir != str(DEFAULT_DATA_DIR) and corpus_of(_checksums(environment)) != "penn-treebank":
         argv += [f"--data={config.data_dir}"]  # one word: a directory named '-x' is no option
+    if named and config.name:
+        argv += [f"--name={config.name}"]
     return TrainCommand(tuple(argv), _unreachable(config, _build(argv)))
 
 

@@ -11,6 +11,7 @@ import base64
 import json
 import re
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -844,6 +845,15 @@ def test_launch_a_tiny_cpu_run_and_watch_it_finish(store):
     train = json.loads((store / run_id / "config.json").read_text())["config"]["train"]
     assert (train["weight_decay"], train["decay_after"], train["lr_decay"], train["lr"], train["clip"]) == (
         1e-5, 0, 1.5, 1.0, 5.0)  # what was set, and the demo preset's own for the rest
+    # the same run from a terminal: that command builds this run's config.json, name included
+    [command] = [c.value for c in at.code if c.value.startswith("python -m rnnreg train")]
+    assert command == ("python -m rnnreg train --preset demo --epochs 1 --max-train-tokens 3000 --max-eval-tokens 2000 "
+                       "--lr-decay 1.5 --decay-after 0 --weight-decay 1e-05 --seed 0 '--name=tiny from test'")
+    from rnnreg.cli import build_parser
+    from rnnreg.config import to_dict
+    from rnnreg.training_run import config_from_args
+    again = to_dict(config_from_args(build_parser().parse_args(shlex.split(command)[3:])))
+    assert again == json.loads((store / run_id / "config.json").read_text())["config"]
     at.form_submit_button[0].click().run()  # a double click: still one run
     assert sum(1 for p in store.iterdir() if (p / "config.json").exists()
                and "tiny from test" in (p / "config.json").read_text()) == 1
