@@ -150,3 +150,9 @@ def test_max_eval_tokens_is_an_option_and_names_itself(text, capsys):
 
     assert main(["train", "--preset", "demo", *text.split()]) == 2
     assert "--max-eval-tokens" in capsys.readouterr().err
+
+
+def test_named_the_command_gives_the_run_its_name_even_one_that_looks_like_an_option():
+    config = build_run_config("demo", name="-x 'quoted' run")
+    assert "--name" not in " ".join(train_command(config).argv)  # a name is no part of what a run trains
+    assert trained_by(train_command(config, named=True).text)["name"] == "-x 'quoted' run"
