@@ -84,8 +84,8 @@ with st.form("launch_form", border=True):
 if submitted:
     try:
         run_config = cfg.build_run_config(
-            preset, placement=placement, site_rates=rates, epochs=int(epochs), max_train_tokens=int(tokens) or None,
-            max_eval_tokens=int(eval_tokens) or None, device=device, seed=int(seed), name=name.strip() or None,
+            preset, placement=placement, site_rates=rates, epochs=int(epochs), max_train_tokens=int(tokens),
+            max_eval_tokens=int(eval_tokens), device=device, seed=int(seed), name=name.strip() or None,
             weight_decay=float(weight_decay), lr=float(lr), lr_decay=float(lr_decay), decay_after=int(decay_after),
             clip=float(clip))
         config = cfg.to_dict(run_config)

@@ -68,9 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--dropout-site", type=_site_rate, action="append", default=[], metavar="SITE=P",
                        help="rate of one site (repeatable), e.g. --dropout-site embedding=0.1")
     train.add_argument("--epochs", type=int, metavar="N")
-    train.add_argument("--max-train-tokens", type=int, metavar="N", help="train on the first N tokens only")
+    train.add_argument("--max-train-tokens", type=int, metavar="N",
+                       help="train on the first N tokens only (0: all, also for demo, whose default is 30,000)")
     train.add_argument("--max-eval-tokens", type=int, metavar="N",
-                       help="validate and test on the first N tokens of each split only (CPU demos)")
+                       help="validate and test on the first N tokens of each split only (0: all; demo's default "
+                            "is 10,000)")
     train.add_argument("--data", metavar="DIR", help="corpus directory (default: the vendored PTB in data/ptb)")
     train.add_argument("--device", help="auto (default: CUDA when present), cpu or cuda")
     train.add_argument("--seed", type=int)

@@ -56,6 +56,9 @@ class DropoutConfig:
     rates: Mapping[str, float] = field(default_factory=dict)  # site -> p, every site of the placement
 
 
+# Prefix limits where 0 (or None) means the whole split: `--max-train-tokens 0` trains demo on all of it.
+WHOLE_SPLIT_OPTIONS = ("max_train_tokens", "max_eval_tokens")
+
 # TrainConfig fields `rnnreg train` takes as options of their own (--lr, --lr-decay, ...).
 TRAIN_SCHEDULE_OPTIONS = ("lr", "lr_decay", "decay_after", "clip", "batch_size", "bptt")
 
@@ -259,6 +262,10 @@ def build_run_config(
     for key, value in (("epochs", epochs), ("max_train_tokens", max_train_tokens), ("device", device), ("seed", seed)):
         if value is not None:
             train_changes[key] = value
+    for key in WHOLE_SPLIT_OPTIONS:  # 0 tokens: the whole split, undoing a preset's prefix (demo's)
+        value = train_changes.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value == 0:
+            train_changes[key] = None
     unknown = set(train_changes) - {f.name for f in dataclasses.fields(TrainConfig)}
     if unknown:
         raise ConfigError(f"unknown training option(s) {sorted(unknown)}")

@@ -41,6 +41,8 @@ class TrainCommand:
 
 
 def _value(value: Any) -> str:
+    if value is None:  # only max_train_tokens / max_eval_tokens reach here: the whole split
+        return "0"
     return repr(value) if isinstance(value, float) else str(value)  # repr: a float's shortest exact form
 
 
@@ -80,11 +82,16 @@ def train_command(config: RunConfig, environment: object = None, *, named: bool 
         value = getattr(config.train, field)
         if field == "seed" or value != getattr(base, field):
             argv += [option, _value(value)]
-    if config.data_dir != str(DEFAULT_DATA_DIR) and corpus_of(_checksums(environment)) != "penn-treebank":
-        argv += [f"--data={config.data_dir}"]  # one word: a directory named '-x' is no option
+    unsettable = []
+    elsewhere = config.data_dir != str(DEFAULT_DATA_DIR) and corpus_of(_checksums(environment)) != "penn-treebank"
+    if config.task == "lm" and elsewhere:  # the memory task reads no corpus
+        if config.data_dir.isprintable():
+            argv += [f"--data={config.data_dir}"]  # one word: a directory named '-x' is no option
+        else:  # shell-quoted it runs as it is, but a line break or an escape would disguise the script
+            unsettable.append("data_dir (it holds a control character)")
     if named and config.name:
         argv += [f"--name={config.name}"]
-    return TrainCommand(tuple(argv), _unreachable(config, _build(argv)))
+    return TrainCommand(tuple(argv), (*unsettable, *_unreachable(config, _build(argv))))
 
 
 def _checksums(environment: object) -> object:
@@ -93,7 +100,7 @@ def _checksums(environment: object) -> object:
 
 def _unreachable(config: RunConfig, built: RunConfig) -> tuple[str, ...]:
     """Settings of `config` that the command's run would not have: those no option sets."""
-    out = []
+    out = [f"task={config.task}"] if config.task != built.task else []  # a hand-edited task its preset has not
     for part in ("model", "train", "memory", "dropout"):
         if part == "memory" and config.task != "memory":
             continue

@@ -893,6 +893,26 @@ def test_a_click_after_a_launch_that_failed_to_spawn_starts_a_new_run(store, mon
     assert started == f"Started run {next(r for r, s in states.items() if s == 'queued')}."
 
 
+def test_launch_of_demo_on_the_whole_splits_trains_on_them_and_shows_its_command(store, monkeypatch):
+    import subprocess as sp
+
+    from rnnreg import launch as launch_mod
+
+    monkeypatch.setattr(launch_mod, "_spawn", lambda argv, log_path: sp.Popen(["true"]))  # queued, never trained
+    at = app("launch")
+    at.number_input(key="tokens_demo").set_value(0)  # "0 = all": it kept demo's 30,000
+    at.number_input(key="eval_tokens_demo").set_value(0)
+    at.text_input(key="launch_name").set_value("demo on everything")
+    at.form_submit_button[0].click().run()
+    assert_no_exception(at)
+    [run_id] = [s.body.split()[-1].rstrip(".") for s in at.success]
+    train = json.loads((store / run_id / "config.json").read_text())["config"]["train"]
+    assert (train["max_train_tokens"], train["max_eval_tokens"]) == (None, None)
+    [command] = [c.value for c in at.code if c.value.startswith("python -m rnnreg train")]
+    assert command == ("python -m rnnreg train --preset demo --max-train-tokens 0 --max-eval-tokens 0 --seed 0 "
+                       "'--name=demo on everything'")
+
+
 def test_launch_picks_the_device_by_itself_unless_told(store):
     at = app("launch")
     assert_no_exception(at)

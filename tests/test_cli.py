@@ -231,8 +231,20 @@ def test_a_command_takes_a_run_by_the_name_only_it_has(tmp_path, capsys):
         find_run_arg(root, "twin")
     with pytest.raises(RunStoreError, match=r"no run 'ghost' in .*; no run is named 'ghost' either"):
         find_run_arg(root, "ghost")
-    with pytest.raises(RunStoreError, match="no run directory lr 1/2"):  # with paths, a '/' makes it a path
-        find_run_arg(root, "lr 1/2")
+    assert find_run_arg(root, "lr 1/2").name == "20261208-000000-a"  # no such directory: a name after all
+    with pytest.raises(RunStoreError, match="RUN: no run directory no/such, and no run is named so"):
+        find_run_arg(root, "no/such")
+    with pytest.raises(RunStoreError, match="RUN: empty"):
+        find_run_arg(root, "")
+    write_run(root, "20261208-000004-e", name="", seed=5)
+    with pytest.raises(RunStoreError, match="RUN: empty"):  # never the run whose name is ""
+        find_run_arg(root, "")
+    outside = tmp_path / "elsewhere" / "20261208-000005-f"
+    write_run(tmp_path / "elsewhere", outside.name, seed=6)
+    (root / outside.name).symlink_to(outside)
+    write_run(root, "20261208-000006-g", name=outside.name, seed=7)
+    with pytest.raises(RunStoreError, match="leaves the runs directory"):  # refused stays refused, no name lookup
+        find_run_arg(root, outside.name)
     assert cli.main(["show", "lr 1/2", "--runs-dir", str(root)]) == 0
     assert json.loads(capsys.readouterr().out)["summary"]["id"] == "20261208-000000-a"
     assert cli.main(["cancel", "lr 1/2", "--runs-dir", str(root)]) == 0

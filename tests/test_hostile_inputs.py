@@ -398,7 +398,8 @@ def catalogue() -> list[Case]:
         C("config", "epochs 0", train_cli("--epochs", "0"), "--epochs: must be a whole number >= 1"),
         C("config", "negative epochs", train_cli("--epochs", "-3"), "--epochs: must be a whole number >= 1"),
         C("config", "epochs not a number", train_cli("--epochs", "ten"), "invalid int value"),
-        C("config", "max train tokens 0", train_cli("--max-train-tokens", "0"), "--max-train-tokens"),
+        C("config", "max train tokens 1", train_cli("--max-train-tokens", "1"),
+          "--max-train-tokens: must be a whole number >= 2"),
         # the test corpus's 1026 tokens in 20 columns of 51: 50 steps of (input, next word) each; it
         # blamed only --max-train-tokens, which this run does not even set
         C("config", "unroll longer than the tokens allow", train_cli("--bptt", "200", "--batch-size", "20"),

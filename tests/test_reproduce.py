@@ -44,12 +44,13 @@ def test_every_shipped_run_has_a_command_that_trains_its_configuration_again():
         command = run_command(run.config, run.environment)
         assert command is not None and command.unreachable == (), run.id
         assert what_it_trains(trained_by(command.text)) == what_it_trains(to_dict(from_dict(run.config))), run.id
-        assert "--data" not in command.argv and "--name" not in command.argv  # the vendored PTB; a name is a label
+        # the vendored PTB, or the memory task, which reads no corpus; a name is a label
+        assert not any(a.startswith(("--data", "--name")) for a in command.argv), command.text
 
 
 def test_random_configurations_come_back_from_their_commands():
     rng = random.Random(0)
-    checked = 0
+    checked = wholes = 0
     for _ in range(300):
         preset = rng.choice(PRESET_NAMES)
         placement = rng.choice([None, *PLACEMENTS])
@@ -63,20 +64,24 @@ def test_random_configurations_come_back_from_their_commands():
             "max_eval_tokens": rng.choice([None, 4000]), "lr": rng.choice([None, 0.5]),
             "decay_after": rng.choice([None, 2]), "weight_decay": rng.choice([None, 1e-7]),
             "step": rng.choice([None, "eager"]), "log_every": rng.choice([None, 3]),
+            "batch_size": rng.choice([None, 10]), "clip": rng.choice([None, 2.5]), "lr_decay": rng.choice([None, 1.3]),
         }
+        for key in ("max_train_tokens", "max_eval_tokens"):  # 0: the whole split, undoing demo's prefix
+            options[key] = rng.choice([options[key], 0])
         if preset == "memory":
             options.update(delay=rng.choice([None, 5]), max_train_tokens=None, max_eval_tokens=None)
         else:
             options["bptt"] = rng.choice([None, 25])
         try:
             config = build_run_config(preset, **{k: v for k, v in options.items() if v is not None})
+            wholes += config.train.max_train_tokens is None and preset == "demo"
         except ValueError:  # an impossible combination (a window longer than the stream): no run
             continue
         command = train_command(config, PTB)
         assert command.unreachable == (), command.text
         assert trained_by(command.text) == {**to_dict(config), "name": None}, command.text
         checked += 1
-    assert checked > 200
+    assert checked > 200 and wholes > 10
 
 
 def test_one_rate_on_every_primary_site_is_dropout_the_others_are_sites():
@@ -118,6 +123,32 @@ def test_the_corpus_is_named_unless_it_is_the_vendored_penn_treebank(tmp_path):
     assert "--data" not in train_command(config, PTB).argv  # made elsewhere on the same corpus
     assert "--data" not in train_command(build_run_config("small")).argv  # this install's own copy
     assert str(DEFAULT_DATA_DIR) == build_run_config("small").data_dir
+
+
+def test_the_whole_split_on_a_preset_that_takes_a_prefix_is_zero_tokens():
+    config = build_run_config("demo", max_train_tokens=0, max_eval_tokens=0)
+    assert (config.train.max_train_tokens, config.train.max_eval_tokens) == (None, None)
+    command = train_command(config)
+    assert "--max-train-tokens 0 --max-eval-tokens 0" in command.text and command.unreachable == ()
+    assert trained_by(command.text)["train"]["max_eval_tokens"] is None
+
+
+def test_a_memory_run_made_elsewhere_names_no_corpus_it_never_read(tmp_path):
+    config = build_run_config("memory", delay=5, data_dir=tmp_path)
+    command = train_command(config, {"data_sha256": {"train": "generated:memory:abc"}})
+    assert command.argv == ("--preset", "memory", "--delay", "5", "--seed", "0") and command.unreachable == ()
+
+
+def test_a_task_its_preset_has_not_is_named(tmp_path):
+    config = dataclasses.replace(build_run_config("memory"), task="lm")  # hand-edited: validate lets it pass
+    assert train_command(config).unreachable[0] == "task=lm"
+
+
+def test_a_corpus_path_with_a_control_character_is_named_not_written(tmp_path):
+    config = dataclasses.replace(build_run_config("small"), data_dir=str(tmp_path / "a\rb"))
+    command = train_command(config, {})
+    assert not any(a.startswith("--data") for a in command.argv)
+    assert command.unreachable == ("data_dir (it holds a control character)",)
 
 
 def test_a_run_without_a_valid_config_has_no_command_and_the_script_says_so():

@@ -50,6 +50,10 @@ class RunStoreError(ValueError):
     """A user-caused problem with the run store; the message is one line meant for users."""
 
 
+class NoSuchRun(RunStoreError):
+    """No run has this id (or it is no valid id); not raised for one that is there but refused."""
+
+
 def runs_root(cli_value: str | os.PathLike[str] | None = None) -> Path:
     """The runs root: the CLI value, else $RNNREG_RUNS_DIR, else `runs/` in the cwd."""
     if cli_value not in (None, ""):
@@ -117,7 +121,10 @@ def find_run_dir(root: str | os.PathLike[str], run_id: str) -> Path:
     Raises RunStoreError for a bad id, a run that does not exist, or a path that leaves the
     root through a symlink (refused, never followed).
     """
-    validate_run_id(run_id)
+    try:
+        validate_run_id(run_id)
+    except RunStoreError as err:
+        raise NoSuchRun(str(err)) from None
     root = Path(root)
     try:
         root_resolved = root.resolve(strict=True)
@@ -141,7 +148,7 @@ def find_run_dir(root: str | os.PathLike[str], run_id: str) -> Path:
             raise RunStoreError(f"run {run_id!r}: its path leaves the runs directory {root}; refused")
         if _is_run_dir(candidate):
             return candidate
-    raise RunStoreError(f"no run {run_id!r} in {root}")
+    raise NoSuchRun(f"no run {run_id!r} in {root}")
 
 
 def is_read_only(run_dir: str | os.PathLike[str]) -> bool:

@@ -16,7 +16,7 @@ from typing import Any, Iterator, Mapping
 from rnnreg.config import DEFAULT_DATA_DIR, ConfigError, from_dict, training_variant
 from rnnreg.runs.layout import (
     ACTIVE_STATES, CONFIG_FILE, CORRUPT_STATE, CUT_SHORT_STATES, FORMAT, LOG_FILE, METRICS_FILE, PROBES_FILE,
-    STATUS_FILE, UNKNOWN_STATE, RunStoreError,
+    STATUS_FILE, UNKNOWN_STATE, NoSuchRun, RunStoreError,
     find_run_dir, is_read_only, _inside, _is_run_dir, _valid_segment,
 )
 from rnnreg.runs.files import read_json, read_log_tail, scan_jsonl, _dict, _int, finite_number, _parse_time, _str
@@ -270,21 +270,24 @@ def _run_dirs(root: Path) -> Iterator[tuple[Path, str | None, str | None]]:
 def find_run_arg(root: str | os.PathLike[str], run: str, *, paths: bool = True) -> Path:
     """RUN as a command takes it: a run's directory written as a path (with a '/'; only with
     `paths`), a run id in the runs root (`find_run_dir`), or the name of exactly one run there
-    (`rnnreg list` shows both; an id wins).  A bare name is never looked up in the current
-    directory, where a folder of that name would stand in for the run."""
-    if paths and ("/" in run or os.sep in run):
-        if not Path(run).is_dir():
-            raise RunStoreError(f"RUN: no run directory {run}")
+    (`rnnreg list` shows both; an id wins, and a path that is no directory falls back to a name:
+    names may hold a '/').  A bare name is never looked up in the current directory, where a
+    folder of that name would stand in for the run."""
+    if not run:
+        raise RunStoreError("RUN: empty; give a run id or name (rnnreg list shows both)")
+    if paths and ("/" in run or os.sep in run) and Path(run).is_dir():
         return Path(run)
     try:
         return find_run_dir(root, run)
-    except RunStoreError as not_an_id:
+    except NoSuchRun as not_an_id:  # a run there but refused (its path leaves the root) stays refused
         named = [s for s in list_runs(root) if s.name == run]
         if len(named) == 1:
             return Path(named[0].path)
         if named:
             raise RunStoreError(f"{len(named)} runs are named {run!r}; give one's id: "
                                 f"{', '.join(s.id for s in named)}") from None
+        if paths and ("/" in run or os.sep in run):
+            raise RunStoreError(f"RUN: no run directory {run}, and no run is named so") from None
         raise RunStoreError(f"{not_an_id}; no run is named {run!r} either") from None
 
 
