@@ -320,6 +320,10 @@ def test_parallel_coordinates_placement_is_a_category():
     fig = plots.parallel_coordinates_figure(runs, ["placement", "clip", "seed", "dropout"])
     assert [d.label for d in fig.data[0].dimensions] == ["placement", "dropout", "best valid ppl"]
     assert fig.layout.title.text.endswith("<sup>the same for every run: clip 5, seed 0</sup>")
+    # the axis labels sit above the plot: the subtitle's line gets room of its own (it ran into them, seen
+    # in Chromium), a figure without one keeps its margin
+    plain = plots.parallel_coordinates_figure(runs, ["placement", "dropout"])
+    assert "<sup>" not in plain.layout.title.text and fig.layout.margin.t >= plain.layout.margin.t + 20
 
 
 def test_config_diff_lists_only_differences():

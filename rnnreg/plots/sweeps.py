@@ -185,7 +185,8 @@ def parallel_coordinates_figure(runs: pd.DataFrame, settings: Sequence[str]) -> 
         dimensions=dimensions, labelfont={"size": FONT_SIZE}, tickfont={"size": FONT_SIZE - 3},
     ))
     styled(fig, title + (f"<br><sup>the same for every run: {', '.join(same)}</sup>" if same else ""))
-    fig.update_layout(margin={"l": 90, "r": 90, "t": 110, "b": 40})
+    # the axis labels sit above the plot area: a subtitle's line needs room above them
+    fig.update_layout(margin={"l": 90, "r": 90, "t": 135 if same else 110, "b": 40})
     return fig
 
 
