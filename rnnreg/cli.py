@@ -15,7 +15,7 @@ import os
 import sys
 from typing import Sequence
 
-from rnnreg.config import PRESET_NAMES, TRAIN_SCHEDULE_OPTIONS, ConfigError
+from rnnreg.config import PRESET_NAMES, PRESETS, TRAIN_SCHEDULE_OPTIONS, ConfigError
 from rnnreg.placements import PLACEMENTS, SITE_DESCRIPTIONS
 
 EXIT_USAGE = 2
@@ -68,11 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--dropout-site", type=_site_rate, action="append", default=[], metavar="SITE=P",
                        help="rate of one site (repeatable), e.g. --dropout-site embedding=0.1")
     train.add_argument("--epochs", type=int, metavar="N")
+    demo = PRESETS["demo"].train
     train.add_argument("--max-train-tokens", type=int, metavar="N",
-                       help="train on the first N tokens only (0: all, also for demo, whose default is 30,000)")
+                       help=f"train on the first N tokens only (0: all; demo's default is {demo.max_train_tokens:,})")
     train.add_argument("--max-eval-tokens", type=int, metavar="N",
                        help="validate and test on the first N tokens of each split only (0: all; demo's default "
-                            "is 10,000)")
+                            f"is {demo.max_eval_tokens:,})")
     train.add_argument("--data", metavar="DIR", help="corpus directory (default: the vendored PTB in data/ptb)")
     train.add_argument("--device", help="auto (default: CUDA when present), cpu or cuda")
     train.add_argument("--seed", type=int)
