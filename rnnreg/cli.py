@@ -453,9 +453,13 @@ def _sweep(args: argparse.Namespace) -> int:
     if args.max_concurrent is not None and args.max_concurrent < 1:
         raise UsageError("rnnreg sweep: --max-concurrent must be >= 1")
     print(f"sweep {sweep.name}: {len(sweep.runs)} runs of preset {sweep.preset}")
-    if args.dry_run:
+    if args.dry_run:  # each run with what it trains, as the train command of that configuration
+        from rnnreg.reproduce import train_command
+
         for run in sweep.runs:
-            print(f"  {run.name}")
+            command = train_command(run.config)
+            unsettable = f"  # and {', '.join(command.unreachable)}" if command.unreachable else ""
+            print(f"  {run.name}: {command.text}{unsettable}")
         return 0
     if args.backend == "local" and (args.address or args.gpus_per_run):
         raise UsageError("rnnreg sweep: --address and --gpus-per-run go with --backend ray")

@@ -99,6 +99,9 @@ def test_dry_run_lists_the_grid(tmp_path):
     result = rnnreg("sweep", str(path), "--dry-run", "--runs-dir", str(tmp_path / "runs"))
     assert result.returncode == 0, result.stderr
     assert "6 runs" in result.stdout and "grid-zaremba-dropout0.5-seed1" in result.stdout
+    line = next(line for line in result.stdout.splitlines() if "grid-zaremba-dropout0.5-seed1:" in line)
+    assert line.endswith(": python -m rnnreg train --preset small --placement zaremba --epochs 2 --device cpu "
+                         "--seed 1"), line
     assert not (tmp_path / "runs").exists()
 
 
