@@ -15,10 +15,11 @@ import os
 import sys
 from typing import Sequence
 
-from rnnreg.config import PRESET_NAMES, PRESETS, TRAIN_SCHEDULE_OPTIONS, ConfigError
+from rnnreg.config import PRESET_NAMES, PRESETS, TRAIN_SCHEDULE_OPTIONS, ConfigError, RunConfig, build_run_config
 from rnnreg.placements import PLACEMENTS, SITE_DESCRIPTIONS
 
 EXIT_USAGE = 2
+DEFAULT_PRESET = "demo"  # `rnnreg train` without --preset: a minute on a laptop's CPU
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a tool whose reader went away
 
 
@@ -62,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     train = commands.add_parser("train", help="train a run (prints its directory)")
-    train.add_argument("--preset", help=f"one of {', '.join(PRESET_NAMES)} (default: demo)")
+    train.add_argument("--preset", help=f"one of {', '.join(PRESET_NAMES)} (default: {DEFAULT_PRESET})")
     train.add_argument("--placement", help=f"dropout placement: {', '.join(PLACEMENTS)} (default: the preset's)")
     train.add_argument("--dropout", type=_rate, metavar="P", help="rate of the placement's primary sites, 0 <= P < 1")
     train.add_argument("--dropout-site", type=_site_rate, action="append", default=[], metavar="SITE=P",
@@ -222,6 +223,26 @@ def _stdout_reader_gone() -> bool:
 _RUN_OPTIONS = ("preset", "placement", "dropout", "dropout_site", "epochs", "max_train_tokens", "max_eval_tokens",
                 "data", "device", "seed", "log_every", "step", "weight_decay", "delay", "name",
                 "run_dir") + TRAIN_SCHEDULE_OPTIONS
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    """The run config `rnnreg train`'s options ask for (ConfigError naming the option if refused)."""
+    overrides = {key: getattr(args, key) for key in ("log_every", "step", "weight_decay", "max_eval_tokens",
+                                                     *TRAIN_SCHEDULE_OPTIONS)
+                 if getattr(args, key, None) is not None}
+    preset = args.preset or DEFAULT_PRESET
+    config = build_run_config(
+        preset, placement=args.placement, dropout=args.dropout, site_rates=dict(args.dropout_site),
+        epochs=args.epochs, max_train_tokens=args.max_train_tokens, data_dir=args.data, device=args.device,
+        seed=args.seed, name=args.name, delay=args.delay, **overrides,
+    )
+    placement = config.dropout.placement
+    if args.dropout and not any(site.primary for site in PLACEMENTS[placement].sites):
+        # `--preset small --dropout 0.5` would train the small preset's default, no dropout at all
+        default = f" (the {preset} preset's default)" if args.placement is None else ""
+        raise ConfigError(f"--dropout {args.dropout:g}: placement {placement!r}{default} has no dropout sites; "
+                          "choose one with --placement, e.g. --placement zaremba")
+    return config
 
 
 def _train(args: argparse.Namespace) -> int:

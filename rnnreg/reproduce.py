@@ -48,8 +48,7 @@ def _value(value: Any) -> str:
 
 def _build(argv: list[str]) -> RunConfig:
     """What `argv` would train, parsed by the command line itself (ConfigError if it refuses it)."""
-    from rnnreg.cli import UsageError, build_parser
-    from rnnreg.training_run import config_from_args
+    from rnnreg.cli import UsageError, build_parser, config_from_args  # torch-free, as the dashboard needs
 
     try:
         return config_from_args(build_parser().parse_args(["train", *argv]))

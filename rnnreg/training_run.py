@@ -27,13 +27,11 @@ from typing import Iterator
 
 import torch
 
-from rnnreg.config import (
-    TRAIN_SCHEDULE_OPTIONS, ConfigError, RunConfig, build_run_config, from_dict, to_dict,
-)
+from rnnreg.cli import config_from_args
+from rnnreg.config import ConfigError, RunConfig, from_dict, to_dict
 from rnnreg.data import Corpus, DataError
 from rnnreg.fused_cell import cell_kernel
 from rnnreg.launch import Slot, acquire_slot
-from rnnreg.placements import PLACEMENTS
 from rnnreg.provenance import git_commit
 from rnnreg.probes import GateProbe, GradThroughTime, probe_batch, probe_window
 from rnnreg.checkpoint import CheckpointError
@@ -61,7 +59,6 @@ EXIT_DIVERGED = 3
 EXIT_CANCELLED = 4
 EXIT_FAILED = 1
 EXIT_USAGE = 2
-DEFAULT_PRESET = "demo"
 
 
 class StopFlag:
@@ -87,25 +84,6 @@ class StopFlag:
 
     def _handle(self, signum: int, _frame: object) -> None:
         self.signal = signum
-
-
-def config_from_args(args: argparse.Namespace) -> RunConfig:
-    overrides = {key: getattr(args, key) for key in ("log_every", "step", "weight_decay", "max_eval_tokens",
-                                                     *TRAIN_SCHEDULE_OPTIONS)
-                 if getattr(args, key, None) is not None}
-    preset = args.preset or DEFAULT_PRESET
-    config = build_run_config(
-        preset, placement=args.placement, dropout=args.dropout, site_rates=dict(args.dropout_site),
-        epochs=args.epochs, max_train_tokens=args.max_train_tokens, data_dir=args.data, device=args.device,
-        seed=args.seed, name=args.name, delay=args.delay, **overrides,
-    )
-    placement = config.dropout.placement
-    if args.dropout and not any(site.primary for site in PLACEMENTS[placement].sites):
-        # `--preset small --dropout 0.5` would train the small preset's default, no dropout at all
-        default = f" (the {preset} preset's default)" if args.placement is None else ""
-        raise ConfigError(f"--dropout {args.dropout:g}: placement {placement!r}{default} has no dropout sites; "
-                          "choose one with --placement, e.g. --placement zaremba")
-    return config
 
 
 def environment(device: torch.device, trainer: Trainer, corpus: Corpus) -> dict[str, object]:

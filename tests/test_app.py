@@ -851,7 +851,7 @@ def test_launch_a_tiny_cpu_run_and_watch_it_finish(store):
                        "--lr-decay 1.5 --decay-after 0 --weight-decay 1e-05 --seed 0 '--name=tiny from test'")
     from rnnreg.cli import build_parser
     from rnnreg.config import to_dict
-    from rnnreg.training_run import config_from_args
+    from rnnreg.cli import config_from_args
     again = to_dict(config_from_args(build_parser().parse_args(shlex.split(command)[3:])))
     assert again == json.loads((store / run_id / "config.json").read_text())["config"]
     at.form_submit_button[0].click().run()  # a double click: still one run

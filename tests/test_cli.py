@@ -53,7 +53,7 @@ def test_user_mistakes_print_one_line_and_exit_2(tmp_path, args, names):
 def test_the_optimisation_options_reach_the_run_config_and_resume_refuses_them(capsys):
     from rnnreg.cli import build_parser, main
     from rnnreg.config import lr_at_epoch
-    from rnnreg.training_run import config_from_args
+    from rnnreg.cli import config_from_args
 
     args = build_parser().parse_args(["train", "--preset", "medium", "--lr", "0.8", "--lr-decay", "1.25",
                                       "--decay-after", "7", "--clip", "4", "--batch-size", "32", "--bptt", "30"])

@@ -15,7 +15,7 @@ from rnnreg.cli import build_parser
 from rnnreg.config import DEFAULT_DATA_DIR, PRESET_NAMES, build_run_config, from_dict, to_dict
 from rnnreg.placements import PLACEMENTS
 from rnnreg.reproduce import run_command, script, train_command
-from rnnreg.training_run import config_from_args
+from rnnreg.cli import config_from_args
 
 REFERENCE = Path(__file__).resolve().parent.parent / "runs"
 PTB = {"data_sha256": runs.penn_treebank_checksums()}
@@ -187,3 +187,15 @@ def test_named_the_command_gives_the_run_its_name_even_one_that_looks_like_an_op
     config = build_run_config("demo", name="-x 'quoted' run")
     assert "--name" not in " ".join(train_command(config).argv)  # a name is no part of what a run trains
     assert trained_by(train_command(config, named=True).text)["name"] == "-x 'quoted' run"
+
+
+def test_the_dashboard_gets_commands_without_loading_the_trainer():
+    # the Export and Launch pages call it: the app process never imports torch (the trainer runs apart)
+    import subprocess
+    import sys
+
+    code = ("import sys, rnnreg.reproduce as r, rnnreg.config as c; "
+            "r.train_command(c.build_run_config('medium', placement='both', max_eval_tokens=0)); "
+            "print('torch' in sys.modules, 'streamlit' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
