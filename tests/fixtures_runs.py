@@ -127,14 +127,14 @@ def write_run(
                     lo, hi = (0.0, 1.0) if gate in SIGMOID_GATES else ((-3.0, 3.0) if gate == "c" else (-1.0, 1.0))
                     counts = _histogram(rng, lo, hi, sharp)
                     edges = [lo + (hi - lo) * b / len(counts) for b in range(len(counts) + 1)]
-                    sat = 0.05 + 0.5 * sharp + 0.02 * layer
+                    sat = 0.05 + 0.5 * sharp + 0.02 * layer + 0.1 * rate  # runs of other rates apart on a chart
                     gates.append({"kind": "gates", "epoch": epoch, "layer": layer, "gate": gate,
                                   "bin_edges": edges, "counts": counts, "mean": (lo + hi) / 2,
                                   "saturation": sat, "saturation_low": sat / 2, "saturation_high": sat / 2})
             if epoch > 0:
                 ks = [1, 2, 4, 8, 16, 32]
                 gtt.append({"kind": "grad_through_time", "epoch": epoch, "layer": 0, "wrt": "c",
-                            "k": ks, "norm": [math.exp(-k / (6 + 2 * epoch)) for k in ks]})
+                            "k": ks, "norm": [math.exp(-k / (6 + 2 * epoch + 10 * rate)) for k in ks]})
     with (run_dir / "metrics.jsonl").open("w") as f:
         f.writelines(json.dumps(m) + "\n" for m in metrics)
     with (run_dir / "probes.jsonl").open("w") as f:
