@@ -19,8 +19,8 @@ from rnnreg.config import PRESET_NAMES, PRESETS, TRAIN_SCHEDULE_OPTIONS, ConfigE
 from rnnreg.placements import PLACEMENTS, SITE_DESCRIPTIONS
 
 EXIT_USAGE = 2
-DEFAULT_PRESET = "demo"  # `rnnreg train` without --preset: a minute on a laptop's CPU
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a tool whose reader went away
+DEFAULT_PRESET = "demo"  # `rnnreg train` without --preset: a minute on a laptop's CPU
 
 
 class UsageError(Exception):
