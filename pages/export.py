@@ -42,6 +42,6 @@ for run_id in picked:
     commands.append((label if label == run_id else f"{label} ({run_id})",
                      reproduce.run_command(frames["config"], frames["environment"])))
 commands_text = reproduce.script(commands)
-st.code(commands_text, language="bash")
+st.code(commands_text, language="bash", wrap_lines=True)  # a long command readable whole
 st.download_button("Download .sh", commands_text, file_name="rnnreg-train-again.sh", key="commands_sh",
                    on_click="ignore", icon=":material/download:")

@@ -110,7 +110,7 @@ if submitted:
                 st.session_state[MINE] = [run_id, *st.session_state.get(MINE, [])]
                 st.success(f"Started run {run_id}.")
                 st.caption("The same run from a terminal:")
-                st.code(reproduce.train_command(run_config, named=True).text, language="bash")
+                st.code(reproduce.train_command(run_config, named=True).text, language="bash", wrap_lines=True)
 
 
 def cancel(run_id: str) -> None:

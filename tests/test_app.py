@@ -669,6 +669,7 @@ def test_export_tables_and_csv(store, ids):
     assert len(at.get("download_button")) == 5
     # the commands that train the picked runs again: the trained runs' tiny settings all come back
     [commands] = [c for c in code if c.startswith("#!/bin/sh")]
+    assert [c.proto.wrap_lines for c in at.code if c.value == commands] == [True]  # long commands read whole
     assert f"# no dropout ({ids['overfit']})" in commands and f"# zaremba 0.5 ({ids['zaremba']})" in commands
     assert ("python -m rnnreg train --preset demo --placement zaremba --epochs 2 --max-train-tokens "
             "4000 --max-eval-tokens 2000 --log-every 2 --device cpu --seed 2") in commands

@@ -384,8 +384,7 @@ def test_the_session_script_hands_gpu_runs_jobs_it_can_parse(tmp_path):
     names = {j.name for j in jobs}
     mc_names = {argv[i + 1].split("=")[0] for i, a in enumerate(argv) if a == "--mc"}
     assert {n for n in mc_names if "gal" in n or "moon" in n} <= names and "medium-moon-s0" in mc_names
-    from rnnreg.cli import build_parser
-    from rnnreg.cli import config_from_args
+    from rnnreg.cli import build_parser, config_from_args
 
     for job in jobs:  # the trainer's own parser and validation accept each job (site names, rates)
         command = ["train", "--preset", job.preset, "--placement", job.placement, "--seed", job.seed, *job.options]
