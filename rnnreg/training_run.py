@@ -156,9 +156,9 @@ def prepare(config: RunConfig, stop: StopFlag) -> Trainer:
     return Trainer(config, corpus, device, should_stop=stop)
 
 
-def _error(message: object) -> int:
+def _error(message: object, status: int = EXIT_USAGE) -> int:
     print(f"rnnreg: error: {message}", file=sys.stderr)
-    return EXIT_USAGE
+    return status
 
 
 def train_from_cli(args: argparse.Namespace) -> int:
@@ -222,7 +222,7 @@ def _train_queued(args: argparse.Namespace, stop: StopFlag) -> int:
         config = from_dict(writer.read_config().get("config") or {})
     except ConfigError as err:
         writer.set_status("failed", message=f"invalid config: {err}")
-        raise
+        return _error(err, EXIT_FAILED)
     status = writer.read_status()
     state = effective_state(status)
     if state == "cancelled":  # cancelled before it started
@@ -249,7 +249,7 @@ def _train_queued(args: argparse.Namespace, stop: StopFlag) -> int:
         except ValueError as err:
             writer.set_status("failed", message=str(err))
             log.error("%s", err)
-            return _error(err)
+            return _error(err, EXIT_FAILED)  # a run that exists and failed, not a refused option
         return _train_run(writer, trainer, checkpoint_seconds=checkpoint_interval(args))
     finally:
         if slot is not None:
@@ -423,7 +423,7 @@ def _train_run(writer: RunWriter, trainer: Trainer, *, resumed_after: ResumePoin
     except (DataError, ConfigError, ValueError) as err:
         writer.set_status("failed", message=str(err))
         log.error("%s", err)
-        return _error(err)
+        return _error(err, EXIT_FAILED)  # a run that exists and failed, not a refused option
     except BaseException as err:
         writer.set_status("failed", message=f"{type(err).__name__}: {err}")
         log.error("run failed:\n%s", traceback.format_exc())

@@ -51,13 +51,14 @@ class Case:
 # --------------------------------------------------------------------------- actions
 
 
-def run_cli(*argv: str) -> str:
-    """`rnnreg ARGV` in this process: must exit 2 with one line on stderr and no traceback."""
+def run_cli(*argv: str, status: int = 2) -> str:
+    """`rnnreg ARGV` in this process: must exit `status` (2, a refusal; 1, a run that failed) with one
+    line on stderr and no traceback."""
     err, out = io.StringIO(), io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
         code = cli.main([str(a) for a in argv])
     text = err.getvalue().strip()
-    assert code == 2, (code, text, out.getvalue())
+    assert code == status, (code, text, out.getvalue())
     assert len(text.splitlines()) == 1 and "Traceback" not in text, text
     return text
 
@@ -75,7 +76,7 @@ def bad_config(change: Callable[[dict], None]) -> Callable[[Ctx], str]:
         doc = writer.read_config()
         change(doc)
         writer.config_path.write_text(json.dumps(doc))  # Python's json writes NaN / Infinity too
-        run_cli("train", "--run-dir", writer.dir)
+        run_cli("train", "--run-dir", writer.dir, status=1)  # the run is there, and failed
         status = writer.read_status()
         assert status["state"] == "failed", status
         [summary] = [s for s in list_runs(ctx.root) if s.id == writer.id]
