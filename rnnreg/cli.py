@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data", metavar="DIR", help="corpus directory (default: the vendored PTB in data/ptb)")
     train.add_argument("--device", help="auto (default: CUDA when present), cpu or cuda")
     train.add_argument("--seed", type=int)
+    train.add_argument("--threads", type=int, metavar="N",
+                       help="torch CPU threads (0: torch's default, all cores; memory's default is 1): the thread "
+                            "count can change a CPU run's last digits")
     train.add_argument("--step", choices=["auto", "graph", "eager"],
                        help="minibatch step: auto (default: one CUDA graph per step on a GPU, eager on CPU), graph, eager")
     train.add_argument("--log-every", type=int, metavar="K", help="write a step record every K minibatches")
@@ -99,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_runs_dir(train)
     train.add_argument("--run-dir", metavar="DIR", help="train an existing queued run (used by the dashboard)")
     train.add_argument("--max-concurrent", type=int, default=None, metavar="N",
-                       help="wait until fewer than N queued runs of this runs root are training")
+                       help="wait until fewer than N queued runs of this runs root are training (N > 1 also "
+                            "gives the run cpus / N torch threads: the thread count can change a CPU run's digits)")
     train.add_argument("--resume", metavar="RUN",
                        help="continue an interrupted, cancelled or failed run (its id) from its last checkpoint "
                             "(with --runs-dir; it keeps its own config: no option that defines a run, such as "
@@ -221,14 +225,14 @@ def _stdout_reader_gone() -> bool:
 
 # Options that define a new run; `--resume` takes the run's own config.json instead.
 _RUN_OPTIONS = ("preset", "placement", "dropout", "dropout_site", "epochs", "max_train_tokens", "max_eval_tokens",
-                "data", "device", "seed", "log_every", "step", "weight_decay", "delay", "name",
+                "data", "device", "seed", "threads", "log_every", "step", "weight_decay", "delay", "name",
                 "run_dir") + TRAIN_SCHEDULE_OPTIONS
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     """The run config `rnnreg train`'s options ask for (ConfigError naming the option if refused)."""
     overrides = {key: getattr(args, key) for key in ("log_every", "step", "weight_decay", "max_eval_tokens",
-                                                     *TRAIN_SCHEDULE_OPTIONS)
+                                                     "threads", *TRAIN_SCHEDULE_OPTIONS)
                  if getattr(args, key, None) is not None}
     preset = args.preset or DEFAULT_PRESET
     config = build_run_config(

@@ -56,8 +56,9 @@ class DropoutConfig:
     rates: Mapping[str, float] = field(default_factory=dict)  # site -> p, every site of the placement
 
 
-# Prefix limits where 0 (or None) means the whole split: `--max-train-tokens 0` trains demo on all of it.
-WHOLE_SPLIT_OPTIONS = ("max_train_tokens", "max_eval_tokens")
+# Options where 0 stands for None: the whole split (`--max-train-tokens 0` trains demo on all of
+# it), or torch's own thread count (`--threads 0`, where the memory preset takes 1).
+ZERO_IS_NONE_OPTIONS = ("max_train_tokens", "max_eval_tokens", "threads")
 
 # TrainConfig fields `rnnreg train` takes as options of their own (--lr, --lr-decay, ...).
 TRAIN_SCHEDULE_OPTIONS = ("lr", "lr_decay", "decay_after", "clip", "batch_size", "bptt")
@@ -79,7 +80,8 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto = CUDA when present
     log_every: int = 10  # a "step" record every this many minibatches
-    gate_probe: bool = True  # gate statistics on a fixed validation batch after every epoch
+    gate_probe: bool = True  # the probes (gate statistics, gradient through time) on a fixed validation
+    # window, before training and after every epoch
     threads: int | None = None  # CPU threads for torch; None = torch's default (all cores)
     step: str = "auto"  # the minibatch step: auto (one CUDA graph on a GPU, else eager), graph or eager
 
@@ -262,7 +264,7 @@ def build_run_config(
     for key, value in (("epochs", epochs), ("max_train_tokens", max_train_tokens), ("device", device), ("seed", seed)):
         if value is not None:
             train_changes[key] = value
-    for key in WHOLE_SPLIT_OPTIONS:  # 0 tokens: the whole split, undoing a preset's prefix (demo's)
+    for key in ZERO_IS_NONE_OPTIONS:  # e.g. 0 tokens: the whole split, undoing a preset's prefix (demo's)
         value = train_changes.get(key)
         if isinstance(value, int) and not isinstance(value, bool) and value == 0:
             train_changes[key] = None
@@ -371,7 +373,7 @@ def validate(config: RunConfig) -> None:
     if not _is_one_of(t.step, STEP_MODES):
         raise ConfigError(f"--step: unknown step mode {t.step!r}; allowed: {', '.join(STEP_MODES)}")
     if t.threads is not None:
-        _check_int("threads", t.threads, 1)
+        _check_int("--threads", t.threads, 1)
     if config.task == "memory":  # a language model ignores these (and may use batches above 500)
         _validate_memory_task(config)
     if not isinstance(t.gate_probe, bool):

@@ -1,4 +1,5 @@
-"""Poke a trained model: run text through a finished run's checkpoint.
+"""Poke a trained model: run text through any run's checkpoint (finished, or written after an
+epoch, within one, or at a cancel).
 
     load_run_model(run_dir)  config.json + vocab.json + checkpoint.safetensors -> a model in eval mode
     load_run_corpus(...)     the corpus the run was trained on, here or where it was made
@@ -54,11 +55,6 @@ class RunModel:
         if self.minibatches_into_next:
             return f"{self.minibatches_into_next} minibatches into epoch {self.epoch + 1} of {planned}"
         return f"after epoch {self.epoch} of {planned}"
-
-
-def has_checkpoint(run_dir: str | os.PathLike[str]) -> bool:
-    run_dir = Path(run_dir)
-    return all((run_dir / name).is_file() for name in (CONFIG_FILE, VOCAB_FILE, CHECKPOINT_FILE))
 
 
 def load_run_model(run_dir: str | os.PathLike[str]) -> RunModel:

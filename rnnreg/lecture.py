@@ -2,10 +2,12 @@
 
 Four steps, each a figure (rnnreg.lecture_plots) and one sentence:
 
-    1 overfitting  the demo preset without and with dropout: train vs valid perplexity
+    1 overfitting  the demo preset (or, where the store has them, medium / large) without and with
+                   dropout: train vs valid perplexity
     2 masks        an unrolled 2-layer LSTM with the connections a placement masks
     3 memory       how far back the gradient reaches, per placement, beside (1-p)^k (rnnreg.lecture_memory)
-    4 evidence     valid / test perplexity of the final model per placement beside the published numbers
+    4 evidence     valid / test perplexity of the final model per configuration (preset, placement,
+                   rates, other settings; mean ± sd over seeds) beside the published numbers
                    (rnnreg.lecture_evidence)
 
 This module holds the steps' titles and takeaways, steps 1 and 2, and the poke page's choice of

@@ -1,7 +1,8 @@
 """The LSTM stack: one set of weights, two ways to run it.
 
 * fused    - each layer is a `torch.nn.LSTM` call (cuDNN on a GPU).  Dropout can only sit
-             between layers, so this path serves placements with no site in the recurrence.
+             between layers, so this path serves placements with no site in the recurrence
+             and no mask per gate.
 * explicit - a per-step loop written out gate by gate.  It takes any placement (masks on
              h_{t-1}, g_t, c_t, DropConnect on W_hh, zoneout) and can record i, f, o, g, c, h
              at every step for probes.  To train, rnnreg.fused_cell runs the same function as

@@ -36,8 +36,6 @@ PER_STEP = "step"  # a fresh mask at every time step (and every sequence)
 PER_SEQUENCE = "sequence"  # one mask per sequence (per BPTT window), the same at every step
 PER_FORWARD = "forward"  # one mask per forward pass, shared by the whole batch (weights, word types)
 
-SAMPLINGS = (PER_STEP, PER_SEQUENCE, PER_FORWARD)
-
 SITE_DESCRIPTIONS: Mapping[str, str] = MappingProxyType(
     {
         "input": "layer inputs x^l_t, the embedding output included",
@@ -83,12 +81,6 @@ class PlacementSpec:
     def touches_recurrence(self) -> bool:
         """True if the placement needs the explicit LSTM: a site inside the recurrence, or masks per gate."""
         return any(s.name in RECURRENT_SITES or s.per_gate for s in self.sites)
-
-    def site(self, name: str) -> Site:
-        for s in self.sites:
-            if s.name == name:
-                return s
-        raise KeyError(name)
 
 
 def _site(name: str, sampling: str, primary: bool, default_rate: float, per_gate: bool = False) -> Site:

@@ -4,6 +4,10 @@ Gate statistics run one validation window through the explicit path (dropout off
 starting at zero) and summarise i, f, o, g, c, h per layer with fixed-bin histograms, the
 mean, and saturation fractions.  Records go to a sink (the run's probes.jsonl) as
 `kind: "gates"` lines; epoch 0 is the untrained model.
+
+Gradient through time (`grad_through_time`, `GradThroughTime`) measures on a fixed window
+(`probe_window`) how far back the loss's gradient reaches: ||dL_t / d state_{t-k}|| against k,
+for c and h of each layer, as `kind: "grad_through_time"` lines.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ TRAIN_OPTIONS: Mapping[str, str] = {
     "epochs": "--epochs", "max_train_tokens": "--max-train-tokens", "max_eval_tokens": "--max-eval-tokens",
     "lr": "--lr", "lr_decay": "--lr-decay", "decay_after": "--decay-after", "clip": "--clip",
     "batch_size": "--batch-size", "bptt": "--bptt", "weight_decay": "--weight-decay", "log_every": "--log-every",
-    "step": "--step", "device": "--device", "seed": "--seed",
+    "step": "--step", "device": "--device", "threads": "--threads", "seed": "--seed",
 }
 
 
@@ -41,7 +41,7 @@ class TrainCommand:
 
 
 def _value(value: Any) -> str:
-    if value is None:  # only max_train_tokens / max_eval_tokens reach here: the whole split
+    if value is None:  # only config.ZERO_IS_NONE_OPTIONS reach here: the whole split, torch's threads
         return "0"
     return repr(value) if isinstance(value, float) else str(value)  # repr: a float's shortest exact form
 

@@ -34,7 +34,6 @@ from typing import Any, Mapping
 
 from rnnreg.config import ConfigError, RunConfig, build_run_config, to_dict
 
-NAMED_OPTIONS = {"placement", "dropout", "epochs", "max_train_tokens", "seed", "device", "data", "delay", "name"}
 SITE_PREFIX = "site:"
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
@@ -217,12 +216,12 @@ def run_ray(sweep: Sweep, root: str | Path, *, address: str | None = None, max_c
     Each task runs the normal trainer on a run directory that the driver created under `root`,
     so `root` must be a filesystem every node sees at the same path (and every node needs this
     package and the corpus).  `gpus_per_run` may be fractional: several latency-bound runs
-    then share one GPU.  Ray is an optional dependency: `pip install .[ray]`.
+    then share one GPU.  Ray is an optional dependency: `pip install -e .[ray]`.
     """
     try:
         import ray
     except ImportError:
-        raise SweepError("the ray backend needs Ray: pip install 'ray==2.60.0' (or pip install .[ray])") from None
+        raise SweepError("the ray backend needs Ray: pip install 'ray==2.60.0' (or pip install -e .[ray])") from None
     from rnnreg.config import PACKAGE_ROOT
     from rnnreg.launch import find_request
     from rnnreg.runs import LOG_FILE, RunWriter, find_run_dir, process_start_time, resume_refusal, summarize_run

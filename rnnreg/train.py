@@ -6,7 +6,7 @@ Per epoch: the preset's lr schedule, validation with the state carried through t
 At the end: the test set streamed with its state carried (batch 1, as the paper's code).
 
 Listeners (rnnreg.recording, rnnreg.probes, the CLI's progress bar) subscribe to events
-(`on_train_start`, `on_step`, `on_epoch_end`, `on_test`); the loop itself writes nothing.
+(`on_train_start`, `on_step`, `on_epoch_end`, `on_test`, `on_cancel`); the loop itself writes nothing.
 """
 
 from __future__ import annotations

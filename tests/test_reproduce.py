@@ -65,6 +65,7 @@ def test_random_configurations_come_back_from_their_commands():
             "decay_after": rng.choice([None, 2]), "weight_decay": rng.choice([None, 1e-7]),
             "step": rng.choice([None, "eager"]), "log_every": rng.choice([None, 3]),
             "batch_size": rng.choice([None, 10]), "clip": rng.choice([None, 2.5]), "lr_decay": rng.choice([None, 1.3]),
+            "threads": rng.choice([None, 0, 2]),  # 0: torch's default, where memory's preset takes 1
         }
         for key in ("max_train_tokens", "max_eval_tokens"):  # 0: the whole split, undoing demo's prefix
             options[key] = rng.choice([options[key], 0])

@@ -13,7 +13,7 @@ try:
 except ImportError:
     if os.environ.get("RNNREG_REQUIRE_RAY") == "1":
         raise
-    pytest.skip("Ray is not installed (pip install .[ray])", allow_module_level=True)
+    pytest.skip("Ray is not installed (pip install -e .[ray])", allow_module_level=True)
 
 
 def test_a_tiny_sweep_runs_on_a_local_ray_instance_and_again_starts_nothing(tmp_path, tiny_corpus):

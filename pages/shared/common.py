@@ -1,7 +1,6 @@
 """What every page shares: the run store as cached DataFrames, the run picker's state, chart output.
 
-This is the only dashboard module that reads the run store, and the only place (besides the
-pages) that touches `st.session_state`.  Loaders are cached with `st.cache_data` and keyed by
+The pages get the run store's tables here (read by `pages.shared.store`).  Loaders are cached with `st.cache_data` and keyed by
 the files' modification times, so a run that is still being written shows new epochs on the
 next rerun while finished runs are read once.
 """

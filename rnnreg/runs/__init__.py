@@ -24,7 +24,8 @@ The package, a module an idea (each imported here, so `from rnnreg import runs; 
   files      atomic JSON writes, whole-line appends, tolerant JSON / JSONL reading
   liveness   whether a run's process is alive; the state a run shows when it died unannounced, and why
   writer     RunWriter, the one writer of a run directory
-  summary    RunSummary and list_runs: one row per run, the listing's cache keys
+  summary    RunSummary and list_runs: one row per run, the listing's cache keys; find_run_arg (RUN
+             as a command takes it: id, name or path); corpus_of / corpus_dir
   loading    Run and load_run: one run opened in full for the charts
   mutations  rename_run, delete_run, resume_refusal (whether a run may be resumed)
   table      format_table (`rnnreg list`)

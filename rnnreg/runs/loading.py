@@ -94,9 +94,6 @@ class Run:
             columns["grad_norm"] += list(norms.values())
         return _frame(columns, list(columns), numeric=["step", "epoch", "grad_norm"])
 
-    def test_ppl(self) -> float | None:
-        return self.summary.test_ppl
-
     def gates_frame(self, probes: list[dict] | None = None):
         """One row per (epoch, layer, gate): mean, saturation(s), bin_edges, counts."""
         cols = ["epoch", "layer", "gate", "mean", "saturation", "saturation_low", "saturation_high",

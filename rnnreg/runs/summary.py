@@ -83,10 +83,6 @@ class RunSummary:
             return self.placement
         return f"{self.placement}({', '.join(f'{k}={v:g}' for k, v in self.rates.items())})"
 
-    @property
-    def active(self) -> bool:
-        return self.state in ACTIVE_STATES
-
     def to_json(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["rates"] = dict(self.rates)
