@@ -1,8 +1,8 @@
 """What every page shares: the run store as cached DataFrames, the run picker's state, chart output.
 
-The pages get the run store's tables here (read by `pages.shared.store`).  Loaders are cached with `st.cache_data` and keyed by
-the files' modification times, so a run that is still being written shows new epochs on the
-next rerun while finished runs are read once.
+The pages get the run store's tables here (read by `pages.shared.store`).  Loaders are cached
+with `st.cache_data` and keyed by the files' modification times, so a run that is still being
+written shows new epochs on the next rerun while finished runs are read once.
 """
 
 from __future__ import annotations
