@@ -85,7 +85,8 @@ def load_run_model(run_dir: str | os.PathLike[str]) -> RunModel:
     except CheckpointError as err:
         if is_read_only(run_dir) and not (run_dir / CHECKPOINT_FILE).exists():
             raise InspectError(f"run {run_dir.name}: a shipped run without its weights (they are left out of the "
-                               "repository to keep it small); train one like it to poke it") from None
+                               "repository to keep it small); train one like it first: `rnnreg show "
+                               f"{run_dir.name}` prints its command (reproduce)") from None
         raise InspectError(f"run {run_dir.name}: {err}; a run writes one after its first epoch, 10 minutes "
                            "into it, or where it is cancelled") from None
     weights = {k[len(MODEL_PREFIX):]: v for k, v in tensors.items() if k.startswith(MODEL_PREFIX)}

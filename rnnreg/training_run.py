@@ -39,12 +39,14 @@ from rnnreg.recording import DEFAULT_CHECKPOINT_MINUTES, ResumePoint, RunRecorde
 from rnnreg.tasks import load_task_data
 from rnnreg.runs import (
     RESUMABLE_STATES,
+    NoSuchRun,
     RunStoreError,
     RunWriter,
     atomic_write_bytes,
     corpus_dir,
     effective_state,
     find_run_dir,
+    list_runs,
     open_in_run,
     ppl_text,
     resume_refusal,
@@ -271,7 +273,14 @@ def resume_from_cli(args: argparse.Namespace, stop: StopFlag) -> int:
     its first epoch before any): it starts over from epoch 0.
     """
     root = runs_root(args.runs_dir)
-    run_dir = find_run_dir(root, args.resume)
+    try:
+        run_dir = find_run_dir(root, args.resume)
+    except NoSuchRun:  # a name: --resume takes the id, which Cancel finds on a trainer's command line
+        named = [s.id for s in list_runs(root) if s.name == args.resume]
+        if not named:
+            raise
+        raise RunStoreError(f"--resume takes a run id, not a name: the run named {args.resume!r} is "
+                            f"{' or '.join(named)}") from None
     refusal = resume_refusal(run_dir)
     if refusal:
         raise RunStoreError(f"cannot resume {args.resume}: {refusal}")

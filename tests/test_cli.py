@@ -249,3 +249,17 @@ def test_a_command_takes_a_run_by_the_name_only_it_has(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["summary"]["id"] == "20261208-000000-a"
     assert cli.main(["cancel", "lr 1/2", "--runs-dir", str(root)]) == 0
     assert capsys.readouterr().out == "run 20261208-000000-a is already finished; nothing to cancel\n"
+
+
+def test_resume_by_name_says_which_id_to_give(tmp_path, capsys):
+    from fixtures_runs import write_run
+
+    from rnnreg import cli
+
+    root = tmp_path / "runs"
+    write_run(root, "20261208-000000-cut", name="cut short", seed=1, epochs_done=2, state="cancelled")
+    assert cli.main(["train", "--resume", "cut short", "--runs-dir", str(root)]) == 2
+    assert capsys.readouterr().err.strip() == ("rnnreg: error: --resume takes a run id, not a name: the run named "
+                                               "'cut short' is 20261208-000000-cut")
+    assert cli.main(["train", "--resume", "nobody", "--runs-dir", str(root)]) == 2
+    assert "no run 'nobody'" in capsys.readouterr().err

@@ -275,5 +275,6 @@ def test_a_compacted_checkpoint_still_pokes_but_refuses_to_resume(tmp_path, tiny
 def test_a_shipped_run_without_weights_says_so_not_that_it_has_yet_to_train():
     shipped = sorted(p for p in (REPO / "runs" / "reference").iterdir()
                      if (p / "vocab.json").exists() and not (p / "checkpoint.safetensors").exists())
-    with pytest.raises(InspectError, match="a shipped run without its weights"):
+    with pytest.raises(InspectError, match="a shipped run without its weights") as refused:
         inspect_model.load_run_model(shipped[0])
+    assert f"`rnnreg show {shipped[0].name}` prints its command" in str(refused.value)  # how to train one like it

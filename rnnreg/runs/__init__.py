@@ -37,7 +37,7 @@ from rnnreg.runs.layout import (
     FORMAT, RUN_STATES, ACTIVE_STATES, TERMINAL_STATES, RESUMABLE_STATES, CUT_SHORT_STATES, UNKNOWN_STATE,
     CORRUPT_STATE, RUNS_DIR_ENV, REFERENCE_GROUP,
     CONFIG_FILE, STATUS_FILE, METRICS_FILE, PROBES_FILE, LOG_FILE, CHECKPOINT_FILE, CHECKPOINT_STATE_FILE,
-    VOCAB_FILE, LOCK_FILE, RUN_FILES, RUN_MARKERS, MAX_JSON_BYTES, MAX_LINE_BYTES, MAX_RUN_ID, RunStoreError,
+    VOCAB_FILE, LOCK_FILE, RUN_FILES, RUN_MARKERS, MAX_JSON_BYTES, MAX_LINE_BYTES, MAX_RUN_ID, RunStoreError, NoSuchRun,
     runs_root, new_run_id, validate_run_id, find_run_dir, is_read_only,
 )
 from rnnreg.runs.files import (
@@ -69,8 +69,8 @@ __all__ = [
     "FORMAT", "RUN_STATES", "ACTIVE_STATES", "TERMINAL_STATES", "RESUMABLE_STATES", "UNKNOWN_STATE", "CORRUPT_STATE",
     "CUT_SHORT_STATES", "RUNS_DIR_ENV", "REFERENCE_GROUP", "CONFIG_FILE", "STATUS_FILE", "METRICS_FILE",
     "PROBES_FILE", "LOG_FILE", "CHECKPOINT_FILE", "CHECKPOINT_STATE_FILE", "VOCAB_FILE", "LOCK_FILE", "RUN_FILES",
-    "RUN_MARKERS", "MAX_JSON_BYTES", "MAX_LINE_BYTES", "MAX_RUN_ID", "RunStoreError", "runs_root", "new_run_id",
-    "validate_run_id", "find_run_dir", "find_run_arg", "is_read_only", "utc_now", "atomic_write_bytes",
+    "RUN_MARKERS", "MAX_JSON_BYTES", "MAX_LINE_BYTES", "MAX_RUN_ID", "RunStoreError", "NoSuchRun", "runs_root",
+    "new_run_id", "validate_run_id", "find_run_dir", "find_run_arg", "is_read_only", "utc_now", "atomic_write_bytes",
     "atomic_write_json", "read_json", "read_json_value", "read_log_tail", "JsonlReport", "scan_jsonl", "read_jsonl",
     "open_in_run", "strict_json", "finite_number", "count_or_none", "process_start_time", "pid_alive",
     "effective_state", "last_words", "ERROR_PREFIX", "RunWriter", "RunSummary", "summarize_run",
