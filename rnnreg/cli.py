@@ -477,7 +477,8 @@ def _sweep(args: argparse.Namespace) -> int:
         raise UsageError(f"rnnreg sweep: {err}") from None
     if args.max_concurrent is not None and args.max_concurrent < 1:
         raise UsageError("rnnreg sweep: --max-concurrent must be >= 1")
-    print(f"sweep {sweep.name}: {len(sweep.runs)} runs of preset {sweep.preset}")
+    count = len(sweep.runs)
+    print(f"sweep {sweep.name}: {count} run{'' if count == 1 else 's'} of preset {sweep.preset}")
     if args.dry_run:  # each run with what it trains, as the train command of that configuration
         from rnnreg.reproduce import train_command
 

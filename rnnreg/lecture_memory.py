@@ -119,7 +119,7 @@ def memory_runs(table: pd.DataFrame, limit: int = MEMORY_LINES) -> MemoryPick:
                      else "none in this run store")
             left_out.append(f"{name}: no {preset} language-model run ({where}).")
     if beyond:
-        left_out.append(f"{', '.join(beyond)}: not drawn, {limit} lines at most (the Gradients page draws any run).")
+        left_out.append(f"{', '.join(beyond)}: {limit} lines at most (the Gradients page draws any run).")
     other = ranked[_at_other_settings(ranked) & ranked["placement"].isin(drawn)]
     labels = _column(other, "label", "")
     other_settings = tuple(  # drawn all the same: a line at other settings is better than none

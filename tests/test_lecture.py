@@ -725,7 +725,7 @@ def test_step_three_picks_its_runs_by_configuration_from_the_shipped_store(shipp
     assert (rows["variant"] == "").all() and (rows["seed"] == 0).all()
     assert "recurrent-cell: no small language-model run (its memory-task runs are in the recall chart below)." \
         in pick.left_out
-    assert "moon, weight-drop, zoneout: not drawn, 6 lines at most (the Gradients page draws any run)." \
+    assert "moon, weight-drop, zoneout: 6 lines at most (the Gradients page draws any run)." \
         in pick.left_out
 
 
