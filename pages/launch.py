@@ -50,8 +50,14 @@ with st.form("launch_form", border=True):
                      + (", one for each of the four gates" if site.per_gate else ""))
     c1, c2, c3 = st.columns(3)
     epochs = c1.number_input("Epochs", 1, 200, defaults.train.epochs, key=f"epochs_{preset}")
-    tokens = c2.number_input("Max training tokens (0 = all)", 0, 10_000_000, defaults.train.max_train_tokens or 0,
-                             step=10_000, key=f"tokens_{preset}")
+    delay, tokens = None, 0
+    if defaults.task == "memory":  # what the memory task's lesson turns on; it reads no corpus to cut short
+        delay = c2.number_input("Delay T (longest gap between key and recall)", 1, 200, defaults.memory.delay,
+                                key="launch_delay", help="each sequence draws a gap of 1 to T distractor steps; "
+                                                         "the README's recall table has T = 2, 5, 10, 20")
+    else:
+        tokens = c2.number_input("Max training tokens (0 = all)", 0, 10_000_000,
+                                 defaults.train.max_train_tokens or 0, step=10_000, key=f"tokens_{preset}")
     device = c3.selectbox("Device", cfg.DEVICES, index=cfg.DEVICES.index(defaults.train.device), key="launch_device",
                           help="auto: CUDA where this machine has a GPU, else the CPU")
     c1, c2 = st.columns([1, 2])
@@ -87,7 +93,7 @@ if submitted:
             preset, placement=placement, site_rates=rates, epochs=int(epochs), max_train_tokens=int(tokens),
             max_eval_tokens=int(eval_tokens), device=device, seed=int(seed), name=name.strip() or None,
             weight_decay=float(weight_decay), lr=float(lr), lr_decay=float(lr_decay), decay_after=int(decay_after),
-            clip=float(clip))
+            clip=float(clip), delay=None if delay is None else int(delay))
         config = cfg.to_dict(run_config)
     except cfg.ConfigError as err:
         st.error(f"Not started: {common.escape_markdown(err)}")

@@ -914,6 +914,24 @@ def test_launch_of_demo_on_the_whole_splits_trains_on_them_and_shows_its_command
                        "'--name=demo on everything'")
 
 
+def test_launch_of_the_memory_task_sets_its_delay(store, monkeypatch):
+    import subprocess as sp
+
+    from rnnreg import launch as launch_mod
+
+    monkeypatch.setattr(launch_mod, "_spawn", lambda argv, log_path: sp.Popen(["true"]))  # queued, never trained
+    at = app("launch")
+    at.selectbox(key="launch_preset").set_value("memory").run()
+    assert "tokens_memory" not in [n.key for n in at.number_input]  # the task reads no corpus to cut short
+    at.number_input(key="launch_delay").set_value(5)
+    at.form_submit_button[0].click().run()
+    assert_no_exception(at)
+    [run_id] = [s.body.split()[-1].rstrip(".") for s in at.success]
+    config = json.loads((store / run_id / "config.json").read_text())["config"]
+    assert config["memory"]["delay"] == 5 and config["train"]["bptt"] == 9  # one window: the whole sequence
+    assert any(c.value.startswith("python -m rnnreg train --preset memory --delay 5 ") for c in at.code)
+
+
 def test_launch_picks_the_device_by_itself_unless_told(store):
     at = app("launch")
     assert_no_exception(at)
