@@ -53,14 +53,22 @@ def _cell(value: object) -> str:
 RESULT_COLUMNS = (("label", "run"), ("preset", "preset"), ("placement", "placement"), ("rates", "dropout"),
                   ("epochs_done", "epochs"), ("best_valid_ppl", "best valid"), ("last_valid_ppl", "final valid"),
                   ("test_ppl", "test"))
-NUMBER_COLUMNS = 4  # the last ones, right-aligned
+# after "test", where some run has one: its test with dropout on (`rnnreg evaluate`), a memory run's recall
+EXTRA_RESULT_COLUMNS = (("mc_test_ppl", "MC test"), ("test_accuracy", "test recall"))
 
 
 def _result_columns(runs: pd.DataFrame) -> tuple[tuple[str, str], ...]:
-    """RESULT_COLUMNS, and the settings that differ from the preset's where some run has any."""
+    """RESULT_COLUMNS, the settings that differ from the preset's where some run has any, and the
+    extra results where some run has one."""
+    columns = RESULT_COLUMNS
     if "variant" in runs and runs["variant"].fillna("").astype(bool).any():
-        return RESULT_COLUMNS[:4] + (("variant", "other settings"),) + RESULT_COLUMNS[4:]
-    return RESULT_COLUMNS
+        columns = columns[:4] + (("variant", "other settings"),) + columns[4:]
+    return columns + tuple(c for c in EXTRA_RESULT_COLUMNS if c[0] in runs and runs[c[0]].notna().any())
+
+
+def _numbers(columns: tuple[tuple[str, str], ...]) -> int:
+    """How many of the last columns hold numbers (right-aligned): from "epochs" on."""
+    return len(columns) - [key for key, _ in columns].index("epochs_done")
 
 
 def _fmt(value: object) -> str:
@@ -74,7 +82,17 @@ def _fmt(value: object) -> str:
 def _result_cell(row: pd.Series, column: str) -> str:
     """One cell's text, on one line: a name from a hand-edited config.json may hold a line break,
     which would end a Markdown table row (or a LaTeX one) in the middle."""
-    text = (row.get(column) or "—") if column == "variant" else _fmt(row.get(column))  # variant '': the preset's
+    value = row.get(column)
+    if column == "variant":
+        text = value or "—"  # '': the preset's own
+    elif column == "test_accuracy" and isinstance(value, float) and not math.isnan(value):
+        text = f"{100 * value:.1f}%"
+    elif column == "mc_test_ppl" and isinstance(value, float) and not math.isnan(value):
+        samples = row.get("mc_samples")  # how many passes it averaged: N=20 and N=1000 differ
+        text = _fmt(value) + (f" (N={int(samples)})" if isinstance(samples, (int, float)) and samples == samples
+                              else "")
+    else:
+        text = _fmt(value)
     return re.sub(r"[\x00-\x1f\x7f]+", " ", str(text))
 
 
@@ -82,7 +100,7 @@ def results_markdown(runs: pd.DataFrame) -> str:
     """A Markdown table of the runs' results (one row per run), ready to paste into notes."""
     columns = _result_columns(runs)
     header = [title for _, title in columns]
-    align = ["---"] * (len(columns) - NUMBER_COLUMNS) + ["---:"] * NUMBER_COLUMNS
+    align = ["---"] * (len(columns) - _numbers(columns)) + ["---:"] * _numbers(columns)
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
     for _, row in runs.iterrows():
         # a backslash first: a name's own `\|` must not turn the escape of its `|` into `\\` + a new column
@@ -102,7 +120,7 @@ def _latex_escape(text: str) -> str:
 def results_latex(runs: pd.DataFrame) -> str:
     """A LaTeX `tabular` (booktabs) of the runs' results."""
     columns = _result_columns(runs)
-    spec = "l" * (len(columns) - NUMBER_COLUMNS) + "r" * NUMBER_COLUMNS
+    spec = "l" * (len(columns) - _numbers(columns)) + "r" * _numbers(columns)
     lines = [rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
              " & ".join(title for _, title in columns) + r" \\", r"\midrule"]
     for _, row in runs.iterrows():
