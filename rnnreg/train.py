@@ -123,6 +123,12 @@ def perplexity(total_nats: float, tokens: int) -> float:
     return math.exp(min(total_nats / max(tokens, 1), 700.0))  # capped to stay a finite float
 
 
+def _cut_by(option: str, kept: torch.Tensor, whole: torch.Tensor) -> str:
+    """'--max-eval-tokens / ' where that option cut the split short: a split too short for its
+    batch columns names it beside the batch size."""
+    return f"{option} / " if kept.numel() < whole.numel() else ""
+
+
 class Trainer:
     def __init__(
         self,
@@ -143,9 +149,12 @@ class Trainer:
         train_ids = corpus.train[: t.max_train_tokens] if t.max_train_tokens else corpus.train
         valid_ids = corpus.valid[: t.max_eval_tokens] if t.max_eval_tokens else corpus.valid
         test_ids = corpus.test[: t.max_eval_tokens] if t.max_eval_tokens else corpus.test
-        self.train_data = batchify(train_ids, t.batch_size, "--batch-size: the train split").to(device)  # (N/B, B)
-        self.valid_data = batchify(valid_ids, t.batch_size, "--batch-size: the valid split").to(device)
-        self.test_data = batchify(test_ids, t.test_batch_size, "test_batch_size: the test split").to(device)
+        self.train_data = batchify(train_ids, t.batch_size, _cut_by("--max-train-tokens", train_ids, corpus.train)
+                                   + "--batch-size: the train split").to(device)  # (N/B, B)
+        self.valid_data = batchify(valid_ids, t.batch_size, _cut_by("--max-eval-tokens", valid_ids, corpus.valid)
+                                   + "--batch-size: the valid split").to(device)
+        self.test_data = batchify(test_ids, t.test_batch_size, _cut_by("--max-eval-tokens", test_ids, corpus.test)
+                                  + "test_batch_size: the test split").to(device)
         self.batches_per_epoch = count_windows(self.train_data, t.bptt, full_only=True)
         if self.batches_per_epoch == 0:  # name what the user can change: the window, or the tokens they cut
             longest = self.train_data.shape[0] - 1  # each of the B columns: inputs and their next-word targets

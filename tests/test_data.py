@@ -115,3 +115,9 @@ def test_a_split_too_short_for_its_batch_names_the_split_and_the_option(tmp_path
     err = capsys.readouterr().err.strip()
     assert err.endswith("--batch-size: the valid split of 3 tokens is too short for batch size 20 "
                         "(at least 2 tokens a column)") and len(err.splitlines()) == 1, err
+    assert "--max-eval-tokens" not in err  # demo's 10,000-token prefix did not cut these 3 tokens short
+    # cut short by the option itself: the message names it beside the batch size
+    assert cli.main(["train", "--preset", "demo", "--max-train-tokens", "10", "--device", "cpu",
+                     "--runs-dir", str(tmp_path / "runs")]) == 2
+    assert capsys.readouterr().err.strip().endswith("--max-train-tokens / --batch-size: the train split of 10 tokens "
+                                                    "is too short for batch size 20 (at least 2 tokens a column)")
