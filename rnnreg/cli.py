@@ -478,7 +478,9 @@ def _sweep(args: argparse.Namespace) -> int:
     if args.max_concurrent is not None and args.max_concurrent < 1:
         raise UsageError("rnnreg sweep: --max-concurrent must be >= 1")
     count = len(sweep.runs)
-    print(f"sweep {sweep.name}: {count} run{'' if count == 1 else 's'} of preset {sweep.preset}")
+    same = (f" ({sweep.points} grid points; {sweep.points - count} of them the same configuration as another, "
+            "e.g. placement none at any dropout rate)") if sweep.points > count else ""
+    print(f"sweep {sweep.name}: {count} run{'' if count == 1 else 's'} of preset {sweep.preset}{same}")
     if args.dry_run:  # each run with what it trains, as the train command of that configuration
         from rnnreg.reproduce import train_command
 

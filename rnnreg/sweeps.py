@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from rnnreg.config import ConfigError, RunConfig, build_run_config, to_dict
+from rnnreg.placements import PLACEMENTS
 
 SITE_PREFIX = "site:"
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -54,6 +55,7 @@ class Sweep:
     name: str
     preset: str
     runs: tuple[SweepRun, ...]
+    points: int = 0  # grid points: more than runs where several give one configuration (none at any rate)
 
 
 def load_spec(path: str | Path) -> dict[str, Any]:
@@ -141,10 +143,16 @@ def expand(spec: Any) -> Sweep:
     for digest, (config, points) in found.items():
         # an axis whose values all give this config changes nothing here: it is no part of its name
         # ('rates-none-seed0', not 'rates-none-dropout0.3-seed0' for a run without dropout)
-        named = [k for k in keys if all(point[k] == points[0][k] for point in points)]
+        named = [k for k in keys if all(point[k] == points[0][k] for point in points)
+                 and not (k == "dropout" and not _has_primary_sites(config))]  # also when the axis has one value
         label = "-".join([name, *(_label_part(k, points[0][k]) for k in named)])
         runs.append(SweepRun(f"sweep:{name}:{digest}", label[:200], config))
-    return Sweep(name, preset, tuple(runs))
+    return Sweep(name, preset, tuple(runs), sum(len(points) for _config, points in found.values()))
+
+
+def _has_primary_sites(config: RunConfig) -> bool:
+    """Whether `dropout` (the primary sites' rate) means anything for this run's placement."""
+    return any(site.primary for site in PLACEMENTS[config.dropout.placement].sites)
 
 
 def _label_part(key: str, value: object) -> str:

@@ -166,3 +166,19 @@ def test_a_ray_trial_refuses_a_fifo_as_its_log_instead_of_blocking_for_ever(tmp_
     with pytest.raises(OSError):
         _ray_train(["--help"], str(link), str(tmp_path))
     assert not (tmp_path / "elsewhere.log").exists()
+
+
+def test_a_dropout_axis_is_no_part_of_the_name_of_a_run_without_dropout_sites_and_the_grid_says_why():
+    sweep = expand({"name": "s", "preset": "demo", "axes": {"placement": ["none"], "dropout": [0.5]}})
+    assert [r.name for r in sweep.runs] == ["s-none"] and sweep.points == 1  # it has no rate of 0.5
+    grid = expand(spec())
+    assert (len(grid.runs), grid.points) == (6, 8)  # none at two rates is one configuration
+    assert [r.name for r in grid.runs if r.config.dropout.placement == "zaremba"][0] == "grid-zaremba-dropout0.25-seed0"
+
+
+def test_dry_run_says_why_there_are_fewer_runs_than_grid_points(tmp_path):
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps(spec()))
+    result = rnnreg("sweep", str(path), "--dry-run")
+    assert result.stdout.splitlines()[0] == ("sweep grid: 6 runs of preset small (8 grid points; 2 of them the same "
+                                             "configuration as another, e.g. placement none at any dropout rate)")
