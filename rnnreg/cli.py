@@ -341,6 +341,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     if read_only and not args.no_record:
         raise UsageError(f"rnnreg evaluate: {run_dir.name} is a shipped reference run (read-only); "
                          "add --no-record to print the figures without recording them")
+    from rnnreg.runs import summarize_run
+
+    summary = summarize_run(run_dir)
+    if summary.placement is not None and not any(rate > 0 for rate in summary.rates.values()):
+        print(f"note: {run_dir.name} has no dropout ({summary.placement}): every pass is the same network, "
+              "so the MC figure will equal its test perplexity", flush=True)
     try:
         result = evaluate_run(run_dir, args.mc_samples, resolve_device(args.device), seed=args.seed,
                               data_dir=args.data, masks=args.mc_masks, word_dropout=args.mc_word_dropout)
@@ -352,9 +358,7 @@ def _evaluate(args: argparse.Namespace) -> int:
           f"masks per {result.masks}, word dropout {'on' if result.word_dropout else 'off'}); "
           f"one pass alone: {result.single_pass_ppl:.2f} (geometric mean over the samples)")
     if result.weights_dtype != "float32":  # `rnnreg compact` halved them: close to the trainer's figure, not equal
-        from rnnreg.runs import summarize_run
-
-        trained = summarize_run(run_dir).test_ppl
+        trained = summary.test_ppl
         print(f"note: these are the checkpoint's {result.weights_dtype} weights (rnnreg compact); the trainer "
               f"measured test perplexity {'?' if trained is None else f'{trained:.2f}'} with its float32 weights")
     if not args.no_record:

@@ -258,7 +258,10 @@ def test_cli_evaluate_refuses_unfinished_and_reference_runs(runs, tmp_path, caps
     assert main(["evaluate", runs["none"].name, "--mc-samples", "2", "--runs-dir", str(tmp_path)]) == 2
     assert "read-only" in capsys.readouterr().err
     assert main(["evaluate", runs["none"].name, "--mc-samples", "2", "--runs-dir", str(tmp_path), "--no-record"]) == 0
-    assert "with MC dropout over 2 samples" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "with MC dropout over 2 samples" in out
+    # a run without dropout: the passes are all one network, which the output says before they run
+    assert out.startswith(f"note: {runs['none'].name} has no dropout (none): every pass is the same network")
     assert (reference / runs["none"].name / "metrics.jsonl").read_bytes() == before
 
 
