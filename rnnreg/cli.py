@@ -128,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("placements", help="every dropout placement with its sites and sampling")
 
     sweep = commands.add_parser("sweep", help="launch a grid of runs from a spec (JSON or YAML) as one sweep")
-    sweep.add_argument("spec", metavar="SPEC", help="the sweep spec file (see rnnreg/sweeps.py)")
+    sweep.add_argument("spec", metavar="SPEC", help="the sweep spec, JSON (or YAML): name, preset, base options, axes "
+                       "(option -> list of values); README, Sweeps")
     sweep.add_argument("--backend", default="local", choices=["local", "ray"],
                        help="local: this machine's launcher queue (returns at once); ray: Ray tasks (waits for them)")
     sweep.add_argument("--address", help="ray: the cluster to join (e.g. ray://head:10001); default a local instance")

@@ -23,6 +23,7 @@ same sweep again starts only what is missing and resumes runs that were interrup
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -32,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from rnnreg.config import ConfigError, RunConfig, build_run_config, to_dict
+from rnnreg.config import ConfigError, RunConfig, TrainConfig, build_run_config, to_dict
 from rnnreg.placements import PLACEMENTS
 
 SITE_PREFIX = "site:"
@@ -79,6 +80,11 @@ def load_spec(path: str | Path) -> dict[str, Any]:
         raise SweepError(f"sweep spec {path}: not valid JSON (line {err.lineno}: {err.msg})") from None
 
 
+# what a spec's base and axes take: `rnnreg train`'s options, as build_run_config names them
+OPTIONS = ("placement", "dropout", "epochs", "max_train_tokens", "seed", "device", "data", "delay",
+           *sorted({f.name for f in dataclasses.fields(TrainConfig)} - {"epochs", "max_train_tokens", "seed", "device"}))
+
+
 def _options(values: Mapping[str, Any], where: str) -> dict[str, Any]:
     """Spec keys -> build_run_config keyword arguments (site:NAME -> site_rates)."""
     options: dict[str, Any] = {}
@@ -86,6 +92,10 @@ def _options(values: Mapping[str, Any], where: str) -> dict[str, Any]:
     for key, value in values.items():
         if not isinstance(key, str):
             raise SweepError(f"{where}: keys must be option names, got {key!r}")
+        if not key.startswith(SITE_PREFIX) and key not in OPTIONS:
+            hint = f" (written {key.replace('-', '_')!r})" if key.replace("-", "_") in OPTIONS else ""
+            raise SweepError(f"{where}: unknown option {key!r}{hint}; allowed: {', '.join(OPTIONS)}, "
+                             f"{SITE_PREFIX}SITE")
         if key.startswith(SITE_PREFIX):
             sites[key[len(SITE_PREFIX):]] = value
         elif key == "data":

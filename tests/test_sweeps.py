@@ -182,3 +182,10 @@ def test_dry_run_says_why_there_are_fewer_runs_than_grid_points(tmp_path):
     result = rnnreg("sweep", str(path), "--dry-run")
     assert result.stdout.splitlines()[0] == ("sweep grid: 6 runs of preset small (8 grid points; 2 of them the same "
                                              "configuration as another, e.g. placement none at any dropout rate)")
+
+
+def test_an_unknown_option_is_named_with_the_allowed_ones_and_a_dashed_spelling_with_its_key():
+    with pytest.raises(SweepError, match=r"unknown option 'placment'; allowed: placement, dropout, .*site:SITE"):
+        expand(spec(axes={"placment": ["none"]}))
+    with pytest.raises(SweepError, match=r"unknown option 'max-train-tokens' \(written 'max_train_tokens'\)"):
+        expand(spec(base={"max-train-tokens": 3000}))
