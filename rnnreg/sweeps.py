@@ -81,8 +81,8 @@ def load_spec(path: str | Path) -> dict[str, Any]:
 
 
 # what a spec's base and axes take: `rnnreg train`'s options, as build_run_config names them
-OPTIONS = ("placement", "dropout", "epochs", "max_train_tokens", "seed", "device", "data", "delay",
-           *sorted({f.name for f in dataclasses.fields(TrainConfig)} - {"epochs", "max_train_tokens", "seed", "device"}))
+_NAMED = ("placement", "dropout", "epochs", "max_train_tokens", "seed", "device", "data", "delay")
+OPTIONS = (*_NAMED, *sorted({f.name for f in dataclasses.fields(TrainConfig)} - set(_NAMED)))
 
 
 def _options(values: Mapping[str, Any], where: str) -> dict[str, Any]:
