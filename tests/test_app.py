@@ -141,6 +141,13 @@ def test_plotly_prefetch_is_sent_once_per_session_and_gone_when_the_run_ends(tmp
     assert not at.get("plotly_chart") and at.session_state["_plotly_prefetched"]
 
 
+def test_the_picker_names_a_run_s_state_only_where_it_is_not_finished(store, ids):
+    at = app()
+    picker = at.sidebar.multiselect(key="picked_runs")  # its options as the chips show them
+    assert "zaremba 0.5" in picker.options and "in progress · running" in picker.options
+    assert not any(o.endswith("· finished") for o in picker.options)
+
+
 def test_parallel_coordinates_on_request(store):
     at = app("runs")
     assert not at.get("plotly_chart")  # off by default: it is most of the page's time in a browser

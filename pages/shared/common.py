@@ -344,8 +344,9 @@ def sidebar_picker() -> None:
         options = listed + [r for r in st.session_state[PICKED] if r not in listed]
         labels = table.set_index("run")["label"].to_dict()
         states = table.set_index("run")["state"].to_dict()
-        st.multiselect(
-            "Pick runs", options, key=PICKED, format_func=lambda r: f"{labels.get(r, r)} · {states.get(r, '?')}",
+        st.multiselect(  # a run's state where it is not finished: the chips' width is for the names
+            "Pick runs", options, key=PICKED, format_func=lambda r: labels.get(r, r) + (
+                "" if states.get(r) == "finished" else f" · {states.get(r, '?')}"),
             placeholder="Choose runs to compare",
             help="Every chart page shows these runs; each keeps its colour on every page.",
         )
