@@ -178,6 +178,8 @@ def test_list_puts_your_runs_first_then_the_papers_models_and_shows_memory_recal
     assert lines[-1][recall:].strip() == "45.4%" and lines[1][recall:].strip() == "-"
     delay = lines[0].index("DELAY")  # memory runs of two delays would otherwise read alike
     assert lines[-1][delay:].split()[0] == "20" and lines[1][delay:].split()[0] == "-"
+    state = lines[0].index("STATE")  # shipped runs read as the Runs page says it: reference
+    assert lines[-1][state:].startswith("finished (reference)") and lines[1][state:].split()[0] == "finished"
 
 
 def test_show_prints_strict_json_even_for_a_hand_edited_run(tmp_path, capsys):

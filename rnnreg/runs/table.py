@@ -45,7 +45,7 @@ def format_table(summaries: Iterable[RunSummary]) -> str:
             s.id, _printable(s.name) or "-", _printable(s.preset) or "-", _printable(s.dropout_label),
         ) + ((str(s.delay) if s.delay is not None else "-",) if with_delay else ()) \
         + ((_printable(s.variant) or "-",) if with_variant else ()) + (
-            s.state + (" (read-only)" if s.read_only else "") + (" !" if s.problems else ""),
+            s.state + (" (reference)" if s.read_only else "") + (" !" if s.problems else ""),  # as the Runs page
             f"{s.epochs_done}/{s.epochs_total if s.epochs_total is not None else '?'}",
             ppl_text(s.best_valid_ppl), ppl_text(s.test_ppl),
         ) + ((ppl_text(s.mc_test_ppl) + _mc_note(s),) if with_mc else ())
