@@ -39,6 +39,11 @@ with histograms:
         shown_epochs = sorted(int(v) for v in shown["epoch"].dropna().unique())
         epoch = st.select_slider("Epoch (0 = before training)", shown_epochs, value=last_common_epoch(shown),
                                  key="gates_epoch") if len(shown_epochs) > 1 else shown_epochs[0]
+        last = shown.groupby("run")["epoch"].max()
+        further = [f"{common.labels().get(run, run)} ({int(n)})" for run, n in last.items() if n > epoch]
+        if further:  # the default is the last epoch every run has: say that the others trained on
+            st.caption(f"Epoch {epoch} for every run; trained further, to the epoch in brackets: "
+                       f"{common.escape_markdown(', '.join(further))}. The slider shows later epochs.")
         states = common.run_table().set_index("run")["state"].to_dict()
         common.show_figure(plots.gate_histogram_figure(shown, colors, layer=layer, epoch=epoch, states=states),
                            key="gates_hist", file_stem=f"gates-{layer_name(layer).replace(' ', '')}-epoch{epoch}")
