@@ -185,8 +185,15 @@ def prediction_table(inspection: Inspection) -> pd.DataFrame:
     for position, part in inspection.predictions.groupby("position", sort=True):
         word = inspection.words[position]
         shown = word if inspection.known[position] else f"{word} → {UNK}"
-        rows.append({"word": shown, **{f"#{int(r.rank)}": f"{r.next_word} ({r.prob:.0%})" for r in part.itertuples()}})
+        rows.append({"word": shown, **{f"#{int(r.rank)}": f"{r.next_word} ({_percent(r.prob)})"
+                                       for r in part.itertuples()}})
     return pd.DataFrame(rows)
+
+
+def _percent(p: float) -> str:
+    """'12%', or '<1%' for a guess a rounding would show as 0% (a top guess is never impossible)."""
+    text = f"{p:.0%}"
+    return "<1%" if text == "0%" else text
 
 
 @torch.no_grad()

@@ -44,6 +44,9 @@ def test_every_word_gets_top_predictions_and_gates(loaded):
     assert inspection.units[(1, "f")].shape == (5, 32)
     table = inspect_model.prediction_table(inspection)
     assert list(table["word"]) == ["the", "cat", "sat", "on", "zebra → <unk>"]
+    guesses = table.drop(columns="word").to_numpy().ravel()
+    assert all(re.fullmatch(r".+ \((<1|[1-9]\d?|100)%\)", g) for g in guesses), guesses  # never "(0%)"
+    assert [inspect_model._percent(p) for p in (0.004, 0.005, 0.0051, 0.42)] == ["<1%", "<1%", "1%", "42%"]
 
 
 def test_the_gate_heat_map_gives_the_gates_and_the_signed_states_each_their_own_scale(loaded):
