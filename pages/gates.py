@@ -41,7 +41,7 @@ with histograms:
                                  key="gates_epoch") if len(shown_epochs) > 1 else shown_epochs[0]
         last = shown.groupby("run")["epoch"].max()
         further = [f"{common.labels().get(run, run)} ({int(n)})" for run, n in last.items() if n > epoch]
-        if further:  # the default is the last epoch every run has: say that the others trained on
+        if further and epoch == last_common_epoch(shown):  # the default, the last epoch all have: the rest trained on
             st.caption(f"Epoch {epoch} for every run; trained further, to the epoch in brackets: "
                        f"{common.escape_markdown(', '.join(further))}. The slider shows later epochs.")
         states = common.run_table().set_index("run")["state"].to_dict()

@@ -51,7 +51,7 @@ with st.form("launch_form", border=True):
     c1, c2, c3 = st.columns(3)
     epochs = c1.number_input("Epochs", 1, 200, defaults.train.epochs, key=f"epochs_{preset}")
     delay, tokens = None, 0
-    if defaults.task == "memory":  # what the memory task's lesson turns on; it reads no corpus to cut short
+    if defaults.task == "memory":  # what its lesson turns on (a token cut must keep whole sequences: Advanced)
         delay = c2.number_input("Delay T (longest gap between key and recall)", 1, 200, defaults.memory.delay,
                                 key="launch_delay", help="each sequence draws a gap of 1 to T distractor steps; "
                                                          "the README's recall table has T = 2, 5, 10, 20")

@@ -79,8 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", help="auto (default: CUDA when present), cpu or cuda")
     train.add_argument("--seed", type=int)
     train.add_argument("--threads", type=int, metavar="N",
-                       help="torch CPU threads (0: torch's default, all cores; memory's default is 1): the thread "
-                            "count can change a CPU run's last digits")
+                       help="torch CPU threads (0: torch's default, all cores, or a core share with "
+                            "--max-concurrent; memory's default is 1): the thread count can change a CPU run's "
+                            "last digits")
     train.add_argument("--step", choices=["auto", "graph", "eager"],
                        help="minibatch step: auto (default: one CUDA graph per step on a GPU, eager on CPU), graph, eager")
     train.add_argument("--log-every", type=int, metavar="K", help="write a step record every K minibatches")
@@ -103,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--run-dir", metavar="DIR", help="train an existing queued run (used by the dashboard)")
     train.add_argument("--max-concurrent", type=int, default=None, metavar="N",
                        help="wait until fewer than N queued runs of this runs root are training (N > 1 also "
-                            "gives the run cpus / N torch threads: the thread count can change a CPU run's digits)")
+                            "gives a new run cpus / N torch threads unless --threads sets them: the thread count "
+                            "can change a CPU run's digits)")
     train.add_argument("--resume", metavar="RUN",
                        help="continue an interrupted, cancelled or failed run (its id) from its last checkpoint "
                             "(with --runs-dir; it keeps its own config: no option that defines a run, such as "
@@ -345,9 +347,6 @@ def _evaluate(args: argparse.Namespace) -> int:
     from rnnreg.runs import summarize_run
 
     summary = summarize_run(run_dir)
-    if summary.placement is not None and not any(rate > 0 for rate in summary.rates.values()):
-        print(f"note: {run_dir.name} has no dropout ({summary.placement}): every pass is the same network, "
-              "so the MC figure will equal its test perplexity", flush=True)
     try:
         result = evaluate_run(run_dir, args.mc_samples, resolve_device(args.device), seed=args.seed,
                               data_dir=args.data, masks=args.mc_masks, word_dropout=args.mc_word_dropout)
@@ -358,6 +357,9 @@ def _evaluate(args: argparse.Namespace) -> int:
           f"({result.tokens} tokens, {result.samples_per_pass} samples per pass, {result.seconds:.1f} s on {result.device}; "
           f"masks per {result.masks}, word dropout {'on' if result.word_dropout else 'off'}); "
           f"one pass alone: {result.single_pass_ppl:.2f} (geometric mean over the samples)")
+    if summary.placement is not None and not any(rate > 0 for rate in summary.rates.values()):
+        print(f"note: {run_dir.name} has no dropout ({summary.placement}): every pass is the same network, "
+              "so the MC figure equals the dropout-off one")
     if result.weights_dtype != "float32":  # `rnnreg compact` halved them: close to the trainer's figure, not equal
         trained = summary.test_ppl
         print(f"note: these are the checkpoint's {result.weights_dtype} weights (rnnreg compact); the trainer "
@@ -483,8 +485,8 @@ def _sweep(args: argparse.Namespace) -> int:
     if args.max_concurrent is not None and args.max_concurrent < 1:
         raise UsageError("rnnreg sweep: --max-concurrent must be >= 1")
     count = len(sweep.runs)
-    same = (f" ({sweep.points} grid points; {sweep.points - count} of them the same configuration as another, "
-            "e.g. placement none at any dropout rate)") if sweep.points > count else ""
+    same = (f" ({sweep.points} grid points; {sweep.points - count} of them the same configuration as another)"
+            if sweep.points > count else "")
     print(f"sweep {sweep.name}: {count} run{'' if count == 1 else 's'} of preset {sweep.preset}{same}")
     if args.dry_run:  # each run with what it trains, as the train command of that configuration
         from rnnreg.reproduce import train_command

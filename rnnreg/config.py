@@ -373,7 +373,8 @@ def validate(config: RunConfig) -> None:
     if not _is_one_of(t.step, STEP_MODES):
         raise ConfigError(f"--step: unknown step mode {t.step!r}; allowed: {', '.join(STEP_MODES)}")
     if t.threads is not None:
-        _check_int("--threads", t.threads, 1)
+        if isinstance(t.threads, bool) or not isinstance(t.threads, int) or t.threads < 1:
+            raise ConfigError(f"--threads: 0 (torch's default) or a whole number >= 1, got {short_repr(t.threads)}")
     if config.task == "memory":  # a language model ignores these (and may use batches above 500)
         _validate_memory_task(config)
     if not isinstance(t.gate_probe, bool):

@@ -85,6 +85,11 @@ _NAMED = ("placement", "dropout", "epochs", "max_train_tokens", "seed", "device"
 OPTIONS = (*_NAMED, *sorted({f.name for f in dataclasses.fields(TrainConfig)} - set(_NAMED)))
 
 
+# keys build_run_config knows by another name, which a spec writes its own way
+_SPELLED = {"data_dir": " (written 'data')", "site_rates": " (written one 'site:SITE' key a site)",
+            "name": " (a run's name is made from the axes)"}
+
+
 def _options(values: Mapping[str, Any], where: str) -> dict[str, Any]:
     """Spec keys -> build_run_config keyword arguments (site:NAME -> site_rates)."""
     options: dict[str, Any] = {}
@@ -93,7 +98,8 @@ def _options(values: Mapping[str, Any], where: str) -> dict[str, Any]:
         if not isinstance(key, str):
             raise SweepError(f"{where}: keys must be option names, got {key!r}")
         if not key.startswith(SITE_PREFIX) and key not in OPTIONS:
-            hint = f" (written {key.replace('-', '_')!r})" if key.replace("-", "_") in OPTIONS else ""
+            hint = _SPELLED.get(key) or (f" (written {key.replace('-', '_')!r})" if key.replace("-", "_") in OPTIONS
+                                         else "")
             raise SweepError(f"{where}: unknown option {key!r}{hint}; allowed: {', '.join(OPTIONS)}, "
                              f"{SITE_PREFIX}SITE")
         if key.startswith(SITE_PREFIX):

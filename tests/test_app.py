@@ -929,7 +929,7 @@ def test_launch_of_the_memory_task_sets_its_delay(store, monkeypatch):
     monkeypatch.setattr(launch_mod, "_spawn", lambda argv, log_path: sp.Popen(["true"]))  # queued, never trained
     at = app("launch")
     at.selectbox(key="launch_preset").set_value("memory").run()
-    assert "tokens_memory" not in [n.key for n in at.number_input]  # the task reads no corpus to cut short
+    assert "tokens_memory" not in [n.key for n in at.number_input]  # the delay in its place
     at.number_input(key="launch_delay").set_value(5)
     at.form_submit_button[0].click().run()
     assert_no_exception(at)

@@ -223,6 +223,8 @@ def test_gates_page_notes_a_shorter_run_in_its_own_column(tmp_path, monkeypatch)
     assert [c.value for c in at.caption if c.value.startswith("Epoch 2 for every run")] == [
         "Epoch 2 for every run; trained further, to the epoch in brackets: long (6), live (3). The slider shows "
         "later epochs."]
+    at.select_slider(key="gates_epoch").set_value(3).run()  # short has no epoch 3: not "for every run"
+    assert not [c for c in at.caption if c.value.startswith("Epoch 3 for every run")]
     at.select_slider(key="gates_epoch").set_value(6).run()
     texts = {a["text"].replace("<br>", " ") for a in figures(at)[0]["layout"]["annotations"]}
     assert {"ended at epoch 2", "no epoch 6 yet"} <= texts

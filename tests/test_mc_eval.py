@@ -261,7 +261,7 @@ def test_cli_evaluate_refuses_unfinished_and_reference_runs(runs, tmp_path, caps
     out = capsys.readouterr().out
     assert "with MC dropout over 2 samples" in out
     # a run without dropout: the passes are all one network, which the output says before they run
-    assert out.startswith(f"note: {runs['none'].name} has no dropout (none): every pass is the same network")
+    assert f"note: {runs['none'].name} has no dropout (none): every pass is the same network" in out
     assert (reference / runs["none"].name / "metrics.jsonl").read_bytes() == before
 
 

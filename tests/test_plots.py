@@ -364,12 +364,12 @@ def test_results_tables():
     plain_row = plots.results_markdown(runs).splitlines()[2]
     assert len(re.findall(r"(?<!\\)\|", row)) == len(re.findall(r"(?<!\\)\|", plain_row))
     # a test with dropout on and a memory run's recall, as the Runs page shows them, where some run has one
-    more = pd.concat([runs.assign(mc_test_ppl=101.5, mc_samples=20, test_accuracy=float("nan")),
+    more = pd.concat([runs.assign(mc_test_ppl=101.5, mc_samples=20, mc_protocol="window", test_accuracy=float("nan")),
                       runs.assign(label="m", mc_test_ppl=float("nan"), mc_samples=float("nan"), test_accuracy=0.094)],
                      ignore_index=True)
     md = plots.results_markdown(more)
     assert "| test | MC test | test recall |" in md and "|---|---|---|---|---:|---:|---:|---:|---:|---:|" in md
-    assert "| 190.00 | — | 101.50 (N=20) | — |" in md
+    assert "| 190.00 | — | 101.50 (N=20, masks per window) | — |" in md  # as the Runs page says it
     assert "| m | demo | none |  | 8 | 181.23 | 190.00 | — | — | 9.4% |" in md
     assert r"\begin{tabular}{llllrrrrrr}" in plots.results_latex(more) and r"9.4\%" in plots.results_latex(more)
 

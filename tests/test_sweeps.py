@@ -1,6 +1,7 @@
 """Sweeps: spec validation and expansion, and a tiny sweep launched twice through the real queue."""
 
 import json
+import re
 import time
 
 import pytest
@@ -181,7 +182,7 @@ def test_dry_run_says_why_there_are_fewer_runs_than_grid_points(tmp_path):
     path.write_text(json.dumps(spec()))
     result = rnnreg("sweep", str(path), "--dry-run")
     assert result.stdout.splitlines()[0] == ("sweep grid: 6 runs of preset small (8 grid points; 2 of them the same "
-                                             "configuration as another, e.g. placement none at any dropout rate)")
+                                             "configuration as another)")
 
 
 def test_an_unknown_option_is_named_with_the_allowed_ones_and_a_dashed_spelling_with_its_key():
@@ -189,3 +190,10 @@ def test_an_unknown_option_is_named_with_the_allowed_ones_and_a_dashed_spelling_
         expand(spec(axes={"placment": ["none"]}))
     with pytest.raises(SweepError, match=r"unknown option 'max-train-tokens' \(written 'max_train_tokens'\)"):
         expand(spec(base={"max-train-tokens": 3000}))
+
+
+def test_a_key_build_run_config_knows_by_another_name_is_told_the_spec_s_spelling():
+    spellings = (("data_dir", "written 'data'"), ("site_rates", "'site:SITE'"), ("name", "made from the axes"))
+    for key, spelling in spellings:
+        with pytest.raises(SweepError, match=re.escape(spelling)):
+            expand(spec(base={"epochs": 2, "device": "cpu", key: "x"}))

@@ -8,6 +8,8 @@ from typing import Mapping
 
 import pandas as pd
 
+from rnnreg.runs import mc_passes_text
+
 
 def flatten_config(config: Mapping, prefix: str = "") -> dict[str, object]:
     """{"model": {"layers": 2}} -> {"model.layers": 2}; lists and scalars are kept as leaves."""
@@ -88,9 +90,10 @@ def _result_cell(row: pd.Series, column: str) -> str:
     elif column == "test_accuracy" and isinstance(value, float) and not math.isnan(value):
         text = f"{100 * value:.1f}%"
     elif column == "mc_test_ppl" and isinstance(value, float) and not math.isnan(value):
-        samples = row.get("mc_samples")  # how many passes it averaged: N=20 and N=1000 differ
-        text = _fmt(value) + (f" (N={int(samples)})" if isinstance(samples, (int, float)) and samples == samples
-                              else "")
+        samples = row.get("mc_samples")  # how many passes, and how each drew its masks: as the Runs page
+        count = int(samples) if isinstance(samples, (int, float)) and samples == samples else None
+        how = mc_passes_text(count, row.get("mc_protocol") or None)
+        text = _fmt(value) + (f" ({how})" if how else "")
     else:
         text = _fmt(value)
     return re.sub(r"[\x00-\x1f\x7f]+", " ", str(text))
