@@ -4,7 +4,9 @@ Masks are "inverted": kept units are scaled by 1/(1-p) during training, so evalu
 needs no rescaling (the expectation of the masked value equals the unmasked value).
 All masks for a window are drawn in one call, shape (T, B, H) (or (T, B, 4H), one block per
 gate): per-step sampling draws T independent masks, per-sequence sampling draws one (1, B, H)
-mask shared by every step.
+mask shared by every step.  For Monte-Carlo evaluation over a whole test stream, masks held
+over a window (`held_mask`) come from a `FrozenMasks` store instead (`frozen_masks`), drawn
+once and reused by every later window.
 """
 
 from __future__ import annotations
