@@ -244,7 +244,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         seed=args.seed, name=args.name, delay=args.delay, **overrides,
     )
     placement = config.dropout.placement
-    if args.dropout and not any(site.primary for site in PLACEMENTS[placement].sites):
+    if args.dropout and not PLACEMENTS[placement].primary_sites:
         # `--preset small --dropout 0.5` would train the small preset's default, no dropout at all
         default = f" (the {preset} preset's default)" if args.placement is None else ""
         raise ConfigError(f"--dropout {args.dropout:g}: placement {placement!r}{default} has no dropout sites; "

@@ -178,7 +178,7 @@ def primary_rates(rows: pd.DataFrame) -> list[str]:
     out = []
     for _, row in rows.iterrows():
         spec = PLACEMENTS.get(row["placement"])
-        sites = [site.name for site in spec.sites if site.primary] if spec else []
+        sites = list(spec.primary_sites) if spec else []
         values = [row.get(f"rate {name}") for name in sites]
         if sites and not any(pd.notna(v) for v in values):  # a table without the per-site columns
             values = [row.get("dropout")]

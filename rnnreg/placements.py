@@ -78,6 +78,11 @@ class PlacementSpec:
         return tuple(s.name for s in self.sites)
 
     @property
+    def primary_sites(self) -> tuple[str, ...]:
+        """The sites `--dropout P` sets; () for a placement without any (none)."""
+        return tuple(s.name for s in self.sites if s.primary)
+
+    @property
     def touches_recurrence(self) -> bool:
         """True if the placement needs the explicit LSTM: a site inside the recurrence, or masks per gate."""
         return any(s.name in RECURRENT_SITES or s.per_gate for s in self.sites)

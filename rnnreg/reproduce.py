@@ -11,6 +11,7 @@ and names the corpus only where it is not the vendored Penn Treebank.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import shlex
 from typing import Any, Mapping
 
@@ -46,12 +47,19 @@ def _value(value: Any) -> str:
     return repr(value) if isinstance(value, float) else str(value)  # repr: a float's shortest exact form
 
 
+@functools.cache
+def _parser() -> Any:
+    from rnnreg.cli import build_parser  # torch-free, as the dashboard needs
+
+    return build_parser()
+
+
 def _build(argv: list[str]) -> RunConfig:
     """What `argv` would train, parsed by the command line itself (ConfigError if it refuses it)."""
-    from rnnreg.cli import UsageError, build_parser, config_from_args  # torch-free, as the dashboard needs
+    from rnnreg.cli import UsageError, config_from_args
 
     try:
-        return config_from_args(build_parser().parse_args(["train", *argv]))
+        return config_from_args(_parser().parse_args(["train", *argv]))
     except UsageError as err:
         raise ConfigError(str(err)) from None
 
@@ -68,7 +76,7 @@ def train_command(config: RunConfig, environment: object = None, *, named: bool 
         argv += ["--delay", str(config.memory.delay)]
     rates = dict(config.dropout.rates)
     if dict(_build(argv).dropout.rates) != rates:
-        primary = {rates.get(site.name) for site in PLACEMENTS[config.dropout.placement].sites if site.primary}
+        primary = {rates.get(site) for site in PLACEMENTS[config.dropout.placement].primary_sites}
         if len(primary) == 1 and None not in primary:  # one rate on every primary site: --dropout
             argv += ["--dropout", _value(primary.pop())]
         built = _build(argv).dropout.rates

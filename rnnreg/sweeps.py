@@ -159,16 +159,13 @@ def expand(spec: Any) -> Sweep:
     for digest, (config, points) in found.items():
         # an axis whose values all give this config changes nothing here: it is no part of its name
         # ('rates-none-seed0', not 'rates-none-dropout0.3-seed0' for a run without dropout)
+        # and a dropout axis names no run without primary sites, also where the axis has one value
+        primary = PLACEMENTS[config.dropout.placement].primary_sites
         named = [k for k in keys if all(point[k] == points[0][k] for point in points)
-                 and not (k == "dropout" and not _has_primary_sites(config))]  # also when the axis has one value
+                 and not (k == "dropout" and not primary)]
         label = "-".join([name, *(_label_part(k, points[0][k]) for k in named)])
         runs.append(SweepRun(f"sweep:{name}:{digest}", label[:200], config))
     return Sweep(name, preset, tuple(runs), sum(len(points) for _config, points in found.values()))
-
-
-def _has_primary_sites(config: RunConfig) -> bool:
-    """Whether `dropout` (the primary sites' rate) means anything for this run's placement."""
-    return any(site.primary for site in PLACEMENTS[config.dropout.placement].sites)
 
 
 def _label_part(key: str, value: object) -> str:
