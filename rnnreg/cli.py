@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--json", action="store_true", help="a JSON array of run summaries")
 
     show = commands.add_parser("show", help="a run's config, status, results and the command that trains it again")
-    show.add_argument("run", metavar="RUN", help=_RUN_HELP)
+    show.add_argument("run", metavar="RUN", help=_RUN_HELP + " (or a run directory, written with a '/')")
     _add_runs_dir(show)
 
     cancel = commands.add_parser("cancel", help="stop a queued or running run (it ends 'cancelled')")
@@ -284,10 +284,14 @@ def _list(args: argparse.Namespace) -> int:
 
 def _show(args: argparse.Namespace) -> int:
     from rnnreg.reproduce import run_command
-    from rnnreg.runs import find_run_arg, load_run, runs_root, strict_json
+    from rnnreg.runs import CONFIG_FILE, find_run_arg, open_run, runs_root, strict_json
 
     root = runs_root(args.runs_dir)
-    run = load_run(root, find_run_arg(root, args.run, paths=False).name)
+    run_dir = find_run_arg(root, args.run)  # only read: a run directory anywhere will do
+    inside = run_dir.resolve().is_relative_to(root.resolve())
+    if not inside and not (run_dir / CONFIG_FILE).is_file():  # the store lists its own broken runs; this is none
+        raise UsageError(f"rnnreg show: {args.run} is no run directory (it has no {CONFIG_FILE})")
+    run = open_run(run_dir, root)
     command = run_command(run.config, run.environment)
     shown = {"summary": run.summary.to_json(), "config": run.config_doc, "status": run.status,
              "reproduce": command.to_json() if command else None}  # the train command that makes it again

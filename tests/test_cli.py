@@ -34,7 +34,9 @@ def rnnreg(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
         (["train", "--data", "/nonexistent/corpus"], ["--data", "no such directory"]),
         (["train", "--lr-decay", "0.5"], ["--lr-decay", ">= 1"]),
         (["train", "--preset", "memory", "--bptt", "5"], ["--bptt", "one whole sequence", "leave --bptt out"]),
-        (["show", "../etc"], ["run id"]),
+        (["show", "../no-such-run"], ["no run directory ../no-such-run"]),
+        (["show", "no-such-run"], ["no run 'no-such-run'", "runs directory", "does not exist"]),
+        (["show", "./tests"], ["./tests is no run directory", "config.json"]),  # a folder, but no run
         (["bench", "--share", "1,2", "--placements", "none", "--share-seconds", "inf"],
          ["--share-seconds", "at most 3600"]),
         (["frobnicate"], ["invalid choice"]),
@@ -195,6 +197,24 @@ def test_show_prints_strict_json_even_for_a_hand_edited_run(tmp_path, capsys):
     assert cli.main(["show", run.name, "--runs-dir", str(tmp_path / "runs")]) == 0
     shown = strict.loads(capsys.readouterr().out, parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))
     assert shown["config"]["config"]["train"] == {"lr": None, "epochs": None} and shown["status"]["valid_ppl"] is None
+
+
+def test_show_takes_a_run_directory_anywhere_and_names_its_group_only_in_the_root(tmp_path, capsys):
+    from fixtures_runs import write_run
+
+    from rnnreg import cli
+
+    root = tmp_path / "runs"
+    write_run(root / "reference", "20261208-000000-shipped", name="shipped", seed=1)
+    write_run(tmp_path / "copied", "20261208-000001-copied", name="copied", seed=2)
+    shown = {}
+    for arg in (str(root / "reference" / "20261208-000000-shipped"), "20261208-000000-shipped",
+                str(tmp_path / "copied" / "20261208-000001-copied")):
+        assert cli.main(["show", arg, "--runs-dir", str(root)]) == 0
+        shown[arg] = json.loads(capsys.readouterr().out)["summary"]
+    by_path, by_id, copied = shown.values()
+    assert by_path == by_id and by_id["group"] == "reference" and by_id["read_only"]
+    assert copied["name"] == "copied" and copied["group"] is None and not copied["read_only"]
 
 
 def test_a_broken_pipe_other_than_stdout_is_an_error_not_a_quiet_exit(monkeypatch):

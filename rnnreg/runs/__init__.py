@@ -26,7 +26,7 @@ The package, a module an idea (each imported here, so `from rnnreg import runs; 
   writer     RunWriter, the one writer of a run directory
   summary    RunSummary and list_runs: one row per run, the listing's cache keys; find_run_arg (RUN
              as a command takes it: id, name or path); corpus_of / corpus_dir
-  loading    Run and load_run: one run opened in full for the charts
+  loading    Run, load_run and open_run: one run opened in full for the charts
   mutations  rename_run, delete_run, resume_refusal (whether a run may be resumed)
   table      format_table (`rnnreg list`)
 """
@@ -56,7 +56,7 @@ from rnnreg.runs.summary import (
     run_signature, root_signature, mc_protocol, mc_passes_text,
 )
 from rnnreg.runs.loading import (
-    Run, load_run,
+    Run, load_run, open_run,
 )
 from rnnreg.runs.mutations import (
     rename_run, delete_run, resume_refusal,
@@ -75,6 +75,6 @@ __all__ = [
     "open_in_run", "strict_json", "finite_number", "count_or_none", "process_start_time", "pid_alive",
     "effective_state", "last_words", "ERROR_PREFIX", "RunWriter", "RunSummary", "summarize_run",
     "penn_treebank_checksums", "corpus_of", "corpus_dir", "list_runs", "run_signature", "root_signature",
-    "mc_protocol", "mc_passes_text", "Run", "load_run", "rename_run", "delete_run", "resume_refusal", "format_table",
+    "mc_protocol", "mc_passes_text", "Run", "load_run", "open_run", "rename_run", "delete_run", "resume_refusal", "format_table",
     "ppl_text",
 ]

@@ -156,9 +156,17 @@ def _float_or_none(value: Any) -> float | None:
 
 def load_run(root: str | os.PathLike[str], run_id: str) -> Run:
     """Open `run_id` for viewing; RunStoreError if there is no such run (or it leaves the root)."""
-    run_dir = find_run_dir(root, run_id)
+    return open_run(find_run_dir(root, run_id), root)
+
+
+def open_run(run_dir: str | os.PathLike[str], root: str | os.PathLike[str] | None = None) -> Run:
+    """Open the run in `run_dir` for viewing, wherever it is (`rnnreg show path/to/run`); its
+    group is the folder between it and `root` (`reference`), None outside a root."""
+    run_dir = Path(run_dir)
     read_only = is_read_only(run_dir)
-    group = run_dir.parent.name if run_dir.parent != Path(root) else None
+    group = None
+    if root is not None and run_dir.parent != Path(root) and run_dir.parent.parent == Path(root):
+        group = run_dir.parent.name
     doc, _ = read_json(run_dir / CONFIG_FILE)
     status, _ = read_json(run_dir / STATUS_FILE)
     return Run(run_dir, doc, status, summarize_run(run_dir, read_only=read_only, group=group))
