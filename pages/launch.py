@@ -1,5 +1,6 @@
 """Launch: start a training run as its own process, watch the queue, cancel or resume a run."""
 
+import dataclasses
 import json
 import time
 import uuid
@@ -63,7 +64,8 @@ with st.form("launch_form", border=True):
     c1, c2 = st.columns([1, 2])
     seed = c1.number_input("Seed", 0, 2**31 - 1, 0, key="launch_seed")
     name = c2.text_input("Name (optional)", max_chars=200, key="launch_name",
-                         placeholder=f"{preset} {placement}")
+                         placeholder=cfg.default_run_name(defaults),
+                         help="left empty: named after its settings (preset, placement, rates, seed)")
     with st.expander("Advanced"):
         c1, c2, c3 = st.columns(3)
         eval_tokens = c1.number_input("Max evaluation tokens (0 = all)", 0, 1_000_000,
@@ -94,6 +96,9 @@ if submitted:
             max_eval_tokens=int(eval_tokens), device=device, seed=int(seed), name=name.strip() or None,
             weight_decay=float(weight_decay), lr=float(lr), lr_decay=float(lr_decay), decay_after=int(decay_after),
             clip=float(clip), delay=None if delay is None else int(delay))
+        named = run_config.name is not None
+        if not named:  # a legend reads 'demo-zaremba-0.5-s0', not a time stamp, as a CLI run without --name
+            run_config = dataclasses.replace(run_config, name=cfg.default_run_name(run_config))
         config = cfg.to_dict(run_config)
     except cfg.ConfigError as err:
         st.error(f"Not started: {common.escape_markdown(err)}")
@@ -116,7 +121,7 @@ if submitted:
                 st.session_state[MINE] = [run_id, *st.session_state.get(MINE, [])]
                 st.success(f"Started run {run_id}.")
                 st.caption("The same run from a terminal:")
-                st.code(reproduce.train_command(run_config, named=True).text, language="bash", wrap_lines=True)
+                st.code(reproduce.train_command(run_config, named=named).text, language="bash", wrap_lines=True)
 
 
 def cancel(run_id: str) -> None:

@@ -226,6 +226,17 @@ def variant_label(preset: str, variant: str) -> str:
     return variant
 
 
+def default_run_name(config: RunConfig) -> str:
+    """The name a run gets when it is given none, in the shipped runs' style: preset, placement,
+    its distinct non-zero rates, a memory run's delay, the seed ('demo-zaremba-0.5-s0')."""
+    parts = [config.preset, config.dropout.placement]
+    rates = [p for p in config.dropout.rates.values() if p]
+    parts += [f"{p:g}" for p in dict.fromkeys(rates)]  # each distinct rate once, in site order
+    if config.task == "memory":
+        parts.append(f"delay{config.memory.delay}")
+    return "-".join(parts + [f"s{config.train.seed}"])
+
+
 def build_run_config(
     preset: str,
     *,

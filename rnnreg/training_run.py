@@ -28,7 +28,7 @@ from typing import Iterator
 import torch
 
 from rnnreg.cli import config_from_args
-from rnnreg.config import ConfigError, RunConfig, from_dict, to_dict
+from rnnreg.config import ConfigError, RunConfig, default_run_name, from_dict, to_dict
 from rnnreg.data import Corpus, DataError
 from rnnreg.fused_cell import cell_kernel
 from rnnreg.launch import Slot, acquire_slot
@@ -171,6 +171,8 @@ def train_from_cli(args: argparse.Namespace) -> int:
         if args.run_dir:
             return _train_queued(args, stop)
         config = config_from_args(args)
+        if config.name is None:  # 'small-zaremba-0.5-s0' in every list and legend, not only a time stamp
+            config = dataclasses.replace(config, name=default_run_name(config))
         if args.max_concurrent:
             config = share_cores(config, args.max_concurrent, os.cpu_count() or 1)
         try:

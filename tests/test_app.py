@@ -936,7 +936,10 @@ def test_launch_of_the_memory_task_sets_its_delay(store, monkeypatch):
     [run_id] = [s.body.split()[-1].rstrip(".") for s in at.success]
     config = json.loads((store / run_id / "config.json").read_text())["config"]
     assert config["memory"]["delay"] == 5 and config["train"]["bptt"] == 9  # one window: the whole sequence
-    assert any(c.value.startswith("python -m rnnreg train --preset memory --delay 5 ") for c in at.code)
+    # no name given: named after its settings, as a CLI run without --name is, so its command needs no --name
+    assert config["name"] == "memory-none-delay5-s0" and "-memory-none-delay5-s0-" in run_id
+    assert [c.value for c in at.code if c.value.startswith("python -m rnnreg train")] == [
+        "python -m rnnreg train --preset memory --delay 5 --seed 0"]
 
 
 def test_launch_picks_the_device_by_itself_unless_told(store):

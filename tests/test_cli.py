@@ -152,6 +152,18 @@ def test_train_writes_the_run_directory_contract_and_list_reads_it(tmp_path, tin
     assert entry["test_ppl"] == tests[0]["test_ppl"]
 
 
+def test_a_run_trained_without_a_name_is_named_after_its_settings(tmp_path, tiny_corpus, capsys):
+    from rnnreg import cli
+
+    runs = tmp_path / "runs"
+    assert cli.main(["train", "--preset", "demo", "--placement", "zaremba", "--epochs", "1", "--max-train-tokens",
+                     "2000", "--max-eval-tokens", "500", "--data", str(tiny_corpus), "--device", "cpu", "--seed", "3",
+                     "--runs-dir", str(runs)]) == 0
+    [run_dir] = [p for p in runs.iterdir() if p.is_dir()]
+    assert json.loads((run_dir / "config.json").read_text())["config"]["name"] == "demo-zaremba-0.5-s3"
+    assert "-demo-zaremba-0.5-s3-" in run_dir.name  # and `rnnreg list` shows more than a time stamp
+
+
 def test_the_commit_can_be_named_where_the_code_is_a_copy_without_git(monkeypatch):
     from rnnreg.provenance import git_commit
 

@@ -155,3 +155,15 @@ def test_a_schedule_decayed_past_the_largest_float_reaches_zero_not_an_overflow(
     train = build_run_config("small", epochs=2000).train  # /2 per epoch after 4: 2 ** 1996 overflows a float
     assert lr_at_epoch(train, 1000) == 1.0 / 2.0 ** 996
     assert lr_at_epoch(train, 2000) == 0.0
+
+
+@pytest.mark.parametrize("preset, options, name", [
+    ("demo", {}, "demo-none-s0"),
+    ("small", {"placement": "zaremba", "dropout": 0.3, "seed": 2}, "small-zaremba-0.3-s2"),
+    ("medium", {"placement": "zoneout"}, "medium-zoneout-0.25-0.025-s0"),  # its zero input/output rates: no part
+    ("memory", {"placement": "variational", "dropout": 0.25, "delay": 7}, "memory-variational-0.25-0.1-delay7-s0"),
+])
+def test_a_run_without_a_name_is_named_after_its_settings(preset, options, name):
+    from rnnreg.config import build_run_config, default_run_name
+
+    assert default_run_name(build_run_config(preset, **options)) == name
