@@ -2,6 +2,7 @@
 
 import uuid
 
+import pandas as pd
 import streamlit as st
 
 from rnnreg import launch, lecture, lecture_evidence, lecture_memory, lecture_plots
@@ -99,30 +100,38 @@ def step_overfitting(font: int) -> None:
         st.session_state.pop(SIZE, None)
     preset = "demo"
     if len(presets) > 1:  # a shipped or own pair at the paper's sizes: the full-length picture
-        preset = st.segmented_control("Model", presets, format_func=lecture.size_label, default="demo",
-                                      required=True, key=SIZE)
-    without, with_dropout = lecture.overfitting_pair(table, prefer=st.session_state.get(LIVE, []), preset=preset)
-    labels = table.set_index("run")["label"].to_dict() if not table.empty else {}
-    by_run = table.set_index("run") if not table.empty else None
-    names = {}
-    if without:
-        names[without] = "no dropout"
-    if with_dropout:
-        names[with_dropout] = f"{by_run.at[with_dropout, 'placement']} dropout {by_run.at[with_dropout, 'dropout']:g}"
+        st.session_state.setdefault(SIZE, "demo")  # (set here, not as a default: the live button sets it too)
+        preset = st.segmented_control("Model", presets, format_func=lecture.size_label, required=True, key=SIZE)
     live = [r for r in st.session_state.get(LIVE, []) if r in set(table["run"])]
     active = bool(live) and table.set_index("run").loc[live, "state"].isin(["queued", "running"]).any()
 
     @st.fragment(run_every=3 if active else None)
     def figure() -> None:
-        show(lecture_plots.overfitting_figure(common.frames(list(names), "epochs"), names, font_size=font),
-             "lecture_overfitting")
+        # read afresh at every tick: the live pair is drawn from its first epoch on, as it trains
+        now = common.run_table() if active else table
+        without, with_dropout = lecture.overfitting_pair(now, prefer=live, preset=preset)
+        by_run = now.set_index("run") if not now.empty else None
+        names = {}
+        if without:
+            names[without] = "no dropout"
+        if with_dropout:
+            names[with_dropout] = (f"{by_run.at[with_dropout, 'placement']} dropout "
+                                   f"{by_run.at[with_dropout, 'dropout']:g}")
+        planned = [by_run.at[r, "epochs_total"] for r in names if pd.notna(by_run.at[r, "epochs_total"])] \
+            if names and set(names) <= set(live) else []  # live: the axis spans the epochs to come
+        show(lecture_plots.overfitting_figure(
+            common.frames(list(names), "epochs"), names, font_size=font, epochs_planned=max(planned, default=None),
+            empty="Training live: the first epoch's perplexities appear here in a few seconds" if active else None),
+            "lecture_overfitting")
+        if names:
+            labels = now.set_index("run")["label"].to_dict()
+            st.caption("Runs: " + "; ".join(f"{name}: {common.escape_markdown(labels[run])}"
+                                             for run, name in names.items()))
+        else:
+            st.info(f"No finished runs of the {preset} preset yet (shipped ones live in `runs/reference/`).")
         rerun_once_they_end(live, active)
 
     figure()
-    if names:
-        st.caption("Runs: " + "; ".join(f"{name}: {common.escape_markdown(labels[run])}" for run, name in names.items()))
-    if not names:
-        st.info(f"No finished runs of the {preset} preset yet (shipped ones live in `runs/reference/`).")
     c1, c2 = st.columns([2, 3], vertical_alignment="center")
     c1.button("Run both live on this CPU", key="lecture_live", on_click=launch_live_pair,
               icon=":material/play_arrow:", disabled=active,
@@ -131,6 +140,7 @@ def step_overfitting(font: int) -> None:
     if LIVE_ERROR in st.session_state:
         st.error(st.session_state.pop(LIVE_ERROR))
     if live:
+        labels = table.set_index("run")["label"].to_dict()
         states = table.set_index("run").loc[live, "state"].tolist()
         c2.caption("Live runs: " + ", ".join(f"{common.escape_markdown(labels.get(r, r))}: {s}"
                                             for r, s in zip(live, states)))

@@ -237,13 +237,20 @@ def overfitting_pair(table: pd.DataFrame, prefer: Sequence[str] = (),
                      preset: str = "demo") -> tuple[str | None, str | None]:
     """(run without dropout, run with dropout) of `preset` to show in step 1.
 
-    `prefer` (runs this session launched live) wins, then shipped reference runs, then the
-    newest runs in the store.  At the paper's sizes only its own settings count (not, say, a run
-    on main.lua's schedule), the dropout side is zaremba's placement, and the lowest seed comes
-    first.  Either side may be None.
+    `prefer` (runs this session launched live) wins, from the moment it is queued, so that the
+    chart follows it as it trains instead of a finished pair; then shipped reference runs, then
+    the newest runs in the store.  At the paper's sizes only its own settings count (not, say, a
+    run on main.lua's schedule), the dropout side is zaremba's placement, and the lowest seed
+    comes first.  Either side may be None.
     """
     if table.empty:
         return None, None
+    live = table[table["run"].isin(list(prefer)) & (table["preset"] == preset) & (table["problems"] == "")]
+    if not live.empty:  # the pair launched live, before its first epoch too: never half shipped, half live
+        without = live[(live["placement"] == "none") | (live["dropout"] == 0)]
+        dropped = live[(live["placement"] != "none") & (live["dropout"] > 0)]
+        return (str(without["run"].iloc[0]) if not without.empty else None,
+                str(dropped["run"].iloc[0]) if not dropped.empty else None)
     if preset == "demo":  # the live demo pair departs from its preset (a 10k-word prefix): allowed there
         rows = table[table["preset"] == preset]
     else:  # without dropout, and zaremba at the preset's own rates (medium 0.5, large 0.65), not another
@@ -251,10 +258,8 @@ def overfitting_pair(table: pd.DataFrame, prefer: Sequence[str] = (),
         own = rows["rates"] == rates_text(cfg.PRESETS[preset].dropout.rates) if "rates" in rows else True
         rows = rows[(rows["placement"] == "none") | ((rows["placement"] == "zaremba") & own)]
     rows = _finished_first(rows)
-    preferred = rows[rows["run"].isin(list(prefer))]
-    ordered = pd.concat([preferred, rows])
-    without = ordered[(ordered["placement"] == "none") | (ordered["dropout"] == 0)]
-    dropped = ordered[(ordered["placement"] != "none") & (ordered["dropout"] > 0)]
+    without = rows[(rows["placement"] == "none") | (rows["dropout"] == 0)]
+    dropped = rows[(rows["placement"] != "none") & (rows["dropout"] > 0)]
     # the story is Zaremba's placement: any other placement only if no zaremba run exists
     with_dropout = pd.concat([dropped[dropped["placement"] == "zaremba"], dropped])
     pick = lambda rows: str(rows["run"].iloc[0]) if not rows.empty else None  # noqa: E731

@@ -84,11 +84,15 @@ def _log_y(fig: go.Figure, values: Sequence[float]) -> None:
 # --------------------------------------------------------------------------- 1 overfitting
 
 
-def overfitting_figure(epochs: pd.DataFrame, names: Mapping[str, str], *, font_size: int = FONT) -> go.Figure:
-    """Train (dashed) and valid (solid) perplexity per epoch for the runs in `names` (run -> legend)."""
+def overfitting_figure(epochs: pd.DataFrame, names: Mapping[str, str], *, font_size: int = FONT,
+                       epochs_planned: int | None = None, empty: str | None = None) -> go.Figure:
+    """Train (dashed) and valid (solid) perplexity per epoch for the runs in `names` (run -> legend).
+
+    `epochs_planned`: runs still training, drawn on an axis of all their epochs, so the curves grow
+    into a fixed frame; `empty`: what to say before any of them has finished an epoch."""
     title = "Train vs validation perplexity"
-    if epochs is None or epochs.empty:
-        return empty_figure(title, "No demo runs yet: launch both below")
+    if epochs is None or epochs.empty or not epochs["run"].isin(list(names)).any():
+        return empty_figure(title, empty or "No demo runs yet: launch both below")
     fig = go.Figure()
     for i, (run, name) in enumerate(names.items()):
         rows = epochs[epochs["run"] == run].sort_values("epoch")
@@ -103,7 +107,7 @@ def overfitting_figure(epochs: pd.DataFrame, names: Mapping[str, str], *, font_s
     fig.update_layout(height=540 + legend, margin={"b": 80 + legend})
     shown = epochs[epochs["run"].isin(list(names))]
     _log_y(fig, list(shown["train_ppl"]) + list(shown["valid_ppl"]))
-    first, last = shown["epoch"].min(), shown["epoch"].max()
+    first, last = shown["epoch"].min(), max(shown["epoch"].max(), epochs_planned or 0)
     # every epoch labelled for the demo's 10; every 5th for the paper's 39 or 55 (one a tick: a blur)
     fig.update_xaxes(dtick=1 if last <= 15 else 5, range=[first - 0.5, last + 0.5])
     return fig

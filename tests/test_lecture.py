@@ -272,6 +272,33 @@ def test_run_both_live_launches_the_pair_once(tmp_path, monkeypatch):
     assert len({c[2] for c in calls}) == 2  # one request id each: a rerun cannot start them twice
 
 
+def test_the_live_pair_is_drawn_as_it_trains_not_the_shipped_pair(tmp_path, monkeypatch):
+    import rnnreg.launch
+    from fixtures_runs import write_run
+
+    root = tmp_path / "runs"
+    write_run(root / "reference", "20261101-000000-ref-none", name="shipped none")
+    write_run(root / "reference", "20261101-000001-ref-z", placement="zaremba", dropout=0.5, name="shipped z")
+    live = ["20261208-000000-live-none", "20261208-000001-live-z"]
+    write_run(root, live[0], name="lecture demo, no dropout", state="running", epochs_done=2, epochs_total=8)
+    write_run(root, live[1], placement="zaremba", dropout=0.5, name="lecture demo, dropout 0.5", state="queued",
+              epochs_done=0, epochs_total=8)
+    ids = iter(live)
+    monkeypatch.setattr(rnnreg.launch, "launch", lambda *args, **kwargs: next(ids))  # the pair, as if just started
+    at = open_lecture(root, monkeypatch)
+    assert {t["name"] for t in charts(at)[0]["data"]} == {"no dropout · train", "no dropout · valid",
+                                                          "zaremba dropout 0.5 · train", "zaremba dropout 0.5 · valid"}
+    before = [t["x"] for t in charts(at)[0]["data"]]
+    at.button(key="lecture_live").click().run()
+    assert not at.exception and not at.warning
+    figure = charts(at)[0]
+    # the live run two epochs in, alone: its partner has no epoch yet, and no shipped run stands in for it
+    assert [t["name"] for t in figure["data"]] == ["no dropout · train", "no dropout · valid"]
+    assert [len(t["x"]) for t in figure["data"]] == [2, 2] and before[0] != figure["data"][0]["x"]
+    assert figure["layout"]["xaxis"]["range"] == [0.5, 8.5]  # a frame of all its epochs to grow into
+    assert any("lecture demo, no dropout" in c.value for c in at.caption)
+
+
 def test_evidence_averages_the_seeds_of_a_configuration_instead_of_picking_the_best():
     table = pd.DataFrame({
         "run": ["a", "b", "c", "own"], "preset": ["small"] * 4, "placement": ["none", "none", "zaremba", "none"],
@@ -466,7 +493,14 @@ def test_steps_show_a_finished_run_before_a_newer_one_still_training():
         "state": ["running", "finished", "finished", "running"], "problems": [""] * 4,
         "read_only": [False, False, False, True], "epochs_done": [3, 8, 8, 2], "task": ["lm"] * 4})
     assert lecture.overfitting_pair(table) == ("own-done-none", "own-done-z")
-    assert lecture.overfitting_pair(table, prefer=["own-running-z"]) == ("own-done-none", "own-running-z")
+    # the pair launched live is drawn from the start, as it trains, and never beside a finished run of other settings
+    assert lecture.overfitting_pair(table, prefer=["own-running-z"]) == (None, "own-running-z")
+    queued = pd.concat([table, pd.DataFrame({
+        "run": ["live-none", "live-z"], "preset": ["demo"] * 2, "placement": ["none", "zaremba"], "dropout": [0.0, 0.5],
+        "state": ["running", "queued"], "problems": [""] * 2, "read_only": [False] * 2, "epochs_done": [0, 0],
+        "task": ["lm"] * 2})], ignore_index=True)
+    assert lecture.overfitting_pair(queued, prefer=["live-none", "live-z"]) == ("live-none", "live-z")
+    assert lecture.overfitting_pair(queued, prefer=["live-none", "live-z"], preset="medium") == (None, None)
     assert lecture_memory.memory_runs(table).runs == ("own-done-none", "own-done-z")  # none first, finished first
 
 
