@@ -1,5 +1,6 @@
 """Lecture: why recurrent dropout hurts - four figures, Next/Back, and a presentation mode for a projector."""
 
+import dataclasses
 import uuid
 
 import pandas as pd
@@ -146,13 +147,13 @@ def step_overfitting(font: int) -> None:
                                             for r, s in zip(live, states)))
 
 
-def step_masks(font: int) -> str:
-    """The schematic of one placement; returns the step's takeaway for that placement."""
+def step_masks(font: int) -> lecture.Step:
+    """The schematic of one placement; returns the step as it reads for that placement."""
     placement = st.selectbox("Placement", PLACEMENT_NAMES, index=PLACEMENT_NAMES.index("zaremba"),
                              key="lecture_placement")
     show(lecture_plots.schematic_figure(lecture.schematic(placement), placement, font_size=font), "lecture_masks")
     st.markdown(lecture.placement_caption(placement))
-    return lecture.masks_takeaway(placement)
+    return dataclasses.replace(lecture.STEPS[1], takeaway=lecture.masks_takeaway(placement))
 
 
 def step_memory(font: int) -> None:
@@ -222,8 +223,8 @@ def memory_task(font: int) -> None:
                "at T = 10 and 20 it had not left chance within the 30 epochs.")
 
 
-def step_evidence(font: int) -> str | None:
-    """The evidence chart; returns the step's takeaway where it must say otherwise (no runs to show)."""
+def step_evidence(font: int) -> lecture.Step | None:
+    """The evidence chart; returns the step as it reads where it must say otherwise (no runs to show)."""
     table = common.run_table()
     own = not table.empty and bool((~table["read_only"].astype(bool) & (table["state"] == "finished")).any())
     include_own = st.toggle("Also my finished runs", key="lecture_own", disabled=not own,
@@ -243,8 +244,9 @@ def step_evidence(font: int) -> str | None:
         st.caption("Green circles (MC in a test bar's label): the test perplexity of the same model with its "
                    "dropout left on, the mean of the predictions of many stochastic passes (`python -m rnnreg "
                    "evaluate RUN --mc-samples N`); the hover says over which seeds, and their test with dropout off.")
-    if runs.empty:  # the takeaway's last words point at runs this chart cannot show
-        return lecture.STEPS[-1].takeaway.replace(lecture.OWN_RUNS_CLAIM, lecture.NO_RUNS_CLAIM)
+    if runs.empty:  # the detail's last words point at runs this chart cannot show
+        step = lecture.STEPS[-1]
+        return dataclasses.replace(step, detail=step.detail.replace(lecture.OWN_RUNS_CLAIM, lecture.NO_RUNS_CLAIM))
     return None
 
 
@@ -259,6 +261,9 @@ if not present:  # on a projector every line counts: the step's own heading says
     st.title("Why recurrent dropout hurts")
 navigation("top")
 st.header(step.title)
-said_otherwise = {"overfitting": step_overfitting, "masks": step_masks, "memory": step_memory,
-                  "evidence": step_evidence}[step.key](font)
-st.success(said_otherwise or step.takeaway, icon=":material/lightbulb:")
+# each step draws its figure, and returns the step as it reads here where that differs from lecture.STEPS
+said = {"overfitting": step_overfitting, "masks": step_masks, "memory": step_memory,
+        "evidence": step_evidence}[step.key](font) or step
+st.success(said.takeaway, icon=":material/lightbulb:")
+if said.detail:  # a caption: presentation mode hides it, the slide keeps its one sentence
+    st.caption(said.detail)

@@ -1,6 +1,6 @@
 """The lecture "Why recurrent dropout hurts" as data: no torch, no Streamlit, no figures.
 
-Four steps, each a figure (rnnreg.lecture_plots) and one sentence:
+Four steps, each a figure (rnnreg.lecture_plots), one sentence for the projector and what else it shows:
 
     1 overfitting  the demo preset (or, where the store has them, medium / large) without and with
                    dropout: train vs valid perplexity
@@ -32,7 +32,8 @@ from rnnreg.placements import (PER_FORWARD, PER_SEQUENCE, PER_STEP, PLACEMENTS, 
 class Step:
     key: str
     title: str
-    takeaway: str
+    takeaway: str  # one sentence, for the projector
+    detail: str = ""  # what else the figure shows, under it where there is room (not in presentation mode)
 
 
 STEPS: tuple[Step, ...] = (
@@ -44,24 +45,25 @@ STEPS: tuple[Step, ...] = (
          "left to right is never cut."),
     Step("memory", "3 · Memory",
          "A fresh mask at every step on the cell c, which carries the memory, lets only a (1-p)^k share of what "
-         "happened k steps ago through: recall collapses as the gap grows. Masks off that path (zaremba) keep "
-         "recall at every gap, and a per-step mask on h alone is routed around through c. One mask per sequence "
-         "(variational) adds no such decay, yet at gaps of 10 and 20 it had not learned the task within 30 "
-         "epochs: slow learning, not forgetting."),
+         "happened k steps ago through: recall collapses as the gap grows, while masks off that path (zaremba) keep "
+         "recall at every gap.",
+         "A per-step mask on h alone is routed around through c. One mask per sequence (variational) adds no such "
+         "decay, yet at gaps of 10 and 20 it had not learned the task within 30 epochs: slow learning, not "
+         "forgetting."),
     Step("evidence", "4 · Evidence",
-         "On Penn Treebank, dropout on the non-recurrent connections (or one mask per sequence) is what lets "
-         "larger models win: the paper's medium and large reach 82.7 and 78.4 test, where its best model without "
-         "dropout, the small one, stays at 114.5. At the small size and its 13-epoch schedule, 0.5 dropout on "
-         "the layer inputs only underfits, while mild regularisers of the recurrent path (per-step dropout on h, "
-         "zoneout, weight drop, dropout on the cell update) help; a mask on the memory c itself, one per window, "
-         "scores worst with dropout off at test, yet ahead of no dropout when tested with its masks on (train and "
-         "test see different memories); at the medium size, per-step dropout on h alone, or zoneout alone, lets the "
-         "model overfit, but added to zaremba's sites the dropout on h tests better than they do alone (a mask on h "
-         "never touches the memory in c): this project's reference runs show all three."),
+         "Dropout on the non-recurrent connections (or one mask per sequence) is what lets larger models win: the "
+         "paper's medium and large reach 82.7 and 78.4 test, where its best model without dropout, the small one, "
+         "stays at 114.5; at the medium size, per-step dropout on h alone, or zoneout alone, lets the model overfit.",
+         "At the small size and its 13-epoch schedule, 0.5 dropout on the layer inputs only underfits, while mild "
+         "regularisers of the recurrent path (per-step dropout on h, zoneout, weight drop, dropout on the cell "
+         "update) help; a mask on the memory c itself, one per window, scores worst with dropout off at test, yet "
+         "ahead of no dropout when tested with its masks on (train and test see different memories). At the medium "
+         "size, added to zaremba's sites the dropout on h tests better than they do alone (a mask on h never "
+         "touches the memory in c). This project's reference runs show all of it."),
 )
 # The evidence step's last words, and what it says instead where its chart has no reference runs.
-OWN_RUNS_CLAIM = "this project's reference runs show all three."
-NO_RUNS_CLAIM = "this project's reference runs (`runs/reference/`, not in this run store) show all three."
+OWN_RUNS_CLAIM = "This project's reference runs show all of it."
+NO_RUNS_CLAIM = "This project's reference runs (`runs/reference/`, not in this run store) show all of it."
 
 # --------------------------------------------------------------------------- step 2: the schematic
 

@@ -310,7 +310,8 @@ def evidence_figure(runs: pd.DataFrame, published: pd.DataFrame = lecture_eviden
     marker's symbol ('★ 79.7').  The scale is set by the published numbers and the runs near them: a
     bar past OFF_SCALE times the highest published number runs off the right edge, labelled so.
 
-    One row per configuration, small then medium then large, the best test first within each, so
+    One row per configuration, large then medium then small (the models dropout makes possible come
+    first, where a projector shows them without scrolling), the best test first within each, so
     long labels ('medium · zaremba (main.lua's schedule)') read level and the chart grows with the runs
     instead of crowding.
     """
@@ -318,11 +319,11 @@ def evidence_figure(runs: pd.DataFrame, published: pd.DataFrame = lecture_eviden
     categories = list(dict.fromkeys(
         lecture_evidence.category(published["preset"], published["placement"])
         + (list(runs["category"]) if not runs.empty else [])))
-    # by size, then best test first within a size: the ranking reads top to bottom
+    # by size, largest first, then best test first within a size: the ranking reads top to bottom
     test = dict(zip(lecture_evidence.category(published["preset"], published["placement"]), published["test"]))
     if not runs.empty:
         test.update({c: t for c, t in zip(runs["category"], runs["test"]) if pd.notna(t)})
-    order = {"small": 0, "medium": 1, "large": 2}
+    order = {"large": 0, "medium": 1, "small": 2}
     categories.sort(key=lambda c: (order.get(c.split(" · ")[0], 3), test.get(c, math.inf), c))
     labels = lecture_evidence.evidence_row_labels(runs, published)  # the rows named with their dropout rates
     top = _evidence_top(runs, published)

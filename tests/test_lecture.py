@@ -176,8 +176,9 @@ def test_walk_all_steps_with_an_empty_store(tmp_path, monkeypatch):
     at.button(key="lecture_next_top").click().run().button(key="lecture_next_top").click().run()
     at.button(key="lecture_next_top").click().run()
     assert "No reference runs yet" in at.info[0].value
-    # its takeaway does not point at reference runs as if the chart showed them
-    assert at.success[0].value.endswith("reference runs (`runs/reference/`, not in this run store) show all three.")
+    # its detail does not point at reference runs as if the chart showed them
+    assert at.success[0].value == lecture.STEPS[-1].takeaway
+    assert at.main.caption[-1].value.endswith("reference runs (`runs/reference/`, not in this run store) show all of it.")
 
 
 def test_walk_with_real_runs_shows_their_curves(runs, monkeypatch):
@@ -237,7 +238,8 @@ def test_the_evidence_step_shows_the_shipped_penn_treebank_runs(tmp_path, monkey
     masks_on = next(t for t in charts(at)[0]["data"] if t["name"].endswith("with dropout on (MC)"))
     assert "small · moon" in masks_on["y"]  # the shipped moon run evaluated with its masks, and a caption says how
     assert any("Green circles" in c.value and "rnnreg evaluate" in c.value for c in at.caption)
-    assert at.success[0].value == lecture.STEPS[-1].takeaway  # the runs it names are in the chart
+    assert at.success[0].value == lecture.STEPS[-1].takeaway
+    assert at.main.caption[-1].value == lecture.STEPS[-1].detail  # the runs it names are in the chart
     # the rows say their dropout rate: small's recurrent runs at 0.5, medium's at 0.25
     axis = charts(at)[0]["layout"]["yaxis"]
     rows = dict(zip(axis["tickvals"], axis["ticktext"]))
@@ -373,8 +375,9 @@ def test_the_evidence_rows_rank_each_size_by_test_with_unrun_published_rows_by_t
     })
     order = list(lecture_plots.evidence_figure(lecture_evidence.evidence_frame(table)).layout.yaxis.categoryarray)
     # a published row without a run ranks by the paper's test: small none 114.5, medium variational 79.7
-    assert order == ["small · zoneout", "small · none", "small · moon", "medium · variational", "medium · zaremba",
-                     "medium · recurrent", "large · zaremba"]
+    # the largest size first: the models dropout makes possible are what a projector shows without scrolling
+    assert order == ["large · zaremba", "medium · variational", "medium · zaremba", "medium · recurrent",
+                     "small · zoneout", "small · none", "small · moon"]
 
 
 def test_the_evidence_is_at_the_papers_sizes_once_there_are_runs_of_them():
@@ -395,8 +398,8 @@ def test_the_evidence_chart_has_a_row_per_configuration_and_grows_with_them():
     assert large.layout.height > small.layout.height
     bars = [t for t in large.data if t.type == "bar"]
     assert all(t.orientation == "h" for t in bars) and len(set(bars[0].y)) == 12
-    order = list(large.layout.yaxis.categoryarray)  # small, then medium, then large, top to bottom
-    assert order.index("small · none") < order.index("medium · placement 0") < order.index("large · zaremba")
+    order = list(large.layout.yaxis.categoryarray)  # large, then medium, then small, top to bottom
+    assert order.index("large · zaremba") < order.index("medium · placement 0") < order.index("small · none")
     assert large.layout.yaxis.autorange == "reversed"
 
 
@@ -648,7 +651,9 @@ def test_poke_offers_a_language_model_first_not_the_newest_memory_run(tmp_path):
 
 
 def test_the_evidence_takeaway_quotes_the_published_figures_and_the_small_runs_bear_it_out():
-    takeaway = next(step.takeaway for step in lecture.STEPS if step.key == "evidence")
+    step = next(step for step in lecture.STEPS if step.key == "evidence")
+    assert step.takeaway.count(". ") == 0 and len(step.takeaway) < 330  # one sentence, for the projector
+    takeaway = f"{step.takeaway} {step.detail}"  # and the rest beside it
     published = lecture_evidence.PUBLISHED
     paper = published[published["source"] == "Zaremba et al. 2014"].set_index("preset")["test"]
     assert f"reach {paper['medium']} and {paper['large']} test" in takeaway and f"stays at {paper['small']}" in takeaway
@@ -823,11 +828,13 @@ def test_the_survival_line_names_the_placements_whose_rate_it_draws():
 def test_step_three_takeaway_says_what_its_recall_chart_shows(shipped_table):
     recall = lecture_memory.recall_frame(shipped_table)
     recall = recall.pivot_table(index="placement", columns="delay", values="accuracy")
-    takeaway = lecture.STEPS[2].takeaway
+    step = lecture.STEPS[2]
+    assert step.takeaway.count(". ") == 0  # one sentence, for the projector; the rest as its detail
+    takeaway = f"{step.takeaway} {step.detail}"
     assert "on the cell c" in takeaway and "recall collapses as the gap grows" in takeaway
     assert recall.loc["recurrent-cell", 20] < 0.2  # a fresh mask on c every step
     assert "(zaremba) keep recall at every gap" in takeaway and recall.loc["zaremba"].min() > 0.99
-    assert "a per-step mask on h alone is routed around through c" in takeaway and recall.loc["recurrent"].min() > 0.99
+    assert "A per-step mask on h alone is routed around through c" in takeaway and recall.loc["recurrent"].min() > 0.99
     # one mask per sequence collapses too, at 10 and 20, and the takeaway says why (presentation mode hides captions)
     assert "(variational)" in takeaway and "slow learning, not forgetting" in takeaway
     assert recall.loc["variational", 5] > 0.99 and recall.loc["variational", [10, 20]].max() < 0.3
