@@ -1,6 +1,7 @@
 """Lecture: why recurrent dropout hurts - four figures, Next/Back, and a presentation mode for a projector."""
 
 import dataclasses
+import os
 import uuid
 
 import pandas as pd
@@ -62,15 +63,20 @@ def show(fig, key: str) -> None:
                        download=not st.session_state.get("lecture_present", False))
 
 
-def launch_in_turn(configs: list, request_key: str, ids_key: str) -> None:
-    """Start `configs` as queued runs, one at a time (two trainers on a 2-core CPU fight over its
-    threads: measured 4x slower); a request id per click, so a double click starts one set."""
+def launch_together(configs: list, request_key: str, ids_key: str) -> None:
+    """Start `configs` as queued runs, as many at once as there are CPUs, each with its share of
+    them (rnnreg.training_run.share_cores); a request id per click, so a double click starts one set.
+
+    At once, not in turn: on 2 free cores the demo pair had both curves on screen after 7 s instead
+    of 33 s and ended after 36 s instead of 53; the eight memory runs took 49 s instead of 84
+    (`python benchmarks/live_pair.py --what pair|memory`, README, Benchmarks)."""
     root = common.runs_root()
     request = st.session_state.setdefault(request_key, uuid.uuid4().hex)
+    at_once = max(1, min(len(configs), os.cpu_count() or 1))
     ids = []
     try:
         for i, (name, config) in enumerate(configs):
-            ids.append(launch.launch(root, config, name=name, request_id=f"{request}-{i}", max_concurrent=1))
+            ids.append(launch.launch(root, config, name=name, request_id=f"{request}-{i}", max_concurrent=at_once))
     except RunStoreError as err:  # e.g. a runs folder that cannot be written: say so, keep the page
         st.session_state[LIVE_ERROR] = str(err)
     st.session_state[ids_key] = ids
@@ -89,7 +95,7 @@ def rerun_once_they_end(live: list[str], was_active: bool) -> None:
 
 
 def launch_live_pair() -> None:
-    launch_in_turn(lecture.live_demo_configs(), REQUEST, LIVE)
+    launch_together(lecture.live_demo_configs(), REQUEST, LIVE)
     if SIZE in st.session_state:
         st.session_state[SIZE] = "demo"  # the live pair is the demo's: show it training
 
@@ -130,21 +136,20 @@ def step_overfitting(font: int) -> None:
                                              for run, name in names.items()))
         else:
             st.info(f"No finished runs of the {preset} preset yet (shipped ones live in `runs/reference/`).")
+        if live:  # where they are, as of this tick
+            labels = now.set_index("run")["label"].to_dict()
+            states = now.set_index("run")["state"].reindex(live).fillna("gone").tolist()
+            st.caption("Live runs: " + ", ".join(f"{common.escape_markdown(labels.get(r, r))}: {s}"
+                                                for r, s in zip(live, states)))
         rerun_once_they_end(live, active)
 
     figure()
-    c1, c2 = st.columns([2, 3], vertical_alignment="center")
-    c1.button("Run both live on this CPU", key="lecture_live", on_click=launch_live_pair,
+    st.button("Run both live on this CPU", key="lecture_live", on_click=launch_live_pair,
               icon=":material/play_arrow:", disabled=active,
-              help="the demo model on a 10k-word prefix for 8 epochs, without and then with dropout "
-                   "(about half a minute each on a free 2-core CPU)")
+              help="the demo model on a 10k-word prefix for 8 epochs, without and with dropout, both at "
+                   "once (about 36 s on a free 2-core CPU)")
     if LIVE_ERROR in st.session_state:
         st.error(st.session_state.pop(LIVE_ERROR))
-    if live:
-        labels = table.set_index("run")["label"].to_dict()
-        states = table.set_index("run").loc[live, "state"].tolist()
-        c2.caption("Live runs: " + ", ".join(f"{common.escape_markdown(labels.get(r, r))}: {s}"
-                                            for r, s in zip(live, states)))
 
 
 def step_masks(font: int) -> lecture.Step:
@@ -188,7 +193,7 @@ def step_memory(font: int) -> None:
 
 
 def launch_memory_runs() -> None:
-    launch_in_turn(lecture_memory.live_memory_configs(), MEMORY_REQUEST, MEMORY_LIVE)
+    launch_together(lecture_memory.live_memory_configs(), MEMORY_REQUEST, MEMORY_LIVE)
 
 
 def memory_task(font: int) -> None:
@@ -209,8 +214,9 @@ def memory_task(font: int) -> None:
     c1, c2 = st.columns([2, 3], vertical_alignment="center")
     c1.button("Run the memory task live", key="lecture_memory_live", on_click=launch_memory_runs,
               icon=":material/play_arrow:", disabled=active,
-              help="recurrent-cell and zaremba at p = 0.25, delays 2, 5, 10 and 20: eight runs one after "
-                   "another, 10-30 s each on a free 2-core CPU; each replaces its shipped point when it ends")
+              help="recurrent-cell and zaremba at p = 0.25, delays 2, 5, 10 and 20: eight runs, as many at "
+                   "once as there are CPUs (about 50 s on a free 2-core CPU); each replaces its shipped point "
+                   "when it ends")
     if LIVE_ERROR in st.session_state:
         st.error(st.session_state.pop(LIVE_ERROR))
     if states is not None and len(states):

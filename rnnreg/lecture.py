@@ -284,7 +284,7 @@ def size_label(preset: str) -> str:
 
 
 def live_demo_configs(data_dir: str | None = None) -> list[tuple[str, dict]]:
-    """Two short CPU runs for step 1, the demo model on 10k words (20-30 s each on 2 free cores).
+    """Two short CPU runs for step 1, the demo model on 10k words (about 36 s for both at once on 2 free cores).
 
     The demo preset's 2 x 200 model, but batch 5 (four times the updates per word) on a 10k-token
     prefix for 8 epochs: without dropout the validation perplexity turns up after epoch 3 while

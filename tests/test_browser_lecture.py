@@ -168,7 +168,7 @@ def test_the_live_pair_says_it_finished_without_a_click(tmp_path):
         button.click()
         page.get_by_text("Live runs:").wait_for(timeout=30_000)
         assert button.is_disabled()
-        # two trainers in turn, 20-30 s each on 2 free cores; nothing is clicked meanwhile
+        # two trainers at once, about 36 s on 2 free cores; nothing is clicked meanwhile
         page.get_by_text("lecture demo, dropout 0.5: finished").wait_for(timeout=300_000)
         assert "running" not in page.get_by_text("Live runs:").inner_text()
         assert button.is_enabled()

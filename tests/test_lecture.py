@@ -267,10 +267,12 @@ def test_run_both_live_launches_the_pair_once(tmp_path, monkeypatch):
         return f"fake-{len(calls)}"
 
     monkeypatch.setattr(rnnreg.launch, "launch", fake_launch)  # no real trainer in this test
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
     at = open_lecture(tmp_path, monkeypatch)
     at.button(key="lecture_live").click().run()
     assert not at.exception
-    assert [c[0] for c in calls] == ["none", "zaremba"] and all(c[3] == 1 for c in calls)  # queued
+    # queued, both at once on 2 CPUs (a core each: benchmarks/live_pair.py)
+    assert [c[0] for c in calls] == ["none", "zaremba"] and all(c[3] == 2 for c in calls)
     assert len({c[2] for c in calls}) == 2  # one request id each: a rerun cannot start them twice
 
 
@@ -614,6 +616,7 @@ def test_memory_step_shows_real_memory_runs_and_launches_the_live_set_once(tmp_p
         return f"fake-{len(calls)}"
 
     monkeypatch.setattr(rnnreg.launch, "launch", fake_launch)
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
     at = open_lecture(tmp_path, monkeypatch)
     at.button(key="lecture_next_top").click().run().button(key="lecture_next_top").click().run()
     assert not at.exception and at.header[0].value == lecture.STEPS[2].title
@@ -622,7 +625,7 @@ def test_memory_step_shows_real_memory_runs_and_launches_the_live_set_once(tmp_p
     assert sorted(t["name"] for t in recall["data"]) == ["recurrent-cell 0.25", "zaremba 0.25"]
     assert all("T = %{x}" in t["hovertemplate"] for t in recall["data"])  # values: the pure figure test
     at.button(key="lecture_memory_live").click().run()
-    assert not at.exception and len(calls) == 8 and all(c[3] == 1 for c in calls)  # queued, one at a time
+    assert not at.exception and len(calls) == 8 and all(c[3] == 2 for c in calls)  # queued, two at a time on 2 CPUs
     assert len({c[2] for c in calls}) == 8  # a request id each: a rerun or double click cannot start them twice
     at.button(key="lecture_memory_live").click().run()
     assert len(calls) == 16 and len({c[2] for c in calls}) == 16  # a second click is a second, new set
