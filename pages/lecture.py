@@ -128,7 +128,8 @@ def step_overfitting(font: int) -> None:
             if names and set(names) <= set(live) else []  # live: the axis spans the epochs to come
         show(lecture_plots.overfitting_figure(
             common.frames(list(names), "epochs"), names, font_size=font, epochs_planned=max(planned, default=None),
-            empty="Training live: the first epoch's perplexities appear here in a few seconds" if active else None),
+            empty="Training live: the first epoch's perplexities appear here in a few seconds" if active else None,
+            subtitle=lecture.live_pair_text() if names and set(names) <= set(live) else None),
             "lecture_overfitting")
         if names:
             labels = now.set_index("run")["label"].to_dict()

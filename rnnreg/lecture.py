@@ -300,6 +300,14 @@ def live_demo_configs(data_dir: str | None = None) -> list[tuple[str, dict]]:
     ]
 
 
+def live_pair_text() -> str:
+    """What the live pair is, for its chart: it departs from the demo preset the size control names."""
+    _name, config = live_demo_configs()[0]
+    model, train = config["model"], config["train"]
+    return (f"trained live: the demo model ({model['layers']} × {model['hidden']}) on a {train['max_train_tokens']:,}-"
+            f"word prefix, {train['epochs']} epochs at batch size {train['batch_size']}")
+
+
 # --------------------------------------------------------------------------- the poke page
 
 CHECKPOINT_FILES = ("config.json", "vocab.json", "checkpoint.safetensors")  # what rnnreg.inspect_model loads

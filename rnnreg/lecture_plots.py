@@ -85,11 +85,13 @@ def _log_y(fig: go.Figure, values: Sequence[float]) -> None:
 
 
 def overfitting_figure(epochs: pd.DataFrame, names: Mapping[str, str], *, font_size: int = FONT,
-                       epochs_planned: int | None = None, empty: str | None = None) -> go.Figure:
+                       epochs_planned: int | None = None, empty: str | None = None,
+                       subtitle: str | None = None) -> go.Figure:
     """Train (dashed) and valid (solid) perplexity per epoch for the runs in `names` (run -> legend).
 
     `epochs_planned`: runs still training, drawn on an axis of all their epochs, so the curves grow
-    into a fixed frame; `empty`: what to say before any of them has finished an epoch."""
+    into a fixed frame; `empty`: what to say before any of them has finished an epoch; `subtitle`:
+    what runs these are where the size control above the chart does not say it (the live pair)."""
     title = "Train vs validation perplexity"
     if epochs is None or epochs.empty or not epochs["run"].isin(list(names)).any():
         return empty_figure(title, empty or "No demo runs yet: launch both below")
@@ -105,6 +107,9 @@ def overfitting_figure(epochs: pd.DataFrame, names: Mapping[str, str], *, font_s
     _style(fig, title, font_size, "epoch", "perplexity (log)", legend_below=True)  # the plot the width of the slide
     legend = _legend_height(fig, font_size, plot_width=CHART_WIDTH - 110)
     fig.update_layout(height=540 + legend, margin={"b": 80 + legend})
+    if subtitle:  # in the figure: presentation mode hides captions
+        fig.update_layout(title={"subtitle": {"text": plot_text(subtitle), "font": {"size": legend_font(font_size)}}},
+                          margin={"t": 110})
     shown = epochs[epochs["run"].isin(list(names))]
     _log_y(fig, list(shown["train_ppl"]) + list(shown["valid_ppl"]))
     first, last = shown["epoch"].min(), max(shown["epoch"].max(), epochs_planned or 0)

@@ -300,6 +300,9 @@ def test_the_live_pair_is_drawn_as_it_trains_not_the_shipped_pair(tmp_path, monk
     assert [t["name"] for t in figure["data"]] == ["no dropout · train", "no dropout · valid"]
     assert [len(t["x"]) for t in figure["data"]] == [2, 2] and before[0] != figure["data"][0]["x"]
     assert figure["layout"]["xaxis"]["range"] == [0.5, 8.5]  # a frame of all its epochs to grow into
+    # not the demo preset the size control names: the chart says what these runs are (captions leave the projector)
+    assert figure["layout"]["title"]["subtitle"]["text"] == (
+        "trained live: the demo model (2 × 200) on a 10,000-word prefix, 8 epochs at batch size 5")
     assert any("lecture demo, no dropout" in c.value for c in at.caption)
 
 
