@@ -83,17 +83,6 @@ def launch_together(configs: list, request_key: str, ids_key: str) -> None:
     st.session_state[request_key] = uuid.uuid4().hex  # the next click starts a new set
 
 
-def rerun_once_they_end(live: list[str], was_active: bool) -> None:
-    """From a fragment refreshing a chart of live runs: once none is queued or running any more,
-    rerun the whole page.  The fragment redraws only its chart; the live runs' caption and the
-    disabled Run button beside it would otherwise say 'running' until the next click."""
-    if not was_active:  # (a full run that found them ended already: no loop)
-        return
-    states = common.run_table().set_index("run")["state"].reindex(live)
-    if not states.isin(["queued", "running"]).any():
-        st.rerun()
-
-
 def launch_live_pair() -> None:
     launch_together(lecture.live_demo_configs(), REQUEST, LIVE)
     if SIZE in st.session_state:
@@ -142,7 +131,7 @@ def step_overfitting(font: int) -> None:
             states = now.set_index("run")["state"].reindex(live).fillna("gone").tolist()
             st.caption("Live runs: " + ", ".join(f"{common.escape_markdown(labels.get(r, r))}: {s}"
                                                 for r, s in zip(live, states)))
-        rerun_once_they_end(live, active)
+        common.rerun_once_ended(live, active)
 
     figure()
     st.button("Run both live on this CPU", key="lecture_live", on_click=launch_live_pair,
@@ -209,7 +198,7 @@ def memory_task(font: int) -> None:
     def figure() -> None:
         recall = lecture_memory.recall_frame(common.run_table())
         show(lecture_plots.recall_figure(recall, chance=lecture_memory.MEMORY_CHANCE, font_size=font), "lecture_recall")
-        rerun_once_they_end(live, active)
+        common.rerun_once_ended(live, active)
 
     figure()
     c1, c2 = st.columns([2, 3], vertical_alignment="center")

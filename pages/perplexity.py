@@ -13,7 +13,6 @@ picked = common.require_picked()
 if picked is None:
     st.stop()
 colors = common.colors()
-epochs = common.frames(picked, "epochs")
 
 # the paper's Table 1 models: "small without dropout, medium with zaremba dropout 0.5, ..."
 paper_models = ", ".join(
@@ -32,11 +31,29 @@ paper = c3.toggle("paper lines", value=True, key="ppl_paper",  # short: a third 
                        "it reads; README, 'How the paper's own code counts'); test is exact.")
 common.warn_if_tasks_mix(picked)
 presets = list(common.run_table().set_index("run").loc[picked, "preset"]) if paper else []
-common.show_figure(plots.perplexity_figure(epochs, colors, x=x, log_y=log_y, reference_presets=presets),
-                   key="ppl_curves", file_stem="perplexity")
-common.show_figure(plots.gap_figure(epochs, colors, x=x), key="ppl_gap", file_stem="generalisation-gap")
+training = common.active(picked)
+every = common.LIVE_REFRESH_S if training else None  # while a picked run trains, its curves grow on screen
 
+
+@st.fragment(run_every=every)
+def curves() -> None:
+    epochs = common.frames(picked, "epochs")
+    common.show_figure(plots.perplexity_figure(epochs, colors, x=x, log_y=log_y, reference_presets=presets),
+                       key="ppl_curves", file_stem="perplexity")
+    common.show_figure(plots.gap_figure(epochs, colors, x=x), key="ppl_gap", file_stem="generalisation-gap")
+    common.rerun_once_ended(picked, training)
+
+
+@st.fragment(run_every=every)
+def loss(smoothing: float) -> None:
+    steps = common.frames(picked, "steps")
+    common.show_figure(plots.loss_figure(steps, colors, smoothing=smoothing), key="ppl_loss",
+                       file_stem="training-loss")
+
+
+if training:
+    st.caption(f"A picked run is training: these charts redraw every {common.LIVE_REFRESH_S} s.")
+curves()
 smoothing = st.slider("Loss smoothing", 0.0, 0.95, 0.6, 0.05, key="ppl_smoothing",
                       help="exponential moving average; the raw curve stays visible underneath")
-steps = common.frames(picked, "steps")
-common.show_figure(plots.loss_figure(steps, colors, smoothing=smoothing), key="ppl_loss", file_stem="training-loss")
+loss(smoothing)

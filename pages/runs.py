@@ -42,11 +42,32 @@ if table.empty:
     st.stop()
 
 search = st.text_input("Search", placeholder="name, id, preset, placement, state …", key="runs_search")
-active = int(table["state"].isin(runs.ACTIVE_STATES).sum())
-if active:  # this table is drawn once; the Launch page's queue redraws itself every 2 s
+training = list(table.loc[table["state"].isin(runs.ACTIVE_STATES), "run"])
+
+
+@st.fragment(run_every=common.LIVE_REFRESH_S if training else None)
+def training_now() -> None:
+    """The runs queued or training as this page opened, redrawn every few seconds: how far each is.
+    The table below is drawn once (a redraw would disturb a selection); once they have all ended,
+    the whole page is drawn again."""
+    now = common.run_table().set_index("run").reindex(training)
+    for run_id, row in now.iterrows():
+        done, total = row["epochs_done"], row["epochs_total"]
+        last = row["last_valid_ppl"]
+        eta = common.seconds_left(run_id, total) if row["state"] == "running" else float("nan")
+        text = (f"**{common.escape_markdown(row['label'])}** · {row['state']} · epoch {store.epochs_text(done, total)}"
+                + (f" · valid {last:.1f}" if pd.notna(last) else "")
+                + (f" · {store.duration_text(eta)} left" if pd.notna(eta) else ""))
+        fraction = min(1.0, done / total) if pd.notna(total) and total and pd.notna(done) else 0.0
+        st.progress(fraction, text=text)
+    common.rerun_once_ended(training, True)
+
+
+if training:
+    training_now()
     note, refresh = st.columns([6, 1], vertical_alignment="center")
-    note.caption(f"{active} run(s) queued or training: this table is as of {time.strftime('%H:%M:%S')}; "
-                 "the Launch page follows them live.")
+    note.caption(f"{len(training)} run(s) queued or training: the bars above follow them live; this table is as "
+                 f"of {time.strftime('%H:%M:%S')}.")
     refresh.button("Refresh", key="runs_refresh", icon=":material/refresh:", type="tertiary")
 view = common.browsing_order(table)  # any column header sorts differently
 state_text = view["state"] + view["read_only"].map({True: " (reference)", False: ""})

@@ -456,6 +456,21 @@ def test_picking_runs_keeps_each_runs_colour_on_every_page(store, ids):
     assert {t["line"]["color"] for t in runs_traces} == {colour["zaremba 0.5 · valid"]}
 
 
+def test_perplexity_follows_a_picked_run_while_it_trains(store, ids):
+    at = app("perplexity")
+    at.sidebar.multiselect(key="picked_runs").set_value([ids["zaremba"]]).run()
+    assert not [c for c in at.caption if "is training" in c.value]  # finished: drawn once
+    at.sidebar.multiselect(key="picked_runs").set_value([ids["zaremba"], ids["running"]]).run()
+    assert_no_exception(at)
+    assert any(c.value == "A picked run is training: these charts redraw every 3 s." for c in at.caption)
+    with (store / ids["running"] / "metrics.jsonl").open("a") as f:  # its next epoch ends
+        f.write(json.dumps({"kind": "epoch", "epoch": 4, "train_ppl": 150.0, "valid_ppl": 190.0, "lr": 1.0,
+                            "seconds": 40.0, "words": 240_000, "time": 160.0}) + "\n")
+    at.run()  # as a fragment's tick draws it (AppTest does not tick): the new epoch is on the chart
+    valid = next(t for t in figures(at)[0]["data"] if t["name"] == "in progress · valid")
+    assert values(valid["x"])[-1] == 4 and values(valid["y"])[-1] == 190.0
+
+
 def test_perplexity_axes_log_toggle_and_paper_lines(store):
     at = app("perplexity")
     at.segmented_control(key="ppl_x").set_value("words").run()
@@ -498,12 +513,17 @@ def test_runs_table_says_how_long_a_running_run_still_needs(store, ids):
     assert table.at[ids["running"], "time left (min)"] == pytest.approx(sum(seconds) / 3 * 5 / 60)
     assert table["time left (min)"].dtype.kind == "f"  # a number, so the column sorts by duration
     assert table["time left (min)"].isna().sum() == len(table) - 1  # only a running run has one
-    assert any(c.value.startswith("1 run(s) queued or training: this table is as of ") for c in at.caption)
+    assert any(c.value.startswith("1 run(s) queued or training: the bars above follow them live; this table is as of ")
+               for c in at.caption)
     assert at.button(key="runs_refresh")  # its rerun reads the store again
+    # above the table, a bar per run in training, redrawn every few seconds (a fragment; AppTest does not tick it)
+    [bar] = at.get("progress")
+    assert bar.proto.value == 37 and bar.proto.text.startswith(f"**{table.at[ids['running'], 'name']}** · running · "
+                                                               "epoch 3 / 8 · valid ")
     shutil.rmtree(store / ids["running"])  # nothing running: no such column, nothing to refresh
     at = app("runs")
     assert "time left (min)" not in at.dataframe[0].value.columns
-    assert not [b for b in at.button if b.key == "runs_refresh"]
+    assert not [b for b in at.button if b.key == "runs_refresh"] and not at.get("progress")
 
 
 def test_a_trainer_killed_outright_shows_as_interrupted_on_the_next_rerun(store):

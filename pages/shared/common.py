@@ -158,6 +158,23 @@ def frames(run_ids: list[str], kind: str) -> pd.DataFrame:
     return _frames(str(root), kind, picked)
 
 
+LIVE_REFRESH_S = 3  # how often a chart of runs still training is redrawn
+
+
+def active(run_ids: Iterable[str]) -> bool:
+    """Whether any of `run_ids` is queued or training now."""
+    states = run_table().set_index("run")["state"].reindex(list(run_ids))
+    return bool(states.isin(list(runs.ACTIVE_STATES)).any())
+
+
+def rerun_once_ended(run_ids: Iterable[str], were_active: bool) -> None:
+    """From a fragment refreshing live runs: once none of them is queued or training any more,
+    rerun the whole page, so what the fragment does not draw (captions, buttons, a table) says
+    so too, and the fragment stops ticking."""
+    if were_active and not active(run_ids):
+        st.rerun()
+
+
 def run_config(run_id: str) -> dict:
     return run_frames(run_id).get("config") or {}
 
