@@ -202,6 +202,19 @@ def test_loss_figure_raw_always_visible():
     assert len(raw) == 2 and all(t.visible in (None, True) for t in raw)
 
 
+def test_loss_figure_leaves_an_untrained_models_first_steps_off_its_scale():
+    # the large preset's first logged loss is 15 nats, the rest 4-6: the curves kept the bottom third
+    rows = [{"run": "a", "label": "A", "step": s, "loss": 15.0 if s == 1 else 4 + (s % 7) / 6} for s in range(1, 501)]
+    fig = plots.loss_figure(pd.DataFrame(rows), COLORS, smoothing=0.6)
+    low, high = fig.layout.yaxis.range
+    assert 3.5 < low < 4 and 5 < high < 5.5 and "(up to 15.0) off the scale" in fig.layout.title.text
+    assert max(traces(fig, "raw")[0].y) == 15.0  # still drawn, and in the hover: only the scale leaves it out
+    # no such outlier, or too few steps to tell one: the scale holds every loss
+    for steps in (steps_frame(), pd.DataFrame(rows[:60])):
+        plain = plots.loss_figure(steps, COLORS, smoothing=0.6)
+        assert plain.layout.yaxis.range is None and "off the scale" not in plain.layout.title.text
+
+
 def test_grad_norm_figure_draws_each_clip_threshold_once():
     fig = plots.grad_norm_figure(steps_frame(), COLORS, {"a": 5.0, "b": 5.0})
     assert [t.y[0] for t in traces(fig, "clip")] == [5.0]
