@@ -31,10 +31,20 @@ def inspect(path: str, text: str, top: int):
     return inspect_model.inspect_text(model_for(path), text, top=top)
 
 
-def sample(path: str, prompt: str, temperature: float, words: int, seed: int) -> str:
+def sample(path: str, prompt: str, temperature: float, words: int, seed: int) -> tuple[str, str]:
     from rnnreg import inspect_model
 
-    return inspect_model.generate(model_for(path), prompt, temperature, words, seed)
+    return inspect_model.continue_prompt(model_for(path), prompt, temperature, words, seed)
+
+
+def written_markdown(prompt: str, continuation: str) -> str:
+    """The prompt's words in bold, the model's after them, `<eos>` as a line break; each word
+    escaped (they are the run's vocab.json: never links or images)."""
+    words = [(w, True) for w in prompt.split()] + [(w, False) for w in continuation.split()]
+    eos = "<eos>"  # rnnreg.data.EOS, which imports torch (this page loads it only for a model)
+    parts = ["  \n" if w == eos else (f"**{common.escape_markdown(w)}** " if mine else f"{common.escape_markdown(w)} ")
+             for w, mine in words]
+    return "".join(parts).strip()
 
 
 def predictions(inspection):
@@ -110,7 +120,7 @@ if st.button("Generate", key="poke_generate", icon=":material/edit_note:"):
         st.session_state["poke_sample"] = (asked, sample(path, text, *asked[2:]))
     except ValueError as err:
         st.error(common.escape_markdown(err))
-made_for, written = st.session_state.get("poke_sample") or (None, "")
+made_for, written = st.session_state.get("poke_sample") or (None, None)
 if made_for == asked and written:
-    # its words are the run's vocab.json: shown as written, never as links or images
-    st.markdown(f"> {common.escape_markdown(written)}".replace("\n", "\n>\n> "))
+    st.container(border=True).markdown(written_markdown(*written))
+    st.caption("In bold: your words, as the model read them; after them, what it wrote.")

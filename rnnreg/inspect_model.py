@@ -200,6 +200,13 @@ def _percent(p: float) -> str:
 def generate(run: RunModel | str | os.PathLike[str], prompt: str, temperature: float = 1.0, n_words: int = 30,
              seed: int = 0) -> str:
     """The prompt followed by `n_words` sampled words (softmax at `temperature`); `<eos>` ends a line."""
+    return _as_lines(" ".join(continue_prompt(run, prompt, temperature, n_words, seed)))
+
+
+def continue_prompt(run: RunModel | str | os.PathLike[str], prompt: str, temperature: float = 1.0,
+                    n_words: int = 30, seed: int = 0) -> tuple[str, str]:
+    """(the prompt as the model read it, the words it wrote after it): `generate` in two parts,
+    for a page that sets the model's words apart from yours.  Words, not yet lines."""
     if not (isinstance(temperature, (int, float)) and 0 < temperature < math.inf):
         raise InspectError(f"--temperature: must be a finite number > 0, got {temperature!r}")
     if isinstance(n_words, bool) or not isinstance(n_words, int) or n_words < 1:
@@ -220,5 +227,10 @@ def generate(run: RunModel | str | os.PathLike[str], prompt: str, temperature: f
             next_id = int(out.logits[-1, 0].argmax())
         sampled.append(run.vocab.words[next_id])
         out = model(torch.tensor([[next_id]]), out.state)
-    shown = [run.vocab.words[i] if not k else w for w, i, k in zip(words, ids, known)] + sampled
-    return " ".join(shown).replace(f" {EOS} ", "\n").replace(f" {EOS}", "\n").replace(f"{EOS} ", "\n").strip()
+    read = [run.vocab.words[i] if not k else w for w, i, k in zip(words, ids, known)]
+    return " ".join(read), " ".join(sampled)
+
+
+def _as_lines(text: str) -> str:
+    """`<eos>` as the end of a line."""
+    return text.replace(f" {EOS} ", "\n").replace(f" {EOS}", "\n").replace(f"{EOS} ", "\n").strip()

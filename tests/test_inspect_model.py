@@ -157,11 +157,14 @@ def test_poke_page_shows_predictions_gates_and_samples(runs, monkeypatch):
     at.selectbox(key="poke_gate").set_value("o").run()
     at.button(key="poke_generate").click().run()
     assert not at.exception
-    assert any("the red ball and" in m.value for m in at.markdown)
+    yours = "**the** **red** **ball** **and** "  # the prompt in bold, then the model's words
+    [written] = [m.value for m in at.markdown if m.value.startswith(yours)]
+    theirs = written[len(yours):]
+    assert len(theirs.split()) + theirs.count("\n") == 30 and "**" not in theirs, written  # <eos>: a line break
     at.number_input(key="poke_words").set_value(7).run()  # another request: the old sample is not its answer
-    assert not any("the red ball and" in m.value for m in at.markdown)
+    assert not any(yours in m.value for m in at.markdown)
     at.number_input(key="poke_words").set_value(30).run()  # back to what it was written for
-    assert any("the red ball and" in m.value for m in at.markdown)
+    assert any(yours in m.value for m in at.markdown)
     at.text_input(key="poke_text").set_value("   ").run()
     assert at.warning and "at least one word" in at.warning[0].value
 
@@ -181,7 +184,7 @@ def test_poke_shows_a_hostile_vocabulary_as_words_never_as_markdown(runs, tmp_pa
     at.text_input(key="poke_text").set_value("the").run()
     at.button(key="poke_generate").click().run()
     assert not at.exception
-    [sample] = [m.value for m in at.markdown if m.value.startswith("> the")]
+    [sample] = [m.value for m in at.markdown if m.value.startswith("**the**")]
     assert "evil.example" in sample and "!\\[x\\](" in sample, sample
     assert not re.search(r"(?<!\\)[\[\]]", sample), sample  # every bracket escaped: no image, no link
 
