@@ -37,12 +37,16 @@ def show_sweep(name: str) -> None:
     common.show_figure(plots.sweep_matrix_figure(members, column="delay" if by_delay else "dropout",
                                                  value="test_accuracy" if memory else "best_valid_ppl"),
                        key=f"sweep_matrix_{name}", file_stem=f"sweep-{name}-matrix")
-    groups = plots.sweep_configs(members).rename("group")  # the seeds of one configuration share a band
+    # the seeds of one configuration share a line; across delays, a panel per delay with a line per configuration
+    groups = plots.sweep_configs(members, column="delay" if by_delay else None).rename("group")
     epochs = common.frames(list(members["run"]), "epochs")
     if not epochs.empty:
-        epochs = epochs.merge(pd.DataFrame({"run": members["run"], "group": groups}), on="run")
+        epochs = epochs.merge(pd.DataFrame({"run": members["run"], "group": groups, "panel": members["delay"]}),
+                              on="run")
     colors = plots.assign_colors(sorted(groups.unique(), key=plots.natural_key))
-    if memory and "valid_accuracy" in epochs:
+    if by_delay and "valid_accuracy" in epochs:
+        figure = plots.sweep_panels_figure(epochs, colors)
+    elif memory and "valid_accuracy" in epochs:
         figure = plots.sweep_bands_figure(epochs, colors, y="valid_accuracy", log_y=False)
     else:
         log_y = st.toggle("log y", value=True, key=f"sweep_log_{name}")

@@ -187,5 +187,12 @@ def test_the_shipped_memory_sweep_shows_recall_per_placement_and_delay(tmp_path,
     assert heat["x"] == ["2", "5", "10", "20"] and "recurrent-cell" in heat["y"]
     assert all("n=1" in cell for row in heat["text"] for cell in row if cell)  # one run per placement and delay
     assert bands["layout"]["title"]["text"].startswith("Validation recall")
-    assert any("T=20" in t.get("name", "") for t in bands["data"])
-    assert "none · T=20 (n=1)" in [t.get("name") for t in bands["data"]]  # not "none — · T=20"
+    # a panel per delay, a line per placement in each: 20 lines in one chart had a 19-entry legend
+    titles = [a["text"] for a in bands["layout"]["annotations"]]
+    assert titles == ["T = 2", "T = 5", "T = 10", "T = 20"]
+    lines = bands["data"]
+    assert len(lines) == len(shipped) and {t["name"] for t in lines} == set(heat["y"])  # 'none', not 'none — · T=20'
+    assert [t["name"] for t in lines if t["showlegend"]] == sorted(heat["y"], key=str.lower)  # each once in the legend
+    for name in heat["y"]:  # one colour per placement, in every panel
+        assert len({t["line"]["color"] for t in lines if t["name"] == name}) == 1, name
+    assert len({t["line"]["color"] for t in lines}) == len(heat["y"])

@@ -9,7 +9,8 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from rnnreg.plots.colors import DASHES, natural_key
-from rnnreg.plots.layout import FONT_SIZE, empty_figure, epoch_axis, has_columns, log_axis, styled
+from rnnreg.plots.layout import (FONT_SIZE, Grid, build_figure, empty_figure, epoch_axis, grid_layout, has_columns,
+                                 log_axis, styled)
 
 
 # What a sweep's runs are judged by: (name in titles, colour-bar title, higher is better, scale).
@@ -150,6 +151,49 @@ def sweep_bands_figure(epochs: pd.DataFrame, colors: Mapping[str, str], *, y: st
     if log_y:
         fig.update_yaxes(log_axis(*(trace.y for trace in fig.data)))
     return fig
+
+
+def sweep_panels_figure(epochs: pd.DataFrame, colors: Mapping[str, str], *, panel_title: str = "T") -> go.Figure:
+    """Validation recall per epoch, a panel per value of the sweep's other axis (the memory task's
+    delay T), a line per configuration in each (mean over its seeds): 20 lines in one chart had a
+    19-entry legend and repeated colours; here each panel holds a handful, and a configuration
+    keeps its colour in all of them.
+
+    `epochs`: columns group (a configuration without the panel's axis, e.g. 'zaremba'), panel,
+    run, epoch and valid_accuracy; `colors`: group -> colour.
+    """
+    title = "Validation recall by delay and configuration"
+    if not has_columns(epochs, "group", "panel", "run", "epoch", "valid_accuracy") or epochs.empty:
+        return empty_figure(title, "No epochs recorded in this sweep yet")
+    panels = sorted(epochs["panel"].dropna().unique())
+    cols = min(len(panels), 2)
+    rows = math.ceil(len(panels) / cols)
+    grid = Grid(rows, cols, shared_x=True, shared_y=True, v_spacing=0.14 if rows > 1 else 0.0,
+                subplot_titles=[f"{panel_title} = {p:g}" for p in panels], title_size=FONT_SIZE)
+    data, shown = [], set()
+    for i, panel in enumerate(panels):
+        part = epochs[epochs["panel"] == panel]
+        for group in sorted(part["group"].unique(), key=natural_key):
+            runs = part[part["group"] == group]
+            stats = runs.groupby("epoch")["valid_accuracy"].mean().sort_index()
+            seeds = int(runs["run"].nunique())
+            data.append({
+                "type": "scatter", "x": list(stats.index), "y": list(stats), "mode": "lines",
+                "name": str(group), "legendgroup": str(group), "showlegend": group not in shown,
+                "line": {"color": colors.get(group, "#555555"), "width": 3},
+                "hovertemplate": f"{group}, {panel_title} = {panel:g}<br>epoch %{{x}}: %{{y:.0%}}"
+                                 + (f" (mean of {seeds} runs)" if seeds > 1 else "") + "<extra></extra>",
+                **grid.on(i // cols + 1, i % cols + 1),
+            })
+            shown.add(group)
+    layout = grid_layout(title, grid, height=max(420, 300 * rows))
+    for key in grid.axis_keys("y"):
+        layout[key].update({"tickformat": ".0%", "range": [0, 1.05]})
+    for key in grid.axis_keys("x", row=rows):
+        layout[key]["title"] = {"text": "epoch"}
+    for r in range(1, rows + 1):
+        layout[grid.axis_keys("y", row=r)[0]]["title"] = {"text": "recall"}
+    return build_figure(data, layout)
 
 
 def parallel_coordinates_figure(runs: pd.DataFrame, settings: Sequence[str]) -> go.Figure:
