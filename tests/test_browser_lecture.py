@@ -53,7 +53,7 @@ def test_lecture_steps_and_poke_in_chromium(runs_dir, tmp_path):
         page.goto(f"{url}/poke")
         wait_until_settled(page, 2)
         page.get_by_role("button", name="Generate").click()
-        page.locator("blockquote").first.wait_for(timeout=30_000)
+        page.get_by_text("In bold: your words").wait_for(timeout=30_000)  # under the text it wrote
         check(page, "poke", 2)
         assert not errors, errors
     assert "Traceback" not in log_path.read_text()
