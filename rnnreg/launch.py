@@ -53,7 +53,6 @@ logger = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent  # the trainer runs here, importing this rnnreg
 SLOTS_DIR = ".slots"
-LINE_DIR = "line"  # under SLOTS_DIR: a ticket per trainer waiting for a slot, named by its place in line
 LAUNCH_LOCK = ".launch.lock"  # serialises "find the request id, else create the run"
 
 # Popen objects of the trainers this process started, kept so that they can be reaped
@@ -269,16 +268,11 @@ def acquire_slot(
     *,
     poll: float = 0.2,
     should_stop: Callable[[], bool] = lambda: False,
-    place: str | None = None,
 ) -> Slot | None:
     """Wait for one of `limit` slots under `<root>/.slots/`; None if `should_stop()` first.
 
     Runs that ask with the same limit never run more than `limit` at once, across processes
-    and app restarts.  The slot is freed by `release()` or by the holder's death.  With `place`
-    (`place_in_line`: when the run was created, and its id), the waiting runs take the slots
-    first in, first out: a free slot goes to the earliest-made run waiting, not to whichever
-    trainer polls first (a sweep's runs train in the order it lists them).  A trainer that dies
-    while it waits leaves the line with its process.
+    and app restarts.  The slot is freed by `release()` or by the holder's death.
     """
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise ValueError(f"acquire_slot: limit must be a whole number >= 1, got {limit!r}")
@@ -286,74 +280,14 @@ def acquire_slot(
     slots.mkdir(parents=True, exist_ok=True)
     if slots.is_symlink():  # its slot files would be made (and truncated) wherever it points
         raise RunStoreError(f"{slots} is a symlink; rnnreg keeps its queue's slots only in a directory of its own")
-    ticket = _join_line(slots / LINE_DIR, place) if place is not None else None
-    try:
-        while True:
-            if ticket is None or _first_in_line(ticket):
-                for index in range(limit):
-                    slot = _try_slot(slots / f"slot-{index}.lock", index)
-                    if slot is not None:
-                        return slot
-            if should_stop():
-                return None
-            time.sleep(poll)
-    finally:
-        if ticket is not None:
-            _leave_line(ticket)
-
-
-def place_in_line(created_at: str | None, run_id: str) -> str:
-    """A waiting run's ticket name: its creation time (digits only, to the millisecond), then its id."""
-    digits = "".join(c for c in created_at or "" if c.isdigit())
-    return f"{digits or '9' * 17}-{run_id}"  # a run with no creation time queues behind the rest
-
-
-@dataclass
-class _Ticket:
-    path: Path
-    fd: int  # holds the ticket's flock while its trainer waits: a dead trainer's can be taken
-
-
-def _join_line(line: Path, place: str) -> _Ticket:
-    line.mkdir(parents=True, exist_ok=True)
-    if line.is_symlink():
-        raise RunStoreError(f"{line} is a symlink; rnnreg keeps its queue only in a directory of its own")
-    path = line / place
-    fd = open_in_run(path, os.O_RDWR)
-    fcntl.flock(fd, fcntl.LOCK_EX)  # a ticket of this name left by a dead trainer: its lock is free
-    return _Ticket(path, fd)
-
-
-def _leave_line(ticket: _Ticket) -> None:
-    with contextlib.suppress(OSError):
-        ticket.path.unlink()  # while still locked: a waiter that opened it a moment ago finds it held or gone
-    os.close(ticket.fd)
-
-
-def _first_in_line(ticket: _Ticket) -> bool:
-    """No earlier ticket is held by a live trainer; an earlier one whose lock is free is a dead
-    trainer's, and is cleared on the way."""
-    try:
-        names = sorted(os.listdir(ticket.path.parent))
-    except OSError:
-        return True
-    for name in names:
-        if name >= ticket.path.name:
-            return True
-        try:
-            fd = os.open(ticket.path.parent / name, os.O_RDWR | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC)
-        except OSError:  # gone meanwhile (it got its slot), or not a ticket rnnreg made
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False  # a live trainer, ahead of this one
-        else:
-            with contextlib.suppress(OSError):
-                (ticket.path.parent / name).unlink()  # its trainer died waiting
-        finally:
-            os.close(fd)
-    return True
+    while True:
+        for index in range(limit):
+            slot = _try_slot(slots / f"slot-{index}.lock", index)
+            if slot is not None:
+                return slot
+        if should_stop():
+            return None
+        time.sleep(poll)
 
 
 # --------------------------------------------------------------------------- cancel and watch

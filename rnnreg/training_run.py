@@ -31,7 +31,7 @@ from rnnreg.cli import config_from_args
 from rnnreg.config import ConfigError, RunConfig, default_run_name, from_dict, to_dict
 from rnnreg.data import Corpus, DataError
 from rnnreg.fused_cell import cell_kernel
-from rnnreg.launch import Slot, acquire_slot, place_in_line
+from rnnreg.launch import Slot, acquire_slot
 from rnnreg.provenance import git_commit
 from rnnreg.probes import GateProbe, GradThroughTime, probe_batch, probe_window
 from rnnreg.checkpoint import CheckpointError
@@ -212,11 +212,7 @@ def _wait_for_slot(writer: RunWriter, root: Path, limit: int, stop: StopFlag, *,
     """One of `limit` training slots of `root` (the queue the dashboard's, the sweeps' and the
     command line's runs share), or None after marking the run cancelled: `rnnreg cancel` stopped
     this process while it waited."""
-    # first in, first out: a new run's place is when it was made (its launcher's order, not its
-    # trainer's start-up), a resumed run's is now
-    status = writer.read_status()
-    joined = status.get("created_at") if not status.get("started_at") else utc_now()
-    slot = acquire_slot(root, limit, should_stop=stop, place=place_in_line(joined, writer.id))
+    slot = acquire_slot(root, limit, should_stop=stop)
     if slot is None:
         writer.set_status("cancelled", message=f"cancelled while {waiting}")
     return slot
