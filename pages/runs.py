@@ -50,7 +50,7 @@ def training_now() -> None:
     """The runs queued or training as this page opened, redrawn every few seconds: how far each is.
     The table below is drawn once (a redraw would disturb a selection); once they have all ended,
     the whole page is drawn again."""
-    now = common.run_table().set_index("run").reindex(training)
+    now = common.run_table().set_index("run").reindex(training).dropna(subset=["state"])  # not one deleted meanwhile
     for run_id, row in now.iterrows():
         done, total = row["epochs_done"], row["epochs_total"]
         last = row["last_valid_ppl"]

@@ -13,6 +13,7 @@ import json
 import math
 import os
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from rnnreg.config import PRESET_NAMES, PRESETS, TRAIN_SCHEDULE_OPTIONS, ConfigError, RunConfig, build_run_config
@@ -288,8 +289,8 @@ def _show(args: argparse.Namespace) -> int:
 
     root = runs_root(args.runs_dir)
     run_dir = find_run_arg(root, args.run)  # only read: a run directory anywhere will do
-    inside = run_dir.resolve().is_relative_to(root.resolve())
-    if not inside and not (run_dir / CONFIG_FILE).is_file():  # the store lists its own broken runs; this is none
+    # a folder named by its path must be a run (`show runs/` is none); a broken run named by its id is shown
+    if run_dir == Path(args.run) and not (run_dir / CONFIG_FILE).is_file():
         raise UsageError(f"rnnreg show: {args.run} is no run directory (it has no {CONFIG_FILE})")
     run = open_run(run_dir, root)
     command = run_command(run.config, run.environment)

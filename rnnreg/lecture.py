@@ -248,6 +248,8 @@ def overfitting_pair(table: pd.DataFrame, prefer: Sequence[str] = (),
     if table.empty:
         return None, None
     live = table[table["run"].isin(list(prefer)) & (table["preset"] == preset) & (table["problems"] == "")]
+    # training or with an epoch to show: a pair that failed or was cancelled before its first is no picture
+    live = live[live["state"].isin(["queued", "running"]) | (live["epochs_done"] > 0)]
     if not live.empty:  # the pair launched live, before its first epoch too: never half shipped, half live
         without = live[(live["placement"] == "none") | (live["dropout"] == 0)]
         dropped = live[(live["placement"] != "none") & (live["dropout"] > 0)]

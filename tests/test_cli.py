@@ -211,7 +211,7 @@ def test_show_prints_strict_json_even_for_a_hand_edited_run(tmp_path, capsys):
     assert shown["config"]["config"]["train"] == {"lr": None, "epochs": None} and shown["status"]["valid_ppl"] is None
 
 
-def test_show_takes_a_run_directory_anywhere_and_names_its_group_only_in_the_root(tmp_path, capsys):
+def test_show_takes_a_run_directory_anywhere_and_names_its_group_only_in_the_root(tmp_path, capsys, monkeypatch):
     from fixtures_runs import write_run
 
     from rnnreg import cli
@@ -227,6 +227,13 @@ def test_show_takes_a_run_directory_anywhere_and_names_its_group_only_in_the_roo
     by_path, by_id, copied = shown.values()
     assert by_path == by_id and by_id["group"] == "reference" and by_id["read_only"]
     assert copied["name"] == "copied" and copied["group"] is None and not copied["read_only"]
+    # a folder of the store that is no run, named by its path, is refused like any other
+    for folder in (root, root / "reference"):
+        assert cli.main(["show", f"{folder}/", "--runs-dir", str(root)]) == 2
+        assert "is no run directory" in capsys.readouterr().err
+    monkeypatch.chdir(tmp_path)  # the root relative, the run's path absolute: the same group
+    assert cli.main(["show", str(root / "reference" / "20261208-000000-shipped"), "--runs-dir", "runs"]) == 0
+    assert json.loads(capsys.readouterr().out)["summary"]["group"] == "reference"
 
 
 def test_a_broken_pipe_other_than_stdout_is_an_error_not_a_quiet_exit(monkeypatch):

@@ -509,6 +509,9 @@ def test_steps_show_a_finished_run_before_a_newer_one_still_training():
         "task": ["lm"] * 2})], ignore_index=True)
     assert lecture.overfitting_pair(queued, prefer=["live-none", "live-z"]) == ("live-none", "live-z")
     assert lecture.overfitting_pair(queued, prefer=["live-none", "live-z"], preset="medium") == (None, None)
+    # a live pair that failed before its first epoch leaves the chart to the finished runs, not to nothing
+    failed = queued.assign(state=queued["state"].where(~queued["run"].str.startswith("live"), "failed"))
+    assert lecture.overfitting_pair(failed, prefer=["live-none", "live-z"]) == ("own-done-none", "own-done-z")
     assert lecture_memory.memory_runs(table).runs == ("own-done-none", "own-done-z")  # none first, finished first
 
 

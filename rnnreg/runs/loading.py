@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,8 +166,10 @@ def open_run(run_dir: str | os.PathLike[str], root: str | os.PathLike[str] | Non
     run_dir = Path(run_dir)
     read_only = is_read_only(run_dir)
     group = None
-    if root is not None and run_dir.parent != Path(root) and run_dir.parent.parent == Path(root):
-        group = run_dir.parent.name
+    with contextlib.suppress(OSError, RuntimeError):  # compared resolved: `runs/x` and `/abs/runs/x` alike
+        parent, top = run_dir.resolve().parent, Path(root).resolve() if root is not None else None
+        if top is not None and parent != top and parent.parent == top:
+            group = parent.name
     doc, _ = read_json(run_dir / CONFIG_FILE)
     status, _ = read_json(run_dir / STATUS_FILE)
     return Run(run_dir, doc, status, summarize_run(run_dir, read_only=read_only, group=group))
