@@ -207,8 +207,12 @@ def test_loss_figure_leaves_an_untrained_models_first_steps_off_its_scale():
     rows = [{"run": "a", "label": "A", "step": s, "loss": 15.0 if s == 1 else 4 + (s % 7) / 6} for s in range(1, 501)]
     fig = plots.loss_figure(pd.DataFrame(rows), COLORS, smoothing=0.6)
     low, high = fig.layout.yaxis.range
-    assert 3.5 < low < 4 and 5 < high < 5.5 and "(up to 15.0) off the scale" in fig.layout.title.text
+    assert 3.5 < low < 4 and 5 < high < 5.5 and "(up to 15.0, a model's first steps) off" in fig.layout.title.text
     assert max(traces(fig, "raw")[0].y) == 15.0  # still drawn, and in the hover: only the scale leaves it out
+    # a short run beside it (too few steps to have outliers of its own) stays in view, all of it
+    short = [{"run": "b", "label": "B", "step": s, "loss": 5.8 + (s % 3) / 30} for s in range(1, 41)]
+    low, high = plots.loss_figure(pd.DataFrame(rows + short), COLORS, smoothing=0.6).layout.yaxis.range
+    assert low < 4 and high > max(r["loss"] for r in short)
     # no such outlier, or too few steps to tell one: the scale holds every loss
     for steps in (steps_frame(), pd.DataFrame(rows[:60])):
         plain = plots.loss_figure(steps, COLORS, smoothing=0.6)

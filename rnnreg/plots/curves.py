@@ -233,7 +233,8 @@ def loss_figure(
             })
     span = loss_span(steps)
     if span is not None:  # a few first steps far above the rest would squeeze the curves that tell the story
-        title += f"<br><sup>the first steps' loss (up to {steps['loss'].max():.1f}) off the scale</sup>"
+        top = steps["loss"].max()
+        title += f"<br><sup>the highest losses (up to {top:.1f}, a model's first steps) off the scale</sup>"
     layout = base_layout(title, {"step": "step", **X_AXES}.get(xcol, xcol), "loss (nats/token)")
     if span is not None:
         layout["yaxis"]["range"] = list(span)
@@ -241,15 +242,18 @@ def loss_figure(
 
 
 def loss_span(steps: pd.DataFrame, *, keep: float = 0.995) -> tuple[float, float] | None:
-    """A y range for per-step losses that leaves out the few highest, or None where they are not far
-    above the rest (TensorBoard's "ignore outliers in chart scaling"): the untrained model's first
-    steps (the large preset's first logged loss is 15 nats, its later ones 4-6) would squeeze the
-    curves that tell the story into the bottom third.  From the lowest loss to the `keep` quantile,
-    padded."""
+    """A y range for per-step losses that leaves out each run's few highest, or None where they are
+    not far above the rest (TensorBoard's "ignore outliers in chart scaling"): an untrained model's
+    first steps (the large preset's first logged loss is 15 nats, its later ones 4-6) would squeeze
+    the curves that tell the story into the bottom third.  From the lowest loss to the highest of
+    the runs' `keep` quantiles (a run of fewer than 100 steps: its highest), padded, so that every
+    run keeps all but its outliers in view, a short one beside a long one too."""
     values = pd.to_numeric(steps["loss"], errors="coerce")
-    finite = values[values.abs() < math.inf]  # NaN and infinities out
+    finite = steps.assign(loss=values)[values.abs() < math.inf]  # NaN and infinities out
     if len(finite) < 100:  # too few steps to call any of them outliers
         return None
-    low, high, top = float(finite.min()), float(finite.quantile(keep)), float(finite.max())
+    per_run = finite.groupby("run")["loss"]
+    tops = per_run.quantile(keep).where(per_run.size() >= 100, per_run.max())
+    low, high, top = float(finite["loss"].min()), float(tops.max()), float(finite["loss"].max())
     pad = 0.08 * max(high - low, 0.1)
     return (low - pad, high + pad) if top > high + 4 * pad else None
