@@ -38,11 +38,11 @@ def sample(path: str, prompt: str, temperature: float, words: int, seed: int) ->
 
 
 def written_markdown(prompt: str, continuation: str) -> str:
-    """The prompt's words in bold, the model's after them, `<eos>` as a line break; each word
-    escaped (they are the run's vocab.json: never links or images)."""
+    """The prompt's words in bold, the model's after them, `<eos>` as a line break; each word as
+    itself (they are the run's vocab.json: `common.word_markdown`)."""
     words = [(w, True) for w in prompt.split()] + [(w, False) for w in continuation.split()]
     eos = "<eos>"  # rnnreg.data.EOS, which imports torch (this page loads it only for a model)
-    parts = ["  \n" if w == eos else (f"**{common.escape_markdown(w)}** " if mine else f"{common.escape_markdown(w)} ")
+    parts = ["  \n" if w == eos else (f"**{common.word_markdown(w)}** " if mine else f"{common.word_markdown(w)} ")
              for w, mine in words]
     return "".join(parts).strip()
 

@@ -185,8 +185,21 @@ def test_poke_shows_a_hostile_vocabulary_as_words_never_as_markdown(runs, tmp_pa
     at.button(key="poke_generate").click().run()
     assert not at.exception
     [sample] = [m.value for m in at.markdown if m.value.startswith("**the**")]
-    assert "evil.example" in sample and "!\\[x\\](" in sample, sample
+    assert "evil\\.example" in sample and "\\!\\[x\\]\\(" in sample, sample
     assert not re.search(r"(?<!\\)[\[\]]", sample), sample  # every bracket escaped: no image, no link
+
+
+@pytest.mark.parametrize("word, shown", [
+    ("#", "\\#"),  # a Penn Treebank word: at the start of a line it would make a heading
+    ("-", "\\-"), ("1.", "1\\."), ("=", "\\="),  # a list, an ordered list, a heading's underline
+    ("<b>", "\\<b\\>"), ("a&b", "a\\&b"),  # text, never HTML or an entity
+    (":rocket:", "\\:\u200brocket\\:\u200b"),  # no emoji or icon code
+    ("N", "N"), ("don't", "don\\'t"),
+])
+def test_a_written_word_is_markdown_for_itself(word, shown):
+    from pages.shared import common
+
+    assert common.word_markdown(word) == shown
 
 
 @pytest.mark.parametrize("spoil, said", [

@@ -392,6 +392,17 @@ def sidebar_picker() -> None:
 _MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_\[\]|$~])")
 
 
+ASCII_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")  # every one may be backslash-escaped in CommonMark
+
+
+def word_markdown(word: str) -> str:
+    """A vocabulary word as itself: every ASCII punctuation mark escaped, so that no word makes a
+    link, an image or emphasis, nor, at the start of a line, a heading ('#' is a Penn Treebank
+    word), a list ('-', '1.') or a rule; a colon followed by an invisible space, so that ':name:'
+    is no emoji or icon code."""
+    return ASCII_PUNCTUATION.sub(r"\\\1", word).replace(":", ":\u200b")  # '\<b>' is text, never HTML
+
+
 def escape_markdown(text: object) -> str:
     """`text` (a run's name, a message) shown as typed inside Streamlit markdown: no emphasis,
     code, links or LaTeX (`$`) from its characters, and no HTML even where HTML is allowed."""
