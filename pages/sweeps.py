@@ -34,17 +34,18 @@ def show_sweep(name: str) -> None:
     # runs at different delays are different configs, never seeds of one.
     memory = bool(len(members)) and members["task"].eq("memory").all()
     by_delay = memory and members["delay"].nunique() > 1
+    panels = by_delay and members["delay"].nunique() <= plots.MAX_SWEEP_PANELS  # more: too small to read
     common.show_figure(plots.sweep_matrix_figure(members, column="delay" if by_delay else "dropout",
                                                  value="test_accuracy" if memory else "best_valid_ppl"),
                        key=f"sweep_matrix_{name}", file_stem=f"sweep-{name}-matrix")
     # the seeds of one configuration share a line; across delays, a panel per delay with a line per configuration
-    groups = plots.sweep_configs(members, column="delay" if by_delay else None).rename("group")
+    groups = plots.sweep_configs(members, column="delay" if panels else None).rename("group")
     epochs = common.frames(list(members["run"]), "epochs")
     if not epochs.empty:
         epochs = epochs.merge(pd.DataFrame({"run": members["run"], "group": groups, "panel": members["delay"]}),
                               on="run")
     colors = plots.assign_colors(sorted(groups.unique(), key=plots.natural_key))
-    if by_delay and "valid_accuracy" in epochs:
+    if panels and "valid_accuracy" in epochs:
         figure = plots.sweep_panels_figure(epochs, colors)
     elif memory and "valid_accuracy" in epochs:
         figure = plots.sweep_bands_figure(epochs, colors, y="valid_accuracy", log_y=False)

@@ -196,3 +196,16 @@ def test_the_shipped_memory_sweep_shows_recall_per_placement_and_delay(tmp_path,
     for name in heat["y"]:  # one colour per placement, in every panel
         assert len({t["line"]["color"] for t in lines if t["name"] == name}) == 1, name
     assert len({t["line"]["color"] for t in lines}) == len(heat["y"])
+
+
+def test_the_recall_panels_keep_to_a_readable_number_and_say_when_there_is_no_delay():
+    from rnnreg import plots
+
+    rows = [{"group": placement, "panel": float(delay), "run": f"{placement}{delay}", "epoch": epoch,
+             "valid_accuracy": 0.5} for placement in ("none", "zaremba") for delay in range(1, 19)
+            for epoch in (1, 2)]
+    epochs = pd.DataFrame(rows)
+    titles = [a.text for a in plots.sweep_panels_figure(epochs, {}).layout.annotations]
+    assert titles == [f"T = {t}" for t in range(1, plots.MAX_SWEEP_PANELS + 1)]  # not 18 panels of no height
+    no_delay = plots.sweep_panels_figure(epochs.assign(panel=float("nan")), {})
+    assert "No delays recorded" in no_delay.layout.annotations[0].text

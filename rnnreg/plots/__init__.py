@@ -36,8 +36,8 @@ from rnnreg.plots.layout import (
     log_ticks, plot_text,
 )
 from rnnreg.plots.sweeps import (
-    SWEEP_COLUMNS, SWEEP_METRICS, parallel_coordinates_figure, sweep_bands_figure, sweep_configs, sweep_matrix_figure,
-    sweep_panels_figure,
+    MAX_SWEEP_PANELS, SWEEP_COLUMNS, SWEEP_METRICS, parallel_coordinates_figure, sweep_bands_figure, sweep_configs,
+    sweep_matrix_figure, sweep_panels_figure,
 )
 from rnnreg.plots.tables import config_diff, flatten_config, results_latex, results_markdown
 
@@ -47,6 +47,7 @@ __all__ = [
     "spread_apart", "GATE_NAMES", "GATES", "gate_heatmap_figure", "gate_histogram_figure", "saturation_figure",
     "clipped_fraction_figure", "grad_norm_figure", "grad_through_time_figure", "layer_grad_figure", "FONT_SIZE",
     "LINE_WIDTH", "VALIDATE_ENV", "legend_below", "X_AXES", "empty_figure", "epoch_axis", "figure_html", "log_axis",
-    "log_ticks", "plot_text", "SWEEP_COLUMNS", "SWEEP_METRICS", "parallel_coordinates_figure", "sweep_bands_figure",
-    "sweep_panels_figure", "sweep_configs", "sweep_matrix_figure", "config_diff", "flatten_config", "results_latex", "results_markdown",
+    "log_ticks", "plot_text", "MAX_SWEEP_PANELS", "SWEEP_COLUMNS", "SWEEP_METRICS", "parallel_coordinates_figure",
+    "sweep_bands_figure", "sweep_panels_figure", "sweep_configs", "sweep_matrix_figure", "config_diff",
+    "flatten_config", "results_latex", "results_markdown",
 ]

@@ -153,6 +153,9 @@ def sweep_bands_figure(epochs: pd.DataFrame, colors: Mapping[str, str], *, y: st
     return fig
 
 
+MAX_SWEEP_PANELS = 6  # delays a sweep's recall chart draws a panel each for; more go to one chart
+
+
 def sweep_panels_figure(epochs: pd.DataFrame, colors: Mapping[str, str], *, panel_title: str = "T") -> go.Figure:
     """Validation recall per epoch, a panel per value of the sweep's other axis (the memory task's
     delay T), a line per configuration in each (mean over its seeds): 20 lines in one chart had a
@@ -165,7 +168,9 @@ def sweep_panels_figure(epochs: pd.DataFrame, colors: Mapping[str, str], *, pane
     title = "Validation recall by delay and configuration"
     if not has_columns(epochs, "group", "panel", "run", "epoch", "valid_accuracy") or epochs.empty:
         return empty_figure(title, "No epochs recorded in this sweep yet")
-    panels = sorted(epochs["panel"].dropna().unique())
+    panels = sorted(epochs["panel"].dropna().unique())[:MAX_SWEEP_PANELS]
+    if not panels:
+        return empty_figure(title, "No delays recorded in this sweep's runs")
     cols = min(len(panels), 2)
     rows = math.ceil(len(panels) / cols)
     grid = Grid(rows, cols, shared_x=True, shared_y=True, v_spacing=0.14 if rows > 1 else 0.0,
