@@ -19,7 +19,6 @@ Rounds alternate the order of the two ways.  Needs the CPUs to itself to mean an
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -33,9 +32,10 @@ sys.path.insert(0, str(REPO))
 from rnnreg.launch import launch  # noqa: E402
 from rnnreg.lecture import live_demo_configs  # noqa: E402
 from rnnreg.lecture_memory import live_memory_configs  # noqa: E402
-from rnnreg.runs import read_jsonl  # noqa: E402
+from rnnreg.runs import effective_state, read_json, read_jsonl  # noqa: E402
 
 ENDED = ("finished", "failed", "diverged", "cancelled", "interrupted")
+TIMEOUT_S = 900  # per way: a lecture's live runs take a minute or two
 
 
 def one_way(configs: list[tuple[str, dict]], max_concurrent: int) -> tuple[float, float]:
@@ -48,13 +48,15 @@ def one_way(configs: list[tuple[str, dict]], max_concurrent: int) -> tuple[float
         while True:
             states = {}
             for run_id in ids:
-                status = json.loads((root / run_id / "status.json").read_text() or "{}")
-                states[run_id] = status.get("state")
+                status, _problem = read_json(root / run_id / "status.json")
+                states[run_id] = effective_state(status or {})  # a trainer killed outright: interrupted
                 if run_id not in first_epoch and any(r.get("kind") == "epoch"
                                                      for r in read_jsonl(root / run_id / "metrics.jsonl")):
                     first_epoch[run_id] = time.monotonic() - start
             if all(s in ENDED for s in states.values()):
                 break
+            if time.monotonic() - start > TIMEOUT_S:
+                raise SystemExit(f"runs still not done after {TIMEOUT_S} s: {states} (see {root}/*/train.log)")
             time.sleep(0.25)
         wall = time.monotonic() - start
         bad = {r: s for r, s in states.items() if s != "finished"}

@@ -72,7 +72,8 @@ def launch_together(configs: list, request_key: str, ids_key: str) -> None:
     (`python benchmarks/live_pair.py --what pair|memory`, README, Benchmarks)."""
     root = common.runs_root()
     request = st.session_state.setdefault(request_key, uuid.uuid4().hex)
-    at_once = max(1, min(len(configs), os.cpu_count() or 1))
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1  # ours to use
+    at_once = max(1, min(len(configs), cpus))
     ids = []
     try:
         for i, (name, config) in enumerate(configs):

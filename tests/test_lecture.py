@@ -267,7 +267,7 @@ def test_run_both_live_launches_the_pair_once(tmp_path, monkeypatch):
         return f"fake-{len(calls)}"
 
     monkeypatch.setattr(rnnreg.launch, "launch", fake_launch)  # no real trainer in this test
-    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1})  # 2 CPUs to use
     at = open_lecture(tmp_path, monkeypatch)
     at.button(key="lecture_live").click().run()
     assert not at.exception
@@ -622,7 +622,7 @@ def test_memory_step_shows_real_memory_runs_and_launches_the_live_set_once(tmp_p
         return f"fake-{len(calls)}"
 
     monkeypatch.setattr(rnnreg.launch, "launch", fake_launch)
-    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1})  # 2 CPUs to use
     at = open_lecture(tmp_path, monkeypatch)
     at.button(key="lecture_next_top").click().run().button(key="lecture_next_top").click().run()
     assert not at.exception and at.header[0].value == lecture.STEPS[2].title
