@@ -158,6 +158,8 @@ def test_the_whole_evidence_chart_of_the_shipped_runs_reads_without_collisions(s
 def test_the_live_pair_says_it_finished_without_a_click(tmp_path):
     """Step 1's chart refreshes in a fragment while the live pair trains; once both have ended,
     the whole page reruns by itself: the caption says finished and the Run button is offered again."""
+    from playwright.sync_api import expect
+
     runs_dir = tmp_path / "runs"
     runs_dir.mkdir()
     with dashboard_in_chromium(runs_dir, tmp_path / "streamlit.log") as (url, browser):
@@ -166,8 +168,8 @@ def test_the_live_pair_says_it_finished_without_a_click(tmp_path):
         wait_until_settled(page, 1)
         button = page.get_by_role("button", name="Run both live on this CPU")
         button.click()
-        page.get_by_text("Live runs:").wait_for(timeout=30_000)
-        assert button.is_disabled()
+        page.get_by_text("Live runs:").wait_for(timeout=30_000)  # drawn above the button: it is redrawn a moment later
+        expect(button).to_be_disabled(timeout=30_000)
         # two trainers at once, about 36 s on 2 free cores; nothing is clicked meanwhile
         page.get_by_text("lecture demo, dropout 0.5: finished").wait_for(timeout=300_000)
         assert "running" not in page.get_by_text("Live runs:").inner_text()
