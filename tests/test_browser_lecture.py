@@ -173,5 +173,5 @@ def test_the_live_pair_says_it_finished_without_a_click(tmp_path):
         # two trainers at once, about 36 s on 2 free cores; nothing is clicked meanwhile
         page.get_by_text("lecture demo, dropout 0.5: finished").wait_for(timeout=300_000)
         assert "running" not in page.get_by_text("Live runs:").inner_text()
-        assert button.is_enabled()
+        expect(button).to_be_enabled(timeout=30_000)  # the page reruns by itself once its fragment saw them end
         page.screenshot(path=str(SCREENSHOTS / "lecture-live-pair-finished.png"))
