@@ -19,7 +19,6 @@ Rounds alternate the order of the two ways.  Needs the CPUs to itself to mean an
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile
@@ -29,7 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from rnnreg.launch import launch  # noqa: E402
+from rnnreg.launch import launch, usable_cpus  # noqa: E402
 from rnnreg.lecture import live_demo_configs  # noqa: E402
 from rnnreg.lecture_memory import live_memory_configs  # noqa: E402
 from rnnreg.runs import effective_state, read_json, read_jsonl  # noqa: E402
@@ -71,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args(argv)
     configs = live_demo_configs() if args.what == "pair" else live_memory_configs()
-    cpus = os.cpu_count() or 1
+    cpus = usable_cpus()
     ways = {"in turn": 1, "at once": min(len(configs), cpus)}
     results: dict[str, list[tuple[float, float]]] = {way: [] for way in ways}
     for round_ in range(args.rounds):

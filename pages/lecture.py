@@ -1,7 +1,6 @@
 """Lecture: why recurrent dropout hurts - four figures, Next/Back, and a presentation mode for a projector."""
 
 import dataclasses
-import os
 import uuid
 
 import pandas as pd
@@ -72,8 +71,7 @@ def launch_together(configs: list, request_key: str, ids_key: str) -> None:
     (`python benchmarks/live_pair.py --what pair|memory`, README, Benchmarks)."""
     root = common.runs_root()
     request = st.session_state.setdefault(request_key, uuid.uuid4().hex)
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1  # ours to use
-    at_once = max(1, min(len(configs), cpus))
+    at_once = max(1, min(len(configs), launch.usable_cpus()))
     ids = []
     try:
         for i, (name, config) in enumerate(configs):
@@ -108,28 +106,28 @@ def step_overfitting(font: int) -> None:
         now = common.run_table() if active else table
         without, with_dropout = lecture.overfitting_pair(now, prefer=live, preset=preset)
         by_run = now.set_index("run") if not now.empty else None
+        labels = by_run["label"].to_dict() if by_run is not None else {}
         names = {}
         if without:
             names[without] = "no dropout"
         if with_dropout:
             names[with_dropout] = (f"{by_run.at[with_dropout, 'placement']} dropout "
                                    f"{by_run.at[with_dropout, 'dropout']:g}")
+        drawn_live = bool(names) and set(names) <= set(live)
         planned = [by_run.at[r, "epochs_total"] for r in names if pd.notna(by_run.at[r, "epochs_total"])] \
-            if names and set(names) <= set(live) else []  # live: the axis spans the epochs to come
+            if drawn_live else []  # live: the axis spans the epochs to come
         show(lecture_plots.overfitting_figure(
             common.frames(list(names), "epochs"), names, font_size=font, epochs_planned=max(planned, default=None),
             empty="Training live: the first epoch's perplexities appear here in a few seconds" if active else None,
-            subtitle=lecture.live_pair_text() if names and set(names) <= set(live) else None),
+            subtitle=lecture.live_pair_text() if drawn_live else None),
             "lecture_overfitting")
         if names:
-            labels = now.set_index("run")["label"].to_dict()
             st.caption("Runs: " + "; ".join(f"{name}: {common.escape_markdown(labels[run])}"
                                              for run, name in names.items()))
         else:
             st.info(f"No finished runs of the {preset} preset yet (shipped ones live in `runs/reference/`).")
         if live:  # where they are, as of this tick
-            labels = now.set_index("run")["label"].to_dict()
-            states = now.set_index("run")["state"].reindex(live).fillna("gone").tolist()
+            states = by_run["state"].reindex(live).fillna("gone").tolist()
             st.caption("Live runs: " + ", ".join(f"{common.escape_markdown(labels.get(r, r))}: {s}"
                                                 for r, s in zip(live, states)))
         common.rerun_once_ended(live, active)

@@ -227,6 +227,14 @@ def _reap_children() -> None:
 # --------------------------------------------------------------------------- the queue
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity: a container's or `taskset`'s share of a
+    larger host), which runs training at once divide among themselves (`share_cores`)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
 @dataclass
 class Slot:
     """One of the `limit` concurrency slots, held (flock) until `release()` or process exit."""

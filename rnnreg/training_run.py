@@ -31,7 +31,7 @@ from rnnreg.cli import config_from_args
 from rnnreg.config import ConfigError, RunConfig, default_run_name, from_dict, to_dict
 from rnnreg.data import Corpus, DataError
 from rnnreg.fused_cell import cell_kernel
-from rnnreg.launch import Slot, acquire_slot
+from rnnreg.launch import Slot, acquire_slot, usable_cpus
 from rnnreg.provenance import git_commit
 from rnnreg.probes import GateProbe, GradThroughTime, probe_batch, probe_window
 from rnnreg.checkpoint import CheckpointError
@@ -174,7 +174,7 @@ def train_from_cli(args: argparse.Namespace) -> int:
         if config.name is None:  # 'small-zaremba-0.5-s0' in every list and legend, not only a time stamp
             config = dataclasses.replace(config, name=default_run_name(config))
         if args.max_concurrent:
-            config = share_cores(config, args.max_concurrent, os.cpu_count() or 1)
+            config = share_cores(config, args.max_concurrent, usable_cpus())
         try:
             trainer = prepare(config, stop)  # a user error here leaves no run behind
         except ValueError as err:
@@ -242,7 +242,7 @@ def _train_queued(args: argparse.Namespace, stop: StopFlag) -> int:
                       f"{advice}")
     slot = None
     if args.max_concurrent:
-        config = share_cores(config, args.max_concurrent, os.cpu_count() or 1)
+        config = share_cores(config, args.max_concurrent, usable_cpus())
         slot = _wait_for_slot(writer, writer.dir.parent, args.max_concurrent, stop, waiting="queued")
         if slot is None:
             return EXIT_CANCELLED

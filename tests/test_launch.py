@@ -494,3 +494,14 @@ def test_a_fifo_or_directory_in_a_runs_place_is_refused_and_hangs_nothing(tmp_pa
     finally:
         trainer.kill()
         trainer.wait()
+
+
+def test_runs_training_at_once_share_the_cpus_this_process_may_use_not_the_hosts(monkeypatch):
+    from rnnreg.config import build_run_config
+    from rnnreg.launch import usable_cpus
+    from rnnreg.training_run import share_cores
+
+    monkeypatch.setattr("os.cpu_count", lambda: 64)  # the host
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1, 2, 3})  # a container's share of it
+    assert usable_cpus() == 4
+    assert share_cores(build_run_config("demo"), 2, usable_cpus()).train.threads == 2
