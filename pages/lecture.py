@@ -20,6 +20,7 @@ LIVE_ERROR = "lecture_live_error"  # session_state: why the live pair could not 
 MEMORY_LIVE = "lecture_memory_runs"  # session_state: the memory-task runs launched from step 3
 MEMORY_REQUEST = "lecture_memory_request"  # session_state: request id, so a double click starts one set
 SIZE = "lecture_size"  # session_state: the model size step 1 shows (a preset)
+PRESENT = "lecture_present"  # session_state: presentation mode (the toggle's key)
 PRESENTATION_CSS = """
 <style>
 [data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"], [data-testid="stHeader"],
@@ -35,6 +36,7 @@ PRESENTATION_CSS = """
 [data-testid="stMainBlockContainer"] [data-testid="stSelectbox"] [role="group"] {height: 2.8rem !important;}
 [data-testid="stMainBlockContainer"] [data-testid="stSelectbox"] input {font-size: 1.6rem !important;}
 [data-testid="stCaptionContainer"] {display: none !important;}
+[data-testid="stColumn"] h2 {padding: 0 !important;}
 </style>
 """
 
@@ -43,7 +45,8 @@ def go(delta: int) -> None:
     st.session_state[STEP] = min(max(st.session_state[STEP] + delta, 0), len(lecture.STEPS) - 1)
 
 
-def navigation(where: str) -> None:
+def navigation(where: str, heading: str | None = None) -> None:
+    """Back, where we are, Next; `heading`: the step's, between the buttons (on a projector, a line saved)."""
     back, where_col, forward = st.columns([1, 3, 1], vertical_alignment="center")
     index = st.session_state[STEP]
     back.button("Back", key=f"lecture_back_{where}", on_click=go, args=(-1,), disabled=index == 0,
@@ -51,15 +54,27 @@ def navigation(where: str) -> None:
     forward.button("Next", key=f"lecture_next_{where}", on_click=go, args=(1,),
                    disabled=index == len(lecture.STEPS) - 1, icon=":material/arrow_forward:",
                    width="stretch", type="primary")
-    where_col.markdown(f"<p style='text-align:center'>step {index + 1} of {len(lecture.STEPS)}</p>",
-                       unsafe_allow_html=True)
+    if heading:
+        where_col.header(heading, anchor=False, text_alignment="center")
+    else:
+        where_col.markdown(f"<p style='text-align:center'>step {index + 1} of {len(lecture.STEPS)}</p>",
+                           unsafe_allow_html=True)
+
+
+def label_visibility() -> str:
+    """On a projector a control's options say what it is ('layer 1 | layer 2'): its label's line goes to the chart."""
+    return "collapsed" if st.session_state.get(PRESENT, False) else "visible"
+
+
+def presentation_toggle() -> None:
+    st.toggle("Presentation mode", key=PRESENT, help="large type, no sidebar: for a projector")
 
 
 def show(fig, key: str) -> None:
     """A lecture chart, with the other pages' PNG and HTML downloads (for slides); on a projector
     (presentation mode) without the HTML button, which would take a line of the screen."""
     common.show_figure(fig, key, file_stem=key.replace("_", "-"),
-                       download=not st.session_state.get("lecture_present", False))
+                       download=not st.session_state.get(PRESENT, False))
 
 
 def launch_together(configs: list, request_key: str, ids_key: str) -> None:
@@ -93,12 +108,20 @@ def step_overfitting(font: int) -> None:
     presets = lecture.overfitting_presets(table)
     if st.session_state.get(SIZE, "demo") not in presets:  # its runs were deleted meanwhile
         st.session_state.pop(SIZE, None)
+    live = [r for r in st.session_state.get(LIVE, []) if r in set(table["run"])]
+    active = bool(live) and table.set_index("run").loc[live, "state"].isin(["queued", "running"]).any()
+    controls = st.container(horizontal=True, vertical_alignment="bottom", gap="medium")  # above the chart
     preset = "demo"
     if len(presets) > 1:  # a shipped or own pair at the paper's sizes: the full-length picture
         st.session_state.setdefault(SIZE, "demo")  # (set here, not as a default: the live button sets it too)
-        preset = st.segmented_control("Model", presets, format_func=lecture.size_label, required=True, key=SIZE)
-    live = [r for r in st.session_state.get(LIVE, []) if r in set(table["run"])]
-    active = bool(live) and table.set_index("run").loc[live, "state"].isin(["queued", "running"]).any()
+        preset = controls.segmented_control("Model", presets, format_func=lecture.size_label, required=True,
+                                            key=SIZE, label_visibility=label_visibility())
+    controls.button("Run both live on this CPU", key="lecture_live", on_click=launch_live_pair,
+                    icon=":material/play_arrow:", disabled=active,
+                    help="the demo model on a 10k-word prefix for 8 epochs, without and with dropout, both at "
+                         "once (about 36 s on a free 2-core CPU)")
+    if LIVE_ERROR in st.session_state:
+        st.error(st.session_state.pop(LIVE_ERROR))
 
     @st.fragment(run_every=3 if active else None)
     def figure() -> None:
@@ -133,18 +156,12 @@ def step_overfitting(font: int) -> None:
         common.rerun_once_ended(live, active)
 
     figure()
-    st.button("Run both live on this CPU", key="lecture_live", on_click=launch_live_pair,
-              icon=":material/play_arrow:", disabled=active,
-              help="the demo model on a 10k-word prefix for 8 epochs, without and with dropout, both at "
-                   "once (about 36 s on a free 2-core CPU)")
-    if LIVE_ERROR in st.session_state:
-        st.error(st.session_state.pop(LIVE_ERROR))
 
 
 def step_masks(font: int) -> lecture.Step:
     """The schematic of one placement; returns the step as it reads for that placement."""
     placement = st.selectbox("Placement", PLACEMENT_NAMES, index=PLACEMENT_NAMES.index("zaremba"),
-                             key="lecture_placement")
+                             key="lecture_placement", label_visibility=label_visibility())
     show(lecture_plots.schematic_figure(lecture.schematic(placement), placement, font_size=font), "lecture_masks")
     st.markdown(lecture.placement_caption(placement))
     return dataclasses.replace(lecture.STEPS[1], takeaway=lecture.masks_takeaway(placement))
@@ -154,12 +171,14 @@ def step_memory(font: int) -> None:
     table = common.run_table()
     controls = st.container(horizontal=True, gap="medium")  # wraps where a screen is too narrow for all three
     wrt = controls.segmented_control("Gradient with respect to", ["c", "h"], default="c", required=True,
-                                     key="lecture_wrt", format_func={"c": "cell c", "h": "hidden h"}.get)
+                                     key="lecture_wrt", format_func={"c": "cell c", "h": "hidden h"}.get,
+                                     label_visibility=label_visibility())
     layer = controls.segmented_control("Layer", [0, 1], default=0, required=True, key="lecture_layer",
-                                       format_func=lambda i: f"layer {i + 1}")
+                                       format_func=lambda i: f"layer {i + 1}", label_visibility=label_visibility())
     measure = controls.segmented_control("Measure", ["norm", "nonzero"], default="norm", required=True,
                                          key="lecture_measure",
-                                         format_func={"norm": "gradient norm", "nonzero": "units reached"}.get)
+                                         format_func={"norm": "gradient norm", "nonzero": "units reached"}.get,
+                                         label_visibility=label_visibility())
     pick = lecture_memory.memory_runs(table)
     gtt = common.frames(list(pick.runs), "gtt") if pick.runs else None
     memory = lecture_memory.memory_frame(gtt, table, layer=layer, wrt=wrt, measure=measure)
@@ -246,19 +265,25 @@ def step_evidence(font: int) -> lecture.Step | None:
 
 
 st.session_state.setdefault(STEP, 0)
-present = st.toggle("Presentation mode", key="lecture_present", help="large type, no sidebar: for a projector")
-if present:
-    st.markdown(PRESENTATION_CSS, unsafe_allow_html=True)
+# On a projector every line counts: no page title, the step's heading between Back and Next, and the
+# toggle at the foot of the page, so that the sentence, the controls and the chart fit one screen.
+present = bool(st.session_state.get(PRESENT, False))
 font = lecture_plots.PRESENTATION_FONT if present else lecture_plots.FONT
 step = lecture.STEPS[st.session_state[STEP]]
-
-if not present:  # on a projector every line counts: the step's own heading says where we are
+if present:
+    st.markdown(PRESENTATION_CSS, unsafe_allow_html=True)
+    navigation("top", heading=step.title)
+else:
     st.title("Why recurrent dropout hurts")
-navigation("top")
-st.header(step.title)
+    presentation_toggle()
+    navigation("top")
+    st.header(step.title)
+takeaway = st.container()  # the step's sentence above its figure: what to see before how
 # each step draws its figure, and returns the step as it reads here where that differs from lecture.STEPS
 said = {"overfitting": step_overfitting, "masks": step_masks, "memory": step_memory,
         "evidence": step_evidence}[step.key](font) or step
-st.success(said.takeaway, icon=":material/lightbulb:")
+takeaway.success(said.takeaway, icon=":material/lightbulb:")
 if said.detail:  # a caption: presentation mode hides it, the slide keeps its one sentence
     st.caption(said.detail)
+if present:
+    presentation_toggle()

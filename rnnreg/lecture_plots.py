@@ -36,7 +36,7 @@ def _style(fig: go.Figure, title: str, font_size: int, x_title: str | None = Non
            y_title: str | None = None, *, legend_below: bool = False) -> go.Figure:
     fig.update_layout(
         template="plotly_white", title={"text": title, "x": 0.01, "xanchor": "left"},
-        font={"size": font_size}, margin={"l": 80, "r": 30, "t": 70, "b": 70}, height=540,
+        font={"size": font_size}, margin={"l": 80, "r": 30, "t": 70, "b": 70}, height=chart_height(font_size),
         # right of the plot: above it collides with the title; below it (`legend_below`, where long
         # labels would leave the plot too narrow on a 1024-pixel projector) at the foot of the figure,
         # under the axis title, in a smaller type
@@ -58,6 +58,12 @@ def legend_font(font_size: int) -> int:
 
 
 CHART_WIDTH = 900  # px: a chart's width on a 1024-pixel projector, the narrowest screen it is laid out for
+
+
+def chart_height(font_size: int) -> int:
+    """A lecture chart's height in px, before its legend: in projector type lower, so that a step's
+    sentence, its controls and the chart's x axis show at once on a 1280 x 800 screen."""
+    return 540 if font_size <= FONT else 460
 
 
 def _text_width(text: str, size: float) -> float:
@@ -106,7 +112,7 @@ def overfitting_figure(epochs: pd.DataFrame, names: Mapping[str, str], *, font_s
                                      line={"color": color, "dash": dash, "width": LINE + 1}))
     _style(fig, title, font_size, "epoch", "perplexity (log)", legend_below=True)  # the plot the width of the slide
     legend = _legend_height(fig, font_size, plot_width=CHART_WIDTH - 110)
-    fig.update_layout(height=540 + legend, margin={"b": 80 + legend})
+    fig.update_layout(height=chart_height(font_size) + legend, margin={"b": 80 + legend})
     if subtitle:  # in the figure: presentation mode hides captions
         fig.update_layout(title={"subtitle": {"text": plot_text(subtitle), "font": {"size": legend_font(font_size)}}},
                           margin={"t": 110})
@@ -221,7 +227,8 @@ def memory_figure(memory: pd.DataFrame, *, measure: str = "norm",
     placements drawn with a per-step mask of that rate on the carried path (`lecture_memory.survival_rates`),
     named in its legend entry; a plain list of p's (no such run) is labelled an illustration.
     """
-    what = "gradient norm (k = 0 is 1)" if measure == "norm" else "share of units reached"
+    # axis titles short enough for a chart of projector height; the subtitle says what is measured
+    what = "gradient norm" if measure == "norm" else "units reached"
     title = "How far back does the gradient reach?"
     fig = go.Figure()
     k_max = int(memory["k"].max()) if not memory.empty else 20
@@ -244,8 +251,8 @@ def memory_figure(memory: pd.DataFrame, *, measure: str = "norm",
     _style(fig, title, font_size, "steps back k", what, legend_below=True)
     # the formula under a short title: one line of projector type is about 50 characters at 1024 pixels
     gradient = "∂L<sub>t</sub> / ∂state<sub>t-k</sub>"
-    subtitle = (f"‖{gradient}‖ against k = 0" if measure == "norm"
-                else f"units of state<sub>t-k</sub> with {gradient} ≠ 0")
+    subtitle = (f"‖{gradient}‖ relative to k = 0" if measure == "norm"
+                else f"share of the units of state<sub>t-k</sub> with {gradient} ≠ 0")
     if len(epochs) == 1:  # one epoch for all (runs at the same stage): said once, legend entries stay short
         subtitle += f", at epoch {epochs[0]}"
     fig.update_layout(title={"subtitle": {"text": subtitle, "font": {"size": legend_font(font_size)}}},
@@ -256,7 +263,7 @@ def memory_figure(memory: pd.DataFrame, *, measure: str = "norm",
         fig.update_yaxes(range=[0, 1.05], tickformat=".0%")
     fig.update_xaxes(dtick=max(1, k_max // 10), range=[-0.5, k_max + 0.5])
     legend = _legend_height(fig, font_size, plot_width=CHART_WIDTH - 110)  # the plot keeps its height
-    fig.update_layout(height=540 + legend, margin={"b": 80 + legend})
+    fig.update_layout(height=chart_height(font_size) + legend, margin={"b": 80 + legend})
     if memory.empty:
         fig.add_annotation(text="No gradient-through-time probes in the store yet: the curves show (1-p)^k only",
                            showarrow=False, xref="paper", yref="paper", x=0.5, y=0.05, font={"size": font_size - 2})

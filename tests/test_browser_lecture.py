@@ -74,6 +74,13 @@ FITS_JS = {
               plot = p.querySelector('.nsewdrag');
         return [svg.getBoundingClientRect().width, title ? title.getBoundingClientRect().right -
                 svg.getBoundingClientRect().left : 0, plot ? plot.getBoundingClientRect().width : 0]; })""",
+    # [bottom of the step's sentence, top of its first chart, lowest bottom of that chart's plot area and
+    # x axis (ticks and title)], in px from the top of the window
+    "slide": """(() => { const plot = document.querySelector('.js-plotly-plot'),
+        alert = document.querySelector("[data-testid='stAlert']");
+        const parts = [plot.querySelector('.nsewdrag'), ...plot.querySelectorAll('.xtick text, .xtitle')];
+        return [alert.getBoundingClientRect().bottom, plot.getBoundingClientRect().top,
+                Math.max(...parts.map(e => e.getBoundingClientRect().bottom))]; })()""",
     # button labels cut short: an ellipsis, or a button past the edge of its column or of the page ('units rea')
     "cut": """[...document.querySelectorAll("[data-testid='stMain'] button")].filter(b => {
         const p = b.querySelector('p'), box = b.getBoundingClientRect(),
@@ -107,9 +114,11 @@ def shipped_dir(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.mark.parametrize("width,height,present", [(1024, 768, True), (1280, 720, True), (1024, 768, False)])
+@pytest.mark.parametrize("width,height,present", [(1024, 768, True), (1280, 800, True), (1024, 768, False)])
 def test_the_lecture_fits_a_projector(shipped_dir, tmp_path, width, height, present):
-    """Presentation mode at projector resolutions, and the page with its sidebar on a small screen."""
+    """Presentation mode at projector resolutions, and the page with its sidebar on a small screen.
+    On a 1280 x 800 projector (WXGA) each step is one slide: its sentence above its chart, and the
+    chart down to its x axis, with no scrolling (the evidence chart's rows go on below)."""
     with dashboard_in_chromium(shipped_dir, tmp_path / "streamlit.log") as (url, browser):
         page = browser.new_page(viewport={"width": width, "height": height})
         page.goto(f"{url}/lecture")
@@ -124,6 +133,10 @@ def test_the_lecture_fits_a_projector(shipped_dir, tmp_path, width, height, pres
             assert not page.evaluate(FITS_JS["cut"]), f"{step.key}: labels cut"
             for svg, title, plot in page.evaluate(FITS_JS["charts"]):
                 assert title <= svg, f"{step.key}: a chart title runs past its chart ({title} > {svg} px)"
+            sentence, chart_top, axis = page.evaluate(FITS_JS["slide"])
+            assert sentence <= chart_top, f"{step.key}: the step's sentence is under its chart"
+            if present and height >= 800 and step.key != "evidence":
+                assert axis <= height, f"{step.key}: the chart's x axis is below the screen ({axis} > {height} px)"
             if step.key == "masks" and present:
                 assert page.evaluate(FITS_JS["select_font"]) >= 24  # as large as the page's other text
                 assert not page.evaluate(FITS_JS["select_clipped"])
