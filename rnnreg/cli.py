@@ -12,6 +12,7 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -119,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     listing = commands.add_parser("list", help="one row per run")
     _add_runs_dir(listing)
     listing.add_argument("--json", action="store_true", help="a JSON array of run summaries")
+    listing.add_argument("--wide", action="store_true",
+                         help="the whole table, however wide (on a terminal narrower than it, runs are listed by "
+                              "name and long cells cut short; piped, the table is always whole)")
 
     show = commands.add_parser("show", help="a run's config, status, results and the command that trains it again")
     show.add_argument("run", metavar="RUN", help=_RUN_HELP + " (or a run directory, written with a '/')")
@@ -278,8 +282,9 @@ def _list(args: argparse.Namespace) -> int:
     summaries = sorted(list_runs(runs_root(args.runs_dir)), key=lambda s: browsing_rank(s.preset, s.read_only))
     if args.json:
         print(json.dumps([s.to_json() for s in summaries], indent=2))
-    else:
-        print(format_table(summaries))
+    else:  # on a terminal, a table that fits it; piped (to grep, a file), the whole table
+        fit = sys.stdout.isatty() and not args.wide
+        print(format_table(summaries, width=shutil.get_terminal_size().columns if fit else None))
     return 0
 
 

@@ -196,6 +196,25 @@ def test_list_puts_your_runs_first_then_the_papers_models_and_shows_memory_recal
     assert lines[-1][state:].startswith("finished (reference)") and lines[1][state:].split()[0] == "finished"
 
 
+def test_list_fits_a_terminal_and_gives_the_whole_table_piped_or_wide(tmp_path, capsys, monkeypatch):
+    from fixtures_runs import write_run
+    from rnnreg.cli import main
+
+    root = tmp_path / "runs"
+    for i in range(3):
+        write_run(root, f"20261001-00000{i}-a-run-with-a-long-name-{i}", name=f"a-run-with-a-long-name-{i}")
+    assert main(["list", "--runs-dir", str(root)]) == 0
+    piped = capsys.readouterr().out  # capsys is no terminal: the whole table, as scripts and grep had it
+    assert piped.startswith("ID ") and max(map(len, piped.splitlines())) > 80
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    monkeypatch.setenv("COLUMNS", "80")  # shutil.get_terminal_size reads it first
+    assert main(["list", "--runs-dir", str(root)]) == 0
+    short = capsys.readouterr().out
+    assert short.startswith("RUN ") and max(map(len, short.splitlines())) <= 80, short
+    assert main(["list", "--runs-dir", str(root), "--wide"]) == 0
+    assert capsys.readouterr().out == piped
+
+
 def test_show_prints_strict_json_even_for_a_hand_edited_run(tmp_path, capsys):
     import json as strict
 

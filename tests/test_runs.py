@@ -722,6 +722,37 @@ def test_the_mc_column_reads_left_to_right_under_its_header(tmp_path):
     assert lines[2][column:].startswith("88.41 (N=1000, masks per window)")
 
 
+def test_a_terminal_too_narrow_for_the_table_gets_a_short_one_a_table_per_task(tmp_path):
+    import dataclasses
+
+    finished_run(tmp_path, name="alpha")
+    (plain,) = runs.list_runs(tmp_path)
+    lm = [dataclasses.replace(plain, id=f"20261101-00000{i}-{name}-abcdef", name=name, mc_test_ppl=mc,
+                              mc_samples=1000 if mc else None, mc_protocol="window" if mc else None,
+                              rates={"zoneout_c": 0.25, "zoneout_h": 0.025} if i == 1 else plain.rates,
+                              placement="zoneout" if i == 1 else plain.placement)
+          for i, (name, mc) in enumerate([("twin", None), ("medium-zoneout-s0", 132.51), ("twin", 88.41)])]
+    memory = dataclasses.replace(plain, id="20261101-000009-memory-recall-none-delay20-abcdef", task="memory",
+                                 name="memory-recall-none-delay20", preset="memory", delay=20, test_accuracy=1.0,
+                                 placement="none", rates={})
+    listed = lm + [memory]
+    whole = runs.format_table(listed)
+    assert runs.format_table(listed, width=len(max(whole.splitlines(), key=len))) == whole  # it fits: as before
+    for width in (120, 100):
+        table = runs.format_table(listed, width=width)
+        lines = table.splitlines()
+        assert max(map(len, lines)) <= width, table
+        assert lines[0] == "language models" and "memory-task runs (recall after a delay)" in lines
+        # by name where it is the run's alone (a command takes it), by id where two runs share it
+        assert [line.split()[0] for line in lines[2:5]] == [lm[0].id, "medium-zoneout-s0", lm[2].id]
+        assert "zoneout 0.25/0.025" in table and "(N=1000" not in table  # no MC notes
+        assert "100.0%" in table and "20" in lines[lines.index("memory-task runs (recall after a delay)") + 2]
+        assert "--wide" in table
+    narrow = runs.format_table(listed, width=100).splitlines()
+    assert "MC TEST" not in narrow[1] and "(left out here: MC TEST)" in narrow  # before the rates are cut
+    assert narrow[1].split()[:2] == ["RUN", "PRESET"] and "132.51" not in "\n".join(narrow)
+
+
 def test_a_run_off_its_presets_settings_says_so_in_summary_and_list(tmp_path):
     finished_run(tmp_path, name="preset")
     RunWriter.create(tmp_path, {**CONFIG, "train": {**CONFIG["train"], "decay_after": 5, "seed": 3}}, name="schedule")

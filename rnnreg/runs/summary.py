@@ -83,6 +83,13 @@ class RunSummary:
             return self.placement
         return f"{self.placement}({', '.join(f'{k}={v:g}' for k, v in self.rates.items())})"
 
+    @property
+    def dropout_short(self) -> str:
+        """e.g. `zaremba 0.5`, `zoneout 0.25/0.025`: the placement and its distinct non-zero rates in
+        site order, as run names give them (`config.default_run_name`), for a narrow terminal."""
+        rates = dict.fromkeys(f"{v:g}" for v in self.rates.values() if v)
+        return " ".join([self.placement or "?"] + (["/".join(rates)] if rates else []))
+
     def to_json(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["rates"] = dict(self.rates)

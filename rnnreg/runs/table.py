@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from typing import Iterable
 
 from rnnreg.runs.summary import RunSummary, mc_passes_text
@@ -28,41 +29,110 @@ def _mc_note(s: RunSummary) -> str:
     return f" ({text})" if text else ""
 
 
-def format_table(summaries: Iterable[RunSummary]) -> str:
-    """An aligned text table of runs for `rnnreg list`."""
+def format_table(summaries: Iterable[RunSummary], width: int | None = None) -> str:
+    """An aligned text table of runs for `rnnreg list`.
+
+    `width`: a terminal's columns.  Where the whole table is wider, a short one fits it as well as
+    it can: a table per task; a run by its name where no other run has that name (any command takes
+    one); the dropout as its placement and rates ('zaremba 0.5'); an MC figure without its notes;
+    then, while still too wide, the settings and the dropout cut short with '…', and the settings,
+    MC test and preset columns left out, said under the table.  A number is never cut."""
     summaries = list(summaries)
-    # a column only where some run has it
-    with_mc = any(s.mc_test_ppl is not None for s in summaries)
-    with_recall = any(s.test_accuracy is not None for s in summaries)  # memory-task runs
-    with_variant = any(s.variant for s in summaries)  # settings other than the preset's
-    with_delay = any(s.delay is not None for s in summaries)  # memory-task runs: the gap they recall over
-    header = ("ID", "NAME", "PRESET", "DROPOUT") + (("DELAY",) if with_delay else ()) \
-        + (("OTHER SETTINGS",) if with_variant else ()) \
-        + ("STATE", "EPOCHS", "BEST VALID", "TEST") \
-        + (("MC TEST",) if with_mc else ()) + (("TEST RECALL",) if with_recall else ())
-    rows = [
-        (
-            s.id, _printable(s.name) or "-", _printable(s.preset) or "-", _printable(s.dropout_label),
-        ) + ((str(s.delay) if s.delay is not None else "-",) if with_delay else ()) \
-        + ((_printable(s.variant) or "-",) if with_variant else ()) + (
-            s.state + (" (reference)" if s.read_only else "") + (" !" if s.problems else ""),  # as the Runs page
-            f"{s.epochs_done}/{s.epochs_total if s.epochs_total is not None else '?'}",
-            ppl_text(s.best_valid_ppl), ppl_text(s.test_ppl),
-        ) + ((ppl_text(s.mc_test_ppl) + _mc_note(s),) if with_mc else ())
-        + ((f"{s.test_accuracy:.1%}" if s.test_accuracy is not None else "-",) if with_recall else ())
-        for s in summaries
-    ]
-    if not rows:
+    if not summaries:
         return "no runs"
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines, _ = _table_lines(summaries, [s.id for s in summaries], short=False)
+    if width is None or max(len(line) for line in lines) <= width:
+        return "\n".join(lines + _stopped_lines(summaries, [s.id for s in summaries]))
+    handles = run_handles(summaries)
+    # a table per task, each with its own columns: a memory run's delay and recall beside a language
+    # model's MC test would widen both for nothing
+    tasks = {"language models": [i for i, s in enumerate(summaries) if s.task != "memory"],
+             "memory-task runs (recall after a delay)": [i for i, s in enumerate(summaries) if s.task == "memory"]}
+    lines: list[str] = []
+    for title, rows in tasks.items():
+        if not rows:
+            continue
+        if len(rows) < len(summaries):  # both kinds: say which table is which
+            lines += ([""] if lines else []) + [title]
+        table, dropped = _table_lines([summaries[i] for i in rows], [handles[i] for i in rows], short=True,
+                                      width=width, narrower=_NARROWER[title])
+        lines += table + ([f"(left out here: {', '.join(dropped)})"] if dropped else [])
+    footer = [""] + textwrap.wrap(f"(short for {width} columns; runs by name where it is theirs alone: rnnreg list "
+                                  "--wide for the whole table, --json for every field)", width)
+    return "\n".join(lines + footer + [line[:width] for line in _stopped_lines(summaries, handles)])
+
+
+def run_handles(summaries: list[RunSummary]) -> list[str]:
+    """What to call each run on a narrow screen: its name, where no other run listed has it, else its id."""
+    counts: dict[str, int] = {}
+    for s in summaries:
+        counts[s.name or ""] = counts.get(s.name or "", 0) + 1
+    return [_printable(s.name) if s.name and counts[s.name] == 1 else s.id for s in summaries]
+
+
+# How a short table gets narrower, step by step while it is wider than the terminal: a column cut
+# (with '…') to a number of characters, or left out (None).  A language model's dropout rates matter
+# more than its MC figure; a memory run's result is its recall, not its perplexities.
+_NARROWER = {
+    "language models": (("SETTINGS", 8), ("SETTINGS", None), ("MC TEST", None), ("DROPOUT", 12), ("PRESET", None)),
+    "memory-task runs (recall after a delay)": (("PRESET", None), ("SETTINGS", None), ("BEST VALID", None),
+                                                ("DROPOUT", 12), ("TEST", None)),
+}
+
+
+def _table_lines(summaries: list[RunSummary], handles: list[str], *, short: bool, width: int | None = None,
+                 narrower: tuple[tuple[str, int | None], ...] = ()) -> tuple[list[str], list[str]]:
+    """The table's lines, and the columns left out to fit `width` (short: for a terminal) by the
+    steps of `narrower`."""
+    columns: dict[str, list[str]] = {}  # header -> cells, in order
+    if short:
+        columns["RUN"] = handles
+    else:
+        columns["ID"], columns["NAME"] = handles, [_printable(s.name) or "-" for s in summaries]
+    columns["PRESET"] = [_printable(s.preset) or "-" for s in summaries]
+    columns["DROPOUT"] = [_printable(s.dropout_short if short else s.dropout_label) for s in summaries]
+    # a column only where some run has it
+    if any(s.delay is not None for s in summaries):  # memory-task runs: the gap they recall over
+        columns["DELAY"] = [str(s.delay) if s.delay is not None else "-" for s in summaries]
+    if any(s.variant for s in summaries):  # settings other than the preset's
+        columns["SETTINGS" if short else "OTHER SETTINGS"] = [_printable(s.variant) or "-" for s in summaries]
+    columns["STATE"] = [s.state + ((" (ref.)" if short else " (reference)") if s.read_only else "")  # as the Runs page
+                        + (" !" if s.problems else "") for s in summaries]
+    columns["EPOCHS"] = [f"{s.epochs_done}/{s.epochs_total if s.epochs_total is not None else '?'}" for s in summaries]
+    columns["BEST VALID"] = [ppl_text(s.best_valid_ppl) for s in summaries]
+    columns["TEST"] = [ppl_text(s.test_ppl) for s in summaries]
+    if any(s.mc_test_ppl is not None for s in summaries):
+        columns["MC TEST"] = [ppl_text(s.mc_test_ppl) + ("" if short else _mc_note(s)) for s in summaries]
+    if any(s.test_accuracy is not None for s in summaries):  # memory-task runs
+        columns["TEST RECALL"] = [f"{s.test_accuracy:.1%}" if s.test_accuracy is not None else "-" for s in summaries]
+    widths = {h: max(len(h), *map(len, cells)) for h, cells in columns.items()}
+    left_out = []
+    for header, keep in narrower:
+        over = sum(widths.values()) + 2 * (len(widths) - 1) - (width or 0)
+        if width is None or over <= 0:
+            break
+        if header not in widths:
+            continue
+        if keep is None:
+            del columns[header], widths[header]
+            left_out.append(header)
+        else:
+            widths[header] = max(keep, len(header), widths[header] - over)
     # numbers align right; the MC figure's notes read left to right under their own header
-    right = set(range(header.index("EPOCHS"), len(header))) - ({header.index("MC TEST")} if with_mc else set())
-    lines = [
-        "  ".join(cell.rjust(w) if i in right else cell.ljust(w) for i, (cell, w) in enumerate(zip(r, widths))).rstrip()
-        for r in [header, *rows]
-    ]
-    # why a run ended early (diverged, failed, cancelled, died), under the table: the column would be too wide
-    stopped = [f"  {s.id} ({s.state}): {_printable(s.why_stopped)}" for s in summaries if s.why_stopped]
-    if stopped:
-        lines += ["", "why these stopped early:", *stopped]
-    return "\n".join(lines)
+    right = {"EPOCHS", "BEST VALID", "TEST", "TEST RECALL"} | ({"MC TEST"} if short else set())
+    lines = ["  ".join((h.rjust if h in right else h.ljust)(widths[h]) for h in columns).rstrip()]
+    for i in range(len(summaries)):
+        lines.append("  ".join((_cut(cells[i], widths[h]).rjust if h in right else _cut(cells[i], widths[h]).ljust)
+                               (widths[h]) for h, cells in columns.items()).rstrip())
+    return lines, left_out
+
+
+def _cut(cell: str, width: int) -> str:
+    return cell if len(cell) <= width else cell[:width - 1] + "…"
+
+
+def _stopped_lines(summaries: list[RunSummary], handles: list[str]) -> list[str]:
+    """Why a run ended early (diverged, failed, cancelled, died), under the table: the column would be too wide."""
+    stopped = [f"  {handle} ({s.state}): {_printable(s.why_stopped)}"
+               for s, handle in zip(summaries, handles) if s.why_stopped]
+    return ["", "why these stopped early:", *stopped] if stopped else []
