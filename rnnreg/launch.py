@@ -9,7 +9,8 @@ free, sets `running`, and holds the slot until it exits:
     <root>/.slots/slot-1.lock   ...
 
 A flock belongs to the process, and the kernel drops it when the process dies (even by
-SIGKILL), so the queue survives app restarts and never needs cleaning up.
+SIGKILL), so the queue survives app restarts and never needs cleaning up.  Waiting runs take
+the slots in the order they were queued (`rnnreg.line`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Protocol
 
+from rnnreg import line
 from rnnreg.runs import (
     LOG_FILE,
     ACTIVE_STATES,
@@ -123,6 +125,10 @@ def launch(
                     logger.info("request %s already launched as run %s", request_id, existing)
                     return existing
             writer = RunWriter.create(root, config, name=name, request_id=request_id, sweep=sweep)
+            try:  # its place in the queue: now, not when its trainer starts (torch takes seconds to import)
+                line.join(root, writer.dir, max_concurrent)
+            except RunStoreError as err:  # the trainer's own wait says so where it matters
+                logger.warning("run %s is not in the queue's line: %s", writer.id, err)
     except OSError as err:  # a read-only or full runs directory: a message for the user, no run
         raise RunStoreError(f"cannot create a run in {root}: {err.strerror or err}") from None
 
@@ -276,11 +282,14 @@ def acquire_slot(
     *,
     poll: float = 0.2,
     should_stop: Callable[[], bool] = lambda: False,
+    run_id: str | None = None,
 ) -> Slot | None:
     """Wait for one of `limit` slots under `<root>/.slots/`; None if `should_stop()` first.
 
     Runs that ask with the same limit never run more than `limit` at once, across processes
-    and app restarts.  The slot is freed by `release()` or by the holder's death.
+    and app restarts.  The slot is freed by `release()` or by the holder's death.  `run_id`: the
+    run, in the queue's line (`rnnreg.line`), that waits: a free slot goes to the first in line
+    that can take it, and the run leaves the line when this returns.
     """
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise ValueError(f"acquire_slot: limit must be a whole number >= 1, got {limit!r}")
@@ -288,14 +297,21 @@ def acquire_slot(
     slots.mkdir(parents=True, exist_ok=True)
     if slots.is_symlink():  # its slot files would be made (and truncated) wherever it points
         raise RunStoreError(f"{slots} is a symlink; rnnreg keeps its queue's slots only in a directory of its own")
-    while True:
-        for index in range(limit):
-            slot = _try_slot(slots / f"slot-{index}.lock", index)
-            if slot is not None:
-                return slot
-        if should_stop():
-            return None
-        time.sleep(poll)
+    try:
+        while True:
+            for index in range(limit):
+                slot = _try_slot(slots / f"slot-{index}.lock", index)
+                if slot is not None and run_id is not None and line.someone_ahead(Path(root), run_id, index):
+                    slot.release()  # it is theirs: a run queued earlier waits for it
+                    slot = None
+                if slot is not None:
+                    return slot
+            if should_stop():
+                return None
+            time.sleep(poll)
+    finally:
+        if run_id is not None:
+            line.leave(Path(root), run_id)
 
 
 # --------------------------------------------------------------------------- cancel and watch

@@ -31,6 +31,7 @@ from rnnreg.cli import config_from_args
 from rnnreg.config import ConfigError, RunConfig, default_run_name, from_dict, to_dict
 from rnnreg.data import Corpus, DataError
 from rnnreg.fused_cell import cell_kernel
+from rnnreg import line
 from rnnreg.launch import Slot, acquire_slot, usable_cpus
 from rnnreg.provenance import git_commit
 from rnnreg.probes import GateProbe, GradThroughTime, probe_batch, probe_window
@@ -208,11 +209,15 @@ def share_cores(config: RunConfig, max_concurrent: int, cpus: int) -> RunConfig:
     return dataclasses.replace(config, train=dataclasses.replace(config.train, threads=max(1, cpus // max_concurrent)))
 
 
-def _wait_for_slot(writer: RunWriter, root: Path, limit: int, stop: StopFlag, *, waiting: str) -> Slot | None:
+def _wait_for_slot(writer: RunWriter, root: Path, limit: int, stop: StopFlag, *, waiting: str,
+                   joined: bool = False) -> Slot | None:
     """One of `limit` training slots of `root` (the queue the dashboard's, the sweeps' and the
-    command line's runs share), or None after marking the run cancelled: `rnnreg cancel` stopped
-    this process while it waited."""
-    slot = acquire_slot(root, limit, should_stop=stop)
+    command line's runs share), first in, first out; or None after marking the run cancelled:
+    `rnnreg cancel` stopped this process while it waited.  `joined`: `launch` put the run in the
+    line when it made it; otherwise it joins now."""
+    if not joined:
+        line.join(root, writer.dir, limit)
+    slot = acquire_slot(root, limit, should_stop=stop, run_id=writer.id)
     if slot is None:
         writer.set_status("cancelled", message=f"cancelled while {waiting}")
     return slot
@@ -243,7 +248,7 @@ def _train_queued(args: argparse.Namespace, stop: StopFlag) -> int:
     slot = None
     if args.max_concurrent:
         config = share_cores(config, args.max_concurrent, usable_cpus())
-        slot = _wait_for_slot(writer, writer.dir.parent, args.max_concurrent, stop, waiting="queued")
+        slot = _wait_for_slot(writer, writer.dir.parent, args.max_concurrent, stop, waiting="queued", joined=True)
         if slot is None:
             return EXIT_CANCELLED
     try:

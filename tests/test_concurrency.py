@@ -75,6 +75,11 @@ def test_eight_launched_runs_share_two_slots_and_readers_agree(tmp_path, monkeyp
     # the queue kept its limit, and was used
     intervals = [(seconds(r.status["started_at"]), seconds(r.status["ended_at"])) for r in runs]
     assert most_at_once(intervals) == SLOTS, intervals
+    # first in, first out (rnnreg.line): no run started before one launched ahead of it, though
+    # each trainer imports torch at its own pace (a run writes its start a moment after leaving
+    # the line, hence the tenth of a second)
+    starts = [start for start, _ in intervals]
+    assert all(a <= b + 0.1 for a, b in zip(starts, starts[1:])), starts
 
     # the readers: never an error or a broken run, never more than SLOTS running, no run
     # going backwards (queued -> running -> finished, epochs only growing)

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from rnnreg import launch as launch_mod
+from rnnreg import line
 from rnnreg import runs
 from rnnreg.launch import acquire_slot, active_runs, cancel, launch, trainer_command
 from rnnreg.runs import RunStoreError, RunWriter
@@ -471,6 +472,25 @@ def test_the_queue_never_writes_through_a_symlink_planted_in_the_runs_root(tmp_p
         else:
             acquire_slot(root, 1, should_stop=lambda: True)
     assert victim.read_text() == "important notes\n"
+
+
+@pytest.mark.parametrize("planted", ["symlink", "file"])
+def test_a_symlink_or_file_where_the_queues_line_belongs_is_refused_and_named(tmp_path, planted):
+    root, elsewhere = tmp_path / "runs", tmp_path / "elsewhere"
+    (root / ".slots").mkdir(parents=True)
+    elsewhere.mkdir()
+    if planted == "symlink":
+        (root / ".slots" / "line").symlink_to(elsewhere)
+    else:
+        (root / ".slots" / "line").write_text("notes\n")
+    run_id = launch(root, CONFIG, command=lambda run_dir, **_: ["true"])  # the run is made; only its place is not
+    assert (root / run_id / "config.json").is_file()
+    writer = RunWriter.open(root / run_id)
+    with pytest.raises(RunStoreError, match=r"\.slots/line"):  # the trainer's wait names it
+        line.join(root, writer.dir, 1)
+        acquire_slot(root, 1, should_stop=lambda: True, run_id=run_id)
+    assert list(elsewhere.iterdir()) == [] and (planted == "symlink" or
+                                               (root / ".slots" / "line").read_text() == "notes\n")
 
 
 def test_a_fifo_or_directory_in_a_runs_place_is_refused_and_hangs_nothing(tmp_path):

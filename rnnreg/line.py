@@ -1,0 +1,107 @@
+"""The training queue's line: runs waiting for a slot take them first in, first out.
+
+A run joins the line when it is queued - `launch` before it starts the trainer, so a trainer
+still importing torch keeps its place; a resume or the command line's `--max-concurrent` as its
+trainer starts waiting - with a ticket named by that moment:
+
+    <root>/.slots/line/<time_ns>-<run id>    {"limit": 2, "run": "<run folder, relative to root>"}
+
+A trainer that finds slot i free takes it only if no run ahead of it in the line could take
+slot i too (its limit is above i) and still waits: a limit-2 run does not wait behind a limit-1
+run for the second slot, which that one never takes.  A ticket whose run no longer waits (its
+trainer died, it was cancelled or deleted) is cleared by whoever finds it; a trainer leaves the
+line when it gets its slot or stops waiting.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import time
+from pathlib import Path
+
+from rnnreg.runs import (
+    STATUS_FILE,
+    RunStoreError,
+    atomic_write_json,
+    effective_state,
+    read_json,
+)
+
+LINE_DIR = "line"  # under launch.SLOTS_DIR
+# A run queued with no trainer's pid yet (`launch` writes it right after the spawn): in line for so
+# long; older, its launcher died between making the run and starting its trainer.
+UNSTARTED_GRACE_S = 60.0
+_TICKET = re.compile(r"\d{20}-.")
+
+
+def _line(root: Path) -> Path:
+    from rnnreg.launch import SLOTS_DIR  # (launch imports this module)
+
+    line = Path(root) / SLOTS_DIR / LINE_DIR
+    if line.is_symlink() or line.parent.is_symlink():  # tickets would be written wherever it points
+        raise RunStoreError(f"{line} is a symlink; rnnreg keeps its queue only in a directory of its own")
+    return line
+
+
+def join(root: Path, run_dir: Path, limit: int) -> Path:
+    """Put the run in `run_dir` at the end of the line of `root`'s queue; returns its ticket."""
+    line = _line(root)
+    try:
+        line.mkdir(parents=True, exist_ok=True)
+        leave(root, run_dir.name)  # a resumed run's old ticket: it queues again from now
+        ticket = line / f"{time.time_ns():020d}-{run_dir.name}"
+        atomic_write_json(ticket, {"limit": limit, "run": os.path.relpath(run_dir, root)})
+    except OSError as err:  # a file where the line's folder belongs, a full or read-only disk
+        raise RunStoreError(f"cannot queue {run_dir.name} in {line}: {err.strerror or err}") from None
+    return ticket
+
+
+def leave(root: Path, run_id: str) -> None:
+    for ticket in _tickets(root):
+        if ticket.name.split("-", 1)[1] == run_id:
+            with contextlib.suppress(OSError):
+                ticket.unlink()
+
+
+def _tickets(root: Path) -> list[Path]:
+    """The line, first to last (names start with the time they joined, zero-padded)."""
+    line = _line(root)
+    try:
+        names = sorted(n for n in os.listdir(line) if _TICKET.match(n))  # (not an atomic write's temp file)
+    except OSError:  # no line yet
+        return []
+    return [line / n for n in names]
+
+
+def someone_ahead(root: Path, run_id: str, slot: int) -> bool:
+    """Whether a run ahead of `run_id` in the line still waits and could take `slot`: it gets it.
+    False for a run not in the line (it takes any free slot, as before there was one)."""
+    tickets = _tickets(root)
+    mine = next((i for i, t in enumerate(tickets) if t.name.split("-", 1)[1] == run_id), None)
+    if mine is None:
+        return False
+    for ticket in tickets[:mine]:
+        doc, _problem = read_json(ticket)
+        limit = doc.get("limit") if doc else None
+        if isinstance(limit, int) and limit <= slot:
+            continue  # it never takes this slot: no reason to wait for it
+        if doc is not None and isinstance(limit, int) and _waits(root, doc.get("run"), ticket):
+            return True
+        with contextlib.suppress(OSError):
+            ticket.unlink()  # no longer waiting (or not a ticket): out of the line
+    return False
+
+
+def _waits(root: Path, run: object, ticket: Path) -> bool:
+    """The ticket's run is still queued, by a live trainer or one about to start."""
+    if not isinstance(run, str) or Path(run).is_absolute() or ".." in Path(run).parts:
+        return False
+    status, _problem = read_json(Path(root) / run / STATUS_FILE)
+    if status is None or effective_state(status) != "queued":
+        return False
+    if status.get("pid") is None and status.get("queued_by") is None:  # launched, its trainer not yet spawned
+        joined_ns = int(ticket.name.split("-", 1)[0])
+        return time.time_ns() - joined_ns < UNSTARTED_GRACE_S * 1e9
+    return True

@@ -1,0 +1,90 @@
+"""The queue's line (rnnreg.line): waiting runs take the slots first in, first out."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from rnnreg import line
+from rnnreg.launch import SLOTS_DIR, acquire_slot
+from rnnreg.runs import RunWriter
+
+CONFIG = {"preset": "demo", "name": None, "dropout": {"placement": "none", "rates": {}}, "train": {"epochs": 2}}
+
+
+def queued(root, name: str, limit: int = 1, pid: int | None = None) -> RunWriter:
+    """A run queued by a live trainer (this process), in the line."""
+    writer = RunWriter.create(root, CONFIG, name=name, pid=os.getpid() if pid is None else pid)
+    line.join(root, writer.dir, limit)
+    return writer
+
+
+def gives_up_after(seconds: float):
+    end = time.monotonic() + seconds
+    return lambda: time.monotonic() > end
+
+
+def in_line(root) -> list[str]:
+    return [t.name.split("-", 1)[1] for t in line._tickets(root)]
+
+
+def test_a_free_slot_goes_to_the_first_in_line_not_to_whoever_asks_first(tmp_path):
+    first, second, third = (queued(tmp_path, n) for n in ("first", "second", "third"))
+    assert in_line(tmp_path) == [first.id, second.id, third.id]
+    # the third asks first, while the slot is free: it waits, the slot is the first's
+    assert acquire_slot(tmp_path, 1, poll=0.02, should_stop=gives_up_after(0.3), run_id=third.id) is None
+    assert in_line(tmp_path) == [first.id, second.id]  # it stopped waiting: out of the line
+    with acquire_slot(tmp_path, 1, should_stop=gives_up_after(5), run_id=first.id) as slot:
+        assert slot.index == 0 and in_line(tmp_path) == [second.id]  # in its slot: out of the line
+
+
+def test_a_run_does_not_wait_for_a_slot_that_those_ahead_never_take(tmp_path):
+    held = acquire_slot(tmp_path, 1)  # slot 0 busy
+    ahead = queued(tmp_path, "sweep run", limit=1)  # waits for slot 0 only
+    lecture = queued(tmp_path, "lecture pair", limit=2)
+    slot = acquire_slot(tmp_path, 2, should_stop=gives_up_after(5), run_id=lecture.id)
+    assert slot is not None and slot.index == 1
+    assert in_line(tmp_path) == [ahead.id]
+    slot.release()
+    held.release()
+
+
+def test_a_run_that_no_longer_waits_leaves_the_line_to_the_next(tmp_path):
+    gone = queued(tmp_path, "cancelled meanwhile")
+    gone.set_status("cancelled", message="cancelled while queued")
+    queued(tmp_path, "its trainer died", pid=2**22 + 12345)  # no such process
+    deleted = queued(tmp_path, "deleted")
+    os.rename(deleted.dir, tmp_path / ".deleted")
+    (tmp_path / SLOTS_DIR / line.LINE_DIR / f"{1:020d}-garbage").write_text("{not json")  # first in line
+    waiting = queued(tmp_path, "waiting")
+    with acquire_slot(tmp_path, 1, should_stop=gives_up_after(5), run_id=waiting.id) as slot:
+        assert slot is not None
+    assert in_line(tmp_path) == []  # each stale ticket cleared by the run behind it
+    (tmp_path / SLOTS_DIR / line.LINE_DIR / "notes.txt").write_text("not a ticket")  # no name of the line's
+    assert in_line(tmp_path) == []
+
+
+def test_a_launched_run_keeps_its_place_until_its_trainer_starts_but_not_for_ever(tmp_path):
+    unstarted = RunWriter.create(tmp_path, CONFIG, name="launched, no pid yet")
+    line.join(tmp_path, unstarted.dir, 1)
+    later = queued(tmp_path, "later")
+    assert acquire_slot(tmp_path, 1, poll=0.02, should_stop=gives_up_after(0.3), run_id=later.id) is None
+    ticket = line._tickets(tmp_path)[0]  # as if it had joined longer ago than the launcher could take
+    ticket.rename(ticket.with_name(f"{time.time_ns() - int(61e9):020d}-{unstarted.id}"))
+    later_again = queued(tmp_path, "later again")
+    assert acquire_slot(tmp_path, 1, should_stop=gives_up_after(5), run_id=later_again.id) is not None
+
+
+def test_a_resumed_run_queues_again_from_the_end(tmp_path):
+    resumed = queued(tmp_path, "resumed")
+    other = queued(tmp_path, "other")
+    line.join(tmp_path, resumed.dir, 1)
+    assert in_line(tmp_path) == [other.id, resumed.id]
+
+
+def test_a_run_not_in_the_line_takes_any_free_slot_as_before(tmp_path):
+    queued(tmp_path, "in line, waiting")
+    with acquire_slot(tmp_path, 1, should_stop=gives_up_after(5), run_id="20260101-000000-not-in-line") as slot:
+        assert slot is not None
+    with acquire_slot(tmp_path, 1, should_stop=gives_up_after(5)) as slot:  # no run id: no line
+        assert slot is not None
