@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from pages.shared import common, store
-from rnnreg import launch, plots, runs
+from rnnreg import launch, line, plots, runs
 
 common.require_app()
 VISIBLE_ROWS = 20  # a store of the shipped runs and a lecture's few fits at once; more scroll
@@ -51,11 +51,13 @@ def training_now() -> None:
     The table below is drawn once (a redraw would disturb a selection); once they have all ended,
     the whole page is drawn again."""
     now = common.run_table().set_index("run").reindex(training).dropna(subset=["state"])  # not one deleted meanwhile
+    in_line = line.places(common.runs_root())  # queued runs start first in, first out
     for run_id, row in now.iterrows():
         done, total = row["epochs_done"], row["epochs_total"]
         last = row["last_valid_ppl"]
         eta = common.seconds_left(run_id, total) if row["state"] == "running" else float("nan")
-        text = (f"**{common.escape_markdown(row['label'])}** · {row['state']} · epoch {store.epochs_text(done, total)}"
+        state = row["state"] + (f", {store.ordinal(in_line[run_id])} in line" if run_id in in_line else "")
+        text = (f"**{common.escape_markdown(row['label'])}** · {state} · epoch {store.epochs_text(done, total)}"
                 + (f" · valid {last:.1f}" if pd.notna(last) else "")
                 + (f" · {store.duration_text(eta)} left" if pd.notna(eta) else ""))
         fraction = min(1.0, done / total) if pd.notna(total) and total and pd.notna(done) else 0.0

@@ -94,6 +94,20 @@ def someone_ahead(root: Path, run_id: str, slot: int) -> bool:
     return False
 
 
+def places(root: Path) -> dict[str, int]:
+    """run id -> its place in the line (1: next to get a slot), for the runs still waiting."""
+    try:
+        tickets = _tickets(root)
+    except RunStoreError:  # a planted symlink: the trainers say so; a page only shows no places
+        return {}
+    waiting = []
+    for ticket in tickets:
+        doc, _problem = read_json(ticket)
+        if doc is not None and _waits(root, doc.get("run"), ticket):
+            waiting.append(ticket.name.split("-", 1)[1])
+    return {run_id: place for place, run_id in enumerate(waiting, start=1)}
+
+
 def _waits(root: Path, run: object, ticket: Path) -> bool:
     """The ticket's run is still queued, by a live trainer or one about to start."""
     if not isinstance(run, str) or Path(run).is_absolute() or ".." in Path(run).parts:

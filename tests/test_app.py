@@ -526,6 +526,35 @@ def test_runs_table_says_how_long_a_running_run_still_needs(store, ids):
     assert not [b for b in at.button if b.key == "runs_refresh"] and not at.get("progress")
 
 
+def test_the_runs_page_says_where_each_queued_run_stands_in_line(tmp_path, monkeypatch):
+    from rnnreg import line
+    from rnnreg.runs import RunWriter
+
+    root = tmp_path / "runs"
+    config = {"preset": "demo", "name": None, "dropout": {"placement": "none", "rates": {}}, "train": {"epochs": 2}}
+    waiting = []
+    for name in ("first queued", "second queued"):  # waiting for a slot, each by a live trainer (this process)
+        writer = RunWriter.create(root, config, name=name, pid=os.getpid())
+        line.join(root, writer.dir, 1)
+        waiting.append(writer)
+    waiting[0].set_status("running")  # it got its slot; the other is next now
+    RunWriter.create(root, config, name="third queued", pid=os.getpid())  # by an older rnnreg: in no line
+    monkeypatch.setenv("RNNREG_RUNS_DIR", str(root))
+    at = app("runs")
+    assert_no_exception(at)
+    bars = sorted(bar.proto.text for bar in at.get("progress"))
+    assert bars[0].startswith("**first queued** · running · ")
+    assert bars[1].startswith("**second queued** · queued, 1st in line · ")
+    assert bars[2].startswith("**third queued** · queued · ")
+
+
+def test_ordinals():
+    from pages.shared.store import ordinal
+
+    assert [ordinal(n) for n in (1, 2, 3, 4, 11, 12, 13, 21, 22, 101, 111)] == [
+        "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "101st", "111th"]
+
+
 def test_a_trainer_killed_outright_shows_as_interrupted_on_the_next_rerun(store):
     # SIGKILL or the OOM killer: status.json still says running and no file changes; only the pid tells
     from rnnreg.runs import process_start_time

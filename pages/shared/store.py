@@ -135,6 +135,12 @@ def epochs_text(done: int, total: object) -> str:
     return f"{done} / {'?' if total is None or pd.isna(total) else int(total)}"
 
 
+def ordinal(n: int) -> str:
+    """1st, 2nd, 3rd, 4th, ..., 11th, 12th, 13th, 21st."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
 RECENT_EPOCHS = 3  # the pace an ETA trusts: a resume on other threads or a busy stretch changes it
 
 
