@@ -27,13 +27,23 @@ from rnnreg.model import LanguageModel
 from rnnreg.steps import make_step
 
 
-class Diverged(RuntimeError):
-    """The training loss became NaN or infinite."""
+# Not in the paper (which stops no run): a model whose mean training loss exceeds this many times a
+# uniform guess's, ln(vocabulary), has blown up, though its loss may stay finite (lr 100 on the demo:
+# 170,000 nats a word, perplexity 1e304); it stops as diverged.  A model's first steps sit near 1x
+# (the large preset's first logged loss is 15.0 nats against 9.2).
+BLOWN_UP_FACTOR = 10.0
 
-    def __init__(self, step: int, epoch: int, lr: float) -> None:
+
+class Diverged(RuntimeError):
+    """The training loss became NaN or infinite, or blew up past BLOWN_UP_FACTOR x ln(vocabulary)."""
+
+    def __init__(self, step: int, epoch: int, lr: float, blown_up: tuple[float, float] | None = None) -> None:
         self.step, self.epoch, self.lr = step, epoch, lr
+        what = ("became non-finite" if blown_up is None else
+                f"blew up: {blown_up[0]:.4g} nats a word, over {BLOWN_UP_FACTOR:g} times a uniform guess's "
+                f"{blown_up[1]:.1f},")
         super().__init__(
-            f"loss became non-finite at step {step} (epoch {epoch}, lr {lr:g}); "
+            f"loss {what} at step {step} (epoch {epoch}, lr {lr:g}); "
             "hint: lower the learning rate or the gradient clip, or check the data"
         )
 
@@ -145,7 +155,8 @@ class Trainer:
         if t.threads is not None and device.type == "cpu":
             torch.set_num_threads(t.threads)
         torch.manual_seed(t.seed)
-        self.model = LanguageModel(len(corpus.vocab), config.model, config.dropout).to(device)
+        self.vocab_size = len(corpus.vocab)
+        self.model = LanguageModel(self.vocab_size, config.model, config.dropout).to(device)
         train_ids = corpus.train[: t.max_train_tokens] if t.max_train_tokens else corpus.train
         valid_ids = corpus.valid[: t.max_eval_tokens] if t.max_eval_tokens else corpus.valid
         test_ids = corpus.test[: t.max_eval_tokens] if t.max_eval_tokens else corpus.test
@@ -281,10 +292,12 @@ class Trainer:
             self.words += steps * batch
             if self.step % t.log_every == 0:
                 self._check_finite(totals.first_bad, epoch, lr)
+                loss = out.nats.item() / (steps * batch)
+                self._check_not_blown_up(loss, self.step, epoch, lr)
                 now = time.perf_counter()
                 grad_norm = out.grad_norm.item()
                 event = StepEvent(
-                    step=self.step, epoch=epoch, loss=out.nats.item() / (steps * batch), grad_norm=grad_norm,
+                    step=self.step, epoch=epoch, loss=loss, grad_norm=grad_norm,
                     layer_grad_norms=step_fn.layer_grad_norms(out), clipped=grad_norm > t.clip, lr=lr,
                     words_per_s=(self.words - last_log_words) / max(now - last_log_time, 1e-9),
                     words=self.words, time=now - self.started,
@@ -292,6 +305,7 @@ class Trainer:
                 last_log_time, last_log_words = now, self.words
                 self._emit("on_step", event)
         self._check_finite(totals.first_bad, epoch, lr)
+        self._check_not_blown_up(totals.nats.item() / max(tokens, 1), self.step, epoch, lr)  # the epoch's mean
         valid = self.scores(self.valid_data, full_windows=True)
         valid_ppl = valid.ppl
         self.epoch = epoch
@@ -303,6 +317,11 @@ class Trainer:
         )
         self._emit("on_epoch_end", event)
         return event
+
+    def _check_not_blown_up(self, nats_per_word: float, step: int, epoch: int, lr: float) -> None:
+        uniform = math.log(self.vocab_size)
+        if nats_per_word > BLOWN_UP_FACTOR * uniform:
+            raise Diverged(step, epoch, lr, blown_up=(nats_per_word, uniform))
 
     def _check_finite(self, first_bad_step: torch.Tensor, epoch: int, lr: float) -> None:
         bad_step = int(first_bad_step.item())

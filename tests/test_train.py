@@ -84,6 +84,14 @@ def test_a_non_finite_loss_stops_training_naming_step_and_lr(tiny_corpus):
     assert err.value.step >= 1
 
 
+def test_a_loss_that_blows_up_but_stays_finite_stops_training_too(tiny_corpus):
+    """lr 100 on the demo once 'finished' at perplexity 1e304: a finite loss of 170,000 nats a word."""
+    with pytest.raises(Diverged) as err:
+        _train(tiny_corpus, epochs=2, lr=100.0)
+    assert "blew up" in str(err.value) and "times a uniform guess's" in str(err.value) and "lr 100" in str(err.value)
+    assert _train(tiny_corpus, epochs=1, lr=1.0).epochs  # the paper's lr trains on
+
+
 def test_lr_follows_the_schedule_during_training(tiny_corpus):
     run = _train(tiny_corpus, epochs=3, lr_decay=2.0, decay_after=1)
     assert [e.lr for e in run.epochs] == [1.0, 0.5, 0.25]
