@@ -79,3 +79,11 @@ def compact_checkpoint(path: Path) -> tuple[int, int]:
                for name, t in tensors.items()}
     save_checkpoint(Path(path), tensors, {**state, "weights_dtype": "float16"})
     return before, Path(path).stat().st_size
+
+
+def load_error_text(err: RuntimeError) -> str:
+    """torch's load_state_dict error on one line: 'size mismatch for embedding.weight: copying a param
+    with shape torch.Size([10000, 200]) from checkpoint, the shape in current model is ...'; missing
+    and unexpected keys likewise, the first two of them."""
+    lines = [line.strip().rstrip(".") for line in str(err).splitlines()[1:] if line.strip()]
+    return "; ".join(lines[:2]) + ("; ..." if len(lines) > 2 else "") if lines else str(err).strip()

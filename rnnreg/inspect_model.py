@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from rnnreg.checkpoint import CheckpointError, load_checkpoint
+from rnnreg.checkpoint import CheckpointError, load_checkpoint, load_error_text
 from rnnreg.config import ConfigError, RunConfig, from_dict
 from rnnreg.data import EOS, UNK, Corpus, Vocabulary, load_corpus
 from rnnreg.lstm import GATES
@@ -94,7 +94,11 @@ def load_run_model(run_dir: str | os.PathLike[str]) -> RunModel:
     try:
         model.load_state_dict(weights)
     except RuntimeError as err:
-        raise InspectError(f"run {run_dir.name}: checkpoint does not fit its config ({str(err)[:200]})") from None
+        raise InspectError(f"run {run_dir.name}: checkpoint does not fit its config ({load_error_text(err)})") from None
+    broken = [name for name, w in weights.items() if w.is_floating_point() and not torch.isfinite(w).all()]
+    if broken:  # a model of NaNs writes 'aer aer aer' and scores nothing
+        raise InspectError(f"run {run_dir.name}: its checkpoint's weights are not finite ({', '.join(broken[:3])}"
+                           f"{', ...' if len(broken) > 3 else ''}): the run diverged, or the file is damaged")
     model.eval()
     within = state.get("within_epoch")
     windows = within.get("windows") if isinstance(within, dict) else 0

@@ -489,6 +489,8 @@ def gate_means_figure(means: pd.DataFrame, *, layer: int, font_size: int = FONT)
     panels = [(rows, signed) for rows, signed in (
         (table.loc[[g for g in table.index if g not in SIGNED_STATES]], False),
         (table.loc[[g for g in table.index if g in SIGNED_STATES]], True)) if not rows.empty]
+    if not panels:  # every mean NaN (pivot_table drops them): nothing to draw
+        return empty_figure(title, "No finite activations")
     fig = go.Figure()
     gap = 0.08
     height = (1 - gap * (len(panels) - 1)) / sum(len(rows) for rows, _signed in panels)  # a row's share

@@ -46,7 +46,7 @@ from rnnreg.dropout.masks import FrozenMasks, frozen_masks
 from rnnreg.inspect_model import InspectError, load_run_corpus, load_run_model
 from rnnreg.model import LanguageModel
 from rnnreg.provenance import git_commit
-from rnnreg.runs import RunWriter, read_json, utc_now
+from rnnreg.runs import RunWriter, effective_state, read_json, utc_now
 
 MC_KIND = "mc_test"  # the metrics.jsonl record `rnnreg evaluate --mc-samples` appends
 MC_MASKS = ("stream", "window")  # one mask per sample for the whole stream (Gal), or per window
@@ -179,7 +179,7 @@ def evaluate_run(run_dir: str | os.PathLike[str], samples: int, device: torch.de
     run_dir = Path(run_dir)
     status, _problem = read_json(run_dir / "status.json")
     if not status or status.get("state") != "finished":
-        state = (status or {}).get("state", "unknown")
+        state = effective_state(status) if status else "unknown"  # as `rnnreg list` says it: a dead 'running' is interrupted
         raise EvaluateError(f"run {run_dir.name} is {state}; only a finished run's checkpoint holds its final weights")
     try:
         run = load_run_model(run_dir)

@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import torch
 
-from rnnreg.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from rnnreg.checkpoint import CheckpointError, load_checkpoint, load_error_text, save_checkpoint
 from rnnreg.runs import RunWriter, count_or_none, finite_number, ppl_text
 from rnnreg.train import EpochProgress
 
@@ -172,6 +172,5 @@ def restore_trainer(trainer, path: Path) -> ResumePoint:
     except ValueError as err:  # restore: a mid-epoch position outside the epoch
         raise CheckpointError(f"checkpoint {path}: {err}") from None
     except RuntimeError as err:  # load_state_dict: missing/unexpected keys or wrong shapes
-        first = str(err).strip().splitlines()[0]
-        raise CheckpointError(f"checkpoint {path}: does not fit this run's model ({first})") from None
+        raise CheckpointError(f"checkpoint {path}: does not fit this run's model ({load_error_text(err)})") from None
     return ResumePoint(counters["epoch"], counters["step"], None if progress is None else progress.windows, elapsed)

@@ -219,6 +219,52 @@ def test_a_run_whose_files_would_hang_or_exhaust_the_viewer_is_refused(runs, tmp
         inspect_model.load_run_model(copied)
 
 
+def test_a_checkpoint_of_non_finite_weights_is_refused_by_poke_generate_and_evaluate(runs, tmp_path):
+    """A bit-flipped or hand-made file: before, generate wrote 'aer aer aer', evaluate recorded a null
+    MC figure, and the Poke page raised ZeroDivisionError drawing the gates."""
+    import torch
+
+    from rnnreg.checkpoint import load_checkpoint, save_checkpoint
+    from rnnreg.mc_eval import EvaluateError, evaluate_run
+
+    copied = tmp_path / runs["none"].name
+    shutil.copytree(runs["none"], copied)
+    tensors, state = load_checkpoint(copied / "checkpoint.safetensors")
+    name = next(k for k in tensors if k.startswith("model.") and k.endswith("decoder.weight"))
+    tensors[name][0, 0] = float("nan")
+    save_checkpoint(copied / "checkpoint.safetensors", tensors, state)
+    said = r"weights are not finite \(decoder.weight\): the run diverged, or the file is damaged"
+    with pytest.raises(InspectError, match=said):
+        inspect_model.load_run_model(copied)
+    with pytest.raises(EvaluateError, match=said):
+        evaluate_run(copied, samples=1, device=torch.device("cpu"))
+    out = subprocess.run([sys.executable, "-m", "rnnreg", "generate", str(copied), "--prompt", "the"],
+                         capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 2 and re.search(said, out.stderr) and not out.stdout
+
+
+def test_a_checkpoint_of_another_shape_says_which_weight_on_one_line(runs, tmp_path):
+    config_path = (copied := tmp_path / runs["none"].name) / "config.json"
+    shutil.copytree(runs["none"], copied)
+    doc = json.loads(config_path.read_text())
+    doc["config"]["model"]["hidden"] += 1
+    config_path.write_text(json.dumps(doc))
+    with pytest.raises(InspectError) as err:
+        inspect_model.load_run_model(copied)
+    message = str(err.value)
+    assert "\n" not in message and "size mismatch for " in message and "Error(s) in loading" not in message
+
+
+def test_gate_means_of_a_model_of_nans_draw_an_empty_chart_not_a_division_by_zero():
+    import pandas as pd
+
+    from rnnreg import lecture_plots
+
+    means = pd.DataFrame({"layer": 0, "gate": ["i", "f", "c"], "position": 0, "word": "the", "mean": float("nan")})
+    fig = lecture_plots.gate_means_figure(means, layer=0)
+    assert "No finite activations" in fig.layout.annotations[0].text
+
+
 def _checkpoint_with_state(run_dir: Path, state_text: str) -> None:
     from safetensors.torch import save as save_safetensors
 
