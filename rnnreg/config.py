@@ -439,19 +439,25 @@ def to_dict(config: RunConfig) -> dict[str, Any]:
 
 
 def from_dict(data: Mapping[str, Any]) -> RunConfig:
-    """The inverse of `to_dict`, validated; unknown keys are ignored (newer writers)."""
+    """The inverse of `to_dict`, validated; unknown keys are ignored (newer writers), and a section
+    left out (model, train, dropout, memory) is its preset's."""
     if not isinstance(data, Mapping):
         raise ConfigError("config: expected a JSON object")
 
+    preset = PRESETS.get(data.get("preset")) if isinstance(data.get("preset"), str) else None
+
     def part(cls: type, raw: Any, where: str) -> Any:
-        if raw is None:
-            return cls()
+        if raw is None:  # a section left out (by hand): its preset's, not the defaults (the small model's)
+            return getattr(preset, where) if preset is not None else cls()
         if not isinstance(raw, Mapping):
             raise ConfigError(f"config.{where}: expected a JSON object")
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in raw.items() if k in known})
 
-    dropout_raw = data.get("dropout") or {}
+    dropout_raw = data.get("dropout")
+    if dropout_raw is None and preset is not None:
+        dropout_raw = to_dict(preset)["dropout"]
+    dropout_raw = dropout_raw or {}
     if not isinstance(dropout_raw, Mapping) or not isinstance(dropout_raw.get("rates", {}), Mapping):
         raise ConfigError("config.dropout: expected {placement, rates}")
     config = RunConfig(

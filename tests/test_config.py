@@ -167,3 +167,15 @@ def test_a_run_without_a_name_is_named_after_its_settings(preset, options, name)
     from rnnreg.config import build_run_config, default_run_name
 
     assert default_run_name(build_run_config(preset, **options)) == name
+
+
+def test_a_config_json_section_left_out_reads_as_its_presets_not_the_small_models():
+    """A demo run whose config.json lost its train section read the small model's 13 epochs, so
+    `rnnreg show` reproduced it with --epochs 13 and `evaluate` ran the whole test split."""
+    from rnnreg.config import PRESETS, from_dict, to_dict
+
+    for name, preset in PRESETS.items():
+        full = to_dict(preset)
+        for section in ("model", "train", "dropout", "memory"):
+            assert from_dict({k: v for k, v in full.items() if k != section}) == preset, (name, section)
+    assert from_dict({"preset": "medium", "train": {"epochs": 2}}).train.epochs == 2  # a section given is read

@@ -358,6 +358,25 @@ def finished_run(root, name="done", valids=(300.0, 200.0, 250.0), test=240.0) ->
     return w
 
 
+@pytest.mark.parametrize("damage, said", [
+    (lambda p: p.write_bytes(b""), ["the records of 3 of its 3 epochs are missing", "no test record"]),
+    (lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]),  # a copy cut short mid-line
+     ["epochs are missing", "no test record", "its last line is cut short"]),
+    (lambda p: p.write_bytes(os.urandom(4000).replace(b"\n", b" ") + b"\n"),
+     ["the records of 3 of its 3 epochs are missing", "no test record"]),
+])
+def test_a_finished_runs_metrics_cut_short_or_overwritten_show_as_damaged(tmp_path, damage, said):
+    """Before, such a copy listed as finished with no problem, its figures those of what was left."""
+    w = finished_run(tmp_path)
+    damage(w.dir / "metrics.jsonl")
+    (s,) = runs.list_runs(tmp_path)
+    assert s.state == "finished" and all(any(part in p for p in s.problems) for part in said), s.problems
+    assert all(p.startswith("metrics.jsonl: ") for p in s.problems)
+    w2 = finished_run(tmp_path / "intact")
+    w2.append_metric({"kind": "mc_test", "mc_test_ppl": 230.0})  # evaluate appends to a finished run: still whole
+    assert [s.problems for s in runs.list_runs(tmp_path / "intact")] == [()]
+
+
 def test_summary_of_a_finished_run(tmp_path):
     w = finished_run(tmp_path)
     (s,) = runs.list_runs(tmp_path)

@@ -52,8 +52,8 @@ from rnnreg.runs.writer import (
     RunWriter,
 )
 from rnnreg.runs.summary import (
-    RunSummary, summarize_run, penn_treebank_checksums, corpus_of, corpus_dir, list_runs, find_run_arg,
-    run_signature, root_signature, mc_protocol, mc_passes_text,
+    RunSummary, summarize_run, penn_treebank_checksums, corpus_of, corpus_dir, list_runs, unlisted_folders,
+    find_run_arg, run_signature, root_signature, mc_protocol, mc_passes_text,
 )
 from rnnreg.runs.loading import (
     Run, load_run, open_run,
@@ -74,7 +74,8 @@ __all__ = [
     "atomic_write_json", "read_json", "read_json_value", "read_log_tail", "JsonlReport", "scan_jsonl", "read_jsonl",
     "open_in_run", "strict_json", "finite_number", "count_or_none", "process_start_time", "pid_alive",
     "effective_state", "last_words", "ERROR_PREFIX", "RunWriter", "RunSummary", "summarize_run",
-    "penn_treebank_checksums", "corpus_of", "corpus_dir", "list_runs", "run_signature", "root_signature",
+    "penn_treebank_checksums", "corpus_of", "corpus_dir", "list_runs", "unlisted_folders", "run_signature",
+    "root_signature",
     "mc_protocol", "mc_passes_text", "Run", "load_run", "open_run", "rename_run", "delete_run", "resume_refusal", "format_table",
     "ppl_text",
 ]

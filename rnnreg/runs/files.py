@@ -180,6 +180,7 @@ class JsonlReport:
     skipped: int  # invalid / non-object / over-long lines before the end of the file
     torn_tail: bool  # the last line had no newline and did not parse (a writer mid-record)
     problem: str | None  # the file itself could not be read (missing, symlink, ...)
+    unterminated: bool = False  # the file does not end with a newline (whatever its last line's kind)
 
 
 def _kinds_filter(kind: str | Iterable[str] | None) -> tuple[frozenset[str] | None, re.Pattern[bytes] | None]:
@@ -200,6 +201,7 @@ def scan_jsonl(
     records: list[dict] = []
     skipped = 0
     torn_tail = False
+    complete = True
     try:
         with _open_regular(path) as handle:
             while True:
@@ -230,7 +232,7 @@ def scan_jsonl(
         return JsonlReport(records, skipped, torn_tail, str(err))
     except OSError as err:
         return JsonlReport(records, skipped, torn_tail, f"{path.name}: unreadable ({err.strerror})")
-    return JsonlReport(records, skipped, torn_tail, None)
+    return JsonlReport(records, skipped, torn_tail, None, unterminated=not complete)
 
 
 def read_jsonl(

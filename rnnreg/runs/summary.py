@@ -19,7 +19,9 @@ from rnnreg.runs.layout import (
     STATUS_FILE, UNKNOWN_STATE, NoSuchRun, RunStoreError,
     find_run_dir, is_read_only, _inside, _is_run_dir, _valid_segment,
 )
-from rnnreg.runs.files import read_json, read_log_tail, scan_jsonl, _dict, _int, finite_number, _parse_time, _str
+from rnnreg.runs.files import (
+    JsonlReport, read_json, read_log_tail, scan_jsonl, _dict, _int, finite_number, _parse_time, _str,
+)
 from rnnreg.runs.liveness import effective_state, last_words
 
 logger = logging.getLogger(__name__)
@@ -143,6 +145,8 @@ def summarize_run(run_dir: str | os.PathLike[str], *, read_only: bool = False, g
         if state == UNKNOWN_STATE:
             problems.append(f"{STATUS_FILE}: unknown state {status.get('state')!r}")
 
+    if status.get("state") == "finished":  # its trainer wrote every record: one missing now was lost since
+        problems += _records_lost(status, epochs, report)
     epochs_done = max([_int(status.get("epoch")) or 0] + [_int(r["epoch"]) for r in epochs])
     variant, problem = _variant(cfg) if cfg else (None, None)
     if problem:
@@ -178,6 +182,22 @@ def summarize_run(run_dir: str | os.PathLike[str], *, read_only: bool = False, g
         message=_message(run_dir, status, state),
         problems=tuple(problems),
     )
+
+
+def _records_lost(status: dict, epochs: list[dict], report: JsonlReport) -> list[str]:
+    """What a finished run's metrics.jsonl lacks that its trainer wrote: a file cut short, emptied
+    or overwritten still reads as a run, with the figures of whatever is left."""
+    last = _int(status.get("epoch")) or 0
+    missing = set(range(1, last + 1)) - {_int(r["epoch"]) for r in epochs}
+    lost = []
+    if missing:
+        lost.append(f"{METRICS_FILE}: the records of {len(missing)} of its {last} epochs are missing (the file was "
+                    "cut short or damaged)")
+    if not any(r.get("kind") == "test" for r in report.records):
+        lost.append(f"{METRICS_FILE}: no test record, though the run finished")
+    if report.unterminated:
+        lost.append(f"{METRICS_FILE}: its last line is cut short")
+    return lost
 
 
 def _message(run_dir: Path, status: dict, state: str) -> str | None:
@@ -268,6 +288,17 @@ def _run_dirs(root: Path) -> Iterator[tuple[Path, str | None, str | None]]:
                         yield Path(child.path), entry.name, outside
                     elif _is_run_dir(Path(child.path)):
                         yield Path(child.path), entry.name, None
+
+
+def unlisted_folders(root: str | os.PathLike[str]) -> list[str]:
+    """Folders in `root` that hold a config.json but are left out of the listing: their names are no
+    run id (a space, an accent, a copy named 'run (copy)'), so no command could address them."""
+    try:
+        with os.scandir(root) as listing:
+            return sorted(e.name for e in listing if not e.name.startswith(".") and not _valid_segment(e.name)
+                          and e.is_dir(follow_symlinks=False) and (Path(e.path) / CONFIG_FILE).is_file())
+    except OSError:
+        return []
 
 
 def find_run_arg(root: str | os.PathLike[str], run: str, *, paths: bool = True) -> Path:
