@@ -19,9 +19,20 @@ if picked is None:
     st.stop()
 colors = common.colors()
 gates = common.frames(picked, "gates")
-if gates.empty:
-    st.info("None of the picked runs has gate statistics (the trainer writes them after every epoch).")
+table = common.run_table().set_index("run")
+missing = [r for r in picked if r in table.index and r not in set(gates["run"] if not gates.empty else [])]
+# a run that trained an epoch has gate records: without them its probes.jsonl is missing or damaged
+damaged = [r for r in missing if table.at[r, "epochs_done"] >= 1]
+if gates.empty and not damaged:
+    st.info("None of the picked runs has gate statistics yet (the trainer writes them after every epoch).")
     st.stop()
+if damaged:
+    st.warning("No readable gate statistics in the probes.jsonl of "
+               + ", ".join(f"**{common.escape_markdown(table.at[r, 'label'])}** ({table.at[r, 'epochs_done']} "
+                           "epoch(s) trained)" for r in damaged)
+               + ": the file is missing or damaged.", icon=":material/broken_image:")
+    if gates.empty:
+        st.stop()
 
 layers = sorted(int(v) for v in gates["layer"].dropna().unique())
 layer = st.selectbox("Layer", layers, format_func=layer_name, key="gates_layer")  # records count from 0

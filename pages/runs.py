@@ -36,6 +36,10 @@ def delete_popover_toggled() -> None:
 
 
 st.title("Runs")
+if unlisted := runs.unlisted_folders(common.runs_root()):  # copied in under a name no command could address
+    st.warning("Not listed, their folder names are no run id (letters, digits, `.`, `_` and `-` only; rename them "
+               "to list them): " + ", ".join(f"`{common.escape_markdown(name)}`" for name in unlisted),
+               icon=":material/folder_off:")
 table = common.run_table()
 if table.empty:
     common.empty_store()

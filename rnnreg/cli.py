@@ -243,10 +243,13 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
                                                      "threads", *TRAIN_SCHEDULE_OPTIONS)
                  if getattr(args, key, None) is not None}
     preset = args.preset or DEFAULT_PRESET
+    sites = [site for site, _rate in args.dropout_site]
+    if twice := sorted({site for site in sites if sites.count(site) > 1}):
+        raise ConfigError(f"--dropout-site: {', '.join(twice)} given twice; give each site once")
     config = build_run_config(
         preset, placement=args.placement, dropout=args.dropout, site_rates=dict(args.dropout_site),
         epochs=args.epochs, max_train_tokens=args.max_train_tokens, data_dir=args.data, device=args.device,
-        seed=args.seed, name=args.name, delay=args.delay, **overrides,
+        seed=args.seed, name=args.name or None, delay=args.delay, **overrides,  # --name '': named after its settings
     )
     placement = config.dropout.placement
     if args.dropout and not PLACEMENTS[placement].primary_sites:
@@ -276,15 +279,22 @@ def _train(args: argparse.Namespace) -> int:
 
 def _list(args: argparse.Namespace) -> int:
     from rnnreg.config import browsing_rank
-    from rnnreg.runs import format_table, list_runs, runs_root
+    from rnnreg.runs import format_table, list_runs, runs_root, unlisted_folders
 
+    root = runs_root(args.runs_dir)
+    if not root.exists() and not args.json:  # a typo in --runs-dir read as an empty store
+        print(f"no runs: there is no {root}")
+        return 0
     # as the dashboard lists them: your runs, then the shipped paper models, each newest first
-    summaries = sorted(list_runs(runs_root(args.runs_dir)), key=lambda s: browsing_rank(s.preset, s.read_only))
+    summaries = sorted(list_runs(root), key=lambda s: browsing_rank(s.preset, s.read_only))
     if args.json:
         print(json.dumps([s.to_json() for s in summaries], indent=2))
     else:  # on a terminal, a table that fits it; piped (to grep, a file), the whole table
         fit = sys.stdout.isatty() and not args.wide
         print(format_table(summaries, width=shutil.get_terminal_size().columns if fit else None))
+        if unlisted := unlisted_folders(root):
+            print(f"\nnot listed, their folder names are no run id (letters, digits, '.', '_' and '-' only; rename "
+                  f"them to list them): {', '.join(ascii(name) for name in unlisted)}")
     return 0
 
 

@@ -548,6 +548,25 @@ def test_the_runs_page_says_where_each_queued_run_stands_in_line(tmp_path, monke
     assert bars[2].startswith("**third queued** · queued · ")
 
 
+def test_a_run_folder_named_as_no_run_id_is_said_not_listed_not_silently_left_out(tmp_path, monkeypatch, capsys):
+    from fixtures_runs import write_run
+    from rnnreg.cli import main
+
+    root = tmp_path / "runs"
+    write_run(root, "20261001-000000-fine", name="fine")
+    copied = root / "run (copy)"  # a file manager's copy: a space and brackets, which no run id has
+    shutil.copytree(root / "20261001-000000-fine", copied)
+    (root / "notes").mkdir()  # a folder of the user's own, no run: not named
+    monkeypatch.setenv("RNNREG_RUNS_DIR", str(root))
+    at = app("runs")
+    assert_no_exception(at)
+    assert any("Not listed, their folder names are no run id" in w.value and "`run (copy)`" in w.value
+               for w in at.warning), [w.value for w in at.warning]
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert out.rstrip().endswith("rename them to list them): 'run (copy)'") and "notes" not in out
+
+
 def test_ordinals():
     from pages.shared.store import ordinal
 
@@ -588,6 +607,20 @@ def test_gates_page_epoch_and_layer(store):
     assert "epoch 0" in figures(at)[0]["layout"]["title"]["text"]
     at.selectbox(key="gates_layer").set_value(1).run()  # the records' layer 1: the second, "layer 2" to a user
     assert "layer 2" in figures(at)[0]["layout"]["title"]["text"]
+
+
+def test_gates_page_names_a_trained_run_whose_probes_file_is_gone_or_damaged(store, ids):
+    """Before, it said the trainer writes them after every epoch, as of a run not yet trained."""
+    (store / ids["overfit"] / "probes.jsonl").write_bytes(b"\x00garbage\n")
+    at = app()
+    at.switch_page("pages/gates.py").run()
+    at.sidebar.multiselect(key="picked_runs").set_value([ids["overfit"], ids["zaremba"]]).run()
+    assert_no_exception(at)
+    [warning] = at.warning
+    assert warning.value.startswith("No readable gate statistics in the probes.jsonl of **no dropout** (")
+    assert "missing or damaged" in warning.value and figures(at)  # the other run's gates are still drawn
+    at.sidebar.multiselect(key="picked_runs").set_value([ids["overfit"]]).run()
+    assert at.warning and not figures(at)
 
 
 @pytest.mark.parametrize(("page", "tab_key", "views"), [

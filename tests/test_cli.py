@@ -164,6 +164,19 @@ def test_a_run_trained_without_a_name_is_named_after_its_settings(tmp_path, tiny
     assert "-demo-zaremba-0.5-s3-" in run_dir.name  # and `rnnreg list` shows more than a time stamp
 
 
+def test_an_empty_name_is_no_name_and_a_site_given_twice_is_refused(tmp_path, capsys):
+    from rnnreg.cli import build_parser, config_from_args, main
+    from rnnreg.config import ConfigError
+
+    args = build_parser().parse_args(["train", "--preset", "demo", "--name", ""])
+    assert config_from_args(args).name is None  # named after its settings, as the README says, not unnamed
+    args = build_parser().parse_args(["train", "--dropout-site", "input=0.2", "--dropout-site", "input=0.3"])
+    with pytest.raises(ConfigError, match="--dropout-site: input given twice"):  # the first was silently dropped
+        config_from_args(args)
+    assert main(["list", "--runs-dir", str(tmp_path / "typo")]) == 0
+    assert capsys.readouterr().out == f"no runs: there is no {tmp_path / 'typo'}\n"  # not an empty store
+
+
 def test_the_commit_can_be_named_where_the_code_is_a_copy_without_git(monkeypatch):
     from rnnreg.provenance import git_commit
 

@@ -16,6 +16,15 @@ def test_eta_from_epochs_is_their_mean_time_times_the_epochs_to_go():
     assert math.isnan(store.eta_seconds(epochs, None))
 
 
+def test_a_hand_edited_epoch_time_of_1e999_or_1e308_is_no_time_left_not_a_crash():
+    # the Runs and Launch pages, the two a run is cancelled from, raised OverflowError on these
+    for seconds in ([math.inf], [1e308, 1e308]):
+        epochs = pd.DataFrame({"epoch": range(1, len(seconds) + 1), "seconds": seconds})
+        assert math.isnan(store.eta_seconds(epochs, 10))
+    assert store.duration_text(math.inf) == store.duration_text(-math.inf) == store.duration_text(math.nan) == "—"
+    assert store.duration_text(90) == "1 min 30 s"
+
+
 def test_eta_goes_by_the_last_epochs_pace_not_the_whole_runs():
     # a run that trained on 1 thread, then was resumed on 2: the slow start is not what is left
     epochs = pd.DataFrame({"epoch": [1, 2, 3, 4, 5], "seconds": [800.0, 820.0, 450.0, 460.0, 440.0]})
@@ -73,3 +82,18 @@ def test_the_csv_export_has_a_column_per_layers_gradient_norm_and_no_duplicate_t
     assert csv["grad_norm lstm.0"].tolist()[:2] == [2.0, 3.0] and math.isnan(csv.at[2, "grad_norm embedding"])
     epochs = pd.DataFrame({"epoch": [1], "valid_ppl": [120.5], "wall_s": [9.0], "time": [9.0]})
     assert list(store.csv_frame(epochs).columns) == ["epoch", "valid_ppl", "time"]
+
+
+def test_runs_of_one_name_whose_ids_end_alike_get_labels_of_their_own(tmp_path):
+    """A picker resolves a label to its first run: two alike hid the second (ids made or copied by hand)."""
+    from rnnreg.runs import RunWriter
+
+    config = {"preset": "demo", "name": None, "dropout": {"placement": "none", "rates": {}}, "train": {"epochs": 2}}
+    for run_id, name in (("20261101-000000-twin-aaaaaa", "twin"), ("20261101-000001-twin-aaaaaa", "twin"),
+                         ("20261101-000002-pair-bbbbbb", "pair"), ("20261101-000003-pair-cccccc", "pair"),
+                         ("20261101-000004-solo-dddddd", "solo")):
+        RunWriter.create(tmp_path, config, name=name, run_id=run_id)
+    labels = store.run_table(tmp_path).set_index("run")["label"]
+    assert labels.is_unique
+    assert labels["20261101-000000-twin-aaaaaa"] == "twin (20261101-000000-twin-aaaaaa)"
+    assert labels["20261101-000002-pair-bbbbbb"] == "pair (bbbbbb)" and labels["20261101-000004-solo-dddddd"] == "solo"

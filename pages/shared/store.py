@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from rnnreg import runs
@@ -101,7 +102,9 @@ def run_table(root: Path) -> pd.DataFrame:
     df = df.sort_values("read_only", kind="stable").reset_index(drop=True)
     labels = df["name"].where(df["name"] != "", df["run"])
     dupes = labels.duplicated(keep=False)
-    df["label"] = labels.where(~dupes, labels + " (" + df["run"].str[-6:] + ")")
+    labels = labels.where(~dupes, labels + " (" + df["run"].str[-6:] + ")")
+    # ids made by hand or copied can share their last characters too: then the whole id, which is unique
+    df["label"] = labels.where(~labels.duplicated(keep=False), df["name"] + " (" + df["run"] + ")")
     return df
 
 
@@ -156,7 +159,9 @@ def eta_seconds(epochs: pd.DataFrame, epochs_total: float | None, *, steps: pd.D
         if recent.empty:
             return math.nan
         to_go = max(int(epochs_total) - len(epochs), 0)
-        return float(max(recent.mean() * to_go - _into_current_epoch(epochs, steps), 0.0))
+        with np.errstate(over="ignore", invalid="ignore"):  # said below, not warned
+            left = float(max(recent.mean() * to_go - _into_current_epoch(epochs, steps), 0.0))
+        return left if math.isfinite(left) else math.nan  # epoch times of 1e308 in a hand-edited file
     if steps is None or steps.empty or not isinstance(batches_per_epoch, int) or batches_per_epoch <= 0:
         return math.nan
     last = steps.iloc[-1]  # `step` counts minibatches from the start, `time` the seconds they took
@@ -179,8 +184,8 @@ def _into_current_epoch(epochs: pd.DataFrame, steps: pd.DataFrame | None) -> flo
 
 
 def duration_text(seconds: float) -> str:
-    """90 -> '1 min 30 s'; NaN -> '—'."""
-    if seconds != seconds:
+    """90 -> '1 min 30 s'; NaN or infinite (a hand-edited record's 1e999) -> '—'."""
+    if not math.isfinite(seconds):
         return "—"
     seconds = int(round(seconds))
     if seconds < 60:
