@@ -348,6 +348,26 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _progress_every(seconds: float):
+    """A `progress(done, total)` for long evaluations: a line on stderr at most every `seconds`,
+    with the time so far and about how much is left at that pace."""
+    import time
+
+    began = last = time.monotonic()
+
+    def report(done: int, total: int) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if now - last < seconds or done >= total:
+            return
+        last = now
+        left = (now - began) / done * (total - done)
+        print(f"MC dropout: {done} of {total} passes, {now - began:.0f} s, about {left:.0f} s left",
+              file=sys.stderr, flush=True)
+
+    return report
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from rnnreg.data import DataError
     from rnnreg.mc_eval import EvaluateError, evaluate_run, record
@@ -369,7 +389,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     summary = summarize_run(run_dir)
     try:
         result = evaluate_run(run_dir, args.mc_samples, resolve_device(args.device), seed=args.seed,
-                              data_dir=args.data, masks=args.mc_masks, word_dropout=args.mc_word_dropout)
+                              data_dir=args.data, masks=args.mc_masks, word_dropout=args.mc_word_dropout,
+                              progress=_progress_every(10.0))
     except (EvaluateError, DataError, ValueError) as err:
         raise UsageError(f"rnnreg evaluate: {err}") from None
     print(f"{run_dir.name}: test perplexity {result.test_ppl:.2f} (dropout off), "

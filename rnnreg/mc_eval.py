@@ -36,7 +36,7 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -135,11 +135,13 @@ class MCFigures(NamedTuple):
 
 
 def mc_evaluate(model: LanguageModel, data: torch.Tensor, bptt: int, samples: int, *, seed: int = 0,
-                per_pass: int | None = None, masks: str = "stream", word_dropout: bool = False) -> MCFigures:
+                per_pass: int | None = None, masks: str = "stream", word_dropout: bool = False,
+                progress: Callable[[int, int], None] | None = None) -> MCFigures:
     """MC, deterministic and single-pass perplexity of `data` (rows, B).
 
     Single-pass against deterministic says whether the model scores better with its masks on at all;
-    MC against single-pass is what averaging the samples (an ensemble) adds on top.
+    MC against single-pass is what averaging the samples (an ensemble) adds on top.  `progress(done,
+    samples)` is called after each batch of passes (a medium model's 1000 take minutes on a GPU).
     """
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
         raise EvaluateError(f"--mc-samples: must be a whole number >= 1, got {samples!r}")
@@ -161,6 +163,8 @@ def mc_evaluate(model: LanguageModel, data: torch.Tensor, bptt: int, samples: in
         total = chunk if total is None else torch.logaddexp(total, chunk)
         log_p_sum += chunk_sums.sum().item()
         done += copies
+        if progress is not None:
+            progress(done, samples)
     mc_mean_log_p = (total - math.log(samples)).mean().item()
     tokens = deterministic.numel()
     return MCFigures(math.exp(-mc_mean_log_p), math.exp(-deterministic.mean().item()), tokens, per_pass,
@@ -169,7 +173,8 @@ def mc_evaluate(model: LanguageModel, data: torch.Tensor, bptt: int, samples: in
 
 def evaluate_run(run_dir: str | os.PathLike[str], samples: int, device: torch.device, *, seed: int = 0,
                  data_dir: str | os.PathLike[str] | None = None, per_pass: int | None = None,
-                 masks: str = "stream", word_dropout: bool = False) -> MCResult:
+                 masks: str = "stream", word_dropout: bool = False,
+                 progress: Callable[[int, int], None] | None = None) -> MCResult:
     """MC and deterministic test perplexity of a finished run's final weights (not recorded).
 
     The corpus is the run's own data directory unless `data_dir` is given (or, for a run made
@@ -195,7 +200,7 @@ def evaluate_run(run_dir: str | os.PathLike[str], samples: int, device: torch.de
     code = {"torch_version": torch.__version__, "git_commit": git_commit()}  # now: the checkout may move on meanwhile
     began = time.perf_counter()
     figures = mc_evaluate(model, data.to(device), t.bptt, samples, seed=seed, per_pass=per_pass, masks=masks,
-                          word_dropout=word_dropout)
+                          word_dropout=word_dropout, progress=progress)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return MCResult(samples=samples, mc_test_ppl=figures.mc_test_ppl, test_ppl=figures.test_ppl,

@@ -193,6 +193,22 @@ def test_weight_drop_runs_one_sample_per_pass(runs):
     assert per_pass == 1
 
 
+def test_a_long_evaluation_says_how_far_it_is(runs, capsys, monkeypatch):
+    """1000 passes of a medium model take minutes: a line every 10 s on stderr, not silence."""
+    from rnnreg import cli
+
+    model, data, bptt = _model_and_test(runs["variational"])
+    seen = []
+    mc_eval.mc_evaluate(model, data, bptt, 10, per_pass=3, progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(3, 10), (6, 10), (9, 10), (10, 10)]
+    clock = iter([0.0, 5.0, 12.0, 13.0, 30.0])  # started, then one reading per call
+    monkeypatch.setattr("time.monotonic", lambda: next(clock))
+    report = cli._progress_every(10.0)
+    for done in (3, 6, 9, 10):  # at 5 s: too soon; at 12 s: said; at 13 s: too soon; at the end: the result says it
+        report(done, 10)
+    assert capsys.readouterr().err == "MC dropout: 6 of 10 passes, 12 s, about 8 s left\n"
+
+
 def test_cli_evaluate_records_the_result(runs, capsys, monkeypatch):
     run_dir = runs["variational"]
     monkeypatch.setenv("RNNREG_GIT_COMMIT", "0123abc")  # the code that computed it, as a run's config records it
