@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from pages.shared import common
+from pages.shared import common, store
 from rnnreg import plots
 from rnnreg.config import PRESETS
 
@@ -40,6 +40,10 @@ def curves() -> None:
     epochs = common.frames(picked, "epochs")
     common.show_figure(plots.perplexity_figure(epochs, colors, x=x, log_y=log_y, reference_presets=presets),
                        key="ppl_curves", file_stem="perplexity")
+    for alike in store.identical_curves(epochs):  # one curve seems missing: say it lies under the other
+        st.caption("Drawn on top of each other, their curves being identical to the last digit: "
+                   + " and ".join(f"**{common.escape_markdown(label)}**" for label in alike)
+                   + " (the same settings and seed train alike).")
     common.show_figure(plots.gap_figure(epochs, colors, x=x), key="ppl_gap", file_stem="generalisation-gap")
     common.rerun_once_ended(picked, training)
 

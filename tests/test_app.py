@@ -567,6 +567,18 @@ def test_a_run_folder_named_as_no_run_id_is_said_not_listed_not_silently_left_ou
     assert out.rstrip().endswith("rename them to list them): 'run (copy)'") and "notes" not in out
 
 
+def test_perplexity_says_when_a_picked_runs_curve_lies_under_anothers(store, ids):
+    at = app()
+    at.switch_page("pages/perplexity.py").run()
+    at.sidebar.multiselect(key="picked_runs").set_value([ids["overfit"], "20261101-000000-ref-small"]).run()
+    assert_no_exception(at)
+    said = [c.value for c in at.caption if c.value.startswith("Drawn on top of each other")]
+    assert said == ["Drawn on top of each other, their curves being identical to the last digit: **no dropout** and "
+                    "**reference small** (the same settings and seed train alike)."], said
+    at.sidebar.multiselect(key="picked_runs").set_value([ids["overfit"], ids["zaremba"]]).run()
+    assert not [c for c in at.caption if c.value.startswith("Drawn on top of each other")]
+
+
 def test_ordinals():
     from pages.shared.store import ordinal
 

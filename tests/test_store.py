@@ -97,3 +97,13 @@ def test_runs_of_one_name_whose_ids_end_alike_get_labels_of_their_own(tmp_path):
     assert labels.is_unique
     assert labels["20261101-000000-twin-aaaaaa"] == "twin (20261101-000000-twin-aaaaaa)"
     assert labels["20261101-000002-pair-bbbbbb"] == "pair (bbbbbb)" and labels["20261101-000004-solo-dddddd"] == "solo"
+
+
+def test_runs_with_identical_curves_are_found_so_the_page_can_say_one_lies_under_the_other():
+    rows = lambda label, valids: pd.DataFrame(  # noqa: E731
+        {"label": label, "epoch": range(1, len(valids) + 1), "train_ppl": [v - 50 for v in valids], "valid_ppl": valids})
+    epochs = pd.concat([rows("live demo", [600.0, 550.0]), rows("shipped demo", [600.0, 550.0]),
+                        rows("other seed", [600.0, 550.1]), rows("shorter", [600.0])])
+    assert store.identical_curves(epochs) == [["live demo", "shipped demo"]]
+    assert store.identical_curves(epochs[epochs["label"] != "live demo"]) == []
+    assert store.identical_curves(pd.DataFrame()) == []

@@ -144,6 +144,19 @@ def ordinal(n: int) -> str:
     return f"{n}{suffix}"
 
 
+def identical_curves(epochs: pd.DataFrame) -> list[list[str]]:
+    """Groups (2 or more, by label) of runs whose per-epoch train and valid perplexities are equal to
+    the last digit: drawn on top of each other, one seems missing (a live demo run and the shipped
+    one it reproduces, trained on the same settings and seed)."""
+    if epochs is None or epochs.empty or not {"label", "epoch", "train_ppl", "valid_ppl"} <= set(epochs.columns):
+        return []
+    curves: dict[tuple, list[str]] = {}
+    for label, rows in epochs.sort_values("epoch").groupby("label", sort=False):
+        key = tuple(map(tuple, rows[["epoch", "train_ppl", "valid_ppl"]].itertuples(index=False)))
+        curves.setdefault(key, []).append(str(label))
+    return [labels for labels in curves.values() if len(labels) > 1]
+
+
 RECENT_EPOCHS = 3  # the pace an ETA trusts: a resume on other threads or a busy stretch changes it
 
 
