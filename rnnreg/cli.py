@@ -279,6 +279,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _list(args: argparse.Namespace) -> int:
     from rnnreg.config import browsing_rank
+    from rnnreg import line
     from rnnreg.runs import format_table, list_runs, runs_root, unlisted_folders
 
     root = runs_root(args.runs_dir)
@@ -291,7 +292,8 @@ def _list(args: argparse.Namespace) -> int:
         print(json.dumps([s.to_json() for s in summaries], indent=2))
     else:  # on a terminal, a table that fits it; piped (to grep, a file), the whole table
         fit = sys.stdout.isatty() and not args.wide
-        print(format_table(summaries, width=shutil.get_terminal_size().columns if fit else None))
+        print(format_table(summaries, width=shutil.get_terminal_size().columns if fit else None,
+                           places=line.places(root)))
         if unlisted := unlisted_folders(root):
             print(f"\nnot listed, their folder names are no run id (letters, digits, '.', '_' and '-' only; rename "
                   f"them to list them): {', '.join(ascii(name) for name in unlisted)}")

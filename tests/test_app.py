@@ -579,11 +579,6 @@ def test_perplexity_says_when_a_picked_runs_curve_lies_under_anothers(store, ids
     assert not [c for c in at.caption if c.value.startswith("Drawn on top of each other")]
 
 
-def test_ordinals():
-    from pages.shared.store import ordinal
-
-    assert [ordinal(n) for n in (1, 2, 3, 4, 11, 12, 13, 21, 22, 101, 111)] == [
-        "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "101st", "111th"]
 
 
 def test_a_trainer_killed_outright_shows_as_interrupted_on_the_next_rerun(store):

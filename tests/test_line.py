@@ -88,3 +88,21 @@ def test_a_run_not_in_the_line_takes_any_free_slot_as_before(tmp_path):
         assert slot is not None
     with acquire_slot(tmp_path, 1, should_stop=gives_up_after(5)) as slot:  # no run id: no line
         assert slot is not None
+
+
+def test_places_in_line_read_as_english():
+    from rnnreg.runs.table import place_text
+
+    assert [place_text(n) for n in (1, 2, 3, 4, 11, 12, 13, 21, 22, 101, 111)] == [
+        f"{n} in line" for n in ("1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "101st", "111th")]
+
+
+def test_the_command_lines_list_says_where_a_queued_run_stands_too(tmp_path, capsys):
+    from rnnreg.cli import main
+
+    first = queued(tmp_path, "first")
+    queued(tmp_path, "second")
+    first.set_status("running")
+    assert main(["list", "--runs-dir", str(tmp_path)]) == 0
+    rows = {row.split()[1]: row for row in capsys.readouterr().out.splitlines()[1:]}
+    assert "queued (1st in line)" in rows["second"] and "in line" not in rows["first"]

@@ -138,12 +138,6 @@ def epochs_text(done: int, total: object) -> str:
     return f"{done} / {'?' if total is None or pd.isna(total) else int(total)}"
 
 
-def ordinal(n: int) -> str:
-    """1st, 2nd, 3rd, 4th, ..., 11th, 12th, 13th, 21st."""
-    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
-    return f"{n}{suffix}"
-
-
 def identical_curves(epochs: pd.DataFrame) -> list[list[str]]:
     """Groups (2 or more, by label) of runs whose per-epoch train and valid perplexities are equal to
     the last digit: drawn on top of each other, one seems missing (a live demo run and the shipped

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import textwrap
-from typing import Iterable
+from typing import Iterable, Mapping
 
 from rnnreg.runs.summary import RunSummary, mc_passes_text
 
@@ -23,24 +23,32 @@ def _printable(text: str | None) -> str:
     return "".join(c if c.isprintable() else "?" for c in text or "")
 
 
+def place_text(place: int) -> str:
+    """A queued run's place in the queue's line (`rnnreg.line.places`): '1st in line', '23rd in line'."""
+    suffix = "th" if 10 <= place % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(place % 10, "th")
+    return f"{place}{suffix} in line"
+
+
 def _mc_note(s: RunSummary) -> str:
     """' (N=1000, masks per stream)': how many passes, and how each drew its masks."""
     text = mc_passes_text(s.mc_samples, s.mc_protocol)
     return f" ({text})" if text else ""
 
 
-def format_table(summaries: Iterable[RunSummary], width: int | None = None) -> str:
+def format_table(summaries: Iterable[RunSummary], width: int | None = None,
+                 places: Mapping[str, int] | None = None) -> str:
     """An aligned text table of runs for `rnnreg list`.
 
     `width`: a terminal's columns.  Where the whole table is wider, a short one fits it as well as
     it can: a table per task; a run by its name where no other run has that name (any command takes
     one); the dropout as its placement and rates ('zaremba 0.5'); an MC figure without its notes;
     then, while still too wide, the settings and the dropout cut short with '…', and the settings,
-    MC test and preset columns left out, said under the table.  A number is never cut."""
+    MC test and preset columns left out, said under the table.  A number is never cut.  `places`:
+    a queued run's place in the queue's line (`rnnreg.line.places`), said beside its state."""
     summaries = list(summaries)
     if not summaries:
         return "no runs"
-    lines, _ = _table_lines(summaries, [s.id for s in summaries], short=False)
+    lines, _ = _table_lines(summaries, [s.id for s in summaries], short=False, places=places)
     if width is None or max(len(line) for line in lines) <= width:
         return "\n".join(lines + _stopped_lines(summaries, [s.id for s in summaries]))
     handles = run_handles(summaries)
@@ -55,7 +63,7 @@ def format_table(summaries: Iterable[RunSummary], width: int | None = None) -> s
         if len(rows) < len(summaries):  # both kinds: say which table is which
             lines += ([""] if lines else []) + [title]
         table, dropped = _table_lines([summaries[i] for i in rows], [handles[i] for i in rows], short=True,
-                                      width=width, narrower=_NARROWER[title])
+                                      width=width, narrower=_NARROWER[title], places=places)
         lines += table + ([f"(left out here: {', '.join(dropped)})"] if dropped else [])
     footer = [""] + textwrap.wrap(f"(short for {width} columns; runs by name where it is theirs alone: rnnreg list "
                                   "--wide for the whole table, --json for every field)", width)
@@ -81,7 +89,8 @@ _NARROWER = {
 
 
 def _table_lines(summaries: list[RunSummary], handles: list[str], *, short: bool, width: int | None = None,
-                 narrower: tuple[tuple[str, int | None], ...] = ()) -> tuple[list[str], list[str]]:
+                 narrower: tuple[tuple[str, int | None], ...] = (),
+                 places: Mapping[str, int] | None = None) -> tuple[list[str], list[str]]:
     """The table's lines, and the columns left out to fit `width` (short: for a terminal) by the
     steps of `narrower`."""
     columns: dict[str, list[str]] = {}  # header -> cells, in order
@@ -96,7 +105,9 @@ def _table_lines(summaries: list[RunSummary], handles: list[str], *, short: bool
         columns["DELAY"] = [str(s.delay) if s.delay is not None else "-" for s in summaries]
     if any(s.variant for s in summaries):  # settings other than the preset's
         columns["SETTINGS" if short else "OTHER SETTINGS"] = [_printable(s.variant) or "-" for s in summaries]
+    places = places or {}
     columns["STATE"] = [s.state + ((" (ref.)" if short else " (reference)") if s.read_only else "")  # as the Runs page
+                        + (f" ({place_text(places[s.id])})" if s.state == "queued" and s.id in places else "")
                         + (" !" if s.problems else "") for s in summaries]
     columns["EPOCHS"] = [f"{s.epochs_done}/{s.epochs_total if s.epochs_total is not None else '?'}" for s in summaries]
     columns["BEST VALID"] = [ppl_text(s.best_valid_ppl) for s in summaries]
