@@ -297,8 +297,11 @@ def acquire_slot(
     slots.mkdir(parents=True, exist_ok=True)
     if slots.is_symlink():  # its slot files would be made (and truncated) wherever it points
         raise RunStoreError(f"{slots} is a symlink; rnnreg keeps its queue's slots only in a directory of its own")
+    ticket = None
     try:
         while True:
+            if run_id is not None:  # here, still waiting: the runs behind keep holding its place for it
+                ticket = line.heartbeat(Path(root), run_id, ticket)
             for index in range(limit):
                 slot = _try_slot(slots / f"slot-{index}.lock", index)
                 if slot is not None and run_id is not None and line.someone_ahead(Path(root), run_id, index):

@@ -8,9 +8,11 @@ trainer starts waiting - with a ticket named by that moment:
 
 A trainer that finds slot i free takes it only if no run ahead of it in the line could take
 slot i too (its limit is above i) and still waits: a limit-2 run does not wait behind a limit-1
-run for the second slot, which that one never takes.  A ticket whose run no longer waits (its
-trainer died, it was cancelled or deleted) is cleared by whoever finds it; a trainer leaves the
-line when it gets its slot or stops waiting.
+run for the second slot, which that one never takes.  A waiting trainer shows it is there: it
+writes its pid into its ticket as it starts to wait, then touches the ticket at every poll.  A
+ticket whose run no longer waits - cancelled or deleted, or its trainer silent for HEARTBEAT_S
+(dead, stopped with Ctrl-Z, on another machine, or a pid reused) or never started - is cleared by
+whoever finds it; a trainer leaves the line when it gets its slot or stops waiting.
 """
 
 from __future__ import annotations
@@ -30,9 +32,11 @@ from rnnreg.runs import (
 )
 
 LINE_DIR = "line"  # under launch.SLOTS_DIR
-# A run queued with no trainer's pid yet (`launch` writes it right after the spawn): in line for so
-# long; older, its launcher died between making the run and starting its trainer.
+# A launched run whose trainer has not yet started to wait (torch takes seconds to import, more on a
+# busy machine) keeps its place so long; a waiting trainer's ticket, touched every poll (0.2 s),
+# so long after its last touch.
 UNSTARTED_GRACE_S = 60.0
+HEARTBEAT_S = 10.0
 _TICKET = re.compile(r"\d{20}-.")
 
 
@@ -55,6 +59,26 @@ def join(root: Path, run_dir: Path, limit: int) -> Path:
         atomic_write_json(ticket, {"limit": limit, "run": os.path.relpath(run_dir, root)})
     except OSError as err:  # a file where the line's folder belongs, a full or read-only disk
         raise RunStoreError(f"cannot queue {run_dir.name} in {line}: {err.strerror or err}") from None
+    return ticket
+
+
+def heartbeat(root: Path, run_id: str, ticket: Path | None) -> Path | None:
+    """For the trainer waiting for `run_id`: its ticket, marked with its pid the first time (`ticket`
+    None), touched every time after; None once it is no longer in the line (cleared while it was
+    silent: it then takes any free slot, as a run in no line does)."""
+    if ticket is None:
+        mine = next((t for t in _tickets(root) if t.name.split("-", 1)[1] == run_id), None)
+        doc, _problem = read_json(mine) if mine is not None else (None, None)
+        if doc is None:
+            return None
+        with contextlib.suppress(OSError):
+            atomic_write_json(mine, {**doc, "pid": os.getpid()})
+            return mine
+        return None
+    try:
+        os.utime(ticket)
+    except OSError:
+        return None
     return ticket
 
 
@@ -87,7 +111,7 @@ def someone_ahead(root: Path, run_id: str, slot: int) -> bool:
         limit = doc.get("limit") if doc else None
         if isinstance(limit, int) and limit <= slot:
             continue  # it never takes this slot: no reason to wait for it
-        if doc is not None and isinstance(limit, int) and _waits(root, doc.get("run"), ticket):
+        if doc is not None and isinstance(limit, int) and _waits(root, doc, ticket):
             return True
         with contextlib.suppress(OSError):
             ticket.unlink()  # no longer waiting (or not a ticket): out of the line
@@ -103,19 +127,24 @@ def places(root: Path) -> dict[str, int]:
     waiting = []
     for ticket in tickets:
         doc, _problem = read_json(ticket)
-        if doc is not None and _waits(root, doc.get("run"), ticket):
+        if doc is not None and _waits(root, doc, ticket):
             waiting.append(ticket.name.split("-", 1)[1])
     return {run_id: place for place, run_id in enumerate(waiting, start=1)}
 
 
-def _waits(root: Path, run: object, ticket: Path) -> bool:
-    """The ticket's run is still queued, by a live trainer or one about to start."""
+def _waits(root: Path, doc: dict, ticket: Path) -> bool:
+    """The ticket's run is still queued, and its trainer polls (a touch within HEARTBEAT_S) or is
+    about to start (UNSTARTED_GRACE_S from joining)."""
+    run = doc.get("run")
     if not isinstance(run, str) or Path(run).is_absolute() or ".." in Path(run).parts:
         return False
     status, _problem = read_json(Path(root) / run / STATUS_FILE)
     if status is None or effective_state(status) != "queued":
         return False
-    if status.get("pid") is None and status.get("queued_by") is None:  # launched, its trainer not yet spawned
-        joined_ns = int(ticket.name.split("-", 1)[0])
-        return time.time_ns() - joined_ns < UNSTARTED_GRACE_S * 1e9
-    return True
+    if "pid" in doc:  # its trainer waits: alive if it touched the ticket lately
+        try:
+            return time.time() - ticket.stat().st_mtime < HEARTBEAT_S
+        except OSError:
+            return False
+    joined_ns = int(ticket.name.split("-", 1)[0])
+    return time.time_ns() - joined_ns < UNSTARTED_GRACE_S * 1e9

@@ -215,9 +215,13 @@ def _wait_for_slot(writer: RunWriter, root: Path, limit: int, stop: StopFlag, *,
     command line's runs share), first in, first out; or None after marking the run cancelled:
     `rnnreg cancel` stopped this process while it waited.  `joined`: `launch` put the run in the
     line when it made it; otherwise it joins now."""
-    if not joined:
-        line.join(root, writer.dir, limit)
-    slot = acquire_slot(root, limit, should_stop=stop, run_id=writer.id)
+    try:
+        if not joined:
+            line.join(root, writer.dir, limit)
+        slot = acquire_slot(root, limit, should_stop=stop, run_id=writer.id)
+    except RunStoreError as err:  # a symlink planted in the queue's folder: the run says why it stopped
+        writer.set_status("failed", message=f"could not wait in the queue: {err}")
+        raise
     if slot is None:
         writer.set_status("cancelled", message=f"cancelled while {waiting}")
     return slot

@@ -491,6 +491,16 @@ def test_a_symlink_or_file_where_the_queues_line_belongs_is_refused_and_named(tm
         acquire_slot(root, 1, should_stop=lambda: True, run_id=run_id)
     assert list(elsewhere.iterdir()) == [] and (planted == "symlink" or
                                                (root / ".slots" / "line").read_text() == "notes\n")
+    if planted == "file":  # the trainer goes on without a line (launch logged why); a symlink is refused:
+        return
+    # the real trainer's run ends failed, saying why (before, it read interrupted, the reason in train.log only)
+    from rnnreg.cli import main
+
+    writer.update_status(pid=os.getpid())  # as if this process were the trainer launch started
+    assert main(["train", "--run-dir", str(writer.dir), "--max-concurrent", "1"]) != 0
+    status = writer.read_status()
+    assert status["state"] == "failed" and "could not wait in the queue" in status["message"]
+    assert ".slots/line" in status["message"]
 
 
 def test_a_fifo_or_directory_in_a_runs_place_is_refused_and_hangs_nothing(tmp_path):

@@ -75,6 +75,24 @@ def test_a_launched_run_keeps_its_place_until_its_trainer_starts_but_not_for_eve
     assert acquire_slot(tmp_path, 1, should_stop=gives_up_after(5), run_id=later_again.id) is not None
 
 
+def test_a_waiting_trainer_that_falls_silent_loses_its_place(tmp_path):
+    """Stopped with Ctrl-Z, waiting on another machine, or its pid reused: alive to the status file,
+    yet it never takes the slot; before, every run behind it waited for ever."""
+    import json
+
+    stopped = queued(tmp_path, "stopped with ctrl-z")
+    ticket = line.heartbeat(tmp_path, stopped.id, None)  # it started to wait: its pid in its ticket
+    assert json.loads(ticket.read_text())["pid"] == os.getpid()
+    later = queued(tmp_path, "later")
+    assert acquire_slot(tmp_path, 1, poll=0.02, should_stop=gives_up_after(0.3), run_id=later.id) is None
+    long_ago = time.time() - line.HEARTBEAT_S - 1  # its last touch
+    os.utime(ticket, (long_ago, long_ago))
+    later = queued(tmp_path, "later again")
+    with acquire_slot(tmp_path, 1, should_stop=gives_up_after(5), run_id=later.id) as slot:
+        assert slot is not None
+    assert line.heartbeat(tmp_path, stopped.id, ticket) is None  # woken up: out of the line, it takes any slot
+
+
 def test_a_resumed_run_queues_again_from_the_end(tmp_path):
     resumed = queued(tmp_path, "resumed")
     other = queued(tmp_path, "other")
