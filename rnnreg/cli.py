@@ -13,6 +13,7 @@ import json
 import math
 import os
 import shutil
+import textwrap
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -291,12 +292,12 @@ def _list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([s.to_json() for s in summaries], indent=2))
     else:  # on a terminal, a table that fits it; piped (to grep, a file), the whole table
-        fit = sys.stdout.isatty() and not args.wide
-        print(format_table(summaries, width=shutil.get_terminal_size().columns if fit else None,
-                           places=line.places(root)))
+        width = shutil.get_terminal_size().columns if sys.stdout.isatty() and not args.wide else None
+        print(format_table(summaries, width=width, places=line.places(root)))
         if unlisted := unlisted_folders(root):
-            print(f"\nnot listed, their folder names are no run id (letters, digits, '.', '_' and '-' only; rename "
-                  f"them to list them): {', '.join(ascii(name) for name in unlisted)}")
+            said = (f"not listed, their folder names are no run id (letters, digits, '.', '_' and '-' only; rename "
+                    f"them to list them): {', '.join(ascii(name) for name in unlisted)}")
+            print("\n" + ("\n".join(textwrap.wrap(said, width)) if width else said))
     return 0
 
 

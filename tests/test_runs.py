@@ -768,8 +768,17 @@ def test_a_terminal_too_narrow_for_the_table_gets_a_short_one_a_table_per_task(t
         assert "100.0%" in table and "20" in lines[lines.index("memory-task runs (recall after a delay)") + 2]
         assert "--wide" in table
     narrow = runs.format_table(listed, width=100).splitlines()
-    assert "MC TEST" not in narrow[1] and "(left out here: MC TEST)" in narrow  # before the rates are cut
+    assert "MC TEST" not in narrow[1] and "(left out here: MC TEST)" in narrow  # the rates are never cut
     assert narrow[1].split()[:2] == ["RUN", "PRESET"] and "132.51" not in "\n".join(narrow)
+    # a 60-column terminal: as short as it gets is still wider, and the footer says so instead of claiming a fit
+    stopped = dataclasses.replace(lm[1], state="diverged", message="loss blew up: 1.7e+05 nats a word, over 10 times "
+                                  "a uniform guess's 9.2, at step 10 (epoch 1, lr 100); hint: lower the learning rate")
+    tiny = runs.format_table([stopped, memory], width=60)
+    assert "as short as it gets" in tiny and "for a 60-column terminal" in tiny
+    reason = tiny[tiny.index("why these stopped early:"):]
+    assert "hint: lower the learning" in reason.replace("\n      ", " ")  # wrapped, not cut at the edge
+    assert all(len(line) <= 60 for line in reason.splitlines())
+    assert "zoneout 0.25/0.025" in tiny  # no rate cut short ('zoneout 0.2…' read as another rate)
 
 
 def test_a_run_off_its_presets_settings_says_so_in_summary_and_list(tmp_path):

@@ -42,9 +42,10 @@ def format_table(summaries: Iterable[RunSummary], width: int | None = None,
     `width`: a terminal's columns.  Where the whole table is wider, a short one fits it as well as
     it can: a table per task; a run by its name where no other run has that name (any command takes
     one); the dropout as its placement and rates ('zaremba 0.5'); an MC figure without its notes;
-    then, while still too wide, the settings and the dropout cut short with '…', and the settings,
-    MC test and preset columns left out, said under the table.  A number is never cut.  `places`:
-    a queued run's place in the queue's line (`rnnreg.line.places`), said beside its state."""
+    a shipped run's state without '(reference)' (they are listed after yours); then, while still
+    too wide, columns left out in `_NARROWER`'s order, said under each table.  A number is never
+    cut; where even that is too wide, the footer says so.  Why a run stopped is wrapped, not cut.
+    `places`: a queued run's place in the queue's line (`rnnreg.line.places`), beside its state."""
     summaries = list(summaries)
     if not summaries:
         return "no runs"
@@ -65,9 +66,14 @@ def format_table(summaries: Iterable[RunSummary], width: int | None = None,
         table, dropped = _table_lines([summaries[i] for i in rows], [handles[i] for i in rows], short=True,
                                       width=width, narrower=_NARROWER[title], places=places)
         lines += table + ([f"(left out here: {', '.join(dropped)})"] if dropped else [])
-    footer = [""] + textwrap.wrap(f"(short for {width} columns; runs by name where it is theirs alone: rnnreg list "
-                                  "--wide for the whole table, --json for every field)", width)
-    return "\n".join(lines + footer + [line[:width] for line in _stopped_lines(summaries, handles)])
+    widest = max(len(line) for line in lines)
+    fit = (f"short for {width} columns" if widest <= width
+           else f"as short as it gets, {widest} columns, for a {width}-column terminal")
+    footer = [""] + textwrap.wrap(f"({fit}; runs by name where it is theirs alone: rnnreg list --wide for the whole "
+                                  "table, --json for every field)", width)
+    stopped = [wrapped for line in _stopped_lines(summaries, handles)
+               for wrapped in (textwrap.wrap(line, width, initial_indent="", subsequent_indent="      ") or [""])]
+    return "\n".join(lines + footer + stopped)
 
 
 def run_handles(summaries: list[RunSummary]) -> list[str]:
@@ -82,9 +88,9 @@ def run_handles(summaries: list[RunSummary]) -> list[str]:
 # (with '…') to a number of characters, or left out (None).  A language model's dropout rates matter
 # more than its MC figure; a memory run's result is its recall, not its perplexities.
 _NARROWER = {
-    "language models": (("SETTINGS", 8), ("SETTINGS", None), ("MC TEST", None), ("DROPOUT", 12), ("PRESET", None)),
+    "language models": (("SETTINGS", 8), ("SETTINGS", None), ("MC TEST", None), ("PRESET", None), ("EPOCHS", None)),
     "memory-task runs (recall after a delay)": (("PRESET", None), ("SETTINGS", None), ("BEST VALID", None),
-                                                ("DROPOUT", 12), ("TEST", None)),
+                                                ("TEST", None), ("EPOCHS", None)),
 }
 
 
@@ -106,7 +112,7 @@ def _table_lines(summaries: list[RunSummary], handles: list[str], *, short: bool
     if any(s.variant for s in summaries):  # settings other than the preset's
         columns["SETTINGS" if short else "OTHER SETTINGS"] = [_printable(s.variant) or "-" for s in summaries]
     places = places or {}
-    columns["STATE"] = [s.state + ((" (ref.)" if short else " (reference)") if s.read_only else "")  # as the Runs page
+    columns["STATE"] = [s.state + (" (reference)" if s.read_only and not short else "")  # as the Runs page
                         + (f" ({place_text(places[s.id])})" if s.state == "queued" and s.id in places else "")
                         + (" !" if s.problems else "") for s in summaries]
     columns["EPOCHS"] = [f"{s.epochs_done}/{s.epochs_total if s.epochs_total is not None else '?'}" for s in summaries]
@@ -115,7 +121,7 @@ def _table_lines(summaries: list[RunSummary], handles: list[str], *, short: bool
     if any(s.mc_test_ppl is not None for s in summaries):
         columns["MC TEST"] = [ppl_text(s.mc_test_ppl) + ("" if short else _mc_note(s)) for s in summaries]
     if any(s.test_accuracy is not None for s in summaries):  # memory-task runs
-        columns["TEST RECALL"] = [f"{s.test_accuracy:.1%}" if s.test_accuracy is not None else "-" for s in summaries]
+        columns["RECALL" if short else "TEST RECALL"] = [f"{s.test_accuracy:.1%}" if s.test_accuracy is not None else "-" for s in summaries]
     widths = {h: max(len(h), *map(len, cells)) for h, cells in columns.items()}
     left_out = []
     for header, keep in narrower:
@@ -130,7 +136,7 @@ def _table_lines(summaries: list[RunSummary], handles: list[str], *, short: bool
         else:
             widths[header] = max(keep, len(header), widths[header] - over)
     # numbers align right; the MC figure's notes read left to right under their own header
-    right = {"EPOCHS", "BEST VALID", "TEST", "TEST RECALL"} | ({"MC TEST"} if short else set())
+    right = {"EPOCHS", "BEST VALID", "TEST", "TEST RECALL", "RECALL"} | ({"MC TEST"} if short else set())
     lines = ["  ".join((h.rjust if h in right else h.ljust)(widths[h]) for h in columns).rstrip()]
     for i in range(len(summaries)):
         lines.append("  ".join((_cut(cells[i], widths[h]).rjust if h in right else _cut(cells[i], widths[h]).ljust)
