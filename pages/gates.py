@@ -21,10 +21,16 @@ colors = common.colors()
 gates = common.frames(picked, "gates")
 table = common.run_table().set_index("run")
 missing = [r for r in picked if r in table.index and r not in set(gates["run"] if not gates.empty else [])]
-# a run that trained an epoch has gate records: without them its probes.jsonl is missing or damaged
-damaged = [r for r in missing if table.at[r, "epochs_done"] >= 1]
+# trained without probes (train.gate_probe false: a speed run) it has none to show
+unprobed = [r for r in missing if (common.run_config(r).get("train") or {}).get("gate_probe") is False]
+# a run that trained an epoch with probes on has gate records: without them its probes.jsonl is missing or damaged
+damaged = [r for r in missing if r not in unprobed and table.at[r, "epochs_done"] >= 1]
+if unprobed:
+    st.caption("Trained without gate probes (`gate_probe` off): "
+               + ", ".join(f"**{common.escape_markdown(table.at[r, 'label'])}**" for r in unprobed) + ".")
 if gates.empty and not damaged:
-    st.info("None of the picked runs has gate statistics yet (the trainer writes them after every epoch).")
+    st.info("None of the picked runs has gate statistics" + ("." if len(unprobed) == len(picked) else
+            " yet (the trainer writes them after every epoch)."))
     st.stop()
 if damaged:
     st.warning("No readable gate statistics in the probes.jsonl of "

@@ -628,6 +628,17 @@ def test_gates_page_names_a_trained_run_whose_probes_file_is_gone_or_damaged(sto
     assert "missing or damaged" in warning.value and figures(at)  # the other run's gates are still drawn
     at.sidebar.multiselect(key="picked_runs").set_value([ids["overfit"]]).run()
     assert at.warning and not figures(at)
+    config_path = store / ids["overfit"] / "config.json"  # trained with the probes off: no damage to report
+    doc = json.loads(config_path.read_text())
+    doc["config"]["train"]["gate_probe"] = False
+    config_path.write_text(json.dumps(doc))
+    (store / ids["overfit"] / "probes.jsonl").unlink()
+    at = app()
+    at.switch_page("pages/gates.py").run()
+    at.sidebar.multiselect(key="picked_runs").set_value([ids["overfit"], ids["zaremba"]]).run()
+    assert_no_exception(at)
+    assert not at.warning and figures(at)
+    assert any(c.value == "Trained without gate probes (`gate_probe` off): **no dropout**." for c in at.caption)
 
 
 @pytest.mark.parametrize(("page", "tab_key", "views"), [
