@@ -439,20 +439,23 @@ def to_dict(config: RunConfig) -> dict[str, Any]:
 
 
 def from_dict(data: Mapping[str, Any]) -> RunConfig:
-    """The inverse of `to_dict`, validated; unknown keys are ignored (newer writers), and a section
-    left out (model, train, dropout, memory) is its preset's."""
+    """The inverse of `to_dict`, validated; unknown keys are ignored (newer writers), and a key or
+    section left out (model, train, dropout, memory, task) is its preset's."""
     if not isinstance(data, Mapping):
         raise ConfigError("config: expected a JSON object")
 
+    # what config.json leaves out (a key, a section: edited by hand, or written before the key
+    # existed) is its preset's, not the dataclasses' defaults, which are the small model's
     preset = PRESETS.get(data.get("preset")) if isinstance(data.get("preset"), str) else None
 
     def part(cls: type, raw: Any, where: str) -> Any:
-        if raw is None:  # a section left out (by hand): its preset's, not the defaults (the small model's)
-            return getattr(preset, where) if preset is not None else cls()
+        if raw is None:
+            raw = {}
         if not isinstance(raw, Mapping):
             raise ConfigError(f"config.{where}: expected a JSON object")
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in raw.items() if k in known})
+        given = {k: v for k, v in raw.items() if k in known}
+        return dataclasses.replace(getattr(preset, where), **given) if preset is not None else cls(**given)
 
     dropout_raw = data.get("dropout")
     if dropout_raw is None and preset is not None:
@@ -462,7 +465,7 @@ def from_dict(data: Mapping[str, Any]) -> RunConfig:
         raise ConfigError("config.dropout: expected {placement, rates}")
     config = RunConfig(
         preset=data.get("preset", "small"),
-        task=data.get("task", "lm"),
+        task=data.get("task", preset.task if preset is not None else "lm"),
         data_dir=str(data.get("data_dir") or DEFAULT_DATA_DIR),
         model=part(ModelConfig, data.get("model"), "model"),
         dropout=DropoutConfig(dropout_raw.get("placement", "none"), dict(dropout_raw.get("rates", {}))),

@@ -1,5 +1,7 @@
 """Presets are the paper's Table 1; the lr schedule is the paper's, epoch by epoch; validation names options."""
 
+import dataclasses
+
 import pytest
 
 from rnnreg.config import (PRESETS, ConfigError, build_run_config, from_dict, lr_at_epoch, to_dict, training_variant,
@@ -178,4 +180,6 @@ def test_a_config_json_section_left_out_reads_as_its_presets_not_the_small_model
         full = to_dict(preset)
         for section in ("model", "train", "dropout", "memory"):
             assert from_dict({k: v for k, v in full.items() if k != section}) == preset, (name, section)
-    assert from_dict({"preset": "medium", "train": {"epochs": 2}}).train.epochs == 2  # a section given is read
+    partial = from_dict({"preset": "medium", "train": {"epochs": 2}})  # what a section gives is read, the rest
+    assert partial.train == dataclasses.replace(PRESETS["medium"].train, epochs=2)  # is the preset's (bptt 35)
+    assert from_dict({"preset": "memory"}).task == "memory"
