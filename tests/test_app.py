@@ -557,6 +557,7 @@ def test_a_run_folder_named_as_no_run_id_is_said_not_listed_not_silently_left_ou
     copied = root / "run (copy)"  # a file manager's copy: a space and brackets, which no run id has
     shutil.copytree(root / "20261001-000000-fine", copied)
     (root / "notes").mkdir()  # a folder of the user's own, no run: not named
+    shutil.copytree(root / "20261001-000000-fine", root / "reference" / "fine copy")  # in a group too
     monkeypatch.setenv("RNNREG_RUNS_DIR", str(root))
     at = app("runs")
     assert_no_exception(at)
@@ -564,7 +565,8 @@ def test_a_run_folder_named_as_no_run_id_is_said_not_listed_not_silently_left_ou
                for w in at.warning), [w.value for w in at.warning]
     assert main(["list"]) == 0
     out = capsys.readouterr().out
-    assert out.rstrip().endswith("rename them to list them): 'run (copy)'") and "notes" not in out
+    assert out.rstrip().endswith("rename them to list them): 'reference/fine copy', 'run (copy)'")
+    assert "notes" not in out
 
 
 def test_perplexity_says_when_a_picked_runs_curve_lies_under_anothers(store, ids):

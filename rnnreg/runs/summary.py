@@ -291,14 +291,26 @@ def _run_dirs(root: Path) -> Iterator[tuple[Path, str | None, str | None]]:
 
 
 def unlisted_folders(root: str | os.PathLike[str]) -> list[str]:
-    """Folders in `root` that hold a config.json but are left out of the listing: their names are no
-    run id (a space, an accent, a copy named 'run (copy)'), so no command could address them."""
-    try:
-        with os.scandir(root) as listing:
-            return sorted(e.name for e in listing if not e.name.startswith(".") and not _valid_segment(e.name)
-                          and e.is_dir(follow_symlinks=False) and (Path(e.path) / CONFIG_FILE).is_file())
-    except OSError:
-        return []
+    """Folders in `root`, or in a group folder of it (`reference/`), that hold a config.json but are
+    left out of the listing: their names are no run id (a space, an accent, a copy named 'run
+    (copy)'), so no command could address them.  As paths relative to `root`."""
+    def folders(folder: Path) -> list[os.DirEntry]:
+        try:
+            with os.scandir(folder) as listing:
+                return [e for e in listing if not e.name.startswith(".") and e.is_dir(follow_symlinks=False)]
+        except OSError:
+            return []
+
+    def misnamed(entry: os.DirEntry) -> bool:
+        return not _valid_segment(entry.name) and (Path(entry.path) / CONFIG_FILE).is_file()
+
+    found = []
+    for entry in folders(Path(root)):
+        if misnamed(entry):
+            found.append(entry.name)
+        elif _valid_segment(entry.name) and not _is_run_dir(Path(entry.path)):  # a group: its runs one level down
+            found += [f"{entry.name}/{child.name}" for child in folders(Path(entry.path)) if misnamed(child)]
+    return sorted(found)
 
 
 def find_run_arg(root: str | os.PathLike[str], run: str, *, paths: bool = True) -> Path:
