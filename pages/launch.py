@@ -9,8 +9,9 @@ import streamlit as st
 
 from pages.shared import common, store
 from rnnreg import config as cfg
-from rnnreg import launch, plots, reproduce, runs
+from rnnreg import launch, line, plots, reproduce, runs
 from rnnreg.placements import PLACEMENTS, SITE_DESCRIPTIONS
+from rnnreg.runs.table import place_text
 
 common.require_app()
 
@@ -153,13 +154,15 @@ def live_runs() -> None:
     if shown.empty:
         st.caption("Nothing queued or running.")
         return
+    in_line = line.places(common.runs_root())  # queued runs start first in, first out
     for _, row in shown.iterrows():
         frames = common.run_frames(row["run"])
         epochs = frames.get("epochs")
         last = epochs.iloc[-1] if epochs is not None and len(epochs) else None
         c1, c2, c3, c4, c5 = st.columns([3, 2, 2, 2, 1.2], vertical_alignment="center")
         c1.markdown(f"**{common.escape_markdown(row['label'])}**  \n`{row['run']}`")
-        c2.markdown(f"{row['state']}  \nepoch {store.epochs_text(row['epochs_done'], row['epochs_total'])}")
+        state = row["state"] + (f" ({place_text(in_line[row['run']])})" if row["run"] in in_line else "")
+        c2.markdown(f"{state}  \nepoch {store.epochs_text(row['epochs_done'], row['epochs_total'])}")
         c3.markdown("train / valid ppl  \n" + ("—" if last is None else
                                                 f"{last['train_ppl']:.1f} / {last['valid_ppl']:.1f}"))
         eta = common.seconds_left(row["run"], row["epochs_total"]) if row["state"] == "running" else float("nan")

@@ -546,6 +546,9 @@ def test_the_runs_page_says_where_each_queued_run_stands_in_line(tmp_path, monke
     assert bars[0].startswith("**first queued** · running · ")
     assert bars[1].startswith("**second queued** · queued, 1st in line · ")
     assert bars[2].startswith("**third queued** · queued · ")
+    at.switch_page("pages/launch.py").run()  # where runs are started and cancelled: the same place
+    assert_no_exception(at)
+    assert any(m.value.startswith("queued (1st in line)") for m in at.markdown)
 
 
 def test_a_run_folder_named_as_no_run_id_is_said_not_listed_not_silently_left_out(tmp_path, monkeypatch, capsys):
