@@ -90,7 +90,8 @@ def launch_together(configs: list, request_key: str, ids_key: str) -> None:
     ids = []
     try:
         for i, (name, config) in enumerate(configs):
-            ids.append(launch.launch(root, config, name=name, request_id=f"{request}-{i}", max_concurrent=at_once))
+            ids.append(launch.launch(root, config, name=name, request_id=f"{request}-{i}", max_concurrent=at_once,
+                                     live=True))  # the room watches: ahead of runs waiting in the background
     except RunStoreError as err:  # e.g. a runs folder that cannot be written: say so, keep the page
         st.session_state[LIVE_ERROR] = str(err)
     st.session_state[ids_key] = ids

@@ -107,11 +107,13 @@ def launch(
     python: str = sys.executable,
     sweep: str | None = None,
     command: CommandFactory = trainer_command,
+    live: bool = False,
 ) -> str:
     """Create a run (status `queued`) and start its trainer in the background; returns the run id.
 
     A second call with the same `request_id` (a double click, a Streamlit rerun) returns the
     first run's id and starts nothing.  `command` builds the argv (tests pass a fake trainer).
+    `live`: a run someone watches train (the lecture's) waits ahead of the background runs.
     """
     if isinstance(max_concurrent, bool) or not isinstance(max_concurrent, int) or max_concurrent < 1:
         raise RunStoreError(f"max concurrent runs: must be a whole number >= 1, got {max_concurrent!r}")
@@ -126,7 +128,7 @@ def launch(
                     return existing
             writer = RunWriter.create(root, config, name=name, request_id=request_id, sweep=sweep)
             try:  # its place in the queue: now, not when its trainer starts (torch takes seconds to import)
-                line.join(root, writer.dir, max_concurrent)
+                line.join(root, writer.dir, max_concurrent, live=live)
             except RunStoreError as err:  # the trainer's own wait says so where it matters
                 logger.warning("run %s is not in the queue's line: %s", writer.id, err)
     except OSError as err:  # a read-only or full runs directory: a message for the user, no run

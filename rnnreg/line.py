@@ -4,7 +4,10 @@ A run joins the line when it is queued - `launch` before it starts the trainer, 
 still importing torch keeps its place; a resume or the command line's `--max-concurrent` as its
 trainer starts waiting - with a ticket named by that moment:
 
-    <root>/.slots/line/<time_ns>-<run id>    {"limit": 2, "run": "<run folder, relative to root>"}
+    <root>/.slots/line/<time_ns>-<run id>    {"limit": 2, "run": "<run folder, relative to root>", "joined_ns": ...}
+
+(a live run, one the lecture trains while the room watches, is placed ahead of the runs waiting
+in the background: its name's time less 10**18 ns).
 
 A trainer that finds slot i free takes it only if no run ahead of it in the line could take
 slot i too (its limit is above i) and still waits: a limit-2 run does not wait behind a limit-1
@@ -49,14 +52,22 @@ def _line(root: Path) -> Path:
     return line
 
 
-def join(root: Path, run_dir: Path, limit: int) -> Path:
-    """Put the run in `run_dir` at the end of the line of `root`'s queue; returns its ticket."""
+# Subtracted from a live run's place (`join(..., live=True)`): it sorts before every ticket joined
+# normally (time_ns is about 1.8e18 now), and in the order they joined among live runs.
+_LIVE_AHEAD_NS = 10**18
+
+
+def join(root: Path, run_dir: Path, limit: int, *, live: bool = False) -> Path:
+    """Put the run in `run_dir` at the end of the line of `root`'s queue; returns its ticket.
+    `live`: a run someone watches as it trains (the lecture's live runs) goes ahead of the runs
+    waiting in the background, behind the live runs before it."""
     line = _line(root)
     try:
         line.mkdir(parents=True, exist_ok=True)
         leave(root, run_dir.name)  # a resumed run's old ticket: it queues again from now
-        ticket = line / f"{time.time_ns():020d}-{run_dir.name}"
-        atomic_write_json(ticket, {"limit": limit, "run": os.path.relpath(run_dir, root)})
+        joined = time.time_ns()
+        ticket = line / f"{joined - (_LIVE_AHEAD_NS if live else 0):020d}-{run_dir.name}"
+        atomic_write_json(ticket, {"limit": limit, "run": os.path.relpath(run_dir, root), "joined_ns": joined})
     except OSError as err:  # a file where the line's folder belongs, a full or read-only disk
         raise RunStoreError(f"cannot queue {run_dir.name} in {line}: {err.strerror or err}") from None
     return ticket
@@ -146,5 +157,7 @@ def _waits(root: Path, doc: dict, ticket: Path) -> bool:
             return time.time() - ticket.stat().st_mtime < HEARTBEAT_S
         except OSError:
             return False
-    joined_ns = int(ticket.name.split("-", 1)[0])
+    joined_ns = doc.get("joined_ns")
+    if not isinstance(joined_ns, int):  # (its place in line is when it joined, but for a live run's)
+        joined_ns = int(ticket.name.split("-", 1)[0])
     return time.time_ns() - joined_ns < UNSTARTED_GRACE_S * 1e9

@@ -262,8 +262,8 @@ def test_run_both_live_launches_the_pair_once(tmp_path, monkeypatch):
 
     calls = []
 
-    def fake_launch(root, config, *, name=None, request_id=None, max_concurrent=1, **_):
-        calls.append((config["dropout"]["placement"], name, request_id, max_concurrent))
+    def fake_launch(root, config, *, name=None, request_id=None, max_concurrent=1, live=False, **_):
+        calls.append((config["dropout"]["placement"], name, request_id, max_concurrent, live))
         return f"fake-{len(calls)}"
 
     monkeypatch.setattr(rnnreg.launch, "launch", fake_launch)  # no real trainer in this test
@@ -271,8 +271,8 @@ def test_run_both_live_launches_the_pair_once(tmp_path, monkeypatch):
     at = open_lecture(tmp_path, monkeypatch)
     at.button(key="lecture_live").click().run()
     assert not at.exception
-    # queued, both at once on 2 CPUs (a core each: benchmarks/live_pair.py)
-    assert [c[0] for c in calls] == ["none", "zaremba"] and all(c[3] == 2 for c in calls)
+    # queued, both at once on 2 CPUs (a core each: benchmarks/live_pair.py), ahead of runs waiting in the background
+    assert [c[0] for c in calls] == ["none", "zaremba"] and all(c[3] == 2 and c[4] is True for c in calls)
     assert len({c[2] for c in calls}) == 2  # one request id each: a rerun cannot start them twice
 
 

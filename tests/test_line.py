@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
@@ -70,7 +71,8 @@ def test_a_launched_run_keeps_its_place_until_its_trainer_starts_but_not_for_eve
     later = queued(tmp_path, "later")
     assert acquire_slot(tmp_path, 1, poll=0.02, should_stop=gives_up_after(0.3), run_id=later.id) is None
     ticket = line._tickets(tmp_path)[0]  # as if it had joined longer ago than the launcher could take
-    ticket.rename(ticket.with_name(f"{time.time_ns() - int(61e9):020d}-{unstarted.id}"))
+    doc = json.loads(ticket.read_text())
+    ticket.write_text(json.dumps({**doc, "joined_ns": time.time_ns() - int(line.UNSTARTED_GRACE_S * 1e9) - 10**9}))
     later_again = queued(tmp_path, "later again")
     assert acquire_slot(tmp_path, 1, should_stop=gives_up_after(5), run_id=later_again.id) is not None
 
@@ -78,8 +80,6 @@ def test_a_launched_run_keeps_its_place_until_its_trainer_starts_but_not_for_eve
 def test_a_waiting_trainer_that_falls_silent_loses_its_place(tmp_path):
     """Stopped with Ctrl-Z, waiting on another machine, or its pid reused: alive to the status file,
     yet it never takes the slot; before, every run behind it waited for ever."""
-    import json
-
     stopped = queued(tmp_path, "stopped with ctrl-z")
     ticket = line.heartbeat(tmp_path, stopped.id, None)  # it started to wait: its pid in its ticket
     assert json.loads(ticket.read_text())["pid"] == os.getpid()
@@ -91,6 +91,19 @@ def test_a_waiting_trainer_that_falls_silent_loses_its_place(tmp_path):
     with acquire_slot(tmp_path, 1, should_stop=gives_up_after(5), run_id=later.id) as slot:
         assert slot is not None
     assert line.heartbeat(tmp_path, stopped.id, ticket) is None  # woken up: out of the line, it takes any slot
+
+
+def test_the_lectures_live_runs_wait_ahead_of_the_background_runs_in_the_order_they_came(tmp_path):
+    """The room watches them train: before, they waited behind every limit-1 run already queued."""
+    background = [queued(tmp_path, f"sweep run {i}") for i in range(2)]
+    live = []
+    for name in ("live none", "live zaremba"):  # as launch(..., live=True) makes them: no trainer's pid yet
+        writer = RunWriter.create(tmp_path, CONFIG, name=name)
+        line.join(tmp_path, writer.dir, 2, live=True)
+        live.append(writer)
+    assert in_line(tmp_path) == [live[0].id, live[1].id, background[0].id, background[1].id]
+    assert line.places(tmp_path) == {r.id: i for i, r in enumerate(live + background, start=1)}  # none stale yet
+    assert acquire_slot(tmp_path, 1, poll=0.02, should_stop=gives_up_after(0.3), run_id=background[0].id) is None
 
 
 def test_a_resumed_run_queues_again_from_the_end(tmp_path):
