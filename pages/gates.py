@@ -20,7 +20,8 @@ if picked is None:
 colors = common.colors()
 gates = common.frames(picked, "gates")
 table = common.run_table().set_index("run")
-missing = [r for r in picked if r in table.index and r not in set(gates["run"] if not gates.empty else [])]
+with_gates = set(gates["run"]) if not gates.empty else set()
+missing = [r for r in picked if r in table.index and r not in with_gates]
 # trained without probes (train.gate_probe false: a speed run) it has none to show
 unprobed = [r for r in missing if (common.run_config(r).get("train") or {}).get("gate_probe") is False]
 # a run that trained an epoch with probes on has gate records: without them its probes.jsonl is missing or damaged

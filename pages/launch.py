@@ -11,7 +11,7 @@ from pages.shared import common, store
 from rnnreg import config as cfg
 from rnnreg import launch, line, plots, reproduce, runs
 from rnnreg.placements import PLACEMENTS, SITE_DESCRIPTIONS
-from rnnreg.runs.table import place_text
+from rnnreg.runs.table import state_in_line
 
 common.require_app()
 
@@ -161,7 +161,7 @@ def live_runs() -> None:
         last = epochs.iloc[-1] if epochs is not None and len(epochs) else None
         c1, c2, c3, c4, c5 = st.columns([3, 2, 2, 2, 1.2], vertical_alignment="center")
         c1.markdown(f"**{common.escape_markdown(row['label'])}**  \n`{row['run']}`")
-        state = row["state"] + (f" ({place_text(in_line[row['run']])})" if row["run"] in in_line else "")
+        state = state_in_line(row["state"], row["run"], in_line)
         c2.markdown(f"{state}  \nepoch {store.epochs_text(row['epochs_done'], row['epochs_total'])}")
         c3.markdown("train / valid ppl  \n" + ("—" if last is None else
                                                 f"{last['train_ppl']:.1f} / {last['valid_ppl']:.1f}"))

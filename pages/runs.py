@@ -11,7 +11,7 @@ import streamlit as st
 
 from pages.shared import common, store
 from rnnreg import launch, line, plots, runs
-from rnnreg.runs.table import place_text
+from rnnreg.runs.table import state_in_line
 
 common.require_app()
 VISIBLE_ROWS = 20  # a store of the shipped runs and a lecture's few fits at once; more scroll
@@ -61,7 +61,7 @@ def training_now() -> None:
         done, total = row["epochs_done"], row["epochs_total"]
         last = row["last_valid_ppl"]
         eta = common.seconds_left(run_id, total) if row["state"] == "running" else float("nan")
-        state = row["state"] + (f", {place_text(in_line[run_id])}" if run_id in in_line else "")
+        state = state_in_line(row["state"], run_id, in_line)
         text = (f"**{common.escape_markdown(row['label'])}** · {state} · epoch {store.epochs_text(done, total)}"
                 + (f" · valid {last:.1f}" if pd.notna(last) else "")
                 + (f" · {store.duration_text(eta)} left" if pd.notna(eta) else ""))

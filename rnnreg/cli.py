@@ -352,10 +352,24 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _progress_every(seconds: float):
-    """A `progress(done, total)` for long evaluations: a line on stderr at most every `seconds`,
+    """A `progress(done, total)` for long evaluations: on a terminal the progress bar training
+    shows (tqdm, as rnnreg.progress); else (a log file) a line on stderr at most every `seconds`,
     with the time so far and about how much is left at that pace."""
     import time
 
+    if sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = None
+
+        def advance(done: int, total: int) -> None:
+            nonlocal bar
+            bar = bar or tqdm(total=total, unit="pass", desc="MC dropout", dynamic_ncols=True)
+            bar.update(done - bar.n)
+            if done >= total:
+                bar.close()
+
+        return advance
     began = last = time.monotonic()
 
     def report(done: int, total: int) -> None:

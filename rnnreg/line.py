@@ -78,7 +78,7 @@ def heartbeat(root: Path, run_id: str, ticket: Path | None) -> Path | None:
     None), touched every time after; None once it is no longer in the line (cleared while it was
     silent: it then takes any free slot, as a run in no line does)."""
     if ticket is None:
-        mine = next((t for t in _tickets(root) if t.name.split("-", 1)[1] == run_id), None)
+        mine = next((t for t in _tickets(root) if _run_of(t) == run_id), None)
         doc, _problem = read_json(mine) if mine is not None else (None, None)
         if doc is None:
             return None
@@ -95,9 +95,14 @@ def heartbeat(root: Path, run_id: str, ticket: Path | None) -> Path | None:
 
 def leave(root: Path, run_id: str) -> None:
     for ticket in _tickets(root):
-        if ticket.name.split("-", 1)[1] == run_id:
+        if _run_of(ticket) == run_id:
             with contextlib.suppress(OSError):
                 ticket.unlink()
+
+
+def _run_of(ticket: Path) -> str:
+    """The run id a ticket is for: its name after the time it joined."""
+    return ticket.name.split("-", 1)[1]
 
 
 def _tickets(root: Path) -> list[Path]:
@@ -114,7 +119,7 @@ def someone_ahead(root: Path, run_id: str, slot: int) -> bool:
     """Whether a run ahead of `run_id` in the line still waits and could take `slot`: it gets it.
     False for a run not in the line (it takes any free slot, as before there was one)."""
     tickets = _tickets(root)
-    mine = next((i for i, t in enumerate(tickets) if t.name.split("-", 1)[1] == run_id), None)
+    mine = next((i for i, t in enumerate(tickets) if _run_of(t) == run_id), None)
     if mine is None:
         return False
     for ticket in tickets[:mine]:
@@ -139,7 +144,7 @@ def places(root: Path) -> dict[str, int]:
     for ticket in tickets:
         doc, _problem = read_json(ticket)
         if doc is not None and _waits(root, doc, ticket):
-            waiting.append(ticket.name.split("-", 1)[1])
+            waiting.append(_run_of(ticket))
     return {run_id: place for place, run_id in enumerate(waiting, start=1)}
 
 

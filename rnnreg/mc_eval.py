@@ -184,7 +184,7 @@ def evaluate_run(run_dir: str | os.PathLike[str], samples: int, device: torch.de
     run_dir = Path(run_dir)
     status, _problem = read_json(run_dir / "status.json")
     if not status or status.get("state") != "finished":
-        state = effective_state(status) if status else "unknown"  # as `rnnreg list` says it: a dead 'running' is interrupted
+        state = effective_state(status) if status else "unknown"  # as `list` says it: a dead 'running' is interrupted
         raise EvaluateError(f"run {run_dir.name} is {state}; only a finished run's checkpoint holds its final weights")
     try:
         run = load_run_model(run_dir)

@@ -544,7 +544,7 @@ def test_the_runs_page_says_where_each_queued_run_stands_in_line(tmp_path, monke
     assert_no_exception(at)
     bars = sorted(bar.proto.text for bar in at.get("progress"))
     assert bars[0].startswith("**first queued** · running · ")
-    assert bars[1].startswith("**second queued** · queued, 1st in line · ")
+    assert bars[1].startswith("**second queued** · queued (1st in line) · ")
     assert bars[2].startswith("**third queued** · queued · ")
     at.switch_page("pages/launch.py").run()  # where runs are started and cancelled: the same place
     assert_no_exception(at)

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import math
 import shutil
+import sys
 
 import pytest
 import torch
@@ -207,6 +208,12 @@ def test_a_long_evaluation_says_how_far_it_is(runs, capsys, monkeypatch):
     for done in (3, 6, 9, 10):  # at 5 s: too soon; at 12 s: said; at 13 s: too soon; at the end: the result says it
         report(done, 10)
     assert capsys.readouterr().err == "MC dropout: 6 of 10 passes, 12 s, about 8 s left\n"
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # on a terminal: the bar training shows
+    bar = cli._progress_every(10.0)
+    for done in (3, 6, 10):
+        bar(done, 10)
+    drawn = capsys.readouterr().err
+    assert "MC dropout" in drawn and "10/10" in drawn
 
 
 def test_cli_evaluate_records_the_result(runs, capsys, monkeypatch):

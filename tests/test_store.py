@@ -100,8 +100,10 @@ def test_runs_of_one_name_whose_ids_end_alike_get_labels_of_their_own(tmp_path):
 
 
 def test_runs_with_identical_curves_are_found_so_the_page_can_say_one_lies_under_the_other():
-    rows = lambda label, valids: pd.DataFrame(  # noqa: E731
-        {"label": label, "epoch": range(1, len(valids) + 1), "train_ppl": [v - 50 for v in valids], "valid_ppl": valids})
+    def rows(label, valids):
+        return pd.DataFrame({"label": label, "epoch": range(1, len(valids) + 1),
+                             "train_ppl": [v - 50 for v in valids], "valid_ppl": valids})
+
     epochs = pd.concat([rows("live demo", [600.0, 550.0]), rows("shipped demo", [600.0, 550.0]),
                         rows("other seed", [600.0, 550.1]), rows("shorter", [600.0])])
     assert store.identical_curves(epochs) == [["live demo", "shipped demo"]]

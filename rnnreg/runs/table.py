@@ -29,6 +29,12 @@ def place_text(place: int) -> str:
     return f"{place}{suffix} in line"
 
 
+def state_in_line(state: str, run_id: str, places: Mapping[str, int]) -> str:
+    """A run's state, with a queued run's place in line where it has one: 'queued (2nd in line)'
+    (`rnnreg list`, the Runs and Launch pages)."""
+    return f"{state} ({place_text(places[run_id])})" if state == "queued" and run_id in places else state
+
+
 def _mc_note(s: RunSummary) -> str:
     """' (N=1000, masks per stream)': how many passes, and how each drew its masks."""
     text = mc_passes_text(s.mc_samples, s.mc_protocol)
@@ -111,9 +117,8 @@ def _table_lines(summaries: list[RunSummary], handles: list[str], *, short: bool
         columns["DELAY"] = [str(s.delay) if s.delay is not None else "-" for s in summaries]
     if any(s.variant for s in summaries):  # settings other than the preset's
         columns["SETTINGS" if short else "OTHER SETTINGS"] = [_printable(s.variant) or "-" for s in summaries]
-    places = places or {}
-    columns["STATE"] = [s.state + (" (reference)" if s.read_only and not short else "")  # as the Runs page
-                        + (f" ({place_text(places[s.id])})" if s.state == "queued" and s.id in places else "")
+    columns["STATE"] = [state_in_line(s.state, s.id, places or {})
+                        + (" (reference)" if s.read_only and not short else "")  # as the Runs page
                         + (" !" if s.problems else "") for s in summaries]
     columns["EPOCHS"] = [f"{s.epochs_done}/{s.epochs_total if s.epochs_total is not None else '?'}" for s in summaries]
     columns["BEST VALID"] = [ppl_text(s.best_valid_ppl) for s in summaries]
@@ -121,7 +126,8 @@ def _table_lines(summaries: list[RunSummary], handles: list[str], *, short: bool
     if any(s.mc_test_ppl is not None for s in summaries):
         columns["MC TEST"] = [ppl_text(s.mc_test_ppl) + ("" if short else _mc_note(s)) for s in summaries]
     if any(s.test_accuracy is not None for s in summaries):  # memory-task runs
-        columns["RECALL" if short else "TEST RECALL"] = [f"{s.test_accuracy:.1%}" if s.test_accuracy is not None else "-" for s in summaries]
+        columns["RECALL" if short else "TEST RECALL"] = [
+            f"{s.test_accuracy:.1%}" if s.test_accuracy is not None else "-" for s in summaries]
     widths = {h: max(len(h), *map(len, cells)) for h, cells in columns.items()}
     left_out = []
     for header, keep in narrower:
