@@ -159,7 +159,7 @@ def live_runs() -> None:
         frames = common.run_frames(row["run"])
         epochs = frames.get("epochs")
         last = epochs.iloc[-1] if epochs is not None and len(epochs) else None
-        c1, c2, c3, c4, c5 = st.columns([3, 2, 2, 2, 1.2], vertical_alignment="center")
+        c1, c2, c3, c4, c5 = st.columns([3, 2, 2, 1.5, 1.6], vertical_alignment="center")  # room for "Cancel"
         c1.markdown(f"**{common.escape_markdown(row['label'])}**  \n`{row['run']}`")
         state = state_in_line(row["state"], row["run"], in_line)
         c2.markdown(f"{state}  \nepoch {store.epochs_text(row['epochs_done'], row['epochs_total'])}")
